@@ -1,0 +1,313 @@
+//! CSV mapping: columns are found by header name (order-free, case-insensitive) and each row
+//! becomes a [`GameRound`] or a [`RowError`] naming its line, column and reason.
+
+use chrono::{DateTime, NaiveDateTime};
+use csv_async::ByteRecord;
+use serde::Serialize;
+
+use crate::domain::{Money, PlayerId};
+use crate::round::GameRound;
+
+/// The columns a game-round export must have, in the canonical order.
+pub const COLUMNS: [&str; 10] = [
+    "created_timestamp",
+    "game_instance_id",
+    "user_id",
+    "game_id",
+    "real_amount_bet",
+    "bonus_amount_bet",
+    "real_amount_win",
+    "bonus_amount_win",
+    "game_name",
+    "provider",
+];
+
+/// Why a header row cannot be used; nothing of the upload is produced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("missing required column(s): {}", .0.join(", "))]
+    MissingColumns(Vec<&'static str>),
+    #[error("column `{0}` appears more than once")]
+    DuplicateColumn(String),
+    #[error("the header is not valid text")]
+    NotText,
+    #[error("the file is empty")]
+    Empty,
+}
+
+/// A rejected row: where it is and why. Lines are 1-based, counting the header as line 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowError {
+    pub line: u64,
+    pub column: Option<&'static str>,
+    pub reason: String,
+}
+
+/// Positions of the required columns in a file, found from its header.
+#[derive(Debug, Clone)]
+pub struct HeaderMap {
+    positions: [usize; COLUMNS.len()],
+    unknown: Vec<String>,
+    width: usize,
+}
+
+impl HeaderMap {
+    /// Reads a header row. Names are trimmed, compared case-insensitively and may carry a
+    /// leading byte-order mark; columns beyond the required ones are ignored and reported.
+    pub fn parse(header: &ByteRecord) -> Result<HeaderMap, HeaderError> {
+        if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
+            return Err(HeaderError::Empty);
+        }
+        let mut positions = [usize::MAX; COLUMNS.len()];
+        let mut unknown = Vec::new();
+        for (index, raw) in header.iter().enumerate() {
+            let name = std::str::from_utf8(raw).map_err(|_| HeaderError::NotText)?;
+            let name = name
+                .trim_start_matches('\u{feff}')
+                .trim()
+                .to_ascii_lowercase();
+            match COLUMNS.iter().position(|c| *c == name) {
+                Some(column) if positions[column] != usize::MAX => {
+                    return Err(HeaderError::DuplicateColumn(name));
+                }
+                Some(column) => positions[column] = index,
+                None => unknown.push(name),
+            }
+        }
+        let missing: Vec<&'static str> = COLUMNS
+            .iter()
+            .zip(positions)
+            .filter(|(_, p)| *p == usize::MAX)
+            .map(|(c, _)| *c)
+            .collect();
+        if !missing.is_empty() {
+            return Err(HeaderError::MissingColumns(missing));
+        }
+        Ok(HeaderMap {
+            positions,
+            unknown,
+            width: header.len(),
+        })
+    }
+
+    /// Header names that are not game-round columns (ignored).
+    pub fn unknown_columns(&self) -> &[String] {
+        &self.unknown
+    }
+
+    /// Parses one data row found at `line`.
+    pub fn parse_row(&self, record: &ByteRecord, line: u64) -> Result<GameRound, RowError> {
+        if record.len() != self.width {
+            return Err(RowError {
+                line,
+                column: None,
+                reason: format!(
+                    "row has {} fields, the header has {}",
+                    record.len(),
+                    self.width
+                ),
+            });
+        }
+        let cell = |column: usize| -> Result<&str, RowError> {
+            std::str::from_utf8(&record[self.positions[column]]).map_err(|_| RowError {
+                line,
+                column: Some(COLUMNS[column]),
+                reason: "not valid text".to_owned(),
+            })
+        };
+        let fail = |column: usize, reason: String| RowError {
+            line,
+            column: Some(COLUMNS[column]),
+            reason,
+        };
+        let money = |column: usize| -> Result<Option<Money>, RowError> {
+            Money::parse_cell(cell(column)?).map_err(|e| fail(column, e.to_string()))
+        };
+        let integer = |column: usize| -> Result<i64, RowError> {
+            let text = cell(column)?.trim();
+            match text.parse::<i64>() {
+                Ok(value) if value >= 0 => Ok(value),
+                _ => Err(fail(
+                    column,
+                    format!("`{}` is not a non-negative integer", truncate(text)),
+                )),
+            }
+        };
+        let created = cell(0)?;
+        let created_timestamp = parse_timestamp(created).ok_or_else(|| {
+            fail(
+                0,
+                format!(
+                    "`{}` is not a timestamp like 2019-10-22 08:20:42",
+                    truncate(created)
+                ),
+            )
+        })?;
+        Ok(GameRound {
+            created_timestamp,
+            game_instance_id: integer(1)?,
+            user_id: PlayerId::parse(cell(2)?).map_err(|e| fail(2, e.to_string()))?,
+            game_id: integer(3)?,
+            real_amount_bet: money(4)?,
+            bonus_amount_bet: money(5)?,
+            real_amount_win: money(6)?,
+            bonus_amount_win: money(7)?,
+            game_name: cell(8)?.to_owned(),
+            provider: cell(9)?.to_owned(),
+        })
+    }
+}
+
+/// Parses `YYYY-MM-DD HH:MM:SS[.fff]` (UTC) or RFC 3339 into milliseconds since the epoch.
+fn parse_timestamp(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(naive) = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f") {
+        return Some(naive.and_utc().timestamp_millis());
+    }
+    if let Ok(naive) = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f") {
+        return Some(naive.and_utc().timestamp_millis());
+    }
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+fn truncate(text: &str) -> &str {
+    match text.char_indices().nth(40) {
+        Some((index, _)) => &text[..index],
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(fields: &[&str]) -> ByteRecord {
+        ByteRecord::from(fields.to_vec())
+    }
+
+    fn header() -> HeaderMap {
+        HeaderMap::parse(&record(&COLUMNS)).unwrap()
+    }
+
+    #[test]
+    fn header_is_matched_by_name_in_any_order_and_case() {
+        let map = HeaderMap::parse(&record(&[
+            "\u{feff}Provider",
+            "GAME_NAME",
+            "extra",
+            "bonus_amount_win",
+            "real_amount_win",
+            "bonus_amount_bet",
+            "real_amount_bet",
+            "game_id",
+            " user_id ",
+            "game_instance_id",
+            "created_timestamp",
+        ]))
+        .unwrap();
+        assert_eq!(map.unknown_columns(), ["extra"]);
+        let round = map
+            .parse_row(
+                &record(&[
+                    "Play'n GO",
+                    "Reactoonz",
+                    "x",
+                    "",
+                    "NaN",
+                    "0",
+                    "25",
+                    "25062",
+                    "ef06d5cbf35386ff2203d186eeff7923",
+                    "20002",
+                    "2019-10-22 08:20:44",
+                ]),
+                2,
+            )
+            .unwrap();
+        assert_eq!(round.provider, "Play'n GO");
+        assert_eq!(round.game_name, "Reactoonz");
+        assert_eq!(round.real_amount_bet, Some(Money::from_scaled(250_000)));
+        assert_eq!(round.real_amount_win, None);
+        assert_eq!(round.bonus_amount_win, None);
+        assert_eq!(round.game_instance_id, 20002);
+        assert_eq!(round.created_timestamp, 1_571_732_444_000);
+    }
+
+    #[test]
+    fn header_missing_columns_are_all_named() {
+        let error = HeaderMap::parse(&record(&["created_timestamp", "user_id"])).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "missing required column(s): game_instance_id, game_id, real_amount_bet, \
+             bonus_amount_bet, real_amount_win, bonus_amount_win, game_name, provider"
+        );
+    }
+
+    #[test]
+    fn header_with_a_duplicate_column_is_refused() {
+        let mut names = COLUMNS.to_vec();
+        names.push("User_Id");
+        assert_eq!(
+            HeaderMap::parse(&record(&names)).unwrap_err(),
+            HeaderError::DuplicateColumn("user_id".into())
+        );
+    }
+
+    #[test]
+    fn bad_rows_name_their_line_column_and_reason() {
+        let map = header();
+        let good = [
+            "2019-10-22 08:20:42",
+            "20000",
+            "9ece8c4020f8aed10676cd1c56a41889",
+            "24002",
+            "2",
+            "0",
+            "0",
+            "0",
+            "Gonzo's Quest",
+            "NetEnt",
+        ];
+        assert!(map.parse_row(&record(&good), 2).is_ok());
+
+        let mut bad = good;
+        bad[4] = "two";
+        let error = map.parse_row(&record(&bad), 7).unwrap_err();
+        assert_eq!(error.line, 7);
+        assert_eq!(error.column, Some("real_amount_bet"));
+        assert_eq!(error.reason, "not a decimal number");
+
+        let mut bad = good;
+        bad[0] = "yesterday";
+        let error = map.parse_row(&record(&bad), 3).unwrap_err();
+        assert_eq!(error.column, Some("created_timestamp"));
+
+        let mut bad = good;
+        bad[2] = "not-hex";
+        assert_eq!(
+            map.parse_row(&record(&bad), 3).unwrap_err().column,
+            Some("user_id")
+        );
+
+        let mut bad = good;
+        bad[1] = "-4";
+        assert_eq!(
+            map.parse_row(&record(&bad), 3).unwrap_err().column,
+            Some("game_instance_id")
+        );
+
+        let error = map.parse_row(&record(&good[..5]), 9).unwrap_err();
+        assert_eq!(error.column, None);
+        assert_eq!(error.reason, "row has 5 fields, the header has 10");
+    }
+
+    #[test]
+    fn timestamps_accept_the_export_format_and_rfc3339() {
+        assert_eq!(parse_timestamp("1970-01-01 00:00:01"), Some(1000));
+        assert_eq!(parse_timestamp("1970-01-01T00:00:01.5"), Some(1500));
+        assert_eq!(parse_timestamp("1970-01-01T01:00:01+01:00"), Some(1000));
+        assert_eq!(parse_timestamp("1970-01-01"), None);
+    }
+}

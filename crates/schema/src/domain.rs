@@ -1,0 +1,213 @@
+//! Value types of the game-round domain. Each has a private representation and a `parse`
+//! constructor, so that holding one proves the input was valid.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Number of decimal places kept for money. Amounts with more places are rejected, never rounded.
+pub const MONEY_SCALE: u32 = 4;
+const MONEY_FACTOR: i64 = 10_i64.pow(MONEY_SCALE);
+
+/// An exact amount of money, held as an integer number of 10^-4 units.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Money(i64);
+
+/// Why a money cell could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoneyError {
+    #[error("not a decimal number")]
+    NotANumber,
+    #[error("more than {MONEY_SCALE} decimal places")]
+    TooPrecise,
+    #[error("out of range")]
+    OutOfRange,
+}
+
+impl Money {
+    pub const ZERO: Money = Money(0);
+
+    /// Parses a cell of a money column. Empty cells and `NaN` (any case) are `None`: the amount
+    /// is unknown, which is different from zero.
+    pub fn parse_cell(cell: &str) -> Result<Option<Money>, MoneyError> {
+        let cell = cell.trim();
+        if cell.is_empty() || cell.eq_ignore_ascii_case("nan") {
+            return Ok(None);
+        }
+        Money::parse(cell).map(Some)
+    }
+
+    /// Parses a plain decimal such as `-12.5`, exactly.
+    pub fn parse(text: &str) -> Result<Money, MoneyError> {
+        let (negative, digits) = match text.as_bytes().first() {
+            Some(b'-') => (true, &text[1..]),
+            Some(b'+') => (false, &text[1..]),
+            _ => (false, text),
+        };
+        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+        if (whole.is_empty() && fraction.is_empty())
+            || !whole.bytes().all(|b| b.is_ascii_digit())
+            || !fraction.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(MoneyError::NotANumber);
+        }
+        let fraction = fraction.trim_end_matches('0');
+        if fraction.len() > MONEY_SCALE as usize {
+            return Err(MoneyError::TooPrecise);
+        }
+        let mut units: i64 = 0;
+        for b in whole.bytes() {
+            units = units
+                .checked_mul(10)
+                .and_then(|u| u.checked_add(i64::from(b - b'0')))
+                .ok_or(MoneyError::OutOfRange)?;
+        }
+        let mut scaled_fraction: i64 = 0;
+        for i in 0..MONEY_SCALE as usize {
+            let digit = fraction
+                .as_bytes()
+                .get(i)
+                .map_or(0, |b| i64::from(b - b'0'));
+            scaled_fraction = scaled_fraction * 10 + digit;
+        }
+        let units = units
+            .checked_mul(MONEY_FACTOR)
+            .and_then(|u| u.checked_add(scaled_fraction))
+            .ok_or(MoneyError::OutOfRange)?;
+        Ok(Money(if negative { -units } else { units }))
+    }
+
+    /// Builds an amount from its scaled integer form (10^-4 units).
+    pub const fn from_scaled(units: i64) -> Money {
+        Money(units)
+    }
+
+    /// The scaled integer form (10^-4 units), as stored in Avro and ClickHouse `Decimal(18, 4)`.
+    pub const fn scaled(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&format_scaled(i128::from(self.0)))
+    }
+}
+
+/// Formats an integer of 10^-4 units as a plain decimal string without trailing zeros
+/// (`12500` → `"1.25"`). Used for sums, which may exceed `i64`.
+pub fn format_scaled(units: i128) -> String {
+    let factor = i128::from(MONEY_FACTOR);
+    let sign = if units < 0 { "-" } else { "" };
+    let abs = units.unsigned_abs();
+    let whole = abs / factor as u128;
+    let fraction = abs % factor as u128;
+    if fraction == 0 {
+        format!("{sign}{whole}")
+    } else {
+        let digits = format!("{fraction:0width$}", width = MONEY_SCALE as usize);
+        format!("{sign}{whole}.{}", digits.trim_end_matches('0'))
+    }
+}
+
+/// A player's id: exactly 32 hexadecimal characters, normalised to lower case.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct PlayerId(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a player id is 32 hexadecimal characters")]
+pub struct PlayerIdError;
+
+impl PlayerId {
+    pub fn parse(text: &str) -> Result<PlayerId, PlayerIdError> {
+        let text = text.trim();
+        if text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(PlayerId(text.to_ascii_lowercase()))
+        } else {
+            Err(PlayerIdError)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for PlayerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for PlayerId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        PlayerId::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_parses_exact_decimals() {
+        assert_eq!(Money::parse("2").unwrap().scaled(), 20_000);
+        assert_eq!(Money::parse("0.05").unwrap().scaled(), 500);
+        assert_eq!(Money::parse("-1.2345").unwrap().scaled(), -12_345);
+        assert_eq!(Money::parse(".5").unwrap().scaled(), 5_000);
+        assert_eq!(Money::parse("3.10000").unwrap().scaled(), 31_000);
+    }
+
+    #[test]
+    fn money_cells_that_are_empty_or_nan_are_unknown() {
+        assert_eq!(Money::parse_cell(""), Ok(None));
+        assert_eq!(Money::parse_cell("NaN"), Ok(None));
+        assert_eq!(Money::parse_cell("nan"), Ok(None));
+        assert_eq!(
+            Money::parse_cell(" 1 "),
+            Ok(Some(Money::from_scaled(10_000)))
+        );
+    }
+
+    #[test]
+    fn money_rejects_garbage_and_excess_precision() {
+        assert_eq!(Money::parse("abc"), Err(MoneyError::NotANumber));
+        assert_eq!(Money::parse("1e5"), Err(MoneyError::NotANumber));
+        assert_eq!(Money::parse("-"), Err(MoneyError::NotANumber));
+        assert_eq!(Money::parse("."), Err(MoneyError::NotANumber));
+        assert_eq!(Money::parse("0.00001"), Err(MoneyError::TooPrecise));
+        assert_eq!(
+            Money::parse("99999999999999999999"),
+            Err(MoneyError::OutOfRange)
+        );
+    }
+
+    #[test]
+    fn money_displays_without_trailing_zeros() {
+        assert_eq!(Money::from_scaled(12_500).to_string(), "1.25");
+        assert_eq!(Money::from_scaled(-500).to_string(), "-0.05");
+        assert_eq!(Money::from_scaled(20_000).to_string(), "2");
+        assert_eq!(
+            format_scaled(i128::from(i64::MAX) * 4),
+            "3689348814741910.3228"
+        );
+    }
+
+    #[test]
+    fn player_ids_are_32_hex_characters_in_lower_case() {
+        let id = PlayerId::parse("9ECE8C4020F8AED10676CD1C56A41889").unwrap();
+        assert_eq!(id.as_str(), "9ece8c4020f8aed10676cd1c56a41889");
+        assert!(PlayerId::parse("9ece8c40").is_err());
+        assert!(PlayerId::parse("' OR 1=1 --                     ").is_err());
+        assert!(PlayerId::parse("zzzz8c4020f8aed10676cd1c56a41889").is_err());
+    }
+}

@@ -1,0 +1,26 @@
+//! The one record every Sluice service agrees on: a game round.
+//!
+//! Raw CSV becomes a [`GameRound`] at the edge (parse, don't validate), travels through Kafka as
+//! Avro single-object encoded bytes, and lands in ClickHouse through the migrations kept here.
+//!
+//! # Layout
+//! - [`domain`]: value types with private fields and `parse` constructors ([`Money`], [`PlayerId`]).
+//! - [`round`]: the [`GameRound`] record itself, the unit that flows through the system.
+//! - [`csv`]: header mapping by name and row parsing with line/column/reason errors.
+//! - [`avro`]: the Avro schema from `schemas/` and the single-object codec on the serde path.
+//! - [`migrations`]: numbered ClickHouse DDL files from `schemas/clickhouse/`.
+//! - `kafka` (feature `kafka`): topic creation shared by the producer and the consumer.
+//! - `telemetry` (feature `telemetry`): tracing and Prometheus set-up shared by the services.
+
+pub mod avro;
+pub mod csv;
+pub mod domain;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+pub mod migrations;
+pub mod round;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
+
+pub use domain::{Money, PlayerId};
+pub use round::GameRound;
