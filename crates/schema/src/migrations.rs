@@ -17,6 +17,78 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     sql: include_str!("../../../schemas/clickhouse/0001_game_rounds.sql"),
 }];
 
+/// Connects to ClickHouse and names the database every unqualified table lives in.
+#[cfg(feature = "clickhouse")]
+pub fn client(url: &str, database: &str, user: &str, password: &str) -> clickhouse::Client {
+    clickhouse::Client::default()
+        .with_url(url)
+        .with_database(database)
+        .with_user(user)
+        .with_password(password)
+        // Row-type validation needs `RowBinaryWithNamesAndTypes`, which ClickHouse 18.16 lacks.
+        .with_validation(false)
+}
+
+/// Why the migrations could not be applied.
+#[cfg(feature = "clickhouse")]
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    #[error("`{0}` is not a valid database name (letters, digits and `_` only)")]
+    BadDatabaseName(String),
+    #[error("migration {version} ({name}) failed: {source}")]
+    Failed {
+        version: u32,
+        name: &'static str,
+        source: clickhouse::error::Error,
+    },
+}
+
+/// Creates the database if needed and applies every migration, in order. Idempotent.
+#[cfg(feature = "clickhouse")]
+pub async fn apply(client: &clickhouse::Client, database: &str) -> Result<(), MigrationError> {
+    if database.is_empty()
+        || !database
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(MigrationError::BadDatabaseName(database.to_owned()));
+    }
+    let create_database = Migration {
+        version: 0,
+        name: "database",
+        sql: "CREATE DATABASE IF NOT EXISTS ",
+    };
+    // The database must exist before a client that names it can run anything.
+    client
+        .clone()
+        .with_database("default")
+        .query(&format!("{}{database}", create_database.sql))
+        .execute()
+        .await
+        .map_err(|source| MigrationError::Failed {
+            version: create_database.version,
+            name: create_database.name,
+            source,
+        })?;
+    for migration in MIGRATIONS {
+        client
+            .query(migration.sql)
+            .execute()
+            .await
+            .map_err(|source| MigrationError::Failed {
+                version: migration.version,
+                name: migration.name,
+                source,
+            })?;
+        tracing::debug!(
+            version = migration.version,
+            name = migration.name,
+            "Migration applied."
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

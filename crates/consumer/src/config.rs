@@ -1,0 +1,135 @@
+//! Consumer configuration, read once at start-up from `SLUICE_CONSUMER_*` environment variables.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Every setting of the consumer. Each field is read from `SLUICE_CONSUMER_<FIELD>`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    /// Address of the HTTP server for `/health`, `/ready` and `/metrics`. Default `127.0.0.1:8082`.
+    #[serde(default = "defaults::listen_addr")]
+    pub listen_addr: String,
+    /// Kafka bootstrap servers, comma separated. Default `127.0.0.1:9092`.
+    #[serde(default = "defaults::kafka_brokers")]
+    pub kafka_brokers: String,
+    /// Topic to consume. Default `game_rounds`.
+    #[serde(default = "defaults::topic")]
+    pub topic: String,
+    /// Partitions of the topic when the consumer has to create it. Default 8.
+    #[serde(default = "defaults::topic_partitions")]
+    pub topic_partitions: i32,
+    /// Consumer group; every instance of one group shares the partitions. Default `sluice-consumer`.
+    #[serde(default = "defaults::group_id")]
+    pub group_id: String,
+    /// Kafka `session.timeout.ms`: how soon a dead instance's partitions move on. Default 10000.
+    #[serde(default = "defaults::session_timeout_ms")]
+    pub session_timeout_ms: u64,
+    /// ClickHouse HTTP endpoint. Default `http://127.0.0.1:8123`.
+    #[serde(default = "defaults::clickhouse_url")]
+    pub clickhouse_url: String,
+    /// ClickHouse database; created with the tables at start-up. Default `sluice`.
+    #[serde(default = "defaults::clickhouse_database")]
+    pub clickhouse_database: String,
+    /// ClickHouse user. Default `default`.
+    #[serde(default = "defaults::clickhouse_user")]
+    pub clickhouse_user: String,
+    /// ClickHouse password. Default empty.
+    #[serde(default = "defaults::clickhouse_password")]
+    pub clickhouse_password: SecretString,
+    /// A batch is inserted when it holds this many rows. Default 50000.
+    #[serde(default = "defaults::batch_max_rows")]
+    pub batch_max_rows: usize,
+    /// A batch is inserted when its Kafka payloads reach this many bytes. Default 16 MiB.
+    #[serde(default = "defaults::batch_max_bytes")]
+    pub batch_max_bytes: usize,
+    /// A non-empty batch is inserted at the latest this long after its first record. Default 1000.
+    #[serde(default = "defaults::batch_timeout_ms")]
+    pub batch_timeout_ms: u64,
+    /// First wait before retrying a failed insert; doubles up to `insert_retry_max_ms`. Default 200.
+    #[serde(default = "defaults::insert_retry_initial_ms")]
+    pub insert_retry_initial_ms: u64,
+    /// Longest wait between insert retries. Default 10000.
+    #[serde(default = "defaults::insert_retry_max_ms")]
+    pub insert_retry_max_ms: u64,
+}
+
+impl Config {
+    /// Reads the configuration from the environment, naming the bad variable on failure.
+    pub fn from_env() -> Result<Config, envy::Error> {
+        envy::prefixed("SLUICE_CONSUMER_").from_env()
+    }
+
+    /// The defaults with the given endpoints: what tests and examples start from.
+    pub fn with_endpoints(
+        kafka_brokers: impl Into<String>,
+        clickhouse_url: impl Into<String>,
+    ) -> Config {
+        Config {
+            listen_addr: defaults::listen_addr(),
+            kafka_brokers: kafka_brokers.into(),
+            topic: defaults::topic(),
+            topic_partitions: defaults::topic_partitions(),
+            group_id: defaults::group_id(),
+            session_timeout_ms: defaults::session_timeout_ms(),
+            clickhouse_url: clickhouse_url.into(),
+            clickhouse_database: defaults::clickhouse_database(),
+            clickhouse_user: defaults::clickhouse_user(),
+            clickhouse_password: defaults::clickhouse_password(),
+            batch_max_rows: defaults::batch_max_rows(),
+            batch_max_bytes: defaults::batch_max_bytes(),
+            batch_timeout_ms: defaults::batch_timeout_ms(),
+            insert_retry_initial_ms: defaults::insert_retry_initial_ms(),
+            insert_retry_max_ms: defaults::insert_retry_max_ms(),
+        }
+    }
+}
+
+mod defaults {
+    use secrecy::SecretString;
+
+    pub fn listen_addr() -> String {
+        "127.0.0.1:8082".into()
+    }
+    pub fn kafka_brokers() -> String {
+        "127.0.0.1:9092".into()
+    }
+    pub fn topic() -> String {
+        "game_rounds".into()
+    }
+    pub fn topic_partitions() -> i32 {
+        8
+    }
+    pub fn group_id() -> String {
+        "sluice-consumer".into()
+    }
+    pub fn session_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn clickhouse_url() -> String {
+        "http://127.0.0.1:8123".into()
+    }
+    pub fn clickhouse_database() -> String {
+        "sluice".into()
+    }
+    pub fn clickhouse_user() -> String {
+        "default".into()
+    }
+    pub fn clickhouse_password() -> SecretString {
+        SecretString::from("")
+    }
+    pub fn batch_max_rows() -> usize {
+        50_000
+    }
+    pub fn batch_max_bytes() -> usize {
+        16 << 20
+    }
+    pub fn batch_timeout_ms() -> u64 {
+        1_000
+    }
+    pub fn insert_retry_initial_ms() -> u64 {
+        200
+    }
+    pub fn insert_retry_max_ms() -> u64 {
+        10_000
+    }
+}

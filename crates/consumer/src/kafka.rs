@@ -1,0 +1,85 @@
+//! The Kafka side of the consumer: a group member that stores offsets by hand (only after the
+//! insert) and lets librdkafka auto-commit what was stored.
+
+use std::sync::{Arc, Mutex};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+
+use crate::config::Config;
+
+/// Notes which partitions a rebalance took away, for the ingest loop to drop their records.
+#[derive(Default, Clone)]
+pub struct RebalanceNotes {
+    revoked: Arc<Mutex<Vec<i32>>>,
+}
+
+impl RebalanceNotes {
+    /// Partitions revoked since the last call.
+    pub fn take_revoked(&self) -> Vec<i32> {
+        std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl ClientContext for RebalanceNotes {}
+
+impl ConsumerContext for RebalanceNotes {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            let revoked: Vec<i32> = partitions
+                .elements()
+                .iter()
+                .map(|e| e.partition())
+                .collect();
+            tracing::info!(?revoked, "Partitions revoked.");
+            self.revoked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(revoked);
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            let assigned: Vec<i32> = partitions
+                .elements()
+                .iter()
+                .map(|e| e.partition())
+                .collect();
+            tracing::info!(?assigned, "Partitions assigned.");
+        }
+    }
+}
+
+pub type RoundConsumer = StreamConsumer<RebalanceNotes>;
+
+/// Joins the consumer group and subscribes to the topic.
+pub fn subscribe(config: &Config, notes: RebalanceNotes) -> KafkaResult<RoundConsumer> {
+    let consumer: RoundConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka_brokers)
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.commit.interval.ms", "1000")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", config.session_timeout_ms.to_string())
+        .set("fetch.max.bytes", "52428800")
+        .set("queued.max.messages.kbytes", "65536")
+        .create_with_context(notes)?;
+    consumer.subscribe(&[&config.topic])?;
+    Ok(consumer)
+}
+
+/// Stores `next_offsets` (partition → next offset to read) for the next auto-commit.
+pub fn store_offsets(
+    consumer: &RoundConsumer,
+    topic: &str,
+    next_offsets: impl Iterator<Item = (i32, i64)>,
+) -> KafkaResult<()> {
+    let mut list = TopicPartitionList::new();
+    for (partition, offset) in next_offsets {
+        list.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    }
+    consumer.store_offsets(&list)
+}

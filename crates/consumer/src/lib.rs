@@ -1,0 +1,120 @@
+//! The Sluice consumer: a Kafka consumer-group member that batches game rounds into ClickHouse
+//! and stores offsets only after ClickHouse acknowledged the insert.
+//!
+//! # Layout
+//! - [`config`]: the one typed `Config`, read from `SLUICE_CONSUMER_*` variables.
+//! - [`kafka`]: group membership, rebalance notes and offset storing.
+//! - [`batcher`]: the per-partition batch and the offsets it will let us store.
+//! - [`inserter`]: the RowBinary row type and the one-insert-per-batch write.
+//! - [`pipeline`]: the loop tying them together, with retries and graceful shutdown.
+
+pub mod batcher;
+pub mod config;
+pub mod inserter;
+pub mod kafka;
+pub mod pipeline;
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+/// A consumer ready to run: migrations applied, group joined, listener bound.
+pub struct Application {
+    port: u16,
+    server: Server,
+    pipeline: pipeline::Pipeline,
+}
+
+struct HealthState {
+    running: Arc<AtomicBool>,
+    metrics: PrometheusHandle,
+}
+
+impl Application {
+    /// Applies the ClickHouse migrations, makes sure the topic exists and joins the group.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let clickhouse = sluice_schema::migrations::client(
+            &config.clickhouse_url,
+            &config.clickhouse_database,
+            &config.clickhouse_user,
+            config.clickhouse_password.expose_secret(),
+        );
+        sluice_schema::migrations::apply(&clickhouse, &config.clickhouse_database).await?;
+        sluice_schema::kafka::ensure_topic(
+            &config.kafka_brokers,
+            &config.topic,
+            config.topic_partitions,
+            1,
+        )
+        .await?;
+        let notes = kafka::RebalanceNotes::default();
+        let consumer = kafka::subscribe(&config, notes.clone())?;
+        let running = Arc::new(AtomicBool::new(false));
+        let state = web::Data::new(HealthState {
+            running: Arc::clone(&running),
+            metrics: sluice_schema::telemetry::prometheus(),
+        });
+        let listener = TcpListener::bind(&config.listen_addr)?;
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .route("/health", web::get().to(health))
+                .route("/ready", web::get().to(ready))
+                .route("/metrics", web::get().to(metrics))
+        })
+        .listen(listener)?
+        .disable_signals()
+        .run();
+        Ok(Application {
+            port,
+            server,
+            pipeline: pipeline::Pipeline {
+                consumer,
+                notes,
+                clickhouse,
+                config,
+                running,
+            },
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Consumes until `shutdown` fires; then flushes and commits what it holds and returns.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        self.pipeline.run(shutdown).await;
+        handle.stop(true).await;
+        server.await.map_err(std::io::Error::other)?
+    }
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+async fn ready(state: web::Data<HealthState>) -> HttpResponse {
+    if state.running.load(Ordering::SeqCst) {
+        HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))
+    } else {
+        HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "starting"}))
+    }
+}
+
+async fn metrics(state: web::Data<HealthState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}

@@ -1,0 +1,130 @@
+//! Gateway configuration, read once at start-up from `SLUICE_GATEWAY_*` environment variables.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Every setting of the gateway. Each field is read from `SLUICE_GATEWAY_<FIELD>`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    /// Address the HTTP server binds to. Default `127.0.0.1:8081`.
+    #[serde(default = "defaults::listen_addr")]
+    pub listen_addr: String,
+    /// Token for the admin API (`Authorization: Bearer …`), at least 16 characters. Required.
+    pub admin_token: SecretString,
+    /// Redis holding API keys and credits. Default `redis://127.0.0.1:6379/`.
+    #[serde(default = "defaults::redis_url")]
+    pub redis_url: String,
+    /// Prefix of every Redis key the gateway writes. Default `sluice:`.
+    #[serde(default = "defaults::redis_key_prefix")]
+    pub redis_key_prefix: String,
+    /// ClickHouse HTTP endpoint. Default `http://127.0.0.1:8123`.
+    #[serde(default = "defaults::clickhouse_url")]
+    pub clickhouse_url: String,
+    /// ClickHouse database holding `game_rounds`. Default `sluice`.
+    #[serde(default = "defaults::clickhouse_database")]
+    pub clickhouse_database: String,
+    /// ClickHouse user. Default `default`.
+    #[serde(default = "defaults::clickhouse_user")]
+    pub clickhouse_user: String,
+    /// ClickHouse password. Default empty.
+    #[serde(default = "defaults::clickhouse_password")]
+    pub clickhouse_password: SecretString,
+    /// Credits charged for one `GET /aggregated_game_rounds`. Default 1.
+    #[serde(default = "defaults::query_cost")]
+    pub query_cost: u64,
+    /// Rows per answer when the request names no `limit`. Default 1000.
+    #[serde(default = "defaults::default_limit")]
+    pub default_limit: u32,
+    /// Largest `limit` a request may ask for. Default 10000.
+    #[serde(default = "defaults::max_limit")]
+    pub max_limit: u32,
+}
+
+/// A setting that cannot work.
+#[derive(Debug, thiserror::Error)]
+#[error("SLUICE_GATEWAY_{variable}: {reason}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub reason: &'static str,
+}
+
+impl Config {
+    /// Reads the configuration from the environment, naming the bad variable on failure.
+    pub fn from_env() -> anyhow::Result<Config> {
+        let config: Config = envy::prefixed("SLUICE_GATEWAY_").from_env()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The defaults with the given endpoints and admin token: what tests start from.
+    pub fn with_endpoints(
+        redis_url: impl Into<String>,
+        clickhouse_url: impl Into<String>,
+        admin_token: impl Into<String>,
+    ) -> Config {
+        Config {
+            listen_addr: defaults::listen_addr(),
+            admin_token: SecretString::from(admin_token.into()),
+            redis_url: redis_url.into(),
+            redis_key_prefix: defaults::redis_key_prefix(),
+            clickhouse_url: clickhouse_url.into(),
+            clickhouse_database: defaults::clickhouse_database(),
+            clickhouse_user: defaults::clickhouse_user(),
+            clickhouse_password: defaults::clickhouse_password(),
+            query_cost: defaults::query_cost(),
+            default_limit: defaults::default_limit(),
+            max_limit: defaults::max_limit(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.admin_token.expose_secret().len() < 16 {
+            return Err(ConfigError {
+                variable: "ADMIN_TOKEN",
+                reason: "must be at least 16 characters",
+            });
+        }
+        if self.default_limit == 0 || self.default_limit > self.max_limit {
+            return Err(ConfigError {
+                variable: "DEFAULT_LIMIT",
+                reason: "must be between 1 and SLUICE_GATEWAY_MAX_LIMIT",
+            });
+        }
+        Ok(())
+    }
+}
+
+mod defaults {
+    use secrecy::SecretString;
+
+    pub fn listen_addr() -> String {
+        "127.0.0.1:8081".into()
+    }
+    pub fn redis_url() -> String {
+        "redis://127.0.0.1:6379/".into()
+    }
+    pub fn redis_key_prefix() -> String {
+        "sluice:".into()
+    }
+    pub fn clickhouse_url() -> String {
+        "http://127.0.0.1:8123".into()
+    }
+    pub fn clickhouse_database() -> String {
+        "sluice".into()
+    }
+    pub fn clickhouse_user() -> String {
+        "default".into()
+    }
+    pub fn clickhouse_password() -> SecretString {
+        SecretString::from("")
+    }
+    pub fn query_cost() -> u64 {
+        1
+    }
+    pub fn default_limit() -> u32 {
+        1_000
+    }
+    pub fn max_limit() -> u32 {
+        10_000
+    }
+}

@@ -1,0 +1,89 @@
+//! Producer configuration, read once at start-up from `SLUICE_PRODUCER_*` environment variables.
+
+use serde::Deserialize;
+
+/// Every setting of the producer. Each field is read from `SLUICE_PRODUCER_<FIELD>`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    /// Address the HTTP server binds to. Default `127.0.0.1:8080`.
+    #[serde(default = "defaults::listen_addr")]
+    pub listen_addr: String,
+    /// Kafka bootstrap servers, comma separated. Default `127.0.0.1:9092`.
+    #[serde(default = "defaults::kafka_brokers")]
+    pub kafka_brokers: String,
+    /// Topic the game rounds are written to. Default `game_rounds`.
+    #[serde(default = "defaults::topic")]
+    pub topic: String,
+    /// Partitions of the topic when the producer has to create it. Default 8.
+    #[serde(default = "defaults::topic_partitions")]
+    pub topic_partitions: i32,
+    /// Replication factor of the topic when the producer has to create it. Default 1.
+    #[serde(default = "defaults::topic_replication_factor")]
+    pub topic_replication_factor: i32,
+    /// Largest accepted upload body in bytes; larger uploads get 413. Default 64 GiB.
+    #[serde(default = "defaults::max_upload_bytes")]
+    pub max_upload_bytes: u64,
+    /// Records handed to Kafka but not yet acknowledged, at most; reading the upload pauses
+    /// at this bound (backpressure to the client). Default 100000.
+    #[serde(default = "defaults::max_in_flight")]
+    pub max_in_flight: usize,
+    /// How many rejected rows the receipt lists (all are counted). Default 100.
+    #[serde(default = "defaults::max_rejects_listed")]
+    pub max_rejects_listed: usize,
+    /// How long Kafka may take to acknowledge a record before the upload fails with 503, in
+    /// milliseconds (librdkafka `message.timeout.ms`). Default 30000.
+    #[serde(default = "defaults::delivery_timeout_ms")]
+    pub delivery_timeout_ms: u64,
+}
+
+impl Config {
+    /// Reads the configuration from the environment, naming the bad variable on failure.
+    pub fn from_env() -> Result<Config, envy::Error> {
+        envy::prefixed("SLUICE_PRODUCER_").from_env()
+    }
+
+    /// The defaults, with the given Kafka brokers: what tests and examples start from.
+    pub fn with_brokers(kafka_brokers: impl Into<String>) -> Config {
+        Config {
+            listen_addr: defaults::listen_addr(),
+            kafka_brokers: kafka_brokers.into(),
+            topic: defaults::topic(),
+            topic_partitions: defaults::topic_partitions(),
+            topic_replication_factor: defaults::topic_replication_factor(),
+            max_upload_bytes: defaults::max_upload_bytes(),
+            max_in_flight: defaults::max_in_flight(),
+            max_rejects_listed: defaults::max_rejects_listed(),
+            delivery_timeout_ms: defaults::delivery_timeout_ms(),
+        }
+    }
+}
+
+mod defaults {
+    pub fn listen_addr() -> String {
+        "127.0.0.1:8080".into()
+    }
+    pub fn kafka_brokers() -> String {
+        "127.0.0.1:9092".into()
+    }
+    pub fn topic() -> String {
+        "game_rounds".into()
+    }
+    pub fn topic_partitions() -> i32 {
+        8
+    }
+    pub fn topic_replication_factor() -> i32 {
+        1
+    }
+    pub fn max_upload_bytes() -> u64 {
+        64 << 30
+    }
+    pub fn max_in_flight() -> usize {
+        100_000
+    }
+    pub fn max_rejects_listed() -> usize {
+        100
+    }
+    pub fn delivery_timeout_ms() -> u64 {
+        30_000
+    }
+}

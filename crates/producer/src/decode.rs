@@ -1,0 +1,168 @@
+//! Text encoding of uploads: the byte-order mark decides. UTF-16 LE/BE (the real export) is
+//! transcoded to UTF-8 chunk by chunk; UTF-8, with or without a BOM, passes through untouched.
+
+use std::io;
+
+use bytes::Bytes;
+use encoding_rs::{Decoder, Encoding, UTF_8};
+use futures::{Stream, StreamExt};
+
+/// Turns a byte stream in any supported encoding into a UTF-8 byte stream, in constant memory.
+/// Returns the detected encoding's name through `on_detect` once the BOM has been seen.
+pub fn to_utf8<S>(
+    inner: S,
+    on_detect: impl FnMut(&'static Encoding),
+) -> impl Stream<Item = io::Result<Bytes>>
+where
+    S: Stream<Item = io::Result<Bytes>> + Unpin,
+{
+    enum State {
+        Sniffing(Vec<u8>),
+        PassThrough,
+        Decoding(Decoder),
+        Done,
+    }
+
+    futures::stream::unfold(
+        (inner, State::Sniffing(Vec::new()), on_detect),
+        |(mut inner, mut state, mut detect)| async move {
+            loop {
+                match state {
+                    State::Done => return None,
+                    State::PassThrough => {
+                        let chunk = inner.next().await?;
+                        return Some((chunk, (inner, State::PassThrough, detect)));
+                    }
+                    State::Sniffing(mut head) => {
+                        let chunk = match inner.next().await {
+                            Some(Ok(chunk)) => Some(chunk),
+                            Some(Err(error)) => {
+                                return Some((Err(error), (inner, State::Done, detect)))
+                            }
+                            None => None,
+                        };
+                        let finished = chunk.is_none();
+                        if let Some(chunk) = chunk {
+                            head.extend_from_slice(&chunk);
+                        }
+                        if head.len() < 3 && !finished {
+                            state = State::Sniffing(head);
+                            continue;
+                        }
+                        let (encoding, bom_length) = Encoding::for_bom(&head).unwrap_or((UTF_8, 0));
+                        detect(encoding);
+                        let rest = Bytes::from(head).slice(bom_length..);
+                        if encoding == UTF_8 {
+                            let next = if finished {
+                                State::Done
+                            } else {
+                                State::PassThrough
+                            };
+                            return Some((Ok(rest), (inner, next, detect)));
+                        }
+                        let mut decoder = encoding.new_decoder_without_bom_handling();
+                        let out = transcode(&mut decoder, &rest, finished);
+                        let next = if finished {
+                            State::Done
+                        } else {
+                            State::Decoding(decoder)
+                        };
+                        return Some((Ok(out), (inner, next, detect)));
+                    }
+                    State::Decoding(mut decoder) => match inner.next().await {
+                        Some(Ok(chunk)) => {
+                            let out = transcode(&mut decoder, &chunk, false);
+                            return Some((Ok(out), (inner, State::Decoding(decoder), detect)));
+                        }
+                        Some(Err(error)) => {
+                            return Some((Err(error), (inner, State::Done, detect)))
+                        }
+                        None => {
+                            let out = transcode(&mut decoder, &[], true);
+                            return Some((Ok(out), (inner, State::Done, detect)));
+                        }
+                    },
+                }
+            }
+        },
+    )
+}
+
+/// Decodes one chunk; a code unit split across chunks is carried over by the decoder. Malformed
+/// sequences become U+FFFD, which then fails validation of the row that holds it.
+fn transcode(decoder: &mut Decoder, chunk: &[u8], last: bool) -> Bytes {
+    let capacity = decoder
+        .max_utf8_buffer_length(chunk.len())
+        .expect("chunk sizes are far below usize::MAX");
+    let mut out = vec![0; capacity];
+    let (_, _, written, _) = decoder.decode_to_utf8(chunk, &mut out, last);
+    out.truncate(written);
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn decode_in_chunks(input: &[u8], chunk_size: usize) -> (String, &'static str) {
+        let chunks: Vec<io::Result<Bytes>> = input
+            .chunks(chunk_size)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let mut name = "";
+        let out: Vec<Bytes> = to_utf8(futures::stream::iter(chunks), |e| name = e.name())
+            .map(|r| r.unwrap())
+            .collect()
+            .await;
+        (String::from_utf8(out.concat()).unwrap(), name)
+    }
+
+    fn utf16(text: &str, big_endian: bool) -> Vec<u8> {
+        let mut bytes = if big_endian {
+            vec![0xFE, 0xFF]
+        } else {
+            vec![0xFF, 0xFE]
+        };
+        for unit in text.encode_utf16() {
+            let pair = if big_endian {
+                unit.to_be_bytes()
+            } else {
+                unit.to_le_bytes()
+            };
+            bytes.extend_from_slice(&pair);
+        }
+        bytes
+    }
+
+    const TEXT: &str = "a,b\r\nPlay'n GO,\"Cash, Cash\" €😀\r\n";
+
+    #[tokio::test]
+    async fn utf16_with_either_bom_becomes_utf8_whatever_the_chunking() {
+        for big_endian in [true, false] {
+            let input = utf16(TEXT, big_endian);
+            for chunk_size in [1, 2, 3, 5, 7, 1024] {
+                let (text, name) = decode_in_chunks(&input, chunk_size).await;
+                assert_eq!(text, TEXT, "chunk size {chunk_size}");
+                assert_eq!(name, if big_endian { "UTF-16BE" } else { "UTF-16LE" });
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn utf8_passes_through_and_loses_its_bom() {
+        let mut input = vec![0xEF, 0xBB, 0xBF];
+        input.extend_from_slice(TEXT.as_bytes());
+        for chunk_size in [1, 2, 4, 1024] {
+            assert_eq!(
+                decode_in_chunks(&input, chunk_size).await,
+                (TEXT.into(), "UTF-8")
+            );
+            assert_eq!(
+                decode_in_chunks(TEXT.as_bytes(), chunk_size).await,
+                (TEXT.into(), "UTF-8")
+            );
+        }
+        assert_eq!(decode_in_chunks(b"a", 1).await, ("a".into(), "UTF-8"));
+        assert_eq!(decode_in_chunks(b"", 1).await, ("".into(), "UTF-8"));
+    }
+}

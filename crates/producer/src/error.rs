@@ -1,0 +1,50 @@
+//! Failures of an upload, mapped once to HTTP statuses and a JSON body.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use rdkafka::error::KafkaError;
+use sluice_schema::csv::HeaderError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("the request is not multipart/form-data: {0}")]
+    NotMultipart(String),
+    #[error("the multipart body has no `file` field")]
+    NoFileField,
+    #[error("the upload could not be read: {0}")]
+    BadBody(String),
+    #[error("the upload is larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("the file is `{0}`, not CSV")]
+    NotCsv(String),
+    #[error("the header cannot be used: {0}")]
+    Header(#[from] HeaderError),
+    #[error("Kafka did not acknowledge the records: {0}")]
+    Kafka(#[from] KafkaError),
+}
+
+impl ResponseError for UploadError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            UploadError::NotMultipart(_) | UploadError::NoFileField | UploadError::BadBody(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            UploadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            UploadError::NotCsv(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            UploadError::Header(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            UploadError::Kafka(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, UploadError::Kafka(_)) {
+            response.insert_header(("Retry-After", "5"));
+        }
+        response.json(serde_json::json!({
+            "error": self.status_code().canonical_reason(),
+            "detail": self.to_string(),
+            "status": self.status_code().as_u16(),
+        }))
+    }
+}

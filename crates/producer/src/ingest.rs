@@ -1,0 +1,208 @@
+//! The upload pipeline: body bytes → (transcoding) → CSV records → `GameRound` → Avro → Kafka,
+//! as one bounded stream. Memory stays flat: a few body chunks, one CSV record, and the window
+//! of unacknowledged Kafka deliveries.
+
+use std::io;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use csv_async::{AsyncReaderBuilder, ByteRecord};
+use encoding_rs::Encoding;
+use futures::channel::mpsc;
+use futures::{SinkExt, Stream, StreamExt};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sluice_schema::avro::GameRoundCodec;
+use sluice_schema::csv::{HeaderMap, RowError};
+use tokio_util::io::StreamReader;
+
+use crate::error::UploadError;
+use crate::kafka::RoundProducer;
+
+/// Body chunks buffered between the socket and the CSV parser.
+const BODY_CHUNKS_BUFFERED: usize = 8;
+
+/// What the producer tells the client once Kafka acknowledged every accepted record.
+#[derive(Debug, Clone, Serialize)]
+pub struct Receipt {
+    pub upload_id: String,
+    pub encoding: &'static str,
+    pub rows_read: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub bytes: u64,
+    pub duration_ms: u64,
+    pub sha256: String,
+    pub unknown_columns: Vec<String>,
+    /// The first rejected rows, in file order (at most `max_rejects_listed`).
+    pub rejects: Vec<RowError>,
+}
+
+/// Limits of one upload.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_upload_bytes: u64,
+    pub max_in_flight: usize,
+    pub max_rejects_listed: usize,
+}
+
+/// Streams one uploaded file into Kafka and returns its receipt. `body` may be `!Send` (an
+/// actix multipart field): it is drained here and handed to the parser over a bounded channel.
+pub async fn ingest<S, E>(
+    body: S,
+    producer: &RoundProducer,
+    limits: Limits,
+) -> Result<Receipt, UploadError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let started = Instant::now();
+    let upload_id = uuid::Uuid::new_v4().to_string();
+    let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(BODY_CHUNKS_BUFFERED);
+    let encoding = Arc::new(OnceLock::new());
+    let (body, parsed) = futures::join!(
+        forward_body(body, sender, limits.max_upload_bytes),
+        parse_and_produce(receiver, Arc::clone(&encoding), producer, limits),
+    );
+    let body = body?;
+    let parsed = parsed?;
+    let receipt = Receipt {
+        upload_id,
+        encoding: encoding.get().map_or("UTF-8", |e: &&Encoding| e.name()),
+        rows_read: parsed.rows_read,
+        accepted: parsed.accepted,
+        rejected: parsed.rows_read - parsed.accepted,
+        bytes: body.bytes,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        sha256: hex::encode(body.sha256),
+        unknown_columns: parsed.unknown_columns,
+        rejects: parsed.rejects,
+    };
+    Ok(receipt)
+}
+
+struct BodySummary {
+    bytes: u64,
+    sha256: [u8; 32],
+}
+
+/// Drains the request body into the channel, counting and hashing it and enforcing the size
+/// limit. Stops early, without error, when the parser has stopped listening.
+async fn forward_body<S, E>(
+    mut body: S,
+    mut sender: mpsc::Sender<io::Result<Bytes>>,
+    max_upload_bytes: u64,
+) -> Result<BodySummary, UploadError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut bytes = 0_u64;
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = body.next().await {
+        let failure = match chunk {
+            Ok(chunk) => {
+                bytes += chunk.len() as u64;
+                if bytes > max_upload_bytes {
+                    Some(UploadError::TooLarge {
+                        limit: max_upload_bytes,
+                    })
+                } else {
+                    hasher.update(&chunk);
+                    if sender.send(Ok(chunk)).await.is_err() {
+                        break;
+                    }
+                    None
+                }
+            }
+            Err(error) => Some(UploadError::BadBody(error.to_string())),
+        };
+        if let Some(failure) = failure {
+            // Stop the parser too; its error is secondary to this one.
+            let _ = sender
+                .send(Err(io::Error::other(failure.to_string())))
+                .await;
+            return Err(failure);
+        }
+    }
+    Ok(BodySummary {
+        bytes,
+        sha256: hasher.finalize().into(),
+    })
+}
+
+struct Parsed {
+    rows_read: u64,
+    accepted: u64,
+    unknown_columns: Vec<String>,
+    rejects: Vec<RowError>,
+}
+
+async fn parse_and_produce(
+    body: mpsc::Receiver<io::Result<Bytes>>,
+    encoding: Arc<OnceLock<&'static Encoding>>,
+    producer: &RoundProducer,
+    limits: Limits,
+) -> Result<Parsed, UploadError> {
+    let text = crate::decode::to_utf8(body, move |detected| {
+        let _ = encoding.set(detected);
+    });
+    let mut reader = AsyncReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .create_reader(StreamReader::new(Box::pin(text)));
+    let header = reader.byte_headers().await.map_err(read_failure)?;
+    let columns = HeaderMap::parse(header)?;
+
+    let codec = GameRoundCodec::get();
+    let mut window = producer.window(limits.max_in_flight);
+    let mut record = ByteRecord::new();
+    let mut message = Vec::with_capacity(256);
+    let mut parsed = Parsed {
+        rows_read: 0,
+        accepted: 0,
+        unknown_columns: columns.unknown_columns().to_vec(),
+        rejects: Vec::new(),
+    };
+    loop {
+        let outcome = match reader.read_byte_record(&mut record).await {
+            Ok(false) => break,
+            Ok(true) => {
+                let line = record.position().map_or(0, |p| p.line());
+                columns.parse_row(&record, line)
+            }
+            Err(error) if matches!(error.kind(), csv_async::ErrorKind::Io(_)) => {
+                return Err(read_failure(error));
+            }
+            Err(error) => Err(RowError {
+                line: error.position().map_or(0, |p| p.line()),
+                column: None,
+                reason: error.to_string(),
+            }),
+        };
+        parsed.rows_read += 1;
+        match outcome {
+            Ok(round) => {
+                message.clear();
+                codec
+                    .encode(&round, &mut message)
+                    .expect("every GameRound fits its own schema");
+                window.send(round.user_id.as_str(), &message).await?;
+                parsed.accepted += 1;
+            }
+            Err(reject) if parsed.rejects.len() < limits.max_rejects_listed => {
+                parsed.rejects.push(reject);
+            }
+            Err(_) => {}
+        }
+    }
+    let acknowledged = window.finish().await?;
+    debug_assert_eq!(acknowledged, parsed.accepted);
+    Ok(parsed)
+}
+
+fn read_failure(error: csv_async::Error) -> UploadError {
+    UploadError::BadBody(error.to_string())
+}

@@ -1,0 +1,69 @@
+//! The Sluice producer: `POST /csv_upload` streams a CSV export, row by row, as Avro records to
+//! Kafka, and answers with a receipt only after Kafka acknowledged every accepted record.
+//!
+//! # Layout
+//! - [`config`]: the one typed `Config`, read from `SLUICE_PRODUCER_*` variables.
+//! - [`error`]: `UploadError`, the failures of an upload, mapped once to HTTP statuses.
+//! - [`decode`]: byte-order-mark sniffing and streaming transcoding of UTF-16 to UTF-8.
+//! - [`kafka`]: the Kafka producer and the bounded in-flight window of deliveries.
+//! - [`ingest`]: the upload pipeline — bytes → CSV records → `GameRound` → Avro → Kafka.
+//! - [`routes`]: the HTTP surface (`/csv_upload`, `/health`, `/ready`, `/metrics`).
+
+pub mod config;
+pub mod decode;
+pub mod error;
+pub mod ingest;
+pub mod kafka;
+pub mod routes;
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+
+pub use config::Config;
+
+/// A built, bound, not yet running producer service.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Connects to Kafka, makes sure the topic exists and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        sluice_schema::kafka::ensure_topic(
+            &config.kafka_brokers,
+            &config.topic,
+            config.topic_partitions,
+            config.topic_replication_factor,
+        )
+        .await?;
+        let producer = kafka::RoundProducer::new(&config)?;
+        let listener = TcpListener::bind(&config.listen_addr)?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(routes::AppState {
+            producer,
+            config: config.clone(),
+            metrics: sluice_schema::telemetry::prometheus(),
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(routes::configure)
+        })
+        .listen(listener)?
+        .run();
+        Ok(Application { port, server })
+    }
+
+    /// The port the service listens on (useful with port 0 in tests).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until the process receives SIGINT or SIGTERM; in-flight uploads finish first.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

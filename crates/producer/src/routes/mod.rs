@@ -1,0 +1,24 @@
+//! The producer's HTTP surface.
+
+mod health;
+mod upload;
+
+use actix_web::web;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::config::Config;
+use crate::kafka::RoundProducer;
+
+/// Shared by every request.
+pub struct AppState {
+    pub producer: RoundProducer,
+    pub config: Config,
+    pub metrics: PrometheusHandle,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/csv_upload", web::post().to(upload::csv_upload))
+        .route("/health", web::get().to(health::health))
+        .route("/ready", web::get().to(health::ready))
+        .route("/metrics", web::get().to(health::metrics));
+}
