@@ -1,1 +1,266 @@
-fn main() {}
+//! The whole path, real at every step: a generated export (UTF-16, BOM, NaN and empty money,
+//! quoted names, bad rows) is uploaded to the producer, flows through a real Kafka-protocol
+//! broker into a real ClickHouse via the consumer, and is read back through the gateway with a
+//! real Redis holding the credits.
+
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use sluice_schema::domain::format_scaled;
+use sluice_testkit::generate::{self, Options};
+use sluice_testkit::{clickhouse, unique, Stack};
+use tokio_util::sync::CancellationToken;
+
+const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+struct Pipeline {
+    producer_url: String,
+    gateway_url: String,
+    database: String,
+    shutdown: CancellationToken,
+}
+
+/// Starts producer, consumer and gateway in-process on free ports, isolated by unique names.
+async fn spawn_pipeline() -> Pipeline {
+    let stack = Stack::get();
+    let topic = unique("e2e_rounds");
+    let database = unique("e2e");
+
+    let mut producer = sluice_producer::Config::with_brokers(&stack.kafka_brokers);
+    producer.listen_addr = "127.0.0.1:0".into();
+    producer.topic = topic.clone();
+    producer.topic_partitions = 4;
+    let producer = sluice_producer::Application::build(producer).await.unwrap();
+    let producer_url = format!("http://127.0.0.1:{}", producer.port());
+    tokio::spawn(producer.run_until_stopped());
+
+    let mut consumer =
+        sluice_consumer::Config::with_endpoints(&stack.kafka_brokers, &stack.clickhouse_url);
+    consumer.listen_addr = "127.0.0.1:0".into();
+    consumer.topic = topic;
+    consumer.group_id = unique("e2e_group");
+    consumer.clickhouse_database = database.clone();
+    consumer.batch_max_rows = 1_000;
+    consumer.batch_timeout_ms = 200;
+    let consumer = sluice_consumer::Application::build(consumer).await.unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(consumer.run_until_stopped(shutdown.clone()));
+
+    let mut gateway = sluice_gateway::Config::with_endpoints(
+        &stack.redis_url,
+        &stack.clickhouse_url,
+        ADMIN_TOKEN,
+    );
+    gateway.listen_addr = "127.0.0.1:0".into();
+    gateway.clickhouse_database = database.clone();
+    gateway.redis_key_prefix = format!("{}:", unique("e2e"));
+    let gateway = sluice_gateway::Application::build(gateway).await.unwrap();
+    let gateway_url = format!("http://127.0.0.1:{}", gateway.port());
+    tokio::spawn(gateway.run_until_stopped());
+
+    Pipeline {
+        producer_url,
+        gateway_url,
+        database,
+        shutdown,
+    }
+}
+
+async fn upload(producer_url: &str, bytes: Vec<u8>) -> (u16, serde_json::Value) {
+    let part = reqwest::multipart::Part::bytes(bytes)
+        .file_name("game_rounds.csv")
+        .mime_str("text/csv")
+        .unwrap();
+    let form = reqwest::multipart::Form::new().part("file", part);
+    let response = reqwest::Client::new()
+        .post(format!("{producer_url}/csv_upload"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// Polls `sql` until it returns `expected`, failing after `timeout` with the last answer.
+async fn wait_for(sql: &str, expected: &str, timeout: Duration) {
+    let started = Instant::now();
+    loop {
+        let answer = clickhouse::query(sql).await;
+        if answer == expected {
+            return;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "`{sql}` still answers {answer}, expected {expected}, after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn uploaded_rounds_reach_the_gateway_exactly_once_with_exact_sums() {
+    let pipeline = spawn_pipeline().await;
+    let mut options = Options::new(6_000);
+    options.bad_row_every = Some(500);
+    let export = generate::export(&options);
+    let expected = &export.summary;
+    assert_eq!(expected.good_rows, 5_988);
+
+    // The receipt comes after Kafka acknowledged every accepted row.
+    let (status, receipt) = upload(&pipeline.producer_url, export.bytes.clone()).await;
+    assert_eq!(status, 200, "{receipt}");
+    assert_eq!(receipt["rows_read"], 6_000);
+    assert_eq!(receipt["accepted"], expected.good_rows);
+    assert_eq!(receipt["rejected"], 12);
+    assert_eq!(receipt["encoding"], "UTF-16BE");
+    assert_eq!(receipt["bytes"], export.bytes.len());
+    assert_eq!(
+        receipt["sha256"],
+        hex::encode(Sha256::digest(&export.bytes))
+    );
+    let reject_lines: Vec<u64> = receipt["rejects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(reject_lines, expected.bad_lines);
+    assert_eq!(receipt["rejects"][0]["column"], "real_amount_bet");
+    assert_eq!(receipt["rejects"][1]["column"], "user_id");
+
+    let table = format!("{}.game_rounds", pipeline.database);
+    let good = expected.good_rows.to_string();
+    wait_for(
+        &format!("SELECT count() FROM {table} FINAL"),
+        &good,
+        Duration::from_secs(60),
+    )
+    .await;
+
+    // Uploading the same file again stores the rows again but never counts them twice.
+    let (status, _) = upload(&pipeline.producer_url, export.bytes.clone()).await;
+    assert_eq!(status, 200);
+    wait_for(
+        &format!("SELECT count() FROM {table}"),
+        &(expected.good_rows * 2).to_string(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        clickhouse::query(&format!("SELECT count() FROM {table} FINAL")).await,
+        good
+    );
+
+    // A key with three credits: two answers, then 402.
+    let http = reqwest::Client::new();
+    let created: serde_json::Value = http
+        .post(format!("{}/admin/keys", pipeline.gateway_url))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"name": "e2e", "credits": 3}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"]
+        .as_str()
+        .expect("the secret is returned once")
+        .to_owned();
+
+    let (player, totals) = expected
+        .totals
+        .iter()
+        .max_by_key(|(_, t)| t.rounds)
+        .unwrap();
+    let response = http
+        .get(format!("{}/aggregated_game_rounds", pipeline.gateway_url))
+        .query(&[("player_id", player.as_str()), ("limit", "10000")])
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["X-Credits-Remaining"], "2");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["has_more"], false);
+    let buckets = body["data"].as_array().unwrap();
+    assert!(buckets.iter().all(|b| b["player_id"] == player.as_str()));
+    let sum = |field: &str| -> String {
+        let scaled: i128 = buckets
+            .iter()
+            .map(|b| parse_scaled(b[field].as_str().unwrap()))
+            .sum();
+        format_scaled(scaled)
+    };
+    let rounds: u64 = buckets.iter().map(|b| b["rounds"].as_u64().unwrap()).sum();
+    assert_eq!(rounds, totals.rounds);
+    assert_eq!(
+        sum("real_amount_bet"),
+        format_scaled(totals.real_amount_bet)
+    );
+    assert_eq!(
+        sum("bonus_amount_bet"),
+        format_scaled(totals.bonus_amount_bet)
+    );
+    assert_eq!(
+        sum("real_amount_win"),
+        format_scaled(totals.real_amount_win)
+    );
+    assert_eq!(
+        sum("bonus_amount_win"),
+        format_scaled(totals.bonus_amount_win)
+    );
+    assert_eq!(sum("ggr"), format_scaled(totals.ggr()));
+
+    // All players together: every good row exactly once.
+    let everything: serde_json::Value = http
+        .get(format!("{}/aggregated_game_rounds", pipeline.gateway_url))
+        .query(&[("granularity", "day"), ("limit", "10000")])
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let all_rounds: u64 = everything["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["rounds"].as_u64().unwrap())
+        .sum();
+    assert_eq!(all_rounds, expected.good_rows);
+
+    let out_of_credits = http
+        .get(format!("{}/aggregated_game_rounds", pipeline.gateway_url))
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out_of_credits.status(), 402);
+    let problem: serde_json::Value = out_of_credits.json().await.unwrap();
+    assert_eq!(problem["status"], 402);
+
+    let no_key = http
+        .get(format!("{}/aggregated_game_rounds", pipeline.gateway_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_key.status(), 401);
+    let unknown_key = http
+        .get(format!("{}/aggregated_game_rounds", pipeline.gateway_url))
+        .header("X-API-Key", format!("sk_sluice_{}", "0".repeat(64)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown_key.status(), 401);
+
+    pipeline.shutdown.cancel();
+}
+
+/// `"12.5"` → 125000 (10^-4 units); the gateway's money strings are plain decimals.
+fn parse_scaled(text: &str) -> i128 {
+    i128::from(sluice_schema::Money::parse(text).unwrap().scaled())
+}

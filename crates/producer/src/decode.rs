@@ -88,6 +88,37 @@ where
     )
 }
 
+/// Watches a UTF-8 stream for its first line break and reports whether it is `\r\n`.
+///
+/// The CSV parser (rust-csv, BurntSushi/rust-csv#395) reports a record's line one too low when
+/// the previous record ended in `\r\n`; knowing the file's line ending lets us correct it.
+pub fn sniff_crlf<S>(
+    inner: S,
+    on_detect: impl FnOnce(bool),
+) -> impl Stream<Item = io::Result<Bytes>>
+where
+    S: Stream<Item = io::Result<Bytes>>,
+{
+    let mut on_detect = Some(on_detect);
+    let mut previous_last_byte = None;
+    inner.inspect(move |chunk| {
+        let (Some(_), Ok(chunk)) = (&on_detect, chunk) else {
+            return;
+        };
+        if let Some(index) = chunk.iter().position(|b| *b == b'\n') {
+            let before = if index == 0 {
+                previous_last_byte
+            } else {
+                Some(chunk[index - 1])
+            };
+            if let Some(detect) = on_detect.take() {
+                detect(before == Some(b'\r'));
+            }
+        }
+        previous_last_byte = chunk.last().copied().or(previous_last_byte);
+    })
+}
+
 /// Decodes one chunk; a code unit split across chunks is carried over by the decoder. Malformed
 /// sequences become U+FFFD, which then fails validation of the row that holds it.
 fn transcode(decoder: &mut Decoder, chunk: &[u8], last: bool) -> Bytes {
@@ -145,6 +176,33 @@ mod tests {
                 assert_eq!(text, TEXT, "chunk size {chunk_size}");
                 assert_eq!(name, if big_endian { "UTF-16BE" } else { "UTF-16LE" });
             }
+        }
+    }
+
+    async fn crlf_seen_in_chunks(input: &'static [u8], chunk_size: usize) -> Option<bool> {
+        let chunks: Vec<io::Result<Bytes>> = input
+            .chunks(chunk_size)
+            .map(|c| Ok(Bytes::from_static(c)))
+            .collect();
+        let mut seen = None;
+        sniff_crlf(futures::stream::iter(chunks), |crlf| seen = Some(crlf))
+            .for_each(|_| async {})
+            .await;
+        seen
+    }
+
+    #[tokio::test]
+    async fn line_endings_are_sniffed_from_the_first_break_whatever_the_chunking() {
+        for chunk_size in [1, 2, 3, 64] {
+            assert_eq!(
+                crlf_seen_in_chunks(b"a,b\r\n1,2\n", chunk_size).await,
+                Some(true)
+            );
+            assert_eq!(
+                crlf_seen_in_chunks(b"a,b\n1,2\r\n", chunk_size).await,
+                Some(false)
+            );
+            assert_eq!(crlf_seen_in_chunks(b"a,b", chunk_size).await, None);
         }
     }
 

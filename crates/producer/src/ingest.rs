@@ -3,6 +3,7 @@
 //! of unacknowledged Kafka deliveries.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -149,6 +150,11 @@ async fn parse_and_produce(
     let text = crate::decode::to_utf8(body, move |detected| {
         let _ = encoding.set(detected);
     });
+    let crlf = Arc::new(AtomicBool::new(false));
+    let crlf_seen = Arc::clone(&crlf);
+    let text = crate::decode::sniff_crlf(text, move |is_crlf| {
+        crlf_seen.store(is_crlf, Ordering::Relaxed)
+    });
     let mut reader = AsyncReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -170,14 +176,17 @@ async fn parse_and_produce(
         let outcome = match reader.read_byte_record(&mut record).await {
             Ok(false) => break,
             Ok(true) => {
-                let line = record.position().map_or(0, |p| p.line());
+                // See `decode::sniff_crlf`: the parser reports CRLF records one line too low.
+                let line = record.position().map_or(0, |p| p.line())
+                    + u64::from(crlf.load(Ordering::Relaxed));
                 columns.parse_row(&record, line)
             }
             Err(error) if matches!(error.kind(), csv_async::ErrorKind::Io(_)) => {
                 return Err(read_failure(error));
             }
             Err(error) => Err(RowError {
-                line: error.position().map_or(0, |p| p.line()),
+                line: error.position().map_or(0, |p| p.line())
+                    + u64::from(crlf.load(Ordering::Relaxed)),
                 column: None,
                 reason: error.to_string(),
             }),

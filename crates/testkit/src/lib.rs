@@ -1,1 +1,17 @@
+//! Dev-only helpers for Sluice's tests and tools. Tests talk to real servers started by
+//! `scripts/dev services`; nothing here fakes them.
+//!
+//! # Layout
+//! - [`stack`]: where the running Kafka, ClickHouse and Redis are, checked to be reachable.
+//! - [`names`]: unique topic, group, database and key-prefix names per test.
+//! - [`generate`]: deterministic game-round CSV exports shaped like the real one, with the
+//!   exact totals a correct pipeline must report for them.
+//! - [`clickhouse`]: a plain HTTP query helper for assertions.
 
+pub mod clickhouse;
+pub mod generate;
+pub mod names;
+pub mod stack;
+
+pub use names::unique;
+pub use stack::Stack;
