@@ -7,9 +7,11 @@
 //! - [`generate`]: deterministic game-round CSV exports shaped like the real one, with the
 //!   exact totals a correct pipeline must report for them.
 //! - [`clickhouse`]: a plain HTTP query helper for assertions.
+//! - [`kafka`]: topic creation and committed-offset totals for assertions.
 
 pub mod clickhouse;
 pub mod generate;
+pub mod kafka;
 pub mod names;
 pub mod stack;
 

@@ -90,13 +90,6 @@ fn require_reachable(what: &str, address: &str) {
     );
 }
 
-/// Creates a topic on the test broker (topics are not auto-created).
-pub async fn create_topic(name: &str, partitions: i32) {
-    sluice_schema::kafka::ensure_topic(&Stack::get().kafka_brokers, name, partitions, 1)
-        .await
-        .unwrap_or_else(|e| panic!("creating topic {name}: {e}"));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
