@@ -1,1 +1,99 @@
-fn main() {}
+//! Developer tasks, run as `cargo xtask <task>`.
+//!
+//! - `gen`: writes a generated game-round export (the real export's shape: UTF-16 BE with a
+//!   BOM, CRLF, `NaN`/empty money, quoted names) and prints per-player totals as JSON lines
+//!   with `--totals`.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use sluice_testkit::generate::{self, Encoding, Options};
+
+#[derive(Parser)]
+#[command(about = "Sluice developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Write a generated game-round export.
+    Gen {
+        /// Data rows to write.
+        #[arg(long, default_value_t = 10_000)]
+        rows: u64,
+        /// utf16be (like the real export), utf16le, utf8 or utf8bom.
+        #[arg(long, default_value = "utf16be")]
+        encoding: String,
+        /// Make every n-th row malformed.
+        #[arg(long)]
+        bad_every: Option<u64>,
+        /// Seed of the generator; the same seed writes the same file.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Distinct players.
+        #[arg(long, default_value_t = 20)]
+        players: usize,
+        /// Where to write the file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write the expected per-player totals, as JSON lines, to this file.
+        #[arg(long)]
+        totals: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::Gen {
+            rows,
+            encoding,
+            bad_every,
+            seed,
+            players,
+            out,
+            totals,
+        } => {
+            let Some(encoding) = Encoding::parse(&encoding) else {
+                bail!("unknown encoding `{encoding}`: use utf16be, utf16le, utf8 or utf8bom");
+            };
+            let options = Options {
+                rows,
+                seed,
+                encoding,
+                players,
+                bad_row_every: bad_every,
+                ..Options::new(rows)
+            };
+            let file = File::create(&out).with_context(|| format!("creating {}", out.display()))?;
+            let summary = generate::write(&options, file)?;
+            if let Some(path) = totals {
+                let mut file = File::create(&path)?;
+                for (player, t) in &summary.totals {
+                    writeln!(
+                        file,
+                        r#"{{"player_id":"{player}","rounds":{},"real_amount_bet":{},"bonus_amount_bet":{},"real_amount_win":{},"bonus_amount_win":{},"ggr":{},"scale":4}}"#,
+                        t.rounds,
+                        t.real_amount_bet,
+                        t.bonus_amount_bet,
+                        t.real_amount_win,
+                        t.bonus_amount_win,
+                        t.ggr()
+                    )?;
+                }
+            }
+            eprintln!(
+                "Wrote {} rows ({} good, {} bad) to {}.",
+                summary.rows,
+                summary.good_rows,
+                summary.bad_lines.len(),
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}
