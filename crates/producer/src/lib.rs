@@ -30,15 +30,20 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects to Kafka, makes sure the topic exists and binds the listener.
+    /// Creates the Kafka producer, makes sure the topic exists (if Kafka answers) and binds the
+    /// listener.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        sluice_schema::kafka::ensure_topic(
+        // Kafka being down at start-up is not fatal: `/ready` says so and uploads get 503.
+        if let Err(error) = sluice_schema::kafka::ensure_topic(
             &config.kafka_brokers,
             &config.topic,
             config.topic_partitions,
             config.topic_replication_factor,
         )
-        .await?;
+        .await
+        {
+            tracing::warn!(%error, topic = %config.topic, "Could not make sure the topic exists.");
+        }
         let producer = kafka::RoundProducer::new(&config)?;
         let listener = TcpListener::bind(&config.listen_addr)?;
         let port = listener.local_addr()?.port();

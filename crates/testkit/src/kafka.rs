@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::stack::Stack;
 
@@ -43,4 +44,59 @@ pub async fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
     })
     .await
     .expect("the offset query task")
+}
+
+/// Produces `payloads` (keyed by `key`) to `topic` and waits for every acknowledgement.
+pub async fn produce(topic: &str, key: &str, payloads: &[Vec<u8>]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &Stack::get().kafka_brokers)
+        .set("message.timeout.ms", "10000")
+        .create()
+        .expect("a Kafka producer");
+    for payload in payloads {
+        producer
+            .send(
+                FutureRecord::to(topic).key(key).payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap_or_else(|(e, _)| panic!("producing to {topic}: {e}"));
+    }
+}
+
+/// A message as read back: its key and payload.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+/// Reads up to `count` messages from the start of every partition of `topic`, for at most
+/// `timeout`.
+pub async fn consume(topic: &str, partitions: i32, count: usize, timeout: Duration) -> Vec<Record> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &Stack::get().kafka_brokers)
+        .set("group.id", crate::unique("testkit_reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("a Kafka consumer");
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("a partition");
+    }
+    consumer.assign(&list).expect("assigning partitions");
+    let mut payloads = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while payloads.len() < count {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(Ok(message)) => payloads.push(Record {
+                key: message.key().unwrap_or_default().to_vec(),
+                payload: message.payload().unwrap_or_default().to_vec(),
+            }),
+            Ok(Err(error)) => panic!("consuming {topic}: {error}"),
+            Err(_) => break,
+        }
+    }
+    payloads
 }

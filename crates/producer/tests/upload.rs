@@ -1,0 +1,184 @@
+//! The producer against a real Kafka-protocol broker: formats, receipts and every error status.
+
+use std::time::Duration;
+
+use sluice_producer::{Application, Config};
+use sluice_schema::avro::GameRoundCodec;
+use sluice_testkit::generate::{self, Encoding, Options};
+use sluice_testkit::{kafka, unique, Stack};
+
+struct Producer {
+    url: String,
+    topic: String,
+}
+
+async fn spawn_producer(configure: impl FnOnce(&mut Config)) -> Producer {
+    let mut config = Config::with_brokers(&Stack::get().kafka_brokers);
+    config.listen_addr = "127.0.0.1:0".into();
+    config.topic = unique("producer_test");
+    config.topic_partitions = 2;
+    configure(&mut config);
+    let topic = config.topic.clone();
+    let application = Application::build(config)
+        .await
+        .expect("the producer starts");
+    let url = format!("http://127.0.0.1:{}", application.port());
+    tokio::spawn(application.run_until_stopped());
+    Producer { url, topic }
+}
+
+async fn post_file(
+    url: &str,
+    bytes: Vec<u8>,
+    mime: &str,
+) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+    let part = reqwest::multipart::Part::bytes(bytes)
+        .file_name("rounds.csv")
+        .mime_str(mime)
+        .unwrap();
+    let form = reqwest::multipart::Form::new().part("file", part);
+    let response = reqwest::Client::new()
+        .post(format!("{url}/csv_upload"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.json().await.unwrap())
+}
+
+fn csv(text: &str) -> Vec<u8> {
+    text.as_bytes().to_vec()
+}
+
+const HEADER: &str = "created_timestamp,game_instance_id,user_id,game_id,real_amount_bet,\
+                      bonus_amount_bet,real_amount_win,bonus_amount_win,game_name,provider\n";
+
+#[tokio::test]
+async fn every_supported_encoding_gives_the_same_receipt() {
+    let producer = spawn_producer(|_| {}).await;
+    for encoding in [
+        Encoding::Utf8,
+        Encoding::Utf8Bom,
+        Encoding::Utf16Le,
+        Encoding::Utf16Be,
+    ] {
+        let mut options = Options::new(300);
+        options.encoding = encoding;
+        options.bad_row_every = Some(50);
+        let export = generate::export(&options);
+        let (status, _, receipt) = post_file(&producer.url, export.bytes, "text/csv").await;
+        assert_eq!(status, 200, "{encoding:?}: {receipt}");
+        assert_eq!(receipt["rows_read"], 300, "{encoding:?}");
+        assert_eq!(receipt["accepted"], 294, "{encoding:?}");
+        assert_eq!(receipt["rejected"], 6, "{encoding:?}");
+        let lines: Vec<u64> = receipt["rejects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["line"].as_u64().unwrap())
+            .collect();
+        assert_eq!(lines, export.summary.bad_lines, "{encoding:?}");
+    }
+}
+
+#[tokio::test]
+async fn accepted_rows_are_on_the_topic_as_decodable_avro_keyed_by_player() {
+    let producer = spawn_producer(|_| {}).await;
+    let body = format!(
+        "{HEADER}2019-10-22 08:20:42,20000,9ECE8C4020F8AED10676CD1C56A41889,24002,2,NaN,,0.05,\"Cash, Cash, Cash\",Play'n GO\n"
+    );
+    let (status, _, receipt) = post_file(&producer.url, csv(&body), "text/csv").await;
+    assert_eq!(status, 200, "{receipt}");
+    let messages = kafka::consume(&producer.topic, 2, 1, Duration::from_secs(20)).await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].key, b"9ece8c4020f8aed10676cd1c56a41889");
+    let round = GameRoundCodec::get().decode(&messages[0].payload).unwrap();
+    assert_eq!(round.user_id.as_str(), "9ece8c4020f8aed10676cd1c56a41889");
+    assert_eq!(round.game_instance_id, 20000);
+    assert_eq!(round.real_amount_bet.map(|m| m.scaled()), Some(20_000));
+    assert_eq!(round.bonus_amount_bet, None);
+    assert_eq!(round.real_amount_win, None);
+    assert_eq!(round.bonus_amount_win.map(|m| m.scaled()), Some(500));
+    assert_eq!(round.game_name, "Cash, Cash, Cash");
+    assert_eq!(round.provider, "Play'n GO");
+}
+
+#[tokio::test]
+async fn a_header_missing_columns_is_422_and_nothing_is_produced() {
+    let producer = spawn_producer(|_| {}).await;
+    let (status, _, problem) = post_file(
+        &producer.url,
+        csv("created_timestamp,user_id\n2019-10-22 08:20:42,9ece8c4020f8aed10676cd1c56a41889\n"),
+        "text/csv",
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("game_instance_id"),
+        "{problem}"
+    );
+    let messages = kafka::consume(&producer.topic, 2, 1, Duration::from_secs(3)).await;
+    assert!(messages.is_empty());
+
+    let (status, _, _) = post_file(&producer.url, csv(""), "text/csv").await;
+    assert_eq!(status, 422);
+}
+
+#[tokio::test]
+async fn requests_that_are_not_a_csv_upload_are_refused_with_the_right_status() {
+    let producer = spawn_producer(|config| config.max_upload_bytes = 1_000).await;
+    let http = reqwest::Client::new();
+
+    let not_multipart = http
+        .post(format!("{}/csv_upload", producer.url))
+        .body(HEADER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_multipart.status(), 400);
+
+    let form = reqwest::multipart::Form::new().text("other", "value");
+    let no_file = http
+        .post(format!("{}/csv_upload", producer.url))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_file.status(), 400);
+
+    let (status, _, _) = post_file(&producer.url, csv(HEADER), "image/png").await;
+    assert_eq!(status, 415);
+
+    let (status, _, problem) = post_file(&producer.url, vec![b'x'; 5_000], "text/csv").await;
+    assert_eq!(status, 413, "{problem}");
+}
+
+#[tokio::test]
+async fn kafka_unreachable_is_503_with_retry_after_and_no_receipt() {
+    // A port nothing listens on: bind one, then let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let producer = spawn_producer(|config| {
+        config.kafka_brokers = format!("127.0.0.1:{port}");
+        config.delivery_timeout_ms = 1_500;
+    })
+    .await;
+    let export = generate::export(&Options::new(10));
+    let (status, headers, problem) = post_file(&producer.url, export.bytes, "text/csv").await;
+    assert_eq!(status, 503, "{problem}");
+    assert_eq!(headers["retry-after"], "5");
+    assert!(problem.get("accepted").is_none());
+
+    let ready = reqwest::get(format!("{}/ready", producer.url))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+}
