@@ -24,6 +24,10 @@ pub struct Config {
     /// Kafka `session.timeout.ms`: how soon a dead instance's partitions move on. Default 10000.
     #[serde(default = "defaults::session_timeout_ms")]
     pub session_timeout_ms: u64,
+    /// Kafka `max.poll.interval.ms`: longest pause between polls before the group evicts this
+    /// instance. Default 300000.
+    #[serde(default = "defaults::max_poll_interval_ms")]
+    pub max_poll_interval_ms: u64,
     /// ClickHouse HTTP endpoint. Default `http://127.0.0.1:8123`.
     #[serde(default = "defaults::clickhouse_url")]
     pub clickhouse_url: String,
@@ -71,6 +75,7 @@ impl Config {
             topic_partitions: defaults::topic_partitions(),
             group_id: defaults::group_id(),
             session_timeout_ms: defaults::session_timeout_ms(),
+            max_poll_interval_ms: defaults::max_poll_interval_ms(),
             clickhouse_url: clickhouse_url.into(),
             clickhouse_database: defaults::clickhouse_database(),
             clickhouse_user: defaults::clickhouse_user(),
@@ -104,6 +109,9 @@ mod defaults {
     }
     pub fn session_timeout_ms() -> u64 {
         10_000
+    }
+    pub fn max_poll_interval_ms() -> u64 {
+        300_000
     }
     pub fn clickhouse_url() -> String {
         "http://127.0.0.1:8123".into()

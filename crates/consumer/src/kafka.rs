@@ -64,6 +64,10 @@ pub fn subscribe(config: &Config, notes: RebalanceNotes) -> KafkaResult<RoundCon
         .set("auto.commit.interval.ms", "1000")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", config.session_timeout_ms.to_string())
+        .set(
+            "max.poll.interval.ms",
+            config.max_poll_interval_ms.to_string(),
+        )
         .set("fetch.max.bytes", "52428800")
         .set("queued.max.messages.kbytes", "65536")
         .create_with_context(notes)?;

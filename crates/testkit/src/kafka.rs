@@ -50,17 +50,25 @@ pub async fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
 pub async fn produce(topic: &str, key: &str, payloads: &[Vec<u8>]) {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &Stack::get().kafka_brokers)
-        .set("message.timeout.ms", "10000")
+        .set("message.timeout.ms", "30000")
+        .set("linger.ms", "10")
+        .set("queue.buffering.max.messages", "1000000")
         .create()
         .expect("a Kafka producer");
+    let mut deliveries = Vec::with_capacity(payloads.len());
     for payload in payloads {
-        producer
-            .send(
-                FutureRecord::to(topic).key(key).payload(payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap_or_else(|(e, _)| panic!("producing to {topic}: {e}"));
+        let record = FutureRecord::to(topic).key(key).payload(payload);
+        match producer.send_result(record) {
+            Ok(delivery) => deliveries.push(delivery),
+            Err((error, _)) => panic!("producing to {topic}: {error}"),
+        }
+    }
+    for delivery in futures::future::join_all(deliveries).await {
+        match delivery {
+            Ok(Ok(_)) => {}
+            Ok(Err((error, _))) => panic!("producing to {topic}: {error}"),
+            Err(_) => panic!("producing to {topic}: delivery canceled"),
+        }
     }
 }
 
