@@ -161,6 +161,9 @@ impl HeaderMap {
 /// Parses `YYYY-MM-DD HH:MM:SS[.fff]` (UTC) or RFC 3339 into milliseconds since the epoch.
 fn parse_timestamp(text: &str) -> Option<i64> {
     let text = text.trim();
+    if let Some(millis) = parse_export_timestamp(text.as_bytes()) {
+        return Some(millis);
+    }
     if let Ok(naive) = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f") {
         return Some(naive.and_utc().timestamp_millis());
     }
@@ -170,6 +173,32 @@ fn parse_timestamp(text: &str) -> Option<i64> {
     DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|t| t.timestamp_millis())
+}
+
+/// The export's own `YYYY-MM-DD HH:MM:SS` without going through a format string: this runs
+/// once per row, and chrono's `parse_from_str` re-reads its format every call.
+fn parse_export_timestamp(bytes: &[u8]) -> Option<i64> {
+    if bytes.len() != 19
+        || bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || !matches!(bytes[10], b' ' | b'T')
+        || bytes[13] != b':'
+        || bytes[16] != b':'
+    {
+        return None;
+    }
+    let number = |from: usize, to: usize| -> Option<u32> {
+        bytes[from..to].iter().try_fold(0_u32, |n, b| {
+            b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+        })
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(
+        i32::try_from(number(0, 4)?).ok()?,
+        number(5, 7)?,
+        number(8, 10)?,
+    )?;
+    let moment = date.and_hms_opt(number(11, 13)?, number(14, 16)?, number(17, 19)?)?;
+    Some(moment.and_utc().timestamp_millis())
 }
 
 fn truncate(text: &str) -> &str {
@@ -309,5 +338,16 @@ mod tests {
         assert_eq!(parse_timestamp("1970-01-01T00:00:01.5"), Some(1500));
         assert_eq!(parse_timestamp("1970-01-01T01:00:01+01:00"), Some(1000));
         assert_eq!(parse_timestamp("1970-01-01"), None);
+        assert_eq!(
+            parse_timestamp("2019-10-22 08:20:42"),
+            Some(1_571_732_442_000)
+        );
+        assert_eq!(
+            parse_timestamp("2019-10-22T08:20:42"),
+            Some(1_571_732_442_000)
+        );
+        assert_eq!(parse_timestamp("2019-02-30 08:20:42"), None);
+        assert_eq!(parse_timestamp("2019-10-22 25:20:42"), None);
+        assert_eq!(parse_timestamp("2019-1a-22 08:20:42"), None);
     }
 }

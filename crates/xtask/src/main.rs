@@ -3,6 +3,9 @@
 //! - `gen`: writes a generated game-round export (the real export's shape: UTF-16 BE with a
 //!   BOM, CRLF, `NaN`/empty money, quoted names) and prints per-player totals as JSON lines
 //!   with `--totals`.
+//! - `bench producer`: upload → acknowledged rows/s beside the parse + encode baseline.
+
+mod bench;
 
 use std::fs::File;
 use std::io::Write;
@@ -21,6 +24,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
+    /// Measure a part of the pipeline against a baseline from the same run.
+    Bench {
+        #[command(subcommand)]
+        what: Bench,
+    },
     /// Write a generated game-round export.
     Gen {
         /// Data rows to write.
@@ -47,8 +55,21 @@ enum Task {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(Subcommand)]
+enum Bench {
+    /// Upload → every record acknowledged by Kafka (needs `scripts/dev services`).
+    Producer {
+        #[arg(long, default_value_t = 10_000_000)]
+        rows: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
+        Task::Bench {
+            what: Bench::Producer { rows },
+        } => bench::producer(rows).await?,
         Task::Gen {
             rows,
             encoding,

@@ -36,7 +36,8 @@ pub async fn csv_upload(
             max_in_flight: state.config.max_in_flight,
             max_rejects_listed: state.config.max_rejects_listed,
         };
-        let result = ingest(field, &state.producer, limits).await;
+        let window = state.producer.window(limits.max_in_flight);
+        let result = ingest(field, window, limits).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(_) => "failed",
