@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use sluice_producer::ingest::{ingest, DiscardSink, Limits};
+use sluice_schema::avro::GameRoundCodec;
+use sluice_schema::csv::HeaderMap;
+use sluice_schema::Money;
 use sluice_testkit::generate::{self, Options};
 use tokio::process::Command;
 use tokio_util::io::ReaderStream;
@@ -87,21 +90,12 @@ pub async fn producer(rows: u64) -> anyhow::Result<()> {
     }
 
     // The service: the release binary, a fresh topic, one streamed multipart upload.
-    let status = Command::new("cargo")
-        .args(["build", "--release", "--quiet", "-p", "sluice-producer"])
-        .current_dir(workspace())
-        .status()
-        .await?;
-    if !status.success() {
-        bail!("building sluice-producer failed");
-    }
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map_or_else(|_| workspace().join("target"), PathBuf::from);
+    build_release("sluice-producer").await?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
     let topic = format!("bench_{}", std::process::id());
-    let mut service = Command::new(target.join("release/sluice-producer"))
+    let mut service = Command::new(release_binary("sluice-producer"))
         .env("SLUICE_PRODUCER_LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("SLUICE_PRODUCER_KAFKA_BROKERS", &brokers)
         .env("SLUICE_PRODUCER_TOPIC", &topic)
@@ -176,4 +170,204 @@ fn println_table(rows: &[(&str, String)]) {
     for (key, value) in rows {
         eprintln!("{key:<width$}  {value}");
     }
+}
+
+/// Pre-filled topic → ClickHouse through the consumer, against `clickhouse-client` loading the
+/// same rows as CSV.
+pub async fn consumer(rows: u64) -> anyhow::Result<()> {
+    let brokers = stack_value("SLUICE_KAFKA_BROKERS")?;
+    let clickhouse_url = stack_value("SLUICE_CLICKHOUSE_URL")?;
+    let tcp_port = stack_value("SLUICE_CLICKHOUSE_TCP_PORT")?;
+    let run = format!("bench_{}", std::process::id());
+
+    // The same rounds as Avro messages and as ClickHouse CSV.
+    let mut options = Options::new(rows);
+    options.encoding = generate::Encoding::Utf8;
+    let export = generate::export(&options);
+    let mut reader = csv_async::AsyncReaderBuilder::new().create_reader(&export.bytes[..]);
+    let columns = HeaderMap::parse(reader.byte_headers().await?)?;
+    let codec = GameRoundCodec::get();
+    let mut messages: Vec<(String, Vec<u8>)> = Vec::with_capacity(rows as usize);
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    let mut record = csv_async::ByteRecord::new();
+    while reader.read_byte_record(&mut record).await? {
+        let round = columns
+            .parse_row(&record, 0)
+            .map_err(|e| anyhow::anyhow!("generated row rejected: {e:?}"))?;
+        let mut payload = Vec::new();
+        codec.encode(&round, &mut payload)?;
+        let money = |m: Option<Money>| m.map_or_else(|| "\\N".to_owned(), |m| m.to_string());
+        let when = chrono::DateTime::from_timestamp_millis(round.created_timestamp)
+            .context("timestamp in range")?
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string();
+        csv.write_record([
+            when,
+            round.game_instance_id.to_string(),
+            round.user_id.to_string(),
+            round.game_id.to_string(),
+            money(round.real_amount_bet),
+            money(round.bonus_amount_bet),
+            money(round.real_amount_win),
+            money(round.bonus_amount_win),
+            round.game_name.clone(),
+            round.provider.clone(),
+        ])?;
+        messages.push((round.user_id.into_string(), payload));
+    }
+    let csv = csv.into_inner()?;
+
+    // Baseline: clickhouse-client inserting the CSV into its own database.
+    let direct = format!("{run}_direct");
+    let client = sluice_schema::migrations::client(&clickhouse_url, &direct, "default", "");
+    sluice_schema::migrations::apply(&client, &direct).await?;
+    let started = Instant::now();
+    let mut load = Command::new("clickhouse-client")
+        .args(["--host", "127.0.0.1", "--port", &tcp_port, "--query"])
+        .arg(format!(
+            "INSERT INTO {direct}.game_rounds (created_timestamp, game_instance_id, user_id, game_id, \
+             real_amount_bet, bonus_amount_bet, real_amount_win, bonus_amount_win, game_name, provider) \
+             FORMAT CSV"
+        ))
+        .stdin(Stdio::piped())
+        .spawn()
+        .context("starting clickhouse-client")?;
+    let mut stdin = load.stdin.take().context("clickhouse-client stdin")?;
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, &csv).await?;
+    drop(stdin);
+    if !load.wait().await?.success() {
+        bail!("clickhouse-client failed");
+    }
+    let baseline = started.elapsed();
+
+    // The consumer: a pre-filled topic, the release binary, a fresh group.
+    let topic = format!("{run}_rounds");
+    sluice_schema::kafka::ensure_topic(&brokers, &topic, 8, 1).await?;
+    produce_all(&brokers, &topic, &messages).await?;
+    build_release("sluice-consumer").await?;
+    let database = format!("{run}_consumer");
+    let group = format!("{run}_group");
+    let started = Instant::now();
+    let mut service = Command::new(release_binary("sluice-consumer"))
+        .env("SLUICE_CONSUMER_LISTEN_ADDR", "127.0.0.1:0")
+        .env("SLUICE_CONSUMER_KAFKA_BROKERS", &brokers)
+        .env("SLUICE_CONSUMER_CLICKHOUSE_URL", &clickhouse_url)
+        .env("SLUICE_CONSUMER_CLICKHOUSE_DATABASE", &database)
+        .env("SLUICE_CONSUMER_TOPIC", &topic)
+        .env("SLUICE_CONSUMER_GROUP_ID", &group)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting sluice-consumer")?;
+    let http = reqwest::Client::new();
+    let count_sql = format!("SELECT count() FROM {database}.game_rounds");
+    let mut first_rows_at = None;
+    let mut first_rows = 0;
+    loop {
+        let answer = http
+            .post(&clickhouse_url)
+            .body(count_sql.clone())
+            .send()
+            .await;
+        let landed: u64 = match answer {
+            Ok(response) if response.status().is_success() => {
+                response.text().await?.trim().parse().unwrap_or(0)
+            }
+            _ => 0,
+        };
+        if landed > 0 && first_rows_at.is_none() {
+            first_rows_at = Some(Instant::now());
+            first_rows = landed;
+        }
+        if landed >= rows {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("only {landed} of {rows} rows landed after 600 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let total = started.elapsed();
+    let steady = first_rows_at.map(|t| (t.elapsed(), rows - first_rows));
+    service.start_kill()?;
+
+    let rate = |n: u64, d: Duration| n as f64 / d.as_secs_f64();
+    let mut table = vec![
+        ("rows", format!("{rows}")),
+        (
+            "baseline: clickhouse-client CSV insert",
+            format!(
+                "{:.0} rows/s ({:.2} s)",
+                rate(rows, baseline),
+                baseline.as_secs_f64()
+            ),
+        ),
+        (
+            "consumer, from process start",
+            format!(
+                "{:.0} rows/s ({:.2} s)",
+                rate(rows, total),
+                total.as_secs_f64()
+            ),
+        ),
+    ];
+    if let Some((elapsed, n)) = steady {
+        table.push((
+            "consumer, first insert → all landed",
+            format!(
+                "{:.0} rows/s ({:.2} s)",
+                rate(n, elapsed),
+                elapsed.as_secs_f64()
+            ),
+        ));
+        table.push((
+            "ratio steady consumer / baseline",
+            format!("{:.2}", rate(n, elapsed) / rate(rows, baseline)),
+        ));
+    }
+    println_table(&table);
+    Ok(())
+}
+
+async fn produce_all(
+    brokers: &str,
+    topic: &str,
+    messages: &[(String, Vec<u8>)],
+) -> anyhow::Result<()> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.messages", "2000000")
+        .create()?;
+    for chunk in messages.chunks(100_000) {
+        let mut deliveries = Vec::with_capacity(chunk.len());
+        for (key, payload) in chunk {
+            let record = FutureRecord::to(topic).key(key).payload(payload);
+            deliveries.push(producer.send_result(record).map_err(|(e, _)| e)?);
+        }
+        for delivery in deliveries {
+            delivery.await?.map_err(|(e, _)| e)?;
+        }
+    }
+    Ok(())
+}
+
+async fn build_release(package: &str) -> anyhow::Result<()> {
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "-p", package])
+        .current_dir(workspace())
+        .status()
+        .await?;
+    if !status.success() {
+        bail!("building {package} failed");
+    }
+    Ok(())
+}
+
+fn release_binary(name: &str) -> PathBuf {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map_or_else(|_| workspace().join("target"), PathBuf::from);
+    target.join("release").join(name)
 }

@@ -4,6 +4,7 @@
 //!   BOM, CRLF, `NaN`/empty money, quoted names) and prints per-player totals as JSON lines
 //!   with `--totals`.
 //! - `bench producer`: upload → acknowledged rows/s beside the parse + encode baseline.
+//! - `bench consumer`: topic → ClickHouse rows/s beside a `clickhouse-client` CSV load.
 
 mod bench;
 
@@ -62,6 +63,11 @@ enum Bench {
         #[arg(long, default_value_t = 10_000_000)]
         rows: u64,
     },
+    /// Pre-filled topic → ClickHouse, against `clickhouse-client` (needs `scripts/dev services`).
+    Consumer {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+    },
 }
 
 #[tokio::main]
@@ -70,6 +76,9 @@ async fn main() -> anyhow::Result<()> {
         Task::Bench {
             what: Bench::Producer { rows },
         } => bench::producer(rows).await?,
+        Task::Bench {
+            what: Bench::Consumer { rows },
+        } => bench::consumer(rows).await?,
         Task::Gen {
             rows,
             encoding,
