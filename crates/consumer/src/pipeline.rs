@@ -1,5 +1,8 @@
 //! The ingest loop: consume → decode → batch → insert (with retries) → store offsets.
-//! Order matters: offsets are stored only after ClickHouse acknowledged the insert.
+//!
+//! One batch is inserted while the next one fills, so fetching and inserting overlap; at most
+//! one insert is in flight, and batches complete in order. A batch's offsets are stored only
+//! after ClickHouse acknowledged its insert.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,8 +13,8 @@ use rand::Rng;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::Message;
 use sluice_schema::avro::GameRoundCodec;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::instrument;
 
 use crate::batcher::Batch;
 use crate::config::Config;
@@ -27,12 +30,18 @@ pub struct Pipeline {
     pub running: Arc<AtomicBool>,
 }
 
+/// The insert of one batch; yields the batch back once ClickHouse acknowledged it, or `None`
+/// when shutdown came first (nothing stored: the records are read again later).
+type InFlight = JoinHandle<Option<Batch>>;
+
 impl Pipeline {
-    /// Runs until `shutdown` fires, then flushes what it holds, commits and returns.
+    /// Runs until `shutdown` fires, then inserts what it holds (one attempt), stores and
+    /// commits those offsets, and returns.
     pub async fn run(self, shutdown: CancellationToken) {
         let codec = GameRoundCodec::get();
         let timeout = Duration::from_millis(self.config.batch_timeout_ms);
         let mut batch = Batch::default();
+        let mut in_flight: Option<InFlight> = None;
         let mut deadline: Option<tokio::time::Instant> = None;
         self.running.store(true, Ordering::SeqCst);
         loop {
@@ -42,15 +51,27 @@ impl Pipeline {
                     None => std::future::pending().await,
                 }
             };
+            let insert_done = async {
+                match in_flight.as_mut() {
+                    Some(handle) => handle.await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                done = insert_done => {
+                    in_flight = None;
+                    match done {
+                        Ok(Some(inserted)) => self.store(&inserted),
+                        _ => break,
+                    }
+                }
                 _ = flush_timer => {
-                    self.forget_revoked(&mut batch);
-                    if !self.flush(&mut batch, &shutdown).await {
+                    deadline = None;
+                    if !self.dispatch(&mut batch, &mut in_flight, &shutdown).await {
                         break;
                     }
-                    deadline = None;
                 }
                 message = self.consumer.recv() => {
                     let message = match message {
@@ -72,19 +93,27 @@ impl Pipeline {
                     drop(message);
                     deadline.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
                     if batch.is_full(self.config.batch_max_rows, self.config.batch_max_bytes) {
-                        self.forget_revoked(&mut batch);
-                        if !self.flush(&mut batch, &shutdown).await {
+                        deadline = None;
+                        if !self.dispatch(&mut batch, &mut in_flight, &shutdown).await {
                             break;
                         }
-                        deadline = None;
                     }
                 }
             }
         }
-        // Shutting down: insert what is held (once), store its offsets and commit them now.
+        // Shutting down: finish the insert in flight, then try the rest once; store what landed.
+        if let Some(handle) = in_flight.take() {
+            if let Ok(Some(inserted)) = handle.await {
+                self.store(&inserted);
+            }
+        }
         self.forget_revoked(&mut batch);
         if !batch.is_empty() {
-            self.flush(&mut batch, &CancellationToken::new()).await;
+            let stopped = CancellationToken::new();
+            stopped.cancel();
+            if let Some(inserted) = self.insert(std::mem::take(&mut batch), stopped).await {
+                self.store(&inserted);
+            }
         }
         if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::debug!(%error, "Nothing committed at shutdown.");
@@ -105,51 +134,83 @@ impl Pipeline {
         }
     }
 
-    /// Inserts the batch, retrying with exponential backoff and jitter until it succeeds, then
-    /// stores its offsets. Returns false when `shutdown` fired before the insert succeeded
-    /// (nothing stored: the records are read again by whoever owns the partitions next).
-    #[instrument(skip_all, fields(rows = batch.rows()))]
-    async fn flush(&self, batch: &mut Batch, shutdown: &CancellationToken) -> bool {
+    /// Waits for the previous insert (storing its offsets), then starts inserting `batch`.
+    /// Returns false when shutdown interrupted the previous insert.
+    async fn dispatch(
+        &self,
+        batch: &mut Batch,
+        in_flight: &mut Option<InFlight>,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        if let Some(handle) = in_flight.take() {
+            match handle.await {
+                Ok(Some(inserted)) => self.store(&inserted),
+                _ => return false,
+            }
+        }
+        self.forget_revoked(batch);
         if batch.is_empty() {
             return true;
         }
-        let rows = batch.rows();
+        let insert = self.insert(std::mem::take(batch), shutdown.clone());
+        *in_flight = Some(tokio::spawn(insert));
+        true
+    }
+
+    /// Inserts the batch, retrying with exponential backoff and jitter until it succeeds or
+    /// `shutdown` fires. Owns its inputs so it can run beside the loop.
+    fn insert(
+        &self,
+        batch: Batch,
+        shutdown: CancellationToken,
+    ) -> impl std::future::Future<Output = Option<Batch>> + Send + 'static {
+        let client = self.clickhouse.clone();
         let mut backoff = Duration::from_millis(self.config.insert_retry_initial_ms);
         let max_backoff = Duration::from_millis(self.config.insert_retry_max_ms);
-        let started = Instant::now();
-        loop {
-            let attempt = if rows == 0 {
-                Ok(())
-            } else {
-                insert_batch(&self.clickhouse, batch.rounds()).await
-            };
-            match attempt {
-                Ok(()) => break,
-                Err(error) => {
-                    metrics::counter!("sluice_consumer_insert_failures_total").increment(1);
-                    let jitter = rand::rng().random_range(0.5..1.0);
-                    let wait = backoff.mul_f64(jitter);
-                    tracing::warn!(%error, wait_ms = wait.as_millis() as u64, "Insert failed, retrying.");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return false,
-                        _ = tokio::time::sleep(wait) => {}
+        async move {
+            let rows = batch.rows();
+            let started = Instant::now();
+            loop {
+                let attempt = if rows == 0 {
+                    Ok(())
+                } else {
+                    insert_batch(&client, batch.rounds()).await
+                };
+                match attempt {
+                    Ok(()) => break,
+                    Err(error) => {
+                        metrics::counter!("sluice_consumer_insert_failures_total").increment(1);
+                        if shutdown.is_cancelled() {
+                            tracing::warn!(%error, rows, "Insert failed during shutdown; the records will be read again.");
+                            return None;
+                        }
+                        let wait = backoff.mul_f64(rand::rng().random_range(0.5..1.0));
+                        tracing::warn!(%error, rows, wait_ms = wait.as_millis() as u64, "Insert failed, retrying.");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return None,
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                        backoff = (backoff * 2).min(max_backoff);
                     }
-                    backoff = (backoff * 2).min(max_backoff);
                 }
             }
+            metrics::counter!("sluice_consumer_rows_inserted_total").increment(rows as u64);
+            metrics::counter!("sluice_consumer_batches_total").increment(1);
+            metrics::histogram!("sluice_consumer_insert_seconds")
+                .record(started.elapsed().as_secs_f64());
+            tracing::debug!(rows, skipped = batch.skipped(), "Batch inserted.");
+            Some(batch)
         }
-        metrics::counter!("sluice_consumer_rows_inserted_total").increment(rows as u64);
-        metrics::counter!("sluice_consumer_batches_total").increment(1);
-        metrics::histogram!("sluice_consumer_insert_seconds")
-            .record(started.elapsed().as_secs_f64());
-        if let Err(error) = store_offsets(&self.consumer, &self.config.topic, batch.next_offsets())
+    }
+
+    /// Stores the offsets of a batch ClickHouse acknowledged, for the next auto-commit.
+    fn store(&self, inserted: &Batch) {
+        if let Err(error) =
+            store_offsets(&self.consumer, &self.config.topic, inserted.next_offsets())
         {
             // A partition was revoked meanwhile: its rows are in ClickHouse, and the new owner
-            // re-inserts them; de-duplication by round identity keeps results exact.
+            // inserts them again; de-duplication by round identity keeps results exact.
             tracing::warn!(%error, "Could not store offsets.");
         }
-        tracing::debug!(rows, skipped = batch.skipped(), "Batch inserted.");
-        *batch = Batch::default();
-        true
     }
 }
