@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use sluice_schema::domain::format_scaled;
 use sluice_testkit::generate::{self, Options};
-use sluice_testkit::{clickhouse, kafka, unique, Stack};
+use sluice_testkit::{clickhouse, http, kafka, unique, Stack};
 use tokio_util::sync::CancellationToken;
 
 const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
@@ -74,22 +74,6 @@ async fn spawn_pipeline() -> Pipeline {
     }
 }
 
-async fn upload(producer_url: &str, bytes: Vec<u8>) -> (u16, serde_json::Value) {
-    let part = reqwest::multipart::Part::bytes(bytes)
-        .file_name("game_rounds.csv")
-        .mime_str("text/csv")
-        .unwrap();
-    let form = reqwest::multipart::Form::new().part("file", part);
-    let response = reqwest::Client::new()
-        .post(format!("{producer_url}/csv_upload"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
 /// Polls `sql` until it returns `expected`, failing after `timeout` with the last answer.
 async fn wait_for(sql: &str, expected: &str, timeout: Duration) {
     let started = Instant::now();
@@ -116,8 +100,9 @@ async fn uploaded_rounds_reach_the_gateway_exactly_once_with_exact_sums() {
     assert_eq!(expected.good_rows, 5_988);
 
     // The receipt comes after Kafka acknowledged every accepted row.
-    let (status, receipt) = upload(&pipeline.producer_url, export.bytes.clone()).await;
-    assert_eq!(status, 200, "{receipt}");
+    let upload = http::upload_csv(&pipeline.producer_url, export.bytes.clone(), "text/csv").await;
+    let receipt = &upload.body;
+    assert_eq!(upload.status, 200, "{receipt}");
     assert_eq!(receipt["rows_read"], 6_000);
     assert_eq!(receipt["accepted"], expected.good_rows);
     assert_eq!(receipt["rejected"], 12);
@@ -127,13 +112,7 @@ async fn uploaded_rounds_reach_the_gateway_exactly_once_with_exact_sums() {
         receipt["sha256"],
         hex::encode(Sha256::digest(&export.bytes))
     );
-    let reject_lines: Vec<u64> = receipt["rejects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["line"].as_u64().unwrap())
-        .collect();
-    assert_eq!(reject_lines, expected.bad_lines);
+    assert_eq!(upload.reject_lines(), expected.bad_lines);
     assert_eq!(receipt["rejects"][0]["column"], "real_amount_bet");
     assert_eq!(receipt["rejects"][1]["column"], "user_id");
 
@@ -148,8 +127,8 @@ async fn uploaded_rounds_reach_the_gateway_exactly_once_with_exact_sums() {
 
     // Uploading the same file again delivers every row a second time; once the consumer has
     // committed past all of them, each round is still counted once.
-    let (status, _) = upload(&pipeline.producer_url, export.bytes.clone()).await;
-    assert_eq!(status, 200);
+    let again = http::upload_csv(&pipeline.producer_url, export.bytes.clone(), "text/csv").await;
+    assert_eq!(again.status, 200);
     let started = Instant::now();
     let all_messages = (expected.good_rows * 2) as i64;
     while kafka::committed_total(&pipeline.group, &pipeline.topic, 4).await < all_messages {

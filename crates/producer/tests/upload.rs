@@ -5,7 +5,7 @@ use std::time::Duration;
 use sluice_producer::{Application, Config};
 use sluice_schema::avro::GameRoundCodec;
 use sluice_testkit::generate::{self, Encoding, Options};
-use sluice_testkit::{kafka, unique, Stack};
+use sluice_testkit::{http, kafka, unique, Stack};
 
 struct Producer {
     url: String,
@@ -32,20 +32,8 @@ async fn post_file(
     bytes: Vec<u8>,
     mime: &str,
 ) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
-    let part = reqwest::multipart::Part::bytes(bytes)
-        .file_name("rounds.csv")
-        .mime_str(mime)
-        .unwrap();
-    let form = reqwest::multipart::Form::new().part("file", part);
-    let response = reqwest::Client::new()
-        .post(format!("{url}/csv_upload"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    (status, headers, response.json().await.unwrap())
+    let upload = http::upload_csv(url, bytes, mime).await;
+    (upload.status, upload.headers, upload.body)
 }
 
 fn csv(text: &str) -> Vec<u8> {
@@ -68,18 +56,17 @@ async fn every_supported_encoding_gives_the_same_receipt() {
         options.encoding = encoding;
         options.bad_row_every = Some(50);
         let export = generate::export(&options);
-        let (status, _, receipt) = post_file(&producer.url, export.bytes, "text/csv").await;
-        assert_eq!(status, 200, "{encoding:?}: {receipt}");
+        let upload = http::upload_csv(&producer.url, export.bytes, "text/csv").await;
+        let receipt = &upload.body;
+        assert_eq!(upload.status, 200, "{encoding:?}: {receipt}");
         assert_eq!(receipt["rows_read"], 300, "{encoding:?}");
         assert_eq!(receipt["accepted"], 294, "{encoding:?}");
         assert_eq!(receipt["rejected"], 6, "{encoding:?}");
-        let lines: Vec<u64> = receipt["rejects"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["line"].as_u64().unwrap())
-            .collect();
-        assert_eq!(lines, export.summary.bad_lines, "{encoding:?}");
+        assert_eq!(
+            upload.reject_lines(),
+            export.summary.bad_lines,
+            "{encoding:?}"
+        );
     }
 }
 

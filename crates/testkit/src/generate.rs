@@ -133,19 +133,6 @@ const AMOUNTS: [(&str, i128); 12] = [
     ("1.2345", 12_345),
 ];
 
-const HEADER: [&str; 10] = [
-    "created_timestamp",
-    "game_instance_id",
-    "user_id",
-    "game_id",
-    "real_amount_bet",
-    "bonus_amount_bet",
-    "real_amount_win",
-    "bonus_amount_win",
-    "game_name",
-    "provider",
-];
-
 /// 2019-10-22 08:00:00 UTC, where the real export starts.
 const FIRST_TIMESTAMP: i64 = 1_571_731_200;
 
@@ -165,7 +152,7 @@ pub fn write(options: &Options, out: impl Write) -> io::Result<Summary> {
         .from_writer(EncodedWriter::new(out, options.encoding)?);
     let mut summary = Summary::default();
 
-    csv.write_record(HEADER)?;
+    csv.write_record(sluice_schema::csv::COLUMNS)?;
     for index in 0..options.rows {
         let line = index + 2;
         let player = &players[rng.random_range(0..players.len())];

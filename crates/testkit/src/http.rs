@@ -1,0 +1,43 @@
+//! HTTP helpers for tests that drive the services from outside.
+
+use reqwest::header::HeaderMap;
+
+/// What the producer answered to an upload.
+#[derive(Debug)]
+pub struct Upload {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: serde_json::Value,
+}
+
+impl Upload {
+    /// Line numbers of the rejects the receipt lists, in order.
+    pub fn reject_lines(&self) -> Vec<u64> {
+        self.body["rejects"]
+            .as_array()
+            .map(|rejects| rejects.iter().filter_map(|r| r["line"].as_u64()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// `POST {producer_url}/csv_upload` with `bytes` as the multipart field `file` of type `mime`.
+pub async fn upload_csv(producer_url: &str, bytes: Vec<u8>, mime: &str) -> Upload {
+    let part = reqwest::multipart::Part::bytes(bytes)
+        .file_name("game_rounds.csv")
+        .mime_str(mime)
+        .expect("a valid media type");
+    let response = reqwest::Client::new()
+        .post(format!("{producer_url}/csv_upload"))
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .expect("the producer answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.json().await.expect("a JSON answer");
+    Upload {
+        status,
+        headers,
+        body,
+    }
+}
