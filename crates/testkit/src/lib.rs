@@ -7,10 +7,12 @@
 //! - [`generate`]: deterministic game-round CSV exports shaped like the real one, with the
 //!   exact totals a correct pipeline must report for them.
 //! - [`clickhouse`]: a plain HTTP query helper for assertions.
+//! - [`fault`]: a TCP relay that cuts and heals the link to a real server.
 //! - [`http`]: uploading a CSV to the producer as a client would.
 //! - [`kafka`]: topic creation and committed-offset totals for assertions.
 
 pub mod clickhouse;
+pub mod fault;
 pub mod generate;
 pub mod http;
 pub mod kafka;

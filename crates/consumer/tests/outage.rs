@@ -1,0 +1,52 @@
+//! ClickHouse unreachable mid-load: the consumer keeps retrying, commits nothing it has not
+//! inserted, and resumes when ClickHouse is back — no loss, no duplicates in the results.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use sluice_testkit::fault::FaultyLink;
+use sluice_testkit::{clickhouse, kafka, unique, Stack};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_unreachable_for_20_seconds_loses_and_doubles_nothing() {
+    let (topic, group, database) = (unique("outage"), unique("group"), unique("outage"));
+    kafka::create_topic(&topic, PARTITIONS).await;
+    let stack = Stack::get();
+    let upstream = stack.clickhouse_url.trim_start_matches("http://").trim_end_matches('/');
+    let link = FaultyLink::start(upstream).await;
+
+    let mut config = config(&topic, &group, &database);
+    config.clickhouse_url = format!("http://{}", link.address());
+    config.insert_retry_initial_ms = 100;
+    config.insert_retry_max_ms = 1_000;
+    let (shutdown, handle) = spawn_consumer(config).await;
+    let table = format!("{database}.game_rounds FINAL");
+
+    kafka::produce(&topic, "first", &encoded_rounds(1, 3_000)).await;
+    wait_for_committed(&group, &topic, 3_000).await;
+
+    // The link to ClickHouse goes down; records keep arriving.
+    link.cut();
+    kafka::produce(&topic, "second", &encoded_rounds(3_001, 3_000)).await;
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_secs(20) {
+        let committed = kafka::committed_total(&group, &topic, PARTITIONS).await;
+        assert_eq!(committed, 3_000, "offsets moved while ClickHouse was unreachable");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(clickhouse::query(&format!("SELECT count() FROM {table}")).await, "3000");
+
+    // Back up: everything lands, once.
+    link.heal();
+    kafka::produce(&topic, "third", &encoded_rounds(6_001, 3_000)).await;
+    wait_for_committed(&group, &topic, 9_000).await;
+    let answer = clickhouse::query(&format!(
+        "SELECT count(), uniqExact(game_instance_id), toString(sum(real_amount_bet)) FROM {table}"
+    ))
+    .await;
+    assert_eq!(answer, "9000\t9000\t9000.0000");
+    shutdown.cancel();
+    handle.await.unwrap();
+}
