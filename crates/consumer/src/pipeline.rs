@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use clickhouse::Client;
 use rand::Rng;
 use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::BorrowedMessage;
 use rdkafka::Message;
 use sluice_schema::avro::GameRoundCodec;
 use tokio::task::JoinHandle;
@@ -34,11 +36,13 @@ pub struct Pipeline {
 /// when shutdown came first (nothing stored: the records are read again later).
 type InFlight = JoinHandle<Option<Batch>>;
 
+/// How long the next batch waits for the insert in flight before fetching is paused.
+const PAUSE_AFTER: Duration = Duration::from_secs(1);
+
 impl Pipeline {
     /// Runs until `shutdown` fires, then inserts what it holds (one attempt), stores and
     /// commits those offsets, and returns.
     pub async fn run(self, shutdown: CancellationToken) {
-        let codec = GameRoundCodec::get();
         let timeout = Duration::from_millis(self.config.batch_timeout_ms);
         let mut batch = Batch::default();
         let mut in_flight: Option<InFlight> = None;
@@ -74,23 +78,7 @@ impl Pipeline {
                     }
                 }
                 message = self.consumer.recv() => {
-                    let message = match message {
-                        Ok(message) => message,
-                        Err(error) => {
-                            tracing::warn!(%error, "Kafka consumer error.");
-                            continue;
-                        }
-                    };
-                    let payload = message.payload().unwrap_or_default();
-                    match codec.decode(payload) {
-                        Ok(round) => batch.push(message.partition(), message.offset(), payload.len(), round),
-                        Err(error) => {
-                            tracing::warn!(%error, partition = message.partition(), offset = message.offset(), "Skipping undecodable message.");
-                            metrics::counter!("sluice_consumer_poison_messages_total").increment(1);
-                            batch.skip(message.partition(), message.offset());
-                        }
-                    }
-                    drop(message);
+                    self.accept(message, &mut batch);
                     deadline.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
                     if batch.is_full(self.config.batch_max_rows, self.config.batch_max_bytes) {
                         deadline = None;
@@ -134,6 +122,26 @@ impl Pipeline {
         }
     }
 
+    /// Decodes one message into the batch; an undecodable one is skipped (its offset moves on).
+    fn accept(&self, message: KafkaResult<BorrowedMessage<'_>>, batch: &mut Batch) {
+        let message = match message {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(%error, "Kafka consumer error.");
+                return;
+            }
+        };
+        let payload = message.payload().unwrap_or_default();
+        match GameRoundCodec::get().decode(payload) {
+            Ok(round) => batch.push(message.partition(), message.offset(), payload.len(), round),
+            Err(error) => {
+                tracing::warn!(%error, partition = message.partition(), offset = message.offset(), "Skipping undecodable message.");
+                metrics::counter!("sluice_consumer_poison_messages_total").increment(1);
+                batch.skip(message.partition(), message.offset());
+            }
+        }
+    }
+
     /// Waits for the previous insert (storing its offsets), then starts inserting `batch`.
     /// Returns false when shutdown interrupted the previous insert.
     async fn dispatch(
@@ -142,8 +150,12 @@ impl Pipeline {
         in_flight: &mut Option<InFlight>,
         shutdown: &CancellationToken,
     ) -> bool {
-        if let Some(handle) = in_flight.take() {
-            match handle.await {
+        if let Some(mut handle) = in_flight.take() {
+            let outcome = match tokio::time::timeout(PAUSE_AFTER, &mut handle).await {
+                Ok(outcome) => outcome,
+                Err(_) => self.wait_paused(&mut handle, batch).await,
+            };
+            match outcome {
                 Ok(Some(inserted)) => self.store(&inserted),
                 _ => return false,
             }
@@ -201,6 +213,33 @@ impl Pipeline {
             tracing::debug!(rows, skipped = batch.skipped(), "Batch inserted.");
             Some(batch)
         }
+    }
+
+    /// Waits for a slow (retrying) insert with fetching paused: the group still sees this
+    /// instance poll, so it is not evicted however long ClickHouse is away, and memory stays
+    /// bounded. What was fetched before the pause joins `batch`.
+    async fn wait_paused(
+        &self,
+        handle: &mut InFlight,
+        batch: &mut Batch,
+    ) -> Result<Option<Batch>, tokio::task::JoinError> {
+        let assignment = self.consumer.assignment().unwrap_or_default();
+        if let Err(error) = self.consumer.pause(&assignment) {
+            tracing::warn!(%error, "Could not pause fetching.");
+        }
+        tracing::info!("Fetching paused until the insert in flight succeeds.");
+        metrics::gauge!("sluice_consumer_paused").set(1.0);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut *handle => break outcome,
+                message = self.consumer.recv() => self.accept(message, batch),
+            }
+        };
+        // Partitions revoked meanwhile cannot be resumed; that is fine.
+        let _ = self.consumer.resume(&assignment);
+        metrics::gauge!("sluice_consumer_paused").set(0.0);
+        tracing::info!("Fetching resumed.");
+        outcome
     }
 
     /// Stores the offsets of a batch ClickHouse acknowledged, for the next auto-commit.

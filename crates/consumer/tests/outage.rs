@@ -1,5 +1,5 @@
-//! ClickHouse unreachable mid-load: the consumer keeps retrying, commits nothing it has not
-//! inserted, and resumes when ClickHouse is back — no loss, no duplicates in the results.
+//! ClickHouse unreachable mid-load: the consumer keeps retrying with fetching paused, commits
+//! nothing it has not inserted, and resumes when ClickHouse is back — no loss, no duplicates in the results.
 
 mod common;
 
@@ -14,7 +14,10 @@ async fn clickhouse_unreachable_for_20_seconds_loses_and_doubles_nothing() {
     let (topic, group, database) = (unique("outage"), unique("group"), unique("outage"));
     kafka::create_topic(&topic, PARTITIONS).await;
     let stack = Stack::get();
-    let upstream = stack.clickhouse_url.trim_start_matches("http://").trim_end_matches('/');
+    let upstream = stack
+        .clickhouse_url
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
     let link = FaultyLink::start(upstream).await;
 
     let mut config = config(&topic, &group, &database);
@@ -33,10 +36,16 @@ async fn clickhouse_unreachable_for_20_seconds_loses_and_doubles_nothing() {
     let outage = Instant::now();
     while outage.elapsed() < Duration::from_secs(20) {
         let committed = kafka::committed_total(&group, &topic, PARTITIONS).await;
-        assert_eq!(committed, 3_000, "offsets moved while ClickHouse was unreachable");
+        assert_eq!(
+            committed, 3_000,
+            "offsets moved while ClickHouse was unreachable"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert_eq!(clickhouse::query(&format!("SELECT count() FROM {table}")).await, "3000");
+    assert_eq!(
+        clickhouse::query(&format!("SELECT count() FROM {table}")).await,
+        "3000"
+    );
 
     // Back up: everything lands, once.
     link.heal();
