@@ -5,9 +5,20 @@ use std::collections::BTreeMap;
 
 use sluice_schema::GameRound;
 
+/// A message that could not be decoded, kept with its position and the reason.
+#[derive(Debug, Clone)]
+pub struct Poison {
+    pub partition: i32,
+    pub offset: i64,
+    pub error: String,
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
 #[derive(Debug, Default)]
 struct PartitionBatch {
     rounds: Vec<GameRound>,
+    poison: Vec<Poison>,
     /// The next offset to consume: one past the highest offset seen.
     next_offset: i64,
 }
@@ -18,7 +29,6 @@ pub struct Batch {
     partitions: BTreeMap<i32, PartitionBatch>,
     rows: usize,
     bytes: usize,
-    skipped: u64,
 }
 
 impl Batch {
@@ -29,10 +39,11 @@ impl Batch {
         self.bytes += payload_bytes;
     }
 
-    /// Records a message that will not be inserted (undecodable): its offset still moves on.
-    pub fn skip(&mut self, partition: i32, offset: i64) {
-        self.partition(partition, offset);
-        self.skipped += 1;
+    /// Records a message that cannot become a round: it goes to quarantine, and its offset
+    /// still moves on.
+    pub fn quarantine(&mut self, poison: Poison) {
+        let (partition, offset) = (poison.partition, poison.offset);
+        self.partition(partition, offset).poison.push(poison);
     }
 
     fn partition(&mut self, partition: i32, offset: i64) -> &mut PartitionBatch {
@@ -44,6 +55,11 @@ impl Batch {
     /// Every buffered round, partition by partition, in offset order within a partition.
     pub fn rounds(&self) -> impl Iterator<Item = &GameRound> {
         self.partitions.values().flat_map(|p| p.rounds.iter())
+    }
+
+    /// Every quarantined message, partition by partition.
+    pub fn poison(&self) -> impl Iterator<Item = &Poison> {
+        self.partitions.values().flat_map(|p| p.poison.iter())
     }
 
     /// Partition → the offset to store once the batch is durable.
@@ -64,8 +80,8 @@ impl Batch {
         self.rows >= max_rows || self.bytes >= max_bytes
     }
 
-    pub fn skipped(&self) -> u64 {
-        self.skipped
+    pub fn poison_count(&self) -> usize {
+        self.partitions.values().map(|p| p.poison.len()).sum()
     }
 
     /// Forgets the records of partitions no longer assigned to this instance, without storing
@@ -87,23 +103,33 @@ impl Batch {
 mod tests {
     use super::*;
 
+    fn poison(partition: i32, offset: i64) -> Poison {
+        Poison {
+            partition,
+            offset,
+            error: "bad".into(),
+            key: Vec::new(),
+            payload: vec![1, 2, 3],
+        }
+    }
+
     #[test]
     fn next_offsets_are_one_past_the_highest_seen_per_partition() {
         let mut batch = Batch::default();
-        batch.skip(0, 5);
-        batch.skip(0, 3);
-        batch.skip(2, 9);
+        batch.quarantine(poison(0, 5));
+        batch.quarantine(poison(0, 3));
+        batch.quarantine(poison(2, 9));
         assert_eq!(batch.next_offsets().collect::<Vec<_>>(), [(0, 6), (2, 10)]);
         assert!(!batch.is_empty());
-        assert_eq!(batch.skipped(), 3);
+        assert_eq!(batch.poison_count(), 3);
         assert_eq!(batch.rows(), 0);
     }
 
     #[test]
     fn a_revoked_partition_loses_only_its_own_records() {
         let mut batch = Batch::default();
-        batch.skip(1, 5);
-        batch.skip(2, 7);
+        batch.quarantine(poison(1, 5));
+        batch.quarantine(poison(2, 7));
         assert_eq!(batch.forget_partitions(&[3]), 0);
         assert_eq!(batch.forget_partitions(&[1]), 0);
         assert_eq!(batch.next_offsets().collect::<Vec<_>>(), [(2, 8)]);

@@ -18,6 +18,10 @@ pub struct Config {
     /// Partitions of the topic when the consumer has to create it. Default 8.
     #[serde(default = "defaults::topic_partitions")]
     pub topic_partitions: i32,
+    /// Topic undecodable messages are copied to, with the error in headers.
+    /// Default: the topic's name followed by `.dlq`.
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
     /// Consumer group; every instance of one group shares the partitions. Default `sluice-consumer`.
     #[serde(default = "defaults::group_id")]
     pub group_id: String,
@@ -63,6 +67,13 @@ impl Config {
         envy::prefixed("SLUICE_CONSUMER_").from_env()
     }
 
+    /// The dead-letter topic's name.
+    pub fn dead_letter_topic(&self) -> String {
+        self.dead_letter_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.dlq", self.topic))
+    }
+
     /// The defaults with the given endpoints: what tests and examples start from.
     pub fn with_endpoints(
         kafka_brokers: impl Into<String>,
@@ -73,6 +84,7 @@ impl Config {
             kafka_brokers: kafka_brokers.into(),
             topic: defaults::topic(),
             topic_partitions: defaults::topic_partitions(),
+            dead_letter_topic: None,
             group_id: defaults::group_id(),
             session_timeout_ms: defaults::session_timeout_ms(),
             max_poll_interval_ms: defaults::max_poll_interval_ms(),

@@ -4,8 +4,13 @@ use clickhouse::Client;
 use serde::Serialize;
 use sluice_schema::GameRound;
 
+use crate::batcher::Poison;
+
 /// Table the rounds land in (see `schemas/clickhouse/0001_game_rounds.sql`).
 pub const GAME_ROUNDS_TABLE: &str = "game_rounds";
+
+/// Table undecodable messages land in (see `schemas/clickhouse/0002_quarantine.sql`).
+pub const QUARANTINE_TABLE: &str = "quarantine";
 
 /// One row of `game_rounds` in RowBinary: `DateTime` is seconds as `u32`, `Decimal(18, 4)` is
 /// the scaled `i64`, `Nullable` is an `Option`. `inserted_at` is filled by the server.
@@ -49,6 +54,37 @@ pub async fn insert_batch(
     let mut insert = client.insert::<GameRoundRow<'_>>(GAME_ROUNDS_TABLE).await?;
     for round in rounds {
         insert.write(&GameRoundRow::from_round(round)).await?;
+    }
+    insert.end().await
+}
+
+/// One row of `quarantine`; `received_at` is filled by the server.
+#[derive(Debug, clickhouse::Row, Serialize)]
+pub struct QuarantineRow<'a> {
+    pub source_topic: &'a str,
+    pub source_partition: i32,
+    pub source_offset: i64,
+    pub error: &'a str,
+    pub payload_hex: String,
+}
+
+/// Inserts undecodable messages into the quarantine table as one block.
+pub async fn insert_quarantine<'a>(
+    client: &Client,
+    topic: &str,
+    poison: impl Iterator<Item = &'a Poison>,
+) -> Result<(), clickhouse::error::Error> {
+    let mut insert = client.insert::<QuarantineRow<'_>>(QUARANTINE_TABLE).await?;
+    for message in poison {
+        insert
+            .write(&QuarantineRow {
+                source_topic: topic,
+                source_partition: message.partition,
+                source_offset: message.offset,
+                error: &message.error,
+                payload_hex: hex::encode(&message.payload),
+            })
+            .await?;
     }
     insert.end().await
 }

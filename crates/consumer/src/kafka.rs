@@ -3,9 +3,15 @@
 
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+
+use crate::batcher::Poison;
 
 use crate::config::Config;
 
@@ -86,4 +92,64 @@ pub fn store_offsets(
         list.add_partition_offset(topic, partition, Offset::Offset(offset))?;
     }
     consumer.store_offsets(&list)
+}
+
+/// The dead-letter topic: undecodable messages, unchanged, with why and where in headers
+/// (`sluice-error`, `sluice-source-topic`, `sluice-source-partition`, `sluice-source-offset`).
+#[derive(Clone)]
+pub struct DeadLetters {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl DeadLetters {
+    pub fn new(config: &Config) -> KafkaResult<DeadLetters> {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", &config.kafka_brokers)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", "30000")
+            .create()?;
+        Ok(DeadLetters {
+            producer,
+            topic: config.dead_letter_topic(),
+        })
+    }
+
+    /// Sends every message and waits until Kafka acknowledged them all.
+    pub async fn send_all<'a>(
+        &self,
+        source_topic: &str,
+        poison: impl Iterator<Item = &'a Poison>,
+    ) -> Result<(), KafkaError> {
+        for message in poison {
+            let (partition, offset) = (message.partition.to_string(), message.offset.to_string());
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "sluice-error",
+                    value: Some(message.error.as_bytes()),
+                })
+                .insert(Header {
+                    key: "sluice-source-topic",
+                    value: Some(source_topic.as_bytes()),
+                })
+                .insert(Header {
+                    key: "sluice-source-partition",
+                    value: Some(partition.as_bytes()),
+                })
+                .insert(Header {
+                    key: "sluice-source-offset",
+                    value: Some(offset.as_bytes()),
+                });
+            let record = FutureRecord::to(&self.topic)
+                .key(&message.key)
+                .payload(&message.payload)
+                .headers(headers);
+            self.producer
+                .send(record, Duration::from_secs(30))
+                .await
+                .map_err(|(error, _)| error)?;
+        }
+        Ok(())
+    }
 }

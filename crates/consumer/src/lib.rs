@@ -55,6 +55,14 @@ impl Application {
             1,
         )
         .await?;
+        sluice_schema::kafka::ensure_topic(
+            &config.kafka_brokers,
+            &config.dead_letter_topic(),
+            config.topic_partitions,
+            1,
+        )
+        .await?;
+        let dead_letters = kafka::DeadLetters::new(&config)?;
         let notes = kafka::RebalanceNotes::default();
         let consumer = kafka::subscribe(&config, notes.clone())?;
         let running = Arc::new(AtomicBool::new(false));
@@ -81,6 +89,7 @@ impl Application {
                 consumer,
                 notes,
                 clickhouse,
+                dead_letters,
                 config,
                 running,
             },

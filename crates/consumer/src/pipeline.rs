@@ -18,16 +18,17 @@ use sluice_schema::avro::GameRoundCodec;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::batcher::Batch;
+use crate::batcher::{Batch, Poison};
 use crate::config::Config;
-use crate::inserter::insert_batch;
-use crate::kafka::{store_offsets, RebalanceNotes, RoundConsumer};
+use crate::inserter::{insert_batch, insert_quarantine};
+use crate::kafka::{store_offsets, DeadLetters, RebalanceNotes, RoundConsumer};
 
 /// Everything the loop needs.
 pub struct Pipeline {
     pub consumer: RoundConsumer,
     pub notes: RebalanceNotes,
     pub clickhouse: Client,
+    pub dead_letters: DeadLetters,
     pub config: Config,
     pub running: Arc<AtomicBool>,
 }
@@ -38,6 +39,34 @@ type InFlight = JoinHandle<Option<Batch>>;
 
 /// How long the next batch waits for the insert in flight before fetching is paused.
 const PAUSE_AFTER: Duration = Duration::from_secs(1);
+
+/// Why a batch could not be written; every kind is retried.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error("ClickHouse: {0}")]
+    ClickHouse(#[from] clickhouse::error::Error),
+    #[error("dead-letter topic: {0}")]
+    DeadLetters(#[from] rdkafka::error::KafkaError),
+}
+
+/// Rounds into `game_rounds`, poison into `quarantine` and the dead-letter topic. Each step is
+/// safe to repeat: rounds and quarantine rows are de-duplicated by identity, a dead letter may be
+/// sent twice.
+async fn write_batch(
+    client: &Client,
+    dead_letters: &DeadLetters,
+    topic: &str,
+    batch: &Batch,
+) -> Result<(), WriteError> {
+    if batch.rows() > 0 {
+        insert_batch(client, batch.rounds()).await?;
+    }
+    if batch.poison_count() > 0 {
+        insert_quarantine(client, topic, batch.poison()).await?;
+        dead_letters.send_all(topic, batch.poison()).await?;
+    }
+    Ok(())
+}
 
 impl Pipeline {
     /// Runs until `shutdown` fires, then inserts what it holds (one attempt), stores and
@@ -122,7 +151,8 @@ impl Pipeline {
         }
     }
 
-    /// Decodes one message into the batch; an undecodable one is skipped (its offset moves on).
+    /// Decodes one message into the batch; an undecodable one is quarantined (its offset moves
+    /// on).
     fn accept(&self, message: KafkaResult<BorrowedMessage<'_>>, batch: &mut Batch) {
         let message = match message {
             Ok(message) => message,
@@ -135,9 +165,15 @@ impl Pipeline {
         match GameRoundCodec::get().decode(payload) {
             Ok(round) => batch.push(message.partition(), message.offset(), payload.len(), round),
             Err(error) => {
-                tracing::warn!(%error, partition = message.partition(), offset = message.offset(), "Skipping undecodable message.");
+                tracing::warn!(%error, partition = message.partition(), offset = message.offset(), "Quarantining undecodable message.");
                 metrics::counter!("sluice_consumer_poison_messages_total").increment(1);
-                batch.skip(message.partition(), message.offset());
+                batch.quarantine(Poison {
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    error: error.to_string(),
+                    key: message.key().unwrap_or_default().to_vec(),
+                    payload: payload.to_vec(),
+                });
             }
         }
     }
@@ -177,17 +213,15 @@ impl Pipeline {
         shutdown: CancellationToken,
     ) -> impl std::future::Future<Output = Option<Batch>> + Send + 'static {
         let client = self.clickhouse.clone();
+        let dead_letters = self.dead_letters.clone();
+        let topic = self.config.topic.clone();
         let mut backoff = Duration::from_millis(self.config.insert_retry_initial_ms);
         let max_backoff = Duration::from_millis(self.config.insert_retry_max_ms);
         async move {
             let rows = batch.rows();
             let started = Instant::now();
             loop {
-                let attempt = if rows == 0 {
-                    Ok(())
-                } else {
-                    insert_batch(&client, batch.rounds()).await
-                };
+                let attempt = write_batch(&client, &dead_letters, &topic, &batch).await;
                 match attempt {
                     Ok(()) => break,
                     Err(error) => {
@@ -210,7 +244,7 @@ impl Pipeline {
             metrics::counter!("sluice_consumer_batches_total").increment(1);
             metrics::histogram!("sluice_consumer_insert_seconds")
                 .record(started.elapsed().as_secs_f64());
-            tracing::debug!(rows, skipped = batch.skipped(), "Batch inserted.");
+            tracing::debug!(rows, quarantined = batch.poison_count(), "Batch inserted.");
             Some(batch)
         }
     }

@@ -11,11 +11,18 @@ pub struct Migration {
 }
 
 /// All migrations, in the order they must be applied.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "game_rounds",
-    sql: include_str!("../../../schemas/clickhouse/0001_game_rounds.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "game_rounds",
+        sql: include_str!("../../../schemas/clickhouse/0001_game_rounds.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "quarantine",
+        sql: include_str!("../../../schemas/clickhouse/0002_quarantine.sql"),
+    },
+];
 
 /// Connects to ClickHouse and names the database every unqualified table lives in.
 #[cfg(feature = "clickhouse")]

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
@@ -77,6 +78,8 @@ pub async fn produce(topic: &str, key: &str, payloads: &[Vec<u8>]) {
 pub struct Record {
     pub key: Vec<u8>,
     pub payload: Vec<u8>,
+    /// Header names and values, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
 }
 
 /// Reads up to `count` messages from the start of every partition of `topic`, for at most
@@ -101,6 +104,15 @@ pub async fn consume(topic: &str, partitions: i32, count: usize, timeout: Durati
             Ok(Ok(message)) => payloads.push(Record {
                 key: message.key().unwrap_or_default().to_vec(),
                 payload: message.payload().unwrap_or_default().to_vec(),
+                headers: message
+                    .headers()
+                    .map(|headers| {
+                        headers
+                            .iter()
+                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             }),
             Ok(Err(error)) => panic!("consuming {topic}: {error}"),
             Err(_) => break,
