@@ -3,6 +3,8 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::credits::{RateLimit, MAX_GRACE_SECONDS};
+
 /// Every setting of the gateway. Each field is read from `SLUICE_GATEWAY_<FIELD>`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -38,6 +40,17 @@ pub struct Config {
     /// Largest `limit` a request may ask for. Default 10000.
     #[serde(default = "defaults::max_limit")]
     pub max_limit: u32,
+    /// Requests a key may make per `rate_limit_per_seconds` unless the key has its own limit.
+    /// Bursts up to this many are allowed. Default 10.
+    #[serde(default = "defaults::rate_limit_requests")]
+    pub rate_limit_requests: u32,
+    /// Window of the default rate limit, in seconds. Default 1.
+    #[serde(default = "defaults::rate_limit_per_seconds")]
+    pub rate_limit_per_seconds: u32,
+    /// How long the old secret keeps working after `POST /admin/keys/{id}/rotate` when the
+    /// request names no `grace_seconds`. Default 3600.
+    #[serde(default = "defaults::rotation_grace_seconds")]
+    pub rotation_grace_seconds: u32,
 }
 
 /// A setting that cannot work.
@@ -74,6 +87,9 @@ impl Config {
             query_cost: defaults::query_cost(),
             default_limit: defaults::default_limit(),
             max_limit: defaults::max_limit(),
+            rate_limit_requests: defaults::rate_limit_requests(),
+            rate_limit_per_seconds: defaults::rate_limit_per_seconds(),
+            rotation_grace_seconds: defaults::rotation_grace_seconds(),
         }
     }
 
@@ -90,7 +106,26 @@ impl Config {
                 reason: "must be between 1 and SLUICE_GATEWAY_MAX_LIMIT",
             });
         }
+        if RateLimit::new(self.rate_limit_requests, self.rate_limit_per_seconds).is_err() {
+            return Err(ConfigError {
+                variable: "RATE_LIMIT_REQUESTS",
+                reason:
+                    "RATE_LIMIT_REQUESTS must be 1 to 1000000 and RATE_LIMIT_PER_SECONDS 1 to 86400",
+            });
+        }
+        if self.rotation_grace_seconds > MAX_GRACE_SECONDS {
+            return Err(ConfigError {
+                variable: "ROTATION_GRACE_SECONDS",
+                reason: "must be at most 2592000 (30 days)",
+            });
+        }
         Ok(())
+    }
+
+    /// The rate limit of keys that have none of their own.
+    pub fn default_rate_limit(&self) -> RateLimit {
+        RateLimit::new(self.rate_limit_requests, self.rate_limit_per_seconds)
+            .expect("validated at start-up")
     }
 }
 
@@ -126,5 +161,14 @@ mod defaults {
     }
     pub fn max_limit() -> u32 {
         10_000
+    }
+    pub fn rate_limit_requests() -> u32 {
+        10
+    }
+    pub fn rate_limit_per_seconds() -> u32 {
+        1
+    }
+    pub fn rotation_grace_seconds() -> u32 {
+        3_600
     }
 }

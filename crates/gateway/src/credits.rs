@@ -1,12 +1,34 @@
-//! API keys and credits in Redis. A key is stored only as the SHA-256 of its secret; charging
-//! is one Lua script, so a balance can never go below zero however many requests race.
+//! API keys, credits and rate limits in Redis. A secret is stored only as its SHA-256; each
+//! request is admitted by one Lua script (key, credits, rate limit, charge), so a balance can
+//! never go below zero and a rate limit never be exceeded however many requests race.
+//!
+//! # Redis layout (`P` is `SLUICE_GATEWAY_REDIS_KEY_PREFIX`)
+//! - `P keyid:{id}`: hash, the key's one record: `id`, `name`, `credits`, `created_at`,
+//!   `secret` (SHA-256 of the current secret), and when set `expires_at` / `expires_at_ms`,
+//!   `revoked_at`, `rotated_at`, `rate_requests` / `rate_per_seconds` (absent: the configured
+//!   default), `rl_tat_ms` (the rate limiter's state).
+//! - `P secret:{sha256}`: string, secret hash → id. The current secret's has no TTL; after a
+//!   rotation the old one's expires with the grace period. Every secret of a key resolves to
+//!   the same record, so all of them draw from one balance.
+//! - `P keys`: set of every id, for listing.
+//! - `P key:{sha256}`: a key created before key management (a hash with `id`, `name`,
+//!   `credits`, `created_at`); moved to the layout above by its first request.
+//!
+//! The scripts in `src/lua/` name the record they derive from a lookup, so the layout needs a
+//! single Redis (or one hash slot), not a cluster.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 
 use deadpool_redis::{Pool, Runtime};
 use rand::RngCore;
 use redis::Script;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 
@@ -53,54 +75,216 @@ impl fmt::Debug for ApiKey {
     }
 }
 
-/// Checks the key and takes `cost` credits, atomically. Returns `{status, credits}`:
-/// status 0 charged (credits = what is left), -1 unknown key, -2 not enough credits.
-const CHARGE: &str = r"
-local credits = redis.call('HGET', KEYS[1], 'credits')
-if not credits then return {-1, 0} end
-credits = tonumber(credits)
-local cost = tonumber(ARGV[1])
-if credits < cost then return {-2, credits} end
-return {0, redis.call('HINCRBY', KEYS[1], 'credits', -cost)}
-";
+/// Largest balance a key may hold: 2^53 - 1, exact in Lua and in JSON.
+pub const MAX_CREDITS: u64 = (1 << 53) - 1;
+/// Longest grace period of an old secret after a rotation: 30 days.
+pub const MAX_GRACE_SECONDS: u32 = 30 * 24 * 3600;
+const ID_BYTES: usize = 8;
 
-/// Gives `amount` credits back, unless the key was deleted meanwhile.
-const REFUND: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-return redis.call('HINCRBY', KEYS[1], 'credits', ARGV[1])
-";
+/// A key's public id: 16 lowercase hex characters. Not a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyId(String);
 
-/// A key's public description (never the secret).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct KeyInfo {
-    pub id: String,
-    pub name: String,
-    pub credits: u64,
+impl KeyId {
+    fn generate() -> KeyId {
+        let mut id = [0_u8; ID_BYTES];
+        rand::rng().fill_bytes(&mut id);
+        KeyId(hex::encode(id))
+    }
+
+    /// Accepts only the shape ids have; anything else cannot name a key.
+    pub fn parse(text: &str) -> Result<KeyId, ApiError> {
+        if text.len() == ID_BYTES * 2
+            && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            Ok(KeyId(text.to_owned()))
+        } else {
+            Err(ApiError::KeyNotFound)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
-/// Keys and credits in Redis.
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A request budget: at most `requests` per `per_seconds`, bursts of up to `requests` included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct RateLimit {
+    /// Requests allowed per window (1 to 1000000).
+    #[schema(example = 10)]
+    requests: u32,
+    /// Length of the window in seconds (1 to 86400).
+    #[schema(example = 1)]
+    per_seconds: u32,
+}
+
+impl RateLimit {
+    pub fn new(requests: u32, per_seconds: u32) -> Result<RateLimit, ApiError> {
+        if !(1..=1_000_000).contains(&requests) {
+            return Err(ApiError::BadRequest(
+                "rate_limit.requests: must be between 1 and 1000000".into(),
+            ));
+        }
+        if !(1..=86_400).contains(&per_seconds) {
+            return Err(ApiError::BadRequest(
+                "rate_limit.per_seconds: must be between 1 and 86400".into(),
+            ));
+        }
+        Ok(RateLimit {
+            requests,
+            per_seconds,
+        })
+    }
+
+    pub fn requests(&self) -> u32 {
+        self.requests
+    }
+
+    pub fn per_seconds(&self) -> u32 {
+        self.per_seconds
+    }
+}
+
+/// What a new key starts with.
+#[derive(Debug, Clone)]
+pub struct NewKey<'a> {
+    pub name: &'a str,
+    pub credits: u64,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A key's public description: never the secret, nor its hash.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct KeyInfo {
+    /// Public id, used in the admin API.
+    #[schema(example = "3f2a9c0d1e8b7a65")]
+    pub id: String,
+    pub name: String,
+    /// Credits left.
+    pub credits: u64,
+    pub created_at: Option<DateTime<Utc>>,
+    /// Whether the key was revoked; revoked keys are refused with 401.
+    pub revoked: bool,
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// After this instant the key is refused with 401; `null`: never.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When the secret was last rotated.
+    pub rotated_at: Option<DateTime<Utc>>,
+    /// The rate limit in force for this key.
+    pub rate_limit: RateLimit,
+    /// Whether `rate_limit` is the gateway's default (the key has none of its own).
+    pub rate_limit_is_default: bool,
+}
+
+impl KeyInfo {
+    fn from_record(record: &HashMap<String, String>, default: RateLimit) -> Option<KeyInfo> {
+        let instant = |field: &str| {
+            record
+                .get(field)
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc))
+        };
+        let number = |field: &str| record.get(field).and_then(|n| n.parse::<u32>().ok());
+        let own = match (number("rate_requests"), number("rate_per_seconds")) {
+            (Some(requests), Some(per_seconds)) => RateLimit::new(requests, per_seconds).ok(),
+            _ => None,
+        };
+        Some(KeyInfo {
+            id: record.get("id")?.clone(),
+            name: record.get("name").cloned().unwrap_or_default(),
+            credits: record
+                .get("credits")?
+                .parse::<i64>()
+                .ok()?
+                .max(0)
+                .unsigned_abs(),
+            created_at: instant("created_at"),
+            revoked: record.contains_key("revoked_at"),
+            revoked_at: instant("revoked_at"),
+            expires_at: instant("expires_at"),
+            rotated_at: instant("rotated_at"),
+            rate_limit: own.unwrap_or(default),
+            rate_limit_is_default: own.is_none(),
+        })
+    }
+}
+
+/// The state of a key's rate limit after a request (the `X-RateLimit-*` headers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateState {
+    pub limit: u32,
+    pub remaining: u64,
+    /// Seconds until the budget is full again.
+    pub reset_secs: u64,
+}
+
+/// An admitted, charged request.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub key_id: KeyId,
+    pub credits_remaining: u64,
+    pub rate: RateState,
+}
+
+/// Keys, credits and rate limits in Redis.
 #[derive(Clone)]
 pub struct CreditStore {
     pool: Pool,
     prefix: String,
-    charge: std::sync::Arc<Script>,
-    refund: std::sync::Arc<Script>,
+    default_rate_limit: RateLimit,
+    scripts: Arc<Scripts>,
+}
+
+struct Scripts {
+    admit: Script,
+    refund: Script,
+    top_up: Script,
+    rotate: Script,
+    revoke: Script,
+    set_rate_limit: Script,
 }
 
 impl CreditStore {
-    pub fn new(redis_url: &str, prefix: &str) -> anyhow::Result<CreditStore> {
+    pub fn new(
+        redis_url: &str,
+        prefix: &str,
+        default_rate_limit: RateLimit,
+    ) -> anyhow::Result<CreditStore> {
         let pool =
             deadpool_redis::Config::from_url(redis_url).create_pool(Some(Runtime::Tokio1))?;
         Ok(CreditStore {
             pool,
             prefix: prefix.to_owned(),
-            charge: std::sync::Arc::new(Script::new(CHARGE)),
-            refund: std::sync::Arc::new(Script::new(REFUND)),
+            default_rate_limit,
+            scripts: Arc::new(Scripts {
+                admit: Script::new(include_str!("lua/admit.lua")),
+                refund: Script::new(include_str!("lua/refund.lua")),
+                top_up: Script::new(include_str!("lua/top_up.lua")),
+                rotate: Script::new(include_str!("lua/rotate.lua")),
+                revoke: Script::new(include_str!("lua/revoke.lua")),
+                set_rate_limit: Script::new(include_str!("lua/set_rate_limit.lua")),
+            }),
         })
     }
 
-    fn redis_key(&self, key: &ApiKey) -> String {
-        format!("{}key:{}", self.prefix, key.hash())
+    fn record_key(&self, id: &KeyId) -> String {
+        format!("{}keyid:{}", self.prefix, id)
+    }
+
+    fn secret_key(&self, hash: &str) -> String {
+        format!("{}secret:{}", self.prefix, hash)
+    }
+
+    fn legacy_key(&self, hash: &str) -> String {
+        format!("{}key:{}", self.prefix, hash)
     }
 
     async fn connection(&self) -> Result<deadpool_redis::Connection, ApiError> {
@@ -110,59 +294,105 @@ impl CreditStore {
             .map_err(|e| ApiError::RedisUnavailable(Box::new(e)))
     }
 
-    /// Creates a key holding `credits`; the returned secret is never stored.
-    pub async fn create_key(
-        &self,
-        name: &str,
-        credits: u64,
-    ) -> Result<(ApiKey, KeyInfo), ApiError> {
+    /// Creates a key; the returned secret is never stored.
+    pub async fn create_key(&self, new: NewKey<'_>) -> Result<(ApiKey, KeyInfo), ApiError> {
+        if new.credits > MAX_CREDITS {
+            return Err(ApiError::BadRequest(format!(
+                "credits: must be at most {MAX_CREDITS}"
+            )));
+        }
         let key = ApiKey::generate();
-        let id = key.hash()[..16].to_owned();
-        let created_at = chrono::Utc::now().to_rfc3339();
+        let hash = key.hash();
+        let id = KeyId::generate();
+        let created_at = Utc::now();
+        let mut fields: Vec<(&str, String)> = vec![
+            ("id", id.to_string()),
+            ("name", new.name.to_owned()),
+            ("credits", new.credits.to_string()),
+            ("created_at", created_at.to_rfc3339()),
+            ("secret", hash.clone()),
+        ];
+        if let Some(expires_at) = new.expires_at {
+            fields.push(("expires_at", expires_at.to_rfc3339()));
+            fields.push(("expires_at_ms", expires_at.timestamp_millis().to_string()));
+        }
+        if let Some(limit) = new.rate_limit {
+            fields.push(("rate_requests", limit.requests.to_string()));
+            fields.push(("rate_per_seconds", limit.per_seconds.to_string()));
+        }
         let mut connection = self.connection().await?;
-        redis::cmd("HSET")
-            .arg(self.redis_key(&key))
-            .arg("id")
-            .arg(&id)
-            .arg("name")
-            .arg(name)
-            .arg("credits")
-            .arg(credits)
-            .arg("created_at")
-            .arg(created_at)
+        redis::pipe()
+            .atomic()
+            .hset_multiple(self.record_key(&id), &fields)
+            .ignore()
+            .set(self.secret_key(&hash), id.as_str())
+            .ignore()
+            .sadd(format!("{}keys", self.prefix), id.as_str())
+            .ignore()
             .query_async::<()>(&mut connection)
             .await
             .map_err(redis_down)?;
-        let info = KeyInfo {
-            id,
-            name: name.to_owned(),
-            credits,
-        };
+        let record: HashMap<String, String> = fields
+            .into_iter()
+            .map(|(field, value)| (field.to_owned(), value))
+            .collect();
+        let info = KeyInfo::from_record(&record, self.default_rate_limit)
+            .expect("a fresh record is complete");
         Ok((key, info))
     }
 
-    /// Takes `cost` credits from the key; returns the credits left.
-    pub async fn charge(&self, key: &ApiKey, cost: u64) -> Result<u64, ApiError> {
+    /// Resolves the key, checks its credits and rate limit and takes `cost`, in one script.
+    pub async fn admit(&self, key: &ApiKey, cost: u64) -> Result<Admission, ApiError> {
+        let hash = key.hash();
         let mut connection = self.connection().await?;
-        let (status, credits): (i64, i64) = self
-            .charge
-            .key(self.redis_key(key))
+        let answer: (i64, i64, u32, u64, u64, u64, String) = self
+            .scripts
+            .admit
+            .key(self.secret_key(&hash))
+            .key(self.legacy_key(&hash))
+            .arg(&self.prefix)
             .arg(cost)
+            .arg(self.default_rate_limit.requests)
+            .arg(self.default_rate_limit.per_seconds)
+            .arg(&hash)
             .invoke_async(&mut connection)
             .await
             .map_err(redis_down)?;
+        let (status, credits, limit, remaining, reset_secs, retry_after_secs, id) = answer;
         match status {
-            0 => Ok(credits.max(0).unsigned_abs()),
+            0 => Ok(Admission {
+                key_id: KeyId(id),
+                credits_remaining: credits.max(0).unsigned_abs(),
+                rate: RateState {
+                    limit,
+                    remaining,
+                    reset_secs,
+                },
+            }),
             -2 => Err(ApiError::OutOfCredits),
-            _ => Err(ApiError::UnknownApiKey),
+            -5 => Err(ApiError::RateLimited {
+                limit,
+                reset_secs,
+                retry_after_secs: retry_after_secs.max(1),
+            }),
+            refused => {
+                let reason = match refused {
+                    -3 => "revoked",
+                    -4 => "expired",
+                    _ => "unknown",
+                };
+                tracing::info!(reason, key_id = %id, "API key refused.");
+                Err(ApiError::UnknownApiKey)
+            }
         }
     }
 
     /// Gives back a charge for an answer the client did not get.
-    pub async fn refund(&self, key: &ApiKey, cost: u64) -> Result<(), ApiError> {
+    pub async fn refund(&self, id: &KeyId, cost: u64) -> Result<(), ApiError> {
         let mut connection = self.connection().await?;
-        self.refund
-            .key(self.redis_key(key))
+        self.scripts
+            .refund
+            .key(self.record_key(id))
             .arg(cost)
             .invoke_async::<i64>(&mut connection)
             .await
@@ -170,16 +400,159 @@ impl CreditStore {
         Ok(())
     }
 
-    /// Credits left on a key, or `None` if it does not exist.
+    /// Credits left on the key a secret names, or `None` if no key has it.
     pub async fn credits(&self, key: &ApiKey) -> Result<Option<u64>, ApiError> {
+        let hash = key.hash();
         let mut connection = self.connection().await?;
-        let credits: Option<u64> = redis::cmd("HGET")
-            .arg(self.redis_key(key))
-            .arg("credits")
+        let id: Option<String> = redis::cmd("GET")
+            .arg(self.secret_key(&hash))
             .query_async(&mut connection)
             .await
             .map_err(redis_down)?;
-        Ok(credits)
+        let record = match id {
+            Some(id) => self.record_key(&KeyId(id)),
+            None => self.legacy_key(&hash),
+        };
+        redis::cmd("HGET")
+            .arg(record)
+            .arg("credits")
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_down)
+    }
+
+    /// One key's description.
+    pub async fn key(&self, id: &KeyId) -> Result<KeyInfo, ApiError> {
+        let mut connection = self.connection().await?;
+        let record: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.record_key(id))
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_down)?;
+        KeyInfo::from_record(&record, self.default_rate_limit).ok_or(ApiError::KeyNotFound)
+    }
+
+    /// Every key, oldest first.
+    pub async fn keys(&self) -> Result<Vec<KeyInfo>, ApiError> {
+        let mut connection = self.connection().await?;
+        let ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(format!("{}keys", self.prefix))
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_down)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.hgetall(self.record_key(&KeyId(id.clone())));
+        }
+        let records: Vec<HashMap<String, String>> = pipe
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_down)?;
+        let mut keys: Vec<KeyInfo> = records
+            .iter()
+            .filter_map(|record| KeyInfo::from_record(record, self.default_rate_limit))
+            .collect();
+        keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(keys)
+    }
+
+    /// Refuses every secret of the key from now on. Revoking twice is harmless.
+    pub async fn revoke(&self, id: &KeyId) -> Result<KeyInfo, ApiError> {
+        let mut connection = self.connection().await?;
+        let status: i64 = self
+            .scripts
+            .revoke
+            .key(self.record_key(id))
+            .arg(Utc::now().to_rfc3339())
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_down)?;
+        drop(connection);
+        if status != 0 {
+            return Err(ApiError::KeyNotFound);
+        }
+        self.key(id).await
+    }
+
+    /// A new secret for the key; the old one keeps working for `grace_seconds`, on the same
+    /// balance. Returns the new secret and when the old one stops working.
+    pub async fn rotate(
+        &self,
+        id: &KeyId,
+        grace_seconds: u32,
+    ) -> Result<(ApiKey, DateTime<Utc>), ApiError> {
+        let key = ApiKey::generate();
+        let hash = key.hash();
+        let now = Utc::now();
+        let mut connection = self.connection().await?;
+        let status: i64 = self
+            .scripts
+            .rotate
+            .key(self.record_key(id))
+            .key(self.secret_key(&hash))
+            .arg(&self.prefix)
+            .arg(&hash)
+            .arg(grace_seconds)
+            .arg(id.as_str())
+            .arg(now.to_rfc3339())
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_down)?;
+        match status {
+            0 => Ok((
+                key,
+                now + chrono::Duration::seconds(i64::from(grace_seconds)),
+            )),
+            -2 => Err(ApiError::KeyRevoked),
+            _ => Err(ApiError::KeyNotFound),
+        }
+    }
+
+    /// Adds credits; returns the new balance.
+    pub async fn top_up(&self, id: &KeyId, add: u64) -> Result<u64, ApiError> {
+        if add == 0 || add > MAX_CREDITS {
+            return Err(ApiError::BadRequest(format!(
+                "add: must be between 1 and {MAX_CREDITS}"
+            )));
+        }
+        let mut connection = self.connection().await?;
+        let (status, credits): (i64, i64) = self
+            .scripts
+            .top_up
+            .key(self.record_key(id))
+            .arg(add)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_down)?;
+        match status {
+            0 => Ok(credits.max(0).unsigned_abs()),
+            -2 => Err(ApiError::BadRequest(format!(
+                "add: the balance would pass {MAX_CREDITS}"
+            ))),
+            _ => Err(ApiError::KeyNotFound),
+        }
+    }
+
+    /// Sets the key's own rate limit and starts its budget afresh.
+    pub async fn set_rate_limit(&self, id: &KeyId, limit: RateLimit) -> Result<KeyInfo, ApiError> {
+        let mut connection = self.connection().await?;
+        let status: i64 = self
+            .scripts
+            .set_rate_limit
+            .key(self.record_key(id))
+            .arg(limit.requests)
+            .arg(limit.per_seconds)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_down)?;
+        drop(connection);
+        if status != 0 {
+            return Err(ApiError::KeyNotFound);
+        }
+        self.key(id).await
     }
 
     /// Whether Redis answers.
@@ -224,5 +597,28 @@ mod tests {
             assert!(matches!(ApiKey::parse(text), Err(ApiError::UnknownApiKey)));
         }
         assert_eq!(format!("{:?}", ApiKey::generate()), "ApiKey(…)");
+    }
+
+    #[test]
+    fn key_ids_and_rate_limits_parse_only_their_shapes() {
+        let id = KeyId::generate();
+        assert_eq!(KeyId::parse(id.as_str()).unwrap(), id);
+        for text in [
+            "",
+            "3F2A9C0D1E8B7A65",
+            "3f2a9c0d1e8b7a6",
+            "3f2a9c0d1e8b7a65:x",
+            "../keys",
+        ] {
+            assert!(
+                matches!(KeyId::parse(text), Err(ApiError::KeyNotFound)),
+                "{text}"
+            );
+        }
+        assert!(RateLimit::new(1, 1).is_ok());
+        assert!(RateLimit::new(0, 1).is_err());
+        assert!(RateLimit::new(1, 0).is_err());
+        assert!(RateLimit::new(1_000_001, 1).is_err());
+        assert!(RateLimit::new(1, 86_401).is_err());
     }
 }

@@ -1,12 +1,15 @@
 //! The Sluice gateway: sells access to the aggregated game rounds. Every request is
-//! authenticated by API key and charged atomically in Redis; sums come from ClickHouse.
+//! authenticated by API key, rate limited and charged in one atomic Redis script; sums come
+//! from ClickHouse.
 //!
 //! # Layout
 //! - [`config`]: the one typed `Config`, read from `SLUICE_GATEWAY_*` variables.
 //! - [`error`]: `ApiError`, every failure, mapped once to HTTP problem details.
-//! - [`credits`]: API keys (hashed) and the atomic charge/refund scripts in Redis.
+//! - [`credits`]: API keys (hashed), their records and the Lua scripts (`src/lua/`) that
+//!   admit, charge, refund, rotate, revoke and top up, atomically, in Redis.
 //! - [`query`]: query-string parsing into typed filters and the ClickHouse aggregation.
-//! - [`routes`]: the HTTP surface (`/aggregated_game_rounds`, `/admin/keys`, health, metrics).
+//! - [`routes`]: the HTTP surface (`/aggregated_game_rounds`, the `/admin/keys` API, health,
+//!   metrics, `/openapi.json` and `/docs`).
 
 pub mod config;
 pub mod credits;
@@ -31,7 +34,11 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         config.validate()?;
-        let credits = credits::CreditStore::new(&config.redis_url, &config.redis_key_prefix)?;
+        let credits = credits::CreditStore::new(
+            &config.redis_url,
+            &config.redis_key_prefix,
+            config.default_rate_limit(),
+        )?;
         let clickhouse = sluice_schema::migrations::client(
             &config.clickhouse_url,
             &config.clickhouse_database,

@@ -7,17 +7,31 @@ use clickhouse::Client;
 use serde::{Deserialize, Serialize};
 use sluice_schema::domain::format_scaled;
 use sluice_schema::PlayerId;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
 
-/// The query string as sent.
-#[derive(Debug, Default, Deserialize)]
+/// The query string as sent. Every filter is optional; a malformed one is a 400 (not charged).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RawRoundsQuery {
+    /// Player: 32 hex characters.
+    #[param(example = "9ece8c4020f8aed10676cd1c56a41889")]
     pub player_id: Option<String>,
+    /// Game: a non-negative integer.
+    #[param(example = "24002")]
     pub game_id: Option<String>,
+    /// Start of the range, inclusive: RFC 3339, `YYYY-MM-DD HH:MM:SS` (UTC) or a date.
+    #[param(example = "2019-10-22")]
     pub from: Option<String>,
+    /// End of the range, exclusive: same forms as `from`.
+    #[param(example = "2019-10-23")]
     pub to: Option<String>,
+    /// `hour` (default) or `day`.
+    #[param(example = "hour")]
     pub granularity: Option<String>,
+    /// Buckets per answer, 1 to `SLUICE_GATEWAY_MAX_LIMIT` (default 10000); default
+    /// `SLUICE_GATEWAY_DEFAULT_LIMIT` (1000).
     pub limit: Option<String>,
 }
 
@@ -122,19 +136,21 @@ fn parse_instant(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
 }
 
 /// One bucket of the answer. Money is an exact decimal string.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Bucket {
     /// Start of the hour or day, RFC 3339 UTC. Named `hour` or `day` after the granularity.
     #[serde(skip)]
     pub start: DateTime<Utc>,
     pub player_id: String,
     pub game_id: u64,
+    #[schema(example = "12.5")]
     pub real_amount_bet: String,
     pub bonus_amount_bet: String,
     pub real_amount_win: String,
     pub bonus_amount_win: String,
     pub rounds: u64,
     /// Gross gaming revenue: bets minus wins, real and bonus together.
+    #[schema(example = "9.5")]
     pub ggr: String,
 }
 

@@ -1,5 +1,5 @@
 //! The gateway against a real Redis and a real ClickHouse: keys, exact credits, refunds,
-//! hostile filters.
+//! hostile filters, rate limits, key management and the OpenAPI document.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +11,7 @@ const ADMIN_TOKEN: &str = "gateway-test-admin-token";
 struct Gateway {
     url: String,
     http: reqwest::Client,
+    redis_key_prefix: String,
 }
 
 /// A port nothing listens on.
@@ -44,6 +45,7 @@ async fn spawn_gateway(configure: impl FnOnce(&mut Config)) -> Gateway {
     config.clickhouse_database = database;
     config.redis_key_prefix = format!("{}:", unique("gateway_test"));
     configure(&mut config);
+    let redis_key_prefix = config.redis_key_prefix.clone();
     let application = Application::build(config)
         .await
         .expect("the gateway starts");
@@ -52,6 +54,7 @@ async fn spawn_gateway(configure: impl FnOnce(&mut Config)) -> Gateway {
     Gateway {
         url,
         http: reqwest::Client::new(),
+        redis_key_prefix,
     }
 }
 
@@ -59,17 +62,40 @@ const PLAYER: &str = "9ece8c4020f8aed10676cd1c56a41889";
 
 impl Gateway {
     async fn create_key(&self, credits: u64) -> String {
+        let body = self
+            .create_key_with(serde_json::json!({"name": "test", "credits": credits}))
+            .await;
+        body["key"].as_str().unwrap().to_owned()
+    }
+
+    /// `POST /admin/keys` with `body`; returns the 201 answer.
+    async fn create_key_with(&self, body: serde_json::Value) -> serde_json::Value {
         let response = self
-            .http
-            .post(format!("{}/admin/keys", self.url))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&serde_json::json!({"name": "test", "credits": credits}))
+            .admin(reqwest::Method::POST, "/admin/keys")
+            .json(&body)
             .send()
             .await
             .unwrap();
         assert_eq!(response.status(), 201);
-        let body: serde_json::Value = response.json().await.unwrap();
-        body["key"].as_str().unwrap().to_owned()
+        response.json().await.unwrap()
+    }
+
+    /// A request to the admin API with the admin token.
+    fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(ADMIN_TOKEN)
+    }
+
+    /// `GET /admin/keys/{id}`.
+    async fn key_info(&self, id: &str) -> serde_json::Value {
+        let response = self
+            .admin(reqwest::Method::GET, &format!("/admin/keys/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
     }
 
     async fn query(&self, key: &str, filters: &[(&str, &str)]) -> reqwest::Response {
@@ -159,7 +185,13 @@ async fn hourly_and_daily_sums_are_exact_decimals() {
 #[tokio::test]
 async fn concurrent_requests_never_spend_more_credits_than_the_key_holds() {
     let gateway = spawn_gateway(|_| {}).await;
-    let key = gateway.create_key(25).await;
+    let created = gateway
+        .create_key_with(serde_json::json!({
+            "name": "test", "credits": 25,
+            "rate_limit": {"requests": 1000, "per_seconds": 1},
+        }))
+        .await;
+    let key = created["key"].as_str().unwrap().to_owned();
     let requests = (0..200).map(|_| gateway.query(&key, &[("player_id", PLAYER)]));
     let statuses: Vec<u16> = futures::future::join_all(requests)
         .await
@@ -270,6 +302,7 @@ async fn a_failed_query_is_503_and_its_credit_is_refunded() {
     let broken = Gateway {
         url: broken_url,
         http: reqwest::Client::new(),
+        redis_key_prefix: config.redis_key_prefix.clone(),
     };
     let broken_key = broken.create_key(3).await;
     for _ in 0..5 {
@@ -277,12 +310,15 @@ async fn a_failed_query_is_503_and_its_credit_is_refunded() {
         assert_eq!(response.status(), 503);
         assert_eq!(response.headers()["retry-after"], "5");
     }
-    let credits =
-        sluice_gateway::credits::CreditStore::new(&config.redis_url, &config.redis_key_prefix)
-            .unwrap()
-            .credits(&sluice_gateway::credits::ApiKey::parse(&broken_key).unwrap())
-            .await
-            .unwrap();
+    let credits = sluice_gateway::credits::CreditStore::new(
+        &config.redis_url,
+        &config.redis_key_prefix,
+        config.default_rate_limit(),
+    )
+    .unwrap()
+    .credits(&sluice_gateway::credits::ApiKey::parse(&broken_key).unwrap())
+    .await
+    .unwrap();
     assert_eq!(credits, Some(3), "every failed answer was refunded");
     assert_eq!(healthy.credits_after_one_more_query(&key).await, 2);
 }
@@ -300,4 +336,532 @@ async fn redis_unreachable_is_503_never_a_free_answer() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 503);
+}
+
+fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
+    response
+        .headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} is missing"))
+        .to_str()
+        .unwrap()
+}
+
+fn header_number(response: &reqwest::Response, name: &str) -> u64 {
+    header(response, name).parse().unwrap()
+}
+
+/// Every string anywhere in `value`.
+fn strings(value: &serde_json::Value) -> Vec<&str> {
+    match value {
+        serde_json::Value::String(s) => vec![s.as_str()],
+        serde_json::Value::Array(items) => items.iter().flat_map(strings).collect(),
+        serde_json::Value::Object(fields) => fields
+            .iter()
+            .flat_map(|(name, value)| std::iter::once(name.as_str()).chain(strings(value)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+#[tokio::test]
+async fn a_burst_above_the_rate_limit_is_429_with_a_correct_retry_after_and_costs_no_credits() {
+    let gateway = spawn_gateway(|_| {}).await;
+    let created = gateway
+        .create_key_with(serde_json::json!({
+            "name": "bursty", "credits": 10,
+            "rate_limit": {"requests": 2, "per_seconds": 2},
+        }))
+        .await;
+    let key = created["key"].as_str().unwrap();
+    let id = created["id"].as_str().unwrap();
+
+    // GCRA: a burst of 2, then one request per second.
+    let first = gateway.query(key, &[]).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(header_number(&first, "X-RateLimit-Limit"), 2);
+    assert_eq!(header_number(&first, "X-RateLimit-Remaining"), 1);
+    assert_eq!(header_number(&first, "X-Credits-Remaining"), 9);
+    let second = gateway.query(key, &[]).await;
+    assert_eq!(second.status(), 200);
+    assert_eq!(header_number(&second, "X-RateLimit-Remaining"), 0);
+    assert_eq!(header_number(&second, "X-RateLimit-Reset"), 2);
+
+    let mut retry_after = 0;
+    for _ in 0..5 {
+        let limited = gateway.query(key, &[]).await;
+        assert_eq!(limited.status(), 429);
+        assert_eq!(header(&limited, "content-type"), "application/problem+json");
+        assert_eq!(header_number(&limited, "X-RateLimit-Limit"), 2);
+        assert_eq!(header_number(&limited, "X-RateLimit-Remaining"), 0);
+        assert!((1..=2).contains(&header_number(&limited, "X-RateLimit-Reset")));
+        retry_after = header_number(&limited, "Retry-After");
+        // The next request is allowed one interval (1 s) after the burst, less the time spent.
+        assert_eq!(retry_after, 1);
+        let problem: serde_json::Value = limited.json().await.unwrap();
+        assert_eq!(problem["status"], 429);
+        assert_eq!(problem["title"], "Too Many Requests");
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(retry_after)).await;
+    let after_waiting = gateway.query(key, &[]).await;
+    assert_eq!(after_waiting.status(), 200);
+    assert_eq!(header_number(&after_waiting, "X-Credits-Remaining"), 7);
+    assert_eq!(
+        gateway.key_info(id).await["credits"],
+        7,
+        "three answers charged, five 429s free"
+    );
+}
+
+#[tokio::test]
+async fn a_402_spends_no_rate_limit_budget_and_top_ups_restore_access() {
+    let gateway = spawn_gateway(|_| {}).await;
+    let created = gateway
+        .create_key_with(serde_json::json!({
+            "name": "broke", "credits": 0,
+            "rate_limit": {"requests": 1, "per_seconds": 60},
+        }))
+        .await;
+    let key = created["key"].as_str().unwrap();
+    let id = created["id"].as_str().unwrap();
+    for _ in 0..3 {
+        assert_eq!(gateway.query(key, &[]).await.status(), 402);
+    }
+
+    let top_ups = (0..10).map(|_| {
+        gateway
+            .admin(reqwest::Method::POST, &format!("/admin/keys/{id}/credits"))
+            .json(&serde_json::json!({"add": 5}))
+            .send()
+    });
+    let mut balances = Vec::new();
+    for response in futures::future::join_all(top_ups).await {
+        let response = response.unwrap();
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["id"], id);
+        balances.push(body["credits"].as_u64().unwrap());
+    }
+    balances.sort_unstable();
+    assert_eq!(balances, (1..=10).map(|n| n * 5).collect::<Vec<u64>>());
+
+    // The 402s left the one request per minute unspent.
+    let paid = gateway.query(key, &[]).await;
+    assert_eq!(paid.status(), 200);
+    assert_eq!(header_number(&paid, "X-Credits-Remaining"), 49);
+    let limited = gateway.query(key, &[]).await;
+    assert_eq!(limited.status(), 429);
+    assert!((59..=60).contains(&header_number(&limited, "Retry-After")));
+    assert_eq!(gateway.key_info(id).await["credits"], 49);
+
+    for (path, body, status) in [
+        (
+            "/admin/keys/00000000000000ff/credits",
+            serde_json::json!({"add": 1}),
+            404,
+        ),
+        (
+            &*format!("/admin/keys/{id}/credits"),
+            serde_json::json!({"add": 0}),
+            400,
+        ),
+        (
+            &*format!("/admin/keys/{id}/credits"),
+            serde_json::json!({"add": -1}),
+            400,
+        ),
+    ] {
+        let response = gateway
+            .admin(reqwest::Method::POST, path)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{path} {body}");
+    }
+}
+
+#[tokio::test]
+async fn the_default_rate_limit_applies_until_a_key_gets_its_own() {
+    let gateway = spawn_gateway(|config| {
+        config.rate_limit_requests = 3;
+        config.rate_limit_per_seconds = 60;
+    })
+    .await;
+    let created = gateway
+        .create_key_with(serde_json::json!({"name": "default", "credits": 100}))
+        .await;
+    let key = created["key"].as_str().unwrap();
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(
+        created["rate_limit"],
+        serde_json::json!({"requests": 3, "per_seconds": 60})
+    );
+    assert_eq!(created["rate_limit_is_default"], true);
+    for _ in 0..3 {
+        assert_eq!(gateway.query(key, &[]).await.status(), 200);
+    }
+    assert_eq!(gateway.query(key, &[]).await.status(), 429);
+
+    let response = gateway
+        .admin(
+            reqwest::Method::PUT,
+            &format!("/admin/keys/{id}/rate_limit"),
+        )
+        .json(&serde_json::json!({"requests": 100, "per_seconds": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let info: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        info["rate_limit"],
+        serde_json::json!({"requests": 100, "per_seconds": 1})
+    );
+    assert_eq!(info["rate_limit_is_default"], false);
+    let answer = gateway.query(key, &[]).await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(header_number(&answer, "X-RateLimit-Limit"), 100);
+    assert_eq!(header_number(&answer, "X-RateLimit-Remaining"), 99);
+    assert_eq!(header_number(&answer, "X-Credits-Remaining"), 96);
+
+    for body in [
+        serde_json::json!({"requests": 0, "per_seconds": 1}),
+        serde_json::json!({"requests": 1, "per_seconds": 0}),
+        serde_json::json!({"requests": 1}),
+    ] {
+        let response = gateway
+            .admin(
+                reqwest::Method::PUT,
+                &format!("/admin/keys/{id}/rate_limit"),
+            )
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_key_is_refused() {
+    let gateway = spawn_gateway(|_| {}).await;
+    let created = gateway
+        .create_key_with(serde_json::json!({"name": "leaked", "credits": 5}))
+        .await;
+    let key = created["key"].as_str().unwrap();
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(created["revoked"], false);
+    assert_eq!(gateway.query(key, &[]).await.status(), 200);
+
+    let response = gateway
+        .admin(reqwest::Method::DELETE, &format!("/admin/keys/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let info: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(info["revoked"], true);
+    assert!(info["revoked_at"].is_string());
+
+    let refused = gateway.query(key, &[]).await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(header(&refused, "content-type"), "application/problem+json");
+    assert_eq!(gateway.key_info(id).await["revoked"], true);
+    assert_eq!(gateway.key_info(id).await["credits"], 4);
+
+    let again = gateway
+        .admin(reqwest::Method::DELETE, &format!("/admin/keys/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200, "revoking is idempotent");
+    let rotate = gateway
+        .admin(reqwest::Method::POST, &format!("/admin/keys/{id}/rotate"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        rotate.status(),
+        409,
+        "a revoked key cannot be revived by rotation"
+    );
+    for unknown in ["00000000000000ff", "not-an-id"] {
+        let response = gateway
+            .admin(reqwest::Method::DELETE, &format!("/admin/keys/{unknown}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{unknown}");
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_key_keeps_its_old_secret_for_the_grace_period_on_one_balance() {
+    let gateway = spawn_gateway(|_| {}).await;
+    let created = gateway
+        .create_key_with(serde_json::json!({"name": "rotating", "credits": 10}))
+        .await;
+    let old = created["key"].as_str().unwrap();
+    let id = created["id"].as_str().unwrap();
+
+    let response = gateway
+        .admin(reqwest::Method::POST, &format!("/admin/keys/{id}/rotate"))
+        .json(&serde_json::json!({"grace_seconds": 1}))
+        .send()
+        .await
+        .unwrap();
+    let rotated_at = std::time::Instant::now();
+    assert_eq!(response.status(), 200);
+    let rotated: serde_json::Value = response.json().await.unwrap();
+    let new = rotated["key"].as_str().unwrap().to_owned();
+    assert!(new.starts_with("sk_sluice_"));
+    assert_ne!(new, old);
+    assert_eq!(rotated["id"], id);
+    assert!(rotated["previous_key_expires_at"].is_string());
+
+    // Both secrets work during the grace period and draw from one balance.
+    let mut remaining = Vec::new();
+    for key in [old, new.as_str(), old, new.as_str()] {
+        let response = gateway.query(key, &[]).await;
+        assert_eq!(response.status(), 200);
+        remaining.push(header_number(&response, "X-Credits-Remaining"));
+    }
+    assert_eq!(remaining, [9, 8, 7, 6]);
+
+    tokio::time::sleep(
+        std::time::Duration::from_millis(1_100).saturating_sub(rotated_at.elapsed()),
+    )
+    .await;
+    assert_eq!(gateway.query(old, &[]).await.status(), 401);
+    let response = gateway.query(&new, &[]).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(header_number(&response, "X-Credits-Remaining"), 5);
+
+    // Without a body the configured grace period (an hour by default) applies.
+    let response = gateway
+        .admin(reqwest::Method::POST, &format!("/admin/keys/{id}/rotate"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let newest: serde_json::Value = response.json().await.unwrap();
+    let expires =
+        chrono::DateTime::parse_from_rfc3339(newest["previous_key_expires_at"].as_str().unwrap())
+            .unwrap();
+    let grace = expires
+        .signed_duration_since(chrono::Utc::now())
+        .num_seconds();
+    assert!((3590..=3600).contains(&grace), "{grace}");
+    assert_eq!(gateway.query(&new, &[]).await.status(), 200);
+    assert_eq!(
+        gateway
+            .query(newest["key"].as_str().unwrap(), &[])
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(gateway.query(old, &[]).await.status(), 401);
+    assert_eq!(gateway.key_info(id).await["credits"], 3);
+}
+
+#[tokio::test]
+async fn listing_and_getting_keys_never_reveal_a_secret() {
+    let gateway = spawn_gateway(|_| {}).await;
+    let plain = gateway
+        .create_key_with(serde_json::json!({"name": "plain", "credits": 3}))
+        .await;
+    let expires_at = "2999-01-01T00:00:00Z";
+    let custom = gateway
+        .create_key_with(serde_json::json!({
+            "name": "custom", "credits": 7, "expires_at": expires_at,
+            "rate_limit": {"requests": 5, "per_seconds": 10},
+        }))
+        .await;
+    let rotated = gateway
+        .admin(
+            reqwest::Method::POST,
+            &format!("/admin/keys/{}/rotate", plain["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let secrets: Vec<String> = [&plain["key"], &custom["key"], &rotated["key"]]
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+
+    let response = gateway
+        .admin(reqwest::Method::GET, "/admin/keys")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let list: serde_json::Value = response.json().await.unwrap();
+    let keys = list["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0]["id"], plain["id"]);
+    assert_eq!(keys[1]["id"], custom["id"]);
+
+    let got = gateway.key_info(custom["id"].as_str().unwrap()).await;
+    assert_eq!(got["name"], "custom");
+    assert_eq!(got["credits"], 7);
+    assert_eq!(got["revoked"], false);
+    assert_eq!(
+        chrono::DateTime::parse_from_rfc3339(got["expires_at"].as_str().unwrap()).unwrap(),
+        chrono::DateTime::parse_from_rfc3339(expires_at).unwrap()
+    );
+    assert_eq!(
+        got["rate_limit"],
+        serde_json::json!({"requests": 5, "per_seconds": 10})
+    );
+    assert!(got["created_at"].is_string());
+    assert!(gateway.key_info(plain["id"].as_str().unwrap()).await["rotated_at"].is_string());
+
+    for answer in [&list, &got] {
+        for text in strings(answer) {
+            assert!(!text.contains("sk_sluice_"), "{text}");
+            for secret in &secrets {
+                assert!(!text.contains(&sha256_hex(secret)), "{text}");
+            }
+        }
+    }
+
+    let unknown = gateway
+        .admin(reqwest::Method::GET, "/admin/keys/00000000000000ff")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(header(&unknown, "content-type"), "application/problem+json");
+    for path in [
+        "/admin/keys",
+        &format!("/admin/keys/{}", plain["id"].as_str().unwrap()),
+    ] {
+        let anonymous = gateway
+            .http
+            .get(format!("{}{path}", gateway.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(anonymous.status(), 401, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn an_expired_key_is_refused() {
+    let gateway = spawn_gateway(|_| {}).await;
+    let expires_at = chrono::Utc::now() + chrono::Duration::milliseconds(1_000);
+    let created = gateway
+        .create_key_with(serde_json::json!({
+            "name": "short-lived", "credits": 5, "expires_at": expires_at.to_rfc3339(),
+        }))
+        .await;
+    let key = created["key"].as_str().unwrap();
+    assert_eq!(gateway.query(key, &[]).await.status(), 200);
+    let left = (expires_at - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    tokio::time::sleep(left + std::time::Duration::from_millis(50)).await;
+    assert_eq!(gateway.query(key, &[]).await.status(), 401);
+
+    let response = gateway
+        .admin(reqwest::Method::POST, "/admin/keys")
+        .json(&serde_json::json!({
+            "name": "stillborn", "credits": 5, "expires_at": "2001-01-01T00:00:00Z",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400, "an expiry in the past is refused");
+}
+
+#[tokio::test]
+async fn keys_created_before_key_management_keep_working() {
+    let gateway = spawn_gateway(|_| {}).await;
+    let prefix = gateway.redis_key_prefix.clone();
+    let secret = format!("sk_sluice_{}", "5a".repeat(32));
+    let hash = sha256_hex(&secret);
+    let client = redis::Client::open(Stack::get().redis_url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("HSET")
+        .arg(format!("{prefix}key:{hash}"))
+        .arg(&[
+            ("id", &hash[..16]),
+            ("name", "old-timer"),
+            ("credits", "4"),
+            ("created_at", "2024-01-01T00:00:00+00:00"),
+        ])
+        .query_async::<()>(&mut connection)
+        .await
+        .unwrap();
+
+    let response = gateway.query(&secret, &[]).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(header_number(&response, "X-Credits-Remaining"), 3);
+    let info = gateway.key_info(&hash[..16]).await;
+    assert_eq!(info["name"], "old-timer");
+    assert_eq!(info["credits"], 3);
+    let legacy_left: bool = redis::cmd("EXISTS")
+        .arg(format!("{prefix}key:{hash}"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(!legacy_left, "the old record was moved, not copied");
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_path_and_docs_are_html() {
+    let gateway = spawn_gateway(|_| {}).await;
+    let response = reqwest::get(format!("{}/openapi.json", gateway.url))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "content-type"), "application/json");
+    let document: serde_json::Value = response.json().await.unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = document["paths"].as_object().unwrap();
+    for (path, methods) in [
+        ("/aggregated_game_rounds", &["get"][..]),
+        ("/admin/keys", &["get", "post"]),
+        ("/admin/keys/{id}", &["get", "delete"]),
+        ("/admin/keys/{id}/rotate", &["post"]),
+        ("/admin/keys/{id}/credits", &["post"]),
+        ("/admin/keys/{id}/rate_limit", &["put"]),
+        ("/create_user", &["post"]),
+    ] {
+        for method in methods {
+            assert!(paths[path][method].is_object(), "{method} {path}");
+        }
+    }
+    let rounds = &paths["/aggregated_game_rounds"]["get"];
+    let parameters: Vec<&str> = rounds["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        parameters,
+        ["player_id", "game_id", "from", "to", "granularity", "limit"]
+    );
+    assert!(rounds["responses"]["429"]["headers"]["Retry-After"].is_object());
+    let schemes = &document["components"]["securitySchemes"];
+    assert_eq!(schemes["api_key"]["name"], "X-API-Key");
+    assert_eq!(schemes["admin_token"]["scheme"], "bearer");
+
+    let docs = reqwest::get(format!("{}/docs", gateway.url)).await.unwrap();
+    assert_eq!(docs.status(), 200);
+    assert!(header(&docs, "content-type").starts_with("text/html"));
+    let html = docs.text().await.unwrap();
+    assert!(html.contains("openapi.json"));
+    assert!(html.contains("swagger-ui"));
 }

@@ -1,44 +1,185 @@
+//! The admin API (`Authorization: Bearer <admin token>`): create, list, inspect, revoke and
+//! rotate API keys, top up their credits and set their rate limits. No answer but a create or
+//! a rotation ever holds a secret, and those only the new one, once.
+
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
+use tracing::instrument;
+use utoipa::ToSchema;
 
 use super::AppState;
-use crate::error::ApiError;
+use crate::credits::{KeyId, KeyInfo, NewKey, RateLimit, MAX_GRACE_SECONDS};
+use crate::error::{ApiError, Problem};
 
-#[derive(Debug, Deserialize)]
-pub struct NewKey {
+/// `POST /admin/keys` body. Unknown fields are ignored, as they always were.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateKey {
+    /// 1 to 200 characters.
+    #[schema(example = "acme")]
     pub name: String,
+    /// Starting balance; each query costs `SLUICE_GATEWAY_QUERY_COST` (default 1).
+    #[schema(example = 100)]
     pub credits: u64,
+    /// RFC 3339 instant after which the key is refused (401). Must be in the future.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The key's own rate limit; omitted: the gateway's default.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitBody>,
+}
+
+/// A rate limit as sent: at most `requests` per `per_seconds`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitBody {
+    /// 1 to 1000000.
+    #[schema(example = 10)]
+    pub requests: u32,
+    /// 1 to 86400.
+    #[schema(example = 1)]
+    pub per_seconds: u32,
+}
+
+impl RateLimitBody {
+    fn parse(&self) -> Result<RateLimit, ApiError> {
+        RateLimit::new(self.requests, self.per_seconds)
+    }
+}
+
+/// A created key: the secret, shown in this answer only, and the key's description.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedKey {
+    /// The secret to send as `X-API-Key`. Only its SHA-256 is stored.
+    #[schema(example = "sk_sluice_…")]
+    pub key: String,
+    #[serde(flatten)]
+    pub info: KeyInfo,
 }
 
 /// Compatibility with the original design: `{"username", "credits"}` → `{"api_key"}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct NewUser {
     pub username: String,
     pub credits: u64,
 }
 
-/// `POST /admin/keys`: creates an API key; its secret is shown in this answer only.
+/// `POST /create_user` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedUser {
+    /// The secret to send as `X-API-Key`, shown in this answer only.
+    pub api_key: String,
+    pub username: String,
+    pub credits: u64,
+}
+
+/// `GET /admin/keys` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyList {
+    /// Every key, oldest first, revoked ones included.
+    pub keys: Vec<KeyInfo>,
+}
+
+/// `POST /admin/keys/{id}/rotate` body (optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rotate {
+    /// Seconds the old secret keeps working (0: none; at most 2592000). Omitted:
+    /// `SLUICE_GATEWAY_ROTATION_GRACE_SECONDS` (default 3600).
+    #[schema(example = 3600)]
+    pub grace_seconds: Option<u32>,
+}
+
+/// `POST /admin/keys/{id}/rotate` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotatedKey {
+    /// The new secret, shown in this answer only.
+    #[schema(example = "sk_sluice_…")]
+    pub key: String,
+    pub id: String,
+    /// When the previous secret stops working. Both draw from the same balance until then.
+    pub previous_key_expires_at: DateTime<Utc>,
+}
+
+/// `POST /admin/keys/{id}/credits` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TopUp {
+    /// Credits to add, at least 1.
+    #[schema(example = 500)]
+    pub add: u64,
+}
+
+/// `POST /admin/keys/{id}/credits` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Balance {
+    pub id: String,
+    /// The balance after the top-up.
+    pub credits: u64,
+}
+
+/// Creates an API key; its secret is shown in this answer only.
+#[utoipa::path(
+    post, path = "/admin/keys", tag = "admin",
+    request_body = CreateKey,
+    security(("admin_token" = [])),
+    responses(
+        (status = 201, description = "Created", body = CreatedKey),
+        (status = 400, description = "Bad name, credits, expires_at or rate_limit", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[instrument(skip_all)]
 pub async fn create_key(
     state: web::Data<AppState>,
     request: HttpRequest,
-    body: web::Json<NewKey>,
+    body: web::Json<CreateKey>,
 ) -> Result<HttpResponse, ApiError> {
     authorize_admin(&state, &request)?;
+    let body = body.into_inner();
     let name = checked_name(&body.name)?;
-    let (key, info) = state.credits.create_key(name, body.credits).await?;
+    if let Some(expires_at) = body.expires_at {
+        if expires_at <= Utc::now() {
+            return Err(ApiError::BadRequest(
+                "expires_at: must be in the future".into(),
+            ));
+        }
+    }
+    let rate_limit = body
+        .rate_limit
+        .as_ref()
+        .map(RateLimitBody::parse)
+        .transpose()?;
+    let (key, info) = state
+        .credits
+        .create_key(NewKey {
+            name,
+            credits: body.credits,
+            expires_at: body.expires_at,
+            rate_limit,
+        })
+        .await?;
     tracing::info!(key_id = %info.id, name, credits = info.credits, "API key created.");
-    Ok(HttpResponse::Created().json(serde_json::json!({
-        "key": key.expose(),
-        "id": info.id,
-        "name": info.name,
-        "credits": info.credits,
-    })))
+    Ok(HttpResponse::Created().json(CreatedKey {
+        key: key.expose().to_owned(),
+        info,
+    }))
 }
 
-/// `POST /create_user`: the original design's way to get a key.
+/// The original design's way to get a key.
+#[utoipa::path(
+    post, path = "/create_user", tag = "admin",
+    request_body = NewUser,
+    security(("admin_token" = [])),
+    responses(
+        (status = 201, description = "Created", body = CreatedUser),
+        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[instrument(skip_all)]
 pub async fn create_user(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -46,12 +187,194 @@ pub async fn create_user(
 ) -> Result<HttpResponse, ApiError> {
     authorize_admin(&state, &request)?;
     let name = checked_name(&body.username)?;
-    let (key, info) = state.credits.create_key(name, body.credits).await?;
-    Ok(HttpResponse::Created().json(serde_json::json!({
-        "api_key": key.expose(),
-        "username": info.name,
-        "credits": info.credits,
-    })))
+    let (key, info) = state
+        .credits
+        .create_key(NewKey {
+            name,
+            credits: body.credits,
+            expires_at: None,
+            rate_limit: None,
+        })
+        .await?;
+    tracing::info!(key_id = %info.id, name, credits = info.credits, "API key created.");
+    Ok(HttpResponse::Created().json(CreatedUser {
+        api_key: key.expose().to_owned(),
+        username: info.name,
+        credits: info.credits,
+    }))
+}
+
+/// Every key's description (never a secret).
+#[utoipa::path(
+    get, path = "/admin/keys", tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Every key", body = KeyList),
+        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[instrument(skip_all)]
+pub async fn list_keys(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    authorize_admin(&state, &request)?;
+    let keys = state.credits.keys().await?;
+    Ok(HttpResponse::Ok().json(KeyList { keys }))
+}
+
+/// One key's description (never its secret).
+#[utoipa::path(
+    get, path = "/admin/keys/{id}", tag = "admin",
+    params(("id" = String, Path, description = "The key's id")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The key", body = KeyInfo),
+        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No key has this id", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[instrument(skip_all, fields(key_id = %id))]
+pub async fn get_key(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    authorize_admin(&state, &request)?;
+    let id = KeyId::parse(&id)?;
+    Ok(HttpResponse::Ok().json(state.credits.key(&id).await?))
+}
+
+/// Revokes a key: every secret of it is refused (401) from now on. Idempotent.
+#[utoipa::path(
+    delete, path = "/admin/keys/{id}", tag = "admin",
+    params(("id" = String, Path, description = "The key's id")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Revoked; the key's description", body = KeyInfo),
+        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No key has this id", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[instrument(skip_all, fields(key_id = %id))]
+pub async fn revoke_key(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    authorize_admin(&state, &request)?;
+    let id = KeyId::parse(&id)?;
+    let info = state.credits.revoke(&id).await?;
+    tracing::info!("API key revoked.");
+    Ok(HttpResponse::Ok().json(info))
+}
+
+/// Gives the key a new secret, shown once. The previous secret keeps working, on the same
+/// balance, for the grace period, then is refused (401).
+#[utoipa::path(
+    post, path = "/admin/keys/{id}/rotate", tag = "admin",
+    params(("id" = String, Path, description = "The key's id")),
+    request_body(content = Option<Rotate>, description = "Optional; `{}` or no body uses the default grace period"),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Rotated", body = RotatedKey),
+        (status = 400, description = "Bad grace_seconds", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No key has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The key is revoked", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[instrument(skip_all, fields(key_id = %id))]
+pub async fn rotate_key(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    authorize_admin(&state, &request)?;
+    let id = KeyId::parse(&id)?;
+    let rotate: Rotate = if body.iter().all(u8::is_ascii_whitespace) {
+        Rotate::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?
+    };
+    let grace_seconds = rotate
+        .grace_seconds
+        .unwrap_or(state.config.rotation_grace_seconds);
+    if grace_seconds > MAX_GRACE_SECONDS {
+        return Err(ApiError::BadRequest(format!(
+            "grace_seconds: must be at most {MAX_GRACE_SECONDS}"
+        )));
+    }
+    let (key, previous_key_expires_at) = state.credits.rotate(&id, grace_seconds).await?;
+    tracing::info!(grace_seconds, "API key rotated.");
+    Ok(HttpResponse::Ok().json(RotatedKey {
+        key: key.expose().to_owned(),
+        id: id.to_string(),
+        previous_key_expires_at,
+    }))
+}
+
+/// Adds credits to a key (atomically); answers the new balance.
+#[utoipa::path(
+    post, path = "/admin/keys/{id}/credits", tag = "admin",
+    params(("id" = String, Path, description = "The key's id")),
+    request_body = TopUp,
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The new balance", body = Balance),
+        (status = 400, description = "Bad amount", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No key has this id", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[instrument(skip_all, fields(key_id = %id))]
+pub async fn top_up(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<TopUp>,
+) -> Result<HttpResponse, ApiError> {
+    authorize_admin(&state, &request)?;
+    let id = KeyId::parse(&id)?;
+    let credits = state.credits.top_up(&id, body.add).await?;
+    tracing::info!(added = body.add, credits, "API key topped up.");
+    Ok(HttpResponse::Ok().json(Balance {
+        id: id.to_string(),
+        credits,
+    }))
+}
+
+/// Sets the key's own rate limit (its budget starts afresh).
+#[utoipa::path(
+    put, path = "/admin/keys/{id}/rate_limit", tag = "admin",
+    params(("id" = String, Path, description = "The key's id")),
+    request_body = RateLimitBody,
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The key's description", body = KeyInfo),
+        (status = 400, description = "Bad limit", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No key has this id", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[instrument(skip_all, fields(key_id = %id))]
+pub async fn set_rate_limit(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<RateLimitBody>,
+) -> Result<HttpResponse, ApiError> {
+    authorize_admin(&state, &request)?;
+    let id = KeyId::parse(&id)?;
+    let limit = body.parse()?;
+    let info = state.credits.set_rate_limit(&id, limit).await?;
+    tracing::info!(
+        requests = limit.requests(),
+        per_seconds = limit.per_seconds(),
+        "API key rate limit set."
+    );
+    Ok(HttpResponse::Ok().json(info))
 }
 
 fn checked_name(name: &str) -> Result<&str, ApiError> {

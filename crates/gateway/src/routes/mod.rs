@@ -1,8 +1,9 @@
 //! The gateway's HTTP surface.
 
-mod admin;
+pub mod admin;
+pub mod docs;
 mod health;
-mod rounds;
+pub mod rounds;
 
 use actix_web::web;
 use clickhouse::Client;
@@ -25,8 +26,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::get().to(rounds::aggregated_game_rounds),
     )
     .route("/admin/keys", web::post().to(admin::create_key))
+    .route("/admin/keys", web::get().to(admin::list_keys))
+    .route("/admin/keys/{id}", web::get().to(admin::get_key))
+    .route("/admin/keys/{id}", web::delete().to(admin::revoke_key))
+    .route("/admin/keys/{id}/rotate", web::post().to(admin::rotate_key))
+    .route("/admin/keys/{id}/credits", web::post().to(admin::top_up))
+    .route(
+        "/admin/keys/{id}/rate_limit",
+        web::put().to(admin::set_rate_limit),
+    )
     .route("/create_user", web::post().to(admin::create_user))
     .route("/health", web::get().to(health::health))
     .route("/ready", web::get().to(health::ready))
-    .route("/metrics", web::get().to(health::metrics));
+    .route("/metrics", web::get().to(health::metrics))
+    .route("/openapi.json", web::get().to(docs::openapi_json))
+    .route("/docs", web::get().to(docs::docs));
 }

@@ -1,14 +1,67 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::SecondsFormat;
+use serde::Serialize;
 use tracing::instrument;
+use utoipa::ToSchema;
 
 use super::AppState;
 use crate::credits::ApiKey;
-use crate::error::ApiError;
-use crate::query::{self, Granularity, RawRoundsQuery, RoundsQuery};
+use crate::error::{ApiError, Problem};
+use crate::query::{self, Bucket, Granularity, RawRoundsQuery, RoundsQuery};
 
-/// `GET /aggregated_game_rounds`: validate → charge → query → (refund on failure) → answer.
-/// A request that is malformed is never charged; an answer that failed is refunded.
+/// `GET /aggregated_game_rounds` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoundsPage {
+    pub data: Vec<BucketAnswer>,
+    /// Whether more buckets match than `limit` allowed.
+    pub has_more: bool,
+}
+
+/// One bucket; its start is named `hour` or `day` after the granularity.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BucketAnswer {
+    /// Start of the hour (granularity `hour`), RFC 3339 UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "2019-10-22T08:00:00Z", format = DateTime)]
+    pub hour: Option<String>,
+    /// Start of the day (granularity `day`), RFC 3339 UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub day: Option<String>,
+    #[serde(flatten)]
+    pub bucket: Bucket,
+}
+
+/// Hourly or daily sums of bets, wins and GGR. Costs `SLUICE_GATEWAY_QUERY_COST` credits
+/// (default 1); a malformed filter costs nothing, a failed query is refunded.
+///
+/// Every answer to an admitted request carries `X-Credits-Remaining` and the
+/// `X-RateLimit-*` headers; a 429 carries `Retry-After`.
+#[utoipa::path(
+    get, path = "/aggregated_game_rounds", tag = "rounds",
+    params(RawRoundsQuery),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The buckets", body = RoundsPage,
+            headers(
+                ("X-Credits-Remaining" = u64, description = "Credits left after this request"),
+                ("X-RateLimit-Limit" = u32, description = "Requests allowed per window"),
+                ("X-RateLimit-Remaining" = u64, description = "Requests that may be sent right now"),
+                ("X-RateLimit-Reset" = u64, description = "Seconds until the budget is full again"),
+            )),
+        (status = 400, description = "Malformed filter (not charged)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, unknown, revoked or expired key", body = Problem, content_type = "application/problem+json"),
+        (status = 402, description = "Not enough credits", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited (not charged)", body = Problem, content_type = "application/problem+json",
+            headers(
+                ("Retry-After" = u64, description = "Seconds to wait before the next request is allowed"),
+                ("X-RateLimit-Limit" = u32, description = "Requests allowed per window"),
+                ("X-RateLimit-Remaining" = u64, description = "Always 0"),
+                ("X-RateLimit-Reset" = u64, description = "Seconds until the budget is full again"),
+            )),
+        (status = 503, description = "Redis or ClickHouse unavailable (refunded)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 #[instrument(skip_all)]
 pub async fn aggregated_game_rounds(
     state: web::Data<AppState>,
@@ -26,11 +79,20 @@ pub async fn aggregated_game_rounds(
         state.config.max_limit,
     )?;
     let cost = state.config.query_cost;
-    let remaining = state.credits.charge(&key, cost).await?;
+    let admission = match state.credits.admit(&key, cost).await {
+        Ok(admission) => admission,
+        Err(error) => {
+            if matches!(error, ApiError::RateLimited { .. }) {
+                metrics::counter!("sluice_gateway_queries_total", "outcome" => "rate_limited")
+                    .increment(1);
+            }
+            return Err(error);
+        }
+    };
     let (buckets, has_more) = match query::fetch(&state.clickhouse, &query).await {
         Ok(answer) => answer,
         Err(error) => {
-            if let Err(refund_error) = state.credits.refund(&key, cost).await {
+            if let Err(refund_error) = state.credits.refund(&admission.key_id, cost).await {
                 tracing::error!(%refund_error, "Refund failed after a query failure.");
             }
             metrics::counter!("sluice_gateway_queries_total", "outcome" => "failed").increment(1);
@@ -39,26 +101,29 @@ pub async fn aggregated_game_rounds(
     };
     metrics::counter!("sluice_gateway_queries_total", "outcome" => "ok").increment(1);
     metrics::counter!("sluice_gateway_credits_charged_total").increment(cost);
+    let rate = admission.rate;
     Ok(HttpResponse::Ok()
-        .insert_header(("X-Credits-Remaining", remaining.to_string()))
-        .json(render(&query, &buckets, has_more)))
+        .insert_header((
+            "X-Credits-Remaining",
+            admission.credits_remaining.to_string(),
+        ))
+        .insert_header(("X-RateLimit-Limit", rate.limit.to_string()))
+        .insert_header(("X-RateLimit-Remaining", rate.remaining.to_string()))
+        .insert_header(("X-RateLimit-Reset", rate.reset_secs.to_string()))
+        .json(render(&query, buckets, has_more)))
 }
 
-fn render(query: &RoundsQuery, buckets: &[query::Bucket], has_more: bool) -> serde_json::Value {
-    let bucket_name = match query.granularity {
-        Granularity::Hour => "hour",
-        Granularity::Day => "day",
-    };
-    let data: Vec<serde_json::Value> = buckets
-        .iter()
+fn render(query: &RoundsQuery, buckets: Vec<Bucket>, has_more: bool) -> RoundsPage {
+    let data = buckets
+        .into_iter()
         .map(|bucket| {
-            let mut value = serde_json::to_value(bucket).expect("buckets serialise");
-            value[bucket_name] = bucket
-                .start
-                .to_rfc3339_opts(SecondsFormat::Secs, true)
-                .into();
-            value
+            let start = Some(bucket.start.to_rfc3339_opts(SecondsFormat::Secs, true));
+            let (hour, day) = match query.granularity {
+                Granularity::Hour => (start, None),
+                Granularity::Day => (None, start),
+            };
+            BucketAnswer { hour, day, bucket }
         })
         .collect();
-    serde_json::json!({ "data": data, "has_more": has_more })
+    RoundsPage { data, has_more }
 }
