@@ -17,6 +17,8 @@ pub struct Stack {
     pub kafka_brokers: String,
     pub clickhouse_url: String,
     pub redis_url: String,
+    /// `PYTHONPATH` holding fastavro, the independent Avro decoder (`SLUICE_PYTHONPATH`).
+    pub python_path: Option<String>,
 }
 
 impl Stack {
@@ -41,6 +43,9 @@ impl Stack {
                 kafka_brokers: value("SLUICE_KAFKA_BROKERS"),
                 clickhouse_url: value("SLUICE_CLICKHOUSE_URL"),
                 redis_url: value("SLUICE_REDIS_URL"),
+                python_path: std::env::var("SLUICE_PYTHONPATH")
+                    .ok()
+                    .or_else(|| file.get("SLUICE_PYTHONPATH").cloned()),
             };
             let kafka = stack
                 .kafka_brokers
@@ -56,10 +61,14 @@ impl Stack {
     }
 }
 
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 /// `target/sluice/stack.env` at the workspace root.
 pub fn stack_env_path() -> PathBuf {
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    workspace.join("target/sluice/stack.env")
+    workspace_root().join("target/sluice/stack.env")
 }
 
 fn read_stack_env() -> HashMap<String, String> {
