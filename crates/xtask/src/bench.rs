@@ -244,6 +244,7 @@ pub async fn consumer(rows: u64) -> anyhow::Result<()> {
     let topic = format!("{run}_rounds");
     sluice_schema::kafka::ensure_topic(&brokers, &topic, 8, 1).await?;
     produce_all(&brokers, &topic, &messages).await?;
+    let fetch_only = drain(&brokers, &topic, rows).await?;
     build_release("sluice-consumer").await?;
     let database = format!("{run}_consumer");
     let group = format!("{run}_group");
@@ -303,6 +304,14 @@ pub async fn consumer(rows: u64) -> anyhow::Result<()> {
             ),
         ),
         (
+            "baseline: fetch only (StreamConsumer, no ClickHouse)",
+            format!(
+                "{:.0} rows/s ({:.2} s)",
+                rate(rows, fetch_only),
+                fetch_only.as_secs_f64()
+            ),
+        ),
+        (
             "consumer, from process start",
             format!(
                 "{:.0} rows/s ({:.2} s)",
@@ -327,6 +336,25 @@ pub async fn consumer(rows: u64) -> anyhow::Result<()> {
     }
     println_table(&table);
     Ok(())
+}
+
+/// Time to read `rows` messages of `topic` with a plain consumer, from the first message on:
+/// what the broker can deliver, without decoding or ClickHouse.
+async fn drain(brokers: &str, topic: &str, rows: u64) -> anyhow::Result<Duration> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}_drain"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    consumer.recv().await?;
+    let started = Instant::now();
+    for _ in 1..rows {
+        consumer.recv().await?;
+    }
+    Ok(started.elapsed())
 }
 
 async fn produce_all(
