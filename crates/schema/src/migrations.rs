@@ -50,6 +50,20 @@ pub enum MigrationError {
     },
 }
 
+/// ClickHouse's error code for "table already exists".
+#[cfg(feature = "clickhouse")]
+const TABLE_ALREADY_EXISTS: u32 = 57;
+
+/// The numeric code in a ClickHouse error text (`Code: 57, e.displayText() = …`).
+#[cfg(any(feature = "clickhouse", test))]
+fn server_error_code(text: &str) -> Option<u32> {
+    let rest = &text[text.find("Code: ")? + "Code: ".len()..];
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..digits].parse().ok()
+}
+
 /// Creates the database if needed and applies every migration, in order. Idempotent.
 #[cfg(feature = "clickhouse")]
 pub async fn apply(client: &clickhouse::Client, database: &str) -> Result<(), MigrationError> {
@@ -78,15 +92,19 @@ pub async fn apply(client: &clickhouse::Client, database: &str) -> Result<(), Mi
             source,
         })?;
     for migration in MIGRATIONS {
-        client
-            .query(migration.sql)
-            .execute()
-            .await
-            .map_err(|source| MigrationError::Failed {
-                version: migration.version,
-                name: migration.name,
-                source,
-            })?;
+        match client.query(migration.sql).execute().await {
+            Ok(()) => {}
+            // Another instance created it between our check and our create (`IF NOT EXISTS` is
+            // not atomic on every server version): the goal is reached.
+            Err(error) if server_error_code(&error.to_string()) == Some(TABLE_ALREADY_EXISTS) => {}
+            Err(source) => {
+                return Err(MigrationError::Failed {
+                    version: migration.version,
+                    name: migration.name,
+                    source,
+                })
+            }
+        }
         tracing::debug!(
             version = migration.version,
             name = migration.name,
@@ -99,6 +117,15 @@ pub async fn apply(client: &clickhouse::Client, database: &str) -> Result<(), Mi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_error_codes_are_read_from_the_error_text() {
+        let text =
+            "bad response: Code: 57, e.displayText() = DB::Exception: Table x already exists";
+        assert_eq!(server_error_code(text), Some(57));
+        assert_eq!(server_error_code("Code: 81. DB::Exception"), Some(81));
+        assert_eq!(server_error_code("connection refused"), None);
+    }
 
     #[test]
     fn migrations_are_numbered_in_order_and_idempotent() {
