@@ -23,6 +23,14 @@ pub struct Config {
     /// Largest accepted upload body in bytes; larger uploads get 413. Default 64 GiB.
     #[serde(default = "defaults::max_upload_bytes")]
     pub max_upload_bytes: u64,
+    /// Longest physical line of an upload, in bytes (after decoding to UTF-8); a longer line
+    /// stops the upload with 413 and its line number. Default 1 MiB.
+    #[serde(default = "defaults::max_line_bytes")]
+    pub max_line_bytes: usize,
+    /// Longest wait for the next piece of an upload's body before giving up with 408, in
+    /// milliseconds. Default 30000.
+    #[serde(default = "defaults::body_idle_timeout_ms")]
+    pub body_idle_timeout_ms: u64,
     /// Records handed to Kafka but not yet acknowledged, at most; reading the upload pauses
     /// at this bound (backpressure to the client). Default 100000.
     #[serde(default = "defaults::max_in_flight")]
@@ -51,6 +59,8 @@ impl Config {
             topic_partitions: defaults::topic_partitions(),
             topic_replication_factor: defaults::topic_replication_factor(),
             max_upload_bytes: defaults::max_upload_bytes(),
+            max_line_bytes: defaults::max_line_bytes(),
+            body_idle_timeout_ms: defaults::body_idle_timeout_ms(),
             max_in_flight: defaults::max_in_flight(),
             max_rejects_listed: defaults::max_rejects_listed(),
             delivery_timeout_ms: defaults::delivery_timeout_ms(),
@@ -76,6 +86,12 @@ mod defaults {
     }
     pub fn max_upload_bytes() -> u64 {
         64 << 30
+    }
+    pub fn max_line_bytes() -> usize {
+        1 << 20
+    }
+    pub fn body_idle_timeout_ms() -> u64 {
+        30_000
     }
     pub fn max_in_flight() -> usize {
         100_000

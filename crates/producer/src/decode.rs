@@ -119,6 +119,45 @@ where
     })
 }
 
+/// A physical line longer than the limit: the upload stops here rather than buffer it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("line {line} is longer than {limit} bytes")]
+pub struct LineTooLong {
+    pub line: u64,
+    pub limit: usize,
+}
+
+/// Fails the stream with [`LineTooLong`] as soon as a line grows past `max_line_bytes`, so the
+/// CSV parser never buffers an unbounded record.
+pub fn limit_line_length<S>(
+    inner: S,
+    max_line_bytes: usize,
+) -> impl Stream<Item = io::Result<Bytes>>
+where
+    S: Stream<Item = io::Result<Bytes>>,
+{
+    let mut line = 1_u64;
+    let mut current = 0_usize;
+    inner.map(move |chunk| {
+        let chunk = chunk?;
+        for piece in chunk.split_inclusive(|b| *b == b'\n') {
+            let ends_line = piece.last() == Some(&b'\n');
+            current += piece.len() - usize::from(ends_line);
+            if current > max_line_bytes {
+                return Err(io::Error::other(LineTooLong {
+                    line,
+                    limit: max_line_bytes,
+                }));
+            }
+            if ends_line {
+                line += 1;
+                current = 0;
+            }
+        }
+        Ok(chunk)
+    })
+}
+
 /// Decodes one chunk; a code unit split across chunks is carried over by the decoder. Malformed
 /// sequences become U+FFFD, which then fails validation of the row that holds it.
 fn transcode(decoder: &mut Decoder, chunk: &[u8], last: bool) -> Bytes {
@@ -204,6 +243,37 @@ mod tests {
             );
             assert_eq!(crlf_seen_in_chunks(b"a,b", chunk_size).await, None);
         }
+    }
+
+    #[tokio::test]
+    async fn a_line_longer_than_the_limit_fails_the_stream_with_its_number() {
+        let input = b"short\nalso short\n0123456789ABC\nnever read\n";
+        for chunk_size in [1, 4, 64] {
+            let chunks: Vec<io::Result<Bytes>> = input
+                .chunks(chunk_size)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect();
+            let results: Vec<io::Result<Bytes>> =
+                limit_line_length(futures::stream::iter(chunks), 10)
+                    .collect()
+                    .await;
+            let error = results.into_iter().find_map(|r| r.err()).expect("an error");
+            let long = error
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<LineTooLong>());
+            assert_eq!(
+                long,
+                Some(&LineTooLong { line: 3, limit: 10 }),
+                "chunk size {chunk_size}"
+            );
+        }
+        let fine: Vec<io::Result<Bytes>> = limit_line_length(
+            futures::stream::iter([Ok(Bytes::from_static(b"0123456789\n0123456789"))]),
+            10,
+        )
+        .collect()
+        .await;
+        assert!(fine.iter().all(|r| r.is_ok()));
     }
 
     #[tokio::test]

@@ -15,6 +15,10 @@ pub enum UploadError {
     BadBody(String),
     #[error("the upload is larger than the limit of {limit} bytes")]
     TooLarge { limit: u64 },
+    #[error("{} (raise SLUICE_PRODUCER_MAX_LINE_BYTES if it is genuine)", crate::decode::LineTooLong { line: *line, limit: *limit })]
+    LineTooLong { line: u64, limit: usize },
+    #[error("the client sent nothing for {idle_ms} ms")]
+    ClientTooSlow { idle_ms: u64 },
     #[error("the file is `{0}`, not CSV")]
     NotCsv(String),
     #[error("the header cannot be used: {0}")]
@@ -29,7 +33,10 @@ impl ResponseError for UploadError {
             UploadError::NotMultipart(_) | UploadError::NoFileField | UploadError::BadBody(_) => {
                 StatusCode::BAD_REQUEST
             }
-            UploadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            UploadError::TooLarge { .. } | UploadError::LineTooLong { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            UploadError::ClientTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
             UploadError::NotCsv(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             UploadError::Header(_) => StatusCode::UNPROCESSABLE_ENTITY,
             UploadError::Kafka(_) => StatusCode::SERVICE_UNAVAILABLE,

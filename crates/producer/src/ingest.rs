@@ -5,7 +5,7 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use csv_async::{AsyncReaderBuilder, ByteRecord};
@@ -18,6 +18,7 @@ use sluice_schema::avro::GameRoundCodec;
 use sluice_schema::csv::{HeaderMap, RowError};
 use tokio_util::io::StreamReader;
 
+use crate::decode::LineTooLong;
 use crate::error::UploadError;
 use crate::kafka::DeliveryWindow;
 
@@ -46,6 +47,10 @@ pub struct Limits {
     pub max_upload_bytes: u64,
     pub max_in_flight: usize,
     pub max_rejects_listed: usize,
+    /// Longest physical line, in bytes of UTF-8.
+    pub max_line_bytes: usize,
+    /// Longest wait for the next piece of the body.
+    pub body_idle_timeout: Duration,
 }
 
 /// Where encoded records go: Kafka in the service, nowhere in the benchmark's baseline.
@@ -99,7 +104,7 @@ where
     let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(BODY_CHUNKS_BUFFERED);
     let encoding = Arc::new(OnceLock::new());
     let (body, parsed) = futures::join!(
-        forward_body(body, sender, limits.max_upload_bytes),
+        forward_body(body, sender, limits),
         parse_and_produce(receiver, Arc::clone(&encoding), sink, limits),
     );
     let body = body?;
@@ -129,7 +134,7 @@ struct BodySummary {
 async fn forward_body<S, E>(
     mut body: S,
     mut sender: mpsc::Sender<io::Result<Bytes>>,
-    max_upload_bytes: u64,
+    limits: Limits,
 ) -> Result<BodySummary, UploadError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -137,13 +142,26 @@ where
 {
     let mut bytes = 0_u64;
     let mut hasher = Sha256::new();
-    while let Some(chunk) = body.next().await {
+    loop {
+        let chunk = match tokio::time::timeout(limits.body_idle_timeout, body.next()).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(_) => {
+                let failure = UploadError::ClientTooSlow {
+                    idle_ms: limits.body_idle_timeout.as_millis() as u64,
+                };
+                let _ = sender
+                    .send(Err(io::Error::other(failure.to_string())))
+                    .await;
+                return Err(failure);
+            }
+        };
         let failure = match chunk {
             Ok(chunk) => {
                 bytes += chunk.len() as u64;
-                if bytes > max_upload_bytes {
+                if bytes > limits.max_upload_bytes {
                     Some(UploadError::TooLarge {
-                        limit: max_upload_bytes,
+                        limit: limits.max_upload_bytes,
                     })
                 } else {
                     hasher.update(&chunk);
@@ -190,6 +208,7 @@ async fn parse_and_produce(
     let text = crate::decode::sniff_crlf(text, move |is_crlf| {
         crlf_seen.store(is_crlf, Ordering::Relaxed)
     });
+    let text = crate::decode::limit_line_length(text, limits.max_line_bytes);
     let mut reader = AsyncReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -246,5 +265,13 @@ async fn parse_and_produce(
 }
 
 fn read_failure(error: csv_async::Error) -> UploadError {
+    if let csv_async::ErrorKind::Io(io) = error.kind() {
+        if let Some(long) = io.get_ref().and_then(|e| e.downcast_ref::<LineTooLong>()) {
+            return UploadError::LineTooLong {
+                line: long.line,
+                limit: long.limit,
+            };
+        }
+    }
     UploadError::BadBody(error.to_string())
 }

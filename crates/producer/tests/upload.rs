@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use sluice_producer::{Application, Config};
 use sluice_schema::avro::GameRoundCodec;
 use sluice_testkit::generate::{self, Encoding, Options};
@@ -168,4 +170,46 @@ async fn kafka_unreachable_is_503_with_retry_after_and_no_receipt() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 503);
+}
+
+#[tokio::test]
+async fn an_overlong_line_stops_the_upload_with_413_and_its_line_number() {
+    let producer = spawn_producer(|config| config.max_line_bytes = 300).await;
+    let good = "2019-10-22 08:20:42,1,9ece8c4020f8aed10676cd1c56a41889,24002,2,0,0,0,Mental,Nolimit City\n";
+    let long = format!(
+        "2019-10-22 08:20:43,2,9ece8c4020f8aed10676cd1c56a41889,24002,2,0,0,0,{},Nolimit City\n",
+        "x".repeat(1_000)
+    );
+    let body = format!("{HEADER}{good}{long}{good}");
+    let (status, _, problem) = post_file(&producer.url, csv(&body), "text/csv").await;
+    assert_eq!(status, 413, "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("line 3 is longer than 300 bytes"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_stops_sending_gets_408() {
+    let producer = spawn_producer(|config| config.body_idle_timeout_ms = 500).await;
+    // The header arrives, then nothing more, without the body ever ending.
+    let first =
+        futures::stream::once(async { Ok::<_, std::io::Error>(bytes::Bytes::from(HEADER)) });
+    let stalled = first.chain(futures::stream::pending());
+    let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(stalled))
+        .file_name("slow.csv")
+        .mime_str("text/csv")
+        .unwrap();
+    let response = tokio::time::timeout(
+        Duration::from_secs(20),
+        reqwest::Client::new()
+            .post(format!("{}/csv_upload", producer.url))
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .send(),
+    )
+    .await
+    .expect("the producer answers instead of waiting forever")
+    .unwrap();
+    assert_eq!(response.status(), 408);
 }

@@ -57,6 +57,8 @@ fn limits() -> Limits {
         max_upload_bytes: u64::MAX,
         max_in_flight: 100_000,
         max_rejects_listed: 100,
+        max_line_bytes: 1 << 20,
+        body_idle_timeout: Duration::from_secs(30),
     }
 }
 

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use actix_multipart::Multipart;
 use actix_web::{web, HttpResponse};
 use futures::StreamExt;
@@ -35,6 +37,8 @@ pub async fn csv_upload(
             max_upload_bytes: state.config.max_upload_bytes,
             max_in_flight: state.config.max_in_flight,
             max_rejects_listed: state.config.max_rejects_listed,
+            max_line_bytes: state.config.max_line_bytes,
+            body_idle_timeout: Duration::from_millis(state.config.body_idle_timeout_ms),
         };
         let window = state.producer.window(limits.max_in_flight);
         let result = ingest(field, window, limits).await;
