@@ -69,6 +69,8 @@ pub fn subscribe(config: &Config, notes: RebalanceNotes) -> KafkaResult<RoundCon
         .set("enable.auto.offset.store", "false")
         .set("auto.commit.interval.ms", "1000")
         .set("auto.offset.reset", "earliest")
+        // Uploads are transactions: only committed ones are read, aborted ones never.
+        .set("isolation.level", "read_committed")
         .set("session.timeout.ms", config.session_timeout_ms.to_string())
         .set(
             "max.poll.interval.ms",

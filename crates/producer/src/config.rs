@@ -20,6 +20,29 @@ pub struct Config {
     /// Replication factor of the topic when the producer has to create it. Default 1.
     #[serde(default = "defaults::topic_replication_factor")]
     pub topic_replication_factor: i32,
+    /// Redis holding upload receipts, for idempotent re-uploads and `GET /uploads/{id}`.
+    /// Default `redis://127.0.0.1:6379/`.
+    #[serde(default = "defaults::redis_url")]
+    pub redis_url: String,
+    /// Prefix of every Redis key the producer writes. Default `sluice:`.
+    #[serde(default = "defaults::redis_key_prefix")]
+    pub redis_key_prefix: String,
+    /// Run each upload in a Kafka transaction, so a failed or duplicate upload leaves nothing
+    /// visible. Needs brokers with transactions and read-committed consumers. Default true.
+    #[serde(default = "defaults::transactional")]
+    pub transactional: bool,
+    /// Prefix of the producers' `transactional.id`s (`<prefix>-<slot>`); must differ between
+    /// producer instances and stay the same across restarts of one. Default
+    /// `sluice-producer-<hostname>`.
+    #[serde(default)]
+    pub transactional_id_prefix: Option<String>,
+    /// Kafka `transaction.timeout.ms`: the longest an upload may take (the broker's
+    /// `transaction.max.timeout.ms` must allow it). Default 900000 (15 min).
+    #[serde(default = "defaults::transaction_timeout_ms")]
+    pub transaction_timeout_ms: u64,
+    /// Uploads processed at once; more wait for a free slot. Default 4.
+    #[serde(default = "defaults::max_concurrent_uploads")]
+    pub max_concurrent_uploads: usize,
     /// Largest accepted upload body in bytes; larger uploads get 413. Default 64 GiB.
     #[serde(default = "defaults::max_upload_bytes")]
     pub max_upload_bytes: u64,
@@ -50,11 +73,30 @@ impl Config {
         envy::prefixed("SLUICE_PRODUCER_").from_env()
     }
 
-    /// The defaults, with the given Kafka brokers: what tests and examples start from.
-    pub fn with_brokers(kafka_brokers: impl Into<String>) -> Config {
+    /// The `transactional.id` prefix in use.
+    pub fn transactional_id_prefix(&self) -> String {
+        self.transactional_id_prefix.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "localhost".into());
+            format!("sluice-producer-{host}")
+        })
+    }
+
+    /// The defaults, with the given Kafka brokers and Redis: what tests and examples start from.
+    pub fn with_endpoints(
+        kafka_brokers: impl Into<String>,
+        redis_url: impl Into<String>,
+    ) -> Config {
         Config {
             listen_addr: defaults::listen_addr(),
             kafka_brokers: kafka_brokers.into(),
+            redis_url: redis_url.into(),
+            redis_key_prefix: defaults::redis_key_prefix(),
+            transactional: defaults::transactional(),
+            transactional_id_prefix: None,
+            transaction_timeout_ms: defaults::transaction_timeout_ms(),
+            max_concurrent_uploads: defaults::max_concurrent_uploads(),
             topic: defaults::topic(),
             topic_partitions: defaults::topic_partitions(),
             topic_replication_factor: defaults::topic_replication_factor(),
@@ -74,6 +116,21 @@ mod defaults {
     }
     pub fn kafka_brokers() -> String {
         "127.0.0.1:9092".into()
+    }
+    pub fn redis_url() -> String {
+        "redis://127.0.0.1:6379/".into()
+    }
+    pub fn redis_key_prefix() -> String {
+        "sluice:".into()
+    }
+    pub fn transactional() -> bool {
+        true
+    }
+    pub fn transaction_timeout_ms() -> u64 {
+        900_000
+    }
+    pub fn max_concurrent_uploads() -> usize {
+        4
     }
     pub fn topic() -> String {
         "game_rounds".into()

@@ -25,27 +25,42 @@ pub enum UploadError {
     Header(#[from] HeaderError),
     #[error("Kafka did not acknowledge the records: {0}")]
     Kafka(#[from] KafkaError),
+    #[error("the receipt store is unavailable: {0}")]
+    ReceiptsUnavailable(String),
+    #[error("an upload of the same content ({0}) is still in progress; retry when it is done")]
+    InProgress(String),
+    #[error("the Idempotency-Key header must be 1 to 200 visible ASCII characters")]
+    BadIdempotencyKey,
 }
 
 impl ResponseError for UploadError {
     fn status_code(&self) -> StatusCode {
         match self {
-            UploadError::NotMultipart(_) | UploadError::NoFileField | UploadError::BadBody(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            UploadError::NotMultipart(_)
+            | UploadError::NoFileField
+            | UploadError::BadBody(_)
+            | UploadError::BadIdempotencyKey => StatusCode::BAD_REQUEST,
+            UploadError::InProgress(_) => StatusCode::CONFLICT,
             UploadError::TooLarge { .. } | UploadError::LineTooLong { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             UploadError::ClientTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
             UploadError::NotCsv(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             UploadError::Header(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            UploadError::Kafka(_) => StatusCode::SERVICE_UNAVAILABLE,
+            UploadError::Kafka(_) | UploadError::ReceiptsUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, UploadError::Kafka(_)) {
+        if matches!(
+            self,
+            UploadError::Kafka(_)
+                | UploadError::ReceiptsUnavailable(_)
+                | UploadError::InProgress(_)
+        ) {
             response.insert_header(("Retry-After", "5"));
         }
         response.json(serde_json::json!({

@@ -68,8 +68,7 @@ impl RecordSink for DeliveryWindow<'_> {
     }
 
     async fn finish(self) -> Result<(), UploadError> {
-        DeliveryWindow::finish(self).await?;
-        Ok(())
+        Ok(DeliveryWindow::finish(self).await?)
     }
 }
 

@@ -7,6 +7,7 @@
 //! - [`decode`]: byte-order-mark sniffing and streaming transcoding of UTF-16 to UTF-8.
 //! - [`kafka`]: the Kafka producer and the bounded in-flight window of deliveries.
 //! - [`ingest`]: the upload pipeline — bytes → CSV records → `GameRound` → Avro → Kafka.
+//! - [`receipts`]: receipts in Redis, for idempotent re-uploads and `GET /uploads/{id}`.
 //! - [`routes`]: the HTTP surface (`/csv_upload`, `/health`, `/ready`, `/metrics`).
 
 pub mod config;
@@ -14,6 +15,7 @@ pub mod decode;
 pub mod error;
 pub mod ingest;
 pub mod kafka;
+pub mod receipts;
 pub mod routes;
 
 use std::net::TcpListener;
@@ -45,10 +47,12 @@ impl Application {
             tracing::warn!(%error, topic = %config.topic, "Could not make sure the topic exists.");
         }
         let producer = kafka::RoundProducer::new(&config)?;
+        let receipts = receipts::ReceiptStore::new(&config.redis_url, &config.redis_key_prefix)?;
         let listener = TcpListener::bind(&config.listen_addr)?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(routes::AppState {
             producer,
+            receipts,
             config: config.clone(),
             metrics: sluice_schema::telemetry::prometheus(),
         });

@@ -40,8 +40,10 @@ impl Write for ChannelWriter {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_streamed_upload_keeps_peak_memory_flat() {
     const ROWS: u64 = 1_500_000;
-    let mut config = Config::with_brokers(&Stack::get().kafka_brokers);
+    let mut config = Config::with_endpoints(&Stack::get().kafka_brokers, &Stack::get().redis_url);
     config.listen_addr = "127.0.0.1:0".into();
+    config.redis_key_prefix = format!("{}:", unique("producer"));
+    config.transactional_id_prefix = Some(unique("producer"));
     config.topic = unique("memory");
     config.topic_partitions = 4;
     let producer = Application::build(config).await.unwrap();

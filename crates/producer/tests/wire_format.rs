@@ -16,8 +16,10 @@ async fn records_on_the_topic_decode_with_fastavro_from_the_schema_file_alone() 
     let python_path = stack.python_path.clone().expect(
         "SLUICE_PYTHONPATH (fastavro) is not set: start the services with `scripts/dev services`",
     );
-    let mut config = Config::with_brokers(&stack.kafka_brokers);
+    let mut config = Config::with_endpoints(&stack.kafka_brokers, &stack.redis_url);
     config.listen_addr = "127.0.0.1:0".into();
+    config.redis_key_prefix = format!("{}:", unique("producer"));
+    config.transactional_id_prefix = Some(unique("producer"));
     config.topic = unique("wire_format");
     config.topic_partitions = 1;
     let topic = config.topic.clone();

@@ -88,6 +88,7 @@ pub async fn consume(topic: &str, partitions: i32, count: usize, timeout: Durati
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &Stack::get().kafka_brokers)
         .set("group.id", crate::unique("testkit_reader"))
+        .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .create()
         .expect("a Kafka consumer");

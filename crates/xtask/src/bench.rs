@@ -100,6 +100,12 @@ pub async fn producer(rows: u64) -> anyhow::Result<()> {
     let mut service = Command::new(release_binary("sluice-producer"))
         .env("SLUICE_PRODUCER_LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("SLUICE_PRODUCER_KAFKA_BROKERS", &brokers)
+        .env(
+            "SLUICE_PRODUCER_REDIS_URL",
+            stack_value("SLUICE_REDIS_URL")?,
+        )
+        .env("SLUICE_PRODUCER_REDIS_KEY_PREFIX", format!("{topic}:"))
+        .env("SLUICE_PRODUCER_TRANSACTIONAL_ID_PREFIX", &topic)
         .env("SLUICE_PRODUCER_TOPIC", &topic)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

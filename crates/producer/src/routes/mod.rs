@@ -8,16 +8,19 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Config;
 use crate::kafka::RoundProducer;
+use crate::receipts::ReceiptStore;
 
 /// Shared by every request.
 pub struct AppState {
     pub producer: RoundProducer,
+    pub receipts: ReceiptStore,
     pub config: Config,
     pub metrics: PrometheusHandle,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/csv_upload", web::post().to(upload::csv_upload))
+        .route("/uploads/{id}", web::get().to(upload::get_upload))
         .route("/health", web::get().to(health::health))
         .route("/ready", web::get().to(health::ready))
         .route("/metrics", web::get().to(health::metrics));

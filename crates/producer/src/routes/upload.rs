@@ -1,20 +1,33 @@
 use std::time::Duration;
 
 use actix_multipart::Multipart;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use futures::StreamExt;
 use tracing::instrument;
 
 use super::AppState;
 use crate::error::UploadError;
-use crate::ingest::{ingest, Limits};
+use crate::ingest::{ingest, Limits, Receipt};
+use crate::receipts::Claim;
 
 /// `POST /csv_upload`: multipart/form-data with the CSV in the field `file`.
+///
+/// The upload runs in one Kafka transaction. Once every record is acknowledged, its SHA-256 is
+/// claimed: an earlier upload of the same content (or with the same `Idempotency-Key`) wins,
+/// this one is aborted — nothing of it becomes visible — and the first receipt is returned
+/// with `Idempotent-Replayed: true`.
 #[instrument(skip_all)]
 pub async fn csv_upload(
     state: web::Data<AppState>,
+    request: HttpRequest,
     mut payload: Multipart,
 ) -> Result<HttpResponse, UploadError> {
+    let idempotency_key = idempotency_key(&request)?;
+    if let Some(key) = idempotency_key {
+        if let Some(receipt) = state.receipts.by_idempotency_key(key).await? {
+            return Ok(replay(receipt));
+        }
+    }
     let mut seen_a_field = false;
     while let Some(field) = payload.next().await {
         let field = match field {
@@ -40,33 +53,122 @@ pub async fn csv_upload(
             max_line_bytes: state.config.max_line_bytes,
             body_idle_timeout: Duration::from_millis(state.config.body_idle_timeout_ms),
         };
-        let window = state.producer.window(limits.max_in_flight);
-        let result = ingest(field, window, limits).await;
+        let result = upload(&state, field, limits, idempotency_key).await;
         let outcome = match &result {
-            Ok(_) => "ok",
+            Ok(Outcome::Accepted(_)) => "accepted",
+            Ok(Outcome::Replayed(_)) => "replayed",
             Err(_) => "failed",
         };
         metrics::counter!("sluice_producer_uploads_total", "outcome" => outcome).increment(1);
-        let receipt = result.inspect_err(|error| {
-            tracing::warn!(%error, "Upload failed.");
-        })?;
-        metrics::counter!("sluice_producer_rows_total", "outcome" => "accepted")
-            .increment(receipt.accepted);
-        metrics::counter!("sluice_producer_rows_total", "outcome" => "rejected")
-            .increment(receipt.rejected);
-        metrics::counter!("sluice_producer_bytes_total").increment(receipt.bytes);
-        tracing::info!(
-            upload_id = %receipt.upload_id,
-            rows_read = receipt.rows_read,
-            accepted = receipt.accepted,
-            rejected = receipt.rejected,
-            bytes = receipt.bytes,
-            duration_ms = receipt.duration_ms,
-            "Upload acknowledged by Kafka."
-        );
-        return Ok(HttpResponse::Ok().json(receipt));
+        return match result {
+            Ok(Outcome::Accepted(receipt)) => Ok(HttpResponse::Ok().json(receipt)),
+            Ok(Outcome::Replayed(receipt)) => Ok(replay(receipt)),
+            Err(error) => {
+                tracing::warn!(%error, "Upload failed.");
+                Err(error)
+            }
+        };
     }
     Err(UploadError::NoFileField)
+}
+
+enum Outcome {
+    Accepted(Receipt),
+    Replayed(serde_json::Value),
+}
+
+/// Streams the file in a transaction, then commits it or, for a duplicate, aborts it.
+async fn upload(
+    state: &AppState,
+    field: actix_multipart::Field,
+    limits: Limits,
+    idempotency_key: Option<&str>,
+) -> Result<Outcome, UploadError> {
+    let transaction = state.producer.begin_upload().await?;
+    let receipt = match ingest(field, transaction.window(limits.max_in_flight), limits).await {
+        Ok(receipt) => receipt,
+        Err(error) => {
+            transaction.abort().await;
+            return Err(error);
+        }
+    };
+    let claim = match state
+        .receipts
+        .claim(&receipt.sha256, &receipt.upload_id)
+        .await
+    {
+        Ok(claim) => claim,
+        Err(error) => {
+            transaction.abort().await;
+            return Err(error);
+        }
+    };
+    if let Claim::Taken(first) = claim {
+        transaction.abort().await;
+        tracing::info!(upload_id = %receipt.upload_id, first_upload_id = %first, "Duplicate upload discarded.");
+        return match state.receipts.get(&first).await? {
+            Some(first_receipt) => Ok(Outcome::Replayed(first_receipt)),
+            None => Err(UploadError::InProgress(first)),
+        };
+    }
+    if let Err(error) = transaction.commit().await {
+        state
+            .receipts
+            .release(&receipt.sha256, &receipt.upload_id)
+            .await;
+        return Err(error.into());
+    }
+    if let Err(error) = state.receipts.save(&receipt, idempotency_key).await {
+        // The records are committed: the client gets its receipt even if storing it failed.
+        tracing::error!(%error, upload_id = %receipt.upload_id, "Could not store a receipt.");
+    }
+    metrics::counter!("sluice_producer_rows_total", "outcome" => "accepted")
+        .increment(receipt.accepted);
+    metrics::counter!("sluice_producer_rows_total", "outcome" => "rejected")
+        .increment(receipt.rejected);
+    metrics::counter!("sluice_producer_bytes_total").increment(receipt.bytes);
+    tracing::info!(
+        upload_id = %receipt.upload_id,
+        rows_read = receipt.rows_read,
+        accepted = receipt.accepted,
+        rejected = receipt.rejected,
+        bytes = receipt.bytes,
+        duration_ms = receipt.duration_ms,
+        "Upload committed."
+    );
+    Ok(Outcome::Accepted(receipt))
+}
+
+/// `GET /uploads/{id}`: the receipt of a committed upload.
+pub async fn get_upload(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, UploadError> {
+    match state.receipts.get(&id).await? {
+        Some(receipt) => Ok(HttpResponse::Ok().json(receipt)),
+        None => Ok(HttpResponse::NotFound().json(serde_json::json!({
+            "error": "Not Found",
+            "detail": format!("no committed upload has the id `{id}`"),
+            "status": 404,
+        }))),
+    }
+}
+
+fn replay(receipt: serde_json::Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("Idempotent-Replayed", "true"))
+        .json(receipt)
+}
+
+fn idempotency_key(request: &HttpRequest) -> Result<Option<&str>, UploadError> {
+    let Some(value) = request.headers().get("Idempotency-Key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().map_err(|_| UploadError::BadIdempotencyKey)?;
+    if key.is_empty() || key.len() > 200 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(UploadError::BadIdempotencyKey);
+    }
+    Ok(Some(key))
 }
 
 /// Media types a CSV export may arrive with; browsers and curl differ.

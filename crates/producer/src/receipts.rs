@@ -1,0 +1,136 @@
+//! Upload receipts in Redis: what makes re-uploads idempotent and `GET /uploads/{id}` possible.
+//!
+//! Keys (`P` = the configured prefix): `P upload:{id}` → the receipt as JSON;
+//! `P upload:sha256:{hex}` → the id of the upload that claimed that content;
+//! `P upload:key:{idempotency key}` → the id of the upload made with that key.
+
+use deadpool_redis::{Pool, Runtime};
+use redis::AsyncCommands;
+
+use crate::error::UploadError;
+use crate::ingest::Receipt;
+
+/// Who holds a file's SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This upload: it goes ahead.
+    Ours,
+    /// An earlier upload of the same content, by id.
+    Taken(String),
+}
+
+#[derive(Clone)]
+pub struct ReceiptStore {
+    pool: Pool,
+    prefix: String,
+}
+
+impl ReceiptStore {
+    pub fn new(redis_url: &str, prefix: &str) -> anyhow::Result<ReceiptStore> {
+        let pool =
+            deadpool_redis::Config::from_url(redis_url).create_pool(Some(Runtime::Tokio1))?;
+        Ok(ReceiptStore {
+            pool,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    async fn connection(&self) -> Result<deadpool_redis::Connection, UploadError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| UploadError::ReceiptsUnavailable(e.to_string()))
+    }
+
+    /// The receipt of upload `id`, as stored.
+    pub async fn get(&self, id: &str) -> Result<Option<serde_json::Value>, UploadError> {
+        let mut connection = self.connection().await?;
+        let text: Option<String> = connection
+            .get(format!("{}upload:{id}", self.prefix))
+            .await
+            .map_err(unavailable)?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// The receipt of the upload made with this idempotency key, if any.
+    pub async fn by_idempotency_key(
+        &self,
+        key: &str,
+    ) -> Result<Option<serde_json::Value>, UploadError> {
+        let mut connection = self.connection().await?;
+        let id: Option<String> = connection
+            .get(format!("{}upload:key:{key}", self.prefix))
+            .await
+            .map_err(unavailable)?;
+        match id {
+            Some(id) => self.get(&id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Claims a file's content for `upload_id`, unless an earlier upload holds it.
+    pub async fn claim(&self, sha256: &str, upload_id: &str) -> Result<Claim, UploadError> {
+        let mut connection = self.connection().await?;
+        let key = format!("{}upload:sha256:{sha256}", self.prefix);
+        let claimed: bool = redis::cmd("SET")
+            .arg(&key)
+            .arg(upload_id)
+            .arg("NX")
+            .query_async::<Option<String>>(&mut connection)
+            .await
+            .map_err(unavailable)?
+            .is_some();
+        if claimed {
+            return Ok(Claim::Ours);
+        }
+        let holder: Option<String> = connection.get(&key).await.map_err(unavailable)?;
+        Ok(match holder {
+            Some(holder) if holder != upload_id => Claim::Taken(holder),
+            _ => Claim::Ours,
+        })
+    }
+
+    /// Gives a claim back (the upload failed after claiming).
+    pub async fn release(&self, sha256: &str, upload_id: &str) {
+        const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+        let Ok(mut connection) = self.connection().await else {
+            return;
+        };
+        let result = redis::Script::new(RELEASE)
+            .key(format!("{}upload:sha256:{sha256}", self.prefix))
+            .arg(upload_id)
+            .invoke_async::<i64>(&mut connection)
+            .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, upload_id, "Could not release a content claim.");
+        }
+    }
+
+    /// Stores the receipt, and the idempotency key pointing at it.
+    pub async fn save(
+        &self,
+        receipt: &Receipt,
+        idempotency_key: Option<&str>,
+    ) -> Result<(), UploadError> {
+        let mut connection = self.connection().await?;
+        let json = serde_json::to_string(receipt).expect("receipts serialise");
+        let _: () = connection
+            .set(format!("{}upload:{}", self.prefix, receipt.upload_id), json)
+            .await
+            .map_err(unavailable)?;
+        if let Some(key) = idempotency_key {
+            let _: Option<String> = redis::cmd("SET")
+                .arg(format!("{}upload:key:{key}", self.prefix))
+                .arg(&receipt.upload_id)
+                .arg("NX")
+                .query_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+}
+
+fn unavailable(error: redis::RedisError) -> UploadError {
+    UploadError::ReceiptsUnavailable(error.to_string())
+}
