@@ -14,11 +14,10 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::Message;
-use sluice_schema::avro::GameRoundCodec;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::batcher::{Batch, Poison};
+use crate::batcher::{Batch, RawBatch};
 use crate::config::Config;
 use crate::inserter::{insert_batch, insert_quarantine};
 use crate::kafka::{store_offsets, DeadLetters, RebalanceNotes, RoundConsumer};
@@ -73,7 +72,7 @@ impl Pipeline {
     /// commits those offsets, and returns.
     pub async fn run(self, shutdown: CancellationToken) {
         let timeout = Duration::from_millis(self.config.batch_timeout_ms);
-        let mut batch = Batch::default();
+        let mut batch = RawBatch::default();
         let mut in_flight: Option<InFlight> = None;
         let mut deadline: Option<tokio::time::Instant> = None;
         self.running.store(true, Ordering::SeqCst);
@@ -139,7 +138,7 @@ impl Pipeline {
         tracing::info!("Consumer stopped.");
     }
 
-    fn forget_revoked(&self, batch: &mut Batch) {
+    fn forget_revoked(&self, batch: &mut RawBatch) {
         let revoked = self.notes.take_revoked();
         if !revoked.is_empty() {
             let dropped = batch.forget_partitions(&revoked);
@@ -151,30 +150,16 @@ impl Pipeline {
         }
     }
 
-    /// Decodes one message into the batch; an undecodable one is quarantined (its offset moves
-    /// on).
-    fn accept(&self, message: KafkaResult<BorrowedMessage<'_>>, batch: &mut Batch) {
-        let message = match message {
-            Ok(message) => message,
-            Err(error) => {
-                tracing::warn!(%error, "Kafka consumer error.");
-                return;
-            }
-        };
-        let payload = message.payload().unwrap_or_default();
-        match GameRoundCodec::get().decode(payload) {
-            Ok(round) => batch.push(message.partition(), message.offset(), payload.len(), round),
-            Err(error) => {
-                tracing::warn!(%error, partition = message.partition(), offset = message.offset(), "Quarantining undecodable message.");
-                metrics::counter!("sluice_consumer_poison_messages_total").increment(1);
-                batch.quarantine(Poison {
-                    partition: message.partition(),
-                    offset: message.offset(),
-                    error: error.to_string(),
-                    key: message.key().unwrap_or_default().to_vec(),
-                    payload: payload.to_vec(),
-                });
-            }
+    /// Copies one message into the batch; decoding waits for the insert task.
+    fn accept(&self, message: KafkaResult<BorrowedMessage<'_>>, batch: &mut RawBatch) {
+        match message {
+            Ok(message) => batch.push(
+                message.partition(),
+                message.offset(),
+                message.key().unwrap_or_default(),
+                message.payload().unwrap_or_default(),
+            ),
+            Err(error) => tracing::warn!(%error, "Kafka consumer error."),
         }
     }
 
@@ -182,7 +167,7 @@ impl Pipeline {
     /// Returns false when shutdown interrupted the previous insert.
     async fn dispatch(
         &self,
-        batch: &mut Batch,
+        batch: &mut RawBatch,
         in_flight: &mut Option<InFlight>,
         shutdown: &CancellationToken,
     ) -> bool {
@@ -205,11 +190,11 @@ impl Pipeline {
         true
     }
 
-    /// Inserts the batch, retrying with exponential backoff and jitter until it succeeds or
-    /// `shutdown` fires. Owns its inputs so it can run beside the loop.
+    /// Decodes the batch, then inserts it, retrying with exponential backoff and jitter until it
+    /// succeeds or `shutdown` fires. Owns its inputs so it can run beside the loop.
     fn insert(
         &self,
-        batch: Batch,
+        raw: RawBatch,
         shutdown: CancellationToken,
     ) -> impl std::future::Future<Output = Option<Batch>> + Send + 'static {
         let client = self.clickhouse.clone();
@@ -218,7 +203,17 @@ impl Pipeline {
         let mut backoff = Duration::from_millis(self.config.insert_retry_initial_ms);
         let max_backoff = Duration::from_millis(self.config.insert_retry_max_ms);
         async move {
+            // CPU-bound: off the async workers, so polling goes on beside it.
+            let batch = match tokio::task::spawn_blocking(move || raw.decode()).await {
+                Ok(batch) => batch,
+                Err(_) => return None,
+            };
             let rows = batch.rows();
+            let poison = batch.poison_count();
+            if poison > 0 {
+                tracing::warn!(poison, "Quarantining undecodable messages.");
+                metrics::counter!("sluice_consumer_poison_messages_total").increment(poison as u64);
+            }
             let started = Instant::now();
             loop {
                 let attempt = write_batch(&client, &dead_letters, &topic, &batch).await;
@@ -255,7 +250,7 @@ impl Pipeline {
     async fn wait_paused(
         &self,
         handle: &mut InFlight,
-        batch: &mut Batch,
+        batch: &mut RawBatch,
     ) -> Result<Option<Batch>, tokio::task::JoinError> {
         let assignment = self.consumer.assignment().unwrap_or_default();
         if let Err(error) = self.consumer.pause(&assignment) {
