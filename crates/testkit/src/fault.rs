@@ -63,3 +63,54 @@ impl FaultyLink {
         self.cut.send_replace(false);
     }
 }
+
+/// A private tansu broker reachable only through a [`FaultyLink`]: it advertises the link's
+/// address, so every client connection (bootstrap and after) can be cut. Killed on drop.
+pub struct PrivateBroker {
+    pub link: FaultyLink,
+    _process: tokio::process::Child,
+}
+
+impl PrivateBroker {
+    pub async fn start() -> PrivateBroker {
+        let tansu = crate::Stack::get()
+            .tansu_bin
+            .clone()
+            .expect("SLUICE_TANSU_BIN is not set: start the services with `scripts/dev services`");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let upstream = format!("127.0.0.1:{port}");
+        let link = FaultyLink::start(&upstream).await;
+        let process = tokio::process::Command::new(tansu)
+            .args(["broker", "--listener-url", &format!("tcp://{upstream}")])
+            .args([
+                "--advertised-listener-url",
+                &format!("tcp://{}", link.address()),
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .env_remove("SCHEMA_REGISTRY")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("tansu starts");
+        for _ in 0..100 {
+            if TcpStream::connect(&upstream).await.is_ok() {
+                return PrivateBroker {
+                    link,
+                    _process: process,
+                };
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the private tansu broker did not start on {upstream}");
+    }
+
+    /// Bootstrap address for clients: the link.
+    pub fn brokers(&self) -> String {
+        self.link.address()
+    }
+}

@@ -83,10 +83,28 @@ pub struct Record {
 }
 
 /// Reads up to `count` messages from the start of every partition of `topic`, for at most
-/// `timeout`.
+/// `timeout`, read-committed.
 pub async fn consume(topic: &str, partitions: i32, count: usize, timeout: Duration) -> Vec<Record> {
+    consume_at(
+        &Stack::get().kafka_brokers,
+        topic,
+        partitions,
+        count,
+        timeout,
+    )
+    .await
+}
+
+/// [`consume`] from the brokers at `brokers`.
+pub async fn consume_at(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    count: usize,
+    timeout: Duration,
+) -> Vec<Record> {
     let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &Stack::get().kafka_brokers)
+        .set("bootstrap.servers", brokers)
         .set("group.id", crate::unique("testkit_reader"))
         .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")

@@ -19,6 +19,8 @@ pub struct Stack {
     pub redis_url: String,
     /// `PYTHONPATH` holding fastavro, the independent Avro decoder (`SLUICE_PYTHONPATH`).
     pub python_path: Option<String>,
+    /// The tansu binary, for tests that need a broker of their own (`SLUICE_TANSU_BIN`).
+    pub tansu_bin: Option<String>,
 }
 
 impl Stack {
@@ -46,6 +48,9 @@ impl Stack {
                 python_path: std::env::var("SLUICE_PYTHONPATH")
                     .ok()
                     .or_else(|| file.get("SLUICE_PYTHONPATH").cloned()),
+                tansu_bin: std::env::var("SLUICE_TANSU_BIN")
+                    .ok()
+                    .or_else(|| file.get("SLUICE_TANSU_BIN").cloned()),
             };
             let kafka = stack
                 .kafka_brokers
