@@ -22,6 +22,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "quarantine",
         sql: include_str!("../../../schemas/clickhouse/0002_quarantine.sql"),
     },
+    Migration {
+        version: 3,
+        name: "usage_ledger",
+        sql: include_str!("../../../schemas/clickhouse/0003_usage_ledger.sql"),
+    },
 ];
 
 /// Connects to ClickHouse and names the database every unqualified table lives in.
