@@ -34,10 +34,10 @@ pub struct Config {
     /// Credits charged for one `GET /aggregated_game_rounds`. Default 1.
     #[serde(default = "defaults::query_cost")]
     pub query_cost: u64,
-    /// Rows per answer when the request names no `limit`. Default 1000.
+    /// Buckets per page when the request names no `page_size` (or `limit`). Default 1000.
     #[serde(default = "defaults::default_limit")]
     pub default_limit: u32,
-    /// Largest `limit` a request may ask for. Default 10000.
+    /// Largest `page_size` (or `limit`) a request may ask for. Default 10000.
     #[serde(default = "defaults::max_limit")]
     pub max_limit: u32,
     /// Requests a key may make per `rate_limit_per_seconds` unless the key has its own limit.
@@ -51,6 +51,22 @@ pub struct Config {
     /// request names no `grace_seconds`. Default 3600.
     #[serde(default = "defaults::rotation_grace_seconds")]
     pub rotation_grace_seconds: u32,
+    /// Key of the HMAC-SHA256 that signs pagination cursors, at least 32 characters. Every
+    /// gateway behind one load balancer needs the same one. Unset: a random one per process
+    /// (with a warning), so cursors stop working when the gateway restarts.
+    #[serde(default)]
+    pub cursor_secret: Option<SecretString>,
+    /// Ledger events that may wait for the background writer; when it is full, further
+    /// events are dropped and counted (`sluice_gateway_ledger_events_dropped_total`).
+    /// Default 10000.
+    #[serde(default = "defaults::ledger_channel_capacity")]
+    pub ledger_channel_capacity: usize,
+    /// Ledger events per ClickHouse insert, at most. Default 1000.
+    #[serde(default = "defaults::ledger_batch_rows")]
+    pub ledger_batch_rows: usize,
+    /// Longest time a ledger event waits before its batch is inserted. Default 1000.
+    #[serde(default = "defaults::ledger_flush_interval_ms")]
+    pub ledger_flush_interval_ms: u64,
 }
 
 /// A setting that cannot work.
@@ -90,6 +106,10 @@ impl Config {
             rate_limit_requests: defaults::rate_limit_requests(),
             rate_limit_per_seconds: defaults::rate_limit_per_seconds(),
             rotation_grace_seconds: defaults::rotation_grace_seconds(),
+            cursor_secret: None,
+            ledger_channel_capacity: defaults::ledger_channel_capacity(),
+            ledger_batch_rows: defaults::ledger_batch_rows(),
+            ledger_flush_interval_ms: defaults::ledger_flush_interval_ms(),
         }
     }
 
@@ -117,6 +137,32 @@ impl Config {
             return Err(ConfigError {
                 variable: "ROTATION_GRACE_SECONDS",
                 reason: "must be at most 2592000 (30 days)",
+            });
+        }
+        if let Some(secret) = &self.cursor_secret {
+            if secret.expose_secret().len() < 32 {
+                return Err(ConfigError {
+                    variable: "CURSOR_SECRET",
+                    reason: "must be at least 32 characters",
+                });
+            }
+        }
+        if self.ledger_channel_capacity == 0 {
+            return Err(ConfigError {
+                variable: "LEDGER_CHANNEL_CAPACITY",
+                reason: "must be at least 1",
+            });
+        }
+        if self.ledger_batch_rows == 0 {
+            return Err(ConfigError {
+                variable: "LEDGER_BATCH_ROWS",
+                reason: "must be at least 1",
+            });
+        }
+        if self.ledger_flush_interval_ms == 0 {
+            return Err(ConfigError {
+                variable: "LEDGER_FLUSH_INTERVAL_MS",
+                reason: "must be at least 1",
             });
         }
         Ok(())
@@ -170,5 +216,14 @@ mod defaults {
     }
     pub fn rotation_grace_seconds() -> u32 {
         3_600
+    }
+    pub fn ledger_channel_capacity() -> usize {
+        10_000
+    }
+    pub fn ledger_batch_rows() -> usize {
+        1_000
+    }
+    pub fn ledger_flush_interval_ms() -> u64 {
+        1_000
     }
 }

@@ -250,6 +250,7 @@ struct Scripts {
     rotate: Script,
     revoke: Script,
     set_rate_limit: Script,
+    set_credits: Script,
 }
 
 impl CreditStore {
@@ -271,6 +272,7 @@ impl CreditStore {
                 rotate: Script::new(include_str!("lua/rotate.lua")),
                 revoke: Script::new(include_str!("lua/revoke.lua")),
                 set_rate_limit: Script::new(include_str!("lua/set_rate_limit.lua")),
+                set_credits: Script::new(include_str!("lua/set_credits.lua")),
             }),
         })
     }
@@ -534,6 +536,28 @@ impl CreditStore {
             ))),
             _ => Err(ApiError::KeyNotFound),
         }
+    }
+
+    /// Sets the key's balance (a rebuild from the ledger); returns the previous one.
+    pub async fn set_credits(&self, id: &KeyId, credits: u64) -> Result<u64, ApiError> {
+        if credits > MAX_CREDITS {
+            return Err(ApiError::Conflict(format!(
+                "the balance would pass {MAX_CREDITS}"
+            )));
+        }
+        let mut connection = self.connection().await?;
+        let (status, previous): (i64, i64) = self
+            .scripts
+            .set_credits
+            .key(self.record_key(id))
+            .arg(credits)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_down)?;
+        if status != 0 {
+            return Err(ApiError::KeyNotFound);
+        }
+        Ok(previous.max(0).unsigned_abs())
     }
 
     /// Sets the key's own rate limit and starts its budget afresh.

@@ -31,10 +31,15 @@ pub enum ApiError {
     KeyRevoked,
     #[error("{0}")]
     BadRequest(String),
+    /// The request cannot be done in the resource's current state.
+    #[error("{0}")]
+    Conflict(String),
     #[error("the credit store is unavailable")]
     RedisUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the analytics store is unavailable")]
     ClickHouseUnavailable(#[source] Box<clickhouse::error::Error>),
+    #[error("the usage ledger is behind (the analytics store is slow or down)")]
+    LedgerBehind(#[source] crate::ledger::FlushTimedOut),
 }
 
 /// An RFC 9457 problem details body (`application/problem+json`).
@@ -63,11 +68,11 @@ impl ResponseError for ApiError {
             ApiError::OutOfCredits => StatusCode::PAYMENT_REQUIRED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::KeyNotFound => StatusCode::NOT_FOUND,
-            ApiError::KeyRevoked => StatusCode::CONFLICT,
+            ApiError::KeyRevoked | ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::RedisUnavailable(_) | ApiError::ClickHouseUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::RedisUnavailable(_)
+            | ApiError::ClickHouseUnavailable(_)
+            | ApiError::LedgerBehind(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -79,7 +84,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         response.content_type("application/problem+json");
         match self {
-            ApiError::RedisUnavailable(_) | ApiError::ClickHouseUnavailable(_) => {
+            ApiError::RedisUnavailable(_)
+            | ApiError::ClickHouseUnavailable(_)
+            | ApiError::LedgerBehind(_) => {
                 response.insert_header(("Retry-After", "5"));
             }
             ApiError::RateLimited {

@@ -1,23 +1,33 @@
 //! The Sluice gateway: sells access to the aggregated game rounds. Every request is
 //! authenticated by API key, rate limited and charged in one atomic Redis script; sums come
-//! from ClickHouse.
+//! from ClickHouse, a page at a time behind signed cursors; every credit movement is appended
+//! to a usage ledger in ClickHouse that an audit compares with the Redis balances.
 //!
 //! # Layout
 //! - [`config`]: the one typed `Config`, read from `SLUICE_GATEWAY_*` variables.
 //! - [`error`]: `ApiError`, every failure, mapped once to HTTP problem details.
 //! - [`credits`]: API keys (hashed), their records and the Lua scripts (`src/lua/`) that
 //!   admit, charge, refund, rotate, revoke and top up, atomically, in Redis.
-//! - [`query`]: query-string parsing into typed filters and the ClickHouse aggregation.
-//! - [`routes`]: the HTTP surface (`/aggregated_game_rounds`, the `/admin/keys` API, health,
-//!   metrics, `/openapi.json` and `/docs`).
+//! - [`query`]: query-string parsing into typed filters and the ClickHouse aggregation, one
+//!   keyset page at a time.
+//! - [`cursor`]: opaque pagination cursors, HMAC-signed and bound to the filters.
+//! - [`ledger`]: the usage ledger's events and the background writer that batches them into
+//!   ClickHouse without ever making a request wait.
+//! - [`audit`]: Redis balances against the ledger, and rebuilding a balance from it.
+//! - [`routes`]: the HTTP surface (`/aggregated_game_rounds`, the `/admin/keys` API, the
+//!   audit, health, metrics, `/openapi.json` and `/docs`).
 
+pub mod audit;
 pub mod config;
 pub mod credits;
+pub mod cursor;
 pub mod error;
+pub mod ledger;
 pub mod query;
 pub mod routes;
 
 use std::net::TcpListener;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
@@ -25,10 +35,14 @@ use secrecy::ExposeSecret;
 
 pub use config::Config;
 
+/// How long the usage ledger may take to write its last events at shutdown.
+const LEDGER_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A built, bound, not yet running gateway.
 pub struct Application {
     port: u16,
     server: Server,
+    ledger: ledger::Ledger,
 }
 
 impl Application {
@@ -45,11 +59,32 @@ impl Application {
             &config.clickhouse_user,
             config.clickhouse_password.expose_secret(),
         );
+        let cursors = match &config.cursor_secret {
+            Some(secret) => cursor::CursorSigner::new(secret.expose_secret().as_bytes()),
+            None => {
+                tracing::warn!(
+                    "SLUICE_GATEWAY_CURSOR_SECRET is not set: cursors are signed with a random \
+                     secret and stop working when this gateway restarts (or on another instance)."
+                );
+                cursor::CursorSigner::random()
+            }
+        };
+        let (ledger, _writer) = ledger::Ledger::start(
+            clickhouse.clone(),
+            config.clickhouse_database.clone(),
+            ledger::LedgerSettings {
+                channel_capacity: config.ledger_channel_capacity,
+                batch_rows: config.ledger_batch_rows,
+                flush_interval: Duration::from_millis(config.ledger_flush_interval_ms),
+            },
+        );
         let listener = TcpListener::bind(&config.listen_addr)?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(routes::AppState {
             credits,
             clickhouse,
+            ledger: ledger.clone(),
+            cursors,
             config,
             metrics: sluice_schema::telemetry::prometheus(),
         });
@@ -66,15 +101,31 @@ impl Application {
         })
         .listen(listener)?
         .run();
-        Ok(Application { port, server })
+        Ok(Application {
+            port,
+            server,
+            ledger,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Serves until SIGINT or SIGTERM.
+    /// Serves until SIGINT or SIGTERM, then gives the usage ledger a few seconds to write
+    /// the events of the requests served.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        let pending = self.ledger.pending();
+        match self.ledger.flush(LEDGER_SHUTDOWN_TIMEOUT).await {
+            Ok(()) => tracing::info!(events = pending, "Usage ledger flushed."),
+            Err(error) => {
+                let lost = self.ledger.pending();
+                metrics::counter!("sluice_gateway_ledger_events_dropped_total", "reason" => "shutdown")
+                    .increment(lost as u64);
+                tracing::error!(%error, events = lost, "Usage ledger events lost at shutdown.");
+            }
+        }
+        served
     }
 }

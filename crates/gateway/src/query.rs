@@ -1,6 +1,8 @@
 //! `GET /aggregated_game_rounds`: raw query-string values become a [`RoundsQuery`] (or a 400),
-//! and the query reads exact sums from `game_rounds FINAL`. Every user value is bound by the
-//! `clickhouse` crate, never spliced into the SQL text.
+//! and the query reads exact sums from `game_rounds FINAL`, one page at a time in the order
+//! `(bucket start, player_id, game_id)`. A page after the first starts after the position its
+//! cursor names (keyset pagination: `(start, user_id, game_id) > (…)`, no `OFFSET`). Every
+//! user value is bound by the `clickhouse` crate, never spliced into the SQL text.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use clickhouse::Client;
@@ -9,6 +11,7 @@ use sluice_schema::domain::format_scaled;
 use sluice_schema::PlayerId;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::cursor::{CursorSigner, Position};
 use crate::error::ApiError;
 
 /// The query string as sent. Every filter is optional; a malformed one is a 400 (not charged).
@@ -30,9 +33,17 @@ pub struct RawRoundsQuery {
     /// `hour` (default) or `day`.
     #[param(example = "hour")]
     pub granularity: Option<String>,
-    /// Buckets per answer, 1 to `SLUICE_GATEWAY_MAX_LIMIT` (default 10000); default
+    /// Buckets per page, 1 to `SLUICE_GATEWAY_MAX_LIMIT` (default 10000); default
     /// `SLUICE_GATEWAY_DEFAULT_LIMIT` (1000).
+    #[param(example = "100")]
+    pub page_size: Option<String>,
+    /// Deprecated alias of `page_size` (if both are sent they must be equal).
+    #[deprecated(note = "send `page_size`")]
     pub limit: Option<String>,
+    /// The `next_cursor` of the previous page, to get the page after it. Only valid with the
+    /// same `player_id`, `game_id`, `from`, `to` and `granularity` (the page size may change);
+    /// an altered cursor or one sent with other filters is a 400 (not charged).
+    pub cursor: Option<String>,
 }
 
 /// Size of the time buckets sums are grouped by.
@@ -50,14 +61,19 @@ pub struct RoundsQuery {
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub granularity: Granularity,
-    pub limit: u32,
+    pub page_size: u32,
+    /// The page starts after this bucket (from a verified cursor); `None`: the first page.
+    pub after: Option<Position>,
 }
 
 impl RoundsQuery {
+    /// Types every filter and checks the cursor, if any, against them.
+    #[allow(deprecated)] // `limit` is still accepted.
     pub fn parse(
         raw: RawRoundsQuery,
         default_limit: u32,
         max_limit: u32,
+        cursors: &CursorSigner,
     ) -> Result<RoundsQuery, ApiError> {
         let bad = |message: String| ApiError::BadRequest(message);
         let player_id = raw
@@ -94,21 +110,52 @@ impl RoundsQuery {
             Some("day") => Granularity::Day,
             Some(_) => return Err(bad("granularity: must be `hour` or `day`".into())),
         };
-        let limit = match raw.limit.as_deref() {
-            None | Some("") => default_limit,
-            Some(text) => match text.parse::<u32>() {
-                Ok(limit) if (1..=max_limit).contains(&limit) => limit,
-                _ => return Err(bad(format!("limit: must be between 1 and {max_limit}"))),
+        let size = |name: &str, text: Option<String>| match text.as_deref() {
+            None | Some("") => Ok(None),
+            Some(text) => match text.trim().parse::<u32>() {
+                Ok(size) if (1..=max_limit).contains(&size) => Ok(Some(size)),
+                _ => Err(bad(format!("{name}: must be between 1 and {max_limit}"))),
             },
         };
-        Ok(RoundsQuery {
+        let page_size = match (size("page_size", raw.page_size)?, size("limit", raw.limit)?) {
+            (Some(page_size), Some(limit)) if page_size != limit => {
+                return Err(bad(
+                    "limit: a deprecated alias of page_size; send one of them".into(),
+                ))
+            }
+            (Some(size), _) | (None, Some(size)) => size,
+            (None, None) => default_limit,
+        };
+        let mut query = RoundsQuery {
             player_id,
             game_id,
             from,
             to,
             granularity,
-            limit,
-        })
+            page_size,
+            after: None,
+        };
+        if let Some(cursor) = raw.cursor.filter(|c| !c.is_empty()) {
+            query.after = Some(cursors.decode(&query.filters(), &cursor)?);
+        }
+        Ok(query)
+    }
+
+    /// The filters in one canonical text, what a cursor is bound to (not the page size).
+    pub fn filters(&self) -> String {
+        let instant =
+            |t: Option<DateTime<Utc>>| t.map_or("-".to_owned(), |t| t.timestamp().to_string());
+        format!(
+            "player_id={}|game_id={}|from={}|to={}|granularity={}",
+            self.player_id.as_ref().map_or("-", |p| p.as_str()),
+            self.game_id.map_or("-".to_owned(), |g| g.to_string()),
+            instant(self.from),
+            instant(self.to),
+            match self.granularity {
+                Granularity::Hour => "hour",
+                Granularity::Day => "day",
+            },
+        )
     }
 }
 
@@ -166,6 +213,17 @@ struct BucketRow {
     rounds: u64,
 }
 
+impl Bucket {
+    /// This bucket's sort key: where the page after it starts.
+    pub fn position(&self) -> Position {
+        Position {
+            start: u32::try_from(self.start.timestamp()).unwrap_or(0),
+            player_id: self.player_id.clone(),
+            game_id: self.game_id,
+        }
+    }
+}
+
 impl From<BucketRow> for Bucket {
     fn from(row: BucketRow) -> Bucket {
         let [rb, bb, rw, bw] = [
@@ -189,7 +247,7 @@ impl From<BucketRow> for Bucket {
     }
 }
 
-/// Runs the query; returns at most `limit` buckets and whether more exist.
+/// Runs the query; returns at most `page_size` buckets and whether more exist.
 pub async fn fetch(
     client: &Client,
     query: &RoundsQuery,
@@ -210,6 +268,19 @@ pub async fn fetch(
     }
     if query.to.is_some() {
         conditions.push("created_timestamp < toDateTime(?, 'UTC')");
+    }
+    let keyset = match query.granularity {
+        Granularity::Hour => {
+            "(toUInt32(toStartOfHour(created_timestamp)), user_id, game_id) > (?, ?, ?)"
+        }
+        Granularity::Day => {
+            "(toUInt32(toStartOfDay(created_timestamp)), user_id, game_id) > (?, ?, ?)"
+        }
+    };
+    if query.after.is_some() {
+        // The first condition only lets ClickHouse skip partitions before the cursor.
+        conditions.push("created_timestamp >= toDateTime(?, 'UTC')");
+        conditions.push(keyset);
     }
     let filter = if conditions.is_empty() {
         String::new()
@@ -237,10 +308,18 @@ pub async fn fetch(
     for instant in [query.from, query.to].into_iter().flatten() {
         statement = statement.bind(instant.format("%Y-%m-%d %H:%M:%S").to_string());
     }
-    statement = statement.bind(u64::from(query.limit) + 1);
+    if let Some(after) = &query.after {
+        let start = DateTime::from_timestamp(i64::from(after.start), 0).unwrap_or_default();
+        statement = statement
+            .bind(start.format("%Y-%m-%d %H:%M:%S").to_string())
+            .bind(after.start)
+            .bind(after.player_id.as_str())
+            .bind(after.game_id);
+    }
+    statement = statement.bind(u64::from(query.page_size) + 1);
     let mut rows = statement.fetch_all::<BucketRow>().await?;
-    let has_more = rows.len() > query.limit as usize;
-    rows.truncate(query.limit as usize);
+    let has_more = rows.len() > query.page_size as usize;
+    rows.truncate(query.page_size as usize);
     Ok((rows.into_iter().map(Bucket::from).collect(), has_more))
 }
 
@@ -248,6 +327,11 @@ pub async fn fetch(
 mod tests {
     use super::*;
 
+    fn signer() -> CursorSigner {
+        CursorSigner::new(b"query-tests-secret-of-thirty-two-bytes")
+    }
+
+    #[allow(deprecated)]
     fn parse(pairs: &[(&str, &str)]) -> Result<RoundsQuery, ApiError> {
         let mut raw = RawRoundsQuery::default();
         for (name, value) in pairs {
@@ -259,10 +343,12 @@ mod tests {
                 "to" => raw.to = value,
                 "granularity" => raw.granularity = value,
                 "limit" => raw.limit = value,
+                "page_size" => raw.page_size = value,
+                "cursor" => raw.cursor = value,
                 _ => unreachable!(),
             }
         }
-        RoundsQuery::parse(raw, 100, 1000)
+        RoundsQuery::parse(raw, 100, 1000, &signer())
     }
 
     #[test]
@@ -287,8 +373,50 @@ mod tests {
         );
         assert_eq!(query.to.unwrap().to_rfc3339(), "2019-10-22T08:00:00+00:00");
         assert_eq!(query.granularity, Granularity::Day);
-        assert_eq!(query.limit, 5);
-        assert_eq!(parse(&[]).unwrap().limit, 100);
+        assert_eq!(query.page_size, 5);
+        assert_eq!(parse(&[]).unwrap().page_size, 100);
+        assert_eq!(parse(&[("page_size", "7")]).unwrap().page_size, 7);
+        assert_eq!(
+            parse(&[("page_size", "7"), ("limit", "7")])
+                .unwrap()
+                .page_size,
+            7
+        );
+    }
+
+    #[test]
+    fn a_cursor_is_accepted_only_with_the_filters_it_was_issued_for() {
+        let filters = [
+            ("player_id", "9ece8c4020f8aed10676cd1c56a41889"),
+            ("from", "2019-10-22"),
+        ];
+        let first = parse(&filters).unwrap();
+        let position = Position {
+            start: 1_571_731_200,
+            player_id: "9ece8c4020f8aed10676cd1c56a41889".into(),
+            game_id: 7,
+        };
+        let cursor = signer().encode(&first.filters(), &position);
+        let mut next = filters.to_vec();
+        next.push(("cursor", &cursor));
+        next.push(("page_size", "3"));
+        assert_eq!(parse(&next).unwrap().after, Some(position));
+        for other in [
+            ("granularity", "day"),
+            ("game_id", "7"),
+            ("to", "2020-01-01"),
+        ] {
+            let mut pairs = next.clone();
+            pairs.push(other);
+            assert!(
+                matches!(parse(&pairs), Err(ApiError::BadRequest(_))),
+                "{other:?}"
+            );
+        }
+        assert!(matches!(
+            parse(&[("cursor", cursor.as_str())]),
+            Err(ApiError::BadRequest(_))
+        ));
     }
 
     #[test]
@@ -304,6 +432,9 @@ mod tests {
             [("granularity", "minute")],
             [("limit", "0")],
             [("limit", "1001")],
+            [("page_size", "0")],
+            [("page_size", "ten")],
+            [("cursor", "not-a-cursor")],
         ] {
             assert!(
                 matches!(parse(&pairs), Err(ApiError::BadRequest(_))),
@@ -312,6 +443,10 @@ mod tests {
         }
         assert!(matches!(
             parse(&[("from", "2020-01-02"), ("to", "2020-01-01")]),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse(&[("page_size", "5"), ("limit", "6")]),
             Err(ApiError::BadRequest(_))
         ));
     }

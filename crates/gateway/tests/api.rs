@@ -1,9 +1,13 @@
 //! The gateway against a real Redis and a real ClickHouse: keys, exact credits, refunds,
-//! hostile filters, rate limits, key management and the OpenAPI document.
+//! hostile filters, rate limits, key management, cursor pagination, the usage ledger and its
+//! audit, and the OpenAPI document.
 
 use std::collections::BTreeMap;
 
 use sluice_gateway::{Application, Config};
+use std::time::{Duration, Instant};
+
+use sluice_testkit::fault::FaultyLink;
 use sluice_testkit::{clickhouse, unique, Stack};
 
 const ADMIN_TOKEN: &str = "gateway-test-admin-token";
@@ -12,6 +16,7 @@ struct Gateway {
     url: String,
     http: reqwest::Client,
     redis_key_prefix: String,
+    database: String,
 }
 
 /// A port nothing listens on.
@@ -42,8 +47,9 @@ async fn spawn_gateway(configure: impl FnOnce(&mut Config)) -> Gateway {
 
     let mut config = Config::with_endpoints(&stack.redis_url, &stack.clickhouse_url, ADMIN_TOKEN);
     config.listen_addr = "127.0.0.1:0".into();
-    config.clickhouse_database = database;
+    config.clickhouse_database = database.clone();
     config.redis_key_prefix = format!("{}:", unique("gateway_test"));
+    config.cursor_secret = Some("gateway-test-cursor-secret-of-32-bytes".to_owned().into());
     configure(&mut config);
     let redis_key_prefix = config.redis_key_prefix.clone();
     let application = Application::build(config)
@@ -55,6 +61,7 @@ async fn spawn_gateway(configure: impl FnOnce(&mut Config)) -> Gateway {
         url,
         http: reqwest::Client::new(),
         redis_key_prefix,
+        database,
     }
 }
 
@@ -303,6 +310,7 @@ async fn a_failed_query_is_503_and_its_credit_is_refunded() {
         url: broken_url,
         http: reqwest::Client::new(),
         redis_key_prefix: config.redis_key_prefix.clone(),
+        database: config.clickhouse_database.clone(),
     };
     let broken_key = broken.create_key(3).await;
     for _ in 0..5 {
@@ -836,6 +844,8 @@ async fn the_openapi_document_lists_every_path_and_docs_are_html() {
         ("/admin/keys/{id}/rotate", &["post"]),
         ("/admin/keys/{id}/credits", &["post"]),
         ("/admin/keys/{id}/rate_limit", &["put"]),
+        ("/admin/keys/{id}/rebuild", &["post"]),
+        ("/admin/audit", &["get"]),
         ("/create_user", &["post"]),
     ] {
         for method in methods {
@@ -851,8 +861,20 @@ async fn the_openapi_document_lists_every_path_and_docs_are_html() {
         .collect();
     assert_eq!(
         parameters,
-        ["player_id", "game_id", "from", "to", "granularity", "limit"]
+        [
+            "player_id",
+            "game_id",
+            "from",
+            "to",
+            "granularity",
+            "page_size",
+            "limit",
+            "cursor"
+        ]
     );
+    assert_eq!(rounds["parameters"][6]["deprecated"], true, "limit");
+    let page = &document["components"]["schemas"]["RoundsPage"]["properties"];
+    assert!(page["next_cursor"].is_object());
     assert!(rounds["responses"]["429"]["headers"]["Retry-After"].is_object());
     let schemes = &document["components"]["securitySchemes"];
     assert_eq!(schemes["api_key"]["name"], "X-API-Key");
@@ -864,4 +886,470 @@ async fn the_openapi_document_lists_every_path_and_docs_are_html() {
     let html = docs.text().await.unwrap();
     assert!(html.contains("openapi.json"));
     assert!(html.contains("swagger-ui"));
+}
+
+impl Gateway {
+    /// `GET /aggregated_game_rounds` that must answer 200; returns the body.
+    async fn page(&self, key: &str, filters: &[(&str, &str)]) -> serde_json::Value {
+        let response = self.query(key, filters).await;
+        assert_eq!(response.status(), 200, "{filters:?}");
+        response.json().await.unwrap()
+    }
+
+    /// Follows `next_cursor` from the first page to the last; returns every bucket and the
+    /// number of pages.
+    async fn every_page(
+        &self,
+        key: &str,
+        filters: &[(&str, &str)],
+        page_size: &str,
+    ) -> (Vec<serde_json::Value>, usize) {
+        let mut buckets = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let mut params = filters.to_vec();
+            params.push(("page_size", page_size));
+            if let Some(cursor) = &cursor {
+                params.push(("cursor", cursor));
+            }
+            let page = self.page(key, &params).await;
+            pages += 1;
+            let data = page["data"].as_array().unwrap();
+            assert!(data.len() <= page_size.parse::<usize>().unwrap());
+            buckets.extend(data.iter().cloned());
+            assert_eq!(page["has_more"], page["next_cursor"].is_string());
+            match page["next_cursor"].as_str() {
+                Some(next) => {
+                    assert_eq!(data.len(), page_size.parse::<usize>().unwrap());
+                    cursor = Some(next.to_owned());
+                }
+                None => return (buckets, pages),
+            }
+            assert!(pages < 1_000, "pagination does not end");
+        }
+    }
+
+    /// `GET /admin/audit`.
+    async fn audit(&self) -> serde_json::Value {
+        let response = self
+            .admin(reqwest::Method::GET, "/admin/audit")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// The key's ledger rows by status: (status, rows, amount, http statuses).
+    async fn ledger(&self, id: &str) -> BTreeMap<String, (u64, u64, String)> {
+        let rows = clickhouse::query(&format!(
+            "SELECT status, count(), sum(amount), \
+             arrayStringConcat(arrayMap(s -> toString(s), arraySort(groupArray(http_status))), ',') \
+             FROM {}.usage_ledger FINAL WHERE key_id = '{id}' GROUP BY status",
+            self.database
+        ))
+        .await;
+        rows.lines()
+            .map(|line| {
+                let fields: Vec<&str> = line.split('\t').collect();
+                (
+                    fields[0].to_owned(),
+                    (
+                        fields[1].parse().unwrap(),
+                        fields[2].parse().unwrap(),
+                        fields[3].to_owned(),
+                    ),
+                )
+            })
+            .collect()
+    }
+}
+
+/// 400 rounds of three players in four games over about eleven hours, several per bucket.
+async fn insert_many_rounds(database: &str) {
+    clickhouse::query(&format!(
+        "INSERT INTO {database}.game_rounds (created_timestamp, game_instance_id, user_id, game_id, \
+         real_amount_bet, bonus_amount_bet, real_amount_win, bonus_amount_win, game_name, provider) \
+         SELECT toDateTime('2019-10-23 00:00:00', 'UTC') + number * 97, 1000 + number, \
+         lower(hex(MD5(toString(number % 3)))), number % 4, toDecimal64(number % 7, 4) / 4, \
+         NULL, toDecimal64(number % 5, 4), toDecimal64(number % 2, 4) / 100, 'g', 'p' \
+         FROM system.numbers LIMIT 400"
+    ))
+    .await;
+}
+
+fn sort_key(bucket: &serde_json::Value) -> (String, String, u64) {
+    let start = bucket["hour"].as_str().or(bucket["day"].as_str()).unwrap();
+    (
+        start.to_owned(),
+        bucket["player_id"].as_str().unwrap().to_owned(),
+        bucket["game_id"].as_u64().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn paging_with_a_small_page_size_returns_every_bucket_once_in_order_with_the_unpaged_sums() {
+    let gateway = spawn_gateway(|_| {}).await;
+    insert_many_rounds(&gateway.database).await;
+    let created = gateway
+        .create_key_with(serde_json::json!({
+            "name": "pager", "credits": 1000,
+            "rate_limit": {"requests": 1000, "per_seconds": 1},
+        }))
+        .await;
+    let key = created["key"].as_str().unwrap();
+
+    let unpaged = gateway.page(key, &[("page_size", "10000")]).await;
+    assert_eq!(unpaged["next_cursor"], serde_json::Value::Null);
+    assert_eq!(unpaged["has_more"], false);
+    let all = unpaged["data"].as_array().unwrap().clone();
+    let rounds: u64 = all.iter().map(|b| b["rounds"].as_u64().unwrap()).sum();
+    assert_eq!(rounds, 403, "the fixture's 3 rounds and the 400 inserted");
+    assert!(all.len() > 100, "{} buckets", all.len());
+    let keys: Vec<_> = all.iter().map(sort_key).collect();
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "strictly ordered");
+
+    let (paged, pages) = gateway.every_page(key, &[], "7").await;
+    assert_eq!(pages, all.len().div_ceil(7));
+    assert_eq!(
+        paged, all,
+        "every bucket once, in order, with the same sums"
+    );
+
+    // Filters and daily buckets page the same way; a page size of one crosses every boundary.
+    let filters = [
+        ("granularity", "day"),
+        ("from", "2019-10-22"),
+        ("to", "2019-10-24"),
+        ("game_id", "1"),
+    ];
+    let mut unpaged_filters = filters.to_vec();
+    unpaged_filters.push(("limit", "10000"));
+    let daily = gateway.page(key, &unpaged_filters).await["data"].clone();
+    let (paged_daily, _) = gateway.every_page(key, &filters, "1").await;
+    assert!(daily.as_array().unwrap().len() >= 3);
+    assert_eq!(serde_json::Value::Array(paged_daily), daily);
+
+    // The page size may change between pages; only the filters are bound to the cursor.
+    let first = gateway.page(key, &[("page_size", "5")]).await;
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let rest = gateway
+        .page(key, &[("page_size", "10000"), ("cursor", cursor)])
+        .await;
+    let mut joined = first["data"].as_array().unwrap().clone();
+    joined.extend(rest["data"].as_array().unwrap().iter().cloned());
+    assert_eq!(joined, all);
+    assert_eq!(rest["next_cursor"], serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn a_tampered_cursor_or_one_reused_with_other_filters_is_400_and_costs_nothing() {
+    let gateway = spawn_gateway(|_| {}).await;
+    insert_many_rounds(&gateway.database).await;
+    let created = gateway
+        .create_key_with(serde_json::json!({
+            "name": "tamperer", "credits": 100,
+            "rate_limit": {"requests": 1000, "per_seconds": 1},
+        }))
+        .await;
+    let key = created["key"].as_str().unwrap();
+    let id = created["id"].as_str().unwrap();
+    let filters = [("from", "2019-10-23"), ("granularity", "hour")];
+    let mut first_page = filters.to_vec();
+    first_page.push(("page_size", "2"));
+    let first = gateway.page(key, &first_page).await;
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    assert_eq!(gateway.key_info(id).await["credits"], 99);
+
+    let mut tampered = Vec::new();
+    for index in [0, cursor.len() / 2, cursor.len() - 1] {
+        let mut chars: Vec<char> = cursor.chars().collect();
+        chars[index] = if chars[index] == 'A' { 'B' } else { 'A' };
+        tampered.push(chars.into_iter().collect::<String>());
+    }
+    tampered.push(cursor[..cursor.len() - 4].to_owned());
+    tampered.push(format!("{cursor}AAAA"));
+    tampered.push("not a cursor".to_owned());
+    for bad in &tampered {
+        let mut params = filters.to_vec();
+        params.push(("cursor", bad));
+        let response = gateway.query(key, &params).await;
+        assert_eq!(response.status(), 400, "{bad}");
+        assert_eq!(
+            header(&response, "content-type"),
+            "application/problem+json"
+        );
+    }
+
+    for other in [
+        vec![("from", "2019-10-22"), ("granularity", "hour")],
+        vec![("from", "2019-10-23"), ("granularity", "day")],
+        vec![("granularity", "hour")],
+        vec![("from", "2019-10-23"), ("player_id", PLAYER)],
+        vec![("from", "2019-10-23"), ("game_id", "1")],
+        vec![("from", "2019-10-23"), ("to", "2019-10-24")],
+    ] {
+        let mut params = other.clone();
+        params.push(("cursor", &cursor));
+        let response = gateway.query(key, &params).await;
+        assert_eq!(response.status(), 400, "{other:?}");
+        let problem: serde_json::Value = response.json().await.unwrap();
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("other filters"),
+            "{problem}"
+        );
+    }
+    assert_eq!(
+        gateway.key_info(id).await["credits"],
+        99,
+        "no refused cursor was charged"
+    );
+
+    // The genuine cursor with its own filters still works; a gateway with another secret
+    // refuses it.
+    let mut next = filters.to_vec();
+    next.push(("cursor", &cursor));
+    let second = gateway.page(key, &next).await;
+    assert_ne!(second["data"][0], first["data"][0]);
+    assert_eq!(gateway.key_info(id).await["credits"], 98);
+    let stranger = spawn_gateway(|config| {
+        config.cursor_secret = Some("another-cursor-secret-of-thirty-two-b".to_owned().into());
+    })
+    .await;
+    let stranger_key = stranger.create_key(5).await;
+    assert_eq!(stranger.query(&stranger_key, &next).await.status(), 400);
+}
+
+#[tokio::test]
+async fn the_ledger_holds_every_grant_charge_and_refund_and_the_audit_finds_no_difference() {
+    let stack = Stack::get();
+    let upstream = stack
+        .clickhouse_url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let link = FaultyLink::start(&upstream).await;
+    let link_url = format!("http://{}", link.address());
+    let gateway = spawn_gateway(|config| {
+        config.clickhouse_url = link_url;
+        config.ledger_flush_interval_ms = 50;
+    })
+    .await;
+    let created = gateway
+        .create_key_with(serde_json::json!({
+            "name": "ledgered", "credits": 20,
+            "rate_limit": {"requests": 1000, "per_seconds": 1},
+        }))
+        .await;
+    let key = created["key"].as_str().unwrap();
+    let id = created["id"].as_str().unwrap();
+    let top_up = gateway
+        .admin(reqwest::Method::POST, &format!("/admin/keys/{id}/credits"))
+        .json(&serde_json::json!({"add": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(top_up.status(), 200);
+    const N: u64 = 6;
+    for _ in 0..N {
+        assert_eq!(
+            gateway.query(key, &[("player_id", PLAYER)]).await.status(),
+            200
+        );
+    }
+    // ClickHouse unreachable for one query: 503, refunded.
+    link.cut();
+    let failed = gateway.query(key, &[]).await;
+    assert_eq!(failed.status(), 503);
+    link.heal();
+    // A key that was never used has its grant in the ledger too.
+    let idle = gateway
+        .create_key_with(serde_json::json!({"name": "idle", "credits": 0}))
+        .await;
+
+    let report = gateway.audit().await;
+    assert_eq!(report["differences"], serde_json::json!([]), "{report}");
+    assert_eq!(report["checked"], 2);
+    assert_eq!(gateway.key_info(id).await["credits"], 25 - N);
+    let ledger = gateway.ledger(id).await;
+    assert_eq!(
+        ledger,
+        BTreeMap::from([
+            ("granted".to_owned(), (2, 25, "200,201".to_owned())),
+            (
+                "charged".to_owned(),
+                (N + 1, N + 1, "200,200,200,200,200,200,503".to_owned())
+            ),
+            ("refunded".to_owned(), (1, 1, "503".to_owned())),
+        ])
+    );
+    let idle_ledger = gateway.ledger(idle["id"].as_str().unwrap()).await;
+    assert_eq!(
+        idle_ledger,
+        BTreeMap::from([("granted".to_owned(), (1, 0, "201".to_owned()))])
+    );
+    let details = clickhouse::query(&format!(
+        "SELECT uniqExact(event_id), count(), countIf(endpoint = 'GET /aggregated_game_rounds'), \
+         max(latency_ms) < 60000, min(at) > now() - 600 FROM {}.usage_ledger FINAL WHERE key_id = '{id}'",
+        gateway.database
+    ))
+    .await;
+    assert_eq!(details, format!("{0}\t{0}\t{1}\t1\t1", N + 4, N + 2));
+}
+
+#[tokio::test]
+async fn the_audit_reports_a_balance_changed_in_redis_and_a_rebuild_restores_the_ledger_balance() {
+    let gateway = spawn_gateway(|_| {}).await;
+    let created = gateway
+        .create_key_with(serde_json::json!({"name": "edited", "credits": 10}))
+        .await;
+    let key = created["key"].as_str().unwrap();
+    let id = created["id"].as_str().unwrap();
+    for _ in 0..3 {
+        assert_eq!(gateway.query(key, &[]).await.status(), 200);
+    }
+    assert_eq!(gateway.audit().await["differences"], serde_json::json!([]));
+
+    let client = redis::Client::open(Stack::get().redis_url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let record = format!("{}keyid:{id}", gateway.redis_key_prefix);
+    redis::cmd("HINCRBY")
+        .arg(&record)
+        .arg("credits")
+        .arg(100)
+        .query_async::<i64>(&mut connection)
+        .await
+        .unwrap();
+    let report = gateway.audit().await;
+    assert_eq!(
+        report["differences"],
+        serde_json::json!([{
+            "id": id, "redis_credits": 107, "ledger_credits": 7,
+            "granted": 10, "charged": 3, "refunded": 0, "ledger_events": 4, "difference": 100,
+        }])
+    );
+
+    let response = gateway
+        .admin(reqwest::Method::POST, &format!("/admin/keys/{id}/rebuild"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let rebuilt: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        rebuilt,
+        serde_json::json!({"id": id, "previous_credits": 107, "credits": 7})
+    );
+    assert_eq!(gateway.audit().await["differences"], serde_json::json!([]));
+    assert_eq!(gateway.key_info(id).await["credits"], 7);
+    assert_eq!(gateway.credits_after_one_more_query(key).await, 6);
+
+    // A key with no ledger rows (older than the ledger) is reported, never rebuilt to 0.
+    let secret = format!("sk_sluice_{}", "6b".repeat(32));
+    let hash = sha256_hex(&secret);
+    redis::cmd("HSET")
+        .arg(format!("{}key:{hash}", gateway.redis_key_prefix))
+        .arg(&[("id", &hash[..16]), ("name", "old-timer"), ("credits", "4")])
+        .query_async::<()>(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(gateway.query(&secret, &[]).await.status(), 200);
+    let report = gateway.audit().await;
+    let differences = report["differences"].as_array().unwrap();
+    assert_eq!(differences.len(), 1, "{report}");
+    assert_eq!(differences[0]["id"], &hash[..16]);
+    assert_eq!(differences[0]["ledger_events"], 1, "only its charge");
+    assert_eq!(differences[0]["difference"], 4);
+    let legacy_rebuild = gateway
+        .admin(
+            reqwest::Method::POST,
+            &format!("/admin/keys/{}/rebuild", &hash[..16]),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        legacy_rebuild.status(),
+        409,
+        "its ledger balance (one charge, no grant) is negative"
+    );
+    for (path, status) in [
+        ("/admin/keys/00000000000000ff/rebuild", 404),
+        ("/admin/keys/not-an-id/rebuild", 404),
+    ] {
+        let response = gateway
+            .admin(reqwest::Method::POST, path)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{path}");
+    }
+    let anonymous = gateway
+        .http
+        .get(format!("{}/admin/audit", gateway.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+}
+
+#[tokio::test]
+async fn a_full_ledger_channel_drops_and_counts_events_without_slowing_or_failing_requests() {
+    // ClickHouse down: the writer retries its first event forever; a channel of one fills.
+    let gateway = spawn_gateway(|config| {
+        config.clickhouse_url = format!("http://127.0.0.1:{}", dead_port());
+        config.ledger_channel_capacity = 1;
+        config.ledger_batch_rows = 1;
+    })
+    .await;
+    let key = gateway.create_key(10).await;
+    let started = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(gateway.query(&key, &[]).await.status(), 503);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let credits = gateway
+        .admin(reqwest::Method::GET, "/admin/keys")
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()["keys"][0]["credits"]
+        .clone();
+    assert_eq!(credits, 10, "every failed query was refunded");
+    let metrics = reqwest::get(format!("{}/metrics", gateway.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dropped: u64 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("sluice_gateway_ledger_events_dropped_total{reason=\"channel_full\"}")
+        })
+        .unwrap_or_else(|| panic!("no dropped counter in {metrics}"))
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // A grant and ten charge/refund events; at most two were taken by the writer or queued.
+    assert!((9..=11).contains(&dropped), "{dropped}");
+    let audit = gateway
+        .admin(reqwest::Method::GET, "/admin/audit")
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(audit.status(), 503, "the ledger cannot be flushed");
 }

@@ -1,6 +1,10 @@
 //! The admin API (`Authorization: Bearer <admin token>`): create, list, inspect, revoke and
-//! rotate API keys, top up their credits and set their rate limits. No answer but a create or
-//! a rotation ever holds a secret, and those only the new one, once.
+//! rotate API keys, top up their credits and set their rate limits; audit balances against the
+//! usage ledger and rebuild one from it. No answer but a create or a rotation ever holds a
+//! secret, and those only the new one, once. Every grant (creation, top-up) is recorded in
+//! the usage ledger.
+
+use std::time::{Duration, Instant};
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -12,8 +16,13 @@ use tracing::instrument;
 use utoipa::ToSchema;
 
 use super::AppState;
+use crate::audit::{self, AuditReport, Rebuilt};
 use crate::credits::{KeyId, KeyInfo, NewKey, RateLimit, MAX_GRACE_SECONDS};
 use crate::error::{ApiError, Problem};
+use crate::ledger::{LedgerEvent, Movement};
+
+/// How long the audit and a rebuild wait for the ledger writer to catch up.
+const LEDGER_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `POST /admin/keys` body. Unknown fields are ignored, as they always were.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -138,6 +147,7 @@ pub async fn create_key(
     request: HttpRequest,
     body: web::Json<CreateKey>,
 ) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
     authorize_admin(&state, &request)?;
     let body = body.into_inner();
     let name = checked_name(&body.name)?;
@@ -163,6 +173,7 @@ pub async fn create_key(
         })
         .await?;
     tracing::info!(key_id = %info.id, name, credits = info.credits, "API key created.");
+    record_grant(&state, &info, "POST /admin/keys", started);
     Ok(HttpResponse::Created().json(CreatedKey {
         key: key.expose().to_owned(),
         info,
@@ -185,6 +196,7 @@ pub async fn create_user(
     request: HttpRequest,
     body: web::Json<NewUser>,
 ) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
     authorize_admin(&state, &request)?;
     let name = checked_name(&body.username)?;
     let (key, info) = state
@@ -197,6 +209,7 @@ pub async fn create_user(
         })
         .await?;
     tracing::info!(key_id = %info.id, name, credits = info.credits, "API key created.");
+    record_grant(&state, &info, "POST /create_user", started);
     Ok(HttpResponse::Created().json(CreatedUser {
         api_key: key.expose().to_owned(),
         username: info.name,
@@ -335,10 +348,19 @@ pub async fn top_up(
     id: web::Path<String>,
     body: web::Json<TopUp>,
 ) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
     authorize_admin(&state, &request)?;
     let id = KeyId::parse(&id)?;
     let credits = state.credits.top_up(&id, body.add).await?;
     tracing::info!(added = body.add, credits, "API key topped up.");
+    state.ledger.record(LedgerEvent::new(
+        id.clone(),
+        Movement::Granted,
+        body.add,
+        "POST /admin/keys/{id}/credits",
+        200,
+        started,
+    ));
     Ok(HttpResponse::Ok().json(Balance {
         id: id.to_string(),
         credits,
@@ -375,6 +397,84 @@ pub async fn set_rate_limit(
         "API key rate limit set."
     );
     Ok(HttpResponse::Ok().json(info))
+}
+
+/// Compares every key's Redis balance with its usage ledger (granted - charged + refunded)
+/// and lists the keys that differ. This gateway's pending ledger events are written first;
+/// a key in use meanwhile may differ by its requests in flight.
+#[utoipa::path(
+    get, path = "/admin/audit", tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Keys whose balances differ (none: all match)", body = AuditReport),
+        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis or ClickHouse unavailable, or the ledger could not be written in time", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[instrument(skip_all)]
+pub async fn audit(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    authorize_admin(&state, &request)?;
+    state
+        .ledger
+        .flush(LEDGER_FLUSH_TIMEOUT)
+        .await
+        .map_err(ApiError::LedgerBehind)?;
+    let report = audit::audit(&state.credits, &state.clickhouse).await?;
+    tracing::info!(
+        checked = report.checked,
+        differences = report.differences.len(),
+        "Balances audited."
+    );
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// Sets the key's Redis balance to its ledger balance (granted - charged + refunded). Run it
+/// while the key is idle (e.g. revoked, or after an audit showed a difference that stays).
+#[utoipa::path(
+    post, path = "/admin/keys/{id}/rebuild", tag = "admin",
+    params(("id" = String, Path, description = "The key's id")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Rebuilt; the balances before and after", body = Rebuilt),
+        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No key has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The key has no ledger rows, or its ledger balance is negative", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis or ClickHouse unavailable, or the ledger could not be written in time", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[instrument(skip_all, fields(key_id = %id))]
+pub async fn rebuild_key(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    authorize_admin(&state, &request)?;
+    let id = KeyId::parse(&id)?;
+    state
+        .ledger
+        .flush(LEDGER_FLUSH_TIMEOUT)
+        .await
+        .map_err(ApiError::LedgerBehind)?;
+    let rebuilt = audit::rebuild(&state.credits, &state.clickhouse, &id).await?;
+    Ok(HttpResponse::Ok().json(rebuilt))
+}
+
+/// Records the starting balance of a created key (even 0, so every key has a ledger row).
+fn record_grant(state: &AppState, info: &KeyInfo, endpoint: &'static str, started: Instant) {
+    match KeyId::parse(&info.id) {
+        Ok(id) => state.ledger.record(LedgerEvent::new(
+            id,
+            Movement::Granted,
+            info.credits,
+            endpoint,
+            201,
+            started,
+        )),
+        Err(_) => tracing::error!(key_id = %info.id, "A created key has a malformed id."),
+    }
 }
 
 fn checked_name(name: &str) -> Result<&str, ApiError> {

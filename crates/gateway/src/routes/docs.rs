@@ -28,6 +28,8 @@ use crate::query::Bucket;
         admin::rotate_key,
         admin::top_up,
         admin::set_rate_limit,
+        admin::audit,
+        admin::rebuild_key,
         admin::create_user,
     ),
     components(schemas(Problem, KeyInfo, RateLimit, Bucket)),

@@ -11,11 +11,15 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Config;
 use crate::credits::CreditStore;
+use crate::cursor::CursorSigner;
+use crate::ledger::Ledger;
 
 /// Shared by every request.
 pub struct AppState {
     pub credits: CreditStore,
     pub clickhouse: Client,
+    pub ledger: Ledger,
+    pub cursors: CursorSigner,
     pub config: Config,
     pub metrics: PrometheusHandle,
 }
@@ -35,6 +39,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "/admin/keys/{id}/rate_limit",
         web::put().to(admin::set_rate_limit),
     )
+    .route(
+        "/admin/keys/{id}/rebuild",
+        web::post().to(admin::rebuild_key),
+    )
+    .route("/admin/audit", web::get().to(admin::audit))
     .route("/create_user", web::post().to(admin::create_user))
     .route("/health", web::get().to(health::health))
     .route("/ready", web::get().to(health::ready))

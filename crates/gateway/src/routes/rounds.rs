@@ -1,3 +1,5 @@
+use std::time::Instant;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::SecondsFormat;
 use serde::Serialize;
@@ -7,13 +9,20 @@ use utoipa::ToSchema;
 use super::AppState;
 use crate::credits::ApiKey;
 use crate::error::{ApiError, Problem};
+use crate::ledger::{LedgerEvent, Movement};
 use crate::query::{self, Bucket, Granularity, RawRoundsQuery, RoundsQuery};
 
-/// `GET /aggregated_game_rounds` answer.
+const ENDPOINT: &str = "GET /aggregated_game_rounds";
+
+/// `GET /aggregated_game_rounds` answer: one page of buckets, in the order
+/// `(start, player_id, game_id)`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RoundsPage {
     pub data: Vec<BucketAnswer>,
-    /// Whether more buckets match than `limit` allowed.
+    /// Send it as `cursor` (with the same filters) for the next page; `null`: this is the last.
+    #[schema(example = "AbQ3…")]
+    pub next_cursor: Option<String>,
+    /// Whether more buckets follow (`next_cursor` is not null).
     pub has_more: bool,
 }
 
@@ -32,8 +41,9 @@ pub struct BucketAnswer {
     pub bucket: Bucket,
 }
 
-/// Hourly or daily sums of bets, wins and GGR. Costs `SLUICE_GATEWAY_QUERY_COST` credits
-/// (default 1); a malformed filter costs nothing, a failed query is refunded.
+/// Hourly or daily sums of bets, wins and GGR, a page at a time. Each page costs
+/// `SLUICE_GATEWAY_QUERY_COST` credits (default 1); a malformed filter or cursor costs
+/// nothing, a failed query is refunded.
 ///
 /// Every answer to an admitted request carries `X-Credits-Remaining` and the
 /// `X-RateLimit-*` headers; a 429 carries `Retry-After`.
@@ -49,7 +59,7 @@ pub struct BucketAnswer {
                 ("X-RateLimit-Remaining" = u64, description = "Requests that may be sent right now"),
                 ("X-RateLimit-Reset" = u64, description = "Seconds until the budget is full again"),
             )),
-        (status = 400, description = "Malformed filter (not charged)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed filter or page size; a cursor altered or sent with other filters (not charged)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, unknown, revoked or expired key", body = Problem, content_type = "application/problem+json"),
         (status = 402, description = "Not enough credits", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited (not charged)", body = Problem, content_type = "application/problem+json",
@@ -68,6 +78,7 @@ pub async fn aggregated_game_rounds(
     request: HttpRequest,
     raw: web::Query<RawRoundsQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
     let key = request
         .headers()
         .get("X-API-Key")
@@ -77,6 +88,7 @@ pub async fn aggregated_game_rounds(
         raw.into_inner(),
         state.config.default_limit,
         state.config.max_limit,
+        &state.cursors,
     )?;
     let cost = state.config.query_cost;
     let admission = match state.credits.admit(&key, cost).await {
@@ -92,13 +104,41 @@ pub async fn aggregated_game_rounds(
     let (buckets, has_more) = match query::fetch(&state.clickhouse, &query).await {
         Ok(answer) => answer,
         Err(error) => {
-            if let Err(refund_error) = state.credits.refund(&admission.key_id, cost).await {
-                tracing::error!(%refund_error, "Refund failed after a query failure.");
+            let error = ApiError::ClickHouseUnavailable(Box::new(error));
+            let status = actix_web::ResponseError::status_code(&error).as_u16();
+            state.ledger.record(LedgerEvent::new(
+                admission.key_id.clone(),
+                Movement::Charged,
+                cost,
+                ENDPOINT,
+                status,
+                started,
+            ));
+            match state.credits.refund(&admission.key_id, cost).await {
+                Ok(()) => state.ledger.record(LedgerEvent::new(
+                    admission.key_id,
+                    Movement::Refunded,
+                    cost,
+                    ENDPOINT,
+                    status,
+                    started,
+                )),
+                Err(refund_error) => {
+                    tracing::error!(%refund_error, "Refund failed after a query failure.");
+                }
             }
             metrics::counter!("sluice_gateway_queries_total", "outcome" => "failed").increment(1);
-            return Err(ApiError::ClickHouseUnavailable(Box::new(error)));
+            return Err(error);
         }
     };
+    state.ledger.record(LedgerEvent::new(
+        admission.key_id,
+        Movement::Charged,
+        cost,
+        ENDPOINT,
+        200,
+        started,
+    ));
     metrics::counter!("sluice_gateway_queries_total", "outcome" => "ok").increment(1);
     metrics::counter!("sluice_gateway_credits_charged_total").increment(cost);
     let rate = admission.rate;
@@ -110,10 +150,19 @@ pub async fn aggregated_game_rounds(
         .insert_header(("X-RateLimit-Limit", rate.limit.to_string()))
         .insert_header(("X-RateLimit-Remaining", rate.remaining.to_string()))
         .insert_header(("X-RateLimit-Reset", rate.reset_secs.to_string()))
-        .json(render(&query, buckets, has_more)))
+        .json(render(&state, &query, buckets, has_more)))
 }
 
-fn render(query: &RoundsQuery, buckets: Vec<Bucket>, has_more: bool) -> RoundsPage {
+fn render(
+    state: &AppState,
+    query: &RoundsQuery,
+    buckets: Vec<Bucket>,
+    has_more: bool,
+) -> RoundsPage {
+    let next_cursor = match buckets.last() {
+        Some(last) if has_more => Some(state.cursors.encode(&query.filters(), &last.position())),
+        _ => None,
+    };
     let data = buckets
         .into_iter()
         .map(|bucket| {
@@ -125,5 +174,9 @@ fn render(query: &RoundsQuery, buckets: Vec<Bucket>, has_more: bool) -> RoundsPa
             BucketAnswer { hour, day, bucket }
         })
         .collect();
-    RoundsPage { data, has_more }
+    RoundsPage {
+        data,
+        next_cursor,
+        has_more,
+    }
 }

@@ -1,0 +1,257 @@
+//! Redis balances against the usage ledger. A key's ledger balance is
+//! `granted - charged + refunded` over its `usage_ledger` rows; the audit lists every key
+//! whose Redis balance differs, and a rebuild sets a key's Redis balance to its ledger
+//! balance. Both first flush this gateway's ledger writer, so its own recorded events count.
+//!
+//! Differences are expected, and not errors, for: a key used while the audit runs (a request
+//! admitted but not yet recorded, or recorded by another gateway instance and not yet
+//! flushed), events the ledger dropped (full channel, crash; see [`crate::ledger`]), keys
+//! created before the ledger existed (no `granted` row), and a balance edited in Redis by
+//! hand. Rebuild a key only while it is idle; it refuses keys with no ledger rows at all.
+
+use std::collections::{BTreeMap, HashMap};
+
+use clickhouse::Client;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::credits::{CreditStore, KeyId, KeyInfo};
+use crate::error::ApiError;
+use crate::ledger::LEDGER_TABLE;
+
+/// A key's movements in the ledger.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clickhouse::Row, Deserialize)]
+pub struct LedgerTotals {
+    pub granted: u64,
+    pub charged: u64,
+    pub refunded: u64,
+    /// Rows (events) of the key.
+    pub events: u64,
+}
+
+impl LedgerTotals {
+    /// What the key should hold: granted - charged + refunded.
+    pub fn balance(&self) -> i64 {
+        let balance =
+            i128::from(self.granted) - i128::from(self.charged) + i128::from(self.refunded);
+        i64::try_from(balance).unwrap_or(if balance < 0 { i64::MIN } else { i64::MAX })
+    }
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct TotalsRow {
+    key_id: String,
+    granted: u64,
+    charged: u64,
+    refunded: u64,
+    events: u64,
+}
+
+/// Every key's ledger totals (`only`: one key's).
+pub async fn ledger_totals(
+    client: &Client,
+    only: Option<&KeyId>,
+) -> Result<HashMap<String, LedgerTotals>, clickhouse::error::Error> {
+    let filter = if only.is_some() {
+        "WHERE key_id = ?"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT key_id, sumIf(amount, status = 'granted') AS granted, \
+         sumIf(amount, status = 'charged') AS charged, \
+         sumIf(amount, status = 'refunded') AS refunded, count() AS events \
+         FROM {LEDGER_TABLE} FINAL {filter} GROUP BY key_id"
+    );
+    let mut statement = client.query(&sql);
+    if let Some(id) = only {
+        statement = statement.bind(id.as_str());
+    }
+    let rows = statement.fetch_all::<TotalsRow>().await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            (
+                row.key_id,
+                LedgerTotals {
+                    granted: row.granted,
+                    charged: row.charged,
+                    refunded: row.refunded,
+                    events: row.events,
+                },
+            )
+        })
+        .collect())
+}
+
+/// One key whose Redis balance and ledger balance differ.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct KeyAudit {
+    #[schema(example = "3f2a9c0d1e8b7a65")]
+    pub id: String,
+    /// The balance in Redis; `null`: the ledger names a key Redis does not have.
+    pub redis_credits: Option<u64>,
+    /// `granted - charged + refunded`.
+    pub ledger_credits: i64,
+    pub granted: u64,
+    pub charged: u64,
+    pub refunded: u64,
+    /// Ledger rows of the key (0: none, e.g. a key older than the ledger).
+    pub ledger_events: u64,
+    /// `redis_credits - ledger_credits` (a missing Redis balance counts as 0).
+    pub difference: i64,
+}
+
+/// `GET /admin/audit` answer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuditReport {
+    /// Keys compared (in Redis or in the ledger).
+    pub checked: usize,
+    /// Keys whose balances differ, by id. Empty: every balance matches its ledger.
+    pub differences: Vec<KeyAudit>,
+}
+
+/// Compares every key's Redis balance with its ledger totals.
+pub fn compare(keys: &[KeyInfo], ledger: &HashMap<String, LedgerTotals>) -> AuditReport {
+    let mut all: BTreeMap<&str, (Option<u64>, LedgerTotals)> = BTreeMap::new();
+    for key in keys {
+        all.entry(&key.id).or_default().0 = Some(key.credits);
+    }
+    for (id, totals) in ledger {
+        all.entry(id).or_default().1 = *totals;
+    }
+    let checked = all.len();
+    let differences = all
+        .into_iter()
+        .filter_map(|(id, (redis, totals))| {
+            let ledger_credits = totals.balance();
+            let difference =
+                i64::try_from(i128::from(redis.unwrap_or(0)) - i128::from(ledger_credits))
+                    .unwrap_or(i64::MAX);
+            (difference != 0 || redis.is_none()).then(|| KeyAudit {
+                id: id.to_owned(),
+                redis_credits: redis,
+                ledger_credits,
+                granted: totals.granted,
+                charged: totals.charged,
+                refunded: totals.refunded,
+                ledger_events: totals.events,
+                difference,
+            })
+        })
+        .collect();
+    AuditReport {
+        checked,
+        differences,
+    }
+}
+
+/// Every key's Redis balance against the ledger.
+pub async fn audit(credits: &CreditStore, clickhouse: &Client) -> Result<AuditReport, ApiError> {
+    let keys = credits.keys().await?;
+    let ledger = ledger_totals(clickhouse, None)
+        .await
+        .map_err(|e| ApiError::ClickHouseUnavailable(Box::new(e)))?;
+    Ok(compare(&keys, &ledger))
+}
+
+/// `POST /admin/keys/{id}/rebuild` answer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Rebuilt {
+    pub id: String,
+    /// The Redis balance before.
+    pub previous_credits: u64,
+    /// The Redis balance now: the ledger balance.
+    pub credits: u64,
+}
+
+/// Sets the key's Redis balance to its ledger balance.
+pub async fn rebuild(
+    credits: &CreditStore,
+    clickhouse: &Client,
+    id: &KeyId,
+) -> Result<Rebuilt, ApiError> {
+    // 404 for an unknown key before anything else.
+    credits.key(id).await?;
+    let totals = ledger_totals(clickhouse, Some(id))
+        .await
+        .map_err(|e| ApiError::ClickHouseUnavailable(Box::new(e)))?
+        .remove(id.as_str())
+        .unwrap_or_default();
+    if totals.events == 0 {
+        return Err(ApiError::Conflict(
+            "the key has no ledger rows (created before the ledger?); nothing to rebuild from"
+                .into(),
+        ));
+    }
+    let balance = u64::try_from(totals.balance()).map_err(|_| {
+        ApiError::Conflict(format!(
+            "the ledger balance is negative ({}); fix the ledger first",
+            totals.balance()
+        ))
+    })?;
+    let previous_credits = credits.set_credits(id, balance).await?;
+    tracing::warn!(key_id = %id, previous_credits, credits = balance, "Balance rebuilt from the ledger.");
+    Ok(Rebuilt {
+        id: id.to_string(),
+        previous_credits,
+        credits: balance,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str, credits: u64) -> KeyInfo {
+        KeyInfo {
+            id: id.into(),
+            name: String::new(),
+            credits,
+            created_at: None,
+            revoked: false,
+            revoked_at: None,
+            expires_at: None,
+            rotated_at: None,
+            rate_limit: crate::credits::RateLimit::new(1, 1).unwrap(),
+            rate_limit_is_default: true,
+        }
+    }
+
+    #[test]
+    fn only_keys_whose_balances_differ_are_reported() {
+        let totals = |granted, charged, refunded, events| LedgerTotals {
+            granted,
+            charged,
+            refunded,
+            events,
+        };
+        let ledger = HashMap::from([
+            ("a".to_owned(), totals(10, 4, 1, 6)),
+            ("b".to_owned(), totals(10, 4, 1, 6)),
+            ("gone".to_owned(), totals(3, 0, 0, 1)),
+        ]);
+        let report = compare(&[key("a", 7), key("b", 9), key("old", 5)], &ledger);
+        assert_eq!(report.checked, 4);
+        let found: Vec<(&str, Option<u64>, i64, i64)> = report
+            .differences
+            .iter()
+            .map(|d| {
+                (
+                    d.id.as_str(),
+                    d.redis_credits,
+                    d.ledger_credits,
+                    d.difference,
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("b", Some(9), 7, 2),
+                ("gone", None, 3, -3),
+                ("old", Some(5), 0, 5)
+            ]
+        );
+    }
+}
