@@ -14,6 +14,10 @@ pub struct Config {
     /// Topic the game rounds are written to. Default `game_rounds`.
     #[serde(default = "defaults::topic")]
     pub topic: String,
+    /// Topic every rejected row is kept on (JSON, keyed by upload id), in the upload's
+    /// transaction. Default: the topic's name followed by `.rejects`.
+    #[serde(default)]
+    pub rejects_topic: Option<String>,
     /// Partitions of the topic when the producer has to create it. Default 8.
     #[serde(default = "defaults::topic_partitions")]
     pub topic_partitions: i32,
@@ -73,6 +77,13 @@ impl Config {
         envy::prefixed("SLUICE_PRODUCER_").from_env()
     }
 
+    /// The rejects topic's name.
+    pub fn rejects_topic(&self) -> String {
+        self.rejects_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.rejects", self.topic))
+    }
+
     /// The `transactional.id` prefix in use.
     pub fn transactional_id_prefix(&self) -> String {
         self.transactional_id_prefix.clone().unwrap_or_else(|| {
@@ -98,6 +109,7 @@ impl Config {
             transaction_timeout_ms: defaults::transaction_timeout_ms(),
             max_concurrent_uploads: defaults::max_concurrent_uploads(),
             topic: defaults::topic(),
+            rejects_topic: None,
             topic_partitions: defaults::topic_partitions(),
             topic_replication_factor: defaults::topic_replication_factor(),
             max_upload_bytes: defaults::max_upload_bytes(),

@@ -58,6 +58,8 @@ pub struct Limits {
 pub trait RecordSink {
     /// Takes one record; may wait (backpressure).
     async fn send(&mut self, key: &str, payload: &[u8]) -> Result<(), UploadError>;
+    /// Keeps one rejected row (JSON), keyed by its upload.
+    async fn reject(&mut self, upload_id: &str, reject: &[u8]) -> Result<(), UploadError>;
     /// Waits until every record sent is durable.
     async fn finish(self) -> Result<(), UploadError>;
 }
@@ -65,6 +67,10 @@ pub trait RecordSink {
 impl RecordSink for DeliveryWindow<'_> {
     async fn send(&mut self, key: &str, payload: &[u8]) -> Result<(), UploadError> {
         Ok(DeliveryWindow::send(self, key, payload).await?)
+    }
+
+    async fn reject(&mut self, upload_id: &str, reject: &[u8]) -> Result<(), UploadError> {
+        Ok(DeliveryWindow::send_reject(self, upload_id, reject).await?)
     }
 
     async fn finish(self) -> Result<(), UploadError> {
@@ -78,6 +84,10 @@ pub struct DiscardSink;
 
 impl RecordSink for DiscardSink {
     async fn send(&mut self, _key: &str, _payload: &[u8]) -> Result<(), UploadError> {
+        Ok(())
+    }
+
+    async fn reject(&mut self, _upload_id: &str, _reject: &[u8]) -> Result<(), UploadError> {
         Ok(())
     }
 
@@ -104,7 +114,7 @@ where
     let encoding = Arc::new(OnceLock::new());
     let (body, parsed) = futures::join!(
         forward_body(body, sender, limits),
-        parse_and_produce(receiver, Arc::clone(&encoding), sink, limits),
+        parse_and_produce(receiver, Arc::clone(&encoding), sink, limits, &upload_id),
     );
     let body = body?;
     let parsed = parsed?;
@@ -186,6 +196,15 @@ where
     })
 }
 
+/// A rejected row as kept on the rejects topic (JSON, keyed by upload id).
+#[derive(Serialize)]
+struct RejectRecord<'a> {
+    upload_id: &'a str,
+    line: u64,
+    column: Option<&'static str>,
+    reason: &'a str,
+}
+
 struct Parsed {
     rows_read: u64,
     accepted: u64,
@@ -198,6 +217,7 @@ async fn parse_and_produce(
     encoding: Arc<OnceLock<&'static Encoding>>,
     mut sink: impl RecordSink,
     limits: Limits,
+    upload_id: &str,
 ) -> Result<Parsed, UploadError> {
     let text = crate::decode::to_utf8(body, move |detected| {
         let _ = encoding.set(detected);
@@ -253,10 +273,19 @@ async fn parse_and_produce(
                 sink.send(round.user_id.as_str(), &message).await?;
                 parsed.accepted += 1;
             }
-            Err(reject) if parsed.rejects.len() < limits.max_rejects_listed => {
-                parsed.rejects.push(reject);
+            Err(reject) => {
+                let kept = RejectRecord {
+                    upload_id,
+                    line: reject.line,
+                    column: reject.column,
+                    reason: &reject.reason,
+                };
+                let json = serde_json::to_vec(&kept).expect("rejects serialise");
+                sink.reject(upload_id, &json).await?;
+                if parsed.rejects.len() < limits.max_rejects_listed {
+                    parsed.rejects.push(reject);
+                }
             }
-            Err(_) => {}
         }
     }
     sink.finish().await?;

@@ -21,6 +21,7 @@ pub struct RoundProducer {
     /// For metadata (readiness) and, when transactions are off, for every upload.
     plain: FutureProducer,
     topic: String,
+    rejects_topic: String,
     transactions: Option<Arc<TransactionPool>>,
 }
 
@@ -41,6 +42,7 @@ impl RoundProducer {
         Ok(RoundProducer {
             plain,
             topic: config.topic.clone(),
+            rejects_topic: config.rejects_topic(),
             transactions,
         })
     }
@@ -53,6 +55,7 @@ impl RoundProducer {
                 lease: None,
                 producer: self.plain.clone(),
                 topic: self.topic.clone(),
+                rejects_topic: self.rejects_topic.clone(),
             });
         };
         let lease = pool.acquire().await?;
@@ -65,6 +68,7 @@ impl RoundProducer {
             lease: Some(lease),
             producer,
             topic: self.topic.clone(),
+            rejects_topic: self.rejects_topic.clone(),
         })
     }
 
@@ -180,6 +184,7 @@ pub struct UploadTransaction {
     lease: Option<Lease>,
     producer: FutureProducer,
     topic: String,
+    rejects_topic: String,
 }
 
 impl UploadTransaction {
@@ -188,6 +193,7 @@ impl UploadTransaction {
         DeliveryWindow {
             producer: &self.producer,
             topic: &self.topic,
+            rejects_topic: &self.rejects_topic,
             in_flight: FuturesUnordered::new(),
             max_in_flight: max_in_flight.max(1),
         }
@@ -245,6 +251,7 @@ async fn abort(mut lease: Lease) {
 pub struct DeliveryWindow<'a> {
     producer: &'a FutureProducer,
     topic: &'a str,
+    rejects_topic: &'a str,
     in_flight: FuturesUnordered<DeliveryFuture>,
     max_in_flight: usize,
 }
@@ -252,10 +259,19 @@ pub struct DeliveryWindow<'a> {
 impl DeliveryWindow<'_> {
     /// Hands one record to Kafka (the payload is copied), waiting for room in the window.
     pub async fn send(&mut self, key: &str, payload: &[u8]) -> Result<(), KafkaError> {
+        self.send_to(self.topic, key, payload).await
+    }
+
+    /// Hands one rejected row to the rejects topic, in the same transaction.
+    pub async fn send_reject(&mut self, upload_id: &str, reject: &[u8]) -> Result<(), KafkaError> {
+        self.send_to(self.rejects_topic, upload_id, reject).await
+    }
+
+    async fn send_to(&mut self, topic: &str, key: &str, payload: &[u8]) -> Result<(), KafkaError> {
         while self.in_flight.len() >= self.max_in_flight {
             self.settle_one().await?;
         }
-        let mut record = FutureRecord::to(self.topic).key(key).payload(payload);
+        let mut record = FutureRecord::to(topic).key(key).payload(payload);
         loop {
             match self.producer.send_result(record) {
                 Ok(delivery) => {

@@ -36,15 +36,18 @@ impl Application {
     /// listener.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         // Kafka being down at start-up is not fatal: `/ready` says so and uploads get 503.
-        if let Err(error) = sluice_schema::kafka::ensure_topic(
-            &config.kafka_brokers,
-            &config.topic,
-            config.topic_partitions,
-            config.topic_replication_factor,
-        )
-        .await
-        {
-            tracing::warn!(%error, topic = %config.topic, "Could not make sure the topic exists.");
+        for topic in [config.topic.clone(), config.rejects_topic()] {
+            if let Err(error) = sluice_schema::kafka::ensure_topic(
+                &config.kafka_brokers,
+                &topic,
+                config.topic_partitions,
+                config.topic_replication_factor,
+            )
+            .await
+            {
+                tracing::warn!(%error, %topic, "Could not make sure the topic exists.");
+                break;
+            }
         }
         let producer = kafka::RoundProducer::new(&config)?;
         let receipts = receipts::ReceiptStore::new(&config.redis_url, &config.redis_key_prefix)?;

@@ -310,3 +310,31 @@ async fn a_failed_upload_leaves_nothing_visible() {
     let messages = kafka::consume(&producer.topic, 2, 1, Duration::from_secs(5)).await;
     assert!(messages.is_empty());
 }
+
+#[tokio::test]
+async fn every_rejected_row_is_kept_on_the_rejects_topic_beyond_those_listed() {
+    let producer = spawn_producer(|config| config.max_rejects_listed = 2).await;
+    let mut options = Options::new(300);
+    options.bad_row_every = Some(50);
+    let export = generate::export(&options);
+    let upload = http::upload_csv(&producer.url, export.bytes, "text/csv").await;
+    assert_eq!(upload.status, 200, "{}", upload.body);
+    assert_eq!(upload.body["rejected"], 6);
+    assert_eq!(upload.reject_lines(), export.summary.bad_lines[..2]);
+
+    let rejects_topic = format!("{}.rejects", producer.topic);
+    let kept = kafka::consume(&rejects_topic, 2, 10, Duration::from_secs(5)).await;
+    let upload_id = upload.body["upload_id"].as_str().unwrap();
+    assert!(kept.iter().all(|r| r.key == upload_id.as_bytes()));
+    let mut lines: Vec<u64> = kept
+        .iter()
+        .map(|r| {
+            let reject: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+            assert_eq!(reject["upload_id"], upload_id);
+            assert!(!reject["reason"].as_str().unwrap().is_empty());
+            reject["line"].as_u64().unwrap()
+        })
+        .collect();
+    lines.sort_unstable();
+    assert_eq!(lines, export.summary.bad_lines);
+}
