@@ -213,21 +213,6 @@ impl Ledger {
     }
 }
 
-/// Why a batch was not inserted (it is retried either way).
-#[derive(Debug, thiserror::Error)]
-enum WriteError {
-    #[error(transparent)]
-    Migration(#[from] Box<sluice_schema::migrations::MigrationError>),
-    #[error(transparent)]
-    Insert(#[from] Box<clickhouse::error::Error>),
-}
-
-impl From<clickhouse::error::Error> for WriteError {
-    fn from(error: clickhouse::error::Error) -> WriteError {
-        WriteError::Insert(Box::new(error))
-    }
-}
-
 struct Writer {
     client: Client,
     database: String,
@@ -280,6 +265,10 @@ impl Writer {
     #[instrument(skip_all, fields(events = batch.len()))]
     async fn write(&mut self, batch: &mut Vec<LedgerEvent>) {
         if batch.is_empty() {
+            // A flush with nothing to write still leaves a table to audit.
+            if !self.table_ready {
+                self.prepare_table().await;
+            }
             return;
         }
         let mut backoff = RETRY_BACKOFF_START;
@@ -302,18 +291,26 @@ impl Writer {
         batch.clear();
     }
 
-    async fn insert(&mut self, batch: &[LedgerEvent]) -> Result<(), WriteError> {
+    /// Applies the migrations (idempotent) so the table exists. A user without the right
+    /// to create may still insert into a table created by someone else, so a failure is only
+    /// logged; the next insert tries again until one succeeds.
+    async fn prepare_table(&mut self) {
+        match sluice_schema::migrations::apply(&self.client, &self.database).await {
+            Ok(()) => self.table_ready = true,
+            Err(error) => tracing::warn!(%error, "Ledger migrations failed; inserting anyway."),
+        }
+    }
+
+    async fn insert(&mut self, batch: &[LedgerEvent]) -> Result<(), clickhouse::error::Error> {
         if !self.table_ready {
-            sluice_schema::migrations::apply(&self.client, &self.database)
-                .await
-                .map_err(Box::new)?;
-            self.table_ready = true;
+            self.prepare_table().await;
         }
         let mut insert = self.client.insert::<LedgerRow<'_>>(LEDGER_TABLE).await?;
         for event in batch {
             insert.write(&LedgerRow::from_event(event)).await?;
         }
         insert.end().await?;
+        self.table_ready = true;
         Ok(())
     }
 }

@@ -1353,3 +1353,13 @@ async fn a_full_ledger_channel_drops_and_counts_events_without_slowing_or_failin
         .unwrap();
     assert_eq!(audit.status(), 503, "the ledger cannot be flushed");
 }
+
+#[tokio::test]
+async fn an_audit_before_any_ledger_write_creates_the_table_and_finds_no_difference() {
+    let fresh = unique("gateway_fresh");
+    let gateway = spawn_gateway(|config| config.clickhouse_database = fresh.clone()).await;
+    let report = gateway.audit().await;
+    assert_eq!(report, serde_json::json!({"checked": 0, "differences": []}));
+    let tables = clickhouse::query(&format!("EXISTS TABLE {fresh}.usage_ledger")).await;
+    assert_eq!(tables, "1");
+}
