@@ -33,6 +33,10 @@ pub struct RawRoundsQuery {
     /// `hour` (default) or `day`.
     #[param(example = "hour")]
     pub granularity: Option<String>,
+    /// `asc` (default: oldest bucket first) or `desc` (newest first); ties ordered by player
+    /// and game in the same direction.
+    #[param(example = "asc")]
+    pub sort: Option<String>,
     /// Buckets per page, 1 to `SLUICE_GATEWAY_MAX_LIMIT` (default 10000); default
     /// `SLUICE_GATEWAY_DEFAULT_LIMIT` (1000).
     #[param(example = "100")]
@@ -44,6 +48,13 @@ pub struct RawRoundsQuery {
     /// same `player_id`, `game_id`, `from`, `to` and `granularity` (the page size may change);
     /// an altered cursor or one sent with other filters is a 400 (not charged).
     pub cursor: Option<String>,
+}
+
+/// Order of the buckets: by (start, player, game), ascending or descending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Ascending,
+    Descending,
 }
 
 /// Size of the time buckets sums are grouped by.
@@ -61,6 +72,7 @@ pub struct RoundsQuery {
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub granularity: Granularity,
+    pub order: Order,
     pub page_size: u32,
     /// The page starts after this bucket (from a verified cursor); `None`: the first page.
     pub after: Option<Position>,
@@ -110,6 +122,11 @@ impl RoundsQuery {
             Some("day") => Granularity::Day,
             Some(_) => return Err(bad("granularity: must be `hour` or `day`".into())),
         };
+        let order = match raw.sort.as_deref() {
+            None | Some("") | Some("asc") => Order::Ascending,
+            Some("desc") => Order::Descending,
+            Some(_) => return Err(bad("sort: must be `asc` or `desc`".into())),
+        };
         let size = |name: &str, text: Option<String>| match text.as_deref() {
             None | Some("") => Ok(None),
             Some(text) => match text.trim().parse::<u32>() {
@@ -132,6 +149,7 @@ impl RoundsQuery {
             from,
             to,
             granularity,
+            order,
             page_size,
             after: None,
         };
@@ -146,7 +164,7 @@ impl RoundsQuery {
         let instant =
             |t: Option<DateTime<Utc>>| t.map_or("-".to_owned(), |t| t.timestamp().to_string());
         format!(
-            "player_id={}|game_id={}|from={}|to={}|granularity={}",
+            "player_id={}|game_id={}|from={}|to={}|granularity={}|sort={}",
             self.player_id.as_ref().map_or("-", |p| p.as_str()),
             self.game_id.map_or("-".to_owned(), |g| g.to_string()),
             instant(self.from),
@@ -154,6 +172,10 @@ impl RoundsQuery {
             match self.granularity {
                 Granularity::Hour => "hour",
                 Granularity::Day => "day",
+            },
+            match self.order {
+                Order::Ascending => "asc",
+                Order::Descending => "desc",
             },
         )
     }
@@ -269,17 +291,33 @@ pub async fn fetch(
     if query.to.is_some() {
         conditions.push("created_timestamp < toDateTime(?, 'UTC')");
     }
-    let keyset = match query.granularity {
-        Granularity::Hour => {
+    let keyset = match (query.granularity, query.order) {
+        (Granularity::Hour, Order::Ascending) => {
             "(toUInt32(toStartOfHour(created_timestamp)), user_id, game_id) > (?, ?, ?)"
         }
-        Granularity::Day => {
+        (Granularity::Day, Order::Ascending) => {
             "(toUInt32(toStartOfDay(created_timestamp)), user_id, game_id) > (?, ?, ?)"
         }
+        (Granularity::Hour, Order::Descending) => {
+            "(toUInt32(toStartOfHour(created_timestamp)), user_id, game_id) < (?, ?, ?)"
+        }
+        (Granularity::Day, Order::Descending) => {
+            "(toUInt32(toStartOfDay(created_timestamp)), user_id, game_id) < (?, ?, ?)"
+        }
+    };
+    let (partition_hint, order_by) = match query.order {
+        // These only let ClickHouse skip partitions beyond the cursor.
+        Order::Ascending => (
+            "created_timestamp >= toDateTime(?, 'UTC')",
+            "start, user_id, game_id",
+        ),
+        Order::Descending => (
+            "created_timestamp < toDateTime(?, 'UTC') + 86400",
+            "start DESC, user_id DESC, game_id DESC",
+        ),
     };
     if query.after.is_some() {
-        // The first condition only lets ClickHouse skip partitions before the cursor.
-        conditions.push("created_timestamp >= toDateTime(?, 'UTC')");
+        conditions.push(partition_hint);
         conditions.push(keyset);
     }
     let filter = if conditions.is_empty() {
@@ -295,7 +333,7 @@ pub async fn fetch(
          count() AS rounds \
          FROM game_rounds FINAL {filter} \
          GROUP BY start, user_id, game_id \
-         ORDER BY start, user_id, game_id \
+         ORDER BY {order_by} \
          LIMIT ?"
     );
     let mut statement = client.query(&sql);

@@ -194,20 +194,37 @@ async fn concurrent_requests_never_spend_more_credits_than_the_key_holds() {
     let gateway = spawn_gateway(|_| {}).await;
     let created = gateway
         .create_key_with(serde_json::json!({
-            "name": "test", "credits": 25,
-            "rate_limit": {"requests": 1000, "per_seconds": 1},
+            "name": "test", "credits": 100,
+            "rate_limit": {"requests": 100000, "per_seconds": 1},
         }))
         .await;
     let key = created["key"].as_str().unwrap().to_owned();
-    let requests = (0..200).map(|_| gateway.query(&key, &[("player_id", PLAYER)]));
+    let id = created["id"].as_str().unwrap().to_owned();
+    let requests = (0..1000).map(|_| gateway.query(&key, &[("player_id", PLAYER)]));
     let statuses: Vec<u16> = futures::future::join_all(requests)
         .await
         .iter()
         .map(|r| r.status().as_u16())
         .collect();
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 25);
-    assert_eq!(statuses.iter().filter(|s| **s == 402).count(), 175);
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 100);
+    assert_eq!(statuses.iter().filter(|s| **s == 402).count(), 900);
     assert_eq!(gateway.query(&key, &[]).await.status(), 402);
+
+    // The balance is 0, and the ledger agrees: one grant of 100, one hundred charges.
+    let info = gateway
+        .admin(reqwest::Method::GET, &format!("/admin/keys/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(info["credits"], 0);
+    let audit = gateway.audit().await;
+    assert_eq!(audit["differences"], serde_json::json!([]), "{audit}");
+    let ledger = gateway.ledger(&id).await;
+    assert_eq!(ledger["granted"].1, 100);
+    assert_eq!((ledger["charged"].0, ledger["charged"].1), (100, 100));
 }
 
 #[tokio::test]
@@ -867,12 +884,13 @@ async fn the_openapi_document_lists_every_path_and_docs_are_html() {
             "from",
             "to",
             "granularity",
+            "sort",
             "page_size",
             "limit",
             "cursor"
         ]
     );
-    assert_eq!(rounds["parameters"][6]["deprecated"], true, "limit");
+    assert_eq!(rounds["parameters"][7]["deprecated"], true, "limit");
     let page = &document["components"]["schemas"]["RoundsPage"]["properties"];
     assert!(page["next_cursor"].is_object());
     assert!(rounds["responses"]["429"]["headers"]["Retry-After"].is_object());
@@ -1362,4 +1380,40 @@ async fn an_audit_before_any_ledger_write_creates_the_table_and_finds_no_differe
     assert_eq!(report, serde_json::json!({"checked": 0, "differences": []}));
     let tables = clickhouse::query(&format!("EXISTS TABLE {fresh}.usage_ledger")).await;
     assert_eq!(tables, "1");
+}
+
+#[tokio::test]
+async fn sorting_newest_first_pages_through_the_same_buckets_in_reverse() {
+    let gateway = spawn_gateway(|_| {}).await;
+    insert_many_rounds(&gateway.database).await;
+    let created = gateway
+        .create_key_with(serde_json::json!({
+            "name": "sorter", "credits": 1000,
+            "rate_limit": {"requests": 1000, "per_seconds": 1},
+        }))
+        .await;
+    let key = created["key"].as_str().unwrap();
+
+    let ascending = gateway.page(key, &[("page_size", "10000")]).await["data"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let (descending, _) = gateway.every_page(key, &[("sort", "desc")], "6").await;
+    let mut reversed = descending.clone();
+    reversed.reverse();
+    assert_eq!(reversed, ascending, "the same buckets, newest first");
+    let keys: Vec<_> = descending.iter().map(sort_key).collect();
+    assert!(keys.windows(2).all(|w| w[0] > w[1]), "strictly descending");
+
+    // A cursor is bound to its order too.
+    let first = gateway.page(key, &[("page_size", "5")]).await;
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let response = gateway
+        .query(key, &[("sort", "desc"), ("cursor", cursor)])
+        .await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        gateway.query(key, &[("sort", "sideways")]).await.status(),
+        400
+    );
 }
