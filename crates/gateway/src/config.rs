@@ -34,6 +34,10 @@ pub struct Config {
     /// Credits charged for one `GET /aggregated_game_rounds`. Default 1.
     #[serde(default = "defaults::query_cost")]
     pub query_cost: u64,
+    /// Longest wait for ClickHouse's answer to a query; then 504, and the charge is refunded.
+    /// Default 30000.
+    #[serde(default = "defaults::query_timeout_ms")]
+    pub query_timeout_ms: u64,
     /// Buckets per page when the request names no `page_size` (or `limit`). Default 1000.
     #[serde(default = "defaults::default_limit")]
     pub default_limit: u32,
@@ -101,6 +105,7 @@ impl Config {
             clickhouse_user: defaults::clickhouse_user(),
             clickhouse_password: defaults::clickhouse_password(),
             query_cost: defaults::query_cost(),
+            query_timeout_ms: defaults::query_timeout_ms(),
             default_limit: defaults::default_limit(),
             max_limit: defaults::max_limit(),
             rate_limit_requests: defaults::rate_limit_requests(),
@@ -198,6 +203,9 @@ mod defaults {
     }
     pub fn clickhouse_password() -> SecretString {
         SecretString::from("")
+    }
+    pub fn query_timeout_ms() -> u64 {
+        30_000
     }
     pub fn query_cost() -> u64 {
         1

@@ -38,6 +38,8 @@ pub enum ApiError {
     RedisUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the analytics store is unavailable")]
     ClickHouseUnavailable(#[source] Box<clickhouse::error::Error>),
+    #[error("the analytics store did not answer within {after_ms} ms")]
+    QueryTimedOut { after_ms: u64 },
     #[error("the usage ledger is behind (the analytics store is slow or down)")]
     LedgerBehind(#[source] crate::ledger::FlushTimedOut),
 }
@@ -73,6 +75,7 @@ impl ResponseError for ApiError {
             ApiError::RedisUnavailable(_)
             | ApiError::ClickHouseUnavailable(_)
             | ApiError::LedgerBehind(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::QueryTimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -86,6 +89,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::RedisUnavailable(_)
             | ApiError::ClickHouseUnavailable(_)
+            | ApiError::QueryTimedOut { .. }
             | ApiError::LedgerBehind(_) => {
                 response.insert_header(("Retry-After", "5"));
             }

@@ -349,6 +349,43 @@ async fn a_failed_query_is_503_and_its_credit_is_refunded() {
 }
 
 #[tokio::test]
+async fn a_query_that_outlives_its_timeout_is_504_and_refunded() {
+    // A ClickHouse that accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            held.push(connection);
+        }
+    });
+    let mut redis_url = String::new();
+    let mut prefix = String::new();
+    let gateway = spawn_gateway(|config| {
+        config.clickhouse_url = format!("http://{address}");
+        config.query_timeout_ms = 300;
+        redis_url = config.redis_url.clone();
+        prefix = config.redis_key_prefix.clone();
+    })
+    .await;
+    let key = gateway.create_key(2).await;
+    let response = gateway.query(&key, &[]).await;
+    assert_eq!(response.status(), 504);
+    assert_eq!(response.headers()["retry-after"], "5");
+    let store = sluice_gateway::credits::CreditStore::new(
+        &redis_url,
+        &prefix,
+        Config::with_endpoints("redis://unused", "http://unused", ADMIN_TOKEN).default_rate_limit(),
+    )
+    .unwrap();
+    let credits = store
+        .credits(&sluice_gateway::credits::ApiKey::parse(&key).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(credits, Some(2), "the timed-out answer was refunded");
+}
+
+#[tokio::test]
 async fn redis_unreachable_is_503_never_a_free_answer() {
     let gateway = spawn_gateway(|config| {
         config.redis_url = format!("redis://127.0.0.1:{}/", dead_port());

@@ -70,6 +70,7 @@ pub struct BucketAnswer {
                 ("X-RateLimit-Reset" = u64, description = "Seconds until the budget is full again"),
             )),
         (status = 503, description = "Redis or ClickHouse unavailable (refunded)", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "ClickHouse did not answer in time (refunded)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[instrument(skip_all)]
@@ -101,10 +102,17 @@ pub async fn aggregated_game_rounds(
             return Err(error);
         }
     };
-    let (buckets, has_more) = match query::fetch(&state.clickhouse, &query).await {
-        Ok(answer) => answer,
-        Err(error) => {
-            let error = ApiError::ClickHouseUnavailable(Box::new(error));
+    let timeout = std::time::Duration::from_millis(state.config.query_timeout_ms);
+    let answer = tokio::time::timeout(timeout, query::fetch(&state.clickhouse, &query)).await;
+    let (buckets, has_more) = match answer {
+        Ok(Ok(answer)) => answer,
+        failed => {
+            let error = match failed {
+                Ok(Err(error)) => ApiError::ClickHouseUnavailable(Box::new(error)),
+                _ => ApiError::QueryTimedOut {
+                    after_ms: state.config.query_timeout_ms,
+                },
+            };
             let status = actix_web::ResponseError::status_code(&error).as_u16();
             state.ledger.record(LedgerEvent::new(
                 admission.key_id.clone(),
