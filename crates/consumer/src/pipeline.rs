@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clickhouse::Client;
+use futures::FutureExt;
 use rand::Rng;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaResult;
@@ -35,6 +36,9 @@ pub struct Pipeline {
 /// The insert of one batch; yields the batch back once ClickHouse acknowledged it, or `None`
 /// when shutdown came first (nothing stored: the records are read again later).
 type InFlight = JoinHandle<Option<Batch>>;
+
+/// Messages taken from the local queue per turn of the loop, at most.
+const DRAIN_AT_ONCE: usize = 1_000;
 
 /// How long the next batch waits for the insert in flight before fetching is paused.
 const PAUSE_AFTER: Duration = Duration::from_secs(1);
@@ -107,6 +111,17 @@ impl Pipeline {
                 }
                 message = self.consumer.recv() => {
                     self.accept(message, &mut batch);
+                    // Take what is already fetched without going round the select (and its
+                    // timers) once per message.
+                    for _ in 0..DRAIN_AT_ONCE {
+                        if batch.is_full(self.config.batch_max_rows, self.config.batch_max_bytes) {
+                            break;
+                        }
+                        match self.consumer.recv().now_or_never() {
+                            Some(message) => self.accept(message, &mut batch),
+                            None => break,
+                        }
+                    }
                     deadline.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
                     if batch.is_full(self.config.batch_max_rows, self.config.batch_max_bytes) {
                         deadline = None;
