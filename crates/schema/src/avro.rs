@@ -39,7 +39,9 @@ impl GameRoundCodec {
         CODEC.get_or_init(|| {
             let schema = Schema::parse_str(SCHEMA_JSON).expect("schemas/game_round.avsc is valid");
             let header = RabinFingerprintHeader::from_schema(&schema).build_header();
-            let reader_schema = SCHEMA_JSON.parse().expect("schemas/game_round.avsc is valid");
+            let reader_schema = SCHEMA_JSON
+                .parse()
+                .expect("schemas/game_round.avsc is valid");
             GameRoundCodec {
                 schema,
                 reader_schema,
@@ -69,7 +71,10 @@ impl GameRoundCodec {
         let datum = message
             .strip_prefix(self.header.as_slice())
             .ok_or(AvroError::UnknownHeader)?;
-        Ok(serde_avro_fast::from_datum_slice(datum, &self.reader_schema)?)
+        Ok(serde_avro_fast::from_datum_slice(
+            datum,
+            &self.reader_schema,
+        )?)
     }
 }
 
