@@ -221,20 +221,9 @@ async fn post_with_key(
     bytes: Vec<u8>,
     key: &str,
 ) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
-    let part = reqwest::multipart::Part::bytes(bytes)
-        .file_name("rounds.csv")
-        .mime_str("text/csv")
-        .unwrap();
-    let response = reqwest::Client::new()
-        .post(format!("{url}/csv_upload"))
-        .header("Idempotency-Key", key)
-        .multipart(reqwest::multipart::Form::new().part("file", part))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    (status, headers, response.json().await.unwrap())
+    let upload =
+        http::upload_csv_with_headers(url, bytes, "text/csv", &[("Idempotency-Key", key)]).await;
+    (upload.status, upload.headers, upload.body)
 }
 
 #[tokio::test]

@@ -22,12 +22,25 @@ impl Upload {
 
 /// `POST {producer_url}/csv_upload` with `bytes` as the multipart field `file` of type `mime`.
 pub async fn upload_csv(producer_url: &str, bytes: Vec<u8>, mime: &str) -> Upload {
+    upload_csv_with_headers(producer_url, bytes, mime, &[]).await
+}
+
+/// [`upload_csv`] with extra request headers (e.g. `Idempotency-Key`).
+pub async fn upload_csv_with_headers(
+    producer_url: &str,
+    bytes: Vec<u8>,
+    mime: &str,
+    headers: &[(&str, &str)],
+) -> Upload {
     let part = reqwest::multipart::Part::bytes(bytes)
         .file_name("game_rounds.csv")
         .mime_str(mime)
         .expect("a valid media type");
-    let response = reqwest::Client::new()
-        .post(format!("{producer_url}/csv_upload"))
+    let mut request = reqwest::Client::new().post(format!("{producer_url}/csv_upload"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request
         .multipart(reqwest::multipart::Form::new().part("file", part))
         .send()
         .await

@@ -29,28 +29,23 @@ impl Stack {
         static STACK: OnceLock<Stack> = OnceLock::new();
         STACK.get_or_init(|| {
             let file = read_stack_env();
+            let optional =
+                |name: &str| std::env::var(name).ok().or_else(|| file.get(name).cloned());
             let value = |name: &str| -> String {
-                std::env::var(name)
-                    .ok()
-                    .or_else(|| file.get(name).cloned())
-                    .unwrap_or_else(|| {
-                        panic!(
-                            "{name} is not set and {} has no value for it: start the services \
+                optional(name).unwrap_or_else(|| {
+                    panic!(
+                        "{name} is not set and {} has no value for it: start the services \
                              with `{START_COMMAND}` (or run the suite with `scripts/dev test`)",
-                            stack_env_path().display()
-                        )
-                    })
+                        stack_env_path().display()
+                    )
+                })
             };
             let stack = Stack {
                 kafka_brokers: value("SLUICE_KAFKA_BROKERS"),
                 clickhouse_url: value("SLUICE_CLICKHOUSE_URL"),
                 redis_url: value("SLUICE_REDIS_URL"),
-                python_path: std::env::var("SLUICE_PYTHONPATH")
-                    .ok()
-                    .or_else(|| file.get("SLUICE_PYTHONPATH").cloned()),
-                tansu_bin: std::env::var("SLUICE_TANSU_BIN")
-                    .ok()
-                    .or_else(|| file.get("SLUICE_TANSU_BIN").cloned()),
+                python_path: optional("SLUICE_PYTHONPATH"),
+                tansu_bin: optional("SLUICE_TANSU_BIN"),
             };
             let kafka = stack
                 .kafka_brokers
