@@ -38,6 +38,8 @@ async fn spawn_pipeline() -> Pipeline {
     producer.transactional_id_prefix = Some(unique("e2e"));
     producer.topic = topic.clone();
     producer.topic_partitions = 4;
+    producer.clickhouse_url = stack.clickhouse_url.clone();
+    producer.clickhouse_database = database.clone();
     let producer = sluice_producer::Application::build(producer).await.unwrap();
     let producer_url = format!("http://127.0.0.1:{}", producer.port());
     tokio::spawn(producer.run_until_stopped());
@@ -91,6 +93,113 @@ async fn wait_for(sql: &str, expected: &str, timeout: Duration) {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upload_reconciles_its_landed_rows_and_lists_every_reject() {
+    let pipeline = spawn_pipeline().await;
+    let mut options = Options::new(2_000);
+    options.bad_row_every = Some(100);
+    let export = generate::export(&options);
+    let expected = &export.summary;
+    let upload = http::upload_csv(&pipeline.producer_url, export.bytes.clone(), "text/csv").await;
+    assert_eq!(upload.status, 200, "{}", upload.body);
+    let id = upload.body["upload_id"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+
+    // Every accepted row lands, attributed to its upload.
+    let started = Instant::now();
+    let reconciliation = loop {
+        let status: serde_json::Value = http
+            .get(format!("{}/uploads/{id}", pipeline.producer_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let reconciliation = status["reconciliation"].clone();
+        assert_eq!(status["accepted"], expected.good_rows, "{status}");
+        assert_ne!(reconciliation["status"], "unknown", "{status}");
+        if reconciliation["status"] == "landed" {
+            break reconciliation;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not everything landed: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(reconciliation["landed"], expected.good_rows);
+    assert_eq!(reconciliation["pending"], 0);
+    let table = format!("{}.game_rounds", pipeline.database);
+    assert_eq!(
+        clickhouse::query(&format!(
+            "SELECT uniqExact(game_instance_id) FROM {table} WHERE upload_id = '{id}'"
+        ))
+        .await,
+        expected.good_rows.to_string()
+    );
+
+    // Every reject is listed, in line order, page by page (the receipt lists only the first).
+    let mut lines = Vec::new();
+    let mut after_line = 0;
+    let started = Instant::now();
+    loop {
+        let page: serde_json::Value = http
+            .get(format!("{}/uploads/{id}/rejects", pipeline.producer_url))
+            .query(&[
+                ("after_line", after_line.to_string()),
+                ("limit", "7".into()),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(page["rejected"], expected.bad_lines.len(), "{page}");
+        for reject in page["rejects"].as_array().unwrap() {
+            assert!(!reject["reason"].as_str().unwrap().is_empty(), "{reject}");
+            lines.push(reject["line"].as_u64().unwrap());
+        }
+        match page["next_after_line"].as_u64() {
+            Some(next) => after_line = next,
+            None if lines.len() == expected.bad_lines.len() => break,
+            None => {
+                // The consumer may not have stored them all yet: start again.
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "rejects listed: {lines:?}"
+                );
+                lines.clear();
+                after_line = 0;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+    assert_eq!(lines, expected.bad_lines);
+
+    // Unknown uploads and bad pages are refused.
+    let unknown = http
+        .get(format!(
+            "{}/uploads/no-such-upload/rejects",
+            pipeline.producer_url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let bad = http
+        .get(format!(
+            "{}/uploads/{id}/rejects?limit=0",
+            pipeline.producer_url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    pipeline.shutdown.cancel();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

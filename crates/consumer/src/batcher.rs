@@ -1,16 +1,36 @@
-//! Batches, kept per partition with the offset to resume from once they are durable.
+//! Batches, kept per topic and partition with the offset to resume from once they are durable.
 //!
 //! The polling loop only copies messages into a [`RawBatch`]; decoding into a [`Batch`] of
-//! rounds and poison happens in the insert task, on another core, beside the polling.
+//! rounds, rejected rows and poison happens in the insert task, on another core, beside the
+//! polling.
 
 use std::collections::BTreeMap;
 
-use sluice_schema::avro::GameRoundCodec;
-use sluice_schema::GameRound;
+use serde::Deserialize;
+use sluice_schema::avro::{Envelope, GameRoundCodec};
+
+/// The topics the consumer reads, each with its own record format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Source {
+    /// Game rounds, Avro single-object encoded.
+    Rounds,
+    /// Rows the producer rejected, as JSON (`schemas/README.md`).
+    Rejects,
+}
+
+/// A rejected row of an upload, as kept on the rejects topic.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Reject {
+    pub upload_id: String,
+    pub line: u64,
+    pub column: Option<String>,
+    pub reason: String,
+}
 
 /// A message that could not be decoded, kept with its position and the reason.
 #[derive(Debug, Clone)]
 pub struct Poison {
+    pub source: Source,
     pub partition: i32,
     pub offset: i64,
     pub error: String,
@@ -36,15 +56,22 @@ struct RawPartition {
 /// Messages consumed since the last dispatched batch, not yet decoded.
 #[derive(Debug, Default)]
 pub struct RawBatch {
-    partitions: BTreeMap<i32, RawPartition>,
+    partitions: BTreeMap<(Source, i32), RawPartition>,
     messages: usize,
     bytes: usize,
 }
 
 impl RawBatch {
-    /// Adds a message that came from `partition` at `offset`.
-    pub fn push(&mut self, partition: i32, offset: i64, key: &[u8], payload: &[u8]) {
-        let batch = self.partitions.entry(partition).or_default();
+    /// Adds a message that came from `partition` of `source` at `offset`.
+    pub fn push(
+        &mut self,
+        source: Source,
+        partition: i32,
+        offset: i64,
+        key: &[u8],
+        payload: &[u8],
+    ) {
+        let batch = self.partitions.entry((source, partition)).or_default();
         batch.next_offset = batch.next_offset.max(offset + 1);
         batch.records.push(RawRecord {
             offset,
@@ -71,7 +98,7 @@ impl RawBatch {
     /// Forgets the messages of partitions no longer assigned to this instance, without storing
     /// their offsets: their new owner reads them again from the last stored offset.
     /// Returns how many messages were dropped.
-    pub fn forget_partitions(&mut self, revoked: &[i32]) -> usize {
+    pub fn forget_partitions(&mut self, revoked: &[(Source, i32)]) -> usize {
         let mut dropped = 0;
         for partition in revoked {
             if let Some(batch) = self.partitions.remove(partition) {
@@ -83,23 +110,32 @@ impl RawBatch {
         dropped
     }
 
-    /// Decodes every message: rounds, and poison for what does not decode.
+    /// Decodes every message: rounds, rejects, and poison for what does not decode.
     pub fn decode(self) -> Batch {
         let codec = GameRoundCodec::get();
         let mut batch = Batch::default();
-        for (partition, raw) in self.partitions {
-            let decoded = batch.partitions.entry(partition).or_default();
+        for ((source, partition), raw) in self.partitions {
+            let decoded = batch.partitions.entry((source, partition)).or_default();
             decoded.next_offset = raw.next_offset;
             for record in raw.records {
-                match codec.decode(&record.payload) {
-                    Ok(round) => decoded.rounds.push(round),
-                    Err(error) => decoded.poison.push(Poison {
+                let outcome = match source {
+                    Source::Rounds => codec
+                        .decode(&record.payload)
+                        .map(|envelope| decoded.rounds.push(envelope))
+                        .map_err(|e| e.to_string()),
+                    Source::Rejects => serde_json::from_slice::<Reject>(&record.payload)
+                        .map(|reject| decoded.rejects.push(reject))
+                        .map_err(|e| format!("not a reject record: {e}")),
+                };
+                if let Err(error) = outcome {
+                    decoded.poison.push(Poison {
+                        source,
                         partition,
                         offset: record.offset,
-                        error: error.to_string(),
+                        error,
                         key: record.key,
                         payload: record.payload,
-                    }),
+                    });
                 }
             }
         }
@@ -109,7 +145,8 @@ impl RawBatch {
 
 #[derive(Debug, Default)]
 struct PartitionBatch {
-    rounds: Vec<GameRound>,
+    rounds: Vec<Envelope>,
+    rejects: Vec<Reject>,
     poison: Vec<Poison>,
     next_offset: i64,
 }
@@ -117,13 +154,18 @@ struct PartitionBatch {
 /// A decoded batch: what goes to ClickHouse (and the dead-letter topic), with its offsets.
 #[derive(Debug, Default)]
 pub struct Batch {
-    partitions: BTreeMap<i32, PartitionBatch>,
+    partitions: BTreeMap<(Source, i32), PartitionBatch>,
 }
 
 impl Batch {
-    /// Every round, partition by partition, in offset order within a partition.
-    pub fn rounds(&self) -> impl Iterator<Item = &GameRound> {
+    /// Every round with its upload, partition by partition, in offset order within a partition.
+    pub fn rounds(&self) -> impl Iterator<Item = &Envelope> {
         self.partitions.values().flat_map(|p| p.rounds.iter())
+    }
+
+    /// Every rejected row.
+    pub fn rejects(&self) -> impl Iterator<Item = &Reject> {
+        self.partitions.values().flat_map(|p| p.rejects.iter())
     }
 
     /// Every undecodable message, partition by partition.
@@ -131,13 +173,19 @@ impl Batch {
         self.partitions.values().flat_map(|p| p.poison.iter())
     }
 
-    /// Partition → the offset to store once the batch is durable.
-    pub fn next_offsets(&self) -> impl Iterator<Item = (i32, i64)> + '_ {
-        self.partitions.iter().map(|(p, b)| (*p, b.next_offset))
+    /// (Topic, partition) → the offset to store once the batch is durable.
+    pub fn next_offsets(&self) -> impl Iterator<Item = (Source, i32, i64)> + '_ {
+        self.partitions
+            .iter()
+            .map(|((s, p), b)| (*s, *p, b.next_offset))
     }
 
     pub fn rows(&self) -> usize {
         self.partitions.values().map(|p| p.rounds.len()).sum()
+    }
+
+    pub fn reject_count(&self) -> usize {
+        self.partitions.values().map(|p| p.rejects.len()).sum()
     }
 
     pub fn poison_count(&self) -> usize {
@@ -148,33 +196,46 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_schema::GameRound;
 
     #[test]
     fn next_offsets_are_one_past_the_highest_seen_per_partition() {
         let mut raw = RawBatch::default();
-        raw.push(0, 5, b"k", b"x");
-        raw.push(0, 3, b"k", b"y");
-        raw.push(2, 9, b"k", b"z");
-        assert_eq!(raw.messages(), 3);
+        raw.push(Source::Rounds, 0, 5, b"k", b"x");
+        raw.push(Source::Rounds, 0, 3, b"k", b"y");
+        raw.push(Source::Rounds, 2, 9, b"k", b"z");
+        raw.push(Source::Rejects, 0, 1, b"k", b"w");
+        assert_eq!(raw.messages(), 4);
         let batch = raw.decode();
-        assert_eq!(batch.next_offsets().collect::<Vec<_>>(), [(0, 6), (2, 10)]);
-        assert_eq!(batch.poison_count(), 3);
+        assert_eq!(
+            batch.next_offsets().collect::<Vec<_>>(),
+            [
+                (Source::Rounds, 0, 6),
+                (Source::Rounds, 2, 10),
+                (Source::Rejects, 0, 2)
+            ]
+        );
+        assert_eq!(batch.poison_count(), 4);
         assert_eq!(batch.rows(), 0);
     }
 
     #[test]
     fn a_revoked_partition_loses_only_its_own_records() {
         let mut raw = RawBatch::default();
-        raw.push(1, 5, b"k", b"x");
-        raw.push(2, 7, b"k", b"y");
-        assert_eq!(raw.forget_partitions(&[3]), 0);
-        assert_eq!(raw.forget_partitions(&[1]), 1);
-        assert_eq!(raw.messages(), 1);
-        assert_eq!(raw.decode().next_offsets().collect::<Vec<_>>(), [(2, 8)]);
+        raw.push(Source::Rounds, 1, 5, b"k", b"x");
+        raw.push(Source::Rounds, 2, 7, b"k", b"y");
+        raw.push(Source::Rejects, 1, 3, b"k", b"z");
+        assert_eq!(raw.forget_partitions(&[(Source::Rounds, 3)]), 0);
+        assert_eq!(raw.forget_partitions(&[(Source::Rounds, 1)]), 1);
+        assert_eq!(raw.messages(), 2);
+        assert_eq!(
+            raw.decode().next_offsets().collect::<Vec<_>>(),
+            [(Source::Rounds, 2, 8), (Source::Rejects, 1, 4)]
+        );
     }
 
     #[test]
-    fn decoding_splits_rounds_from_poison_and_keeps_poison_positions() {
+    fn decoding_splits_rounds_and_rejects_from_poison_and_keeps_poison_positions() {
         let round = GameRound {
             created_timestamp: 0,
             game_instance_id: 1,
@@ -188,15 +249,40 @@ mod tests {
             provider: "p".into(),
         };
         let mut bytes = Vec::new();
-        GameRoundCodec::get().encode(&round, &mut bytes).unwrap();
+        GameRoundCodec::get()
+            .encode(&round, "u-1", &mut bytes)
+            .unwrap();
         let mut raw = RawBatch::default();
-        raw.push(0, 10, b"a", &bytes);
-        raw.push(0, 11, b"b", b"garbage");
+        raw.push(Source::Rounds, 0, 10, b"a", &bytes);
+        raw.push(Source::Rounds, 0, 11, b"b", b"garbage");
+        raw.push(
+            Source::Rejects,
+            0,
+            4,
+            b"u-1",
+            br#"{"upload_id":"u-1","line":7,"column":null,"reason":"wrong number of fields"}"#,
+        );
+        raw.push(Source::Rejects, 0, 5, b"u-1", &bytes);
         let batch = raw.decode();
-        assert_eq!(batch.rounds().collect::<Vec<_>>(), [&round]);
+        let rounds: Vec<_> = batch.rounds().collect();
+        assert_eq!(rounds.len(), 1);
+        assert_eq!(
+            (&rounds[0].round, rounds[0].upload_id.as_str()),
+            (&round, "u-1")
+        );
+        let rejects: Vec<_> = batch.rejects().collect();
+        assert_eq!((rejects[0].line, rejects[0].column.as_deref()), (7, None));
         let poison: Vec<_> = batch.poison().collect();
-        assert_eq!((poison[0].partition, poison[0].offset), (0, 11));
+        assert_eq!(poison.len(), 2);
+        assert_eq!(
+            (poison[0].source, poison[0].partition, poison[0].offset),
+            (Source::Rounds, 0, 11)
+        );
         assert_eq!(poison[0].key, b"b");
-        assert_eq!(batch.next_offsets().collect::<Vec<_>>(), [(0, 12)]);
+        assert_eq!((poison[1].source, poison[1].offset), (Source::Rejects, 5));
+        assert_eq!(
+            batch.next_offsets().collect::<Vec<_>>(),
+            [(Source::Rounds, 0, 12), (Source::Rejects, 0, 6)]
+        );
     }
 }

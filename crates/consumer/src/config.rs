@@ -18,6 +18,10 @@ pub struct Config {
     /// Partitions of the topic when the consumer has to create it. Default 8.
     #[serde(default = "defaults::topic_partitions")]
     pub topic_partitions: i32,
+    /// Topic of the rows the producer rejected (JSON, keyed by upload id); they go to the
+    /// `upload_rejects` table. Default: the topic's name followed by `.rejects`.
+    #[serde(default)]
+    pub rejects_topic: Option<String>,
     /// Topic undecodable messages are copied to, with the error in headers.
     /// Default: the topic's name followed by `.dlq`.
     #[serde(default)]
@@ -32,6 +36,11 @@ pub struct Config {
     /// instance. Default 300000.
     #[serde(default = "defaults::max_poll_interval_ms")]
     pub max_poll_interval_ms: u64,
+    /// How often librdkafka reports statistics, from which the per-partition lag gauge
+    /// (`sluice_consumer_lag_messages`) is updated, in milliseconds; 0 turns them off.
+    /// Default 5000.
+    #[serde(default = "defaults::statistics_interval_ms")]
+    pub statistics_interval_ms: u64,
     /// ClickHouse HTTP endpoint. Default `http://127.0.0.1:8123`.
     #[serde(default = "defaults::clickhouse_url")]
     pub clickhouse_url: String,
@@ -67,6 +76,13 @@ impl Config {
         envy::prefixed("SLUICE_CONSUMER_").from_env()
     }
 
+    /// The rejects topic's name.
+    pub fn rejects_topic(&self) -> String {
+        self.rejects_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.rejects", self.topic))
+    }
+
     /// The dead-letter topic's name.
     pub fn dead_letter_topic(&self) -> String {
         self.dead_letter_topic
@@ -84,10 +100,12 @@ impl Config {
             kafka_brokers: kafka_brokers.into(),
             topic: defaults::topic(),
             topic_partitions: defaults::topic_partitions(),
+            rejects_topic: None,
             dead_letter_topic: None,
             group_id: defaults::group_id(),
             session_timeout_ms: defaults::session_timeout_ms(),
             max_poll_interval_ms: defaults::max_poll_interval_ms(),
+            statistics_interval_ms: defaults::statistics_interval_ms(),
             clickhouse_url: clickhouse_url.into(),
             clickhouse_database: defaults::clickhouse_database(),
             clickhouse_user: defaults::clickhouse_user(),
@@ -124,6 +142,9 @@ mod defaults {
     }
     pub fn max_poll_interval_ms() -> u64 {
         300_000
+    }
+    pub fn statistics_interval_ms() -> u64 {
+        5_000
     }
     pub fn clickhouse_url() -> String {
         "http://127.0.0.1:8123".into()

@@ -2,18 +2,23 @@
 
 use clickhouse::Client;
 use serde::Serialize;
-use sluice_schema::GameRound;
+use sluice_schema::avro::Envelope;
 
-use crate::batcher::Poison;
+use crate::batcher::{Poison, Reject};
+use crate::kafka::Topics;
 
 /// Table the rounds land in (see `schemas/clickhouse/0001_game_rounds.sql`).
 pub const GAME_ROUNDS_TABLE: &str = "game_rounds";
+
+/// Table rejected rows of uploads land in (see `schemas/clickhouse/0005_upload_rejects.sql`).
+pub const UPLOAD_REJECTS_TABLE: &str = "upload_rejects";
 
 /// Table undecodable messages land in (see `schemas/clickhouse/0002_quarantine.sql`).
 pub const QUARANTINE_TABLE: &str = "quarantine";
 
 /// One row of `game_rounds` in RowBinary: `DateTime` is seconds as `u32`, `Decimal(18, 4)` is
-/// the scaled `i64`, `Nullable` is an `Option`. `inserted_at` is filled by the server.
+/// the scaled `i64`, `Nullable` is an `Option`. `inserted_at` is filled by the server. Columns
+/// are named in the insert, so their order here does not matter.
 #[derive(Debug, clickhouse::Row, Serialize)]
 pub struct GameRoundRow<'a> {
     pub created_timestamp: u32,
@@ -26,10 +31,12 @@ pub struct GameRoundRow<'a> {
     pub bonus_amount_win: Option<i64>,
     pub game_name: &'a str,
     pub provider: &'a str,
+    pub upload_id: &'a str,
 }
 
 impl<'a> GameRoundRow<'a> {
-    pub fn from_round(round: &'a GameRound) -> GameRoundRow<'a> {
+    pub fn from_envelope(envelope: &'a Envelope) -> GameRoundRow<'a> {
+        let round = &envelope.round;
         let seconds = round.created_timestamp.div_euclid(1000);
         GameRoundRow {
             created_timestamp: u32::try_from(seconds).unwrap_or(0),
@@ -42,6 +49,7 @@ impl<'a> GameRoundRow<'a> {
             bonus_amount_win: round.bonus_amount_win.map(|m| m.scaled()),
             game_name: &round.game_name,
             provider: &round.provider,
+            upload_id: &envelope.upload_id,
         }
     }
 }
@@ -49,11 +57,40 @@ impl<'a> GameRoundRow<'a> {
 /// Inserts `rounds` as one block; returns once ClickHouse acknowledged the whole insert.
 pub async fn insert_batch(
     client: &Client,
-    rounds: impl Iterator<Item = &GameRound>,
+    rounds: impl Iterator<Item = &Envelope>,
 ) -> Result<(), clickhouse::error::Error> {
     let mut insert = client.insert::<GameRoundRow<'_>>(GAME_ROUNDS_TABLE).await?;
     for round in rounds {
-        insert.write(&GameRoundRow::from_round(round)).await?;
+        insert.write(&GameRoundRow::from_envelope(round)).await?;
+    }
+    insert.end().await
+}
+
+/// One row of `upload_rejects`; `received_at` is filled by the server.
+#[derive(Debug, clickhouse::Row, Serialize)]
+pub struct RejectRow<'a> {
+    pub upload_id: &'a str,
+    pub line: u64,
+    pub column_name: &'a str,
+    pub reason: &'a str,
+}
+
+/// Inserts rejected rows as one block. Keyed by (upload, line), so a repeated batch stores
+/// each once (after merges / with FINAL).
+pub async fn insert_rejects<'a>(
+    client: &Client,
+    rejects: impl Iterator<Item = &'a Reject>,
+) -> Result<(), clickhouse::error::Error> {
+    let mut insert = client.insert::<RejectRow<'_>>(UPLOAD_REJECTS_TABLE).await?;
+    for reject in rejects {
+        insert
+            .write(&RejectRow {
+                upload_id: &reject.upload_id,
+                line: reject.line,
+                column_name: reject.column.as_deref().unwrap_or_default(),
+                reason: &reject.reason,
+            })
+            .await?;
     }
     insert.end().await
 }
@@ -71,14 +108,14 @@ pub struct QuarantineRow<'a> {
 /// Inserts undecodable messages into the quarantine table as one block.
 pub async fn insert_quarantine<'a>(
     client: &Client,
-    topic: &str,
+    topics: &Topics,
     poison: impl Iterator<Item = &'a Poison>,
 ) -> Result<(), clickhouse::error::Error> {
     let mut insert = client.insert::<QuarantineRow<'_>>(QUARANTINE_TABLE).await?;
     for message in poison {
         insert
             .write(&QuarantineRow {
-                source_topic: topic,
+                source_topic: topics.name(message.source),
                 source_partition: message.partition,
                 source_offset: message.offset,
                 error: &message.error,

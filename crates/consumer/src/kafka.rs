@@ -9,36 +9,90 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, Stre
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList};
 
-use crate::batcher::Poison;
-
+use crate::batcher::{Poison, Source};
 use crate::config::Config;
+
+/// The names of the topics the consumer reads.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub rounds: String,
+    pub rejects: String,
+}
+
+impl Topics {
+    pub fn new(config: &Config) -> Topics {
+        Topics {
+            rounds: config.topic.clone(),
+            rejects: config.rejects_topic(),
+        }
+    }
+
+    pub fn name(&self, source: Source) -> &str {
+        match source {
+            Source::Rounds => &self.rounds,
+            Source::Rejects => &self.rejects,
+        }
+    }
+
+    pub fn source(&self, topic: &str) -> Option<Source> {
+        if topic == self.rounds {
+            Some(Source::Rounds)
+        } else if topic == self.rejects {
+            Some(Source::Rejects)
+        } else {
+            None
+        }
+    }
+}
 
 /// Notes which partitions a rebalance took away, for the ingest loop to drop their records.
 #[derive(Default, Clone)]
 pub struct RebalanceNotes {
-    revoked: Arc<Mutex<Vec<i32>>>,
+    revoked: Arc<Mutex<Vec<(String, i32)>>>,
 }
 
 impl RebalanceNotes {
-    /// Partitions revoked since the last call.
-    pub fn take_revoked(&self) -> Vec<i32> {
+    /// Partitions (topic, partition) revoked since the last call.
+    pub fn take_revoked(&self) -> Vec<(String, i32)> {
         std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
-impl ClientContext for RebalanceNotes {}
+/// Gauge of the messages between a partition's end and this group's committed offset.
+pub const LAG: &str = "sluice_consumer_lag_messages";
+
+impl ClientContext for RebalanceNotes {
+    /// Every `statistics.interval.ms`, librdkafka's statistics: the lag of each partition this
+    /// instance is assigned (`desired`); -1 (not known yet) is skipped.
+    fn stats(&self, statistics: Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, stats) in &stats.partitions {
+                if *partition < 0 || !stats.desired || stats.consumer_lag < 0 {
+                    continue;
+                }
+                metrics::gauge!(LAG, "topic" => topic.clone(), "partition" => partition.to_string())
+                    .set(stats.consumer_lag as f64);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for RebalanceNotes {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
-            let revoked: Vec<i32> = partitions
+            let revoked: Vec<(String, i32)> = partitions
                 .elements()
                 .iter()
-                .map(|e| e.partition())
+                .map(|e| (e.topic().to_owned(), e.partition()))
                 .collect();
             tracing::info!(?revoked, "Partitions revoked.");
+            // Their new owner reports their lag from now on; summed over instances it counts once.
+            for (topic, partition) in &revoked {
+                metrics::gauge!(LAG, "topic" => topic.clone(), "partition" => partition.to_string())
+                    .set(0.0);
+            }
             self.revoked
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -48,10 +102,10 @@ impl ConsumerContext for RebalanceNotes {
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(partitions) = rebalance {
-            let assigned: Vec<i32> = partitions
+            let assigned: Vec<(String, i32)> = partitions
                 .elements()
                 .iter()
-                .map(|e| e.partition())
+                .map(|e| (e.topic().to_owned(), e.partition()))
                 .collect();
             tracing::info!(?assigned, "Partitions assigned.");
         }
@@ -60,7 +114,7 @@ impl ConsumerContext for RebalanceNotes {
 
 pub type RoundConsumer = StreamConsumer<RebalanceNotes>;
 
-/// Joins the consumer group and subscribes to the topic.
+/// Joins the consumer group and subscribes to the rounds and rejects topics.
 pub fn subscribe(config: &Config, notes: RebalanceNotes) -> KafkaResult<RoundConsumer> {
     let consumer: RoundConsumer = ClientConfig::new()
         .set("bootstrap.servers", &config.kafka_brokers)
@@ -78,20 +132,24 @@ pub fn subscribe(config: &Config, notes: RebalanceNotes) -> KafkaResult<RoundCon
         )
         .set("fetch.max.bytes", "52428800")
         .set("queued.max.messages.kbytes", "65536")
+        .set(
+            "statistics.interval.ms",
+            config.statistics_interval_ms.to_string(),
+        )
         .create_with_context(notes)?;
-    consumer.subscribe(&[&config.topic])?;
+    consumer.subscribe(&[&config.topic, &config.rejects_topic()])?;
     Ok(consumer)
 }
 
-/// Stores `next_offsets` (partition → next offset to read) for the next auto-commit.
+/// Stores `next_offsets` ((topic, partition) → next offset to read) for the next auto-commit.
 pub fn store_offsets(
     consumer: &RoundConsumer,
-    topic: &str,
-    next_offsets: impl Iterator<Item = (i32, i64)>,
+    topics: &Topics,
+    next_offsets: impl Iterator<Item = (Source, i32, i64)>,
 ) -> KafkaResult<()> {
     let mut list = TopicPartitionList::new();
-    for (partition, offset) in next_offsets {
-        list.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    for (source, partition, offset) in next_offsets {
+        list.add_partition_offset(topics.name(source), partition, Offset::Offset(offset))?;
     }
     consumer.store_offsets(&list)
 }
@@ -121,10 +179,11 @@ impl DeadLetters {
     /// Sends every message and waits until Kafka acknowledged them all.
     pub async fn send_all<'a>(
         &self,
-        source_topic: &str,
+        topics: &Topics,
         poison: impl Iterator<Item = &'a Poison>,
     ) -> Result<(), KafkaError> {
         for message in poison {
+            let source_topic = topics.name(message.source);
             let (partition, offset) = (message.partition.to_string(), message.offset.to_string());
             let headers = OwnedHeaders::new()
                 .insert(Header {

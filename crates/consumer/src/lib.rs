@@ -55,13 +55,15 @@ impl Application {
             1,
         )
         .await?;
-        sluice_schema::kafka::ensure_topic(
-            &config.kafka_brokers,
-            &config.dead_letter_topic(),
-            config.topic_partitions,
-            1,
-        )
-        .await?;
+        for topic in [config.rejects_topic(), config.dead_letter_topic()] {
+            sluice_schema::kafka::ensure_topic(
+                &config.kafka_brokers,
+                &topic,
+                config.topic_partitions,
+                1,
+            )
+            .await?;
+        }
         let dead_letters = kafka::DeadLetters::new(&config)?;
         let notes = kafka::RebalanceNotes::default();
         let consumer = kafka::subscribe(&config, notes.clone())?;
@@ -90,6 +92,7 @@ impl Application {
                 notes,
                 clickhouse,
                 dead_letters,
+                topics: kafka::Topics::new(&config),
                 config,
                 running,
             },

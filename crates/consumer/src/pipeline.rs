@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batcher::{Batch, RawBatch};
 use crate::config::Config;
-use crate::inserter::{insert_batch, insert_quarantine};
-use crate::kafka::{store_offsets, DeadLetters, RebalanceNotes, RoundConsumer};
+use crate::inserter::{insert_batch, insert_quarantine, insert_rejects};
+use crate::kafka::{store_offsets, DeadLetters, RebalanceNotes, RoundConsumer, Topics};
 
 /// Everything the loop needs.
 pub struct Pipeline {
@@ -29,6 +29,7 @@ pub struct Pipeline {
     pub notes: RebalanceNotes,
     pub clickhouse: Client,
     pub dead_letters: DeadLetters,
+    pub topics: Topics,
     pub config: Config,
     pub running: Arc<AtomicBool>,
 }
@@ -52,21 +53,24 @@ enum WriteError {
     DeadLetters(#[from] rdkafka::error::KafkaError),
 }
 
-/// Rounds into `game_rounds`, poison into `quarantine` and the dead-letter topic. Each step is
-/// safe to repeat: rounds and quarantine rows are de-duplicated by identity, a dead letter may be
-/// sent twice.
+/// Rounds into `game_rounds`, rejected rows into `upload_rejects`, poison into `quarantine` and
+/// the dead-letter topic. Each step is safe to repeat: rows are de-duplicated by identity, a
+/// dead letter may be sent twice.
 async fn write_batch(
     client: &Client,
     dead_letters: &DeadLetters,
-    topic: &str,
+    topics: &Topics,
     batch: &Batch,
 ) -> Result<(), WriteError> {
     if batch.rows() > 0 {
         insert_batch(client, batch.rounds()).await?;
     }
+    if batch.reject_count() > 0 {
+        insert_rejects(client, batch.rejects()).await?;
+    }
     if batch.poison_count() > 0 {
-        insert_quarantine(client, topic, batch.poison()).await?;
-        dead_letters.send_all(topic, batch.poison()).await?;
+        insert_quarantine(client, topics, batch.poison()).await?;
+        dead_letters.send_all(topics, batch.poison()).await?;
     }
     Ok(())
 }
@@ -154,7 +158,12 @@ impl Pipeline {
     }
 
     fn forget_revoked(&self, batch: &mut RawBatch) {
-        let revoked = self.notes.take_revoked();
+        let revoked: Vec<_> = self
+            .notes
+            .take_revoked()
+            .into_iter()
+            .filter_map(|(topic, partition)| Some((self.topics.source(&topic)?, partition)))
+            .collect();
         if !revoked.is_empty() {
             let dropped = batch.forget_partitions(&revoked);
             tracing::info!(
@@ -168,12 +177,19 @@ impl Pipeline {
     /// Copies one message into the batch; decoding waits for the insert task.
     fn accept(&self, message: KafkaResult<BorrowedMessage<'_>>, batch: &mut RawBatch) {
         match message {
-            Ok(message) => batch.push(
-                message.partition(),
-                message.offset(),
-                message.key().unwrap_or_default(),
-                message.payload().unwrap_or_default(),
-            ),
+            Ok(message) => {
+                let Some(source) = self.topics.source(message.topic()) else {
+                    tracing::warn!(topic = message.topic(), "Message from an unexpected topic.");
+                    return;
+                };
+                batch.push(
+                    source,
+                    message.partition(),
+                    message.offset(),
+                    message.key().unwrap_or_default(),
+                    message.payload().unwrap_or_default(),
+                )
+            }
             Err(error) => tracing::warn!(%error, "Kafka consumer error."),
         }
     }
@@ -214,7 +230,7 @@ impl Pipeline {
     ) -> impl std::future::Future<Output = Option<Batch>> + Send + 'static {
         let client = self.clickhouse.clone();
         let dead_letters = self.dead_letters.clone();
-        let topic = self.config.topic.clone();
+        let topics = self.topics.clone();
         let mut backoff = Duration::from_millis(self.config.insert_retry_initial_ms);
         let max_backoff = Duration::from_millis(self.config.insert_retry_max_ms);
         async move {
@@ -231,7 +247,7 @@ impl Pipeline {
             }
             let started = Instant::now();
             loop {
-                let attempt = write_batch(&client, &dead_letters, &topic, &batch).await;
+                let attempt = write_batch(&client, &dead_letters, &topics, &batch).await;
                 match attempt {
                     Ok(()) => break,
                     Err(error) => {
@@ -254,6 +270,11 @@ impl Pipeline {
             metrics::counter!("sluice_consumer_batches_total").increment(1);
             metrics::histogram!("sluice_consumer_insert_seconds")
                 .record(started.elapsed().as_secs_f64());
+            metrics::histogram!("sluice_consumer_batch_rows").record(rows as f64);
+            if poison > 0 {
+                // They reached the quarantine table and the dead-letter topic with this batch.
+                metrics::counter!("sluice_consumer_dead_letters_total").increment(poison as u64);
+            }
             tracing::debug!(rows, quarantined = batch.poison_count(), "Batch inserted.");
             Some(batch)
         }
@@ -288,9 +309,7 @@ impl Pipeline {
 
     /// Stores the offsets of a batch ClickHouse acknowledged, for the next auto-commit.
     fn store(&self, inserted: &Batch) {
-        if let Err(error) =
-            store_offsets(&self.consumer, &self.config.topic, inserted.next_offsets())
-        {
+        if let Err(error) = store_offsets(&self.consumer, &self.topics, inserted.next_offsets()) {
             // A partition was revoked meanwhile: its rows are in ClickHouse, and the new owner
             // inserts them again; de-duplication by round identity keeps results exact.
             tracing::warn!(%error, "Could not store offsets.");

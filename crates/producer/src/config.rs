@@ -1,5 +1,6 @@
 //! Producer configuration, read once at start-up from `SLUICE_PRODUCER_*` environment variables.
 
+use secrecy::SecretString;
 use serde::Deserialize;
 
 /// Every setting of the producer. Each field is read from `SLUICE_PRODUCER_<FIELD>`.
@@ -31,6 +32,20 @@ pub struct Config {
     /// Prefix of every Redis key the producer writes. Default `sluice:`.
     #[serde(default = "defaults::redis_key_prefix")]
     pub redis_key_prefix: String,
+    /// ClickHouse HTTP endpoint, read (never written) by `GET /uploads/{id}` to count an
+    /// upload's rows that have landed, and by `GET /uploads/{id}/rejects`. Uploads work without
+    /// it. Default `http://127.0.0.1:8123`.
+    #[serde(default = "defaults::clickhouse_url")]
+    pub clickhouse_url: String,
+    /// ClickHouse database the consumer writes to. Default `sluice`.
+    #[serde(default = "defaults::clickhouse_database")]
+    pub clickhouse_database: String,
+    /// ClickHouse user. Default `default`.
+    #[serde(default = "defaults::clickhouse_user")]
+    pub clickhouse_user: String,
+    /// ClickHouse password. Default empty.
+    #[serde(default = "defaults::clickhouse_password")]
+    pub clickhouse_password: SecretString,
     /// Run each upload in a Kafka transaction, so a failed or duplicate upload leaves nothing
     /// visible. Needs brokers with transactions and read-committed consumers. Default true.
     #[serde(default = "defaults::transactional")]
@@ -104,6 +119,10 @@ impl Config {
             kafka_brokers: kafka_brokers.into(),
             redis_url: redis_url.into(),
             redis_key_prefix: defaults::redis_key_prefix(),
+            clickhouse_url: defaults::clickhouse_url(),
+            clickhouse_database: defaults::clickhouse_database(),
+            clickhouse_user: defaults::clickhouse_user(),
+            clickhouse_password: defaults::clickhouse_password(),
             transactional: defaults::transactional(),
             transactional_id_prefix: None,
             transaction_timeout_ms: defaults::transaction_timeout_ms(),
@@ -134,6 +153,18 @@ mod defaults {
     }
     pub fn redis_key_prefix() -> String {
         "sluice:".into()
+    }
+    pub fn clickhouse_url() -> String {
+        "http://127.0.0.1:8123".into()
+    }
+    pub fn clickhouse_database() -> String {
+        "sluice".into()
+    }
+    pub fn clickhouse_user() -> String {
+        "default".into()
+    }
+    pub fn clickhouse_password() -> super::SecretString {
+        super::SecretString::from(String::new())
     }
     pub fn transactional() -> bool {
         true

@@ -27,10 +27,16 @@ pub enum UploadError {
     Kafka(#[from] KafkaError),
     #[error("the receipt store is unavailable: {0}")]
     ReceiptsUnavailable(String),
+    #[error("ClickHouse is unavailable: {0}")]
+    ClickHouseUnavailable(String),
+    #[error("no committed upload has the id `{0}`")]
+    UnknownUpload(String),
     #[error("an upload of the same content ({0}) is still in progress; retry when it is done")]
     InProgress(String),
     #[error("the Idempotency-Key header must be 1 to 200 visible ASCII characters")]
     BadIdempotencyKey,
+    #[error("bad query: {0}")]
+    BadQuery(String),
 }
 
 impl ResponseError for UploadError {
@@ -39,17 +45,19 @@ impl ResponseError for UploadError {
             UploadError::NotMultipart(_)
             | UploadError::NoFileField
             | UploadError::BadBody(_)
-            | UploadError::BadIdempotencyKey => StatusCode::BAD_REQUEST,
+            | UploadError::BadIdempotencyKey
+            | UploadError::BadQuery(_) => StatusCode::BAD_REQUEST,
             UploadError::InProgress(_) => StatusCode::CONFLICT,
+            UploadError::UnknownUpload(_) => StatusCode::NOT_FOUND,
             UploadError::TooLarge { .. } | UploadError::LineTooLong { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             UploadError::ClientTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
             UploadError::NotCsv(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             UploadError::Header(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            UploadError::Kafka(_) | UploadError::ReceiptsUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            UploadError::Kafka(_)
+            | UploadError::ReceiptsUnavailable(_)
+            | UploadError::ClickHouseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -59,6 +67,7 @@ impl ResponseError for UploadError {
             self,
             UploadError::Kafka(_)
                 | UploadError::ReceiptsUnavailable(_)
+                | UploadError::ClickHouseUnavailable(_)
                 | UploadError::InProgress(_)
         ) {
             response.insert_header(("Retry-After", "5"));

@@ -268,7 +268,7 @@ async fn parse_and_produce(
             Ok(round) => {
                 message.clear();
                 codec
-                    .encode(&round, &mut message)
+                    .encode(&round, upload_id, &mut message)
                     .expect("every GameRound fits its own schema");
                 sink.send(round.user_id.as_str(), &message).await?;
                 parsed.accepted += 1;

@@ -8,6 +8,8 @@
 //! - [`kafka`]: the Kafka producer and the bounded in-flight window of deliveries.
 //! - [`ingest`]: the upload pipeline — bytes → CSV records → `GameRound` → Avro → Kafka.
 //! - [`receipts`]: receipts in Redis, for idempotent re-uploads and `GET /uploads/{id}`.
+//! - [`landing`]: reconciliation — how many of an upload's rows ClickHouse holds, and its
+//!   rejected rows (read only; the consumer writes them).
 //! - [`routes`]: the HTTP surface (`/csv_upload`, `/health`, `/ready`, `/metrics`).
 
 pub mod config;
@@ -15,6 +17,7 @@ pub mod decode;
 pub mod error;
 pub mod ingest;
 pub mod kafka;
+pub mod landing;
 pub mod receipts;
 pub mod routes;
 
@@ -56,6 +59,7 @@ impl Application {
         let state = web::Data::new(routes::AppState {
             producer,
             receipts,
+            landing: landing::Landing::new(&config),
             config: config.clone(),
             metrics: sluice_schema::telemetry::prometheus(),
         });

@@ -85,7 +85,9 @@ async fn accepted_rows_are_on_the_topic_as_decodable_avro_keyed_by_player() {
     let messages = kafka::consume(&producer.topic, 2, 1, Duration::from_secs(20)).await;
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].key, b"9ece8c4020f8aed10676cd1c56a41889");
-    let round = GameRoundCodec::get().decode(&messages[0].payload).unwrap();
+    let decoded = GameRoundCodec::get().decode(&messages[0].payload).unwrap();
+    assert_eq!(decoded.upload_id, receipt["upload_id"].as_str().unwrap());
+    let round = decoded.round;
     assert_eq!(round.user_id.as_str(), "9ece8c4020f8aed10676cd1c56a41889");
     assert_eq!(round.game_instance_id, 20000);
     assert_eq!(round.real_amount_bet.map(|m| m.scaled()), Some(20_000));
@@ -242,7 +244,7 @@ async fn the_same_file_twice_replays_the_first_receipt() {
     // aborted records that follow a committed transaction of the same producer, so the topic
     // is not checked here (ClickHouse results stay exact either way: see the end-to-end test).
 
-    let looked_up: serde_json::Value = reqwest::get(format!(
+    let mut looked_up: serde_json::Value = reqwest::get(format!(
         "{}/uploads/{}",
         producer.url,
         first["upload_id"].as_str().unwrap()
@@ -252,6 +254,14 @@ async fn the_same_file_twice_replays_the_first_receipt() {
     .json()
     .await
     .unwrap();
+    // The stored receipt, plus how much of it has landed (here: no consumer, so not all).
+    let reconciliation = looked_up
+        .as_object_mut()
+        .unwrap()
+        .remove("reconciliation")
+        .expect("the status reconciles accepted against landed rows");
+    assert_eq!(reconciliation["accepted"], first["accepted"]);
+    assert_ne!(reconciliation["status"], "landed", "{reconciliation}");
     assert_eq!(looked_up, first);
     let unknown = reqwest::get(format!("{}/uploads/no-such-upload", producer.url))
         .await

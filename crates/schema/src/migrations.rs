@@ -1,6 +1,7 @@
 //! ClickHouse DDL as numbered migration files (`schemas/clickhouse/NNNN_name.sql`). Every file
-//! is idempotent (`IF NOT EXISTS`), so applying the whole list at every start-up is safe, also
-//! from several consumers at once.
+//! is idempotent (`IF NOT EXISTS`, or an `ADD COLUMN` whose "already exists" error counts as
+//! applied), so applying the whole list at every start-up is safe, also from several consumers
+//! at once.
 
 /// One migration: its number, name and SQL (a single statement, no trailing semicolon).
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +27,16 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "usage_ledger",
         sql: include_str!("../../../schemas/clickhouse/0003_usage_ledger.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "upload_id",
+        sql: include_str!("../../../schemas/clickhouse/0004_upload_id.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "upload_rejects",
+        sql: include_str!("../../../schemas/clickhouse/0005_upload_rejects.sql"),
     },
 ];
 
@@ -58,6 +69,32 @@ pub enum MigrationError {
 /// ClickHouse's error code for "table already exists".
 #[cfg(feature = "clickhouse")]
 const TABLE_ALREADY_EXISTS: u32 = 57;
+
+/// ClickHouse's error code for, among others, "cannot add column: it already exists".
+#[cfg(feature = "clickhouse")]
+const ILLEGAL_COLUMN: u32 = 44;
+
+/// Whether `error` means the migration's goal is already reached.
+#[cfg(feature = "clickhouse")]
+fn already_applied(migration: &Migration, error: &clickhouse::error::Error) -> bool {
+    match server_error_code(&error.to_string()) {
+        Some(TABLE_ALREADY_EXISTS) => true,
+        Some(ILLEGAL_COLUMN) => is_add_column(migration.sql),
+        _ => false,
+    }
+}
+
+/// An `ALTER TABLE … ADD COLUMN` migration (ClickHouse 18.16 lacks `ADD COLUMN IF NOT EXISTS`).
+#[cfg(any(feature = "clickhouse", test))]
+fn is_add_column(sql: &str) -> bool {
+    let statement: String = sql
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let statement = statement.to_ascii_uppercase();
+    statement.trim_start().starts_with("ALTER TABLE") && statement.contains(" ADD COLUMN ")
+}
 
 /// The numeric code in a ClickHouse error text (`Code: 57, e.displayText() = …`).
 #[cfg(any(feature = "clickhouse", test))]
@@ -99,9 +136,9 @@ pub async fn apply(client: &clickhouse::Client, database: &str) -> Result<(), Mi
     for migration in MIGRATIONS {
         match client.query(migration.sql).execute().await {
             Ok(()) => {}
-            // Another instance created it between our check and our create (`IF NOT EXISTS` is
-            // not atomic on every server version): the goal is reached.
-            Err(error) if server_error_code(&error.to_string()) == Some(TABLE_ALREADY_EXISTS) => {}
+            // Applied before, or another instance created it between our check and our create
+            // (`IF NOT EXISTS` is not atomic on every server version): the goal is reached.
+            Err(error) if already_applied(migration, &error) => {}
             Err(source) => {
                 return Err(MigrationError::Failed {
                     version: migration.version,
@@ -133,11 +170,22 @@ mod tests {
     }
 
     #[test]
+    fn only_add_column_statements_count_as_add_column() {
+        assert!(is_add_column(
+            "-- a comment\nALTER TABLE t ADD COLUMN c String DEFAULT ''"
+        ));
+        assert!(!is_add_column(
+            "-- ALTER TABLE t ADD COLUMN c\nCREATE TABLE IF NOT EXISTS t (c String) ENGINE = Log"
+        ));
+        assert!(!is_add_column("ALTER TABLE t DROP COLUMN c"));
+    }
+
+    #[test]
     fn migrations_are_numbered_in_order_and_idempotent() {
         for (index, migration) in MIGRATIONS.iter().enumerate() {
             assert_eq!(migration.version as usize, index + 1);
             assert!(
-                migration.sql.contains("IF NOT EXISTS"),
+                migration.sql.contains("IF NOT EXISTS") || is_add_column(migration.sql),
                 "{}",
                 migration.name
             );

@@ -203,7 +203,7 @@ pub async fn consumer(rows: u64) -> anyhow::Result<()> {
             .parse_row(&record, 0)
             .map_err(|e| anyhow::anyhow!("generated row rejected: {e:?}"))?;
         let mut payload = Vec::new();
-        codec.encode(&round, &mut payload)?;
+        codec.encode(&round, "bench", &mut payload)?;
         let money = |m: Option<Money>| m.map_or_else(|| "\\N".to_owned(), |m| m.to_string());
         let when = chrono::DateTime::from_timestamp_millis(round.created_timestamp)
             .context("timestamp in range")?

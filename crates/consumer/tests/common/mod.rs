@@ -53,7 +53,9 @@ pub fn encoded_rounds(first_id: i64, count: i64) -> Vec<Vec<u8>> {
                 provider: "NetEnt".into(),
             };
             let mut bytes = Vec::new();
-            GameRoundCodec::get().encode(&round, &mut bytes).unwrap();
+            GameRoundCodec::get()
+                .encode(&round, "test-upload", &mut bytes)
+                .unwrap();
             bytes
         })
         .collect()

@@ -122,6 +122,7 @@ async fn upload(
         // The records are committed: the client gets its receipt even if storing it failed.
         tracing::error!(%error, upload_id = %receipt.upload_id, "Could not store a receipt.");
     }
+    metrics::counter!("sluice_producer_rows_read_total").increment(receipt.rows_read);
     metrics::counter!("sluice_producer_rows_total", "outcome" => "accepted")
         .increment(receipt.accepted);
     metrics::counter!("sluice_producer_rows_total", "outcome" => "rejected")
@@ -139,19 +140,89 @@ async fn upload(
     Ok(Outcome::Accepted(receipt))
 }
 
-/// `GET /uploads/{id}`: the receipt of a committed upload.
+/// `GET /uploads/{id}`: the receipt of a committed upload, with its reconciliation: how many
+/// of its accepted rows ClickHouse holds now (`landed`). When ClickHouse cannot be asked, the
+/// receipt is still returned, with the reconciliation's `status` `unknown` and the `error`.
 pub async fn get_upload(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, UploadError> {
-    match state.receipts.get(&id).await? {
-        Some(receipt) => Ok(HttpResponse::Ok().json(receipt)),
-        None => Ok(HttpResponse::NotFound().json(serde_json::json!({
-            "error": "Not Found",
-            "detail": format!("no committed upload has the id `{id}`"),
-            "status": 404,
-        }))),
+    let mut receipt = state
+        .receipts
+        .get(&id)
+        .await?
+        .ok_or_else(|| UploadError::UnknownUpload(id.clone()))?;
+    let accepted = receipt["accepted"].as_u64().unwrap_or(0);
+    let reconciliation = match state.landing.landed(&id).await {
+        Ok(landed) => serde_json::json!({
+            "accepted": accepted,
+            "landed": landed,
+            "pending": accepted.saturating_sub(landed),
+            "status": if landed >= accepted { "landed" } else { "landing" },
+        }),
+        Err(error) => {
+            tracing::warn!(%error, upload_id = %id, "Could not reconcile an upload.");
+            serde_json::json!({
+                "accepted": accepted,
+                "landed": null,
+                "status": "unknown",
+                "error": format!("ClickHouse is unavailable: {error}"),
+            })
+        }
+    };
+    receipt["reconciliation"] = reconciliation;
+    Ok(HttpResponse::Ok().json(receipt))
+}
+
+/// Query of `GET /uploads/{id}/rejects`.
+#[derive(Debug, serde::Deserialize)]
+pub struct RejectsPage {
+    /// Lists rejects after this line (the previous page's `next_after_line`). Default 0.
+    #[serde(default)]
+    after_line: u64,
+    /// Rejects per page, 1 to 10000. Default 1000.
+    #[serde(default = "default_page")]
+    limit: u32,
+}
+
+fn default_page() -> u32 {
+    1_000
+}
+
+/// `GET /uploads/{id}/rejects?after_line=&limit=`: every rejected row of a committed upload,
+/// in line order, page by page, as the consumer stored them in ClickHouse. (The receipt lists
+/// only the first ones.)
+pub async fn get_rejects(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    page: web::Query<RejectsPage>,
+) -> Result<HttpResponse, UploadError> {
+    if !(1..=crate::landing::MAX_REJECTS_PAGE).contains(&page.limit) {
+        return Err(UploadError::BadQuery(format!(
+            "`limit` must be between 1 and {}",
+            crate::landing::MAX_REJECTS_PAGE
+        )));
     }
+    let receipt = state
+        .receipts
+        .get(&id)
+        .await?
+        .ok_or_else(|| UploadError::UnknownUpload(id.clone()))?;
+    let rejects = state
+        .landing
+        .rejects(&id, page.after_line, page.limit)
+        .await
+        .map_err(|e| UploadError::ClickHouseUnavailable(e.to_string()))?;
+    let next_after_line = match rejects.last() {
+        Some(last) if rejects.len() == page.limit as usize => Some(last.line),
+        _ => None,
+    };
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "upload_id": id.as_str(),
+        "rejected": receipt["rejected"],
+        "rejects": rejects,
+        "next_after_line": next_after_line,
+    })))
 }
 
 fn replay(receipt: serde_json::Value) -> HttpResponse {

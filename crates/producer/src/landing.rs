@@ -1,0 +1,72 @@
+//! Reconciliation: what ClickHouse holds of an upload. The producer only reads here; the
+//! consumer writes `game_rounds` (each row with its `upload_id`) and `upload_rejects`.
+
+use clickhouse::Client;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+
+/// Rejected rows listed per page, at most.
+pub const MAX_REJECTS_PAGE: u32 = 10_000;
+
+/// Read access to the tables the consumer fills.
+#[derive(Clone)]
+pub struct Landing {
+    client: Client,
+}
+
+/// One rejected row of an upload, as `GET /uploads/{id}/rejects` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clickhouse::Row)]
+pub struct LandedReject {
+    pub line: u64,
+    /// The column at fault; empty for row-level problems (e.g. a wrong number of fields).
+    #[serde(rename(serialize = "column"))]
+    pub column_name: String,
+    pub reason: String,
+}
+
+impl Landing {
+    pub fn new(config: &Config) -> Landing {
+        Landing {
+            client: sluice_schema::migrations::client(
+                &config.clickhouse_url,
+                &config.clickhouse_database,
+                &config.clickhouse_user,
+                config.clickhouse_password.expose_secret(),
+            ),
+        }
+    }
+
+    /// How many distinct rounds of the upload ClickHouse holds. A round delivered twice
+    /// (redelivery) counts once; a round that a later upload sent again counts, after a merge,
+    /// for the later upload only.
+    pub async fn landed(&self, upload_id: &str) -> Result<u64, clickhouse::error::Error> {
+        self.client
+            .query(
+                "SELECT uniqExact(user_id, game_instance_id) FROM game_rounds WHERE upload_id = ?",
+            )
+            .bind(upload_id)
+            .fetch_one::<u64>()
+            .await
+    }
+
+    /// The upload's rejected rows after line `after_line`, in line order, at most `limit`.
+    pub async fn rejects(
+        &self,
+        upload_id: &str,
+        after_line: u64,
+        limit: u32,
+    ) -> Result<Vec<LandedReject>, clickhouse::error::Error> {
+        self.client
+            .query(
+                "SELECT line, column_name, reason FROM upload_rejects FINAL \
+                 WHERE upload_id = ? AND line > ? ORDER BY line LIMIT ?",
+            )
+            .bind(upload_id)
+            .bind(after_line)
+            .bind(limit.min(MAX_REJECTS_PAGE))
+            .fetch_all::<LandedReject>()
+            .await
+    }
+}
