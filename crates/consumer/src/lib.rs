@@ -72,10 +72,16 @@ impl Application {
             running: Arc::clone(&running),
             metrics: sluice_schema::telemetry::prometheus(),
         });
+        sluice_schema::telemetry::register_counters(&[
+            "sluice_consumer_insert_failures_total",
+            "sluice_consumer_poison_messages_total",
+            "sluice_consumer_dead_letters_total",
+        ]);
         let listener = TcpListener::bind(&config.listen_addr)?;
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(sluice_schema::telemetry::HttpMetrics::new("consumer"))
                 .app_data(state.clone())
                 .route("/health", web::get().to(health))
                 .route("/ready", web::get().to(ready))

@@ -78,6 +78,10 @@ impl Application {
                 flush_interval: Duration::from_millis(config.ledger_flush_interval_ms),
             },
         );
+        sluice_schema::telemetry::register_counters(&[
+            "sluice_gateway_credits_charged_total",
+            "sluice_gateway_credits_refunded_total",
+        ]);
         let listener = TcpListener::bind(&config.listen_addr)?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(routes::AppState {
@@ -90,6 +94,7 @@ impl Application {
         });
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(sluice_schema::telemetry::HttpMetrics::new("gateway"))
                 .app_data(state.clone())
                 .app_data(web::QueryConfig::default().error_handler(|error, _| {
                     error::ApiError::BadRequest(error.to_string()).into()

@@ -65,6 +65,7 @@ impl Application {
         });
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(sluice_schema::telemetry::HttpMetrics::new("producer"))
                 .app_data(state.clone())
                 .configure(routes::configure)
         })

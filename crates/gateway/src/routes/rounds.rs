@@ -102,6 +102,7 @@ pub async fn aggregated_game_rounds(
             return Err(error);
         }
     };
+    metrics::counter!("sluice_gateway_credits_charged_total").increment(cost);
     let timeout = std::time::Duration::from_millis(state.config.query_timeout_ms);
     let answer = tokio::time::timeout(timeout, query::fetch(&state.clickhouse, &query)).await;
     let (buckets, has_more) = match answer {
@@ -123,14 +124,17 @@ pub async fn aggregated_game_rounds(
                 started,
             ));
             match state.credits.refund(&admission.key_id, cost).await {
-                Ok(()) => state.ledger.record(LedgerEvent::new(
-                    admission.key_id,
-                    Movement::Refunded,
-                    cost,
-                    ENDPOINT,
-                    status,
-                    started,
-                )),
+                Ok(()) => {
+                    metrics::counter!("sluice_gateway_credits_refunded_total").increment(cost);
+                    state.ledger.record(LedgerEvent::new(
+                        admission.key_id,
+                        Movement::Refunded,
+                        cost,
+                        ENDPOINT,
+                        status,
+                        started,
+                    ))
+                }
                 Err(refund_error) => {
                     tracing::error!(%refund_error, "Refund failed after a query failure.");
                 }
@@ -148,7 +152,6 @@ pub async fn aggregated_game_rounds(
         started,
     ));
     metrics::counter!("sluice_gateway_queries_total", "outcome" => "ok").increment(1);
-    metrics::counter!("sluice_gateway_credits_charged_total").increment(cost);
     let rate = admission.rate;
     Ok(HttpResponse::Ok()
         .insert_header((
