@@ -35,6 +35,7 @@ pub struct Application {
 
 struct HealthState {
     running: Arc<AtomicBool>,
+    clickhouse: clickhouse::Client,
     metrics: PrometheusHandle,
 }
 
@@ -70,6 +71,7 @@ impl Application {
         let running = Arc::new(AtomicBool::new(false));
         let state = web::Data::new(HealthState {
             running: Arc::clone(&running),
+            clickhouse: clickhouse.clone(),
             metrics: sluice_schema::telemetry::prometheus(),
         });
         sluice_schema::telemetry::register_counters(&[
@@ -123,11 +125,22 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
+/// Readiness: the loop runs (group joined, migrations applied) and ClickHouse answers.
 async fn ready(state: web::Data<HealthState>) -> HttpResponse {
-    if state.running.load(Ordering::SeqCst) {
-        HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))
+    let running = state.running.load(Ordering::SeqCst);
+    let clickhouse = state.clickhouse.query("SELECT 1").execute().await.is_ok();
+    let body = serde_json::json!({
+        "status": match (running, clickhouse) {
+            (true, true) => "ready",
+            (false, _) => "starting",
+            (true, false) => "unavailable",
+        },
+        "clickhouse": clickhouse,
+    });
+    if running && clickhouse {
+        HttpResponse::Ok().json(body)
     } else {
-        HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "starting"}))
+        HttpResponse::ServiceUnavailable().json(body)
     }
 }
 
