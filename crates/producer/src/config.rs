@@ -80,6 +80,11 @@ pub struct Config {
     /// How many rejected rows the receipt lists (all are counted). Default 100.
     #[serde(default = "defaults::max_rejects_listed")]
     pub max_rejects_listed: usize,
+    /// Compression of record batches: `zstd`, `lz4`, `snappy`, `gzip` or `none`. zstd moves
+    /// the fewest bytes and, measured on the test broker, lets consumers fetch fastest
+    /// (docs/PERFORMANCE.md). Default `zstd`.
+    #[serde(default = "defaults::compression")]
+    pub compression: Compression,
     /// How long Kafka may take to acknowledge a record before the upload fails with 503, in
     /// milliseconds (librdkafka `message.timeout.ms`). Default 30000.
     #[serde(default = "defaults::delivery_timeout_ms")]
@@ -137,6 +142,31 @@ impl Config {
             max_in_flight: defaults::max_in_flight(),
             max_rejects_listed: defaults::max_rejects_listed(),
             delivery_timeout_ms: defaults::delivery_timeout_ms(),
+            compression: defaults::compression(),
+        }
+    }
+}
+
+/// Kafka record-batch compression codecs (librdkafka `compression.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Zstd,
+    Lz4,
+    Snappy,
+    Gzip,
+    None,
+}
+
+impl Compression {
+    /// The librdkafka name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Zstd => "zstd",
+            Compression::Lz4 => "lz4",
+            Compression::Snappy => "snappy",
+            Compression::Gzip => "gzip",
+            Compression::None => "none",
         }
     }
 }
@@ -198,6 +228,9 @@ mod defaults {
     }
     pub fn max_rejects_listed() -> usize {
         100
+    }
+    pub fn compression() -> super::Compression {
+        super::Compression::Zstd
     }
     pub fn delivery_timeout_ms() -> u64 {
         30_000

@@ -2,74 +2,168 @@
 //! becomes visible to (read-committed) consumers at once, or none of it: a failed, refused or
 //! duplicate upload leaves nothing behind. Within an upload, a bounded window of unacknowledged
 //! deliveries gives backpressure.
+//!
+//! Deliveries are counted, not awaited one by one: each producer's context counts the
+//! acknowledgements of the upload it currently serves (no future, channel or allocation per
+//! record), and the window compares that count with what it sent.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::stream::FuturesUnordered;
-use futures::StreamExt;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::ClientConfig;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A producer whose context counts deliveries; shared with blocking calls (commit, abort).
+pub type CountingProducer = Arc<ThreadedProducer<Deliveries>>;
+
+/// Counts the acknowledgements of one window (one upload) at a time. Records carry their
+/// window's number as the delivery opaque, and the count shares one atomic word with the
+/// number of the window it belongs to, so a late acknowledgement of an earlier window is never
+/// counted for the next.
+#[derive(Default)]
+pub struct Deliveries {
+    /// `window << COUNT_BITS | acknowledged`.
+    acks: AtomicU64,
+    failed: AtomicBool,
+    /// The first failed delivery, with its window.
+    first_error: Mutex<Option<(u64, KafkaError)>>,
+}
+
+const COUNT_BITS: u32 = 40;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+const WINDOW_MASK: u64 = (1 << (64 - COUNT_BITS)) - 1;
+
+impl Deliveries {
+    /// Starts counting a new window; returns its number.
+    fn open_window(&self) -> usize {
+        let window = ((self.acks.load(Ordering::Acquire) >> COUNT_BITS) + 1) & WINDOW_MASK;
+        self.acks.store(window << COUNT_BITS, Ordering::Release);
+        self.failed.store(false, Ordering::Release);
+        window as usize
+    }
+
+    fn window(&self) -> u64 {
+        self.acks.load(Ordering::Acquire) >> COUNT_BITS
+    }
+
+    fn acknowledged(&self) -> u64 {
+        self.acks.load(Ordering::Acquire) & COUNT_MASK
+    }
+
+    /// The first failed delivery of the current window, if any.
+    fn error(&self) -> Option<KafkaError> {
+        if !self.failed.load(Ordering::Acquire) {
+            return None;
+        }
+        let first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
+        match &*first {
+            Some((window, error)) if *window == self.window() => Some(error.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, window: usize) {
+        let window = window as u64;
+        // The error first, so a window that sees every record counted also sees the failure.
+        if let Err((error, _)) = result {
+            if self.window() == window {
+                let mut first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
+                if !matches!(&*first, Some((w, _)) if *w == window) {
+                    *first = Some((window, error.clone()));
+                }
+                self.failed.store(true, Ordering::Release);
+            }
+        }
+        let _ = self
+            .acks
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |acks| {
+                (acks >> COUNT_BITS == window).then_some(acks + 1)
+            });
+    }
+}
+
+fn create_producer(config: &ClientConfig) -> Result<CountingProducer, KafkaError> {
+    Ok(Arc::new(config.create_with_context(Deliveries::default())?))
+}
 
 use crate::config::Config;
 
 /// Produces uploads to the topic; shared by every request.
 #[derive(Clone)]
 pub struct RoundProducer {
-    /// For metadata (readiness) and, when transactions are off, for every upload.
-    plain: FutureProducer,
+    /// For metadata (readiness).
+    plain: CountingProducer,
     topic: String,
     rejects_topic: String,
-    transactions: Option<Arc<TransactionPool>>,
+    pool: Arc<ProducerPool>,
 }
 
 impl RoundProducer {
     pub fn new(config: &Config) -> Result<RoundProducer, KafkaError> {
         let base = base_config(config);
-        let plain = base.create()?;
-        let transactions = config.transactional.then(|| {
-            Arc::new(TransactionPool {
-                base,
-                id_prefix: config.transactional_id_prefix(),
-                timeout: Duration::from_millis(config.delivery_timeout_ms),
-                slots: Mutex::new(vec![None; config.max_concurrent_uploads.max(1)]),
-                permits: Arc::new(Semaphore::new(config.max_concurrent_uploads.max(1))),
-                transaction_timeout_ms: config.transaction_timeout_ms,
-            })
+        let plain = create_producer(&base)?;
+        let pool = Arc::new(ProducerPool {
+            base,
+            transactional: config.transactional,
+            id_prefix: config.transactional_id_prefix(),
+            timeout: Duration::from_millis(config.delivery_timeout_ms),
+            slots: Mutex::new(vec![None; config.max_concurrent_uploads.max(1)]),
+            permits: Arc::new(Semaphore::new(config.max_concurrent_uploads.max(1))),
+            transaction_timeout_ms: config.transaction_timeout_ms,
         });
         Ok(RoundProducer {
             plain,
             topic: config.topic.clone(),
             rejects_topic: config.rejects_topic(),
-            transactions,
+            pool,
         })
     }
 
-    /// Starts an upload: takes a transactional producer (waiting while `max_concurrent_uploads`
-    /// uploads run) and begins its transaction.
+    /// Starts an upload: takes a producer of its own (waiting while `max_concurrent_uploads`
+    /// uploads run) and, when transactional, begins its transaction.
     pub async fn begin_upload(&self) -> Result<UploadTransaction, KafkaError> {
-        let Some(pool) = &self.transactions else {
-            return Ok(UploadTransaction {
-                lease: None,
-                producer: self.plain.clone(),
-                topic: self.topic.clone(),
-                rejects_topic: self.rejects_topic.clone(),
-            });
-        };
-        let lease = pool.acquire().await?;
+        let lease = self.pool.acquire().await?;
         let producer = lease.producer.clone().expect("a lease holds a producer");
-        let begun = producer.clone();
-        tokio::task::spawn_blocking(move || begun.begin_transaction())
-            .await
-            .map_err(|_| KafkaError::Canceled)??;
+        if self.pool.transactional {
+            let begun = producer.clone();
+            tokio::task::spawn_blocking(move || begun.begin_transaction())
+                .await
+                .map_err(|_| KafkaError::Canceled)??;
+        }
         Ok(UploadTransaction {
             lease: Some(lease),
             producer,
             topic: self.topic.clone(),
             rejects_topic: self.rejects_topic.clone(),
         })
+    }
+
+    /// Initialises every transactional id of the pool now (`<prefix>-<slot>` for each slot),
+    /// which fences a previous process with the same ids and aborts whatever transaction it
+    /// left open. Without this a slot is initialised only when first used, and a transaction
+    /// left open on a slot not used again would hold back read-committed consumers until the
+    /// broker times it out. Call before the first upload.
+    pub async fn init_all_transactions(&self) -> Result<(), KafkaError> {
+        let pool = &self.pool;
+        if !pool.transactional {
+            return Ok(());
+        }
+        let slots = pool.slots.lock().unwrap_or_else(|e| e.into_inner()).len();
+        let mut leases = Vec::with_capacity(slots);
+        for _ in 0..slots {
+            leases.push(pool.acquire().await?);
+        }
+        Ok(())
     }
 
     /// Whether the brokers answer a metadata request for the topic within `timeout`.
@@ -87,13 +181,14 @@ impl RoundProducer {
     }
 }
 
-/// Settings shared by every producer: `acks=all`, idempotence, lz4, batching for throughput.
+/// Settings shared by every producer: `acks=all`, idempotence, compression, batching for
+/// throughput.
 fn base_config(config: &Config) -> ClientConfig {
     let mut base = ClientConfig::new();
     base.set("bootstrap.servers", &config.kafka_brokers)
         .set("acks", "all")
         .set("enable.idempotence", "true")
-        .set("compression.type", "lz4")
+        .set("compression.type", config.compression.as_str())
         .set("linger.ms", "20")
         .set("batch.size", "1000000")
         .set("queue.buffering.max.messages", "1000000")
@@ -102,22 +197,24 @@ fn base_config(config: &Config) -> ClientConfig {
     base
 }
 
-/// At most `max_concurrent_uploads` transactional producers with stable ids
-/// (`<prefix>-<slot>`): a restarted producer reusing a slot fences, and so aborts, whatever
-/// transaction its predecessor left open.
-struct TransactionPool {
+/// At most `max_concurrent_uploads` producers, one per running upload (each counts its own
+/// upload's deliveries). When transactional, they have stable ids (`<prefix>-<slot>`): a
+/// restarted producer reusing a slot fences, and so aborts, whatever transaction its
+/// predecessor left open.
+struct ProducerPool {
     base: ClientConfig,
+    transactional: bool,
     id_prefix: String,
     timeout: Duration,
     transaction_timeout_ms: u64,
-    slots: Mutex<Vec<Option<FutureProducer>>>,
+    slots: Mutex<Vec<Option<CountingProducer>>>,
     permits: Arc<Semaphore>,
 }
 
 struct Lease {
     slot: usize,
-    producer: Option<FutureProducer>,
-    pool: Arc<TransactionPool>,
+    producer: Option<CountingProducer>,
+    pool: Arc<ProducerPool>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -131,7 +228,7 @@ impl Drop for Lease {
     }
 }
 
-impl TransactionPool {
+impl ProducerPool {
     async fn acquire(self: &Arc<Self>) -> Result<Lease, KafkaError> {
         let permit = Arc::clone(&self.permits)
             .acquire_owned()
@@ -160,7 +257,10 @@ impl TransactionPool {
         })
     }
 
-    async fn create(&self, slot: usize) -> Result<FutureProducer, KafkaError> {
+    async fn create(&self, slot: usize) -> Result<CountingProducer, KafkaError> {
+        if !self.transactional {
+            return create_producer(&self.base);
+        }
         let mut config = self.base.clone();
         config
             .set("transactional.id", format!("{}-{slot}", self.id_prefix))
@@ -168,7 +268,7 @@ impl TransactionPool {
                 "transaction.timeout.ms",
                 self.transaction_timeout_ms.to_string(),
             );
-        let producer: FutureProducer = config.create()?;
+        let producer = create_producer(&config)?;
         let timeout = self.timeout;
         let initialised = producer.clone();
         tokio::task::spawn_blocking(move || initialised.init_transactions(timeout))
@@ -182,7 +282,7 @@ impl TransactionPool {
 /// when the client disconnects) discards them.
 pub struct UploadTransaction {
     lease: Option<Lease>,
-    producer: FutureProducer,
+    producer: CountingProducer,
     topic: String,
     rejects_topic: String,
 }
@@ -190,12 +290,14 @@ pub struct UploadTransaction {
 impl UploadTransaction {
     /// A window of at most `max_in_flight` unacknowledged records.
     pub fn window(&self, max_in_flight: usize) -> DeliveryWindow<'_> {
+        let window = self.producer.context().open_window();
         DeliveryWindow {
             producer: &self.producer,
+            window,
             topic: &self.topic,
             rejects_topic: &self.rejects_topic,
-            in_flight: FuturesUnordered::new(),
-            max_in_flight: max_in_flight.max(1),
+            sent: 0,
+            max_in_flight: max_in_flight.max(1) as u64,
         }
     }
 
@@ -204,6 +306,10 @@ impl UploadTransaction {
         let Some(mut lease) = self.lease.take() else {
             return Ok(());
         };
+        if !lease.pool.transactional {
+            // Every record was acknowledged already (`DeliveryWindow::finish`).
+            return Ok(());
+        }
         let timeout = lease.pool.timeout;
         let producer = self.producer.clone();
         let result = tokio::task::spawn_blocking(move || producer.commit_transaction(timeout))
@@ -235,6 +341,10 @@ impl Drop for UploadTransaction {
 }
 
 async fn abort(mut lease: Lease) {
+    if !lease.pool.transactional {
+        // Nothing to take back: without transactions, what was sent stays sent.
+        return;
+    }
     let timeout = lease.pool.timeout;
     let Some(producer) = lease.producer.clone() else {
         return;
@@ -249,12 +359,16 @@ async fn abort(mut lease: Lease) {
 /// Records handed to Kafka by one upload. `send` waits while the window is full; `finish`
 /// waits for every acknowledgement. The first failed delivery fails the whole window.
 pub struct DeliveryWindow<'a> {
-    producer: &'a FutureProducer,
+    producer: &'a ThreadedProducer<Deliveries>,
+    window: usize,
     topic: &'a str,
     rejects_topic: &'a str,
-    in_flight: FuturesUnordered<DeliveryFuture>,
-    max_in_flight: usize,
+    sent: u64,
+    max_in_flight: u64,
 }
+
+/// How long a full window (or a full librdkafka queue) waits before looking again.
+const WINDOW_FULL_WAIT: Duration = Duration::from_millis(1);
 
 impl DeliveryWindow<'_> {
     /// Hands one record to Kafka (the payload is copied), waiting for room in the window.
@@ -268,23 +382,28 @@ impl DeliveryWindow<'_> {
     }
 
     async fn send_to(&mut self, topic: &str, key: &str, payload: &[u8]) -> Result<(), KafkaError> {
-        while self.in_flight.len() >= self.max_in_flight {
-            self.settle_one().await?;
+        let deliveries = self.producer.context();
+        if let Some(error) = deliveries.error() {
+            return Err(error);
         }
-        let mut record = FutureRecord::to(topic).key(key).payload(payload);
+        while self.sent.saturating_sub(deliveries.acknowledged()) >= self.max_in_flight {
+            tokio::time::sleep(WINDOW_FULL_WAIT).await;
+            if let Some(error) = deliveries.error() {
+                return Err(error);
+            }
+        }
+        let mut record = BaseRecord::with_opaque_to(topic, self.window)
+            .key(key)
+            .payload(payload);
         loop {
-            match self.producer.send_result(record) {
-                Ok(delivery) => {
-                    self.in_flight.push(delivery);
+            match self.producer.send(record) {
+                Ok(()) => {
+                    self.sent += 1;
                     return Ok(());
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     record = returned;
-                    if self.in_flight.is_empty() {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    } else {
-                        self.settle_one().await?;
-                    }
+                    tokio::time::sleep(WINDOW_FULL_WAIT).await;
                 }
                 Err((error, _)) => return Err(error),
             }
@@ -292,18 +411,14 @@ impl DeliveryWindow<'_> {
     }
 
     /// Waits until Kafka acknowledged every record sent.
-    pub async fn finish(mut self) -> Result<(), KafkaError> {
-        while !self.in_flight.is_empty() {
-            self.settle_one().await?;
+    pub async fn finish(self) -> Result<(), KafkaError> {
+        let deliveries = self.producer.context();
+        while deliveries.acknowledged() < self.sent {
+            if let Some(error) = deliveries.error() {
+                return Err(error);
+            }
+            tokio::time::sleep(WINDOW_FULL_WAIT).await;
         }
-        Ok(())
-    }
-
-    async fn settle_one(&mut self) -> Result<(), KafkaError> {
-        match self.in_flight.next().await {
-            Some(Ok(Ok(_))) | None => Ok(()),
-            Some(Ok(Err((error, _)))) => Err(error),
-            Some(Err(_canceled)) => Err(KafkaError::Canceled),
-        }
+        deliveries.error().map_or(Ok(()), Err)
     }
 }

@@ -73,6 +73,7 @@ async fn records_on_the_topic_decode_with_fastavro_from_the_schema_file_alone() 
             "bonus_amount_win": 500,
             "game_name": "Rich Wilde and the \"Tome\" of Madness",
             "provider": "Play'n GO",
+            "upload_id": upload.body["upload_id"],
         })
     );
 }

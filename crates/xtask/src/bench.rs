@@ -15,13 +15,17 @@ use sluice_testkit::generate::{self, Options};
 use tokio::process::Command;
 use tokio_util::io::ReaderStream;
 
+/// The upload every benchmark record claims to come from: a real id's length, so records have
+/// their real size.
+const BENCH_UPLOAD_ID: &str = "5f0c8e2a-8d1e-4c3b-9a57-2b6f1d0e4c91";
+
 /// The workspace root (xtask lives in `crates/xtask`).
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// `KEY=VALUE` from `target/sluice/stack.env`, or the environment.
-fn stack_value(name: &str) -> anyhow::Result<String> {
+pub(crate) fn stack_value(name: &str) -> anyhow::Result<String> {
     if let Ok(value) = std::env::var(name) {
         return Ok(value);
     }
@@ -39,7 +43,7 @@ fn stack_value(name: &str) -> anyhow::Result<String> {
 }
 
 /// The generated export of `rows` rows (UTF-16 BE like the real one), cached by size.
-fn export(rows: u64) -> anyhow::Result<PathBuf> {
+pub(crate) fn export(rows: u64) -> anyhow::Result<PathBuf> {
     let dir = workspace().join("target/sluice/bench");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("rounds_{rows}.csv"));
@@ -173,7 +177,7 @@ pub async fn producer(rows: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn println_table(rows: &[(&str, String)]) {
+pub(crate) fn println_table(rows: &[(&str, String)]) {
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (key, value) in rows {
         eprintln!("{key:<width$}  {value}");
@@ -203,7 +207,7 @@ pub async fn consumer(rows: u64) -> anyhow::Result<()> {
             .parse_row(&record, 0)
             .map_err(|e| anyhow::anyhow!("generated row rejected: {e:?}"))?;
         let mut payload = Vec::new();
-        codec.encode(&round, "bench", &mut payload)?;
+        codec.encode(&round, BENCH_UPLOAD_ID, &mut payload)?;
         let money = |m: Option<Money>| m.map_or_else(|| "\\N".to_owned(), |m| m.to_string());
         let when = chrono::DateTime::from_timestamp_millis(round.created_timestamp)
             .context("timestamp in range")?
@@ -220,6 +224,7 @@ pub async fn consumer(rows: u64) -> anyhow::Result<()> {
             money(round.bonus_amount_win),
             round.game_name.clone(),
             round.provider.clone(),
+            BENCH_UPLOAD_ID.to_owned(),
         ])?;
         messages.push((round.user_id.into_string(), payload));
     }
@@ -234,8 +239,8 @@ pub async fn consumer(rows: u64) -> anyhow::Result<()> {
         .args(["--host", "127.0.0.1", "--port", &tcp_port, "--query"])
         .arg(format!(
             "INSERT INTO {direct}.game_rounds (created_timestamp, game_instance_id, user_id, game_id, \
-             real_amount_bet, bonus_amount_bet, real_amount_win, bonus_amount_win, game_name, provider) \
-             FORMAT CSV"
+             real_amount_bet, bonus_amount_bet, real_amount_win, bonus_amount_win, game_name, provider, \
+             upload_id) FORMAT CSV"
         ))
         .stdin(Stdio::piped())
         .spawn()
@@ -374,7 +379,8 @@ async fn produce_all(
     let producer: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "20")
-        .set("compression.type", "lz4")
+        .set("compression.type", "zstd")
+        .set("batch.size", "1000000")
         .set("queue.buffering.max.messages", "2000000")
         .create()?;
     for chunk in messages.chunks(100_000) {
@@ -390,7 +396,7 @@ async fn produce_all(
     Ok(())
 }
 
-async fn build_release(package: &str) -> anyhow::Result<()> {
+pub(crate) async fn build_release(package: &str) -> anyhow::Result<()> {
     let status = Command::new("cargo")
         .args(["build", "--release", "--quiet", "-p", package])
         .current_dir(workspace())
@@ -402,7 +408,7 @@ async fn build_release(package: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn release_binary(name: &str) -> PathBuf {
+pub(crate) fn release_binary(name: &str) -> PathBuf {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map_or_else(|_| workspace().join("target"), PathBuf::from);
     target.join("release").join(name)
