@@ -1,6 +1,11 @@
-//! The upload pipeline: body bytes → (transcoding) → CSV records → `GameRound` → Avro → Kafka,
-//! as one bounded stream. Memory stays flat: a few body chunks, one CSV record, and the window
-//! of unacknowledged Kafka deliveries.
+//! The ingest pipeline, shared by uploads and the watcher: body bytes → (transcoding) → rows →
+//! `GameRound` → Avro → Kafka, as one bounded stream. Memory stays flat: a few body chunks, one
+//! record, and the window of unacknowledged Kafka deliveries.
+//!
+//! A row source turns text into `Result<GameRound, RowError>`s: CSV (uploads), JSON Lines and
+//! JSON arrays here ([`TextFormat`]), Parquet in the watcher. Everything after that is one
+//! format-agnostic [`Rows`]: encode each round to the [`RecordSink`], send every reject to the
+//! rejects sink, count, keep the first rejects for the [`Receipt`].
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +21,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sluice_schema::avro::GameRoundCodec;
 use sluice_schema::csv::{HeaderMap, RowError};
+use sluice_schema::GameRound;
+use tokio::io::AsyncBufReadExt;
 use tokio_util::io::StreamReader;
 
 use crate::decode::LineTooLong;
@@ -39,6 +46,9 @@ pub struct Receipt {
     pub unknown_columns: Vec<String>,
     /// The first rejected rows, in file order (at most `max_rejects_listed`).
     pub rejects: Vec<RowError>,
+    /// The file this came from, for files the watcher picked up (absent for uploads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// Limits of one upload.
@@ -96,9 +106,31 @@ impl RecordSink for DiscardSink {
     }
 }
 
-/// Streams one uploaded file into `sink` and returns its receipt once the sink has made every
-/// record durable. `body` may be `!Send` (an actix multipart field): it is drained here and
-/// handed to the parser over a bounded channel.
+/// A text format a body can be in; every one is transcoded from the encodings uploads take
+/// (UTF-8 with or without BOM, UTF-16 LE/BE with BOM) first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextFormat {
+    /// A header row naming the columns, then one round per record.
+    Csv,
+    /// One JSON array of objects, each a round; rows are numbered by element (1-based).
+    Json,
+    /// One JSON object per line; blank lines are skipped; rows are numbered by line.
+    JsonLines,
+}
+
+impl TextFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            TextFormat::Csv => "csv",
+            TextFormat::Json => "json",
+            TextFormat::JsonLines => "jsonl",
+        }
+    }
+}
+
+/// Streams one uploaded CSV file into `sink` and returns its receipt once the sink has made
+/// every record durable. `body` may be `!Send` (an actix multipart field): it is drained here
+/// and handed to the parser over a bounded channel.
 pub async fn ingest<S, E>(
     body: S,
     sink: impl RecordSink,
@@ -108,29 +140,156 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
+    ingest_text(TextFormat::Csv, body, sink, limits).await
+}
+
+/// [`ingest`] for a body in any [`TextFormat`].
+pub async fn ingest_text<S, E>(
+    format: TextFormat,
+    body: S,
+    sink: impl RecordSink,
+    limits: Limits,
+) -> Result<Receipt, UploadError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
     let started = Instant::now();
-    let upload_id = uuid::Uuid::new_v4().to_string();
+    let upload_id = new_upload_id();
     let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(BODY_CHUNKS_BUFFERED);
     let encoding = Arc::new(OnceLock::new());
     let (body, parsed) = futures::join!(
         forward_body(body, sender, limits),
-        parse_and_produce(receiver, Arc::clone(&encoding), sink, limits, &upload_id),
+        parse_and_produce(
+            format,
+            receiver,
+            Arc::clone(&encoding),
+            sink,
+            limits,
+            &upload_id
+        ),
     );
     let body = body?;
-    let parsed = parsed?;
-    let receipt = Receipt {
+    let (tally, unknown_columns) = parsed?;
+    Ok(tally.into_receipt(Summary {
         upload_id,
         encoding: encoding.get().map_or("UTF-8", |e: &&Encoding| e.name()),
-        rows_read: parsed.rows_read,
-        accepted: parsed.accepted,
-        rejected: parsed.rows_read - parsed.accepted,
         bytes: body.bytes,
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         sha256: hex::encode(body.sha256),
-        unknown_columns: parsed.unknown_columns,
-        rejects: parsed.rejects,
-    };
-    Ok(receipt)
+        unknown_columns,
+        started,
+    }))
+}
+
+/// A fresh upload id (a UUID v4).
+pub fn new_upload_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// What a receipt says besides the counts.
+pub struct Summary {
+    pub upload_id: String,
+    pub encoding: &'static str,
+    pub bytes: u64,
+    pub sha256: String,
+    pub unknown_columns: Vec<String>,
+    /// When the ingest started, for `duration_ms`.
+    pub started: Instant,
+}
+
+/// The counts of a finished ingest.
+#[derive(Debug)]
+pub struct Tally {
+    pub rows_read: u64,
+    pub accepted: u64,
+    /// The first rejected rows, in order.
+    pub rejects: Vec<RowError>,
+}
+
+impl Tally {
+    pub fn into_receipt(self, summary: Summary) -> Receipt {
+        Receipt {
+            upload_id: summary.upload_id,
+            encoding: summary.encoding,
+            rows_read: self.rows_read,
+            accepted: self.accepted,
+            rejected: self.rows_read - self.accepted,
+            bytes: summary.bytes,
+            duration_ms: u64::try_from(summary.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            sha256: summary.sha256,
+            unknown_columns: summary.unknown_columns,
+            rejects: self.rejects,
+            source: None,
+        }
+    }
+}
+
+/// The format-agnostic half of ingest: every row of a source goes through [`push`](Self::push),
+/// which encodes a round to the sink or keeps a reject; [`finish`](Self::finish) waits until
+/// the sink made everything durable.
+pub struct Rows<'a, K: RecordSink> {
+    sink: K,
+    upload_id: &'a str,
+    codec: &'static GameRoundCodec,
+    message: Vec<u8>,
+    max_rejects_listed: usize,
+    tally: Tally,
+}
+
+impl<'a, K: RecordSink> Rows<'a, K> {
+    pub fn new(sink: K, upload_id: &'a str, limits: &Limits) -> Rows<'a, K> {
+        Rows {
+            sink,
+            upload_id,
+            codec: GameRoundCodec::get(),
+            message: Vec::with_capacity(256),
+            max_rejects_listed: limits.max_rejects_listed,
+            tally: Tally {
+                rows_read: 0,
+                accepted: 0,
+                rejects: Vec::new(),
+            },
+        }
+    }
+
+    /// Takes one row: a round is encoded and sent, a reject sent to the rejects sink and kept
+    /// for the receipt if there is room. Waits while the sink applies backpressure.
+    #[inline]
+    pub async fn push(&mut self, row: Result<GameRound, RowError>) -> Result<(), UploadError> {
+        self.tally.rows_read += 1;
+        match row {
+            Ok(round) => {
+                self.message.clear();
+                self.codec
+                    .encode(&round, self.upload_id, &mut self.message)
+                    .expect("every GameRound fits its own schema");
+                self.sink
+                    .send(round.user_id.as_str(), &self.message)
+                    .await?;
+                self.tally.accepted += 1;
+            }
+            Err(reject) => {
+                let kept = RejectRecord {
+                    upload_id: self.upload_id,
+                    line: reject.line,
+                    column: reject.column,
+                    reason: &reject.reason,
+                };
+                let json = serde_json::to_vec(&kept).expect("rejects serialise");
+                self.sink.reject(self.upload_id, &json).await?;
+                if self.tally.rejects.len() < self.max_rejects_listed {
+                    self.tally.rejects.push(reject);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every record sent is durable; returns the counts.
+    pub async fn finish(self) -> Result<Tally, UploadError> {
+        self.sink.finish().await?;
+        Ok(self.tally)
+    }
 }
 
 struct BodySummary {
@@ -205,23 +364,44 @@ struct RejectRecord<'a> {
     reason: &'a str,
 }
 
-struct Parsed {
-    rows_read: u64,
-    accepted: u64,
-    unknown_columns: Vec<String>,
-    rejects: Vec<RowError>,
-}
-
+/// Transcodes the body to UTF-8 and runs the format's row source into [`Rows`]. Returns the
+/// counts and the unknown columns (CSV only).
 async fn parse_and_produce(
+    format: TextFormat,
     body: mpsc::Receiver<io::Result<Bytes>>,
     encoding: Arc<OnceLock<&'static Encoding>>,
-    mut sink: impl RecordSink,
+    sink: impl RecordSink,
     limits: Limits,
     upload_id: &str,
-) -> Result<Parsed, UploadError> {
+) -> Result<(Tally, Vec<String>), UploadError> {
     let text = crate::decode::to_utf8(body, move |detected| {
         let _ = encoding.set(detected);
     });
+    let mut rows = Rows::new(sink, upload_id, &limits);
+    let unknown_columns = match format {
+        TextFormat::Csv => csv_rows(text, &mut rows, limits).await?,
+        TextFormat::JsonLines => {
+            let text = crate::decode::limit_line_length(text, limits.max_line_bytes);
+            json_lines_rows(text, &mut rows).await?;
+            Vec::new()
+        }
+        TextFormat::Json => {
+            json_array_rows(text, &mut rows).await?;
+            Vec::new()
+        }
+    };
+    Ok((rows.finish().await?, unknown_columns))
+}
+
+/// The CSV row source: header by name, then one row per record, numbered by line.
+async fn csv_rows<S>(
+    text: S,
+    rows: &mut Rows<'_, impl RecordSink>,
+    limits: Limits,
+) -> Result<Vec<String>, UploadError>
+where
+    S: Stream<Item = io::Result<Bytes>> + Send,
+{
     let crlf = Arc::new(AtomicBool::new(false));
     let crlf_seen = Arc::clone(&crlf);
     let text = crate::decode::sniff_crlf(text, move |is_crlf| {
@@ -235,17 +415,9 @@ async fn parse_and_produce(
     let header = reader.byte_headers().await.map_err(read_failure)?;
     let columns = HeaderMap::parse(header)?;
 
-    let codec = GameRoundCodec::get();
     let mut record = ByteRecord::new();
-    let mut message = Vec::with_capacity(256);
-    let mut parsed = Parsed {
-        rows_read: 0,
-        accepted: 0,
-        unknown_columns: columns.unknown_columns().to_vec(),
-        rejects: Vec::new(),
-    };
     loop {
-        let outcome = match reader.read_byte_record(&mut record).await {
+        let row = match reader.read_byte_record(&mut record).await {
             Ok(false) => break,
             Ok(true) => {
                 // See `decode::sniff_crlf`: the parser reports CRLF records one line too low.
@@ -263,33 +435,132 @@ async fn parse_and_produce(
                 reason: error.to_string(),
             }),
         };
-        parsed.rows_read += 1;
-        match outcome {
-            Ok(round) => {
-                message.clear();
-                codec
-                    .encode(&round, upload_id, &mut message)
-                    .expect("every GameRound fits its own schema");
-                sink.send(round.user_id.as_str(), &message).await?;
-                parsed.accepted += 1;
-            }
-            Err(reject) => {
-                let kept = RejectRecord {
-                    upload_id,
-                    line: reject.line,
-                    column: reject.column,
-                    reason: &reject.reason,
-                };
-                let json = serde_json::to_vec(&kept).expect("rejects serialise");
-                sink.reject(upload_id, &json).await?;
-                if parsed.rejects.len() < limits.max_rejects_listed {
-                    parsed.rejects.push(reject);
-                }
-            }
+        rows.push(row).await?;
+    }
+    Ok(columns.unknown_columns().to_vec())
+}
+
+/// The JSON Lines row source: one object per line, blank lines skipped.
+async fn json_lines_rows<S>(
+    text: S,
+    rows: &mut Rows<'_, impl RecordSink>,
+) -> Result<(), UploadError>
+where
+    S: Stream<Item = io::Result<Bytes>>,
+{
+    let mut reader = StreamReader::new(Box::pin(text));
+    let mut buffer = Vec::with_capacity(1024);
+    let mut line = 0_u64;
+    loop {
+        buffer.clear();
+        let read = reader
+            .read_until(b'\n', &mut buffer)
+            .await
+            .map_err(io_failure)?;
+        if read == 0 {
+            return Ok(());
+        }
+        line += 1;
+        let text = buffer.trim_ascii();
+        if text.is_empty() {
+            continue;
+        }
+        let row = match std::str::from_utf8(text) {
+            Ok(text) => sluice_schema::json::parse_record(text, line),
+            Err(_) => Err(RowError {
+                line,
+                column: None,
+                reason: "not valid text".to_owned(),
+            }),
+        };
+        rows.push(row).await?;
+    }
+}
+
+/// Rows parsed off the async workers at once, handed over together.
+const JSON_BATCH: usize = 1024;
+
+/// The JSON array row source: serde walks the array element by element on a blocking thread
+/// (the body is never held whole) and hands each element's text over in batches.
+async fn json_array_rows<S>(
+    text: S,
+    rows: &mut Rows<'_, impl RecordSink>,
+) -> Result<(), UploadError>
+where
+    S: Stream<Item = io::Result<Bytes>> + Send + 'static,
+{
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<Result<GameRound, RowError>>>(4);
+    let reader = tokio_util::io::SyncIoBridge::new(StreamReader::new(Box::pin(text)));
+    let walker = tokio::task::spawn_blocking(move || walk_json_array(reader, sender));
+    while let Some(batch) = receiver.recv().await {
+        for row in batch {
+            rows.push(row).await?;
         }
     }
-    sink.finish().await?;
-    Ok(parsed)
+    match walker.await {
+        Ok(result) => result,
+        Err(_) => Err(UploadError::BadBody("the JSON reader stopped".to_owned())),
+    }
+}
+
+fn walk_json_array(
+    reader: impl io::Read,
+    sender: tokio::sync::mpsc::Sender<Vec<Result<GameRound, RowError>>>,
+) -> Result<(), UploadError> {
+    use serde::de::{Deserializer as _, SeqAccess, Visitor};
+    use serde_json::value::RawValue;
+
+    struct Elements(tokio::sync::mpsc::Sender<Vec<Result<GameRound, RowError>>>);
+
+    impl<'de> Visitor<'de> for Elements {
+        type Value = ();
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON array of game-round objects")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut batch = Vec::with_capacity(JSON_BATCH);
+            let mut record = 0_u64;
+            while let Some(element) = seq.next_element::<Box<RawValue>>()? {
+                record += 1;
+                batch.push(sluice_schema::json::parse_record(element.get(), record));
+                if batch.len() == JSON_BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(JSON_BATCH));
+                    if self.0.blocking_send(full).is_err() {
+                        // The pipeline stopped; its error is the one reported.
+                        return Ok(());
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                let _ = self.0.blocking_send(batch);
+            }
+            Ok(())
+        }
+    }
+
+    let mut deserializer = serde_json::Deserializer::from_reader(io::BufReader::new(reader));
+    let walked = deserializer
+        .deserialize_seq(Elements(sender))
+        .and_then(|()| deserializer.end());
+    walked.map_err(|error| match error.io_error_kind() {
+        Some(_) => UploadError::BadBody(error.to_string()),
+        None => UploadError::BadBody(format!("not a JSON array of objects: {error}")),
+    })
+}
+
+fn io_failure(error: io::Error) -> UploadError {
+    if let Some(long) = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<LineTooLong>())
+    {
+        return UploadError::LineTooLong {
+            line: long.line,
+            limit: long.limit,
+        };
+    }
+    UploadError::BadBody(error.to_string())
 }
 
 fn read_failure(error: csv_async::Error) -> UploadError {

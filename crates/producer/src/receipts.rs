@@ -68,6 +68,15 @@ impl ReceiptStore {
         }
     }
 
+    /// The id of the upload holding a file's content, if any (without claiming it).
+    pub async fn holder(&self, sha256: &str) -> Result<Option<String>, UploadError> {
+        let mut connection = self.connection().await?;
+        connection
+            .get(format!("{}upload:sha256:{sha256}", self.prefix))
+            .await
+            .map_err(unavailable)
+    }
+
     /// Claims a file's content for `upload_id`, unless an earlier upload holds it.
     pub async fn claim(&self, sha256: &str, upload_id: &str) -> Result<Claim, UploadError> {
         let mut connection = self.connection().await?;

@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDateTime};
 use csv_async::ByteRecord;
 use serde::Serialize;
 
-use crate::domain::{Money, PlayerId};
+use crate::domain::Money;
 use crate::round::GameRound;
 
 /// The columns a game-round export must have, in the canonical order.
@@ -121,32 +121,16 @@ impl HeaderMap {
             reason,
         };
         let money = |column: usize| -> Result<Option<Money>, RowError> {
-            Money::parse_cell(cell(column)?).map_err(|e| fail(column, e.to_string()))
+            fields::money(cell(column)?).map_err(|reason| fail(column, reason))
         };
         let integer = |column: usize| -> Result<i64, RowError> {
-            let text = cell(column)?.trim();
-            match text.parse::<i64>() {
-                Ok(value) if value >= 0 => Ok(value),
-                _ => Err(fail(
-                    column,
-                    format!("`{}` is not a non-negative integer", truncate(text)),
-                )),
-            }
+            fields::integer(cell(column)?).map_err(|reason| fail(column, reason))
         };
-        let created = cell(0)?;
-        let created_timestamp = parse_timestamp(created).ok_or_else(|| {
-            fail(
-                0,
-                format!(
-                    "`{}` is not a timestamp like 2019-10-22 08:20:42",
-                    truncate(created)
-                ),
-            )
-        })?;
+        let created_timestamp = fields::timestamp(cell(0)?).map_err(|reason| fail(0, reason))?;
         Ok(GameRound {
             created_timestamp,
             game_instance_id: integer(1)?,
-            user_id: PlayerId::parse(cell(2)?).map_err(|e| fail(2, e.to_string()))?,
+            user_id: fields::player(cell(2)?).map_err(|reason| fail(2, reason))?,
             game_id: integer(3)?,
             real_amount_bet: money(4)?,
             bonus_amount_bet: money(5)?,
@@ -155,6 +139,41 @@ impl HeaderMap {
             game_name: cell(8)?.to_owned(),
             provider: cell(9)?.to_owned(),
         })
+    }
+}
+
+/// The parsers of single values, shared by every row source (CSV cells, JSON values, Parquet
+/// fields given as text): each returns the value or the reason it was refused.
+pub(crate) mod fields {
+    use super::{parse_timestamp, truncate};
+    use crate::domain::{Money, PlayerId};
+
+    pub(crate) fn money(text: &str) -> Result<Option<Money>, String> {
+        Money::parse_cell(text).map_err(|e| e.to_string())
+    }
+
+    pub(crate) fn integer(text: &str) -> Result<i64, String> {
+        let text = text.trim();
+        match text.parse::<i64>() {
+            Ok(value) if value >= 0 => Ok(value),
+            _ => Err(format!(
+                "`{}` is not a non-negative integer",
+                truncate(text)
+            )),
+        }
+    }
+
+    pub(crate) fn timestamp(text: &str) -> Result<i64, String> {
+        parse_timestamp(text).ok_or_else(|| {
+            format!(
+                "`{}` is not a timestamp like 2019-10-22 08:20:42",
+                truncate(text)
+            )
+        })
+    }
+
+    pub(crate) fn player(text: &str) -> Result<PlayerId, String> {
+        PlayerId::parse(text).map_err(|e| e.to_string())
     }
 }
 

@@ -7,6 +7,8 @@
 //! - [`domain`]: value types with private fields and `parse` constructors ([`Money`], [`PlayerId`]).
 //! - [`round`]: the [`GameRound`] record itself, the unit that flows through the system.
 //! - [`csv`]: header mapping by name and row parsing with line/column/reason errors.
+//! - [`json`]: JSON objects (array elements, JSON Lines) mapped with the same value parsers.
+//! - `parquet` (feature `parquet`): Parquet rows mapped by column name, the same way.
 //! - [`avro`]: the Avro schema from `schemas/` and the single-object codec on the serde path.
 //! - [`migrations`]: numbered ClickHouse DDL files from `schemas/clickhouse/`.
 //! - `kafka` (feature `kafka`): topic creation shared by the producer and the consumer.
@@ -15,9 +17,12 @@
 pub mod avro;
 pub mod csv;
 pub mod domain;
+pub mod json;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod migrations;
+#[cfg(feature = "parquet")]
+pub mod parquet;
 pub mod round;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;

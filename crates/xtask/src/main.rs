@@ -5,8 +5,11 @@
 //!   with `--totals`.
 //! - `bench producer`: upload → acknowledged rows/s beside the parse + encode baseline.
 //! - `bench consumer`: topic → ClickHouse rows/s beside a `clickhouse-client` CSV load.
+//! - `bench watcher`: files/hour for many small files and rows/s for one large file, beside
+//!   the upload path's rate from the same run.
 
 mod bench;
+mod bench_watcher;
 
 use std::fs::File;
 use std::io::Write;
@@ -68,6 +71,18 @@ enum Bench {
         #[arg(long, default_value_t = 1_000_000)]
         rows: u64,
     },
+    /// Dropped files → committed, beside the upload path (needs `scripts/dev services`).
+    Watcher {
+        /// Small files to drop at once.
+        #[arg(long, default_value_t = 10_000)]
+        files: u64,
+        /// Rows in each small file.
+        #[arg(long, default_value_t = 20)]
+        rows_per_file: u64,
+        /// Rows of the large file (the producer benchmark's export).
+        #[arg(long, default_value_t = 2_000_000)]
+        rows: u64,
+    },
 }
 
 #[tokio::main]
@@ -79,6 +94,14 @@ async fn main() -> anyhow::Result<()> {
         Task::Bench {
             what: Bench::Consumer { rows },
         } => bench::consumer(rows).await?,
+        Task::Bench {
+            what:
+                Bench::Watcher {
+                    files,
+                    rows_per_file,
+                    rows,
+                },
+        } => bench_watcher::watcher(files, rows_per_file, rows).await?,
         Task::Gen {
             rows,
             encoding,

@@ -1,0 +1,280 @@
+//! Watcher configuration, read once at start-up from `SLUICE_WATCHER_*` environment variables.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// What happens to a file once its rows are committed (or it was a duplicate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AfterSuccess {
+    /// Moved into the processed directory.
+    Move,
+    /// Left where it is (remembered, so it is not read again while the watcher runs; after a
+    /// restart it is recognised as a duplicate by its SHA-256).
+    Leave,
+    /// Deleted.
+    Delete,
+}
+
+/// Every setting of the watcher. Each field is read from `SLUICE_WATCHER_<FIELD>`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    /// Address the HTTP server (`/health`, `/ready`, `/metrics`) binds to. Default
+    /// `127.0.0.1:8083`.
+    #[serde(default = "defaults::listen_addr")]
+    pub listen_addr: String,
+    /// The directory watched for dropped files (not recursive). Default `inbox`.
+    #[serde(default = "defaults::watch_dir")]
+    pub watch_dir: PathBuf,
+    /// Where ingested files (and duplicates) are moved. Default `<watch_dir>/processed`.
+    #[serde(default)]
+    pub processed_dir: Option<PathBuf>,
+    /// Where files that cannot be ingested are moved, each beside a `<name>.error.json`.
+    /// Default `<watch_dir>/quarantine`.
+    #[serde(default)]
+    pub quarantine_dir: Option<PathBuf>,
+    /// `move`, `leave` or `delete`: what happens to a file after success. Default `move`.
+    #[serde(default = "defaults::after_success")]
+    pub after_success: AfterSuccess,
+    /// A file not renamed into place is read once its modification time is this old, in
+    /// milliseconds. Default 5000.
+    #[serde(default = "defaults::stable_ms")]
+    pub stable_ms: u64,
+    /// Full rescan of the directory, the fallback for missed events, in milliseconds. Default
+    /// 30000.
+    #[serde(default = "defaults::rescan_interval_ms")]
+    pub rescan_interval_ms: u64,
+    /// Files ingested at once (each in its own Kafka transaction). Default 4.
+    #[serde(default = "defaults::max_concurrent_files")]
+    pub max_concurrent_files: usize,
+    /// This watcher's id: part of its `transactional.id`s and the owner of its file locks. Must
+    /// differ between watchers and stay the same across restarts of one. Default: the host
+    /// name.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// Kafka bootstrap servers, comma separated. Default `127.0.0.1:9092`.
+    #[serde(default = "defaults::kafka_brokers")]
+    pub kafka_brokers: String,
+    /// Topic the game rounds are written to. Default `game_rounds`.
+    #[serde(default = "defaults::topic")]
+    pub topic: String,
+    /// Topic every rejected row is kept on. Default: the topic's name followed by `.rejects`.
+    #[serde(default)]
+    pub rejects_topic: Option<String>,
+    /// Partitions of the topics when the watcher has to create them. Default 8.
+    #[serde(default = "defaults::topic_partitions")]
+    pub topic_partitions: i32,
+    /// Replication factor of the topics when the watcher has to create them. Default 1.
+    #[serde(default = "defaults::topic_replication_factor")]
+    pub topic_replication_factor: i32,
+    /// Redis holding receipts, content claims and file locks, shared with the producer.
+    /// Default `redis://127.0.0.1:6379/`.
+    #[serde(default = "defaults::redis_url")]
+    pub redis_url: String,
+    /// Prefix of every Redis key; the producer's, so that receipts show at its
+    /// `GET /uploads/{id}` and uploads and files share one content ledger. Default `sluice:`.
+    #[serde(default = "defaults::redis_key_prefix")]
+    pub redis_key_prefix: String,
+    /// Prefix of the `transactional.id`s: `<prefix>-<instance id>-<slot>`. Default
+    /// `sluice-watcher`.
+    #[serde(default = "defaults::transactional_id_prefix")]
+    pub transactional_id_prefix: String,
+    /// Kafka `transaction.timeout.ms`: the longest one file may take. Default 900000.
+    #[serde(default = "defaults::transaction_timeout_ms")]
+    pub transaction_timeout_ms: u64,
+    /// How long Kafka may take to acknowledge a record, in milliseconds. Default 30000.
+    #[serde(default = "defaults::delivery_timeout_ms")]
+    pub delivery_timeout_ms: u64,
+    /// Records handed to Kafka but not yet acknowledged, per file, at most. Default 100000.
+    #[serde(default = "defaults::max_in_flight")]
+    pub max_in_flight: usize,
+    /// How many rejected rows a receipt lists (all are counted). Default 100.
+    #[serde(default = "defaults::max_rejects_listed")]
+    pub max_rejects_listed: usize,
+    /// Largest file, in bytes after decompression; a larger one is quarantined. Default 64 GiB.
+    #[serde(default = "defaults::max_file_bytes")]
+    pub max_file_bytes: u64,
+    /// Longest line of a CSV or JSON Lines file, in bytes; a longer one quarantines the file.
+    /// Default 1 MiB.
+    #[serde(default = "defaults::max_line_bytes")]
+    pub max_line_bytes: usize,
+    /// Lifetime of a file's processing lock in Redis, renewed while the file is read, in
+    /// milliseconds. Default 30000.
+    #[serde(default = "defaults::lock_ttl_ms")]
+    pub lock_ttl_ms: u64,
+    /// First wait before a file that failed for a transient reason (Kafka or Redis down) is
+    /// tried again, in milliseconds; it doubles up to `retry_max_ms`. Default 1000.
+    #[serde(default = "defaults::retry_initial_ms")]
+    pub retry_initial_ms: u64,
+    /// Longest wait between tries, in milliseconds. Default 60000.
+    #[serde(default = "defaults::retry_max_ms")]
+    pub retry_max_ms: u64,
+}
+
+impl Config {
+    /// Reads the configuration from the environment, naming the bad variable on failure.
+    pub fn from_env() -> Result<Config, envy::Error> {
+        envy::prefixed("SLUICE_WATCHER_").from_env()
+    }
+
+    /// The defaults, watching `watch_dir`, with the given Kafka brokers and Redis: what tests
+    /// start from.
+    pub fn with_endpoints(
+        watch_dir: impl Into<PathBuf>,
+        kafka_brokers: impl Into<String>,
+        redis_url: impl Into<String>,
+    ) -> Config {
+        Config {
+            listen_addr: defaults::listen_addr(),
+            watch_dir: watch_dir.into(),
+            processed_dir: None,
+            quarantine_dir: None,
+            after_success: defaults::after_success(),
+            stable_ms: defaults::stable_ms(),
+            rescan_interval_ms: defaults::rescan_interval_ms(),
+            max_concurrent_files: defaults::max_concurrent_files(),
+            instance_id: None,
+            kafka_brokers: kafka_brokers.into(),
+            topic: defaults::topic(),
+            rejects_topic: None,
+            topic_partitions: defaults::topic_partitions(),
+            topic_replication_factor: defaults::topic_replication_factor(),
+            redis_url: redis_url.into(),
+            redis_key_prefix: defaults::redis_key_prefix(),
+            transactional_id_prefix: defaults::transactional_id_prefix(),
+            transaction_timeout_ms: defaults::transaction_timeout_ms(),
+            delivery_timeout_ms: defaults::delivery_timeout_ms(),
+            max_in_flight: defaults::max_in_flight(),
+            max_rejects_listed: defaults::max_rejects_listed(),
+            max_file_bytes: defaults::max_file_bytes(),
+            max_line_bytes: defaults::max_line_bytes(),
+            lock_ttl_ms: defaults::lock_ttl_ms(),
+            retry_initial_ms: defaults::retry_initial_ms(),
+            retry_max_ms: defaults::retry_max_ms(),
+        }
+    }
+
+    pub fn processed_dir(&self) -> PathBuf {
+        self.processed_dir
+            .clone()
+            .unwrap_or_else(|| self.watch_dir.join("processed"))
+    }
+
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.quarantine_dir
+            .clone()
+            .unwrap_or_else(|| self.watch_dir.join("quarantine"))
+    }
+
+    /// Scratch space for decompressing Parquet files (which need random access).
+    pub fn work_dir(&self) -> PathBuf {
+        self.watch_dir.join(".sluice-work")
+    }
+
+    pub fn instance_id(&self) -> String {
+        self.instance_id.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "localhost".into())
+        })
+    }
+
+    /// The producer's configuration for this watcher's Kafka side: its own transactional ids
+    /// (`<prefix>-<instance id>`), one transactional producer per concurrent file.
+    pub fn producer_config(&self) -> sluice_producer::Config {
+        let mut producer =
+            sluice_producer::Config::with_endpoints(&self.kafka_brokers, &self.redis_url);
+        producer.topic = self.topic.clone();
+        producer.rejects_topic = self.rejects_topic.clone();
+        producer.topic_partitions = self.topic_partitions;
+        producer.topic_replication_factor = self.topic_replication_factor;
+        producer.redis_key_prefix = self.redis_key_prefix.clone();
+        producer.transactional = true;
+        producer.transactional_id_prefix = Some(format!(
+            "{}-{}",
+            self.transactional_id_prefix,
+            self.instance_id()
+        ));
+        producer.transaction_timeout_ms = self.transaction_timeout_ms;
+        producer.max_concurrent_uploads = self.max_concurrent_files.max(1);
+        producer.max_upload_bytes = self.max_file_bytes;
+        producer.max_line_bytes = self.max_line_bytes;
+        producer.max_in_flight = self.max_in_flight;
+        producer.max_rejects_listed = self.max_rejects_listed;
+        producer.delivery_timeout_ms = self.delivery_timeout_ms;
+        producer
+    }
+}
+
+mod defaults {
+    use super::AfterSuccess;
+    use std::path::PathBuf;
+
+    pub fn listen_addr() -> String {
+        "127.0.0.1:8083".into()
+    }
+    pub fn watch_dir() -> PathBuf {
+        PathBuf::from("inbox")
+    }
+    pub fn after_success() -> AfterSuccess {
+        AfterSuccess::Move
+    }
+    pub fn stable_ms() -> u64 {
+        5_000
+    }
+    pub fn rescan_interval_ms() -> u64 {
+        30_000
+    }
+    pub fn max_concurrent_files() -> usize {
+        4
+    }
+    pub fn kafka_brokers() -> String {
+        "127.0.0.1:9092".into()
+    }
+    pub fn topic() -> String {
+        "game_rounds".into()
+    }
+    pub fn topic_partitions() -> i32 {
+        8
+    }
+    pub fn topic_replication_factor() -> i32 {
+        1
+    }
+    pub fn redis_url() -> String {
+        "redis://127.0.0.1:6379/".into()
+    }
+    pub fn redis_key_prefix() -> String {
+        "sluice:".into()
+    }
+    pub fn transactional_id_prefix() -> String {
+        "sluice-watcher".into()
+    }
+    pub fn transaction_timeout_ms() -> u64 {
+        900_000
+    }
+    pub fn delivery_timeout_ms() -> u64 {
+        30_000
+    }
+    pub fn max_in_flight() -> usize {
+        100_000
+    }
+    pub fn max_rejects_listed() -> usize {
+        100
+    }
+    pub fn max_file_bytes() -> u64 {
+        64 << 30
+    }
+    pub fn max_line_bytes() -> usize {
+        1 << 20
+    }
+    pub fn lock_ttl_ms() -> u64 {
+        30_000
+    }
+    pub fn retry_initial_ms() -> u64 {
+        1_000
+    }
+    pub fn retry_max_ms() -> u64 {
+        60_000
+    }
+}

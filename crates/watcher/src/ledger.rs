@@ -1,0 +1,175 @@
+//! The watcher's own Redis keys, beside the producer's receipts and content claims (same
+//! prefix `P`):
+//!
+//! - `P watcher:lock:{file name}` → the instance id processing that file (`SET NX PX`, renewed
+//!   while it runs): two watchers sharing a directory never read the same file at once. A
+//!   restarted watcher takes back its own locks at once (its instance id is stable).
+//! - `P watcher:content:{sha256}` → the task reading that content (instance id and a random
+//!   token), so two files with the same content (a copy under another name) are never read at
+//!   once: the second waits and is then skipped as a duplicate, with no transaction to abort.
+//! - `P watcher:pending:{instance id}` → hash of upload id → SHA-256, for each file between
+//!   claiming its content and storing its receipt. A watcher killed in that window leaves a
+//!   claim with no receipt; at start-up, after its transactions were fenced, it gives such
+//!   claims back so the files are ingested again.
+
+use std::time::Duration;
+
+use deadpool_redis::{Pool, Runtime};
+
+use crate::error::WatchError;
+
+const ACQUIRE: &str = "local v = redis.call('GET', KEYS[1]) \
+    if v == false or v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end \
+    return 0";
+const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+    return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
+const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+    return redis.call('DEL', KEYS[1]) end return 0";
+
+#[derive(Clone)]
+pub struct Ledger {
+    pool: Pool,
+    prefix: String,
+    instance: String,
+    lock_ttl: Duration,
+}
+
+impl Ledger {
+    pub fn new(
+        redis_url: &str,
+        prefix: &str,
+        instance: &str,
+        lock_ttl: Duration,
+    ) -> anyhow::Result<Ledger> {
+        let pool =
+            deadpool_redis::Config::from_url(redis_url).create_pool(Some(Runtime::Tokio1))?;
+        Ok(Ledger {
+            pool,
+            prefix: prefix.to_owned(),
+            instance: instance.to_owned(),
+            lock_ttl,
+        })
+    }
+
+    fn lock_key(&self, name: &str) -> String {
+        format!("{}watcher:lock:{name}", self.prefix)
+    }
+
+    fn pending_key(&self) -> String {
+        format!("{}watcher:pending:{}", self.prefix, self.instance)
+    }
+
+    async fn script(&self, body: &str, key: String, ttl: bool) -> Result<i64, WatchError> {
+        let mut connection = self.pool.get().await?;
+        let script = redis::Script::new(body);
+        let mut invocation = script.key(key);
+        invocation.arg(&self.instance);
+        if ttl {
+            invocation.arg(self.lock_ttl.as_millis() as u64);
+        }
+        Ok(invocation.invoke_async(&mut connection).await?)
+    }
+
+    /// Takes the processing lock of file `name`; false if another watcher holds it.
+    pub async fn lock(&self, name: &str) -> Result<bool, WatchError> {
+        Ok(self.script(ACQUIRE, self.lock_key(name), true).await? == 1)
+    }
+
+    /// Takes the lock on a content (SHA-256) for one task; false if any task holds it.
+    pub async fn lock_content(&self, sha256: &str, token: &str) -> Result<bool, WatchError> {
+        let mut connection = self.pool.get().await?;
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(format!("{}watcher:content:{sha256}", self.prefix))
+            .arg(format!("{}:{token}", self.instance))
+            .arg("NX")
+            .arg("PX")
+            .arg(self.lock_ttl.as_millis() as u64)
+            .query_async(&mut connection)
+            .await?;
+        Ok(taken.is_some())
+    }
+
+    pub async fn renew_content(&self, sha256: &str, token: &str) -> Result<bool, WatchError> {
+        let mut connection = self.pool.get().await?;
+        let renewed: i64 = redis::Script::new(RENEW)
+            .key(format!("{}watcher:content:{sha256}", self.prefix))
+            .arg(format!("{}:{token}", self.instance))
+            .arg(self.lock_ttl.as_millis() as u64)
+            .invoke_async(&mut connection)
+            .await?;
+        Ok(renewed == 1)
+    }
+
+    pub async fn unlock_content(&self, sha256: &str, token: &str) {
+        let result = async {
+            let mut connection = self.pool.get().await?;
+            redis::Script::new(RELEASE)
+                .key(format!("{}watcher:content:{sha256}", self.prefix))
+                .arg(format!("{}:{token}", self.instance))
+                .invoke_async::<i64>(&mut connection)
+                .await?;
+            Ok::<_, WatchError>(())
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, sha256, "Could not release a content lock.");
+        }
+    }
+
+    /// Extends the lock; false if it was lost.
+    pub async fn renew(&self, name: &str) -> Result<bool, WatchError> {
+        Ok(self.script(RENEW, self.lock_key(name), true).await? == 1)
+    }
+
+    pub async fn unlock(&self, name: &str) {
+        if let Err(error) = self.script(RELEASE, self.lock_key(name), false).await {
+            tracing::warn!(%error, file = name, "Could not release a file lock.");
+        }
+    }
+
+    pub fn lock_ttl(&self) -> Duration {
+        self.lock_ttl
+    }
+
+    /// Notes a claim about to be made for `upload_id`.
+    pub async fn add_pending(&self, upload_id: &str, sha256: &str) -> Result<(), WatchError> {
+        let mut connection = self.pool.get().await?;
+        redis::cmd("HSET")
+            .arg(self.pending_key())
+            .arg(upload_id)
+            .arg(sha256)
+            .query_async::<()>(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn remove_pending(&self, upload_id: &str) -> Result<(), WatchError> {
+        let mut connection = self.pool.get().await?;
+        redis::cmd("HDEL")
+            .arg(self.pending_key())
+            .arg(upload_id)
+            .query_async::<()>(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    /// Every (upload id, SHA-256) this instance noted and did not finish.
+    pub async fn pending(&self) -> Result<Vec<(String, String)>, WatchError> {
+        let mut connection = self.pool.get().await?;
+        Ok(redis::cmd("HGETALL")
+            .arg(self.pending_key())
+            .query_async(&mut connection)
+            .await?)
+    }
+
+    /// Whether Redis answers.
+    pub async fn is_ready(&self) -> bool {
+        match self.pool.get().await {
+            Ok(mut connection) => redis::cmd("PING")
+                .query_async::<String>(&mut connection)
+                .await
+                .is_ok(),
+            Err(_) => false,
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! The Sluice watcher: picks up game-round files dropped into a directory — CSV (UTF-8 ± BOM,
+//! UTF-16 LE/BE with BOM), JSON arrays, JSON Lines and Parquet, optionally gzip- or
+//! zstd-compressed — and ingests each exactly once through the producer's own pipeline: the
+//! same row validation, one Kafka transaction per file, the same SHA-256 content ledger and
+//! receipts in Redis (visible at the producer's `GET /uploads/{id}`).
+//!
+//! # Layout
+//! - [`config`]: the one typed `Config`, read from `SLUICE_WATCHER_*` variables.
+//! - [`error`]: `WatchError`, why a file failed, classified as quarantine or retry.
+//! - [`format`]: compression and format from a file's name and first bytes; they must agree.
+//! - [`ledger`]: the watcher's Redis keys: per-file locks and claims not yet settled.
+//! - [`file`]: one file, start to finish: lock, hash, dedup, ingest, claim, commit, dispose.
+//! - [`watch`]: events plus rescans, the readiness rule, bounded parallelism and backoff.
+
+pub mod config;
+pub mod error;
+pub mod file;
+pub mod format;
+pub mod ledger;
+pub mod watch;
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use metrics_exporter_prometheus::PrometheusHandle;
+use sluice_producer::ingest::Limits;
+use sluice_producer::kafka::RoundProducer;
+use sluice_producer::receipts::ReceiptStore;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+/// A watcher ready to run: directories made, clients created, listener bound.
+pub struct Application {
+    port: u16,
+    server: Server,
+    context: Arc<file::Context>,
+    running: Arc<AtomicBool>,
+}
+
+struct HealthState {
+    running: Arc<AtomicBool>,
+    context: Arc<file::Context>,
+    metrics: PrometheusHandle,
+}
+
+impl Application {
+    /// Makes the directories, makes sure the topics exist (if Kafka answers), creates the
+    /// producer and the Redis clients and binds the listener.
+    pub async fn build(mut config: Config) -> anyhow::Result<Application> {
+        std::fs::create_dir_all(&config.watch_dir)?;
+        config.watch_dir = config.watch_dir.canonicalize()?;
+        for directory in [
+            config.processed_dir(),
+            config.quarantine_dir(),
+            config.work_dir(),
+        ] {
+            std::fs::create_dir_all(directory)?;
+        }
+        let producer_config = config.producer_config();
+        for topic in [config.topic.clone(), producer_config.rejects_topic()] {
+            if let Err(error) = sluice_schema::kafka::ensure_topic(
+                &config.kafka_brokers,
+                &topic,
+                config.topic_partitions,
+                config.topic_replication_factor,
+            )
+            .await
+            {
+                tracing::warn!(%error, %topic, "Could not make sure the topic exists.");
+                break;
+            }
+        }
+        let instance = config.instance_id();
+        let context = Arc::new(file::Context {
+            producer: RoundProducer::new(&producer_config)?,
+            receipts: ReceiptStore::new(&config.redis_url, &config.redis_key_prefix)?,
+            ledger: ledger::Ledger::new(
+                &config.redis_url,
+                &config.redis_key_prefix,
+                &instance,
+                Duration::from_millis(config.lock_ttl_ms.max(300)),
+            )?,
+            limits: Limits {
+                max_upload_bytes: config.max_file_bytes,
+                max_in_flight: config.max_in_flight,
+                max_rejects_listed: config.max_rejects_listed,
+                max_line_bytes: config.max_line_bytes,
+                // A local file never stalls like a client; a stuck disk still ends the file.
+                body_idle_timeout: Duration::from_secs(300),
+            },
+            instance,
+            config,
+        });
+        let running = Arc::new(AtomicBool::new(false));
+        let state = web::Data::new(HealthState {
+            running: Arc::clone(&running),
+            context: Arc::clone(&context),
+            metrics: sluice_schema::telemetry::prometheus(),
+        });
+        let listener = TcpListener::bind(&context.config.listen_addr)?;
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .route("/health", web::get().to(health))
+                .route("/ready", web::get().to(ready))
+                .route("/metrics", web::get().to(metrics))
+        })
+        .listen(listener)?
+        .disable_signals()
+        .workers(1)
+        .run();
+        Ok(Application {
+            port,
+            server,
+            context,
+            running,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Fences this instance's transactional ids (aborting what a previous run left open),
+    /// gives back content claims that run left unsettled, then watches until `shutdown`.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        if recover(&self.context, &shutdown).await {
+            self.running.store(true, Ordering::SeqCst);
+            tracing::info!(
+                directory = %self.context.config.watch_dir.display(),
+                instance = %self.context.instance,
+                "Watching."
+            );
+            watch::run(Arc::clone(&self.context), shutdown).await;
+        }
+        self.running.store(false, Ordering::SeqCst);
+        handle.stop(true).await;
+        server.await.map_err(std::io::Error::other)?
+    }
+}
+
+/// Start-up recovery, retried with backoff until it succeeds or `shutdown` fires.
+async fn recover(context: &file::Context, shutdown: &CancellationToken) -> bool {
+    let config = &context.config;
+    let mut attempt = 0_u32;
+    loop {
+        match try_recover(context).await {
+            Ok(()) => return true,
+            Err(error) => {
+                let delay = Duration::from_millis(
+                    config
+                        .retry_initial_ms
+                        .saturating_mul(1 << attempt.min(16))
+                        .min(config.retry_max_ms),
+                );
+                tracing::warn!(%error, delay_ms = delay.as_millis() as u64, "Start-up recovery failed; retrying.");
+                attempt += 1;
+                tokio::select! {
+                    _ = shutdown.cancelled() => return false,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn try_recover(context: &file::Context) -> anyhow::Result<()> {
+    context.producer.init_all_transactions().await?;
+    for (upload_id, sha256) in context.ledger.pending().await? {
+        if context.receipts.get(&upload_id).await?.is_none() {
+            // Its transaction was just aborted by the fencing above: the content is free again.
+            context.receipts.release(&sha256, &upload_id).await;
+            tracing::info!(%upload_id, "Released the content claim of an interrupted file.");
+        }
+        context.ledger.remove_pending(&upload_id).await?;
+    }
+    Ok(())
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// Ready: watching, Kafka answers for the topic and Redis answers.
+async fn ready(state: web::Data<HealthState>) -> HttpResponse {
+    let running = state.running.load(Ordering::SeqCst);
+    let kafka = state
+        .context
+        .producer
+        .is_ready(Duration::from_secs(2))
+        .await;
+    let redis = state.context.ledger.is_ready().await;
+    let body = serde_json::json!({"watching": running, "kafka": kafka, "redis": redis});
+    if running && kafka && redis {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn metrics(state: web::Data<HealthState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}

@@ -1,0 +1,297 @@
+//! Shared by the watcher's tests: files in every supported shape built from the testkit's
+//! generated exports (whose exact totals are known), a consumer running in-process, and
+//! assertions on ClickHouse.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_schema::csv::COLUMNS;
+use sluice_schema::Money;
+use sluice_testkit::generate::{self, Encoding, Options, Totals};
+use sluice_testkit::{clickhouse, unique, Stack};
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+pub fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        sluice_schema::telemetry::init_tracing("info,sluice_watcher=debug");
+    }
+}
+
+/// A fresh directory under `target/sluice/tmp`.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = sluice_testkit::stack::workspace_root()
+        .join("target/sluice/tmp")
+        .join(unique(name));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Names shared by the watcher and the consumer of one test.
+pub struct Names {
+    pub topic: String,
+    pub database: String,
+    pub redis_prefix: String,
+    pub instance: String,
+}
+
+impl Names {
+    pub fn new() -> Names {
+        Names {
+            topic: unique("watch_rounds"),
+            database: unique("watch"),
+            redis_prefix: format!("{}:", unique("watch")),
+            instance: unique("watcher"),
+        }
+    }
+}
+
+/// Starts a consumer in-process, reading `names.topic` into `names.database`.
+pub async fn spawn_consumer(names: &Names) -> CancellationToken {
+    let stack = Stack::get();
+    let mut consumer =
+        sluice_consumer::Config::with_endpoints(&stack.kafka_brokers, &stack.clickhouse_url);
+    consumer.listen_addr = "127.0.0.1:0".into();
+    consumer.topic = names.topic.clone();
+    consumer.group_id = unique("watch_group");
+    consumer.clickhouse_database = names.database.clone();
+    consumer.batch_max_rows = 2_000;
+    consumer.batch_timeout_ms = 200;
+    let consumer = sluice_consumer::Application::build(consumer).await.unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(consumer.run_until_stopped(shutdown.clone()));
+    shutdown
+}
+
+/// A generated export's content as CSV rows (UTF-8), for building the other formats.
+fn csv_records(options: &Options) -> (Vec<csv::StringRecord>, generate::Summary) {
+    let mut utf8 = options.clone();
+    utf8.encoding = Encoding::Utf8;
+    let export = generate::export(&utf8);
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(&export.bytes[..]);
+    let records = reader.records().map(Result::unwrap).collect();
+    (records, export.summary)
+}
+
+/// One record as a JSON object: numbers as JSON numbers where they are numbers (money
+/// included, written as its exact literal), `NaN`/empty money as null, other text as strings;
+/// a short (bad) row lacks its last keys.
+fn json_object(record: &csv::StringRecord) -> String {
+    let mut fields = Vec::new();
+    for (index, value) in record.iter().enumerate() {
+        let column = COLUMNS[index];
+        let json = match index {
+            1 | 3 if value.bytes().all(|b| b.is_ascii_digit()) => value.to_owned(),
+            4..=7 if value.is_empty() || value.eq_ignore_ascii_case("nan") => "null".to_owned(),
+            4..=7 if Money::parse(value).is_ok() => value.to_owned(),
+            _ => serde_json::to_string(value).unwrap(),
+        };
+        fields.push(format!("\"{column}\": {json}"));
+    }
+    format!("{{{}}}", fields.join(", "))
+}
+
+/// The export as JSON Lines.
+pub fn json_lines(options: &Options) -> (Vec<u8>, generate::Summary) {
+    let (records, summary) = csv_records(options);
+    let text: String = records.iter().map(|r| json_object(r) + "\n").collect();
+    (text.into_bytes(), summary)
+}
+
+/// The export as one JSON array.
+pub fn json_array(options: &Options) -> (Vec<u8>, generate::Summary) {
+    let (records, summary) = csv_records(options);
+    let objects: Vec<String> = records.iter().map(json_object).collect();
+    (
+        format!("[\n{}\n]\n", objects.join(",\n")).into_bytes(),
+        summary,
+    )
+}
+
+/// UTF-16 LE with a BOM.
+pub fn utf16le(text: &[u8]) -> Vec<u8> {
+    let mut out = vec![0xFF, 0xFE];
+    for unit in std::str::from_utf8(text).unwrap().encode_utf16() {
+        out.extend_from_slice(&unit.to_le_bytes());
+    }
+    out
+}
+
+/// The export as Parquet: text columns, `game_instance_id`/`game_id` as INT64 and
+/// `real_amount_win` as DECIMAL(18, 4); a short (bad) row has nulls in its missing columns.
+pub fn parquet(options: &Options) -> (Vec<u8>, generate::Summary) {
+    use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+
+    let (records, summary) = csv_records(options);
+    let schema = Arc::new(
+        parse_message_type(
+            "message rounds {
+                OPTIONAL BYTE_ARRAY created_timestamp (UTF8);
+                OPTIONAL INT64 game_instance_id;
+                OPTIONAL BYTE_ARRAY user_id (UTF8);
+                OPTIONAL INT64 game_id;
+                OPTIONAL BYTE_ARRAY real_amount_bet (UTF8);
+                OPTIONAL BYTE_ARRAY bonus_amount_bet (UTF8);
+                OPTIONAL INT64 real_amount_win (DECIMAL(18, 4));
+                OPTIONAL BYTE_ARRAY bonus_amount_win (UTF8);
+                OPTIONAL BYTE_ARRAY game_name (UTF8);
+                OPTIONAL BYTE_ARRAY provider (UTF8);
+                OPTIONAL BYTE_ARRAY comment (UTF8);
+            }",
+        )
+        .unwrap(),
+    );
+    let mut out = Vec::new();
+    let mut writer = SerializedFileWriter::new(
+        &mut out,
+        schema,
+        Arc::new(WriterProperties::builder().build()),
+    )
+    .unwrap();
+    let mut group = writer.next_row_group().unwrap();
+    let mut index = 0;
+    while let Some(mut column) = group.next_column().unwrap() {
+        let cells: Vec<Option<&str>> = records
+            .iter()
+            .map(|r| {
+                r.get(index)
+                    .filter(|v| !(index == 6 && (v.is_empty() || v.eq_ignore_ascii_case("nan"))))
+            })
+            .collect();
+        let levels: Vec<i16> = cells.iter().map(|c| i16::from(c.is_some())).collect();
+        match index {
+            1 | 3 => {
+                let values: Vec<i64> = cells.iter().flatten().map(|v| v.parse().unwrap()).collect();
+                column
+                    .typed::<Int64Type>()
+                    .write_batch(&values, Some(&levels), None)
+                    .unwrap();
+            }
+            6 => {
+                let values: Vec<i64> = cells
+                    .iter()
+                    .flatten()
+                    .map(|v| Money::parse(v).unwrap().scaled())
+                    .collect();
+                column
+                    .typed::<Int64Type>()
+                    .write_batch(&values, Some(&levels), None)
+                    .unwrap();
+            }
+            _ => {
+                let values: Vec<ByteArray> = cells
+                    .iter()
+                    .flatten()
+                    .map(|v| ByteArray::from(*v))
+                    .collect();
+                column
+                    .typed::<ByteArrayType>()
+                    .write_batch(&values, Some(&levels), None)
+                    .unwrap();
+            }
+        }
+        column.close().unwrap();
+        index += 1;
+    }
+    group.close().unwrap();
+    writer.close().unwrap();
+    (out, summary)
+}
+
+pub async fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = async_compression::tokio::write::GzipEncoder::new(Vec::new());
+    encoder.write_all(bytes).await.unwrap();
+    encoder.shutdown().await.unwrap();
+    encoder.into_inner()
+}
+
+pub async fn zstd(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = async_compression::tokio::write::ZstdEncoder::new(Vec::new());
+    encoder.write_all(bytes).await.unwrap();
+    encoder.shutdown().await.unwrap();
+    encoder.into_inner()
+}
+
+/// Writes a file under a temporary name and renames it into place, as a careful exporter does.
+pub fn drop_file(dir: &Path, name: &str, bytes: &[u8]) {
+    let temporary = dir.join(format!("{name}.partial"));
+    std::fs::write(&temporary, bytes).unwrap();
+    std::fs::rename(temporary, dir.join(name)).unwrap();
+}
+
+/// Per-player totals of several files together.
+pub fn merge(into: &mut BTreeMap<String, Totals>, summary: &generate::Summary) {
+    for (player, totals) in &summary.totals {
+        let sum = into.entry(player.clone()).or_default();
+        sum.real_amount_bet += totals.real_amount_bet;
+        sum.bonus_amount_bet += totals.bonus_amount_bet;
+        sum.real_amount_win += totals.real_amount_win;
+        sum.bonus_amount_win += totals.bonus_amount_win;
+        sum.rounds += totals.rounds;
+    }
+}
+
+/// Waits until `database.game_rounds FINAL` holds `rounds` rows, then checks every player's
+/// count and sums exactly.
+pub async fn assert_exact(database: &str, expected: &BTreeMap<String, Totals>, timeout: Duration) {
+    let rounds: u64 = expected.values().map(|t| t.rounds).sum();
+    let table = format!("{database}.game_rounds");
+    let started = Instant::now();
+    loop {
+        let answer = clickhouse::query(&format!("EXISTS TABLE {table}")).await;
+        if answer == "1" {
+            let count = clickhouse::query(&format!("SELECT count() FROM {table} FINAL")).await;
+            if count == rounds.to_string() {
+                break;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "{table} holds {count} rounds after {timeout:?}, expected {rounds}"
+            );
+        }
+        assert!(started.elapsed() < timeout, "{table} never appeared");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let answer = clickhouse::query(&format!(
+        "SELECT user_id, count(), toString(sum(real_amount_bet)), toString(sum(bonus_amount_bet)), \
+         toString(sum(real_amount_win)), toString(sum(bonus_amount_win)) \
+         FROM {table} FINAL GROUP BY user_id ORDER BY user_id"
+    ))
+    .await;
+    let scaled = |text: &str| i128::from(Money::parse(text).unwrap().scaled());
+    let mut actual = BTreeMap::new();
+    for line in answer.lines() {
+        let cells: Vec<&str> = line.split('\t').collect();
+        actual.insert(
+            cells[0].to_owned(),
+            Totals {
+                rounds: cells[1].parse().unwrap(),
+                real_amount_bet: scaled(cells[2]),
+                bonus_amount_bet: scaled(cells[3]),
+                real_amount_win: scaled(cells[4]),
+                bonus_amount_win: scaled(cells[5]),
+            },
+        );
+    }
+    assert_eq!(&actual, expected);
+}
+
+/// The generator's options for file number `index`: its own rows and players.
+pub fn options(index: u64, rows: u64, encoding: Encoding, bad_every: Option<u64>) -> Options {
+    let mut options = Options::new(rows);
+    options.seed = 1_000 + index;
+    options.players = 5;
+    options.encoding = encoding;
+    options.first_instance_id = 10_000_000 + index * 100_000;
+    options.bad_row_every = bad_every;
+    options
+}
