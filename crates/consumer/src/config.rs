@@ -36,6 +36,10 @@ pub struct Config {
     /// instance. Default 300000.
     #[serde(default = "defaults::max_poll_interval_ms")]
     pub max_poll_interval_ms: u64,
+    /// Messages per partition fetched ahead into the local queue (librdkafka
+    /// `queued.min.messages`); the queue never exceeds 64 MiB. Default 1000000.
+    #[serde(default = "defaults::prefetch_messages")]
+    pub prefetch_messages: u64,
     /// How often librdkafka reports statistics, from which the per-partition lag gauge
     /// (`sluice_consumer_lag_messages`) is updated, in milliseconds; 0 turns them off.
     /// Default 5000.
@@ -106,6 +110,7 @@ impl Config {
             session_timeout_ms: defaults::session_timeout_ms(),
             max_poll_interval_ms: defaults::max_poll_interval_ms(),
             statistics_interval_ms: defaults::statistics_interval_ms(),
+            prefetch_messages: defaults::prefetch_messages(),
             clickhouse_url: clickhouse_url.into(),
             clickhouse_database: defaults::clickhouse_database(),
             clickhouse_user: defaults::clickhouse_user(),
@@ -142,6 +147,9 @@ mod defaults {
     }
     pub fn max_poll_interval_ms() -> u64 {
         300_000
+    }
+    pub fn prefetch_messages() -> u64 {
+        1_000_000
     }
     pub fn statistics_interval_ms() -> u64 {
         5_000

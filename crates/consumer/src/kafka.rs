@@ -131,7 +131,13 @@ pub fn subscribe(config: &Config, notes: RebalanceNotes) -> KafkaResult<RoundCon
             config.max_poll_interval_ms.to_string(),
         )
         .set("fetch.max.bytes", "52428800")
+        // Keep fetching ahead until the local queue holds this many messages per partition
+        // (librdkafka's default, 100 000, stalls a fast consumer on every refill: measured on
+        // tansu, 1 M messages drain 3–7× faster with a deep queue). Memory stays bounded by
+        // `queued.max.messages.kbytes`, and fetching pauses while an insert retries.
+        .set("queued.min.messages", config.prefetch_messages.to_string())
         .set("queued.max.messages.kbytes", "65536")
+        .set("fetch.wait.max.ms", "100")
         .set(
             "statistics.interval.ms",
             config.statistics_interval_ms.to_string(),

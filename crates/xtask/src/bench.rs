@@ -352,7 +352,8 @@ pub async fn consumer(rows: u64) -> anyhow::Result<()> {
 }
 
 /// Time to read `rows` messages of `topic` with a plain consumer, from the first message on:
-/// what the broker can deliver, without decoding or ClickHouse.
+/// what the broker can deliver, without decoding or ClickHouse. Fetches like the consumer does
+/// (read-committed, deep prefetch).
 async fn drain(brokers: &str, topic: &str, rows: u64) -> anyhow::Result<Duration> {
     use rdkafka::consumer::{Consumer, StreamConsumer};
     let consumer: StreamConsumer = rdkafka::ClientConfig::new()
@@ -360,6 +361,10 @@ async fn drain(brokers: &str, topic: &str, rows: u64) -> anyhow::Result<Duration
         .set("group.id", format!("{topic}_drain"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("queued.min.messages", "1000000")
+        .set("queued.max.messages.kbytes", "65536")
+        .set("fetch.wait.max.ms", "100")
         .create()?;
     consumer.subscribe(&[topic])?;
     consumer.recv().await?;
