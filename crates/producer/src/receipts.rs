@@ -140,6 +140,19 @@ impl ReceiptStore {
     }
 }
 
+impl ReceiptStore {
+    /// Whether Redis answers a `PING`.
+    pub async fn is_ready(&self) -> bool {
+        let Ok(mut connection) = self.connection().await else {
+            return false;
+        };
+        redis::cmd("PING")
+            .query_async::<String>(&mut *connection)
+            .await
+            .is_ok()
+    }
+}
+
 fn unavailable(error: redis::RedisError) -> UploadError {
     UploadError::ReceiptsUnavailable(error.to_string())
 }

@@ -174,6 +174,39 @@ async fn kafka_unreachable_is_503_with_retry_after_and_no_receipt() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(
+        (body["kafka"].as_str(), body["redis"].as_str()),
+        (Some("unreachable"), Some("ok"))
+    );
+}
+
+#[tokio::test]
+async fn redis_unreachable_makes_the_producer_not_ready() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let producer = spawn_producer(|config| {
+        config.redis_url = format!("redis://127.0.0.1:{port}/");
+    })
+    .await;
+    let ready = reqwest::get(format!("{}/ready", producer.url))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(
+        (body["kafka"].as_str(), body["redis"].as_str()),
+        (Some("ok"), Some("unreachable"))
+    );
+
+    let healthy = spawn_producer(|_| {}).await;
+    let ready = reqwest::get(format!("{}/ready", healthy.url))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
 }
 
 #[tokio::test]
