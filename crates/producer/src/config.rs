@@ -59,6 +59,14 @@ pub struct Config {
     /// `transaction.max.timeout.ms` must allow it). Default 900000 (15 min).
     #[serde(default = "defaults::transaction_timeout_ms")]
     pub transaction_timeout_ms: u64,
+    /// Records after which a long upload commits its transaction and goes on in a new one, so
+    /// no transaction outlives the brokers' `transaction.max.timeout.ms` or holds back
+    /// read-committed consumers for long. An upload of at most this many records (rows and
+    /// rejects) is all or nothing; a failed longer one leaves its committed part visible, which
+    /// a retry completes (rounds are de-duplicated by identity). Default 5000000 (about 10 s
+    /// of upload at the measured rate).
+    #[serde(default = "defaults::max_rows_per_transaction")]
+    pub max_rows_per_transaction: u64,
     /// Uploads processed at once; more wait for a free slot. Default 4.
     #[serde(default = "defaults::max_concurrent_uploads")]
     pub max_concurrent_uploads: usize,
@@ -131,6 +139,7 @@ impl Config {
             transactional: defaults::transactional(),
             transactional_id_prefix: None,
             transaction_timeout_ms: defaults::transaction_timeout_ms(),
+            max_rows_per_transaction: defaults::max_rows_per_transaction(),
             max_concurrent_uploads: defaults::max_concurrent_uploads(),
             topic: defaults::topic(),
             rejects_topic: None,
@@ -201,6 +210,9 @@ mod defaults {
     }
     pub fn transaction_timeout_ms() -> u64 {
         900_000
+    }
+    pub fn max_rows_per_transaction() -> u64 {
+        5_000_000
     }
     pub fn max_concurrent_uploads() -> usize {
         4

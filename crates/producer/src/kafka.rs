@@ -117,9 +117,10 @@ impl RoundProducer {
             transactional: config.transactional,
             id_prefix: config.transactional_id_prefix(),
             timeout: Duration::from_millis(config.delivery_timeout_ms),
-            slots: Mutex::new(vec![None; config.max_concurrent_uploads.max(1)]),
+            slots: Mutex::new(vec![Slot::Empty; config.max_concurrent_uploads.max(1)]),
             permits: Arc::new(Semaphore::new(config.max_concurrent_uploads.max(1))),
             transaction_timeout_ms: config.transaction_timeout_ms,
+            rows_per_transaction: config.max_rows_per_transaction.max(1),
         });
         Ok(RoundProducer {
             plain,
@@ -207,8 +208,20 @@ struct ProducerPool {
     id_prefix: String,
     timeout: Duration,
     transaction_timeout_ms: u64,
-    slots: Mutex<Vec<Option<CountingProducer>>>,
+    /// Records after which a long upload commits what it sent and goes on in a new transaction.
+    rows_per_transaction: u64,
+    slots: Mutex<Vec<Slot>>,
     permits: Arc<Semaphore>,
+}
+
+/// A slot of the pool. A leased slot must never get a second producer: with the same
+/// `transactional.id`, creating one would fence the upload running on it.
+#[derive(Clone)]
+enum Slot {
+    /// No producer yet, or its producer was dropped after a failure.
+    Empty,
+    Ready(CountingProducer),
+    Leased,
 }
 
 struct Lease {
@@ -223,7 +236,10 @@ impl Drop for Lease {
         // A producer comes back only from a finished transaction (see `UploadTransaction`).
         if let Some(producer) = self.producer.take() {
             let mut slots = self.pool.slots.lock().unwrap_or_else(|e| e.into_inner());
-            slots[self.slot] = Some(producer);
+            slots[self.slot] = Slot::Ready(producer);
+        } else {
+            let mut slots = self.pool.slots.lock().unwrap_or_else(|e| e.into_inner());
+            slots[self.slot] = Slot::Empty;
         }
     }
 }
@@ -236,18 +252,27 @@ impl ProducerPool {
             .map_err(|_| KafkaError::Canceled)?;
         let (slot, ready) = {
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            match slots.iter().position(Option::is_some) {
-                Some(slot) => (slot, slots[slot].take()),
-                None => {
-                    // A permit guarantees a free slot: one that never had, or lost, a producer.
-                    let slot = slots.iter().position(Option::is_none).expect("a free slot");
-                    (slot, None)
-                }
+            // A permit guarantees a slot that is not leased: ready, or empty.
+            let slot = slots
+                .iter()
+                .position(|s| matches!(s, Slot::Ready(_)))
+                .or_else(|| slots.iter().position(|s| matches!(s, Slot::Empty)))
+                .expect("a slot that is not leased");
+            match std::mem::replace(&mut slots[slot], Slot::Leased) {
+                Slot::Ready(producer) => (slot, Some(producer)),
+                _ => (slot, None),
             }
         };
         let producer = match ready {
             Some(producer) => producer,
-            None => self.create(slot).await?,
+            None => match self.create(slot).await {
+                Ok(producer) => producer,
+                Err(error) => {
+                    let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+                    slots[slot] = Slot::Empty;
+                    return Err(error);
+                }
+            },
         };
         Ok(Lease {
             slot,
@@ -288,9 +313,16 @@ pub struct UploadTransaction {
 }
 
 impl UploadTransaction {
-    /// A window of at most `max_in_flight` unacknowledged records.
+    /// A window of at most `max_in_flight` unacknowledged records. When transactional, every
+    /// `max_rows_per_transaction` records it commits what was sent and begins the next
+    /// transaction on the same producer (see [`DeliveryWindow::send`]).
     pub fn window(&self, max_in_flight: usize) -> DeliveryWindow<'_> {
         let window = self.producer.context().open_window();
+        let rows_per_transaction = self
+            .lease
+            .as_ref()
+            .filter(|lease| lease.pool.transactional)
+            .map(|lease| (lease.pool.rows_per_transaction, lease.pool.timeout));
         DeliveryWindow {
             producer: &self.producer,
             window,
@@ -298,6 +330,8 @@ impl UploadTransaction {
             rejects_topic: &self.rejects_topic,
             sent: 0,
             max_in_flight: max_in_flight.max(1) as u64,
+            rows_per_transaction,
+            since_commit: 0,
         }
     }
 
@@ -359,12 +393,15 @@ async fn abort(mut lease: Lease) {
 /// Records handed to Kafka by one upload. `send` waits while the window is full; `finish`
 /// waits for every acknowledgement. The first failed delivery fails the whole window.
 pub struct DeliveryWindow<'a> {
-    producer: &'a ThreadedProducer<Deliveries>,
+    producer: &'a CountingProducer,
     window: usize,
     topic: &'a str,
     rejects_topic: &'a str,
     sent: u64,
     max_in_flight: u64,
+    /// Records per transaction and the timeout of transactional calls, when transactional.
+    rows_per_transaction: Option<(u64, Duration)>,
+    since_commit: u64,
 }
 
 /// How long a full window (or a full librdkafka queue) waits before looking again.
@@ -372,13 +409,59 @@ const WINDOW_FULL_WAIT: Duration = Duration::from_millis(1);
 
 impl DeliveryWindow<'_> {
     /// Hands one record to Kafka (the payload is copied), waiting for room in the window.
+    ///
+    /// A transaction must not outlive the brokers' `transaction.max.timeout.ms`, and while it
+    /// is open, read-committed consumers read nothing behind it on its partitions. So an upload
+    /// longer than `max_rows_per_transaction` records commits at each such boundary, once
+    /// every record so far is acknowledged, and goes on in a new transaction: an upload of
+    /// up to that many records stays all or nothing, and a failed longer one leaves its
+    /// committed part visible (which a retry makes whole; round identity de-duplicates).
     pub async fn send(&mut self, key: &str, payload: &[u8]) -> Result<(), KafkaError> {
-        self.send_to(self.topic, key, payload).await
+        self.send_to(self.topic, key, payload).await?;
+        self.count_towards_commit().await
+    }
+
+    async fn count_towards_commit(&mut self) -> Result<(), KafkaError> {
+        self.since_commit += 1;
+        if let Some((rows, timeout)) = self.rows_per_transaction {
+            if self.since_commit >= rows {
+                self.commit_and_continue(timeout).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits everything sent so far and begins the next transaction on the same producer.
+    async fn commit_and_continue(&mut self, timeout: Duration) -> Result<(), KafkaError> {
+        self.settle().await?;
+        let producer = Arc::clone(self.producer);
+        tokio::task::spawn_blocking(move || {
+            producer.commit_transaction(timeout)?;
+            producer.begin_transaction()
+        })
+        .await
+        .map_err(|_| KafkaError::Canceled)??;
+        self.since_commit = 0;
+        metrics::counter!("sluice_producer_intermediate_commits_total").increment(1);
+        Ok(())
+    }
+
+    /// Waits until Kafka acknowledged every record sent so far.
+    async fn settle(&self) -> Result<(), KafkaError> {
+        let deliveries = self.producer.context();
+        while deliveries.acknowledged() < self.sent {
+            if let Some(error) = deliveries.error() {
+                return Err(error);
+            }
+            tokio::time::sleep(WINDOW_FULL_WAIT).await;
+        }
+        deliveries.error().map_or(Ok(()), Err)
     }
 
     /// Hands one rejected row to the rejects topic, in the same transaction.
     pub async fn send_reject(&mut self, upload_id: &str, reject: &[u8]) -> Result<(), KafkaError> {
-        self.send_to(self.rejects_topic, upload_id, reject).await
+        self.send_to(self.rejects_topic, upload_id, reject).await?;
+        self.count_towards_commit().await
     }
 
     async fn send_to(&mut self, topic: &str, key: &str, payload: &[u8]) -> Result<(), KafkaError> {
@@ -412,13 +495,6 @@ impl DeliveryWindow<'_> {
 
     /// Waits until Kafka acknowledged every record sent.
     pub async fn finish(self) -> Result<(), KafkaError> {
-        let deliveries = self.producer.context();
-        while deliveries.acknowledged() < self.sent {
-            if let Some(error) = deliveries.error() {
-                return Err(error);
-            }
-            tokio::time::sleep(WINDOW_FULL_WAIT).await;
-        }
-        deliveries.error().map_or(Ok(()), Err)
+        self.settle().await
     }
 }

@@ -332,15 +332,57 @@ async fn a_failed_upload_leaves_nothing_visible() {
     let producer = spawn_producer(|config| config.max_line_bytes = 300).await;
     let good = "2019-10-22 08:20:42,1,9ece8c4020f8aed10676cd1c56a41889,24002,2,0,0,0,Mental,Nolimit City\n";
     let mut body = HEADER.to_owned();
-    for _ in 0..500 {
+    for _ in 0..5_000 {
         body.push_str(good);
     }
     body.push_str(&format!("{}\n", "x".repeat(1_000)));
     let (status, _, problem) = post_file(&producer.url, csv(&body), "text/csv").await;
     assert_eq!(status, 413, "{problem}");
-    // The 500 rows before the long line were produced, then aborted with the upload.
+    // Rows before the piece of the body with the long line were produced (the test below
+    // sees them when they are committed in steps), then aborted with the upload.
     let messages = kafka::consume(&producer.topic, 2, 1, Duration::from_secs(5)).await;
     assert!(messages.is_empty());
+}
+
+#[tokio::test]
+async fn a_long_upload_commits_in_steps_and_lands_whole() {
+    let producer = spawn_producer(|config| config.max_rows_per_transaction = 100).await;
+    let mut options = Options::new(1_000);
+    options.bad_row_every = Some(100);
+    let export = generate::export(&options);
+    let upload = http::upload_csv(&producer.url, export.bytes, "text/csv").await;
+    assert_eq!(upload.status, 200, "{}", upload.body);
+    assert_eq!(upload.body["accepted"], 990);
+    let messages = kafka::consume(&producer.topic, 2, 2_000, Duration::from_secs(5)).await;
+    assert_eq!(messages.len(), 990, "every accepted row, once");
+    let rejects_topic = format!("{}.rejects", producer.topic);
+    let kept = kafka::consume(&rejects_topic, 2, 100, Duration::from_secs(5)).await;
+    assert_eq!(kept.len(), 10);
+}
+
+#[tokio::test]
+async fn a_failed_long_upload_leaves_only_its_committed_steps_visible() {
+    let producer = spawn_producer(|config| {
+        config.max_line_bytes = 300;
+        config.max_rows_per_transaction = 1_000;
+    })
+    .await;
+    let good = "2019-10-22 08:20:42,1,9ece8c4020f8aed10676cd1c56a41889,24002,2,0,0,0,Mental,Nolimit City\n";
+    let mut body = HEADER.to_owned();
+    for _ in 0..5_000 {
+        body.push_str(good);
+    }
+    body.push_str(&format!("{}\n", "x".repeat(1_000)));
+    let (status, _, problem) = post_file(&producer.url, csv(&body), "text/csv").await;
+    assert_eq!(status, 413, "{problem}");
+    // The body reaches the parser in pieces: the steps of 1 000 rows completed before the
+    // piece with the long line were committed; the rest was aborted with the upload.
+    let messages = kafka::consume(&producer.topic, 2, 10_000, Duration::from_secs(5)).await;
+    assert!(
+        !messages.is_empty() && messages.len() % 1_000 == 0 && messages.len() < 5_000,
+        "{} rows visible",
+        messages.len()
+    );
 }
 
 #[tokio::test]
