@@ -164,10 +164,10 @@ fn transcode(decoder: &mut Decoder, chunk: &[u8], last: bool) -> Bytes {
     let capacity = decoder
         .max_utf8_buffer_length(chunk.len())
         .expect("chunk sizes are far below usize::MAX");
-    let mut out = vec![0; capacity];
-    let (_, _, written, _) = decoder.decode_to_utf8(chunk, &mut out, last);
-    out.truncate(written);
-    Bytes::from(out)
+    // Written into spare capacity: no zero-filling of a buffer about to be overwritten.
+    let mut out = String::with_capacity(capacity);
+    let _ = decoder.decode_to_string(chunk, &mut out, last);
+    Bytes::from(out.into_bytes())
 }
 
 #[cfg(test)]
