@@ -154,12 +154,43 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
+    ingest_body(format, body, sink, limits, None).await
+}
+
+/// [`ingest_text`] for a body whose SHA-256 the caller already has (the watcher hashes a file
+/// before reading it): the body is not hashed again, and the receipt carries `sha256`.
+pub async fn ingest_text_prehashed<S, E>(
+    format: TextFormat,
+    body: S,
+    sink: impl RecordSink,
+    limits: Limits,
+    sha256: String,
+) -> Result<Receipt, UploadError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    ingest_body(format, body, sink, limits, Some(sha256)).await
+}
+
+async fn ingest_body<S, E>(
+    format: TextFormat,
+    body: S,
+    sink: impl RecordSink,
+    limits: Limits,
+    sha256: Option<String>,
+) -> Result<Receipt, UploadError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
     let started = Instant::now();
     let upload_id = new_upload_id();
     let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(BODY_CHUNKS_BUFFERED);
     let encoding = Arc::new(OnceLock::new());
+    let hash = sha256.is_none();
     let (body, parsed) = futures::join!(
-        forward_body(body, sender, limits),
+        forward_body(body, sender, limits, hash),
         parse_and_produce(
             format,
             receiver,
@@ -175,7 +206,7 @@ where
         upload_id,
         encoding: encoding.get().map_or("UTF-8", |e: &&Encoding| e.name()),
         bytes: body.bytes,
-        sha256: hex::encode(body.sha256),
+        sha256: sha256.or(body.sha256.map(hex::encode)).unwrap_or_default(),
         unknown_columns,
         started,
     }))
@@ -256,31 +287,40 @@ impl<'a, K: RecordSink> Rows<'a, K> {
     /// for the receipt if there is room. Waits while the sink applies backpressure.
     #[inline]
     pub async fn push(&mut self, row: Result<GameRound, RowError>) -> Result<(), UploadError> {
-        self.tally.rows_read += 1;
         match row {
-            Ok(round) => {
-                self.message.clear();
-                self.codec
-                    .encode(&round, self.upload_id, &mut self.message)
-                    .expect("every GameRound fits its own schema");
-                self.sink
-                    .send(round.user_id.as_str(), &self.message)
-                    .await?;
-                self.tally.accepted += 1;
-            }
-            Err(reject) => {
-                let kept = RejectRecord {
-                    upload_id: self.upload_id,
-                    line: reject.line,
-                    column: reject.column,
-                    reason: &reject.reason,
-                };
-                let json = serde_json::to_vec(&kept).expect("rejects serialise");
-                self.sink.reject(self.upload_id, &json).await?;
-                if self.tally.rejects.len() < self.max_rejects_listed {
-                    self.tally.rejects.push(reject);
-                }
-            }
+            Ok(round) => self.accept(&round).await,
+            Err(reject) => self.reject(reject).await,
+        }
+    }
+
+    /// [`push`](Self::push) for a round, borrowed: the hot path moves no round around.
+    #[inline]
+    pub async fn accept(&mut self, round: &GameRound) -> Result<(), UploadError> {
+        self.tally.rows_read += 1;
+        self.message.clear();
+        self.codec
+            .encode(round, self.upload_id, &mut self.message)
+            .expect("every GameRound fits its own schema");
+        self.sink
+            .send(round.user_id.as_str(), &self.message)
+            .await?;
+        self.tally.accepted += 1;
+        Ok(())
+    }
+
+    /// [`push`](Self::push) for a rejected row.
+    pub async fn reject(&mut self, reject: RowError) -> Result<(), UploadError> {
+        self.tally.rows_read += 1;
+        let kept = RejectRecord {
+            upload_id: self.upload_id,
+            line: reject.line,
+            column: reject.column,
+            reason: &reject.reason,
+        };
+        let json = serde_json::to_vec(&kept).expect("rejects serialise");
+        self.sink.reject(self.upload_id, &json).await?;
+        if self.tally.rejects.len() < self.max_rejects_listed {
+            self.tally.rejects.push(reject);
         }
         Ok(())
     }
@@ -294,7 +334,8 @@ impl<'a, K: RecordSink> Rows<'a, K> {
 
 struct BodySummary {
     bytes: u64,
-    sha256: [u8; 32],
+    /// Unless the caller hashed the body itself.
+    sha256: Option<[u8; 32]>,
 }
 
 /// Drains the request body into the channel, counting and hashing it and enforcing the size
@@ -303,6 +344,7 @@ async fn forward_body<S, E>(
     mut body: S,
     mut sender: mpsc::Sender<io::Result<Bytes>>,
     limits: Limits,
+    hash: bool,
 ) -> Result<BodySummary, UploadError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -332,7 +374,9 @@ where
                         limit: limits.max_upload_bytes,
                     })
                 } else {
-                    hasher.update(&chunk);
+                    if hash {
+                        hasher.update(&chunk);
+                    }
                     if sender.send(Ok(chunk)).await.is_err() {
                         break;
                     }
@@ -351,7 +395,7 @@ where
     }
     Ok(BodySummary {
         bytes,
-        sha256: hasher.finalize().into(),
+        sha256: hash.then(|| hasher.finalize().into()),
     })
 }
 
@@ -417,25 +461,31 @@ where
 
     let mut record = ByteRecord::new();
     loop {
-        let row = match reader.read_byte_record(&mut record).await {
+        let reject = match reader.read_byte_record(&mut record).await {
             Ok(false) => break,
             Ok(true) => {
                 // See `decode::sniff_crlf`: the parser reports CRLF records one line too low.
                 let line = record.position().map_or(0, |p| p.line())
                     + u64::from(crlf.load(Ordering::Relaxed));
-                columns.parse_row(&record, line)
+                match columns.parse_row(&record, line) {
+                    Ok(round) => {
+                        rows.accept(&round).await?;
+                        continue;
+                    }
+                    Err(reject) => reject,
+                }
             }
             Err(error) if matches!(error.kind(), csv_async::ErrorKind::Io(_)) => {
                 return Err(read_failure(error));
             }
-            Err(error) => Err(RowError {
+            Err(error) => RowError {
                 line: error.position().map_or(0, |p| p.line())
                     + u64::from(crlf.load(Ordering::Relaxed)),
                 column: None,
                 reason: error.to_string(),
-            }),
+            },
         };
-        rows.push(row).await?;
+        rows.reject(reject).await?;
     }
     Ok(columns.unknown_columns().to_vec())
 }

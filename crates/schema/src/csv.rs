@@ -148,10 +148,12 @@ pub(crate) mod fields {
     use super::{parse_timestamp, truncate};
     use crate::domain::{Money, PlayerId};
 
+    #[inline]
     pub(crate) fn money(text: &str) -> Result<Option<Money>, String> {
         Money::parse_cell(text).map_err(|e| e.to_string())
     }
 
+    #[inline]
     pub(crate) fn integer(text: &str) -> Result<i64, String> {
         let text = text.trim();
         match text.parse::<i64>() {
@@ -163,6 +165,7 @@ pub(crate) mod fields {
         }
     }
 
+    #[inline]
     pub(crate) fn timestamp(text: &str) -> Result<i64, String> {
         parse_timestamp(text).ok_or_else(|| {
             format!(
@@ -172,6 +175,7 @@ pub(crate) mod fields {
         })
     }
 
+    #[inline]
     pub(crate) fn player(text: &str) -> Result<PlayerId, String> {
         PlayerId::parse(text).map_err(|e| e.to_string())
     }

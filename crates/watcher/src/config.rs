@@ -83,6 +83,12 @@ pub struct Config {
     /// Kafka `transaction.timeout.ms`: the longest one file may take. Default 900000.
     #[serde(default = "defaults::transaction_timeout_ms")]
     pub transaction_timeout_ms: u64,
+    /// Records after which a long file commits its transaction and goes on in a new one (as
+    /// uploads do). A file of at most this many records is all or nothing; a longer one that
+    /// fails or is interrupted leaves its committed part visible, and reading it again
+    /// completes it (rounds are de-duplicated by identity). Default 5000000.
+    #[serde(default = "defaults::max_rows_per_transaction")]
+    pub max_rows_per_transaction: u64,
     /// How long Kafka may take to acknowledge a record, in milliseconds. Default 30000.
     #[serde(default = "defaults::delivery_timeout_ms")]
     pub delivery_timeout_ms: u64,
@@ -144,6 +150,7 @@ impl Config {
             redis_key_prefix: defaults::redis_key_prefix(),
             transactional_id_prefix: defaults::transactional_id_prefix(),
             transaction_timeout_ms: defaults::transaction_timeout_ms(),
+            max_rows_per_transaction: defaults::max_rows_per_transaction(),
             delivery_timeout_ms: defaults::delivery_timeout_ms(),
             max_in_flight: defaults::max_in_flight(),
             max_rejects_listed: defaults::max_rejects_listed(),
@@ -197,6 +204,7 @@ impl Config {
             self.instance_id()
         ));
         producer.transaction_timeout_ms = self.transaction_timeout_ms;
+        producer.max_rows_per_transaction = self.max_rows_per_transaction;
         producer.max_concurrent_uploads = self.max_concurrent_files.max(1);
         producer.max_upload_bytes = self.max_file_bytes;
         producer.max_line_bytes = self.max_line_bytes;
@@ -252,6 +260,9 @@ mod defaults {
     }
     pub fn transaction_timeout_ms() -> u64 {
         900_000
+    }
+    pub fn max_rows_per_transaction() -> u64 {
+        5_000_000
     }
     pub fn delivery_timeout_ms() -> u64 {
         30_000

@@ -23,7 +23,7 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use sha2::{Digest, Sha256};
 use sluice_producer::error::UploadError;
 use sluice_producer::ingest::{
-    ingest_text, new_upload_id, Limits, Receipt, RecordSink, Rows, Summary, Tally,
+    ingest_text_prehashed, new_upload_id, Limits, Receipt, RecordSink, Rows, Summary, Tally,
 };
 use sluice_producer::kafka::RoundProducer;
 use sluice_producer::receipts::{Claim, ReceiptStore};
@@ -195,11 +195,12 @@ async fn ingest_file(
     let ingested = match format {
         Format::Text(text) => {
             let content = open(path, compression).await?;
-            ingest_text(
+            ingest_text_prehashed(
                 text,
                 ReaderStream::with_capacity(content, CHUNK),
                 window,
                 context.limits,
+                sha256.clone(),
             )
             .await
             .map_err(WatchError::from)

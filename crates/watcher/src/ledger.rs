@@ -4,9 +4,10 @@
 //! - `P watcher:lock:{file name}` → the instance id processing that file (`SET NX PX`, renewed
 //!   while it runs): two watchers sharing a directory never read the same file at once. A
 //!   restarted watcher takes back its own locks at once (its instance id is stable).
-//! - `P watcher:content:{sha256}` → the task reading that content (instance id and a random
-//!   token), so two files with the same content (a copy under another name) are never read at
-//!   once: the second waits and is then skipped as a duplicate, with no transaction to abort.
+//! - `P watcher:content:{sha256}` → the task reading that content (`instance|run|token`; the
+//!   run is random per process), so two files with the same content (a copy under another
+//!   name) are never read at once: the second waits and is then skipped as a duplicate, with no
+//!   transaction to abort. A lock left by an earlier run of the same instance is taken over.
 //! - `P watcher:pending:{instance id}` → hash of upload id → SHA-256, for each file between
 //!   claiming its content and storing its receipt. A watcher killed in that window leaves a
 //!   claim with no receipt; at start-up, after its transactions were fenced, it gives such
@@ -21,6 +22,9 @@ use crate::error::WatchError;
 const ACQUIRE: &str = "local v = redis.call('GET', KEYS[1]) \
     if v == false or v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end \
     return 0";
+const ACQUIRE_CONTENT: &str = "local v = redis.call('GET', KEYS[1]) \
+    if v == false or (string.sub(v, 1, #ARGV[2]) == ARGV[2] and string.sub(v, 1, #ARGV[3]) ~= ARGV[3]) then \
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4]) return 1 end return 0";
 const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
     return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
 const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
@@ -31,6 +35,8 @@ pub struct Ledger {
     pool: Pool,
     prefix: String,
     instance: String,
+    /// Random per process: tells this run's content locks from an earlier run's.
+    run: String,
     lock_ttl: Duration,
 }
 
@@ -47,6 +53,7 @@ impl Ledger {
             pool,
             prefix: prefix.to_owned(),
             instance: instance.to_owned(),
+            run: format!("{:016x}", rand::random::<u64>()),
             lock_ttl,
         })
     }
@@ -75,25 +82,29 @@ impl Ledger {
         Ok(self.script(ACQUIRE, self.lock_key(name), true).await? == 1)
     }
 
-    /// Takes the lock on a content (SHA-256) for one task; false if any task holds it.
+    fn content_owner(&self, token: &str) -> String {
+        format!("{}|{}|{token}", self.instance, self.run)
+    }
+
+    /// Takes the lock on a content (SHA-256) for one task; false if another task holds it.
     pub async fn lock_content(&self, sha256: &str, token: &str) -> Result<bool, WatchError> {
         let mut connection = self.pool.get().await?;
-        let taken: Option<String> = redis::cmd("SET")
-            .arg(format!("{}watcher:content:{sha256}", self.prefix))
-            .arg(format!("{}:{token}", self.instance))
-            .arg("NX")
-            .arg("PX")
+        let taken: i64 = redis::Script::new(ACQUIRE_CONTENT)
+            .key(format!("{}watcher:content:{sha256}", self.prefix))
+            .arg(self.content_owner(token))
+            .arg(format!("{}|", self.instance))
+            .arg(format!("{}|{}|", self.instance, self.run))
             .arg(self.lock_ttl.as_millis() as u64)
-            .query_async(&mut connection)
+            .invoke_async(&mut connection)
             .await?;
-        Ok(taken.is_some())
+        Ok(taken == 1)
     }
 
     pub async fn renew_content(&self, sha256: &str, token: &str) -> Result<bool, WatchError> {
         let mut connection = self.pool.get().await?;
         let renewed: i64 = redis::Script::new(RENEW)
             .key(format!("{}watcher:content:{sha256}", self.prefix))
-            .arg(format!("{}:{token}", self.instance))
+            .arg(self.content_owner(token))
             .arg(self.lock_ttl.as_millis() as u64)
             .invoke_async(&mut connection)
             .await?;
@@ -105,7 +116,7 @@ impl Ledger {
             let mut connection = self.pool.get().await?;
             redis::Script::new(RELEASE)
                 .key(format!("{}watcher:content:{sha256}", self.prefix))
-                .arg(format!("{}:{token}", self.instance))
+                .arg(self.content_owner(token))
                 .invoke_async::<i64>(&mut connection)
                 .await?;
             Ok::<_, WatchError>(())

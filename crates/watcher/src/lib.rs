@@ -96,6 +96,7 @@ impl Application {
             instance,
             config,
         });
+        sluice_schema::telemetry::register_counters(&["sluice_watcher_bytes_total"]);
         let running = Arc::new(AtomicBool::new(false));
         let state = web::Data::new(HealthState {
             running: Arc::clone(&running),
@@ -106,6 +107,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(sluice_schema::telemetry::HttpMetrics::new("watcher"))
                 .app_data(state.clone())
                 .route("/health", web::get().to(health))
                 .route("/ready", web::get().to(ready))

@@ -52,6 +52,12 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
         }
     };
 
+    for outcome in ["ingested", "duplicate", "quarantined", "retry"] {
+        metrics::counter!("sluice_watcher_files_total", "outcome" => outcome).increment(0);
+    }
+    for outcome in ["accepted", "rejected"] {
+        metrics::counter!("sluice_watcher_rows_total", "outcome" => outcome).increment(0);
+    }
     let stable = Duration::from_millis(config.stable_ms);
     let permits = Arc::new(Semaphore::new(config.max_concurrent_files.max(1)));
     let mut candidates: HashMap<PathBuf, Candidate> = HashMap::new();
