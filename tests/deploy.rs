@@ -50,6 +50,19 @@ impl From<sluice_consumer::Config> for Settings {
     }
 }
 
+impl From<sluice_watcher::Config> for Settings {
+    fn from(c: sluice_watcher::Config) -> Settings {
+        Settings {
+            listen_port: port_of(&c.listen_addr),
+            kafka_brokers: Some(c.kafka_brokers),
+            topic: Some(c.topic),
+            topic_partitions: Some(c.topic_partitions),
+            redis_url: Some(c.redis_url),
+            clickhouse_url: None,
+        }
+    }
+}
+
 impl From<sluice_gateway::Config> for Settings {
     fn from(c: sluice_gateway::Config) -> Settings {
         Settings {
@@ -138,6 +151,7 @@ fn services() -> Vec<Service> {
         Service::of::<sluice_producer::Config>("producer", "SLUICE_PRODUCER_"),
         Service::of::<sluice_consumer::Config>("consumer", "SLUICE_CONSUMER_"),
         Service::of::<sluice_gateway::Config>("gateway", "SLUICE_GATEWAY_"),
+        Service::of::<sluice_watcher::Config>("watcher", "SLUICE_WATCHER_"),
     ]
 }
 
