@@ -1,5 +1,5 @@
-//! `/metrics`, `/health` and `/ready` of all three services, against real Kafka, ClickHouse and
-//! Redis: an upload with bad rows, a poison message, metered queries (one of them failing and
+//! `/metrics`, `/health` and `/ready` of all four services, against real Kafka, ClickHouse and
+//! Redis: an upload with bad rows, a dropped file, a poison message, metered queries (one of them failing and
 //! refunded) and a few HTTP errors, then every required metric family is read back from the
 //! services' own `/metrics` with the values this traffic must have produced. This binary has
 //! one test, so the process-wide recorder holds exactly this test's traffic.
@@ -199,8 +199,22 @@ async fn every_service_reports_its_work_in_prometheus_format() {
     let broken_url = format!("http://127.0.0.1:{}", broken.port());
     tokio::spawn(broken.run_until_stopped());
 
+    // The watcher, on a topic of its own (the consumer's counts below stay this test's upload).
+    let inbox = std::env::temp_dir().join(unique("metrics_inbox"));
+    let mut watcher =
+        sluice_watcher::Config::with_endpoints(&inbox, &stack.kafka_brokers, &stack.redis_url);
+    watcher.listen_addr = "127.0.0.1:0".into();
+    watcher.topic = unique("metrics_watched");
+    watcher.topic_partitions = PARTITIONS;
+    watcher.redis_key_prefix = prefix.clone();
+    watcher.transactional_id_prefix = unique("metrics_watcher");
+    watcher.rescan_interval_ms = 200;
+    let watcher = sluice_watcher::Application::build(watcher).await.unwrap();
+    let watcher_url = format!("http://127.0.0.1:{}", watcher.port());
+    tokio::spawn(watcher.run_until_stopped(shutdown.clone()));
+
     // Liveness and readiness everywhere.
-    for base in [&producer_url, &consumer_url, &gateway_url] {
+    for base in [&producer_url, &consumer_url, &gateway_url, &watcher_url] {
         assert_eq!(
             status(&format!("{base}/health")).await,
             200,
@@ -311,9 +325,42 @@ async fn every_service_reports_its_work_in_prometheus_format() {
     })
     .await;
 
+    // Watcher: one dropped file (written under a temporary name, then renamed into place).
+    let mut dropped = Options::new(100);
+    dropped.seed = 11;
+    let dropped = generate::export(&dropped);
+    std::fs::write(inbox.join("rounds.csv.tmp"), &dropped.bytes).unwrap();
+    std::fs::rename(inbox.join("rounds.csv.tmp"), inbox.join("rounds.csv")).unwrap();
+    eventually(
+        "the dropped file ingested",
+        Duration::from_secs(30),
+        || async {
+            scrape(&watcher_url)
+                .await
+                .sum("sluice_watcher_files_total", &[("outcome", "ingested")])
+                == 1.0
+        },
+    )
+    .await;
+
     let producer_scrape = scrape(&producer_url).await;
     let consumer_scrape = scrape(&consumer_url).await;
     let gateway_scrape = scrape(&gateway_url).await;
+    let watcher_scrape = scrape(&watcher_url).await;
+    let w = &watcher_scrape;
+    assert_eq!(
+        w.sum("sluice_watcher_rows_total", &[("outcome", "accepted")]),
+        dropped.summary.good_rows as f64
+    );
+    assert_eq!(
+        w.sum("sluice_watcher_bytes_total", &[]),
+        dropped.bytes.len() as f64
+    );
+    assert_eq!(
+        w.sum("sluice_watcher_files_total", &[("outcome", "quarantined")]),
+        0.0
+    );
+    std::fs::remove_dir_all(&inbox).unwrap();
 
     // Histograms are histograms everywhere: nothing is rendered as a summary.
     for scrape in [&producer_scrape, &consumer_scrape, &gateway_scrape] {
@@ -456,9 +503,14 @@ async fn every_service_reports_its_work_in_prometheus_format() {
     )
     .unwrap();
     let exposed = |name: &str| {
-        [&producer_scrape, &consumer_scrape, &gateway_scrape]
-            .iter()
-            .any(|s| s.has(name))
+        [
+            &producer_scrape,
+            &consumer_scrape,
+            &gateway_scrape,
+            &watcher_scrape,
+        ]
+        .iter()
+        .any(|s| s.has(name))
     };
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().unwrap() {
