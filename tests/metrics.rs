@@ -1,8 +1,8 @@
 //! `/metrics`, `/health` and `/ready` of all four services, against real Kafka, ClickHouse and
-//! Redis: an upload with bad rows, a dropped file, a poison message, metered queries (one of them failing and
-//! refunded) and a few HTTP errors, then every required metric family is read back from the
-//! services' own `/metrics` with the values this traffic must have produced. This binary has
-//! one test, so the process-wide recorder holds exactly this test's traffic.
+//! Redis: an upload with bad rows, a dropped file, a poison message, metered queries (one of
+//! them failing and refunded) and a few HTTP errors, then every required metric family is read
+//! back from the services' own `/metrics` with the values this traffic must have produced.
+//! This binary has one test, so the process-wide recorder holds exactly this test's traffic.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
