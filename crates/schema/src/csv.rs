@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDateTime};
 use csv_async::ByteRecord;
 use serde::Serialize;
 
-use crate::domain::Money;
+use crate::domain::{Money, PlayerId};
 use crate::round::GameRound;
 
 /// The columns a game-round export must have, in the canonical order.
@@ -97,6 +97,31 @@ impl HeaderMap {
 
     /// Parses one data row found at `line`.
     pub fn parse_row(&self, record: &ByteRecord, line: u64) -> Result<GameRound, RowError> {
+        let mut round = GameRound {
+            created_timestamp: 0,
+            game_instance_id: 0,
+            user_id: PlayerId::parse("00000000000000000000000000000000").expect("a valid id"),
+            game_id: 0,
+            real_amount_bet: None,
+            bonus_amount_bet: None,
+            real_amount_win: None,
+            bonus_amount_win: None,
+            game_name: String::new(),
+            provider: String::new(),
+        };
+        self.parse_row_into(record, line, &mut round)?;
+        Ok(round)
+    }
+
+    /// [`parse_row`](Self::parse_row) into a round parsed before, reusing its buffers: the hot
+    /// loop of an upload allocates nothing per row. After an error, `round` holds a mix of
+    /// this row and the one before and must not be used.
+    pub fn parse_row_into(
+        &self,
+        record: &ByteRecord,
+        line: u64,
+        round: &mut GameRound,
+    ) -> Result<(), RowError> {
         if record.len() != self.width {
             return Err(RowError {
                 line,
@@ -126,19 +151,24 @@ impl HeaderMap {
         let integer = |column: usize| -> Result<i64, RowError> {
             fields::integer(cell(column)?).map_err(|reason| fail(column, reason))
         };
-        let created_timestamp = fields::timestamp(cell(0)?).map_err(|reason| fail(0, reason))?;
-        Ok(GameRound {
-            created_timestamp,
-            game_instance_id: integer(1)?,
-            user_id: fields::player(cell(2)?).map_err(|reason| fail(2, reason))?,
-            game_id: integer(3)?,
-            real_amount_bet: money(4)?,
-            bonus_amount_bet: money(5)?,
-            real_amount_win: money(6)?,
-            bonus_amount_win: money(7)?,
-            game_name: cell(8)?.to_owned(),
-            provider: cell(9)?.to_owned(),
-        })
+        round.created_timestamp = fields::timestamp(cell(0)?).map_err(|reason| fail(0, reason))?;
+        round.game_instance_id = integer(1)?;
+        round
+            .user_id
+            .assign(cell(2)?)
+            .map_err(|e| fail(2, e.to_string()))?;
+        round.game_id = integer(3)?;
+        round.real_amount_bet = money(4)?;
+        round.bonus_amount_bet = money(5)?;
+        round.real_amount_win = money(6)?;
+        round.bonus_amount_win = money(7)?;
+        let game_name = cell(8)?;
+        let provider = cell(9)?;
+        round.game_name.clear();
+        round.game_name.push_str(game_name);
+        round.provider.clear();
+        round.provider.push_str(provider);
+        Ok(())
     }
 }
 

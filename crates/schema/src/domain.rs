@@ -132,6 +132,19 @@ impl PlayerId {
         }
     }
 
+    /// [`parse`](Self::parse) into this id's buffer; unchanged if `text` is not an id.
+    pub fn assign(&mut self, text: &str) -> Result<(), PlayerIdError> {
+        let text = text.trim();
+        if text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            self.0.clear();
+            self.0.push_str(text);
+            self.0.make_ascii_lowercase();
+            Ok(())
+        } else {
+            Err(PlayerIdError)
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -209,5 +222,14 @@ mod tests {
         assert!(PlayerId::parse("9ece8c40").is_err());
         assert!(PlayerId::parse("' OR 1=1 --                     ").is_err());
         assert!(PlayerId::parse("zzzz8c4020f8aed10676cd1c56a41889").is_err());
+    }
+
+    #[test]
+    fn assigning_a_player_id_reuses_the_buffer_and_refuses_what_parse_refuses() {
+        let mut id = PlayerId::parse("00000000000000000000000000000000").unwrap();
+        id.assign(" 9ECE8C4020F8AED10676CD1C56A41889 ").unwrap();
+        assert_eq!(id.as_str(), "9ece8c4020f8aed10676cd1c56a41889");
+        assert!(id.assign("9ece8c40").is_err());
+        assert_eq!(id.as_str(), "9ece8c4020f8aed10676cd1c56a41889");
     }
 }

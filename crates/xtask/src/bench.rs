@@ -154,7 +154,7 @@ pub async fn producer(rows: u64) -> anyhow::Result<()> {
             format!("{:.1} MiB, UTF-16 BE", bytes as f64 / 1048576.0),
         ),
         (
-            "baseline: parse + encode, 1 task",
+            "baseline: parse + encode (SHA-256 beside)",
             format!(
                 "{:.0} rows/s ({:.2} s)",
                 rate(baseline),
