@@ -327,16 +327,23 @@ async fn an_idempotency_key_replays_its_first_receipt_whatever_is_sent_again() {
     assert_eq!(status, 400);
 }
 
-#[tokio::test]
-async fn a_failed_upload_leaves_nothing_visible() {
-    let producer = spawn_producer(|config| config.max_line_bytes = 300).await;
+/// `rows` good rows (about 440 KiB for 5 000: the parser gets them in several pieces), then a
+/// line of 1 000 bytes, which a 300-byte line limit refuses.
+fn good_rows_then_a_long_line(rows: usize) -> Vec<u8> {
     let good = "2019-10-22 08:20:42,1,9ece8c4020f8aed10676cd1c56a41889,24002,2,0,0,0,Mental,Nolimit City\n";
     let mut body = HEADER.to_owned();
-    for _ in 0..5_000 {
+    for _ in 0..rows {
         body.push_str(good);
     }
     body.push_str(&format!("{}\n", "x".repeat(1_000)));
-    let (status, _, problem) = post_file(&producer.url, csv(&body), "text/csv").await;
+    csv(&body)
+}
+
+#[tokio::test]
+async fn a_failed_upload_leaves_nothing_visible() {
+    let producer = spawn_producer(|config| config.max_line_bytes = 300).await;
+    let (status, _, problem) =
+        post_file(&producer.url, good_rows_then_a_long_line(5_000), "text/csv").await;
     assert_eq!(status, 413, "{problem}");
     // Rows before the piece of the body with the long line were produced (the test below
     // sees them when they are committed in steps), then aborted with the upload.
@@ -367,13 +374,8 @@ async fn a_failed_long_upload_leaves_only_its_committed_steps_visible() {
         config.max_rows_per_transaction = 1_000;
     })
     .await;
-    let good = "2019-10-22 08:20:42,1,9ece8c4020f8aed10676cd1c56a41889,24002,2,0,0,0,Mental,Nolimit City\n";
-    let mut body = HEADER.to_owned();
-    for _ in 0..5_000 {
-        body.push_str(good);
-    }
-    body.push_str(&format!("{}\n", "x".repeat(1_000)));
-    let (status, _, problem) = post_file(&producer.url, csv(&body), "text/csv").await;
+    let (status, _, problem) =
+        post_file(&producer.url, good_rows_then_a_long_line(5_000), "text/csv").await;
     assert_eq!(status, 413, "{problem}");
     // The body reaches the parser in pieces: the steps of 1 000 rows completed before the
     // piece with the long line were committed; the rest was aborted with the upload.
