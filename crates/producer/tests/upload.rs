@@ -15,6 +15,9 @@ struct Producer {
 }
 
 async fn spawn_producer(configure: impl FnOnce(&mut Config)) -> Producer {
+    if std::env::var_os("TEST_LOG").is_some() {
+        sluice_schema::telemetry::init_tracing("warn,sluice_producer=debug,rdkafka=info");
+    }
     let mut config = Config::with_endpoints(&Stack::get().kafka_brokers, &Stack::get().redis_url);
     config.listen_addr = "127.0.0.1:0".into();
     config.redis_key_prefix = format!("{}:", unique("producer"));
