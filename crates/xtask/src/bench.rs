@@ -12,7 +12,7 @@ use sluice_schema::avro::GameRoundCodec;
 use sluice_schema::csv::HeaderMap;
 use sluice_schema::Money;
 use sluice_testkit::generate::{self, Options};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 use tokio_util::io::ReaderStream;
 
 /// The upload every benchmark record claims to come from: a real id's length, so records have
@@ -74,9 +74,96 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// A free port on loopback.
+pub(crate) fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Waits until the service at `url` answers `/health`.
+pub(crate) async fn wait_for_health(
+    http: &reqwest::Client,
+    url: &str,
+    what: &str,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while http.get(format!("{url}/health")).send().await.is_err() {
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("{what} did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// A release `sluice-producer` (built already) with a topic, Redis prefix and transactional ids
+/// of its own; killed when dropped.
+pub(crate) struct BenchProducer {
+    pub(crate) process: Child,
+    url: String,
+    http: reqwest::Client,
+}
+
+/// Starts a [`BenchProducer`] writing to `topic` and waits until it answers.
+pub(crate) async fn start_producer(topic: &str) -> anyhow::Result<BenchProducer> {
+    let port = free_port()?;
+    let process = Command::new(release_binary("sluice-producer"))
+        .env("SLUICE_PRODUCER_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env(
+            "SLUICE_PRODUCER_KAFKA_BROKERS",
+            stack_value("SLUICE_KAFKA_BROKERS")?,
+        )
+        .env(
+            "SLUICE_PRODUCER_REDIS_URL",
+            stack_value("SLUICE_REDIS_URL")?,
+        )
+        .env("SLUICE_PRODUCER_REDIS_KEY_PREFIX", format!("{topic}:"))
+        .env("SLUICE_PRODUCER_TRANSACTIONAL_ID_PREFIX", topic)
+        .env("SLUICE_PRODUCER_TOPIC", topic)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting sluice-producer")?;
+    let producer = BenchProducer {
+        process,
+        url: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::new(),
+    };
+    wait_for_health(&producer.http, &producer.url, "sluice-producer").await?;
+    Ok(producer)
+}
+
+impl BenchProducer {
+    /// Streams `path` (`rows` rows, all good) as one multipart upload; the time from the first
+    /// byte to the receipt, which comes once Kafka acknowledged every record.
+    pub(crate) async fn upload(&self, path: &Path, rows: u64) -> anyhow::Result<Duration> {
+        let bytes = std::fs::metadata(path)?.len();
+        let started = Instant::now();
+        let file = tokio::fs::File::open(path).await?;
+        let body = reqwest::Body::wrap_stream(ReaderStream::with_capacity(file, 256 * 1024));
+        let part = reqwest::multipart::Part::stream_with_length(body, bytes)
+            .file_name("rounds.csv")
+            .mime_str("text/csv")?;
+        let response = self
+            .http
+            .post(format!("{}/csv_upload", self.url))
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .send()
+            .await?;
+        let status = response.status();
+        let receipt: serde_json::Value = response.json().await?;
+        let elapsed = started.elapsed();
+        if !status.is_success() || receipt["accepted"] != rows {
+            bail!("upload answered {status}: {receipt}");
+        }
+        Ok(elapsed)
+    }
+}
+
 /// Upload → every record acknowledged by Kafka, against parse + encode alone.
 pub async fn producer(rows: u64) -> anyhow::Result<()> {
-    let brokers = stack_value("SLUICE_KAFKA_BROKERS")?;
     let path = export(rows)?;
     let bytes = std::fs::metadata(&path)?.len();
 
@@ -97,54 +184,10 @@ pub async fn producer(rows: u64) -> anyhow::Result<()> {
 
     // The service: the release binary, a fresh topic, one streamed multipart upload.
     build_release("sluice-producer").await?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let topic = format!("bench_{}", std::process::id());
-    let mut service = Command::new(release_binary("sluice-producer"))
-        .env("SLUICE_PRODUCER_LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("SLUICE_PRODUCER_KAFKA_BROKERS", &brokers)
-        .env(
-            "SLUICE_PRODUCER_REDIS_URL",
-            stack_value("SLUICE_REDIS_URL")?,
-        )
-        .env("SLUICE_PRODUCER_REDIS_KEY_PREFIX", format!("{topic}:"))
-        .env("SLUICE_PRODUCER_TRANSACTIONAL_ID_PREFIX", &topic)
-        .env("SLUICE_PRODUCER_TOPIC", &topic)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting sluice-producer")?;
-    let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let wait_started = Instant::now();
-    while http.get(format!("{url}/health")).send().await.is_err() {
-        if wait_started.elapsed() > Duration::from_secs(30) {
-            bail!("sluice-producer did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
-    let started = Instant::now();
-    let file = tokio::fs::File::open(&path).await?;
-    let body = reqwest::Body::wrap_stream(ReaderStream::with_capacity(file, 256 * 1024));
-    let part = reqwest::multipart::Part::stream_with_length(body, bytes)
-        .file_name("rounds.csv")
-        .mime_str("text/csv")?;
-    let response = http
-        .post(format!("{url}/csv_upload"))
-        .multipart(reqwest::multipart::Form::new().part("file", part))
-        .send()
-        .await?;
-    let status = response.status();
-    let receipt: serde_json::Value = response.json().await?;
-    let upload = started.elapsed();
-    if !status.is_success() || receipt["accepted"] != rows {
-        bail!("upload answered {status}: {receipt}");
-    }
-    let rss = service.id().and_then(peak_rss_mib);
-    service.start_kill()?;
+    let mut service = start_producer(&format!("bench_{}", std::process::id())).await?;
+    let upload = service.upload(&path, rows).await?;
+    let rss = service.process.id().and_then(peak_rss_mib);
+    service.process.start_kill()?;
 
     let rate = |d: Duration| rows as f64 / d.as_secs_f64();
     println_table(&[

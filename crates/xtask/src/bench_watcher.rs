@@ -9,28 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use sluice_testkit::generate::{self, Options};
 use tokio::process::{Child, Command};
-use tokio_util::io::ReaderStream;
 
-use crate::bench::{build_release, export, println_table, release_binary, stack_value};
+use crate::bench::{
+    build_release, export, free_port, println_table, release_binary, stack_value, start_producer,
+    wait_for_health,
+};
 
 /// A free loopback port.
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-async fn wait_for_health(http: &reqwest::Client, url: &str, what: &str) -> anyhow::Result<()> {
-    let started = Instant::now();
-    while http.get(format!("{url}/health")).send().await.is_err() {
-        if started.elapsed() > Duration::from_secs(30) {
-            bail!("{what} did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
-}
-
 /// The watcher's counter of files with `outcome`, from its `/metrics`.
 async fn files_done(http: &reqwest::Client, url: &str, outcome: &str) -> u64 {
     let Ok(response) = http.get(format!("{url}/metrics")).send().await else {
@@ -92,48 +77,9 @@ async fn wait_ingested(
 
 /// Uploads `path` (`rows` rows) to a fresh release producer; the time to the receipt.
 async fn upload(run: &str, path: &Path, rows: u64) -> anyhow::Result<Duration> {
-    let port = free_port()?;
-    let topic = format!("{run}_upload");
-    let mut service = Command::new(release_binary("sluice-producer"))
-        .env("SLUICE_PRODUCER_LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env(
-            "SLUICE_PRODUCER_KAFKA_BROKERS",
-            stack_value("SLUICE_KAFKA_BROKERS")?,
-        )
-        .env(
-            "SLUICE_PRODUCER_REDIS_URL",
-            stack_value("SLUICE_REDIS_URL")?,
-        )
-        .env("SLUICE_PRODUCER_REDIS_KEY_PREFIX", format!("{topic}:"))
-        .env("SLUICE_PRODUCER_TRANSACTIONAL_ID_PREFIX", &topic)
-        .env("SLUICE_PRODUCER_TOPIC", &topic)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting sluice-producer")?;
-    let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    wait_for_health(&http, &url, "sluice-producer").await?;
-    let bytes = std::fs::metadata(path)?.len();
-    let started = Instant::now();
-    let file = tokio::fs::File::open(path).await?;
-    let body = reqwest::Body::wrap_stream(ReaderStream::with_capacity(file, 256 * 1024));
-    let part = reqwest::multipart::Part::stream_with_length(body, bytes)
-        .file_name("rounds.csv")
-        .mime_str("text/csv")?;
-    let response = http
-        .post(format!("{url}/csv_upload"))
-        .multipart(reqwest::multipart::Form::new().part("file", part))
-        .send()
-        .await?;
-    let status = response.status();
-    let receipt: serde_json::Value = response.json().await?;
-    let elapsed = started.elapsed();
-    service.start_kill()?;
-    if !status.is_success() || receipt["accepted"] != rows {
-        bail!("upload answered {status}: {receipt}");
-    }
+    let mut producer = start_producer(&format!("{run}_upload")).await?;
+    let elapsed = producer.upload(path, rows).await?;
+    producer.process.start_kill()?;
     Ok(elapsed)
 }
 
