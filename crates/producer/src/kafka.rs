@@ -417,8 +417,12 @@ impl DeliveryWindow<'_> {
     /// up to that many records stays all or nothing, and a failed longer one leaves its
     /// committed part visible (which a retry makes whole; round identity de-duplicates).
     pub async fn send(&mut self, key: &str, payload: &[u8]) -> Result<(), KafkaError> {
-        self.send_to(self.topic, key, payload).await?;
-        self.count_towards_commit().await
+        self.send_to(self.topic, key, payload).await
+    }
+
+    /// Hands one rejected row to the rejects topic, in the same transaction.
+    pub async fn send_reject(&mut self, upload_id: &str, reject: &[u8]) -> Result<(), KafkaError> {
+        self.send_to(self.rejects_topic, upload_id, reject).await
     }
 
     async fn count_towards_commit(&mut self) -> Result<(), KafkaError> {
@@ -458,12 +462,6 @@ impl DeliveryWindow<'_> {
         deliveries.error().map_or(Ok(()), Err)
     }
 
-    /// Hands one rejected row to the rejects topic, in the same transaction.
-    pub async fn send_reject(&mut self, upload_id: &str, reject: &[u8]) -> Result<(), KafkaError> {
-        self.send_to(self.rejects_topic, upload_id, reject).await?;
-        self.count_towards_commit().await
-    }
-
     async fn send_to(&mut self, topic: &str, key: &str, payload: &[u8]) -> Result<(), KafkaError> {
         let deliveries = self.producer.context();
         if let Some(error) = deliveries.error() {
@@ -482,7 +480,7 @@ impl DeliveryWindow<'_> {
             match self.producer.send(record) {
                 Ok(()) => {
                     self.sent += 1;
-                    return Ok(());
+                    return self.count_towards_commit().await;
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     record = returned;
