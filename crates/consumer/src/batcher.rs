@@ -264,9 +264,7 @@ mod tests {
             provider: "p".into(),
         };
         let mut bytes = Vec::new();
-        GameRoundCodec::get()
-            .encode(&round, "u-1", &mut bytes)
-            .unwrap();
+        GameRoundCodec::get().encode(&round, "u-1", &mut bytes);
         let mut raw = RawBatch::default();
         raw.push(Source::Rounds, 0, 10, b"a", &bytes);
         raw.push(Source::Rounds, 0, 11, b"b", b"garbage");

@@ -40,9 +40,7 @@ fn load(count: i64) -> (Vec<(usize, Vec<u8>)>, [i64; 3]) {
                 provider: "Push Gaming".into(),
             };
             let mut bytes = Vec::new();
-            GameRoundCodec::get()
-                .encode(&round, "test-upload", &mut bytes)
-                .unwrap();
+            GameRoundCodec::get().encode(&round, "test-upload", &mut bytes);
             (player, bytes)
         })
         .collect();

@@ -137,22 +137,28 @@ where
     S: Stream<Item = io::Result<Bytes>>,
 {
     let mut line = 1_u64;
+    // Bytes of the current line seen so far, without its `\n`.
     let mut current = 0_usize;
     inner.map(move |chunk| {
         let chunk = chunk?;
-        for piece in chunk.split_inclusive(|b| *b == b'\n') {
-            let ends_line = piece.last() == Some(&b'\n');
-            current += piece.len() - usize::from(ends_line);
-            if current > max_line_bytes {
-                return Err(io::Error::other(LineTooLong {
-                    line,
-                    limit: max_line_bytes,
-                }));
+        let too_long = |line| {
+            io::Error::other(LineTooLong {
+                line,
+                limit: max_line_bytes,
+            })
+        };
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', &chunk) {
+            if current + (end - start) > max_line_bytes {
+                return Err(too_long(line));
             }
-            if ends_line {
-                line += 1;
-                current = 0;
-            }
+            line += 1;
+            current = 0;
+            start = end + 1;
+        }
+        current += chunk.len() - start;
+        if current > max_line_bytes {
+            return Err(too_long(line));
         }
         Ok(chunk)
     })

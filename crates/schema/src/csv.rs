@@ -133,8 +133,17 @@ impl HeaderMap {
                 ),
             });
         }
+        // The whole row is checked as text at once (one pass instead of one per cell); a cell
+        // is then valid text if it starts and ends on character boundaries. A row that is not
+        // valid text is checked cell by cell, to name the column at fault.
+        let row = std::str::from_utf8(record.as_slice()).ok();
         let cell = |column: usize| -> Result<&str, RowError> {
-            std::str::from_utf8(&record[self.positions[column]]).map_err(|_| RowError {
+            let index = self.positions[column];
+            let text = match row {
+                Some(row) => record.range(index).and_then(|range| row.get(range)),
+                None => std::str::from_utf8(&record[index]).ok(),
+            };
+            text.ok_or_else(|| RowError {
                 line,
                 column: Some(COLUMNS[column]),
                 reason: "not valid text".to_owned(),
@@ -176,7 +185,7 @@ impl HeaderMap {
 /// fields given as text): each returns the value or the reason it was refused.
 pub(crate) mod fields {
     use super::{parse_timestamp, truncate};
-    use crate::domain::{Money, PlayerId};
+    use crate::domain::{trim, Money, PlayerId};
 
     #[inline]
     pub(crate) fn money(text: &str) -> Result<Option<Money>, String> {
@@ -185,7 +194,7 @@ pub(crate) mod fields {
 
     #[inline]
     pub(crate) fn integer(text: &str) -> Result<i64, String> {
-        let text = text.trim();
+        let text = trim(text);
         match text.parse::<i64>() {
             Ok(value) if value >= 0 => Ok(value),
             _ => Err(format!(
@@ -213,7 +222,7 @@ pub(crate) mod fields {
 
 /// Parses `YYYY-MM-DD HH:MM:SS[.fff]` (UTC) or RFC 3339 into milliseconds since the epoch.
 fn parse_timestamp(text: &str) -> Option<i64> {
-    let text = text.trim();
+    let text = crate::domain::trim(text);
     if let Some(millis) = parse_export_timestamp(text.as_bytes()) {
         return Some(millis);
     }

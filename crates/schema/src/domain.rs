@@ -5,6 +5,16 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// [`str::trim`], without looking at characters when the text starts and ends with a visible
+/// ASCII character, as nearly every cell does: trimming runs several times per row.
+#[inline]
+pub(crate) fn trim(text: &str) -> &str {
+    match (text.as_bytes().first(), text.as_bytes().last()) {
+        (Some(first), Some(last)) if first.is_ascii_graphic() && last.is_ascii_graphic() => text,
+        _ => text.trim(),
+    }
+}
+
 /// Number of decimal places kept for money. Amounts with more places are rejected, never rounded.
 pub const MONEY_SCALE: u32 = 4;
 const MONEY_FACTOR: i64 = 10_i64.pow(MONEY_SCALE);
@@ -33,33 +43,40 @@ impl Money {
     /// Parses a cell of a money column. Empty cells and `NaN` (any case) are `None`: the amount
     /// is unknown, which is different from zero.
     pub fn parse_cell(cell: &str) -> Result<Option<Money>, MoneyError> {
-        let cell = cell.trim();
+        let cell = trim(cell);
         if cell.is_empty() || cell.eq_ignore_ascii_case("nan") {
             return Ok(None);
         }
         Money::parse(cell).map(Some)
     }
 
-    /// Parses a plain decimal such as `-12.5`, exactly.
+    /// Parses a plain decimal such as `-12.5`, exactly. One pass over the bytes: this runs four
+    /// times per row of an upload.
     pub fn parse(text: &str) -> Result<Money, MoneyError> {
-        let (negative, digits) = match text.as_bytes().first() {
-            Some(b'-') => (true, &text[1..]),
-            Some(b'+') => (false, &text[1..]),
-            _ => (false, text),
+        let (negative, digits) = match text.as_bytes() {
+            [b'-', rest @ ..] => (true, rest),
+            [b'+', rest @ ..] => (false, rest),
+            all => (false, all),
         };
-        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
-        if (whole.is_empty() && fraction.is_empty())
-            || !whole.bytes().all(|b| b.is_ascii_digit())
-            || !fraction.bytes().all(|b| b.is_ascii_digit())
-        {
+        let whole_length = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+        let (whole, rest) = digits.split_at(whole_length);
+        let fraction = match rest {
+            [] => rest,
+            [b'.', fraction @ ..] if fraction.iter().all(u8::is_ascii_digit) => fraction,
+            _ => return Err(MoneyError::NotANumber),
+        };
+        if whole.is_empty() && fraction.is_empty() {
             return Err(MoneyError::NotANumber);
         }
-        let fraction = fraction.trim_end_matches('0');
+        let fraction = match fraction.iter().rposition(|b| *b != b'0') {
+            Some(last) => &fraction[..=last],
+            None => &[],
+        };
         if fraction.len() > MONEY_SCALE as usize {
             return Err(MoneyError::TooPrecise);
         }
         let mut units: i64 = 0;
-        for b in whole.bytes() {
+        for b in whole {
             units = units
                 .checked_mul(10)
                 .and_then(|u| u.checked_add(i64::from(b - b'0')))
@@ -67,10 +84,7 @@ impl Money {
         }
         let mut scaled_fraction: i64 = 0;
         for i in 0..MONEY_SCALE as usize {
-            let digit = fraction
-                .as_bytes()
-                .get(i)
-                .map_or(0, |b| i64::from(b - b'0'));
+            let digit = fraction.get(i).map_or(0, |b| i64::from(b - b'0'));
             scaled_fraction = scaled_fraction * 10 + digit;
         }
         let units = units
@@ -124,7 +138,7 @@ pub struct PlayerIdError;
 
 impl PlayerId {
     pub fn parse(text: &str) -> Result<PlayerId, PlayerIdError> {
-        let text = text.trim();
+        let text = trim(text);
         if text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
             Ok(PlayerId(text.to_ascii_lowercase()))
         } else {
@@ -134,7 +148,7 @@ impl PlayerId {
 
     /// [`parse`](Self::parse) into this id's buffer; unchanged if `text` is not an id.
     pub fn assign(&mut self, text: &str) -> Result<(), PlayerIdError> {
-        let text = text.trim();
+        let text = trim(text);
         if text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
             self.0.clear();
             self.0.push_str(text);
@@ -178,6 +192,38 @@ mod tests {
         assert_eq!(Money::parse("-1.2345").unwrap().scaled(), -12_345);
         assert_eq!(Money::parse(".5").unwrap().scaled(), 5_000);
         assert_eq!(Money::parse("3.10000").unwrap().scaled(), 31_000);
+    }
+
+    #[test]
+    fn money_accepts_every_shape_of_plain_decimal_and_nothing_else() {
+        let accepted = [
+            ("1.", 10_000),
+            ("-.5", -5_000),
+            ("+7", 70_000),
+            ("007.0100", 70_100),
+            ("-0", 0),
+            ("1.23450000", 12_345),
+            ("922337203685477.5807", i64::MAX),
+        ];
+        for (text, scaled) in accepted {
+            assert_eq!(Money::parse(text), Ok(Money::from_scaled(scaled)), "{text}");
+        }
+        let refused = [
+            ("1..2", MoneyError::NotANumber),
+            ("1.2.3", MoneyError::NotANumber),
+            ("--1", MoneyError::NotANumber),
+            ("1,5", MoneyError::NotANumber),
+            (" 1", MoneyError::NotANumber),
+            ("1.5 ", MoneyError::NotANumber),
+            ("١٢", MoneyError::NotANumber),
+            ("-", MoneyError::NotANumber),
+            ("1.00001x", MoneyError::NotANumber),
+            ("99999999999999999999.00001", MoneyError::TooPrecise),
+            ("922337203685477.5808", MoneyError::OutOfRange),
+        ];
+        for (text, error) in refused {
+            assert_eq!(Money::parse(text), Err(error), "{text}");
+        }
     }
 
     #[test]

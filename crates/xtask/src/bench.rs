@@ -7,7 +7,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use sluice_producer::ingest::{ingest, DiscardSink, Limits};
+use bytes::Bytes;
+use sluice_producer::ingest::{ingest, ingest_text_prehashed, DiscardSink, Limits, TextFormat};
 use sluice_schema::avro::GameRoundCodec;
 use sluice_schema::csv::HeaderMap;
 use sluice_schema::Money;
@@ -162,6 +163,102 @@ impl BenchProducer {
     }
 }
 
+/// One run of the producer's own pipeline (decode, CSV, `GameRound`, Avro, and SHA-256 of the
+/// body unless `hash` is false) over `path` into a sink that discards, in this process.
+struct ParseRun {
+    wall: Duration,
+    /// CPU time of this whole process during the run (every thread: parser, hasher, runtime).
+    cpu: Duration,
+}
+
+impl ParseRun {
+    fn per_core(&self, rows: u64) -> f64 {
+        rows as f64 / self.cpu.as_secs_f64()
+    }
+}
+
+/// The file as a stream of 256 KiB chunks read by a thread of its own, each copied once (by the
+/// kernel): the input of the parse + encode baseline, standing in for a request body.
+fn file_chunks(path: &Path) -> anyhow::Result<impl futures::Stream<Item = std::io::Result<Bytes>>> {
+    use std::io::Read;
+    const CHUNK: u64 = 256 * 1024;
+    let mut file = std::fs::File::open(path)?;
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(8);
+    std::thread::spawn(move || loop {
+        let mut chunk = Vec::with_capacity(CHUNK as usize);
+        match file.by_ref().take(CHUNK).read_to_end(&mut chunk) {
+            Ok(0) => return,
+            read => {
+                let failed = read.is_err();
+                if sender
+                    .blocking_send(read.map(|_| Bytes::from(chunk)))
+                    .is_err()
+                    || failed
+                {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)))
+}
+
+async fn parse_and_encode(path: &Path, rows: u64, hash: bool) -> anyhow::Result<ParseRun> {
+    let cpu = cpu_time::ProcessTime::now();
+    let started = Instant::now();
+    let body = Box::pin(file_chunks(path)?);
+    let receipt = if hash {
+        ingest(body, DiscardSink, limits()).await?
+    } else {
+        ingest_text_prehashed(TextFormat::Csv, body, DiscardSink, limits(), String::new()).await?
+    };
+    let run = ParseRun {
+        wall: started.elapsed(),
+        cpu: cpu.elapsed(),
+    };
+    if receipt.accepted != rows {
+        bail!(
+            "parse + encode accepted {} of {rows} rows",
+            receipt.accepted
+        );
+    }
+    Ok(run)
+}
+
+/// Parse + encode alone, `runs` times, with and without SHA-256 of the body: rows/s of wall
+/// clock and rows per CPU-second (the per-core rate). Needs no services.
+pub async fn parse(rows: u64, runs: u32) -> anyhow::Result<()> {
+    let path = export(rows)?;
+    let bytes = std::fs::metadata(&path)?.len();
+    let mut table = vec![
+        ("rows", format!("{rows}")),
+        (
+            "file",
+            format!("{:.1} MiB, UTF-16 BE", bytes as f64 / 1048576.0),
+        ),
+    ];
+    for run in 1..=runs {
+        for (hash, label) in [
+            (false, "parse + encode"),
+            (true, "parse + encode + SHA-256"),
+        ] {
+            let result = parse_and_encode(&path, rows, hash).await?;
+            table.push((
+                label,
+                format!(
+                    "run {run}: {:.0} rows/s wall ({:.2} s), {:.0} rows per CPU-second ({:.2} CPU-s)",
+                    rows as f64 / result.wall.as_secs_f64(),
+                    result.wall.as_secs_f64(),
+                    result.per_core(rows),
+                    result.cpu.as_secs_f64()
+                ),
+            ));
+        }
+    }
+    println_table(&table);
+    Ok(())
+}
+
 /// Upload → every record acknowledged by Kafka, against parse + encode alone.
 pub async fn producer(rows: u64) -> anyhow::Result<()> {
     let path = export(rows)?;
@@ -169,18 +266,8 @@ pub async fn producer(rows: u64) -> anyhow::Result<()> {
 
     // Baseline: the producer's own pipeline (decode, CSV, GameRound, Avro, SHA-256) with a sink
     // that discards, in this process.
-    let started = Instant::now();
-    let file = tokio::fs::File::open(&path).await?;
-    let receipt = ingest(
-        ReaderStream::with_capacity(file, 256 * 1024),
-        DiscardSink,
-        limits(),
-    )
-    .await?;
-    let baseline = started.elapsed();
-    if receipt.accepted != rows {
-        bail!("baseline accepted {} of {rows} rows", receipt.accepted);
-    }
+    let run = parse_and_encode(&path, rows, true).await?;
+    let baseline = run.wall;
 
     // The service: the release binary, a fresh topic, one streamed multipart upload.
     build_release("sluice-producer").await?;
@@ -202,6 +289,14 @@ pub async fn producer(rows: u64) -> anyhow::Result<()> {
                 "{:.0} rows/s ({:.2} s)",
                 rate(baseline),
                 baseline.as_secs_f64()
+            ),
+        ),
+        (
+            "baseline per core (rows per CPU-second)",
+            format!(
+                "{:.0} ({:.2} CPU-s)",
+                run.per_core(rows),
+                run.cpu.as_secs_f64()
             ),
         ),
         (
@@ -250,7 +345,7 @@ pub async fn consumer(rows: u64) -> anyhow::Result<()> {
             .parse_row(&record, 0)
             .map_err(|e| anyhow::anyhow!("generated row rejected: {e:?}"))?;
         let mut payload = Vec::new();
-        codec.encode(&round, BENCH_UPLOAD_ID, &mut payload)?;
+        codec.encode(&round, BENCH_UPLOAD_ID, &mut payload);
         let money = |m: Option<Money>| m.map_or_else(|| "\\N".to_owned(), |m| m.to_string());
         let when = chrono::DateTime::from_timestamp_millis(round.created_timestamp)
             .context("timestamp in range")?

@@ -4,6 +4,7 @@
 //!   BOM, CRLF, `NaN`/empty money, quoted names) and prints per-player totals as JSON lines
 //!   with `--totals`.
 //! - `bench producer`: upload → acknowledged rows/s beside the parse + encode baseline.
+//! - `bench parse`: the parse + encode baseline alone (no services), wall clock and per core.
 //! - `bench consumer`: topic → ClickHouse rows/s beside a `clickhouse-client` CSV load.
 //! - `bench watcher`: files/hour for many small files and rows/s for one large file, beside
 //!   the upload path's rate from the same run.
@@ -66,6 +67,14 @@ enum Bench {
         #[arg(long, default_value_t = 10_000_000)]
         rows: u64,
     },
+    /// Parse + encode alone, with and without SHA-256: rows/s and rows per CPU-second.
+    Parse {
+        #[arg(long, default_value_t = 10_000_000)]
+        rows: u64,
+        /// Repetitions of each measurement.
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+    },
     /// Pre-filled topic → ClickHouse, against `clickhouse-client` (needs `scripts/dev services`).
     Consumer {
         #[arg(long, default_value_t = 1_000_000)]
@@ -91,6 +100,9 @@ async fn main() -> anyhow::Result<()> {
         Task::Bench {
             what: Bench::Producer { rows },
         } => bench::producer(rows).await?,
+        Task::Bench {
+            what: Bench::Parse { rows, runs },
+        } => bench::parse(rows, runs).await?,
         Task::Bench {
             what: Bench::Consumer { rows },
         } => bench::consumer(rows).await?,

@@ -53,9 +53,7 @@ pub fn encoded_rounds(first_id: i64, count: i64) -> Vec<Vec<u8>> {
                 provider: "NetEnt".into(),
             };
             let mut bytes = Vec::new();
-            GameRoundCodec::get()
-                .encode(&round, "test-upload", &mut bytes)
-                .unwrap();
+            GameRoundCodec::get().encode(&round, "test-upload", &mut bytes);
             bytes
         })
         .collect()
