@@ -29,6 +29,10 @@ use crate::decode::LineTooLong;
 use crate::error::UploadError;
 use crate::kafka::DeliveryWindow;
 
+/// The CSV reader's own buffer: larger than csv-async's 8 KiB default, so the parser is fed
+/// (and polls the body stream) less often per row.
+const CSV_BUFFER_BYTES: usize = 64 * 1024;
+
 /// Body chunks buffered between the socket and the CSV parser.
 const BODY_CHUNKS_BUFFERED: usize = 8;
 
@@ -512,6 +516,7 @@ where
     let mut reader = AsyncReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
+        .buffer_capacity(CSV_BUFFER_BYTES)
         .create_reader(StreamReader::new(Box::pin(text)));
     let header = reader.byte_headers().await.map_err(read_failure)?;
     let columns = HeaderMap::parse(header)?;
