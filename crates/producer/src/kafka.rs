@@ -353,6 +353,11 @@ impl UploadTransaction {
             // Not reusable in an unknown state: the slot gets a fresh producer next time.
             lease.producer = None;
         }
+        count_transaction(if result.is_ok() {
+            "committed"
+        } else {
+            "commit_failed"
+        });
         result
     }
 
@@ -384,10 +389,20 @@ async fn abort(mut lease: Lease) {
         return;
     };
     let result = tokio::task::spawn_blocking(move || producer.abort_transaction(timeout)).await;
-    if !matches!(result, Ok(Ok(()))) {
+    if matches!(result, Ok(Ok(()))) {
+        count_transaction("aborted");
+    } else {
         tracing::warn!("Aborting an upload's transaction failed; its slot gets a fresh producer.");
+        count_transaction("abort_failed");
         lease.producer = None;
     }
+}
+
+/// How an upload's (last) transaction ended: `committed`, `commit_failed`, `aborted` or
+/// `abort_failed`. Step commits of long uploads are counted apart
+/// (`sluice_producer_intermediate_commits_total`).
+fn count_transaction(outcome: &'static str) {
+    metrics::counter!("sluice_producer_transactions_total", "outcome" => outcome).increment(1);
 }
 
 /// Records handed to Kafka by one upload. `send` waits while the window is full; `finish`
