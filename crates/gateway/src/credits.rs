@@ -253,6 +253,9 @@ struct Scripts {
     set_credits: Script,
 }
 
+/// How long a refund id is remembered: far longer than a refund is ever retried.
+const REFUND_MARK_SECONDS: u64 = 24 * 60 * 60;
+
 impl CreditStore {
     pub fn new(
         redis_url: &str,
@@ -389,13 +392,16 @@ impl CreditStore {
         }
     }
 
-    /// Gives back a charge for an answer the client did not get.
-    pub async fn refund(&self, id: &KeyId, cost: u64) -> Result<(), ApiError> {
+    /// Gives back a charge for an answer the client did not get, at most once per `refund_id`
+    /// (see `lua/refund.lua`), so it may be retried after any failure.
+    pub async fn refund(&self, id: &KeyId, cost: u64, refund_id: &str) -> Result<(), ApiError> {
         let mut connection = self.connection().await?;
         self.scripts
             .refund
             .key(self.record_key(id))
+            .key(format!("{}refund:{refund_id}", self.prefix))
             .arg(cost)
+            .arg(REFUND_MARK_SECONDS)
             .invoke_async::<i64>(&mut connection)
             .await
             .map_err(redis_down)?;

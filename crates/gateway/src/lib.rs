@@ -14,6 +14,8 @@
 //! - [`ledger`]: the usage ledger's events and the background writer that batches them into
 //!   ClickHouse without ever making a request wait.
 //! - [`audit`]: Redis balances against the ledger, and rebuilding a balance from it.
+//! - [`refund`]: giving back the charge of a failed answer, retried until Redis takes it,
+//!   never twice.
 //! - [`routes`]: the HTTP surface (`/aggregated_game_rounds`, the `/admin/keys` API, the
 //!   audit, health, metrics, `/openapi.json` and `/docs`).
 
@@ -24,6 +26,7 @@ pub mod cursor;
 pub mod error;
 pub mod ledger;
 pub mod query;
+pub mod refund;
 pub mod routes;
 
 use std::net::TcpListener;
@@ -81,6 +84,7 @@ impl Application {
         sluice_schema::telemetry::register_counters(&[
             "sluice_gateway_credits_charged_total",
             "sluice_gateway_credits_refunded_total",
+            "sluice_gateway_refunds_abandoned_total",
         ]);
         let listener = TcpListener::bind(&config.listen_addr)?;
         let port = listener.local_addr()?.port();

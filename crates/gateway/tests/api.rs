@@ -385,6 +385,105 @@ async fn a_query_that_outlives_its_timeout_is_504_and_refunded() {
     assert_eq!(credits, Some(2), "the timed-out answer was refunded");
 }
 
+/// A ClickHouse that accepts connections and never answers; its address.
+async fn silent_clickhouse() -> std::net::SocketAddr {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            held.push(connection);
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn a_refund_redis_missed_is_retried_until_it_lands_and_is_paid_once() {
+    // Redis is reached through a link cut after the charge, before the refund: the query
+    // times out against a silent ClickHouse, the refund fails, and the link heals later.
+    let address = silent_clickhouse().await;
+    let redis_url = Stack::get().redis_url.clone();
+    let upstream = redis_url
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned();
+    let link = FaultyLink::start(&upstream).await;
+    let mut prefix = String::new();
+    let gateway = spawn_gateway(|config| {
+        config.clickhouse_url = format!("http://{address}");
+        config.query_timeout_ms = 1_500;
+        config.redis_url = format!("redis://{}/", link.address());
+        prefix = config.redis_key_prefix.clone();
+    })
+    .await;
+    let key = gateway.create_key(5).await;
+    let store = sluice_gateway::credits::CreditStore::new(
+        &redis_url,
+        &prefix,
+        Config::with_endpoints("redis://unused", "http://unused", ADMIN_TOKEN).default_rate_limit(),
+    )
+    .unwrap();
+    let secret = sluice_gateway::credits::ApiKey::parse(&key).unwrap();
+    let credits = || async { store.credits(&secret).await.unwrap() };
+
+    let query = tokio::spawn({
+        let url = gateway.url.clone();
+        let key = key.clone();
+        async move {
+            reqwest::Client::new()
+                .get(format!("{url}/aggregated_game_rounds"))
+                .header("X-API-Key", key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let started = std::time::Instant::now();
+    while credits().await != Some(4) {
+        assert!(started.elapsed() < Duration::from_secs(5), "never charged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    link.cut();
+    assert_eq!(query.await.unwrap(), 504);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(credits().await, Some(4), "no refund while Redis is cut off");
+    link.heal();
+    while credits().await != Some(5) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the refund never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Retries stop once one landed: the balance stays where it is.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(credits().await, Some(5));
+}
+
+#[tokio::test]
+async fn a_refund_retried_with_its_id_pays_once() {
+    let gateway = spawn_gateway(|_| {}).await;
+    let created = gateway
+        .create_key_with(serde_json::json!({"name": "refunded", "credits": 10}))
+        .await;
+    let id = sluice_gateway::credits::KeyId::parse(created["id"].as_str().unwrap()).unwrap();
+    let store = sluice_gateway::credits::CreditStore::new(
+        &Stack::get().redis_url,
+        &gateway.redis_key_prefix,
+        Config::with_endpoints("redis://unused", "http://unused", ADMIN_TOKEN).default_rate_limit(),
+    )
+    .unwrap();
+    let secret = sluice_gateway::credits::ApiKey::parse(created["key"].as_str().unwrap()).unwrap();
+    store.refund(&id, 3, "refund-a").await.unwrap();
+    store.refund(&id, 3, "refund-a").await.unwrap();
+    assert_eq!(store.credits(&secret).await.unwrap(), Some(13));
+    store.refund(&id, 3, "refund-b").await.unwrap();
+    assert_eq!(store.credits(&secret).await.unwrap(), Some(16));
+}
+
 #[tokio::test]
 async fn redis_unreachable_is_503_never_a_free_answer() {
     let gateway = spawn_gateway(|config| {

@@ -11,6 +11,7 @@ use crate::credits::ApiKey;
 use crate::error::{ApiError, Problem};
 use crate::ledger::{LedgerEvent, Movement};
 use crate::query::{self, Bucket, Granularity, RawRoundsQuery, RoundsQuery};
+use crate::refund::Refund;
 
 const ENDPOINT: &str = "GET /aggregated_game_rounds";
 
@@ -123,22 +124,18 @@ pub async fn aggregated_game_rounds(
                 status,
                 started,
             ));
-            match state.credits.refund(&admission.key_id, cost).await {
-                Ok(()) => {
-                    metrics::counter!("sluice_gateway_credits_refunded_total").increment(cost);
-                    state.ledger.record(LedgerEvent::new(
-                        admission.key_id,
-                        Movement::Refunded,
-                        cost,
-                        ENDPOINT,
-                        status,
-                        started,
-                    ))
-                }
-                Err(refund_error) => {
-                    tracing::error!(%refund_error, "Refund failed after a query failure.");
-                }
-            }
+            crate::refund::refund(
+                &state.credits,
+                &state.ledger,
+                Refund {
+                    key_id: admission.key_id,
+                    cost,
+                    endpoint: ENDPOINT,
+                    status,
+                    started,
+                },
+            )
+            .await;
             metrics::counter!("sluice_gateway_queries_total", "outcome" => "failed").increment(1);
             return Err(error);
         }
