@@ -97,6 +97,12 @@ pub struct Config {
     /// milliseconds (librdkafka `message.timeout.ms`). Default 30000.
     #[serde(default = "defaults::delivery_timeout_ms")]
     pub delivery_timeout_ms: u64,
+    /// Bearer tokens that may upload and read receipts (`Authorization: Bearer <token>` on
+    /// `POST /csv_upload` and `GET /uploads/…`), comma separated: two at once let a token be
+    /// rotated without downtime. Unset or empty (the default): uploads are not authenticated,
+    /// for a producer reachable only from trusted networks; start-up then logs a warning.
+    #[serde(default)]
+    pub upload_tokens: Option<SecretString>,
 }
 
 impl Config {
@@ -110,6 +116,36 @@ impl Config {
         self.rejects_topic
             .clone()
             .unwrap_or_else(|| format!("{}.rejects", self.topic))
+    }
+
+    /// Whether a request presenting `token` (from `Authorization: Bearer …`) may upload and
+    /// read receipts: it must equal one of `upload_tokens`, compared in constant time. Always
+    /// true when no token is configured.
+    pub fn admits_upload_token(&self, token: Option<&str>) -> bool {
+        use secrecy::ExposeSecret;
+        use subtle::ConstantTimeEq;
+        let configured: Vec<&str> = self.upload_tokens.as_ref().map_or(Vec::new(), |tokens| {
+            tokens
+                .expose_secret()
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .collect()
+        });
+        if configured.is_empty() {
+            return true;
+        }
+        let Some(token) = token else {
+            return false;
+        };
+        configured.iter().fold(false, |found, t| {
+            found | bool::from(t.as_bytes().ct_eq(token.as_bytes()))
+        })
+    }
+
+    /// Whether uploads need a token.
+    pub fn authenticates_uploads(&self) -> bool {
+        !self.admits_upload_token(None)
     }
 
     /// The `transactional.id` prefix in use.
@@ -152,6 +188,7 @@ impl Config {
             max_rejects_listed: defaults::max_rejects_listed(),
             delivery_timeout_ms: defaults::delivery_timeout_ms(),
             compression: defaults::compression(),
+            upload_tokens: None,
         }
     }
 }
@@ -246,5 +283,43 @@ mod defaults {
     }
     pub fn delivery_timeout_ms() -> u64 {
         30_000
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_tokens(tokens: Option<&str>) -> Config {
+        let mut config = Config::with_endpoints("unused:9092", "redis://unused");
+        config.upload_tokens = tokens.map(|t| SecretString::from(t.to_owned()));
+        config
+    }
+
+    #[test]
+    fn without_tokens_every_request_is_admitted() {
+        for tokens in [None, Some(""), Some(" , ")] {
+            let config = with_tokens(tokens);
+            assert!(!config.authenticates_uploads(), "{tokens:?}");
+            assert!(config.admits_upload_token(None));
+            assert!(config.admits_upload_token(Some("anything")));
+        }
+    }
+
+    #[test]
+    fn with_tokens_only_an_exact_one_is_admitted() {
+        let config = with_tokens(Some(" first-token , second-token "));
+        assert!(config.authenticates_uploads());
+        assert!(config.admits_upload_token(Some("first-token")));
+        assert!(config.admits_upload_token(Some("second-token")));
+        for refused in [
+            None,
+            Some(""),
+            Some("first"),
+            Some("first-token2"),
+            Some("FIRST-TOKEN"),
+        ] {
+            assert!(!config.admits_upload_token(refused), "{refused:?}");
+        }
     }
 }

@@ -37,6 +37,8 @@ pub enum UploadError {
     BadIdempotencyKey,
     #[error("bad query: {0}")]
     BadQuery(String),
+    #[error("this needs `Authorization: Bearer <upload token>` with a valid token")]
+    Unauthorized,
 }
 
 impl ResponseError for UploadError {
@@ -47,6 +49,7 @@ impl ResponseError for UploadError {
             | UploadError::BadBody(_)
             | UploadError::BadIdempotencyKey
             | UploadError::BadQuery(_) => StatusCode::BAD_REQUEST,
+            UploadError::Unauthorized => StatusCode::UNAUTHORIZED,
             UploadError::InProgress(_) => StatusCode::CONFLICT,
             UploadError::UnknownUpload(_) => StatusCode::NOT_FOUND,
             UploadError::TooLarge { .. } | UploadError::LineTooLong { .. } => {
@@ -71,6 +74,9 @@ impl ResponseError for UploadError {
                 | UploadError::InProgress(_)
         ) {
             response.insert_header(("Retry-After", "5"));
+        }
+        if matches!(self, UploadError::Unauthorized) {
+            response.insert_header(("WWW-Authenticate", "Bearer realm=\"sluice-producer\""));
         }
         response.json(serde_json::json!({
             "error": self.status_code().canonical_reason(),

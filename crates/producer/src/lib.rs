@@ -52,6 +52,12 @@ impl Application {
                 break;
             }
         }
+        if !config.authenticates_uploads() {
+            tracing::warn!(
+                "SLUICE_PRODUCER_UPLOAD_TOKENS is not set: anyone who reaches this port can upload \
+                 and read receipts."
+            );
+        }
         let producer = kafka::RoundProducer::new(&config)?;
         let receipts = receipts::ReceiptStore::new(&config.redis_url, &config.redis_key_prefix)?;
         let listener = TcpListener::bind(&config.listen_addr)?;

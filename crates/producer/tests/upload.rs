@@ -265,6 +265,86 @@ async fn post_with_key(
 }
 
 #[tokio::test]
+async fn with_upload_tokens_uploads_and_receipts_need_one_and_health_does_not() {
+    let producer = spawn_producer(|config| {
+        config.upload_tokens = Some(
+            "old-token-0123456789, new-token-9876543210"
+                .to_owned()
+                .into(),
+        );
+    })
+    .await;
+    let export = generate::export(&Options::new(30));
+    for refused in [
+        vec![],
+        vec![("Authorization", "Bearer wrong-token")],
+        vec![("Authorization", "Basic b2xkLXRva2VuLTAxMjM0NTY3ODk=")],
+        vec![("Authorization", "Bearer old-token-0123456789x")],
+    ] {
+        let upload = http::upload_csv_with_headers(
+            &producer.url,
+            export.bytes.clone(),
+            "text/csv",
+            &refused,
+        )
+        .await;
+        assert_eq!(upload.status, 401, "{refused:?}: {}", upload.body);
+        assert_eq!(
+            upload.headers["www-authenticate"],
+            "Bearer realm=\"sluice-producer\""
+        );
+    }
+    assert!(
+        kafka::consume(&producer.topic, 2, 1, Duration::from_secs(2))
+            .await
+            .is_empty(),
+        "a refused upload produced nothing"
+    );
+
+    // Either configured token works (two at once: rotation).
+    let upload = http::upload_csv_with_headers(
+        &producer.url,
+        export.bytes.clone(),
+        "text/csv",
+        &[("Authorization", "bearer new-token-9876543210")],
+    )
+    .await;
+    assert_eq!(upload.status, 200, "{}", upload.body);
+    let id = upload.body["upload_id"].as_str().unwrap();
+    let replay = http::upload_csv_with_headers(
+        &producer.url,
+        export.bytes,
+        "text/csv",
+        &[("Authorization", "Bearer old-token-0123456789")],
+    )
+    .await;
+    assert_eq!(replay.status, 200, "{}", replay.body);
+    assert_eq!(replay.headers["idempotent-replayed"], "true");
+
+    let client = reqwest::Client::new();
+    for path in [format!("/uploads/{id}"), format!("/uploads/{id}/rejects")] {
+        let url = format!("{}{path}", producer.url);
+        let anonymous = client.get(&url).send().await.unwrap();
+        assert_eq!(anonymous.status(), 401, "{path}");
+        let allowed = client
+            .get(&url)
+            .bearer_auth("old-token-0123456789")
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(allowed.status(), 401, "{path}");
+    }
+    for open in ["/health", "/metrics"] {
+        let response = client
+            .get(format!("{}{open}", producer.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{open}");
+    }
+}
+
+#[tokio::test]
 async fn the_same_file_twice_replays_the_first_receipt() {
     let producer = spawn_producer(|_| {}).await;
     let export = generate::export(&Options::new(50));

@@ -10,6 +10,24 @@ use crate::error::UploadError;
 use crate::ingest::{ingest, Limits, Receipt};
 use crate::receipts::Claim;
 
+/// Refuses (401) a request without one of the configured upload tokens; admits every request
+/// when none is configured.
+fn authorize(request: &HttpRequest, state: &AppState) -> Result<(), UploadError> {
+    let token = request
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            let (scheme, token) = value.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+    if state.config.admits_upload_token(token) {
+        Ok(())
+    } else {
+        Err(UploadError::Unauthorized)
+    }
+}
+
 /// `POST /csv_upload`: multipart/form-data with the CSV in the field `file`.
 ///
 /// The upload runs in one Kafka transaction. Once every record is acknowledged, its SHA-256 is
@@ -22,6 +40,7 @@ pub async fn csv_upload(
     request: HttpRequest,
     mut payload: Multipart,
 ) -> Result<HttpResponse, UploadError> {
+    authorize(&request, &state)?;
     let idempotency_key = idempotency_key(&request)?;
     if let Some(key) = idempotency_key {
         if let Some(receipt) = state.receipts.by_idempotency_key(key).await? {
@@ -145,8 +164,10 @@ async fn upload(
 /// receipt is still returned, with the reconciliation's `status` `unknown` and the `error`.
 pub async fn get_upload(
     state: web::Data<AppState>,
+    request: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, UploadError> {
+    authorize(&request, &state)?;
     let mut receipt = state
         .receipts
         .get(&id)
@@ -194,9 +215,11 @@ fn default_page() -> u32 {
 /// only the first ones.)
 pub async fn get_rejects(
     state: web::Data<AppState>,
+    request: HttpRequest,
     id: web::Path<String>,
     page: web::Query<RejectsPage>,
 ) -> Result<HttpResponse, UploadError> {
+    authorize(&request, &state)?;
     if !(1..=crate::landing::MAX_REJECTS_PAGE).contains(&page.limit) {
         return Err(UploadError::BadQuery(format!(
             "`limit` must be between 1 and {}",
