@@ -95,6 +95,65 @@ async fn wait_for(sql: &str, expected: &str, timeout: Duration) {
     }
 }
 
+/// `GET /uploads/{id}`'s reconciliation, polled until it says `landed` (or 60 s pass).
+async fn reconciled(producer_url: &str, id: &str) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let status: serde_json::Value = reqwest::get(format!("{producer_url}/uploads/{id}"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let reconciliation = status["reconciliation"].clone();
+        if reconciliation["status"] == "landed" {
+            return reconciliation;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not everything landed: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_file_sent_again_leaves_its_first_upload_fully_landed() {
+    let pipeline = spawn_pipeline().await;
+    let export = generate::export(&Options::new(1_500));
+    let first = http::upload_csv(&pipeline.producer_url, export.bytes.clone(), "text/csv").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let id = first.body["upload_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        reconciled(&pipeline.producer_url, &id).await["landed"],
+        1_500
+    );
+
+    // The same file again: the first receipt is replayed. Its records were produced under a
+    // new upload id before the hash was known; a broker that shows aborted records (tansu),
+    // or step commits of a file above SLUICE_PRODUCER_MAX_ROWS_PER_TRANSACTION, land them,
+    // and each round's newer row then carries the new id.
+    let again = http::upload_csv(&pipeline.producer_url, export.bytes, "text/csv").await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.body["upload_id"], id.as_str());
+    let table = format!("{}.game_rounds", pipeline.database);
+    let started = Instant::now();
+    while clickhouse::query(&format!(
+        "SELECT count() FROM {table} WHERE upload_id != '{id}'"
+    ))
+    .await
+        != "1500"
+        && started.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // What a background merge does sooner or later: one row per round, the newest.
+    clickhouse::query(&format!("OPTIMIZE TABLE {table} FINAL")).await;
+    let reconciliation = reconciled(&pipeline.producer_url, &id).await;
+    assert_eq!(reconciliation["landed"], 1_500, "{reconciliation}");
+    assert_eq!(reconciliation["pending"], 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_upload_reconciles_its_landed_rows_and_lists_every_reject() {
     let pipeline = spawn_pipeline().await;

@@ -38,15 +38,14 @@ impl Landing {
         }
     }
 
-    /// How many distinct rounds of the upload ClickHouse holds. A round delivered twice
-    /// (redelivery) counts once; a round that a later upload sent again counts, after a merge,
-    /// for the later upload only.
-    pub async fn landed(&self, upload_id: &str) -> Result<u64, clickhouse::error::Error> {
+    /// How many distinct rounds of an upload ClickHouse holds, the upload being `ids`: its own
+    /// id and those its content was sent again under (`ReceiptStore::aliases`). A round
+    /// delivered twice (redelivery) counts once; a round that a later, different upload sent
+    /// again counts, after a merge, for that later upload only.
+    pub async fn landed(&self, ids: &[String]) -> Result<u64, clickhouse::error::Error> {
         self.client
-            .query(
-                "SELECT uniqExact(user_id, game_instance_id) FROM game_rounds WHERE upload_id = ?",
-            )
-            .bind(upload_id)
+            .query("SELECT uniqExact(user_id, game_instance_id) FROM game_rounds WHERE has(?, upload_id)")
+            .bind(ids)
             .fetch_one::<u64>()
             .await
     }

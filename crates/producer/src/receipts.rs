@@ -2,7 +2,9 @@
 //!
 //! Keys (`P` = the configured prefix): `P upload:{id}` → the receipt as JSON;
 //! `P upload:sha256:{hex}` → the id of the upload that claimed that content;
-//! `P upload:key:{idempotency key}` → the id of the upload made with that key.
+//! `P upload:key:{idempotency key}` → the id of the upload made with that key;
+//! `P upload:aliases:{id}` → set of the ids under which the same content was sent again (each
+//! re-send's records carry its own id, and may land: see [`ReceiptStore::add_alias`]).
 
 use deadpool_redis::{Pool, Runtime};
 use redis::AsyncCommands;
@@ -50,6 +52,29 @@ impl ReceiptStore {
             .await
             .map_err(unavailable)?;
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// Records that upload `resent` carried the same content as the committed upload `first`.
+    /// A re-send is recognised only once its whole body was read and its records were produced
+    /// under its own id; they stay invisible where the broker hides aborted transactions, but
+    /// land in the steps a long upload committed, and on tansu. Reconciliation then counts
+    /// rounds under any of these ids as the first upload's.
+    pub async fn add_alias(&self, first: &str, resent: &str) -> Result<(), UploadError> {
+        let mut connection = self.connection().await?;
+        let _: i64 = connection
+            .sadd(format!("{}upload:aliases:{first}", self.prefix), resent)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// The ids the content of upload `id` was sent again under (see [`add_alias`](Self::add_alias)).
+    pub async fn aliases(&self, id: &str) -> Result<Vec<String>, UploadError> {
+        let mut connection = self.connection().await?;
+        connection
+            .smembers(format!("{}upload:aliases:{id}", self.prefix))
+            .await
+            .map_err(unavailable)
     }
 
     /// The receipt of the upload made with this idempotency key, if any.

@@ -124,6 +124,9 @@ async fn upload(
     };
     if let Claim::Taken(first) = claim {
         transaction.abort().await;
+        if let Err(error) = state.receipts.add_alias(&first, &receipt.upload_id).await {
+            tracing::warn!(%error, first_upload_id = %first, upload_id = %receipt.upload_id, "Could not record a re-send; the first upload's reconciliation may stay short.");
+        }
         tracing::info!(upload_id = %receipt.upload_id, first_upload_id = %first, "Duplicate upload discarded.");
         return match state.receipts.get(&first).await? {
             Some(first_receipt) => Ok(Outcome::Replayed(first_receipt)),
@@ -174,7 +177,9 @@ pub async fn get_upload(
         .await?
         .ok_or_else(|| UploadError::UnknownUpload(id.clone()))?;
     let accepted = receipt["accepted"].as_u64().unwrap_or(0);
-    let reconciliation = match state.landing.landed(&id).await {
+    let mut ids = state.receipts.aliases(&id).await?;
+    ids.push(id.to_string());
+    let reconciliation = match state.landing.landed(&ids).await {
         Ok(landed) => serde_json::json!({
             "accepted": accepted,
             "landed": landed,
