@@ -2,42 +2,87 @@
 //! becomes a [`GameRound`] or a [`RowError`] naming its record, field and reason, with the
 //! same value parsers as the CSV mapping.
 //!
-//! Keys are the CSV column names (exact case); other keys are ignored. Values are strings or
+//! Keys are the CSV column names, matched like a CSV header's (trimmed, in any case; a name
+//! given twice is refused); other keys are ignored. Values are strings or
 //! numbers; a number is read from its JSON text, never through a float, so `12.5` is exactly
 //! 12.5 and `0.1` exactly 0.1 (an exponent such as `1e3` is refused, like in a CSV cell). A
 //! missing or `null` money field is an unknown amount; any other field missing is a reject.
 
 use std::borrow::Cow;
 
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::csv::{fields, RowError, COLUMNS};
 use crate::round::GameRound;
 
-/// The fields of one object as their raw JSON text (borrowed from the input).
-#[derive(Deserialize)]
-struct Fields<'a> {
-    #[serde(borrow, default)]
-    created_timestamp: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    game_instance_id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    user_id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    game_id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    real_amount_bet: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    bonus_amount_bet: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    real_amount_win: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    bonus_amount_win: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    game_name: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    provider: Option<&'a RawValue>,
+/// The fields of one object as their raw JSON text (borrowed from the input), by column
+/// (the index in [`COLUMNS`]).
+struct Fields<'a>([Option<&'a RawValue>; COLUMNS.len()]);
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Object;
+
+        impl<'de> Visitor<'de> for Object {
+            type Value = Fields<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of game-round fields")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+                let mut fields = [None; COLUMNS.len()];
+                let mut seen = [false; COLUMNS.len()];
+                while let Some(column) = map.next_key_seed(Column)? {
+                    match column {
+                        Some(column) if seen[column] => {
+                            return Err(serde::de::Error::custom(format!(
+                                "field `{}` appears more than once",
+                                COLUMNS[column]
+                            )));
+                        }
+                        Some(column) => {
+                            seen[column] = true;
+                            // `null` is absent (an unknown amount, or a missing field).
+                            fields[column] = map.next_value::<Option<&RawValue>>()?;
+                        }
+                        None => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Fields(fields))
+            }
+        }
+
+        deserializer.deserialize_map(Object)
+    }
+}
+
+/// A key, read as the column it names (`None`: not a game-round column), without copying it.
+struct Column;
+
+impl<'de> DeserializeSeed<'de> for Column {
+    type Value = Option<usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for Column {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Option<usize>, E> {
+        let key = key.trim();
+        Ok(COLUMNS.iter().position(|c| c.eq_ignore_ascii_case(key)))
+    }
 }
 
 /// Maps the JSON text of one record, found at `record` (the line of JSON Lines, or the
@@ -78,18 +123,19 @@ pub fn parse_record(json: &str, record: u64) -> Result<GameRound, RowError> {
     let integer = |column: usize, value: Option<&'_ RawValue>| {
         fields::integer(&required(column, value)?).map_err(|reason| fail(column, reason))
     };
+    let Fields(values) = fields;
     Ok(GameRound {
-        created_timestamp: fields::timestamp(&required(0, fields.created_timestamp)?)
+        created_timestamp: fields::timestamp(&required(0, values[0])?)
             .map_err(|reason| fail(0, reason))?,
-        game_instance_id: integer(1, fields.game_instance_id)?,
-        user_id: fields::player(&required(2, fields.user_id)?).map_err(|reason| fail(2, reason))?,
-        game_id: integer(3, fields.game_id)?,
-        real_amount_bet: money(4, fields.real_amount_bet)?,
-        bonus_amount_bet: money(5, fields.bonus_amount_bet)?,
-        real_amount_win: money(6, fields.real_amount_win)?,
-        bonus_amount_win: money(7, fields.bonus_amount_win)?,
-        game_name: required(8, fields.game_name)?,
-        provider: required(9, fields.provider)?,
+        game_instance_id: integer(1, values[1])?,
+        user_id: fields::player(&required(2, values[2])?).map_err(|reason| fail(2, reason))?,
+        game_id: integer(3, values[3])?,
+        real_amount_bet: money(4, values[4])?,
+        bonus_amount_bet: money(5, values[5])?,
+        real_amount_win: money(6, values[6])?,
+        bonus_amount_win: money(7, values[7])?,
+        game_name: required(8, values[8])?,
+        provider: required(9, values[9])?,
     })
 }
 
@@ -152,6 +198,29 @@ mod tests {
         assert_eq!(round.real_amount_win, None);
         assert_eq!(round.bonus_amount_win, None);
         assert_eq!(round.game_name, "Rich Wilde and the \"Tome\" of Madness");
+    }
+
+    #[test]
+    fn keys_are_matched_like_csv_header_names_in_any_case() {
+        let json = GOOD
+            .replace("\"created_timestamp\"", "\"Created_Timestamp\"")
+            .replace("\"user_id\"", "\" USER_ID \"")
+            .replace("\"provider\"", "\"Pro\\u0076ider\"");
+        assert_eq!(
+            parse_record(&json, 1).unwrap(),
+            parse_record(GOOD, 1).unwrap()
+        );
+
+        let twice = GOOD.replace("\"extra\"", "\"User_Id\"");
+        let error = parse_record(&twice, 6).unwrap_err();
+        assert_eq!((error.line, error.column), (6, None));
+        assert!(
+            error
+                .reason
+                .contains("field `user_id` appears more than once"),
+            "{}",
+            error.reason
+        );
     }
 
     #[test]
