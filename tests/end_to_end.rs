@@ -106,6 +106,7 @@ async fn reconciled(producer_url: &str, id: &str) -> serde_json::Value {
             .await
             .unwrap();
         let reconciliation = status["reconciliation"].clone();
+        assert_ne!(reconciliation["status"], "unknown", "{status}");
         if reconciliation["status"] == "landed" {
             return reconciliation;
         }
@@ -167,28 +168,8 @@ async fn an_upload_reconciles_its_landed_rows_and_lists_every_reject() {
     let http = reqwest::Client::new();
 
     // Every accepted row lands, attributed to its upload.
-    let started = Instant::now();
-    let reconciliation = loop {
-        let status: serde_json::Value = http
-            .get(format!("{}/uploads/{id}", pipeline.producer_url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let reconciliation = status["reconciliation"].clone();
-        assert_eq!(status["accepted"], expected.good_rows, "{status}");
-        assert_ne!(reconciliation["status"], "unknown", "{status}");
-        if reconciliation["status"] == "landed" {
-            break reconciliation;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "not everything landed: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let reconciliation = reconciled(&pipeline.producer_url, &id).await;
+    assert_eq!(reconciliation["accepted"], expected.good_rows);
     assert_eq!(reconciliation["landed"], expected.good_rows);
     assert_eq!(reconciliation["pending"], 0);
     let table = format!("{}.game_rounds", pipeline.database);

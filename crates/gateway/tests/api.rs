@@ -350,15 +350,7 @@ async fn a_failed_query_is_503_and_its_credit_is_refunded() {
 
 #[tokio::test]
 async fn a_query_that_outlives_its_timeout_is_504_and_refunded() {
-    // A ClickHouse that accepts connections and never answers.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = silent.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((connection, _)) = silent.accept().await {
-            held.push(connection);
-        }
-    });
+    let address = silent_clickhouse().await;
     let mut redis_url = String::new();
     let mut prefix = String::new();
     let gateway = spawn_gateway(|config| {
@@ -372,17 +364,19 @@ async fn a_query_that_outlives_its_timeout_is_504_and_refunded() {
     let response = gateway.query(&key, &[]).await;
     assert_eq!(response.status(), 504);
     assert_eq!(response.headers()["retry-after"], "5");
-    let store = sluice_gateway::credits::CreditStore::new(
-        &redis_url,
-        &prefix,
-        Config::with_endpoints("redis://unused", "http://unused", ADMIN_TOKEN).default_rate_limit(),
-    )
-    .unwrap();
+    let store = credit_store(&redis_url, &prefix);
     let credits = store
         .credits(&sluice_gateway::credits::ApiKey::parse(&key).unwrap())
         .await
         .unwrap();
     assert_eq!(credits, Some(2), "the timed-out answer was refunded");
+}
+
+/// Direct access to the credits a gateway keeps in Redis at `redis_url` under `prefix`.
+fn credit_store(redis_url: &str, prefix: &str) -> sluice_gateway::credits::CreditStore {
+    let unused = Config::with_endpoints("redis://unused", "http://unused", ADMIN_TOKEN);
+    sluice_gateway::credits::CreditStore::new(redis_url, prefix, unused.default_rate_limit())
+        .unwrap()
 }
 
 /// A ClickHouse that accepts connections and never answers; its address.
@@ -418,12 +412,7 @@ async fn a_refund_redis_missed_is_retried_until_it_lands_and_is_paid_once() {
     })
     .await;
     let key = gateway.create_key(5).await;
-    let store = sluice_gateway::credits::CreditStore::new(
-        &redis_url,
-        &prefix,
-        Config::with_endpoints("redis://unused", "http://unused", ADMIN_TOKEN).default_rate_limit(),
-    )
-    .unwrap();
+    let store = credit_store(&redis_url, &prefix);
     let secret = sluice_gateway::credits::ApiKey::parse(&key).unwrap();
     let credits = || async { store.credits(&secret).await.unwrap() };
 
@@ -470,12 +459,7 @@ async fn a_refund_retried_with_its_id_pays_once() {
         .create_key_with(serde_json::json!({"name": "refunded", "credits": 10}))
         .await;
     let id = sluice_gateway::credits::KeyId::parse(created["id"].as_str().unwrap()).unwrap();
-    let store = sluice_gateway::credits::CreditStore::new(
-        &Stack::get().redis_url,
-        &gateway.redis_key_prefix,
-        Config::with_endpoints("redis://unused", "http://unused", ADMIN_TOKEN).default_rate_limit(),
-    )
-    .unwrap();
+    let store = credit_store(&Stack::get().redis_url, &gateway.redis_key_prefix);
     let secret = sluice_gateway::credits::ApiKey::parse(created["key"].as_str().unwrap()).unwrap();
     store.refund(&id, 3, "refund-a").await.unwrap();
     store.refund(&id, 3, "refund-a").await.unwrap();
