@@ -75,6 +75,19 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`, in seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces) start after its closing parenthesis;
+    // utime and stime are the 14th and 15th fields, in clock ticks.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / CLOCK_TICKS_PER_SECOND)
+}
+
+/// `sysconf(_SC_CLK_TCK)`: 100 on every Linux this runs on.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+
 /// A free port on loopback.
 pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -273,8 +286,23 @@ pub async fn producer(rows: u64) -> anyhow::Result<()> {
     // The service: the release binary, a fresh topic, one streamed multipart upload.
     build_release("sluice-producer").await?;
     let mut service = start_producer(&format!("bench_{}", std::process::id())).await?;
+    let producer_pid = service.process.id();
+    let broker_pid = std::fs::read_to_string(workspace().join("target/sluice/tansu.pid"))
+        .ok()
+        .and_then(|pid| pid.trim().parse::<u32>().ok());
+    let cpu_before = (
+        producer_pid.and_then(cpu_seconds),
+        broker_pid.and_then(cpu_seconds),
+    );
     let upload = service.upload(&path, rows).await?;
-    let rss = service.process.id().and_then(peak_rss_mib);
+    let cpu_used = |before: Option<f64>, pid: Option<u32>| match (pid.and_then(cpu_seconds), before)
+    {
+        (Some(after), Some(before)) => format!("{:.2} CPU-s", after - before),
+        _ => "unknown".to_owned(),
+    };
+    let producer_cpu = cpu_used(cpu_before.0, producer_pid);
+    let broker_cpu = cpu_used(cpu_before.1, broker_pid);
+    let rss = producer_pid.and_then(peak_rss_mib);
     service.process.start_kill()?;
 
     let rate = |d: Duration| rows as f64 / d.as_secs_f64();
@@ -316,6 +344,10 @@ pub async fn producer(rows: u64) -> anyhow::Result<()> {
         (
             "ratio upload / baseline",
             format!("{:.2}", baseline.as_secs_f64() / upload.as_secs_f64()),
+        ),
+        (
+            "CPU during the upload: producer, broker",
+            format!("{producer_cpu}, {broker_cpu} (tansu from scripts/dev)"),
         ),
         (
             "producer peak RSS",
