@@ -405,6 +405,14 @@ fn count_transaction(outcome: &'static str) {
     metrics::counter!("sluice_producer_transactions_total", "outcome" => outcome).increment(1);
 }
 
+/// Shows every outcome of [`count_transaction`] at 0 from the start, for dashboards.
+pub fn register_transaction_outcomes() {
+    sluice_schema::telemetry::prometheus();
+    for outcome in ["committed", "commit_failed", "aborted", "abort_failed"] {
+        metrics::counter!("sluice_producer_transactions_total", "outcome" => outcome).increment(0);
+    }
+}
+
 /// Records handed to Kafka by one upload. `send` waits while the window is full; `finish`
 /// waits for every acknowledgement. The first failed delivery fails the whole window.
 pub struct DeliveryWindow<'a> {

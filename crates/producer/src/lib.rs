@@ -58,6 +58,10 @@ impl Application {
                  and read receipts."
             );
         }
+        sluice_schema::telemetry::register_counters(&[
+            "sluice_producer_intermediate_commits_total",
+        ]);
+        kafka::register_transaction_outcomes();
         let producer = kafka::RoundProducer::new(&config)?;
         let receipts = receipts::ReceiptStore::new(&config.redis_url, &config.redis_key_prefix)?;
         let listener = TcpListener::bind(&config.listen_addr)?;

@@ -96,6 +96,8 @@ pub fn prometheus() -> PrometheusHandle {
 /// Registers counters at 0, so that rates of things that rarely happen (failures, refunds)
 /// read 0 on a dashboard from the start rather than "no data" until the first one.
 pub fn register_counters(names: &[&'static str]) {
+    // Counted before the recorder exists, they would go nowhere.
+    prometheus();
     for name in names {
         metrics::counter!(*name).increment(0);
     }
