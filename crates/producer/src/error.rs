@@ -29,7 +29,7 @@ pub enum UploadError {
     ReceiptsUnavailable(String),
     #[error("ClickHouse is unavailable: {0}")]
     ClickHouseUnavailable(String),
-    #[error("no committed upload has the id `{0}`")]
+    #[error("no upload has the id `{0}` (running, committed, or failed in the last day)")]
     UnknownUpload(String),
     #[error("an upload of the same content ({0}) is still in progress; retry when it is done")]
     InProgress(String),

@@ -8,7 +8,7 @@
 //! rejects sink, count, keep the first rejects for the [`Receipt`].
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -158,7 +158,32 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    ingest_body(format, body, sink, limits, None).await
+    ingest_body(format, body, sink, limits, None, new_upload_id(), None).await
+}
+
+/// [`ingest`] for an upload whose id the caller chose (see [`new_upload_id`]) and whose
+/// counts it follows while it runs through `progress`.
+pub async fn ingest_tracked<S, E>(
+    body: S,
+    sink: impl RecordSink,
+    limits: Limits,
+    upload_id: String,
+    progress: Arc<Progress>,
+) -> Result<Receipt, UploadError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    ingest_body(
+        TextFormat::Csv,
+        body,
+        sink,
+        limits,
+        None,
+        upload_id,
+        Some(progress),
+    )
+    .await
 }
 
 /// [`ingest_text`] for a body whose SHA-256 the caller already has (the watcher hashes a file
@@ -174,7 +199,16 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    ingest_body(format, body, sink, limits, Some(sha256)).await
+    ingest_body(
+        format,
+        body,
+        sink,
+        limits,
+        Some(sha256),
+        new_upload_id(),
+        None,
+    )
+    .await
 }
 
 async fn ingest_body<S, E>(
@@ -183,29 +217,32 @@ async fn ingest_body<S, E>(
     sink: impl RecordSink,
     limits: Limits,
     sha256: Option<String>,
+    upload_id: String,
+    progress: Option<Arc<Progress>>,
 ) -> Result<Receipt, UploadError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
     let started = Instant::now();
-    let upload_id = new_upload_id();
     let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(BODY_CHUNKS_BUFFERED);
     let encoding = Arc::new(OnceLock::new());
     let hash = sha256.is_none();
-    let (body, parsed) = futures::join!(
-        forward_body(body, sender, limits, hash),
+    // The first failure ends both: a parse error (say, a line over the limit) answers at once
+    // rather than after the client sent the rest or went quiet for the idle timeout.
+    let (body, (tally, unknown_columns)) = futures::future::try_join(
+        forward_body(body, sender, limits, hash, progress.clone()),
         parse_and_produce(
             format,
             receiver,
             Arc::clone(&encoding),
             sink,
             limits,
-            &upload_id
+            &upload_id,
+            progress,
         ),
-    );
-    let body = body?;
-    let (tally, unknown_columns) = parsed?;
+    )
+    .await?;
     Ok(tally.into_receipt(Summary {
         upload_id,
         encoding: encoding.get().map_or("UTF-8", |e: &&Encoding| e.name()),
@@ -219,6 +256,42 @@ where
 /// A fresh upload id (a UUID v4).
 pub fn new_upload_id() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+/// The counts of an upload while it runs, for whoever reports them (`GET /uploads/…`). The
+/// parser publishes its counts every [`PROGRESS_EVERY_ROWS`] rows, so this costs the hot loop
+/// a branch per row.
+#[derive(Debug, Default)]
+pub struct Progress {
+    rows_read: AtomicU64,
+    accepted: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// Rows between two publications of an upload's counts.
+pub const PROGRESS_EVERY_ROWS: u64 = 4096;
+
+/// A reading of [`Progress`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProgressSnapshot {
+    pub rows_read: u64,
+    pub accepted: u64,
+    pub bytes: u64,
+}
+
+impl Progress {
+    pub fn snapshot(&self) -> ProgressSnapshot {
+        ProgressSnapshot {
+            rows_read: self.rows_read.load(Ordering::Relaxed),
+            accepted: self.accepted.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn publish(&self, tally: &Tally) {
+        self.rows_read.store(tally.rows_read, Ordering::Relaxed);
+        self.accepted.store(tally.accepted, Ordering::Relaxed);
+    }
 }
 
 /// What a receipt says besides the counts.
@@ -269,6 +342,7 @@ pub struct Rows<'a, K: RecordSink> {
     message: Vec<u8>,
     max_rejects_listed: usize,
     tally: Tally,
+    progress: Option<Arc<Progress>>,
 }
 
 impl<'a, K: RecordSink> Rows<'a, K> {
@@ -284,6 +358,28 @@ impl<'a, K: RecordSink> Rows<'a, K> {
                 accepted: 0,
                 rejects: Vec::new(),
             },
+            progress: None,
+        }
+    }
+
+    /// Publishes the counts to `progress` as rows go by.
+    pub fn with_progress(mut self, progress: Option<Arc<Progress>>) -> Rows<'a, K> {
+        self.progress = progress;
+        self
+    }
+
+    /// Publishes the counts every [`PROGRESS_EVERY_ROWS`] rows, once a row is counted whole.
+    #[inline]
+    fn counted(&self) {
+        if self.tally.rows_read % PROGRESS_EVERY_ROWS == 0 {
+            self.publish_progress();
+        }
+    }
+
+    /// Publishes the counts now (at the end, or when the upload fails).
+    pub fn publish_progress(&self) {
+        if let Some(progress) = &self.progress {
+            progress.publish(&self.tally);
         }
     }
 
@@ -307,12 +403,14 @@ impl<'a, K: RecordSink> Rows<'a, K> {
             .send(round.user_id.as_str(), &self.message)
             .await?;
         self.tally.accepted += 1;
+        self.counted();
         Ok(())
     }
 
     /// [`push`](Self::push) for a rejected row.
     pub async fn reject(&mut self, reject: RowError) -> Result<(), UploadError> {
         self.tally.rows_read += 1;
+        self.counted();
         let kept = RejectRecord {
             upload_id: self.upload_id,
             line: reject.line,
@@ -329,6 +427,7 @@ impl<'a, K: RecordSink> Rows<'a, K> {
 
     /// Waits until every record sent is durable; returns the counts.
     pub async fn finish(self) -> Result<Tally, UploadError> {
+        self.publish_progress();
         self.sink.finish().await?;
         Ok(self.tally)
     }
@@ -347,6 +446,7 @@ async fn forward_body<S, E>(
     mut sender: mpsc::Sender<io::Result<Bytes>>,
     limits: Limits,
     hash: bool,
+    progress: Option<Arc<Progress>>,
 ) -> Result<BodySummary, UploadError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -371,6 +471,9 @@ where
         let failure = match chunk {
             Ok(chunk) => {
                 bytes += chunk.len() as u64;
+                if let Some(progress) = &progress {
+                    progress.bytes.store(bytes, Ordering::Relaxed);
+                }
                 if bytes > limits.max_upload_bytes {
                     Some(UploadError::TooLarge {
                         limit: limits.max_upload_bytes,
@@ -478,23 +581,23 @@ async fn parse_and_produce(
     sink: impl RecordSink,
     limits: Limits,
     upload_id: &str,
+    progress: Option<Arc<Progress>>,
 ) -> Result<(Tally, Vec<String>), UploadError> {
     let text = crate::decode::to_utf8(body, move |detected| {
         let _ = encoding.set(detected);
     });
-    let mut rows = Rows::new(sink, upload_id, &limits);
-    let unknown_columns = match format {
-        TextFormat::Csv => csv_rows(text, &mut rows, limits).await?,
+    let mut rows = Rows::new(sink, upload_id, &limits).with_progress(progress);
+    let read = match format {
+        TextFormat::Csv => csv_rows(text, &mut rows, limits).await,
         TextFormat::JsonLines => {
             let text = crate::decode::limit_line_length(text, limits.max_line_bytes);
-            json_lines_rows(text, &mut rows).await?;
-            Vec::new()
+            json_lines_rows(text, &mut rows).await.map(|()| Vec::new())
         }
-        TextFormat::Json => {
-            json_array_rows(text, &mut rows).await?;
-            Vec::new()
-        }
+        TextFormat::Json => json_array_rows(text, &mut rows).await.map(|()| Vec::new()),
     };
+    // The counts at the failure too, for the upload's failed state.
+    rows.publish_progress();
+    let unknown_columns = read?;
     Ok((rows.finish().await?, unknown_columns))
 }
 

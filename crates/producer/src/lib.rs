@@ -10,7 +10,8 @@
 //! - [`receipts`]: receipts in Redis, for idempotent re-uploads and `GET /uploads/{id}`.
 //! - [`landing`]: reconciliation — how many of an upload's rows ClickHouse holds, and its
 //!   rejected rows (read only; the consumer writes them).
-//! - [`routes`]: the HTTP surface (`/csv_upload`, `/health`, `/ready`, `/metrics`).
+//! - [`tracking`]: a running upload's counts in Redis, and how it ended if it failed.
+//! - [`routes`]: the HTTP surface (`/csv_upload`, `/uploads…`, `/health`, `/ready`, `/metrics`).
 
 pub mod config;
 pub mod decode;
@@ -20,6 +21,7 @@ pub mod kafka;
 pub mod landing;
 pub mod receipts;
 pub mod routes;
+pub mod tracking;
 
 use std::net::TcpListener;
 

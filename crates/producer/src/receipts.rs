@@ -4,13 +4,22 @@
 //! `P upload:sha256:{hex}` → the id of the upload that claimed that content;
 //! `P upload:key:{idempotency key}` → the id of the upload made with that key;
 //! `P upload:aliases:{id}` → set of the ids under which the same content was sent again (each
-//! re-send's records carry its own id, and may land: see [`ReceiptStore::add_alias`]).
+//! re-send's records carry its own id, and may land: see [`ReceiptStore::add_alias`]);
+//! `P upload:progress:{id}` → an upload that has no receipt yet (JSON: `in_progress`, kept
+//! [`PROGRESS_TTL_SECONDS`] past its last report, or `failed`, kept a day);
+//! `P uploads:in_progress` → sorted set of the ids of running uploads, by start time.
 
 use deadpool_redis::{Pool, Runtime};
 use redis::AsyncCommands;
 
 use crate::error::UploadError;
 use crate::ingest::Receipt;
+
+/// How long a running upload's last report stays; reports come every second, so an upload
+/// whose producer died drops out of `GET /uploads` after this.
+pub const PROGRESS_TTL_SECONDS: u64 = 30;
+/// How long a failed upload's status stays readable.
+pub const FAILED_TTL_SECONDS: u64 = 24 * 60 * 60;
 
 /// Who holds a file's SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +84,83 @@ impl ReceiptStore {
             .smembers(format!("{}upload:aliases:{id}", self.prefix))
             .await
             .map_err(unavailable)
+    }
+
+    /// Records the state of upload `id`, started at `started_ms` (Unix ms), while it runs.
+    pub async fn report_progress(
+        &self,
+        id: &str,
+        started_ms: i64,
+        state: &serde_json::Value,
+    ) -> Result<(), UploadError> {
+        let mut connection = self.connection().await?;
+        let _: () = redis::pipe()
+            .atomic()
+            .set_ex(
+                format!("{}upload:progress:{id}", self.prefix),
+                state.to_string(),
+                PROGRESS_TTL_SECONDS,
+            )
+            .zadd(
+                format!("{}uploads:in_progress", self.prefix),
+                id,
+                started_ms,
+            )
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Upload `id` is over: it no longer runs; `failed` is its final state if it failed (kept
+    /// a day for `GET /uploads/{id}`), nothing if it has a receipt (or was a replay).
+    pub async fn end_progress(
+        &self,
+        id: &str,
+        failed: Option<&serde_json::Value>,
+    ) -> Result<(), UploadError> {
+        let mut connection = self.connection().await?;
+        let key = format!("{}upload:progress:{id}", self.prefix);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .zrem(format!("{}uploads:in_progress", self.prefix), id);
+        match failed {
+            Some(state) => pipe.set_ex(key, state.to_string(), FAILED_TTL_SECONDS),
+            None => pipe.del(key),
+        };
+        let _: () = pipe
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// The state of an upload that has no receipt: running, or failed within the last day.
+    pub async fn progress(&self, id: &str) -> Result<Option<serde_json::Value>, UploadError> {
+        let mut connection = self.connection().await?;
+        let text: Option<String> = connection
+            .get(format!("{}upload:progress:{id}", self.prefix))
+            .await
+            .map_err(unavailable)?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// Every running upload's state, oldest first. Uploads whose producer stopped reporting
+    /// (it died) are dropped from the set as they are found.
+    pub async fn in_progress(&self) -> Result<Vec<serde_json::Value>, UploadError> {
+        let mut connection = self.connection().await?;
+        let set = format!("{}uploads:in_progress", self.prefix);
+        let ids: Vec<String> = connection.zrange(&set, 0, -1).await.map_err(unavailable)?;
+        let mut running = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.progress(&id).await? {
+                Some(state) if state["status"] == "in_progress" => running.push(state),
+                _ => {
+                    let _: i64 = connection.zrem(&set, &id).await.map_err(unavailable)?;
+                }
+            }
+        }
+        Ok(running)
     }
 
     /// The receipt of the upload made with this idempotency key, if any.

@@ -344,6 +344,144 @@ async fn with_upload_tokens_uploads_and_receipts_need_one_and_health_does_not() 
     }
 }
 
+type BodyPieces = futures::channel::mpsc::Sender<Result<Vec<u8>, std::io::Error>>;
+type PendingResponse = tokio::task::JoinHandle<(u16, serde_json::Value)>;
+
+/// Starts a multipart upload whose body is sent as the test pushes pieces into the returned
+/// sender (closing it ends the file); the response arrives through the handle.
+fn streamed_upload(url: &str, idempotency_key: &str) -> (BodyPieces, PendingResponse) {
+    let (pieces, body) = futures::channel::mpsc::channel(1);
+    let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(body))
+        .file_name("slow.csv")
+        .mime_str("text/csv")
+        .unwrap();
+    let request = reqwest::Client::new()
+        .post(format!("{url}/csv_upload"))
+        .header("Idempotency-Key", idempotency_key)
+        .multipart(reqwest::multipart::Form::new().part("file", part));
+    let response = tokio::spawn(async move {
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    });
+    (pieces, response)
+}
+
+fn rows(count: usize) -> Vec<u8> {
+    "2019-10-22 08:20:42,1,9ece8c4020f8aed10676cd1c56a41889,24002,2,0,0,0,Mental,Nolimit City\n"
+        .repeat(count)
+        .into_bytes()
+}
+
+/// Waits until `GET /uploads` lists the upload made with `key` having read at least `rows`.
+async fn listed(url: &str, key: &str, rows: u64) -> serde_json::Value {
+    let started = std::time::Instant::now();
+    loop {
+        let list: serde_json::Value = reqwest::get(format!("{url}/uploads"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let found = list["in_progress"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["idempotency_key"] == key && u["rows_read"].as_u64() >= Some(rows))
+            .cloned();
+        if let Some(upload) = found {
+            return upload;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "not listed with {rows} rows: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_running_upload_is_listed_with_its_counts_and_then_has_its_receipt_or_its_failure() {
+    let producer = spawn_producer(|config| config.max_line_bytes = 300).await;
+    let url = &producer.url;
+    let key = unique("running");
+    let (mut pieces, response) = streamed_upload(url, &key);
+    use futures::SinkExt;
+    pieces.send(Ok(HEADER.as_bytes().to_vec())).await.unwrap();
+    pieces.send(Ok(rows(10_000))).await.unwrap();
+    let running = listed(url, &key, 8_192).await;
+    assert_eq!(running["status"], "in_progress");
+    let id = running["upload_id"].as_str().unwrap().to_owned();
+    let shown: serde_json::Value = reqwest::get(format!("{url}/uploads/{id}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["status"], "in_progress", "{shown}");
+    assert!(shown["bytes"].as_u64().unwrap() > 800_000, "{shown}");
+
+    pieces.send(Ok(rows(2_000))).await.unwrap();
+    drop(pieces);
+    let (status, receipt) = response.await.unwrap();
+    assert_eq!(status, 200, "{receipt}");
+    assert_eq!(receipt["upload_id"], id.as_str());
+    assert_eq!(receipt["accepted"], 12_000);
+    let list: serde_json::Value = reqwest::get(format!("{url}/uploads"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list["in_progress"],
+        serde_json::json!([]),
+        "no longer running"
+    );
+    let shown: serde_json::Value = reqwest::get(format!("{url}/uploads/{id}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["accepted"], 12_000, "the receipt: {shown}");
+
+    // One that fails: its state says how, for a client that lost the connection.
+    let key = unique("failing");
+    let (mut pieces, response) = streamed_upload(url, &key);
+    pieces.send(Ok(HEADER.as_bytes().to_vec())).await.unwrap();
+    pieces.send(Ok(rows(5_000))).await.unwrap();
+    let id = listed(url, &key, 4_096).await["upload_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    pieces
+        .send(Ok(format!("{}\n", "x".repeat(1_000)).into_bytes()))
+        .await
+        .unwrap();
+    let (status, _) = response.await.unwrap();
+    assert_eq!(status, 413);
+    let shown: serde_json::Value = reqwest::get(format!("{url}/uploads/{id}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["status"], "failed", "{shown}");
+    assert_eq!(shown["error"]["status"], 413, "{shown}");
+    assert!(
+        shown["error"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("line 5002"),
+        "{shown}"
+    );
+    assert_eq!(shown["rows_read"], 5_000, "{shown}");
+    let unknown = reqwest::get(format!("{url}/uploads/{}", unique("nope")))
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+}
+
 #[tokio::test]
 async fn the_same_file_twice_replays_the_first_receipt() {
     let producer = spawn_producer(|_| {}).await;

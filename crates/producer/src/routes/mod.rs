@@ -22,6 +22,7 @@ pub struct AppState {
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/csv_upload", web::post().to(upload::csv_upload))
+        .route("/uploads", web::get().to(upload::list_uploads))
         .route("/uploads/{id}", web::get().to(upload::get_upload))
         .route("/uploads/{id}/rejects", web::get().to(upload::get_rejects))
         .route("/health", web::get().to(health::health))

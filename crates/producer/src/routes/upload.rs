@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_multipart::Multipart;
@@ -7,8 +8,9 @@ use tracing::instrument;
 
 use super::AppState;
 use crate::error::UploadError;
-use crate::ingest::{ingest, Limits, Receipt};
+use crate::ingest::{ingest_tracked, new_upload_id, Limits, Progress, Receipt};
 use crate::receipts::Claim;
+use crate::tracking::Tracker;
 
 /// Refuses (401) a request without one of the configured upload tokens; admits every request
 /// when none is configured.
@@ -72,7 +74,16 @@ pub async fn csv_upload(
             max_line_bytes: state.config.max_line_bytes,
             body_idle_timeout: Duration::from_millis(state.config.body_idle_timeout_ms),
         };
-        let result = upload(&state, field, limits, idempotency_key).await;
+        let upload_id = new_upload_id();
+        let progress = Arc::new(Progress::default());
+        let tracker = Tracker::start(
+            state.receipts.clone(),
+            &upload_id,
+            idempotency_key,
+            Arc::clone(&progress),
+        );
+        let result = upload(&state, field, limits, idempotency_key, upload_id, progress).await;
+        tracker.end(result.as_ref().err()).await;
         let outcome = match &result {
             Ok(Outcome::Accepted(_)) => "accepted",
             Ok(Outcome::Replayed(_)) => "replayed",
@@ -102,9 +113,12 @@ async fn upload(
     field: actix_multipart::Field,
     limits: Limits,
     idempotency_key: Option<&str>,
+    upload_id: String,
+    progress: Arc<Progress>,
 ) -> Result<Outcome, UploadError> {
     let transaction = state.producer.begin_upload().await?;
-    let receipt = match ingest(field, transaction.window(limits.max_in_flight), limits).await {
+    let window = transaction.window(limits.max_in_flight);
+    let receipt = match ingest_tracked(field, window, limits, upload_id, progress).await {
         Ok(receipt) => receipt,
         Err(error) => {
             transaction.abort().await;
@@ -162,6 +176,18 @@ async fn upload(
     Ok(Outcome::Accepted(receipt))
 }
 
+/// `GET /uploads`: the uploads running now, oldest first, each with its counts so far
+/// (`{"in_progress": [{"upload_id", "status", "started_at", "rows_read", "accepted",
+/// "rejected", "bytes", "idempotency_key"}, …]}`).
+pub async fn list_uploads(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, UploadError> {
+    authorize(&request, &state)?;
+    let running = state.receipts.in_progress().await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "in_progress": running })))
+}
+
 /// `GET /uploads/{id}`: the receipt of a committed upload, with its reconciliation: how many
 /// of its accepted rows ClickHouse holds now (`landed`). When ClickHouse cannot be asked, the
 /// receipt is still returned, with the reconciliation's `status` `unknown` and the `error`.
@@ -171,11 +197,13 @@ pub async fn get_upload(
     id: web::Path<String>,
 ) -> Result<HttpResponse, UploadError> {
     authorize(&request, &state)?;
-    let mut receipt = state
-        .receipts
-        .get(&id)
-        .await?
-        .ok_or_else(|| UploadError::UnknownUpload(id.clone()))?;
+    let Some(mut receipt) = state.receipts.get(&id).await? else {
+        // No receipt: running, or failed within the last day (`tracking`), or unknown.
+        return match state.receipts.progress(&id).await? {
+            Some(state) => Ok(HttpResponse::Ok().json(state)),
+            None => Err(UploadError::UnknownUpload(id.clone())),
+        };
+    };
     let accepted = receipt["accepted"].as_u64().unwrap_or(0);
     let mut ids = state.receipts.aliases(&id).await?;
     ids.push(id.to_string());
