@@ -280,17 +280,20 @@ pub struct ProgressSnapshot {
 }
 
 impl Progress {
+    /// Never shows more rows accepted than read: `accepted` is published after `rows_read`
+    /// (release) and read before it (acquire), and both only grow.
     pub fn snapshot(&self) -> ProgressSnapshot {
+        let accepted = self.accepted.load(Ordering::Acquire);
         ProgressSnapshot {
             rows_read: self.rows_read.load(Ordering::Relaxed),
-            accepted: self.accepted.load(Ordering::Relaxed),
+            accepted,
             bytes: self.bytes.load(Ordering::Relaxed),
         }
     }
 
     fn publish(&self, tally: &Tally) {
         self.rows_read.store(tally.rows_read, Ordering::Relaxed);
-        self.accepted.store(tally.accepted, Ordering::Relaxed);
+        self.accepted.store(tally.accepted, Ordering::Release);
     }
 }
 

@@ -43,7 +43,7 @@ impl View {
             "started_at": self.started_at,
             "rows_read": counts.rows_read,
             "accepted": counts.accepted,
-            "rejected": counts.rows_read - counts.accepted,
+            "rejected": counts.rows_read.saturating_sub(counts.accepted),
             "bytes": counts.bytes,
             "idempotency_key": self.idempotency_key,
         });
