@@ -15,6 +15,8 @@ use crate::receipts::ReceiptStore;
 
 /// Time between two reports of a running upload.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// The longest the end of an upload waits for Redis.
+const END_WAIT: Duration = Duration::from_secs(2);
 
 /// Follows one upload from its start to its end.
 pub struct Tracker {
@@ -106,19 +108,25 @@ impl Tracker {
 
     /// The upload is over: `failure` if it failed (its state is kept a day), none if it has
     /// a receipt or was a replay of one.
+    /// Never holds the answer up for long: a report or an end Redis does not take within
+    /// [`END_WAIT`] is given up (the state then expires with its TTL).
     pub async fn end(mut self, failure: Option<&UploadError>) {
         self.stop.send_replace(true);
-        if let Some(reporter) = self.reporter.take() {
-            let _ = reporter.await;
+        if let Some(mut reporter) = self.reporter.take() {
+            if tokio::time::timeout(END_WAIT, &mut reporter).await.is_err() {
+                reporter.abort();
+            }
         }
         let failed = failure.map(|failure| self.view.state("failed", Some(failure)));
-        if let Err(error) = self
-            .view
-            .receipts
-            .end_progress(&self.view.upload_id, failed.as_ref())
-            .await
-        {
-            tracing::warn!(%error, upload_id = %self.view.upload_id, "Could not record the end of an upload.");
+        let ended = tokio::time::timeout(
+            END_WAIT,
+            self.view
+                .receipts
+                .end_progress(&self.view.upload_id, failed.as_ref()),
+        )
+        .await;
+        if !matches!(ended, Ok(Ok(()))) {
+            tracing::warn!(upload_id = %self.view.upload_id, "Could not record the end of an upload.");
         }
     }
 }
