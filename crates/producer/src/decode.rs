@@ -93,6 +93,74 @@ where
     )
 }
 
+/// A body compressed with gzip or zstd, recognised by its magic bytes (`1f 8b`, `28 b5 2f fd`)
+/// whatever the part's name or type says, is decompressed on the fly; any other body passes
+/// through. Everything after (limits, hashing, the receipt's `bytes` and `sha256`) sees the
+/// decompressed content, so a file uploaded compressed and uncompressed is the same upload,
+/// and `SLUICE_PRODUCER_MAX_UPLOAD_BYTES` bounds what a small compressed body expands to. The
+/// first piece is awaited inside the stream, so the body's idle timeout covers it.
+pub fn decompress<S, E>(body: S) -> impl Stream<Item = io::Result<Bytes>>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin + 'static,
+    E: std::fmt::Display,
+{
+    // Fused: a body that ended (shorter than a magic number) is never polled again; an actix
+    // multipart field panics if it is.
+    let body = body
+        .map(|piece| piece.map_err(|e| io::Error::other(e.to_string())))
+        .fuse();
+    futures::stream::once(sniff_compression(body)).flatten()
+}
+
+/// A decompressor's output pieces.
+const DECOMPRESSED_PIECE: usize = 256 * 1024;
+
+type BodyStream = std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>>>>;
+
+async fn sniff_compression<S>(mut body: S) -> BodyStream
+where
+    S: Stream<Item = io::Result<Bytes>> + Unpin + 'static,
+{
+    use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
+    use futures::stream;
+    use tokio_util::io::{ReaderStream, StreamReader};
+
+    let mut head = Vec::new();
+    let mut seen = 0;
+    while seen < 4 {
+        match body.next().await {
+            Some(Ok(piece)) => {
+                seen += piece.len();
+                head.push(piece);
+            }
+            Some(Err(error)) => {
+                let pieces = stream::iter(head.into_iter().map(Ok));
+                return Box::pin(pieces.chain(stream::once(async { Err(error) })));
+            }
+            None => break,
+        }
+    }
+    let magic: Vec<u8> = head
+        .iter()
+        .flat_map(|p| p.iter().copied())
+        .take(4)
+        .collect();
+    let whole = stream::iter(head.into_iter().map(Ok)).chain(body);
+    match magic.as_slice() {
+        [0x1f, 0x8b, ..] => {
+            let mut decoder = GzipDecoder::new(StreamReader::new(whole));
+            decoder.multiple_members(true);
+            Box::pin(ReaderStream::with_capacity(decoder, DECOMPRESSED_PIECE))
+        }
+        [0x28, 0xb5, 0x2f, 0xfd] => {
+            let mut decoder = ZstdDecoder::new(StreamReader::new(whole));
+            decoder.multiple_members(true);
+            Box::pin(ReaderStream::with_capacity(decoder, DECOMPRESSED_PIECE))
+        }
+        _ => Box::pin(whole),
+    }
+}
+
 /// Watches a UTF-8 stream for its first line break and reports whether it is `\r\n`.
 ///
 /// The CSV parser (rust-csv, BurntSushi/rust-csv#395) reports a record's line one too low when

@@ -482,6 +482,57 @@ async fn a_running_upload_is_listed_with_its_counts_and_then_has_its_receipt_or_
     assert_eq!(unknown.status(), 404);
 }
 
+async fn compressed(bytes: &[u8], zstd: bool) -> Vec<u8> {
+    use async_compression::tokio::bufread::{GzipEncoder, ZstdEncoder};
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    if zstd {
+        ZstdEncoder::new(bytes).read_to_end(&mut out).await.unwrap();
+    } else {
+        GzipEncoder::new(bytes).read_to_end(&mut out).await.unwrap();
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_gzip_or_zstd_compressed_file_is_the_same_upload_as_the_plain_file() {
+    let producer = spawn_producer(|_| {}).await;
+    let export = generate::export(&Options::new(300));
+    let gzip = compressed(&export.bytes, false).await;
+    let zstd = compressed(&export.bytes, true).await;
+    assert!(gzip.len() * 3 < export.bytes.len(), "it compresses");
+
+    let (status, headers, first) = post_file(&producer.url, gzip.clone(), "application/gzip").await;
+    assert_eq!(status, 200, "{first}");
+    assert!(headers.get("idempotent-replayed").is_none());
+    assert_eq!(first["accepted"], 300);
+    assert_eq!(first["encoding"], "UTF-16BE");
+    // What was uploaded is the file inside: its size and hash.
+    assert_eq!(first["bytes"], export.bytes.len());
+    assert_eq!(first["sha256"], sha256_hex(&export.bytes));
+
+    for (bytes, mime) in [
+        (zstd, "application/octet-stream"),
+        (export.bytes.clone(), "text/csv"),
+    ] {
+        let (status, headers, again) = post_file(&producer.url, bytes, mime).await;
+        assert_eq!(status, 200, "{again}");
+        assert_eq!(headers["idempotent-replayed"], "true", "{mime}");
+        assert_eq!(again, first);
+    }
+
+    // A compressed body that breaks off is refused, and nothing of it is committed.
+    let cut = gzip[..gzip.len() / 2].to_vec();
+    let (status, _, problem) = post_file(&producer.url, cut, "application/gzip").await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(transactions(&producer.url, "committed").await, 1.0);
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 #[tokio::test]
 async fn the_same_file_twice_replays_the_first_receipt() {
     let producer = spawn_producer(|_| {}).await;

@@ -82,7 +82,8 @@ pub async fn csv_upload(
             idempotency_key,
             Arc::clone(&progress),
         );
-        let result = upload(&state, field, limits, idempotency_key, upload_id, progress).await;
+        let body = Box::pin(crate::decode::decompress(field));
+        let result = upload(&state, body, limits, idempotency_key, upload_id, progress).await;
         tracker.end(result.as_ref().err()).await;
         let outcome = match &result {
             Ok(Outcome::Accepted(_)) => "accepted",
@@ -110,7 +111,7 @@ enum Outcome {
 /// Streams the file in a transaction, then commits it or, for a duplicate, aborts it.
 async fn upload(
     state: &AppState,
-    field: actix_multipart::Field,
+    body: impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Unpin,
     limits: Limits,
     idempotency_key: Option<&str>,
     upload_id: String,
@@ -118,7 +119,7 @@ async fn upload(
 ) -> Result<Outcome, UploadError> {
     let transaction = state.producer.begin_upload().await?;
     let window = transaction.window(limits.max_in_flight);
-    let receipt = match ingest_tracked(field, window, limits, upload_id, progress).await {
+    let receipt = match ingest_tracked(body, window, limits, upload_id, progress).await {
         Ok(receipt) => receipt,
         Err(error) => {
             transaction.abort().await;
@@ -303,6 +304,12 @@ fn is_csv_like(essence: &str) -> bool {
     essence.starts_with("text/")
         || matches!(
             essence,
-            "application/octet-stream" | "application/csv" | "application/vnd.ms-excel"
+            "application/octet-stream"
+                | "application/csv"
+                | "application/vnd.ms-excel"
+                // Compressed CSV (see `decode::decompress`).
+                | "application/gzip"
+                | "application/x-gzip"
+                | "application/zstd"
         )
 }
