@@ -279,7 +279,20 @@ pub async fn producer(rows: u64) -> anyhow::Result<()> {
 
     // Baseline: the producer's own pipeline (decode, CSV, GameRound, Avro) with a sink that
     // discards, in this process; then the same with the SHA-256 of the body, as uploads do.
-    let run = parse_and_encode(&path, rows, false).await?;
+    // Twice: the first run after heavy work on the machine (a build, servers starting) was
+    // seen to take up to twice the CPU time; both are printed, the better one is the baseline.
+    let first = parse_and_encode(&path, rows, false).await?;
+    let second = parse_and_encode(&path, rows, false).await?;
+    let runs = format!(
+        "{:.2} and {:.2} CPU-s",
+        first.cpu.as_secs_f64(),
+        second.cpu.as_secs_f64()
+    );
+    let run = if second.cpu < first.cpu {
+        second
+    } else {
+        first
+    };
     let baseline = run.wall;
     let hashed = parse_and_encode(&path, rows, true).await?;
 
@@ -322,11 +335,7 @@ pub async fn producer(rows: u64) -> anyhow::Result<()> {
         ),
         (
             "baseline per core (rows per CPU-second)",
-            format!(
-                "{:.0} ({:.2} CPU-s)",
-                run.per_core(rows),
-                run.cpu.as_secs_f64()
-            ),
+            format!("{:.0} (better of two runs: {runs})", run.per_core(rows)),
         ),
         (
             "parse + encode + SHA-256 (thread beside)",
