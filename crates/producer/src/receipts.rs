@@ -53,14 +53,16 @@ impl ReceiptStore {
             .map_err(|e| UploadError::ReceiptsUnavailable(e.to_string()))
     }
 
+    /// The JSON stored at `key`, if any.
+    async fn json_at(&self, key: String) -> Result<Option<serde_json::Value>, UploadError> {
+        let mut connection = self.connection().await?;
+        let text: Option<String> = connection.get(key).await.map_err(unavailable)?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
     /// The receipt of upload `id`, as stored.
     pub async fn get(&self, id: &str) -> Result<Option<serde_json::Value>, UploadError> {
-        let mut connection = self.connection().await?;
-        let text: Option<String> = connection
-            .get(format!("{}upload:{id}", self.prefix))
-            .await
-            .map_err(unavailable)?;
-        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+        self.json_at(format!("{}upload:{id}", self.prefix)).await
     }
 
     /// Records that upload `resent` carried the same content as the committed upload `first`.
@@ -97,7 +99,7 @@ impl ReceiptStore {
         let _: () = redis::pipe()
             .atomic()
             .set_ex(
-                format!("{}upload:progress:{id}", self.prefix),
+                self.progress_key(id),
                 state.to_string(),
                 PROGRESS_TTL_SECONDS,
             )
@@ -120,7 +122,7 @@ impl ReceiptStore {
         failed: Option<&serde_json::Value>,
     ) -> Result<(), UploadError> {
         let mut connection = self.connection().await?;
-        let key = format!("{}upload:progress:{id}", self.prefix);
+        let key = self.progress_key(id);
         let mut pipe = redis::pipe();
         pipe.atomic()
             .zrem(format!("{}uploads:in_progress", self.prefix), id);
@@ -137,12 +139,11 @@ impl ReceiptStore {
 
     /// The state of an upload that has no receipt: running, or failed within the last day.
     pub async fn progress(&self, id: &str) -> Result<Option<serde_json::Value>, UploadError> {
-        let mut connection = self.connection().await?;
-        let text: Option<String> = connection
-            .get(format!("{}upload:progress:{id}", self.prefix))
-            .await
-            .map_err(unavailable)?;
-        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+        self.json_at(self.progress_key(id)).await
+    }
+
+    fn progress_key(&self, id: &str) -> String {
+        format!("{}upload:progress:{id}", self.prefix)
     }
 
     /// Every running upload's state, oldest first. Uploads whose producer stopped reporting
@@ -151,12 +152,22 @@ impl ReceiptStore {
         let mut connection = self.connection().await?;
         let set = format!("{}uploads:in_progress", self.prefix);
         let ids: Vec<String> = connection.zrange(&set, 0, -1).await.map_err(unavailable)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Every state in one round trip.
+        let keys: Vec<String> = ids.iter().map(|id| self.progress_key(id)).collect();
+        let states: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(keys)
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
         let mut running = Vec::with_capacity(ids.len());
-        for id in ids {
-            match self.progress(&id).await? {
+        for (id, state) in ids.iter().zip(states) {
+            match state.and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()) {
                 Some(state) if state["status"] == "in_progress" => running.push(state),
                 _ => {
-                    let _: i64 = connection.zrem(&set, &id).await.map_err(unavailable)?;
+                    let _: i64 = connection.zrem(&set, id).await.map_err(unavailable)?;
                 }
             }
         }

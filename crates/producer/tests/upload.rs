@@ -616,16 +616,21 @@ fn good_rows_then_a_long_line(rows: usize) -> Vec<u8> {
 /// How many of the producer's upload transactions ended with `outcome` (its Prometheus
 /// counter `sluice_producer_transactions_total`; each test runs in a process of its own).
 async fn transactions(url: &str, outcome: &str) -> f64 {
+    let series = format!("sluice_producer_transactions_total{{outcome=\"{outcome}\"}}");
+    counter(url, &series).await.unwrap_or(0.0)
+}
+
+/// The value of one series (name and labels, as exposed) on the producer's `/metrics`.
+async fn counter(url: &str, series: &str) -> Option<f64> {
     let text = reqwest::get(format!("{url}/metrics"))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    let series = format!("sluice_producer_transactions_total{{outcome=\"{outcome}\"}} ");
     text.lines()
-        .find_map(|line| line.strip_prefix(&series))
-        .map_or(0.0, |value| value.parse().unwrap())
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.parse().unwrap())
 }
 
 // Whether an aborted transaction's records stay hidden is the broker's part, and the test
@@ -680,18 +685,9 @@ async fn a_failed_long_upload_keeps_its_committed_steps_and_aborts_the_rest() {
     assert_eq!(status, 413, "{problem}");
     // The body reaches the parser in pieces: the steps of 1 000 rows completed before the
     // piece with the long line were committed; the rest was aborted with the upload.
-    let text = reqwest::get(format!("{}/metrics", producer.url))
+    let steps = counter(&producer.url, "sluice_producer_intermediate_commits_total")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let steps: f64 = text
-        .lines()
-        .find_map(|line| line.strip_prefix("sluice_producer_intermediate_commits_total "))
-        .expect("step commits counted")
-        .parse()
-        .unwrap();
+        .expect("step commits counted");
     assert!((1.0..5.0).contains(&steps), "{steps} steps committed");
     assert_eq!(transactions(&producer.url, "aborted").await, 1.0);
     assert_eq!(transactions(&producer.url, "committed").await, 0.0);
