@@ -58,31 +58,12 @@ impl HeaderMap {
         if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
             return Err(HeaderError::Empty);
         }
-        let mut positions = [usize::MAX; COLUMNS.len()];
-        let mut unknown = Vec::new();
-        for (index, raw) in header.iter().enumerate() {
-            let name = std::str::from_utf8(raw).map_err(|_| HeaderError::NotText)?;
-            let name = name
-                .trim_start_matches('\u{feff}')
-                .trim()
-                .to_ascii_lowercase();
-            match COLUMNS.iter().position(|c| *c == name) {
-                Some(column) if positions[column] != usize::MAX => {
-                    return Err(HeaderError::DuplicateColumn(name));
-                }
-                Some(column) => positions[column] = index,
-                None => unknown.push(name),
-            }
-        }
-        let missing: Vec<&'static str> = COLUMNS
+        let names = header
             .iter()
-            .zip(positions)
-            .filter(|(_, p)| *p == usize::MAX)
-            .map(|(c, _)| *c)
-            .collect();
-        if !missing.is_empty() {
-            return Err(HeaderError::MissingColumns(missing));
-        }
+            .map(|raw| std::str::from_utf8(raw).map(|name| name.trim_start_matches('\u{feff}')))
+            .collect::<Result<Vec<&str>, _>>()
+            .map_err(|_| HeaderError::NotText)?;
+        let (positions, unknown) = column_positions(names)?;
         Ok(HeaderMap {
             positions,
             unknown,
@@ -179,6 +160,36 @@ impl HeaderMap {
         round.provider.push_str(provider);
         Ok(())
     }
+}
+
+/// Where each required column is among `names` (a header's, or a file schema's fields, in
+/// order), and the names that are not game-round columns. Names are trimmed and compared
+/// case-insensitively; a column named twice or missing is refused.
+pub(crate) fn column_positions<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<([usize; COLUMNS.len()], Vec<String>), HeaderError> {
+    let mut positions = [usize::MAX; COLUMNS.len()];
+    let mut unknown = Vec::new();
+    for (index, name) in names.into_iter().enumerate() {
+        let name = name.trim().to_ascii_lowercase();
+        match COLUMNS.iter().position(|c| *c == name) {
+            Some(column) if positions[column] != usize::MAX => {
+                return Err(HeaderError::DuplicateColumn(name));
+            }
+            Some(column) => positions[column] = index,
+            None => unknown.push(name),
+        }
+    }
+    let missing: Vec<&'static str> = COLUMNS
+        .iter()
+        .zip(positions)
+        .filter(|(_, p)| *p == usize::MAX)
+        .map(|(c, _)| *c)
+        .collect();
+    if !missing.is_empty() {
+        return Err(HeaderError::MissingColumns(missing));
+    }
+    Ok((positions, unknown))
 }
 
 /// The parsers of single values, shared by every row source (CSV cells, JSON values, Parquet

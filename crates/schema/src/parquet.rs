@@ -12,7 +12,7 @@ use parquet::data_type::Decimal;
 use parquet::record::{Field, Row};
 use parquet::schema::types::SchemaDescriptor;
 
-use crate::csv::{fields, HeaderError, RowError, COLUMNS};
+use crate::csv::{column_positions, fields, HeaderError, RowError, COLUMNS};
 use crate::round::GameRound;
 
 /// Positions of the required columns among a file's top-level fields.
@@ -25,27 +25,8 @@ pub struct ParquetColumns {
 impl ParquetColumns {
     /// Finds the required columns in a file's schema; extra columns are ignored and reported.
     pub fn from_schema(schema: &SchemaDescriptor) -> Result<ParquetColumns, HeaderError> {
-        let mut positions = [usize::MAX; COLUMNS.len()];
-        let mut unknown = Vec::new();
-        for (index, field) in schema.root_schema().get_fields().iter().enumerate() {
-            let name = field.name().trim().to_ascii_lowercase();
-            match COLUMNS.iter().position(|c| *c == name) {
-                Some(column) if positions[column] != usize::MAX => {
-                    return Err(HeaderError::DuplicateColumn(name));
-                }
-                Some(column) => positions[column] = index,
-                None => unknown.push(name),
-            }
-        }
-        let missing: Vec<&'static str> = COLUMNS
-            .iter()
-            .zip(positions)
-            .filter(|(_, p)| *p == usize::MAX)
-            .map(|(c, _)| *c)
-            .collect();
-        if !missing.is_empty() {
-            return Err(HeaderError::MissingColumns(missing));
-        }
+        let fields = schema.root_schema().get_fields();
+        let (positions, unknown) = column_positions(fields.iter().map(|field| field.name()))?;
         Ok(ParquetColumns { positions, unknown })
     }
 
