@@ -410,3 +410,160 @@ async fn uploaded_rounds_reach_the_gateway_exactly_once_with_exact_sums() {
 fn parse_scaled(text: &str) -> i128 {
     i128::from(sluice_schema::Money::parse(text).unwrap().scaled())
 }
+
+/// A row of the export's columns, in the canonical order.
+fn csv_row(timestamp: &str, id: u32, bet: &str, game: &str, provider: &str) -> String {
+    format!("{timestamp},{id},9ece8c4020f8aed10676cd1c56a41889,7,{bet},0,1,0,{game},{provider}\r\n")
+}
+
+/// The rows of [`values_the_store_cannot_hold_are_row_rejects_and_never_land_as_substitutes`]
+/// from `first_id` on: two good ones at the edges of the store's range, then one of each
+/// value the store cannot hold. `bad_text` is a provider cell that is not valid text.
+fn edge_rows(first_id: u32, bad_text: &str) -> String {
+    let rows = [
+        ("1970-01-01 00:00:01", "1", "Reactoonz", "Play'n GO"),
+        ("2105-12-31 23:59:59", "2.5", "Reactoonz", "Play'n GO"),
+        ("1969-12-31 23:59:59", "1", "Reactoonz", "Play'n GO"),
+        ("0001-01-01 00:00:00", "1", "Reactoonz", "Play'n GO"),
+        ("2200-01-01 00:00:00", "1", "Reactoonz", "Play'n GO"),
+        ("2106-02-07 06:28:16", "1", "Reactoonz", "Play'n GO"),
+        (
+            "2019-10-22 08:20:42",
+            "100000000000000",
+            "Reactoonz",
+            "Play'n GO",
+        ),
+        ("2019-10-22 08:20:42", "1", "React\0onz", "Play'n GO"),
+        ("2019-10-22 08:20:42", "1", "Reactoonz", bad_text),
+    ];
+    let mut text = String::from(
+        "created_timestamp,game_instance_id,user_id,game_id,real_amount_bet,bonus_amount_bet,\
+         real_amount_win,bonus_amount_win,game_name,provider\r\n",
+    );
+    for (i, (timestamp, bet, game, provider)) in rows.into_iter().enumerate() {
+        text.push_str(&csv_row(
+            timestamp,
+            first_id + i as u32,
+            bet,
+            game,
+            provider,
+        ));
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn values_the_store_cannot_hold_are_row_rejects_and_never_land_as_substitutes() {
+    let pipeline = spawn_pipeline().await;
+    // UTF-8 with an invalid byte, and UTF-16 with a lone surrogate: one rule for both.
+    const MARK: &str = "\u{1}";
+    let text = edge_rows(100, MARK);
+    let (before, after) = text.split_once(MARK).unwrap();
+    let utf8 = [before.as_bytes(), b"Play\xFFn GO", after.as_bytes()].concat();
+    let mut utf16 = vec![0xFF, 0xFE];
+    for unit in edge_rows(200, MARK).encode_utf16() {
+        let unit = if unit == 1 { 0xD800 } else { unit };
+        utf16.extend_from_slice(&unit.to_le_bytes());
+    }
+    let out_of_range =
+        "out of range: the store holds 1970-01-01 00:00:00 to 2105-12-31 23:59:59 UTC";
+    let expected_rejects = serde_json::json!([
+        {"line": 4, "column": "created_timestamp", "reason": out_of_range},
+        {"line": 5, "column": "created_timestamp", "reason": out_of_range},
+        {"line": 6, "column": "created_timestamp", "reason": out_of_range},
+        {"line": 7, "column": "created_timestamp", "reason": out_of_range},
+        {"line": 8, "column": "real_amount_bet",
+         "reason": "out of range (at most 14 digits before the point: the store holds Decimal(18, 4))"},
+        {"line": 9, "column": "game_name", "reason": "contains a NUL character"},
+        {"line": 10, "column": "provider", "reason": "not valid text"},
+    ]);
+    let mut ids = Vec::new();
+    for (encoding, bytes) in [("UTF-8", utf8), ("UTF-16LE", utf16)] {
+        let upload = http::upload_csv(&pipeline.producer_url, bytes, "text/csv").await;
+        assert_eq!(upload.status, 200, "{encoding}: {}", upload.body);
+        assert_eq!(upload.body["encoding"], encoding);
+        assert_eq!(upload.body["accepted"], 2, "{encoding}: {}", upload.body);
+        assert_eq!(upload.body["rejects"], expected_rejects, "{encoding}");
+        ids.push(upload.body["upload_id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        reconciled(&pipeline.producer_url, id).await;
+    }
+    let table = format!("{}.game_rounds", pipeline.database);
+    assert_eq!(
+        clickhouse::query(&format!(
+            "SELECT count(), min(created_timestamp), max(created_timestamp), \
+             countIf(position(game_name, '\\0') > 0 OR provider != 'Play''n GO'), \
+             max(real_amount_bet) FROM {table} FINAL"
+        ))
+        .await,
+        "4\t1970-01-01 00:00:01\t2105-12-31 23:59:59\t0\t2.5000",
+        "only the good rows, as sent"
+    );
+
+    // The gateway's range is the store's: beyond it a 400 that costs nothing; at its edge,
+    // the last hour and day of 2105 are served as they are.
+    let http = reqwest::Client::new();
+    let created: serde_json::Value = http
+        .post(format!("{}/admin/keys", pipeline.gateway_url))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"name": "edges", "credits": 10}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap();
+    let query = |filters: Vec<(&'static str, &'static str)>| {
+        http.get(format!("{}/aggregated_game_rounds", pipeline.gateway_url))
+            .header("X-API-Key", key)
+            .query(&filters)
+            .send()
+    };
+    for (name, value) in [
+        ("from", "2106-01-02"),
+        ("to", "2106-01-01T00:00:01Z"),
+        ("from", "1969-12-31"),
+    ] {
+        let refused = query(vec![(name, value)]).await.unwrap();
+        assert_eq!(refused.status(), 400, "{name}={value}");
+    }
+    let edge = query(vec![("from", "2105-12-31"), ("to", "2106-01-01")])
+        .await
+        .unwrap();
+    assert_eq!(edge.status(), 200);
+    assert_eq!(
+        edge.headers()["x-credits-remaining"],
+        "9",
+        "only answers cost"
+    );
+    let page: serde_json::Value = edge.json().await.unwrap();
+    let hours: Vec<(&str, &str, u64)> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["hour"].as_str().unwrap(),
+                b["real_amount_bet"].as_str().unwrap(),
+                b["rounds"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(hours, [("2105-12-31T23:00:00Z", "5", 2)]);
+    let days: serde_json::Value = query(vec![("granularity", "day")])
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let starts: Vec<&str> = days["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["day"].as_str().unwrap())
+        .collect();
+    assert_eq!(starts, ["1970-01-01T00:00:00Z", "2105-12-31T00:00:00Z"]);
+    pipeline.shutdown.cancel();
+}

@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use sluice_schema::avro::{Envelope, GameRoundCodec};
+use sluice_schema::avro::GameRoundCodec;
+
+use crate::inserter::GameRoundRow;
 
 /// The topics the consumer reads, each with its own record format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -136,8 +138,12 @@ impl RawBatch {
                 let outcome = match source {
                     Source::Rounds => codec
                         .decode(payload)
-                        .map(|envelope| decoded.rounds.push(envelope))
-                        .map_err(|e| e.to_string()),
+                        .map_err(|e| e.to_string())
+                        .and_then(|envelope| {
+                            GameRoundRow::try_from(envelope)
+                                .map_err(|reason| format!("not storable: {reason}"))
+                        })
+                        .map(|row| decoded.rounds.push(row)),
                     Source::Rejects => serde_json::from_slice::<Reject>(payload)
                         .map(|reject| decoded.rejects.push(reject))
                         .map_err(|e| format!("not a reject record: {e}")),
@@ -160,7 +166,7 @@ impl RawBatch {
 
 #[derive(Debug, Default)]
 struct PartitionBatch {
-    rounds: Vec<Envelope>,
+    rounds: Vec<GameRoundRow>,
     rejects: Vec<Reject>,
     poison: Vec<Poison>,
     next_offset: i64,
@@ -173,8 +179,9 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Every round with its upload, partition by partition, in offset order within a partition.
-    pub fn rounds(&self) -> impl Iterator<Item = &Envelope> {
+    /// Every round as its `game_rounds` row (with its upload), partition by partition, in
+    /// offset order within a partition.
+    pub fn rounds(&self) -> impl Iterator<Item = &GameRoundRow> {
         self.partitions.values().flat_map(|p| p.rounds.iter())
     }
 
@@ -280,8 +287,12 @@ mod tests {
         let rounds: Vec<_> = batch.rounds().collect();
         assert_eq!(rounds.len(), 1);
         assert_eq!(
-            (&rounds[0].round, rounds[0].upload_id.as_str()),
-            (&round, "u-1")
+            (
+                rounds[0].game_instance_id,
+                rounds[0].user_id.as_str(),
+                rounds[0].upload_id.as_str()
+            ),
+            (1, "9ece8c4020f8aed10676cd1c56a41889", "u-1")
         );
         let rejects: Vec<_> = batch.rejects().collect();
         assert_eq!((rejects[0].line, rejects[0].column.as_deref()), (7, None));
@@ -296,6 +307,58 @@ mod tests {
         assert_eq!(
             batch.next_offsets().collect::<Vec<_>>(),
             [(Source::Rounds, 0, 12), (Source::Rejects, 0, 6)]
+        );
+    }
+
+    #[test]
+    fn a_round_the_table_cannot_hold_is_poison_naming_the_field_never_a_substitute() {
+        let good = GameRound {
+            created_timestamp: 1_571_732_442_000,
+            game_instance_id: 1,
+            user_id: sluice_schema::PlayerId::parse("9ece8c4020f8aed10676cd1c56a41889").unwrap(),
+            game_id: 2,
+            real_amount_bet: None,
+            bonus_amount_bet: None,
+            real_amount_win: None,
+            bonus_amount_win: None,
+            game_name: "g".into(),
+            provider: "p".into(),
+        };
+        let before_1970 = GameRound {
+            created_timestamp: -1,
+            ..good.clone()
+        };
+        let after_2105 = GameRound {
+            created_timestamp: 4_291_747_200_000,
+            ..good.clone()
+        };
+        let negative_id = GameRound {
+            game_instance_id: -5,
+            ..good.clone()
+        };
+        let nul = GameRound {
+            provider: "Play\0n GO".into(),
+            ..good.clone()
+        };
+        let mut raw = RawBatch::default();
+        for (offset, round) in [good, before_1970, after_2105, negative_id, nul]
+            .iter()
+            .enumerate()
+        {
+            let mut bytes = Vec::new();
+            GameRoundCodec::get().encode(round, "u-1", &mut bytes);
+            raw.push(Source::Rounds, 0, offset as i64, b"k", &bytes);
+        }
+        let batch = raw.decode();
+        assert_eq!(batch.rows(), 1);
+        let errors: Vec<_> = batch.poison().map(|p| p.error.as_str()).collect();
+        assert_eq!(errors.len(), 4);
+        assert!(errors[0].starts_with("not storable: created_timestamp: out of range"));
+        assert!(errors[1].starts_with("not storable: created_timestamp: out of range"));
+        assert_eq!(errors[2], "not storable: game_instance_id: negative");
+        assert_eq!(
+            errors[3],
+            "not storable: provider: contains a NUL character"
         );
     }
 }

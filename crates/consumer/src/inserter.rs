@@ -3,6 +3,7 @@
 use clickhouse::Client;
 use serde::Serialize;
 use sluice_schema::avro::Envelope;
+use sluice_schema::domain::{check_text, stored_seconds};
 
 use crate::batcher::{Poison, Reject};
 use crate::kafka::Topics;
@@ -19,49 +20,64 @@ pub const QUARANTINE_TABLE: &str = "quarantine";
 /// One row of `game_rounds` in RowBinary: `DateTime` is seconds as `u32`, `Decimal(18, 4)` is
 /// the scaled `i64`, `Nullable` is an `Option`. `inserted_at` is filled by the server. Columns
 /// are named in the insert, so their order here does not matter.
+///
+/// Built from a decoded record by [`TryFrom`], which refuses what the table cannot hold (a
+/// moment outside `DateTime`'s range, a negative id, a NUL in a name) instead of storing a
+/// substitute: such a record is poison, kept in the quarantine with the reason.
 #[derive(Debug, clickhouse::Row, Serialize)]
-pub struct GameRoundRow<'a> {
+pub struct GameRoundRow {
     pub created_timestamp: u32,
     pub game_instance_id: u64,
-    pub user_id: &'a str,
+    pub user_id: String,
     pub game_id: u64,
     pub real_amount_bet: Option<i64>,
     pub bonus_amount_bet: Option<i64>,
     pub real_amount_win: Option<i64>,
     pub bonus_amount_win: Option<i64>,
-    pub game_name: &'a str,
-    pub provider: &'a str,
-    pub upload_id: &'a str,
+    pub game_name: String,
+    pub provider: String,
+    pub upload_id: String,
 }
 
-impl<'a> GameRoundRow<'a> {
-    pub fn from_envelope(envelope: &'a Envelope) -> GameRoundRow<'a> {
-        let round = &envelope.round;
-        let seconds = round.created_timestamp.div_euclid(1000);
-        GameRoundRow {
-            created_timestamp: u32::try_from(seconds).unwrap_or(0),
-            game_instance_id: round.game_instance_id.unsigned_abs(),
-            user_id: round.user_id.as_str(),
-            game_id: round.game_id.unsigned_abs(),
+impl TryFrom<Envelope> for GameRoundRow {
+    type Error = String;
+
+    fn try_from(envelope: Envelope) -> Result<GameRoundRow, String> {
+        let round = envelope.round;
+        let field = |column: &str, reason: &dyn std::fmt::Display| format!("{column}: {reason}");
+        let id =
+            |column: &str, value: i64| u64::try_from(value).map_err(|_| field(column, &"negative"));
+        for (column, text) in [
+            ("game_name", &round.game_name),
+            ("provider", &round.provider),
+        ] {
+            check_text(text).map_err(|e| field(column, &e))?;
+        }
+        Ok(GameRoundRow {
+            created_timestamp: stored_seconds(round.created_timestamp)
+                .map_err(|e| field("created_timestamp", &e))?,
+            game_instance_id: id("game_instance_id", round.game_instance_id)?,
+            user_id: round.user_id.into_string(),
+            game_id: id("game_id", round.game_id)?,
             real_amount_bet: round.real_amount_bet.map(|m| m.scaled()),
             bonus_amount_bet: round.bonus_amount_bet.map(|m| m.scaled()),
             real_amount_win: round.real_amount_win.map(|m| m.scaled()),
             bonus_amount_win: round.bonus_amount_win.map(|m| m.scaled()),
-            game_name: &round.game_name,
-            provider: &round.provider,
-            upload_id: &envelope.upload_id,
-        }
+            game_name: round.game_name,
+            provider: round.provider,
+            upload_id: envelope.upload_id,
+        })
     }
 }
 
 /// Inserts `rounds` as one block; returns once ClickHouse acknowledged the whole insert.
 pub async fn insert_batch(
     client: &Client,
-    rounds: impl Iterator<Item = &Envelope>,
+    rounds: impl Iterator<Item = &GameRoundRow>,
 ) -> Result<(), clickhouse::error::Error> {
-    let mut insert = client.insert::<GameRoundRow<'_>>(GAME_ROUNDS_TABLE).await?;
+    let mut insert = client.insert::<GameRoundRow>(GAME_ROUNDS_TABLE).await?;
     for round in rounds {
-        insert.write(&GameRoundRow::from_envelope(round)).await?;
+        insert.write(round).await?;
     }
     insert.end().await
 }

@@ -99,3 +99,75 @@ async fn a_restarted_consumer_resumes_where_it_stopped_without_loss_or_duplicate
     shutdown.cancel();
     handle.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_table_cannot_hold_is_quarantined_with_its_reason_never_stored_as_1970() {
+    // Records written by another producer (or an older one) that skipped the edge's checks.
+    let (topic, group, database) = (unique("consumer_test"), unique("group"), unique("consumer"));
+    kafka::create_topic(&topic, PARTITIONS).await;
+    let mut messages = encoded_rounds(1, 3);
+    let codec = GameRoundCodec::get();
+    let mut round = codec.decode(&messages[0]).unwrap().round;
+    for (id, millis) in [
+        (11, -1_000),
+        (12, 4_294_967_296_000),
+        (13, -62_135_596_800_000),
+    ] {
+        round.game_instance_id = id;
+        round.created_timestamp = millis;
+        let mut bytes = Vec::new();
+        codec.encode(&round, "test-upload", &mut bytes);
+        messages.push(bytes);
+    }
+    // A money amount past Decimal(18, 4), written as the Avro long it travels as: the record
+    // with a bet of 10^-4, its one-byte value replaced by the varint of 10^18 units.
+    round.game_instance_id = 14;
+    round.created_timestamp = 1_571_732_442_000;
+    round.real_amount_bet = None;
+    let mut without = Vec::new();
+    codec.encode(&round, "test-upload", &mut without);
+    round.real_amount_bet = Some(sluice_schema::Money::from_scaled(1));
+    let mut with = Vec::new();
+    codec.encode(&round, "test-upload", &mut with);
+    let branch = without
+        .iter()
+        .zip(&with)
+        .position(|(a, b)| a != b)
+        .expect("the bet's union branch");
+    let mut patched = with[..=branch].to_vec();
+    let mut zigzag = 2_000_000_000_000_000_000_u64;
+    while zigzag >= 0x80 {
+        patched.push((zigzag as u8) | 0x80);
+        zigzag >>= 7;
+    }
+    patched.push(zigzag as u8);
+    patched.extend_from_slice(&with[branch + 2..]);
+    messages.push(patched);
+    kafka::produce(&topic, "player", &messages).await;
+
+    let (shutdown, handle) = spawn_consumer(config(&topic, &group, &database)).await;
+    wait_for_committed(&group, &topic, messages.len() as i64).await;
+    assert_eq!(
+        clickhouse::query(&format!(
+            "SELECT count(), min(created_timestamp) FROM {database}.game_rounds FINAL"
+        ))
+        .await,
+        "3\t2019-10-22 08:20:43",
+        "only the storable rounds, none in 1970"
+    );
+    let errors = clickhouse::query(&format!(
+        "SELECT error FROM {database}.quarantine FINAL ORDER BY source_offset"
+    ))
+    .await;
+    let errors: Vec<&str> = errors.lines().collect();
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    for error in &errors[..3] {
+        assert!(
+            error.starts_with("not storable: created_timestamp: out of range"),
+            "{error}"
+        );
+    }
+    assert!(errors[3].contains("out of range"), "{}", errors[3]);
+    shutdown.cancel();
+    handle.await.unwrap();
+}

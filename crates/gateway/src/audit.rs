@@ -1,13 +1,15 @@
 //! Redis balances against the usage ledger. A key's ledger balance is
-//! `granted - charged + refunded` over its `usage_ledger` rows; the audit lists every key
-//! whose Redis balance differs, and a rebuild sets a key's Redis balance to its ledger
-//! balance. Both first flush this gateway's ledger writer, so its own recorded events count.
+//! `granted - charged + refunded` over its `usage_ledger` rows; its Redis balance plus the
+//! charges its open leases hold (admitted, not yet settled: not yet in the ledger) must equal
+//! it. The audit lists every key that differs, or whose ledger lacks the grant every key gets
+//! at creation; a rebuild sets a key's Redis balance to its ledger balance less its open
+//! leases. Both first drain the ledger's outbox, so every movement made before counts.
 //!
-//! Differences are expected, and not errors, for: a key used while the audit runs (a request
-//! admitted but not yet recorded, or recorded by another gateway instance and not yet
-//! flushed), events the ledger dropped (full channel, crash; see [`crate::ledger`]), keys
-//! created before the ledger existed (no `granted` row), and a balance edited in Redis by
-//! hand. Rebuild a key only while it is idle; it refuses keys with no ledger rows at all.
+//! Since each movement and its event are written by one Redis script and the outbox is
+//! drained exactly once, a difference means something outside the gateway: a key used while
+//! the audit runs (a movement between the drain and the reading), a balance edited in Redis
+//! by hand, ledger rows deleted, or keys created before the ledger existed. Rebuild a key
+//! only while it is idle; it refuses keys with no ledger rows at all.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -27,6 +29,8 @@ pub struct LedgerTotals {
     pub refunded: u64,
     /// Rows (events) of the key.
     pub events: u64,
+    /// `granted` rows of the key: at least its creation's.
+    pub grants: u64,
 }
 
 impl LedgerTotals {
@@ -45,6 +49,7 @@ struct TotalsRow {
     charged: u64,
     refunded: u64,
     events: u64,
+    grants: u64,
 }
 
 /// Every key's ledger totals (`only`: one key's).
@@ -60,7 +65,8 @@ pub async fn ledger_totals(
     let sql = format!(
         "SELECT key_id, sumIf(amount, status = 'granted') AS granted, \
          sumIf(amount, status = 'charged') AS charged, \
-         sumIf(amount, status = 'refunded') AS refunded, count() AS events \
+         sumIf(amount, status = 'refunded') AS refunded, count() AS events, \
+         countIf(status = 'granted') AS grants \
          FROM {LEDGER_TABLE} FINAL {filter} GROUP BY key_id"
     );
     let mut statement = client.query(&sql);
@@ -78,6 +84,7 @@ pub async fn ledger_totals(
                     charged: row.charged,
                     refunded: row.refunded,
                     events: row.events,
+                    grants: row.grants,
                 },
             )
         })
@@ -91,6 +98,8 @@ pub struct KeyAudit {
     pub id: String,
     /// The balance in Redis; `null`: the ledger names a key Redis does not have.
     pub redis_credits: Option<u64>,
+    /// Credits held by the key's requests not yet settled (in Redis, not yet in the ledger).
+    pub leased: u64,
     /// `granted - charged + refunded`.
     pub ledger_credits: i64,
     pub granted: u64,
@@ -98,8 +107,10 @@ pub struct KeyAudit {
     pub refunded: u64,
     /// Ledger rows of the key (0: none, e.g. a key older than the ledger).
     pub ledger_events: u64,
-    /// `redis_credits - ledger_credits` (a missing Redis balance counts as 0).
+    /// `redis_credits + leased - ledger_credits` (a missing Redis balance counts as 0).
     pub difference: i64,
+    /// The ledger has no `granted` row for the key, which every key gets at creation.
+    pub missing_grant: bool,
 }
 
 /// `GET /admin/audit` answer.
@@ -111,11 +122,13 @@ pub struct AuditReport {
     pub differences: Vec<KeyAudit>,
 }
 
-/// Compares every key's Redis balance with its ledger totals.
+/// Compares every key's Redis balance (with its open leases) with its ledger totals.
 pub fn compare(keys: &[KeyInfo], ledger: &HashMap<String, LedgerTotals>) -> AuditReport {
-    let mut all: BTreeMap<&str, (Option<u64>, LedgerTotals)> = BTreeMap::new();
+    // Per id: (Redis balance, open leases) if Redis has the key, and its ledger totals.
+    type Sides = (Option<(u64, u64)>, LedgerTotals);
+    let mut all: BTreeMap<&str, Sides> = BTreeMap::new();
     for key in keys {
-        all.entry(&key.id).or_default().0 = Some(key.credits);
+        all.entry(&key.id).or_default().0 = Some((key.credits, key.leased));
     }
     for (id, totals) in ledger {
         all.entry(id).or_default().1 = *totals;
@@ -125,18 +138,23 @@ pub fn compare(keys: &[KeyInfo], ledger: &HashMap<String, LedgerTotals>) -> Audi
         .into_iter()
         .filter_map(|(id, (redis, totals))| {
             let ledger_credits = totals.balance();
-            let difference =
-                i64::try_from(i128::from(redis.unwrap_or(0)) - i128::from(ledger_credits))
-                    .unwrap_or(i64::MAX);
-            (difference != 0 || redis.is_none()).then(|| KeyAudit {
+            let (credits, leased) = redis.unwrap_or_default();
+            let difference = i64::try_from(
+                i128::from(credits) + i128::from(leased) - i128::from(ledger_credits),
+            )
+            .unwrap_or(i64::MAX);
+            let missing_grant = totals.grants == 0;
+            (difference != 0 || redis.is_none() || missing_grant).then(|| KeyAudit {
                 id: id.to_owned(),
-                redis_credits: redis,
+                redis_credits: redis.map(|(credits, _)| credits),
+                leased,
                 ledger_credits,
                 granted: totals.granted,
                 charged: totals.charged,
                 refunded: totals.refunded,
                 ledger_events: totals.events,
                 difference,
+                missing_grant,
             })
         })
         .collect();
@@ -161,11 +179,11 @@ pub struct Rebuilt {
     pub id: String,
     /// The Redis balance before.
     pub previous_credits: u64,
-    /// The Redis balance now: the ledger balance.
+    /// The Redis balance now: the ledger balance less the key's open leases.
     pub credits: u64,
 }
 
-/// Sets the key's Redis balance to its ledger balance.
+/// Sets the key's Redis balance to its ledger balance less its open leases.
 pub async fn rebuild(
     credits: &CreditStore,
     clickhouse: &Client,
@@ -190,12 +208,12 @@ pub async fn rebuild(
             totals.balance()
         ))
     })?;
-    let previous_credits = credits.set_credits(id, balance).await?;
-    tracing::warn!(key_id = %id, previous_credits, credits = balance, "Balance rebuilt from the ledger.");
+    let (previous_credits, credits) = credits.set_credits(id, balance).await?;
+    tracing::warn!(key_id = %id, previous_credits, credits, "Balance rebuilt from the ledger.");
     Ok(Rebuilt {
         id: id.to_string(),
         previous_credits,
-        credits: balance,
+        credits,
     })
 }
 
@@ -203,7 +221,7 @@ pub async fn rebuild(
 mod tests {
     use super::*;
 
-    fn key(id: &str, credits: u64) -> KeyInfo {
+    fn key(id: &str, credits: u64, leased: u64) -> KeyInfo {
         KeyInfo {
             id: id.into(),
             name: String::new(),
@@ -215,25 +233,40 @@ mod tests {
             rotated_at: None,
             rate_limit: crate::credits::RateLimit::new(1, 1).unwrap(),
             rate_limit_is_default: true,
+            leased,
         }
     }
 
     #[test]
-    fn only_keys_whose_balances_differ_are_reported() {
-        let totals = |granted, charged, refunded, events| LedgerTotals {
+    fn keys_whose_balance_and_leases_differ_from_the_ledger_or_lack_a_grant_are_reported() {
+        let totals = |granted, charged, refunded, events, grants| LedgerTotals {
             granted,
             charged,
             refunded,
             events,
+            grants,
         };
         let ledger = HashMap::from([
-            ("a".to_owned(), totals(10, 4, 1, 6)),
-            ("b".to_owned(), totals(10, 4, 1, 6)),
-            ("gone".to_owned(), totals(3, 0, 0, 1)),
+            ("a".to_owned(), totals(10, 4, 1, 6, 1)),
+            ("b".to_owned(), totals(10, 4, 1, 6, 1)),
+            ("leasing".to_owned(), totals(10, 4, 1, 6, 1)),
+            ("gone".to_owned(), totals(3, 0, 0, 1, 1)),
+            ("ungranted".to_owned(), totals(0, 0, 0, 0, 0)),
+            ("charged-only".to_owned(), totals(0, 2, 2, 2, 0)),
         ]);
-        let report = compare(&[key("a", 7), key("b", 9), key("old", 5)], &ledger);
-        assert_eq!(report.checked, 4);
-        let found: Vec<(&str, Option<u64>, i64, i64)> = report
+        let report = compare(
+            &[
+                key("a", 7, 0),
+                key("b", 9, 0),
+                key("leasing", 5, 2),
+                key("old", 5, 0),
+                key("ungranted", 0, 0),
+                key("charged-only", 0, 0),
+            ],
+            &ledger,
+        );
+        assert_eq!(report.checked, 7);
+        let found: Vec<(&str, Option<u64>, i64, i64, bool)> = report
             .differences
             .iter()
             .map(|d| {
@@ -242,15 +275,18 @@ mod tests {
                     d.redis_credits,
                     d.ledger_credits,
                     d.difference,
+                    d.missing_grant,
                 )
             })
             .collect();
         assert_eq!(
             found,
             [
-                ("b", Some(9), 7, 2),
-                ("gone", None, 3, -3),
-                ("old", Some(5), 0, 5)
+                ("b", Some(9), 7, 2, false),
+                ("charged-only", Some(0), 0, 0, true),
+                ("gone", None, 3, -3, false),
+                ("old", Some(5), 0, 5, true),
+                ("ungranted", Some(0), 0, 0, true),
             ]
         );
     }

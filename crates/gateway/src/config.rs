@@ -60,18 +60,26 @@ pub struct Config {
     /// (with a warning), so cursors stop working when the gateway restarts.
     #[serde(default)]
     pub cursor_secret: Option<SecretString>,
-    /// Ledger events that may wait for the background writer; when it is full, further
-    /// events are dropped and counted (`sluice_gateway_ledger_events_dropped_total`).
-    /// Default 10000.
-    #[serde(default = "defaults::ledger_channel_capacity")]
-    pub ledger_channel_capacity: usize,
     /// Ledger events per ClickHouse insert, at most. Default 1000.
     #[serde(default = "defaults::ledger_batch_rows")]
     pub ledger_batch_rows: usize,
-    /// Longest time a ledger event waits before its batch is inserted. Default 1000.
+    /// Longest time between two drains of the ledger's Redis outbox into ClickHouse.
+    /// Default 1000.
     #[serde(default = "defaults::ledger_flush_interval_ms")]
     pub ledger_flush_interval_ms: u64,
+    /// How long an admitted request's charge may stay unsettled before any gateway refunds it
+    /// (its gateway died or lost Redis). Must exceed `query_timeout_ms` by at least 5 s, the
+    /// time to write an answer: an answer settled after its lease is given free. Default 60000.
+    #[serde(default = "defaults::charge_lease_ms")]
+    pub charge_lease_ms: u64,
+    /// How often each gateway refunds expired leases (and once at start). Default 5000.
+    #[serde(default = "defaults::lease_sweep_interval_ms")]
+    pub lease_sweep_interval_ms: u64,
 }
+
+/// Time allowed, beyond the query timeout, to settle and write an answer: the least margin
+/// between `query_timeout_ms` and `charge_lease_ms`.
+pub const MIN_ANSWER_WRITE_MS: u64 = 5_000;
 
 /// A setting that cannot work.
 #[derive(Debug, thiserror::Error)]
@@ -112,9 +120,10 @@ impl Config {
             rate_limit_per_seconds: defaults::rate_limit_per_seconds(),
             rotation_grace_seconds: defaults::rotation_grace_seconds(),
             cursor_secret: None,
-            ledger_channel_capacity: defaults::ledger_channel_capacity(),
             ledger_batch_rows: defaults::ledger_batch_rows(),
             ledger_flush_interval_ms: defaults::ledger_flush_interval_ms(),
+            charge_lease_ms: defaults::charge_lease_ms(),
+            lease_sweep_interval_ms: defaults::lease_sweep_interval_ms(),
         }
     }
 
@@ -152,12 +161,6 @@ impl Config {
                 });
             }
         }
-        if self.ledger_channel_capacity == 0 {
-            return Err(ConfigError {
-                variable: "LEDGER_CHANNEL_CAPACITY",
-                reason: "must be at least 1",
-            });
-        }
         if self.ledger_batch_rows == 0 {
             return Err(ConfigError {
                 variable: "LEDGER_BATCH_ROWS",
@@ -167,6 +170,18 @@ impl Config {
         if self.ledger_flush_interval_ms == 0 {
             return Err(ConfigError {
                 variable: "LEDGER_FLUSH_INTERVAL_MS",
+                reason: "must be at least 1",
+            });
+        }
+        if self.charge_lease_ms < self.query_timeout_ms.saturating_add(MIN_ANSWER_WRITE_MS) {
+            return Err(ConfigError {
+                variable: "CHARGE_LEASE_MS",
+                reason: "must exceed SLUICE_GATEWAY_QUERY_TIMEOUT_MS by at least 5000",
+            });
+        }
+        if self.lease_sweep_interval_ms == 0 {
+            return Err(ConfigError {
+                variable: "LEASE_SWEEP_INTERVAL_MS",
                 reason: "must be at least 1",
             });
         }
@@ -225,13 +240,16 @@ mod defaults {
     pub fn rotation_grace_seconds() -> u32 {
         3_600
     }
-    pub fn ledger_channel_capacity() -> usize {
-        10_000
-    }
     pub fn ledger_batch_rows() -> usize {
         1_000
     }
     pub fn ledger_flush_interval_ms() -> u64 {
         1_000
+    }
+    pub fn charge_lease_ms() -> u64 {
+        60_000
+    }
+    pub fn lease_sweep_interval_ms() -> u64 {
+        5_000
     }
 }

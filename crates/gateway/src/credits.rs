@@ -13,6 +13,11 @@
 //! - `P keys`: set of every id, for listing.
 //! - `P key:{sha256}`: a key created before key management (a hash with `id`, `name`,
 //!   `credits`, `created_at`); moved to the layout above by its first request.
+//! - `P lease:{lease id}`: hash, an admitted request's charge until it is settled (`key_id`,
+//!   `cost`, `endpoint`, `admitted_ms`); `P leases`: sorted set, lease id → deadline (ms,
+//!   Redis time). The key record's `leased` is the sum of its open leases. See [`crate::charge`].
+//! - `P ledger:outbox`: stream, the usage-ledger events of every movement, written by the
+//!   same script as the movement (`lua/outbox.lua`) and drained by [`crate::ledger`].
 //!
 //! The scripts in `src/lua/` name the record they derive from a lookup, so the layout needs a
 //! single Redis (or one hash slot), not a cluster.
@@ -30,6 +35,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
+use crate::charge::{Lease, LeaseId, Settlement};
 use crate::error::ApiError;
 
 const KEY_PREFIX: &str = "sk_sluice_";
@@ -182,6 +188,10 @@ pub struct KeyInfo {
     pub rate_limit: RateLimit,
     /// Whether `rate_limit` is the gateway's default (the key has none of its own).
     pub rate_limit_is_default: bool,
+    /// Credits charged to requests not yet settled (being answered, or awaiting the lease
+    /// sweep); not yet in the ledger. Internal: the audit counts them.
+    #[serde(skip)]
+    pub leased: u64,
 }
 
 impl KeyInfo {
@@ -213,6 +223,10 @@ impl KeyInfo {
             rotated_at: instant("rotated_at"),
             rate_limit: own.unwrap_or(default),
             rate_limit_is_default: own.is_none(),
+            leased: match record.get("leased") {
+                Some(leased) => leased.parse::<u64>().ok()?,
+                None => 0,
+            },
         })
     }
 }
@@ -226,12 +240,13 @@ pub struct RateState {
     pub reset_secs: u64,
 }
 
-/// An admitted, charged request.
+/// An admitted, charged request; its charge is held by `lease` until settled.
 #[derive(Debug, Clone)]
 pub struct Admission {
     pub key_id: KeyId,
     pub credits_remaining: u64,
     pub rate: RateState,
+    pub lease: Lease,
 }
 
 /// Keys, credits and rate limits in Redis.
@@ -245,7 +260,9 @@ pub struct CreditStore {
 
 struct Scripts {
     admit: Script,
-    refund: Script,
+    create: Script,
+    settle: Script,
+    sweep: Script,
     top_up: Script,
     rotate: Script,
     revoke: Script,
@@ -253,8 +270,10 @@ struct Scripts {
     set_credits: Script,
 }
 
-/// How long a refund id is remembered: far longer than a refund is ever retried.
-const REFUND_MARK_SECONDS: u64 = 24 * 60 * 60;
+/// A script that moves credits, with the outbox functions it calls (`lua/outbox.lua`).
+fn with_outbox(script: &str) -> Script {
+    Script::new(&format!("{}{script}", include_str!("lua/outbox.lua")))
+}
 
 impl CreditStore {
     pub fn new(
@@ -270,8 +289,10 @@ impl CreditStore {
             default_rate_limit,
             scripts: Arc::new(Scripts {
                 admit: Script::new(include_str!("lua/admit.lua")),
-                refund: Script::new(include_str!("lua/refund.lua")),
-                top_up: Script::new(include_str!("lua/top_up.lua")),
+                create: with_outbox(include_str!("lua/create.lua")),
+                settle: with_outbox(include_str!("lua/settle.lua")),
+                sweep: with_outbox(include_str!("lua/sweep.lua")),
+                top_up: with_outbox(include_str!("lua/top_up.lua")),
                 rotate: Script::new(include_str!("lua/rotate.lua")),
                 revoke: Script::new(include_str!("lua/revoke.lua")),
                 set_rate_limit: Script::new(include_str!("lua/set_rate_limit.lua")),
@@ -299,8 +320,13 @@ impl CreditStore {
             .map_err(|e| ApiError::RedisUnavailable(Box::new(e)))
     }
 
-    /// Creates a key; the returned secret is never stored.
-    pub async fn create_key(&self, new: NewKey<'_>) -> Result<(ApiKey, KeyInfo), ApiError> {
+    /// Creates a key and records its starting credits (even 0) as granted by `endpoint`;
+    /// the returned secret is never stored.
+    pub async fn create_key(
+        &self,
+        new: NewKey<'_>,
+        endpoint: &'static str,
+    ) -> Result<(ApiKey, KeyInfo), ApiError> {
         if new.credits > MAX_CREDITS {
             return Err(ApiError::BadRequest(format!(
                 "credits: must be at most {MAX_CREDITS}"
@@ -326,15 +352,19 @@ impl CreditStore {
             fields.push(("rate_per_seconds", limit.per_seconds.to_string()));
         }
         let mut connection = self.connection().await?;
-        redis::pipe()
-            .atomic()
-            .hset_multiple(self.record_key(&id), &fields)
-            .ignore()
-            .set(self.secret_key(&hash), id.as_str())
-            .ignore()
-            .sadd(format!("{}keys", self.prefix), id.as_str())
-            .ignore()
-            .query_async::<()>(&mut connection)
+        let mut invocation = self.scripts.create.prepare_invoke();
+        invocation
+            .key(self.record_key(&id))
+            .key(self.secret_key(&hash))
+            .arg(&self.prefix)
+            .arg(id.as_str())
+            .arg(new.credits)
+            .arg(endpoint);
+        for (field, value) in &fields {
+            invocation.arg(*field).arg(value);
+        }
+        invocation
+            .invoke_async::<i64>(&mut connection)
             .await
             .map_err(redis_down)?;
         let record: HashMap<String, String> = fields
@@ -346,9 +376,17 @@ impl CreditStore {
         Ok((key, info))
     }
 
-    /// Resolves the key, checks its credits and rate limit and takes `cost`, in one script.
-    pub async fn admit(&self, key: &ApiKey, cost: u64) -> Result<Admission, ApiError> {
+    /// Resolves the key, checks its credits and rate limit and takes `cost` under a lease
+    /// that must be settled within `lease` (see [`crate::charge`]), in one script.
+    pub async fn admit(
+        &self,
+        key: &ApiKey,
+        cost: u64,
+        endpoint: &'static str,
+        lease: std::time::Duration,
+    ) -> Result<Admission, ApiError> {
         let hash = key.hash();
+        let lease_id = LeaseId::generate();
         let mut connection = self.connection().await?;
         let answer: (i64, i64, u32, u64, u64, u64, String) = self
             .scripts
@@ -360,12 +398,22 @@ impl CreditStore {
             .arg(self.default_rate_limit.requests)
             .arg(self.default_rate_limit.per_seconds)
             .arg(&hash)
+            .arg(lease_id.as_str())
+            .arg(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX))
+            .arg(endpoint)
             .invoke_async(&mut connection)
             .await
             .map_err(redis_down)?;
         let (status, credits, limit, remaining, reset_secs, retry_after_secs, id) = answer;
         match status {
             0 => Ok(Admission {
+                lease: Lease {
+                    id: lease_id,
+                    key_id: KeyId(id.clone()),
+                    cost,
+                    endpoint,
+                    admitted: std::time::Instant::now(),
+                },
                 key_id: KeyId(id),
                 credits_remaining: credits.max(0).unsigned_abs(),
                 rate: RateState {
@@ -392,20 +440,53 @@ impl CreditStore {
         }
     }
 
-    /// Gives back a charge for an answer the client did not get, at most once per `refund_id`
-    /// (see `lua/refund.lua`), so it may be retried after any failure.
-    pub async fn refund(&self, id: &KeyId, cost: u64, refund_id: &str) -> Result<(), ApiError> {
+    /// Closes an admitted request's lease (`lua/settle.lua`): its charge stands (`refund`
+    /// false: the answer was given) or goes back to the key; either way the ledger's outbox
+    /// gets the events in the same script. A lease closes once: settling again, or after the
+    /// sweep refunded it, changes nothing and says so.
+    pub async fn settle(
+        &self,
+        lease: &Lease,
+        http_status: u16,
+        refund: bool,
+    ) -> Result<Settlement, ApiError> {
+        let latency_ms = u64::try_from(lease.admitted.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut connection = self.connection().await?;
-        self.scripts
-            .refund
-            .key(self.record_key(id))
-            .key(format!("{}refund:{refund_id}", self.prefix))
-            .arg(cost)
-            .arg(REFUND_MARK_SECONDS)
-            .invoke_async::<i64>(&mut connection)
+        let (status, balance): (i64, i64) = self
+            .scripts
+            .settle
+            .arg(&self.prefix)
+            .arg(lease.id.as_str())
+            .arg(http_status)
+            .arg(latency_ms)
+            .arg(if refund { "1" } else { "0" })
+            .invoke_async(&mut connection)
             .await
             .map_err(redis_down)?;
-        Ok(())
+        Ok(match status {
+            0 => Settlement::Closed {
+                balance: u64::try_from(balance).ok(),
+            },
+            _ => Settlement::ClosedBefore,
+        })
+    }
+
+    /// Refunds up to `limit` charges whose lease deadline passed unsettled (`lua/sweep.lua`);
+    /// returns how many.
+    pub async fn sweep_expired_leases(&self, limit: u32) -> Result<u64, ApiError> {
+        let mut connection = self.connection().await?;
+        self.scripts
+            .sweep
+            .arg(&self.prefix)
+            .arg(limit)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(redis_down)
+    }
+
+    /// The Redis pool and key prefix, for the ledger's outbox reader.
+    pub(crate) fn pool(&self) -> (&Pool, &str) {
+        (&self.pool, &self.prefix)
     }
 
     /// Credits left on the key a secret names, or `None` if no key has it.
@@ -519,8 +600,13 @@ impl CreditStore {
         }
     }
 
-    /// Adds credits; returns the new balance.
-    pub async fn top_up(&self, id: &KeyId, add: u64) -> Result<u64, ApiError> {
+    /// Adds credits, recorded as granted by `endpoint`; returns the new balance.
+    pub async fn top_up(
+        &self,
+        id: &KeyId,
+        add: u64,
+        endpoint: &'static str,
+    ) -> Result<u64, ApiError> {
         if add == 0 || add > MAX_CREDITS {
             return Err(ApiError::BadRequest(format!(
                 "add: must be between 1 and {MAX_CREDITS}"
@@ -532,6 +618,9 @@ impl CreditStore {
             .top_up
             .key(self.record_key(id))
             .arg(add)
+            .arg(&self.prefix)
+            .arg(id.as_str())
+            .arg(endpoint)
             .invoke_async(&mut connection)
             .await
             .map_err(redis_down)?;
@@ -544,26 +633,34 @@ impl CreditStore {
         }
     }
 
-    /// Sets the key's balance (a rebuild from the ledger); returns the previous one.
-    pub async fn set_credits(&self, id: &KeyId, credits: u64) -> Result<u64, ApiError> {
-        if credits > MAX_CREDITS {
+    /// Sets the key's balance from its ledger balance less its open leases (a rebuild);
+    /// returns the previous balance and the new one.
+    pub async fn set_credits(
+        &self,
+        id: &KeyId,
+        ledger_balance: u64,
+    ) -> Result<(u64, u64), ApiError> {
+        if ledger_balance > MAX_CREDITS {
             return Err(ApiError::Conflict(format!(
                 "the balance would pass {MAX_CREDITS}"
             )));
         }
         let mut connection = self.connection().await?;
-        let (status, previous): (i64, i64) = self
+        let (status, previous, balance): (i64, i64, i64) = self
             .scripts
             .set_credits
             .key(self.record_key(id))
-            .arg(credits)
+            .arg(ledger_balance)
             .invoke_async(&mut connection)
             .await
             .map_err(redis_down)?;
-        if status != 0 {
-            return Err(ApiError::KeyNotFound);
+        match status {
+            0 => Ok((previous.max(0).unsigned_abs(), balance.max(0).unsigned_abs())),
+            -2 => Err(ApiError::Conflict(format!(
+                "the key's open charges ({balance}) exceed its ledger balance; try again when it is idle"
+            ))),
+            _ => Err(ApiError::KeyNotFound),
         }
-        Ok(previous.max(0).unsigned_abs())
     }
 
     /// Sets the key's own rate limit and starts its budget afresh.

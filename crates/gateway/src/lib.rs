@@ -11,22 +11,22 @@
 //! - [`query`]: query-string parsing into typed filters and the ClickHouse aggregation, one
 //!   keyset page at a time.
 //! - [`cursor`]: opaque pagination cursors, HMAC-signed and bound to the filters.
-//! - [`ledger`]: the usage ledger's events and the background writer that batches them into
-//!   ClickHouse without ever making a request wait.
+//! - [`charge`]: an admitted request's charge held by a lease until its answer settles it,
+//!   and the sweep that refunds charges a dead gateway never settled.
+//! - [`ledger`]: the usage ledger's events, written to a Redis outbox by the same scripts as
+//!   the movements, and the drainer that moves them into ClickHouse exactly once.
 //! - [`audit`]: Redis balances against the ledger, and rebuilding a balance from it.
-//! - [`refund`]: giving back the charge of a failed answer, retried until Redis takes it,
-//!   never twice.
 //! - [`routes`]: the HTTP surface (`/aggregated_game_rounds`, the `/admin/keys` API, the
 //!   audit, health, metrics, `/openapi.json` and `/docs`).
 
 pub mod audit;
+pub mod charge;
 pub mod config;
 pub mod credits;
 pub mod cursor;
 pub mod error;
 pub mod ledger;
 pub mod query;
-pub mod refund;
 pub mod routes;
 
 use std::net::TcpListener;
@@ -35,10 +35,12 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 
-/// How long the usage ledger may take to write its last events at shutdown.
+/// How long the usage ledger may take to drain at shutdown (what it leaves waits in the Redis
+/// outbox for the next drain, by any gateway).
 const LEDGER_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A built, bound, not yet running gateway.
@@ -46,6 +48,8 @@ pub struct Application {
     port: u16,
     server: Server,
     ledger: ledger::Ledger,
+    /// Stops the ledger drainer and the lease sweeper.
+    background: CancellationToken,
 }
 
 impl Application {
@@ -72,19 +76,27 @@ impl Application {
                 cursor::CursorSigner::random()
             }
         };
-        let (ledger, _writer) = ledger::Ledger::start(
+        let ledger = ledger::Ledger::new(
+            &credits,
             clickhouse.clone(),
             config.clickhouse_database.clone(),
             ledger::LedgerSettings {
-                channel_capacity: config.ledger_channel_capacity,
                 batch_rows: config.ledger_batch_rows,
                 flush_interval: Duration::from_millis(config.ledger_flush_interval_ms),
             },
         );
+        let background = CancellationToken::new();
+        ledger::drainer(ledger.clone(), background.clone());
+        charge::sweeper(
+            credits.clone(),
+            Duration::from_millis(config.lease_sweep_interval_ms),
+            background.clone(),
+        );
         sluice_schema::telemetry::register_counters(&[
             "sluice_gateway_credits_charged_total",
             "sluice_gateway_credits_refunded_total",
-            "sluice_gateway_refunds_abandoned_total",
+            "sluice_gateway_leases_expired_total",
+            "sluice_gateway_leases_settled_late_total",
         ]);
         let listener = TcpListener::bind(&config.listen_addr)?;
         let port = listener.local_addr()?.port();
@@ -114,6 +126,7 @@ impl Application {
             port,
             server,
             ledger,
+            background,
         })
     }
 
@@ -121,18 +134,15 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGINT or SIGTERM, then gives the usage ledger a few seconds to write
-    /// the events of the requests served.
+    /// Serves until SIGINT or SIGTERM, then drains the usage ledger's outbox for a few
+    /// seconds (whatever is left stays in Redis for the next drain: nothing is lost).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
-        let pending = self.ledger.pending();
+        self.background.cancel();
         match self.ledger.flush(LEDGER_SHUTDOWN_TIMEOUT).await {
-            Ok(()) => tracing::info!(events = pending, "Usage ledger flushed."),
+            Ok(()) => tracing::info!("Usage ledger drained."),
             Err(error) => {
-                let lost = self.ledger.pending();
-                metrics::counter!("sluice_gateway_ledger_events_dropped_total", "reason" => "shutdown")
-                    .increment(lost as u64);
-                tracing::error!(%error, events = lost, "Usage ledger events lost at shutdown.");
+                tracing::warn!(%error, "Usage ledger not drained at shutdown; its events wait in Redis.");
             }
         }
         served

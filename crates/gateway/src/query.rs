@@ -7,7 +7,7 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use clickhouse::Client;
 use serde::{Deserialize, Serialize};
-use sluice_schema::domain::format_scaled;
+use sluice_schema::domain::{format_scaled, TIMESTAMP_MAX_SECONDS};
 use sluice_schema::PlayerId;
 use utoipa::{IntoParams, ToSchema};
 
@@ -105,12 +105,12 @@ impl RoundsQuery {
         let from = raw
             .from
             .filter(|t| !t.is_empty())
-            .map(|t| parse_instant("from", &t))
+            .map(|t| parse_instant("from", &t, Bound::Inclusive))
             .transpose()?;
         let to = raw
             .to
             .filter(|t| !t.is_empty())
-            .map(|t| parse_instant("to", &t))
+            .map(|t| parse_instant("to", &t, Bound::Exclusive))
             .transpose()?;
         if let (Some(from), Some(to)) = (from, to) {
             if from > to {
@@ -181,8 +181,18 @@ impl RoundsQuery {
     }
 }
 
-/// RFC 3339 (`2019-10-22T08:00:00Z`), `2019-10-22 08:00:00` (UTC) or a date (its midnight, UTC).
-fn parse_instant(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+/// Whether a range's end is included; an exclusive end may be one second past the last moment
+/// the store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bound {
+    Inclusive,
+    Exclusive,
+}
+
+/// RFC 3339 (`2019-10-22T08:00:00Z`), `2019-10-22 08:00:00` (UTC) or a date (its midnight, UTC),
+/// within what the store holds (see `sluice_schema::domain::stored_seconds`): a moment no row
+/// can have is a 400, not an empty or wrong page that costs a credit.
+fn parse_instant(name: &str, text: &str, bound: Bound) -> Result<DateTime<Utc>, ApiError> {
     let text = text.trim();
     let parsed = DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
@@ -196,9 +206,13 @@ fn parse_instant(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
             "{name}: must be an RFC 3339 timestamp or a YYYY-MM-DD date"
         ))
     })?;
-    if !(0..=i64::from(u32::MAX)).contains(&instant.timestamp()) {
+    let last = i64::from(TIMESTAMP_MAX_SECONDS) + i64::from(bound == Bound::Exclusive);
+    if !(0..=last).contains(&instant.timestamp()) {
         return Err(ApiError::BadRequest(format!(
-            "{name}: out of the supported range"
+            "{name}: must be within 1970-01-01T00:00:00Z and {} (what the store holds)",
+            DateTime::from_timestamp(last, 0)
+                .expect("within chrono's range")
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         )));
     }
     Ok(instant)
@@ -210,6 +224,9 @@ pub struct Bucket {
     /// Start of the hour or day, RFC 3339 UTC. Named `hour` or `day` after the granularity.
     #[serde(skip)]
     pub start: DateTime<Utc>,
+    /// `start` as the store has it (seconds since the epoch), the cursor's position.
+    #[serde(skip)]
+    pub start_seconds: u32,
     pub player_id: String,
     pub game_id: u64,
     #[schema(example = "12.5")]
@@ -239,7 +256,7 @@ impl Bucket {
     /// This bucket's sort key: where the page after it starts.
     pub fn position(&self) -> Position {
         Position {
-            start: u32::try_from(self.start.timestamp()).unwrap_or(0),
+            start: self.start_seconds,
             player_id: self.player_id.clone(),
             game_id: self.game_id,
         }
@@ -256,7 +273,9 @@ impl From<BucketRow> for Bucket {
         ]
         .map(|v| v.unwrap_or(0));
         Bucket {
-            start: DateTime::from_timestamp(i64::from(row.start), 0).unwrap_or_default(),
+            start: DateTime::from_timestamp(i64::from(row.start), 0)
+                .expect("every u32 of seconds is within chrono's range"),
+            start_seconds: row.start,
             player_id: row.user_id,
             game_id: row.game_id,
             real_amount_bet: format_scaled(rb),
@@ -286,10 +305,10 @@ pub async fn fetch(
         conditions.push("game_id = ?");
     }
     if query.from.is_some() {
-        conditions.push("created_timestamp >= toDateTime(?, 'UTC')");
+        conditions.push("created_timestamp >= toDateTime(?)");
     }
     if query.to.is_some() {
-        conditions.push("created_timestamp < toDateTime(?, 'UTC')");
+        conditions.push("created_timestamp < toDateTime(?)");
     }
     let keyset = match (query.granularity, query.order) {
         (Granularity::Hour, Order::Ascending) => {
@@ -308,11 +327,11 @@ pub async fn fetch(
     let (partition_hint, order_by) = match query.order {
         // These only let ClickHouse skip partitions beyond the cursor.
         Order::Ascending => (
-            "created_timestamp >= toDateTime(?, 'UTC')",
+            "created_timestamp >= toDateTime(?)",
             "start, user_id, game_id",
         ),
         Order::Descending => (
-            "created_timestamp < toDateTime(?, 'UTC') + 86400",
+            "created_timestamp < toDateTime(?) + 86400",
             "start DESC, user_id DESC, game_id DESC",
         ),
     };
@@ -343,13 +362,14 @@ pub async fn fetch(
     if let Some(game_id) = query.game_id {
         statement = statement.bind(game_id);
     }
+    // Instants are bound as seconds: `toDateTime` of a number is exact on every ClickHouse
+    // version, where text beyond 2105 is read as garbage by 18.16.
     for instant in [query.from, query.to].into_iter().flatten() {
-        statement = statement.bind(instant.format("%Y-%m-%d %H:%M:%S").to_string());
+        statement = statement.bind(instant.timestamp());
     }
     if let Some(after) = &query.after {
-        let start = DateTime::from_timestamp(i64::from(after.start), 0).unwrap_or_default();
         statement = statement
-            .bind(start.format("%Y-%m-%d %H:%M:%S").to_string())
+            .bind(after.start)
             .bind(after.start)
             .bind(after.player_id.as_str())
             .bind(after.game_id);

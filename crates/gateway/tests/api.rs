@@ -2,130 +2,15 @@
 //! hostile filters, rate limits, key management, cursor pagination, the usage ledger and its
 //! audit, and the OpenAPI document.
 
-use std::collections::BTreeMap;
+mod common;
 
-use sluice_gateway::{Application, Config};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use common::*;
+use sluice_gateway::{Application, Config};
 use sluice_testkit::fault::FaultyLink;
 use sluice_testkit::{clickhouse, unique, Stack};
-
-const ADMIN_TOKEN: &str = "gateway-test-admin-token";
-
-struct Gateway {
-    url: String,
-    http: reqwest::Client,
-    redis_key_prefix: String,
-    database: String,
-}
-
-/// A port nothing listens on.
-fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts a gateway over a fresh database holding three rounds of one player.
-async fn spawn_gateway(configure: impl FnOnce(&mut Config)) -> Gateway {
-    let stack = Stack::get();
-    let database = unique("gateway_test");
-    let client = sluice_schema::migrations::client(&stack.clickhouse_url, &database, "default", "");
-    sluice_schema::migrations::apply(&client, &database)
-        .await
-        .unwrap();
-    clickhouse::query(&format!(
-        "INSERT INTO {database}.game_rounds (created_timestamp, game_instance_id, user_id, game_id, \
-         real_amount_bet, bonus_amount_bet, real_amount_win, bonus_amount_win, game_name, provider) VALUES \
-         ('2019-10-22 08:20:42', 1, '{PLAYER}', 7, 2.5, NULL, 0, 0, 'Gonzo''s Quest', 'NetEnt'), \
-         ('2019-10-22 08:40:00', 2, '{PLAYER}', 7, 1, 0.5, 10, NULL, 'Gonzo''s Quest', 'NetEnt'), \
-         ('2019-10-22 09:05:00', 3, '{PLAYER}', 8, 0.05, 0, 0, 0, 'Cash, Cash, Cash', 'Red Tiger')"
-    ))
-    .await;
-
-    let mut config = Config::with_endpoints(&stack.redis_url, &stack.clickhouse_url, ADMIN_TOKEN);
-    config.listen_addr = "127.0.0.1:0".into();
-    config.clickhouse_database = database.clone();
-    config.redis_key_prefix = format!("{}:", unique("gateway_test"));
-    config.cursor_secret = Some("gateway-test-cursor-secret-of-32-bytes".to_owned().into());
-    configure(&mut config);
-    let redis_key_prefix = config.redis_key_prefix.clone();
-    let application = Application::build(config)
-        .await
-        .expect("the gateway starts");
-    let url = format!("http://127.0.0.1:{}", application.port());
-    tokio::spawn(application.run_until_stopped());
-    Gateway {
-        url,
-        http: reqwest::Client::new(),
-        redis_key_prefix,
-        database,
-    }
-}
-
-const PLAYER: &str = "9ece8c4020f8aed10676cd1c56a41889";
-
-impl Gateway {
-    async fn create_key(&self, credits: u64) -> String {
-        let body = self
-            .create_key_with(serde_json::json!({"name": "test", "credits": credits}))
-            .await;
-        body["key"].as_str().unwrap().to_owned()
-    }
-
-    /// `POST /admin/keys` with `body`; returns the 201 answer.
-    async fn create_key_with(&self, body: serde_json::Value) -> serde_json::Value {
-        let response = self
-            .admin(reqwest::Method::POST, "/admin/keys")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
-        response.json().await.unwrap()
-    }
-
-    /// A request to the admin API with the admin token.
-    fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(ADMIN_TOKEN)
-    }
-
-    /// `GET /admin/keys/{id}`.
-    async fn key_info(&self, id: &str) -> serde_json::Value {
-        let response = self
-            .admin(reqwest::Method::GET, &format!("/admin/keys/{id}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        response.json().await.unwrap()
-    }
-
-    async fn query(&self, key: &str, filters: &[(&str, &str)]) -> reqwest::Response {
-        self.http
-            .get(format!("{}/aggregated_game_rounds", self.url))
-            .header("X-API-Key", key)
-            .query(filters)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// Credits left, read through a successful query's header (which itself costs one).
-    async fn credits_after_one_more_query(&self, key: &str) -> u64 {
-        let response = self.query(key, &[]).await;
-        assert_eq!(response.status(), 200);
-        response.headers()["X-Credits-Remaining"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
-}
 
 #[tokio::test]
 async fn hourly_and_daily_sums_are_exact_decimals() {
@@ -372,30 +257,11 @@ async fn a_query_that_outlives_its_timeout_is_504_and_refunded() {
     assert_eq!(credits, Some(2), "the timed-out answer was refunded");
 }
 
-/// Direct access to the credits a gateway keeps in Redis at `redis_url` under `prefix`.
-fn credit_store(redis_url: &str, prefix: &str) -> sluice_gateway::credits::CreditStore {
-    let unused = Config::with_endpoints("redis://unused", "http://unused", ADMIN_TOKEN);
-    sluice_gateway::credits::CreditStore::new(redis_url, prefix, unused.default_rate_limit())
-        .unwrap()
-}
-
-/// A ClickHouse that accepts connections and never answers; its address.
-async fn silent_clickhouse() -> std::net::SocketAddr {
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = silent.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((connection, _)) = silent.accept().await {
-            held.push(connection);
-        }
-    });
-    address
-}
-
 #[tokio::test]
-async fn a_refund_redis_missed_is_retried_until_it_lands_and_is_paid_once() {
+async fn a_refund_redis_missed_is_made_by_the_lease_sweep_once_redis_is_back_and_paid_once() {
     // Redis is reached through a link cut after the charge, before the refund: the query
-    // times out against a silent ClickHouse, the refund fails, and the link heals later.
+    // times out against a silent ClickHouse, the refund fails, and the link heals later. The
+    // lease of the charge then expires and the sweep refunds it, once.
     let address = silent_clickhouse().await;
     let redis_url = Stack::get().redis_url.clone();
     let upstream = redis_url
@@ -407,6 +273,8 @@ async fn a_refund_redis_missed_is_retried_until_it_lands_and_is_paid_once() {
     let gateway = spawn_gateway(|config| {
         config.clickhouse_url = format!("http://{address}");
         config.query_timeout_ms = 1_500;
+        config.charge_lease_ms = 6_500;
+        config.lease_sweep_interval_ms = 100;
         config.redis_url = format!("redis://{}/", link.address());
         prefix = config.redis_key_prefix.clone();
     })
@@ -447,25 +315,59 @@ async fn a_refund_redis_missed_is_retried_until_it_lands_and_is_paid_once() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Retries stop once one landed: the balance stays where it is.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The lease is closed: later sweeps pay nothing more.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(credits().await, Some(5));
 }
 
 #[tokio::test]
-async fn a_refund_retried_with_its_id_pays_once() {
+async fn a_lease_closes_once_however_often_it_is_settled_or_refunded() {
+    use sluice_gateway::charge::Settlement;
     let gateway = spawn_gateway(|_| {}).await;
     let created = gateway
         .create_key_with(serde_json::json!({"name": "refunded", "credits": 10}))
         .await;
-    let id = sluice_gateway::credits::KeyId::parse(created["id"].as_str().unwrap()).unwrap();
     let store = credit_store(&Stack::get().redis_url, &gateway.redis_key_prefix);
     let secret = sluice_gateway::credits::ApiKey::parse(created["key"].as_str().unwrap()).unwrap();
-    store.refund(&id, 3, "refund-a").await.unwrap();
-    store.refund(&id, 3, "refund-a").await.unwrap();
-    assert_eq!(store.credits(&secret).await.unwrap(), Some(13));
-    store.refund(&id, 3, "refund-b").await.unwrap();
-    assert_eq!(store.credits(&secret).await.unwrap(), Some(16));
+    let lease = Duration::from_secs(60);
+    let endpoint = "GET /aggregated_game_rounds";
+    let first = store.admit(&secret, 3, endpoint, lease).await.unwrap();
+    assert_eq!(first.credits_remaining, 7);
+    assert_eq!(
+        store.settle(&first.lease, 504, true).await.unwrap(),
+        Settlement::Closed { balance: Some(10) }
+    );
+    assert_eq!(
+        store.settle(&first.lease, 504, true).await.unwrap(),
+        Settlement::ClosedBefore
+    );
+    assert_eq!(
+        store.settle(&first.lease, 200, false).await.unwrap(),
+        Settlement::ClosedBefore
+    );
+    assert_eq!(store.credits(&secret).await.unwrap(), Some(10));
+    let second = store.admit(&secret, 3, endpoint, lease).await.unwrap();
+    assert_eq!(
+        store.settle(&second.lease, 200, false).await.unwrap(),
+        Settlement::Closed { balance: Some(7) }
+    );
+    assert_eq!(
+        store.settle(&second.lease, 503, true).await.unwrap(),
+        Settlement::ClosedBefore,
+        "an answered charge is never refunded afterwards"
+    );
+    assert_eq!(store.credits(&secret).await.unwrap(), Some(7));
+    let report = gateway.audit().await;
+    assert_eq!(report["differences"], serde_json::json!([]), "{report}");
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(
+        gateway.ledger(id).await,
+        BTreeMap::from([
+            ("granted".to_owned(), (1, 10, "201".to_owned())),
+            ("charged".to_owned(), (2, 6, "200,504".to_owned())),
+            ("refunded".to_owned(), (1, 3, "504".to_owned())),
+        ])
+    );
 }
 
 #[tokio::test]
@@ -1067,41 +969,6 @@ impl Gateway {
             assert!(pages < 1_000, "pagination does not end");
         }
     }
-
-    /// `GET /admin/audit`.
-    async fn audit(&self) -> serde_json::Value {
-        let response = self
-            .admin(reqwest::Method::GET, "/admin/audit")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        response.json().await.unwrap()
-    }
-
-    /// The key's ledger rows by status: (status, rows, amount, http statuses).
-    async fn ledger(&self, id: &str) -> BTreeMap<String, (u64, u64, String)> {
-        let rows = clickhouse::query(&format!(
-            "SELECT status, count(), sum(amount), \
-             arrayStringConcat(arrayMap(s -> toString(s), arraySort(groupArray(http_status))), ',') \
-             FROM {}.usage_ledger FINAL WHERE key_id = '{id}' GROUP BY status",
-            self.database
-        ))
-        .await;
-        rows.lines()
-            .map(|line| {
-                let fields: Vec<&str> = line.split('\t').collect();
-                (
-                    fields[0].to_owned(),
-                    (
-                        fields[1].parse().unwrap(),
-                        fields[2].parse().unwrap(),
-                        fields[3].to_owned(),
-                    ),
-                )
-            })
-            .collect()
-    }
 }
 
 /// 400 rounds of three players in four games over about eleven hours, several per bucket.
@@ -1366,8 +1233,9 @@ async fn the_audit_reports_a_balance_changed_in_redis_and_a_rebuild_restores_the
     assert_eq!(
         report["differences"],
         serde_json::json!([{
-            "id": id, "redis_credits": 107, "ledger_credits": 7,
+            "id": id, "redis_credits": 107, "leased": 0, "ledger_credits": 7,
             "granted": 10, "charged": 3, "refunded": 0, "ledger_events": 4, "difference": 100,
+            "missing_grant": false,
         }])
     );
 
@@ -1436,60 +1304,70 @@ async fn the_audit_reports_a_balance_changed_in_redis_and_a_rebuild_restores_the
 }
 
 #[tokio::test]
-async fn a_full_ledger_channel_drops_and_counts_events_without_slowing_or_failing_requests() {
-    // ClickHouse down: the writer retries its first event forever; a channel of one fills.
+async fn while_clickhouse_is_down_ledger_events_wait_in_the_outbox_and_none_is_lost() {
+    let stack = Stack::get();
+    let upstream = stack
+        .clickhouse_url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let link = FaultyLink::start(&upstream).await;
+    let link_url = format!("http://{}", link.address());
     let gateway = spawn_gateway(|config| {
-        config.clickhouse_url = format!("http://127.0.0.1:{}", dead_port());
-        config.ledger_channel_capacity = 1;
-        config.ledger_batch_rows = 1;
+        config.clickhouse_url = link_url;
+        config.ledger_flush_interval_ms = 50;
+        config.ledger_batch_rows = 2;
     })
     .await;
-    let key = gateway.create_key(10).await;
+    link.cut();
+    let created = gateway
+        .create_key_with(serde_json::json!({"name": "outboxed", "credits": 10}))
+        .await;
+    let key = created["key"].as_str().unwrap();
+    let id = created["id"].as_str().unwrap();
     let started = Instant::now();
     for _ in 0..5 {
-        assert_eq!(gateway.query(&key, &[]).await.status(), 503);
+        assert_eq!(gateway.query(key, &[]).await.status(), 503);
     }
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
         started.elapsed()
     );
-    let credits = gateway
-        .admin(reqwest::Method::GET, "/admin/keys")
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap()["keys"][0]["credits"]
-        .clone();
-    assert_eq!(credits, 10, "every failed query was refunded");
-    let metrics = reqwest::get(format!("{}/metrics", gateway.url))
-        .await
-        .unwrap()
-        .text()
+    assert_eq!(
+        gateway.key_info(id).await["credits"],
+        10,
+        "every failed query was refunded"
+    );
+    let client = redis::Client::open(stack.redis_url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let waiting: u64 = redis::cmd("XLEN")
+        .arg(format!("{}ledger:outbox", gateway.redis_key_prefix))
+        .query_async(&mut connection)
         .await
         .unwrap();
-    let dropped: u64 = metrics
-        .lines()
-        .find(|l| {
-            l.starts_with("sluice_gateway_ledger_events_dropped_total{reason=\"channel_full\"}")
-        })
-        .unwrap_or_else(|| panic!("no dropped counter in {metrics}"))
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    // A grant and ten charge/refund events; at most two were taken by the writer or queued.
-    assert!((9..=11).contains(&dropped), "{dropped}");
-    let audit = gateway
-        .admin(reqwest::Method::GET, "/admin/audit")
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(audit.status(), 503, "the ledger cannot be flushed");
+    assert_eq!(
+        waiting, 11,
+        "a grant, and a charge and a refund per failed query"
+    );
+
+    link.heal();
+    let report = gateway.audit().await;
+    assert_eq!(report["differences"], serde_json::json!([]), "{report}");
+    assert_eq!(
+        gateway.ledger(id).await,
+        BTreeMap::from([
+            ("granted".to_owned(), (1, 10, "201".to_owned())),
+            (
+                "charged".to_owned(),
+                (5, 5, "503,503,503,503,503".to_owned())
+            ),
+            (
+                "refunded".to_owned(),
+                (5, 5, "503,503,503,503,503".to_owned())
+            ),
+        ])
+    );
 }
 
 #[tokio::test]

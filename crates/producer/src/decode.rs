@@ -4,7 +4,9 @@
 //! Transcoding uses `encoding_rs::mem`, whose UTF-16 → UTF-8 conversion has a fast path for
 //! runs of ASCII (nearly all of an export) that its byte-stream `Decoder` lacks. What a chunk
 //! boundary splits, an odd byte or the first half of a surrogate pair, waits for the next chunk;
-//! malformed input becomes U+FFFD exactly as the `Decoder` would make it (tested).
+//! malformed input (a lone surrogate, an odd last byte) becomes a byte that is not UTF-8
+//! ([`MALFORMED`]) exactly where the `Decoder` would put U+FFFD (tested), so its row is refused
+//! like invalid UTF-8 in a UTF-8 upload.
 
 use std::io;
 
@@ -270,7 +272,7 @@ impl Utf16 {
     }
 
     /// Converts one chunk (and what the previous one left), keeping back what this one split.
-    /// `last` flushes: a dangling byte or surrogate becomes U+FFFD.
+    /// `last` flushes: a dangling byte or surrogate becomes [`MALFORMED`].
     fn transcode(&mut self, chunk: &[u8], last: bool) -> Bytes {
         self.units.clear();
         self.units.extend(self.high_surrogate.take());
@@ -301,20 +303,47 @@ impl Utf16 {
             self.high_surrogate = self.units.pop();
         } else if ends_high && self.odd_byte.is_some() {
             // A high surrogate and half of the next unit end the stream: one malformed
-            // sequence, one U+FFFD (added below), as the Decoder has it.
+            // sequence, one marker (added below), as the Decoder has one U+FFFD.
             self.units.pop();
         }
         let needed = self.units.len() * 3;
         if self.utf8.len() < needed {
             self.utf8.resize(needed, 0);
         }
-        let written = encoding_rs::mem::convert_utf16_to_utf8(&self.units, &mut self.utf8);
-        let mut out = Vec::with_capacity(written + 3);
+        let written = convert_marking_malformed(&self.units, &mut self.utf8);
+        let mut out = Vec::with_capacity(written + 1);
         out.extend_from_slice(&self.utf8[..written]);
         if last && self.odd_byte.take().is_some() {
-            out.extend_from_slice("\u{FFFD}".as_bytes());
+            out.push(MALFORMED);
         }
         Bytes::from(out)
+    }
+}
+
+/// What a malformed sequence of UTF-16 (a lone surrogate, an odd last byte) becomes: a byte
+/// that is never valid UTF-8, where the `Decoder` would put U+FFFD. The row holding it is then
+/// refused as "not valid text" naming its column, exactly like invalid UTF-8 in a UTF-8 upload:
+/// one rule for both encodings, and nothing is silently replaced.
+pub const MALFORMED: u8 = 0xFF;
+
+/// `convert_utf16_to_utf8` (into `utf8`, sized three bytes per unit), with [`MALFORMED`] for
+/// each lone surrogate instead of U+FFFD. Well-formed input (nearly always) takes one check and
+/// one conversion.
+fn convert_marking_malformed(units: &[u16], utf8: &mut [u8]) -> usize {
+    use encoding_rs::mem::{convert_utf16_to_utf8, utf16_valid_up_to};
+    let mut read = 0;
+    let mut written = 0;
+    loop {
+        let valid = utf16_valid_up_to(&units[read..]);
+        written += convert_utf16_to_utf8(&units[read..read + valid], &mut utf8[written..]);
+        read += valid;
+        if read == units.len() {
+            return written;
+        }
+        // A lone surrogate: one unit, one marker.
+        utf8[written] = MALFORMED;
+        written += 1;
+        read += 1;
     }
 }
 
@@ -354,10 +383,25 @@ mod tests {
 
     const TEXT: &str = "a,b\r\nPlay'n GO,\"Cash, Cash\" €😀\r\n";
 
+    async fn decode_bytes_in_chunks(input: &[u8], chunk_size: usize) -> Vec<u8> {
+        let chunks: Vec<io::Result<Bytes>> = input
+            .chunks(chunk_size)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let out: Vec<Bytes> = to_utf8(futures::stream::iter(chunks), |_| {})
+            .map(|r| r.unwrap())
+            .collect()
+            .await;
+        out.concat()
+    }
+
     #[tokio::test]
-    async fn malformed_utf16_becomes_what_encoding_rs_decoder_makes_of_it_whatever_the_chunking() {
+    async fn malformed_utf16_is_marked_invalid_where_the_decoder_would_substitute_whatever_the_chunking(
+    ) {
         // Lone and reversed surrogates, a surrogate at the very end, an odd trailing byte: the
-        // chunked transcoder must agree with the byte-stream Decoder reading the whole input.
+        // chunked transcoder must agree with the byte-stream Decoder reading the whole input,
+        // except that each U+FFFD it would make up is a byte that is not UTF-8 (so the row is
+        // refused, not silently changed).
         let units: [&[u16]; 6] = [
             &[0x61, 0xD83D, 0xDE00, 0x62],
             &[0x61, 0xD83D, 0x62, 0xDE00, 0x63],
@@ -393,12 +437,16 @@ mod tests {
                         vec![0xFF, 0xFE]
                     };
                     with_bom.extend_from_slice(&input);
+                    let malformed = expected.contains('\u{FFFD}') && !sample.contains(&0xFFFD);
                     for chunk_size in [1, 2, 3, 5, 64] {
-                        let (text, _) = decode_in_chunks(&with_bom, chunk_size).await;
-                        assert_eq!(
-                            text, expected,
+                        let bytes = decode_bytes_in_chunks(&with_bom, chunk_size).await;
+                        let context = format!(
                             "{sample:x?} big endian {big_endian} odd {odd_tail} chunk {chunk_size}"
                         );
+                        assert_eq!(std::str::from_utf8(&bytes).is_err(), malformed, "{context}");
+                        let marked = bytes.iter().filter(|b| **b == MALFORMED).count();
+                        assert_eq!(marked, expected.matches('\u{FFFD}').count(), "{context}");
+                        assert_eq!(String::from_utf8_lossy(&bytes), expected, "{context}");
                     }
                 }
             }

@@ -214,8 +214,8 @@ mod tests {
             Some(Money::from_scaled(-1)),
             Some(Money::from_scaled(63)),
             Some(Money::from_scaled(64)),
-            Some(Money::from_scaled(i64::MAX)),
-            Some(Money::from_scaled(i64::MIN)),
+            Some(Money::from_scaled(crate::domain::MONEY_MAX_SCALED)),
+            Some(Money::from_scaled(-crate::domain::MONEY_MAX_SCALED)),
         ];
         let numbers = [0, 1, -1, 63, -64, 64, 1_571_732_442_000, i64::MAX, i64::MIN];
         let names = ["", "Reactoonz", "Book of Dead \"Ü\" 😀", &"x".repeat(200)];

@@ -152,8 +152,8 @@ impl HeaderMap {
         round.bonus_amount_bet = money(5)?;
         round.real_amount_win = money(6)?;
         round.bonus_amount_win = money(7)?;
-        let game_name = cell(8)?;
-        let provider = cell(9)?;
+        let game_name = fields::text(cell(8)?).map_err(|reason| fail(8, reason))?;
+        let provider = fields::text(cell(9)?).map_err(|reason| fail(9, reason))?;
         round.game_name.clear();
         round.game_name.push_str(game_name);
         round.provider.clear();
@@ -196,7 +196,7 @@ pub(crate) fn column_positions<'a>(
 /// fields given as text): each returns the value or the reason it was refused.
 pub(crate) mod fields {
     use super::{parse_timestamp, truncate};
-    use crate::domain::{trim, Money, PlayerId};
+    use crate::domain::{check_text, stored_seconds, trim, Money, PlayerId};
 
     #[inline]
     pub(crate) fn money(text: &str) -> Result<Option<Money>, String> {
@@ -215,14 +215,30 @@ pub(crate) mod fields {
         }
     }
 
+    /// A timestamp in milliseconds since the epoch, if it is one and the store can hold it.
     #[inline]
     pub(crate) fn timestamp(text: &str) -> Result<i64, String> {
-        parse_timestamp(text).ok_or_else(|| {
+        let millis = parse_timestamp(text).ok_or_else(|| {
             format!(
                 "`{}` is not a timestamp like 2019-10-22 08:20:42",
                 truncate(text)
             )
-        })
+        })?;
+        storable_millis(millis)
+    }
+
+    /// `millis` if the store can hold that moment (see [`stored_seconds`]).
+    #[inline]
+    pub(crate) fn storable_millis(millis: i64) -> Result<i64, String> {
+        stored_seconds(millis)
+            .map(|_| millis)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Free text (a name), as the store will hold it.
+    #[inline]
+    pub(crate) fn text(text: &str) -> Result<&str, String> {
+        check_text(text).map_err(|e| e.to_string())
     }
 
     #[inline]
@@ -403,6 +419,61 @@ mod tests {
         let error = map.parse_row(&record(&good[..5]), 9).unwrap_err();
         assert_eq!(error.column, None);
         assert_eq!(error.reason, "row has 5 fields, the header has 10");
+    }
+
+    #[test]
+    fn values_the_store_cannot_hold_are_rejected_with_their_column_never_substituted() {
+        let map = header();
+        let good = [
+            "2019-10-22 08:20:42",
+            "20000",
+            "9ece8c4020f8aed10676cd1c56a41889",
+            "24002",
+            "2",
+            "0",
+            "0",
+            "0",
+            "Gonzo's Quest",
+            "NetEnt",
+        ];
+        let out_of_range =
+            "out of range: the store holds 1970-01-01 00:00:00 to 2105-12-31 23:59:59 UTC";
+        let cases: [(usize, &str, &str); 9] = [
+            (0, "1969-12-31 23:59:59", out_of_range),
+            (0, "0001-01-01 00:00:00", out_of_range),
+            (0, "2200-01-01 00:00:00", out_of_range),
+            (0, "2106-02-07 06:28:16", out_of_range),
+            (0, "2106-01-01T00:00:00Z", out_of_range),
+            (
+                4,
+                "100000000000000",
+                "out of range (at most 14 digits before the point: the store holds Decimal(18, 4))",
+            ),
+            (
+                7,
+                "-100000000000000.5",
+                "out of range (at most 14 digits before the point: the store holds Decimal(18, 4))",
+            ),
+            (8, "Gonzo\0s Quest", "contains a NUL character"),
+            (9, "\0", "contains a NUL character"),
+        ];
+        for (column, value, reason) in cases {
+            let mut bad = good;
+            bad[column] = value;
+            let error = map.parse_row(&record(&bad), 5).unwrap_err();
+            assert_eq!(
+                (error.line, error.column, error.reason.as_str()),
+                (5, Some(COLUMNS[column]), reason),
+                "{value:?}"
+            );
+        }
+        let mut edge = good;
+        edge[0] = "2105-12-31 23:59:59";
+        edge[4] = "99999999999999.9999";
+        edge[0] = "1970-01-01 00:00:00";
+        assert!(map.parse_row(&record(&edge), 5).is_ok());
+        edge[0] = "2105-12-31 23:59:59";
+        assert!(map.parse_row(&record(&edge), 5).is_ok());
     }
 
     #[test]

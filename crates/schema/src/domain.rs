@@ -18,12 +18,17 @@ pub(crate) fn trim(text: &str) -> &str {
 /// Number of decimal places kept for money. Amounts with more places are rejected, never rounded.
 pub const MONEY_SCALE: u32 = 4;
 const MONEY_FACTOR: i64 = 10_i64.pow(MONEY_SCALE);
+/// The largest amount the store's `Decimal(18, 4)` holds, in 10^-4 units: 18 digits
+/// (99 999 999 999 999.9999); the smallest is its negation.
+pub const MONEY_MAX_SCALED: i64 = 999_999_999_999_999_999;
 
-/// An exact amount of money, held as an integer number of 10^-4 units.
+/// An exact amount of money, held as an integer number of 10^-4 units, always within what the
+/// store's `Decimal(18, 4)` holds (`±MONEY_MAX_SCALED`): a value outside is refused wherever it
+/// comes from (a cell, a JSON number, an Avro record), never wrapped or clamped.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
 )]
-#[serde(transparent)]
+#[serde(into = "i64", try_from = "i64")]
 pub struct Money(i64);
 
 /// Why a money cell could not be read.
@@ -33,7 +38,7 @@ pub enum MoneyError {
     NotANumber,
     #[error("more than {MONEY_SCALE} decimal places")]
     TooPrecise,
-    #[error("out of range")]
+    #[error("out of range (at most 14 digits before the point: the store holds Decimal(18, 4))")]
     OutOfRange,
 }
 
@@ -91,17 +96,42 @@ impl Money {
             .checked_mul(MONEY_FACTOR)
             .and_then(|u| u.checked_add(scaled_fraction))
             .ok_or(MoneyError::OutOfRange)?;
-        Ok(Money(if negative { -units } else { units }))
+        Money::try_from_scaled(if negative { -units } else { units })
     }
 
-    /// Builds an amount from its scaled integer form (10^-4 units).
+    /// Builds an amount from its scaled integer form (10^-4 units); panics outside the store's
+    /// range (for constants and tests; use [`try_from_scaled`](Self::try_from_scaled) on data).
     pub const fn from_scaled(units: i64) -> Money {
+        assert!(units >= -MONEY_MAX_SCALED && units <= MONEY_MAX_SCALED);
         Money(units)
+    }
+
+    /// Builds an amount from its scaled integer form (10^-4 units), if the store can hold it.
+    pub const fn try_from_scaled(units: i64) -> Result<Money, MoneyError> {
+        if units >= -MONEY_MAX_SCALED && units <= MONEY_MAX_SCALED {
+            Ok(Money(units))
+        } else {
+            Err(MoneyError::OutOfRange)
+        }
     }
 
     /// The scaled integer form (10^-4 units), as stored in Avro and ClickHouse `Decimal(18, 4)`.
     pub const fn scaled(self) -> i64 {
         self.0
+    }
+}
+
+impl TryFrom<i64> for Money {
+    type Error = MoneyError;
+
+    fn try_from(units: i64) -> Result<Money, MoneyError> {
+        Money::try_from_scaled(units)
+    }
+}
+
+impl From<Money> for i64 {
+    fn from(money: Money) -> i64 {
+        money.0
     }
 }
 
@@ -125,6 +155,45 @@ pub fn format_scaled(units: i128) -> String {
         let digits = format!("{fraction:0width$}", width = MONEY_SCALE as usize);
         format!("{sign}{whole}.{}", digits.trim_end_matches('0'))
     }
+}
+
+/// The last second the store's `DateTime` columns hold, and every ClickHouse version computes
+/// hours and days of correctly: 2105-12-31 23:59:59 UTC. `DateTime` itself is a `UInt32`
+/// (to 2106-02-07 06:28:15), but ClickHouse 18.16's date tables end with 2105, so the last
+/// five weeks of that range would be bucketed wrongly there.
+pub const TIMESTAMP_MAX_SECONDS: u32 = 4_291_747_199;
+
+/// A moment outside what the store holds: [1970-01-01 00:00:00, 2105-12-31 23:59:59] UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("out of range: the store holds 1970-01-01 00:00:00 to 2105-12-31 23:59:59 UTC")]
+pub struct TimestampOutOfRange;
+
+/// The whole seconds since the epoch that a timestamp in milliseconds is stored as (the store
+/// keeps seconds: the milliseconds are dropped, toward the past), if the store can hold them.
+/// Every row source and the consumer use this one rule: nothing is ever clamped to 1970.
+pub fn stored_seconds(millis: i64) -> Result<u32, TimestampOutOfRange> {
+    u32::try_from(millis.div_euclid(1000))
+        .ok()
+        .filter(|seconds| *seconds <= TIMESTAMP_MAX_SECONDS)
+        .ok_or(TimestampOutOfRange)
+}
+
+/// Refuses text the store should not hold: a NUL character (ClickHouse would keep it, and it
+/// cuts names short in most clients and logs). Invalid UTF-8 and lone UTF-16 surrogates never
+/// reach here: they are refused as "not valid text" where the bytes are read.
+pub fn check_text(text: &str) -> Result<&str, TextError> {
+    if text.as_bytes().contains(&0) {
+        Err(TextError::Nul)
+    } else {
+        Ok(text)
+    }
+}
+
+/// Why a text value was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TextError {
+    #[error("contains a NUL character")]
+    Nul,
 }
 
 /// A player's id: exactly 32 hexadecimal characters, normalised to lower case.
@@ -203,7 +272,8 @@ mod tests {
             ("007.0100", 70_100),
             ("-0", 0),
             ("1.23450000", 12_345),
-            ("922337203685477.5807", i64::MAX),
+            ("99999999999999.9999", MONEY_MAX_SCALED),
+            ("-99999999999999.9999", -MONEY_MAX_SCALED),
         ];
         for (text, scaled) in accepted {
             assert_eq!(Money::parse(text), Ok(Money::from_scaled(scaled)), "{text}");
@@ -220,10 +290,64 @@ mod tests {
             ("1.00001x", MoneyError::NotANumber),
             ("99999999999999999999.00001", MoneyError::TooPrecise),
             ("922337203685477.5808", MoneyError::OutOfRange),
+            ("922337203685477.5807", MoneyError::OutOfRange),
+            ("100000000000000", MoneyError::OutOfRange),
+            ("-100000000000000", MoneyError::OutOfRange),
         ];
         for (text, error) in refused {
             assert_eq!(Money::parse(text), Err(error), "{text}");
         }
+    }
+
+    #[test]
+    fn money_from_any_source_stays_within_the_stores_decimal_18_4() {
+        assert_eq!(
+            Money::try_from_scaled(MONEY_MAX_SCALED + 1),
+            Err(MoneyError::OutOfRange)
+        );
+        assert_eq!(
+            Money::try_from_scaled(-MONEY_MAX_SCALED - 1),
+            Err(MoneyError::OutOfRange)
+        );
+        // Deserialised values (an Avro record, JSON) are held to the same range.
+        assert!(serde_json::from_str::<Money>("1000000000000000000").is_err());
+        assert_eq!(
+            serde_json::from_str::<Money>("999999999999999999").unwrap(),
+            Money::from_scaled(MONEY_MAX_SCALED)
+        );
+        assert_eq!(
+            serde_json::to_string(&Money::from_scaled(-5)).unwrap(),
+            "-5"
+        );
+    }
+
+    #[test]
+    fn stored_seconds_cover_1970_to_2105_and_nothing_is_clamped() {
+        assert_eq!(stored_seconds(0), Ok(0));
+        assert_eq!(stored_seconds(1_571_732_442_999), Ok(1_571_732_442));
+        assert_eq!(stored_seconds(4_291_747_199_999), Ok(TIMESTAMP_MAX_SECONDS));
+        for outside in [
+            -1,                  // 1969-12-31 23:59:59.999
+            -62_135_596_800_000, // 0001-01-01
+            4_291_747_200_000,   // 2106-01-01
+            4_294_967_296_000,   // 2106-02-07 06:28:16, past UInt32
+            7_258_118_400_000,   // 2200-01-01
+            i64::MIN,
+            i64::MAX,
+        ] {
+            assert_eq!(
+                stored_seconds(outside),
+                Err(TimestampOutOfRange),
+                "{outside}"
+            );
+        }
+    }
+
+    #[test]
+    fn text_with_a_nul_character_is_refused() {
+        assert_eq!(check_text("Play'n GO"), Ok("Play'n GO"));
+        assert_eq!(check_text("Play\0n GO"), Err(TextError::Nul));
+        assert_eq!(check_text("\0"), Err(TextError::Nul));
     }
 
     #[test]

@@ -120,6 +120,11 @@ pub fn parse_record(json: &str, record: u64) -> Result<GameRound, RowError> {
             Some(text) => fields::money(&text).map_err(|reason| fail(column, reason)),
             None => Ok(None),
         };
+    let text = |column: usize, value: Option<&'_ RawValue>| {
+        let text = required(column, value)?;
+        fields::text(&text).map_err(|reason| fail(column, reason))?;
+        Ok(text)
+    };
     let integer = |column: usize, value: Option<&'_ RawValue>| {
         fields::integer(&required(column, value)?).map_err(|reason| fail(column, reason))
     };
@@ -134,8 +139,8 @@ pub fn parse_record(json: &str, record: u64) -> Result<GameRound, RowError> {
         bonus_amount_bet: money(5, values[5])?,
         real_amount_win: money(6, values[6])?,
         bonus_amount_win: money(7, values[7])?,
-        game_name: required(8, values[8])?,
-        provider: required(9, values[9])?,
+        game_name: text(8, values[8])?,
+        provider: text(9, values[9])?,
     })
 }
 
@@ -270,5 +275,52 @@ mod tests {
             "{}",
             error.reason
         );
+    }
+
+    #[test]
+    fn values_the_store_cannot_hold_are_rejected_with_their_field() {
+        let out_of_range =
+            "out of range: the store holds 1970-01-01 00:00:00 to 2105-12-31 23:59:59 UTC";
+        let cases = [
+            (
+                r#""created_timestamp": "2019-10-22 08:20:42""#,
+                r#""created_timestamp": "1969-12-31 23:59:59""#,
+                "created_timestamp",
+                out_of_range,
+            ),
+            (
+                r#""created_timestamp": "2019-10-22 08:20:42""#,
+                r#""created_timestamp": "2106-02-07T06:28:16Z""#,
+                "created_timestamp",
+                out_of_range,
+            ),
+            (
+                r#""real_amount_bet": 0.1"#,
+                r#""real_amount_bet": 100000000000000"#,
+                "real_amount_bet",
+                "out of range (at most 14 digits before the point: the store holds Decimal(18, 4))",
+            ),
+            (
+                r#""provider": "Play'n GO""#,
+                r#""provider": "Play\u0000n GO""#,
+                "provider",
+                "contains a NUL character",
+            ),
+        ];
+        for (good, bad, column, reason) in cases {
+            assert!(GOOD.contains(good), "{good}");
+            let error = parse_record(&GOOD.replace(good, bad), 4).unwrap_err();
+            assert_eq!(
+                (error.line, error.column, error.reason.as_str()),
+                (4, Some(column), reason),
+                "{bad}"
+            );
+        }
+        let surrogate = GOOD.replace(
+            r#""provider": "Play'n GO""#,
+            r#""provider": "Play\ud800n GO""#,
+        );
+        let error = parse_record(&surrogate, 4).unwrap_err();
+        assert_eq!(error.column, Some("provider"), "{}", error.reason);
     }
 }

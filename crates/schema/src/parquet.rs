@@ -68,9 +68,17 @@ impl ParquetColumns {
             fields::integer(&required(column)?).map_err(|reason| fail(column, reason))
         };
         let created_timestamp = match values.get(self.positions[0]) {
-            Some(Field::TimestampMillis(millis)) => *millis,
-            Some(Field::TimestampMicros(micros)) => micros.div_euclid(1000),
-            _ => fields::timestamp(&required(0)?).map_err(|reason| fail(0, reason))?,
+            Some(Field::TimestampMillis(millis)) => fields::storable_millis(*millis),
+            Some(Field::TimestampMicros(micros)) => {
+                fields::storable_millis(micros.div_euclid(1000))
+            }
+            _ => fields::timestamp(&required(0)?),
+        }
+        .map_err(|reason| fail(0, reason))?;
+        let text = |column: usize| -> Result<String, RowError> {
+            let text = required(column)?;
+            fields::text(&text).map_err(|reason| fail(column, reason))?;
+            Ok(text.into_owned())
         };
         Ok(GameRound {
             created_timestamp,
@@ -81,8 +89,8 @@ impl ParquetColumns {
             bonus_amount_bet: money(5)?,
             real_amount_win: money(6)?,
             bonus_amount_win: money(7)?,
-            game_name: required(8)?.into_owned(),
-            provider: required(9)?.into_owned(),
+            game_name: text(8)?,
+            provider: text(9)?,
         })
     }
 }
@@ -145,6 +153,85 @@ mod tests {
         ];
         for (decimal, text) in cases {
             assert_eq!(decimal_text(&decimal).unwrap(), text);
+        }
+    }
+
+    fn row(timestamp: Field, bet: Field, provider: &str) -> Row {
+        let values = [
+            timestamp,
+            Field::Long(20_000),
+            Field::Str("9ece8c4020f8aed10676cd1c56a41889".into()),
+            Field::Int(24_002),
+            bet,
+            Field::Null,
+            Field::Str("0".into()),
+            Field::Null,
+            Field::Str("Reactoonz".into()),
+            Field::Str(provider.into()),
+        ];
+        Row::new(
+            COLUMNS
+                .iter()
+                .map(|c| (*c).to_owned())
+                .zip(values)
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn values_the_store_cannot_hold_are_rejected_with_their_column() {
+        let columns = ParquetColumns {
+            positions: std::array::from_fn(|i| i),
+            unknown: Vec::new(),
+        };
+        let good = Field::TimestampMillis(1_571_732_442_000);
+        let bet = || Field::Str("2.5".into());
+        assert!(columns
+            .parse_row(&row(good.clone(), bet(), "NetEnt"), 1)
+            .is_ok());
+        let out_of_range =
+            "out of range: the store holds 1970-01-01 00:00:00 to 2105-12-31 23:59:59 UTC";
+        let cases = [
+            (
+                row(Field::TimestampMillis(-1), bet(), "NetEnt"),
+                "created_timestamp",
+                out_of_range,
+            ),
+            (
+                row(
+                    Field::TimestampMicros(4_291_747_200_000_000),
+                    bet(),
+                    "NetEnt",
+                ),
+                "created_timestamp",
+                out_of_range,
+            ),
+            (
+                row(Field::Str("2200-01-01 00:00:00".into()), bet(), "NetEnt"),
+                "created_timestamp",
+                out_of_range,
+            ),
+            (
+                row(
+                    good.clone(),
+                    Field::Decimal(Decimal::from_i64(i64::MAX, 18, 4)),
+                    "NetEnt",
+                ),
+                "real_amount_bet",
+                "out of range (at most 14 digits before the point: the store holds Decimal(18, 4))",
+            ),
+            (
+                row(good.clone(), bet(), "Net\0Ent"),
+                "provider",
+                "contains a NUL character",
+            ),
+        ];
+        for (row, column, reason) in cases {
+            let error = columns.parse_row(&row, 3).unwrap_err();
+            assert_eq!(
+                (error.line, error.column, error.reason.as_str()),
+                (3, Some(column), reason)
+            );
         }
     }
 }

@@ -4,7 +4,14 @@
 -- KEYS[1] {prefix}secret:{sha256}   secret hash -> key id (TTL while an old secret is in grace)
 -- KEYS[2] {prefix}key:{sha256}      a key created before key management (moved on first use)
 -- ARGV[1] prefix   ARGV[2] cost   ARGV[3] default requests   ARGV[4] default per_seconds
--- ARGV[5] sha256 of the presented secret
+-- ARGV[5] sha256 of the presented secret   ARGV[6] lease id   ARGV[7] lease ms
+-- ARGV[8] endpoint
+--
+-- An admitted request's charge is held by a lease until its gateway settles it (outbox.lua's
+-- `close_lease`: answered, or refunded): `{prefix}lease:{id}` (key id, cost, endpoint,
+-- admission time) and its deadline in the sorted set `{prefix}leases`; the key record's
+-- `leased` counts its open charges. A lease still open after its deadline (the gateway died or
+-- lost Redis) is refunded by any gateway's sweep (sweep.lua).
 --
 -- Returns {status, credits, limit, remaining, reset_s, retry_after_s, id}:
 --   0 admitted (credits left after the charge), -1 unknown, -2 not enough credits,
@@ -53,5 +60,9 @@ end
 
 redis.call('HSET', record, 'rl_tat_ms', string.format('%.3f', new_tat))
 local left = redis.call('HINCRBY', record, 'credits', -cost)
+redis.call('HINCRBY', record, 'leased', cost)
+redis.call('HSET', ARGV[1] .. 'lease:' .. ARGV[6], 'key_id', id, 'cost', cost,
+  'endpoint', ARGV[8], 'admitted_ms', string.format('%.0f', now))
+redis.call('ZADD', ARGV[1] .. 'leases', string.format('%.0f', now + tonumber(ARGV[7])), ARGV[6])
 local remaining = math.floor((period - (new_tat - now)) / interval + 1e-9)
 return {0, left, requests, remaining, math.ceil((new_tat - now) / 1000), 0, id}

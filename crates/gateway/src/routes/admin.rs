@@ -4,9 +4,12 @@
 //! secret, and those only the new one, once. Every grant (creation, top-up) is recorded in
 //! the usage ledger.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
+use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
@@ -19,7 +22,6 @@ use super::AppState;
 use crate::audit::{self, AuditReport, Rebuilt};
 use crate::credits::{KeyId, KeyInfo, NewKey, RateLimit, MAX_GRACE_SECONDS};
 use crate::error::{ApiError, Problem};
-use crate::ledger::{LedgerEvent, Movement};
 
 /// How long the audit and a rebuild wait for the ledger writer to catch up.
 const LEDGER_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -144,11 +146,8 @@ pub struct Balance {
 #[instrument(skip_all)]
 pub async fn create_key(
     state: web::Data<AppState>,
-    request: HttpRequest,
     body: web::Json<CreateKey>,
 ) -> Result<HttpResponse, ApiError> {
-    let started = Instant::now();
-    authorize_admin(&state, &request)?;
     let body = body.into_inner();
     let name = checked_name(&body.name)?;
     if let Some(expires_at) = body.expires_at {
@@ -165,15 +164,17 @@ pub async fn create_key(
         .transpose()?;
     let (key, info) = state
         .credits
-        .create_key(NewKey {
-            name,
-            credits: body.credits,
-            expires_at: body.expires_at,
-            rate_limit,
-        })
+        .create_key(
+            NewKey {
+                name,
+                credits: body.credits,
+                expires_at: body.expires_at,
+                rate_limit,
+            },
+            "POST /admin/keys",
+        )
         .await?;
     tracing::info!(key_id = %info.id, name, credits = info.credits, "API key created.");
-    record_grant(&state, &info, "POST /admin/keys", started);
     Ok(HttpResponse::Created().json(CreatedKey {
         key: key.expose().to_owned(),
         info,
@@ -193,23 +194,22 @@ pub async fn create_key(
 #[instrument(skip_all)]
 pub async fn create_user(
     state: web::Data<AppState>,
-    request: HttpRequest,
     body: web::Json<NewUser>,
 ) -> Result<HttpResponse, ApiError> {
-    let started = Instant::now();
-    authorize_admin(&state, &request)?;
     let name = checked_name(&body.username)?;
     let (key, info) = state
         .credits
-        .create_key(NewKey {
-            name,
-            credits: body.credits,
-            expires_at: None,
-            rate_limit: None,
-        })
+        .create_key(
+            NewKey {
+                name,
+                credits: body.credits,
+                expires_at: None,
+                rate_limit: None,
+            },
+            "POST /create_user",
+        )
         .await?;
     tracing::info!(key_id = %info.id, name, credits = info.credits, "API key created.");
-    record_grant(&state, &info, "POST /create_user", started);
     Ok(HttpResponse::Created().json(CreatedUser {
         api_key: key.expose().to_owned(),
         username: info.name,
@@ -227,11 +227,7 @@ pub async fn create_user(
     )
 )]
 #[instrument(skip_all)]
-pub async fn list_keys(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    authorize_admin(&state, &request)?;
+pub async fn list_keys(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let keys = state.credits.keys().await?;
     Ok(HttpResponse::Ok().json(KeyList { keys }))
 }
@@ -250,10 +246,8 @@ pub async fn list_keys(
 #[instrument(skip_all, fields(key_id = %id))]
 pub async fn get_key(
     state: web::Data<AppState>,
-    request: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize_admin(&state, &request)?;
     let id = KeyId::parse(&id)?;
     Ok(HttpResponse::Ok().json(state.credits.key(&id).await?))
 }
@@ -272,10 +266,8 @@ pub async fn get_key(
 #[instrument(skip_all, fields(key_id = %id))]
 pub async fn revoke_key(
     state: web::Data<AppState>,
-    request: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize_admin(&state, &request)?;
     let id = KeyId::parse(&id)?;
     let info = state.credits.revoke(&id).await?;
     tracing::info!("API key revoked.");
@@ -300,11 +292,9 @@ pub async fn revoke_key(
 #[instrument(skip_all, fields(key_id = %id))]
 pub async fn rotate_key(
     state: web::Data<AppState>,
-    request: HttpRequest,
     id: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    authorize_admin(&state, &request)?;
     let id = KeyId::parse(&id)?;
     let rotate: Rotate = if body.iter().all(u8::is_ascii_whitespace) {
         Rotate::default()
@@ -344,23 +334,15 @@ pub async fn rotate_key(
 #[instrument(skip_all, fields(key_id = %id))]
 pub async fn top_up(
     state: web::Data<AppState>,
-    request: HttpRequest,
     id: web::Path<String>,
     body: web::Json<TopUp>,
 ) -> Result<HttpResponse, ApiError> {
-    let started = Instant::now();
-    authorize_admin(&state, &request)?;
     let id = KeyId::parse(&id)?;
-    let credits = state.credits.top_up(&id, body.add).await?;
+    let credits = state
+        .credits
+        .top_up(&id, body.add, "POST /admin/keys/{id}/credits")
+        .await?;
     tracing::info!(added = body.add, credits, "API key topped up.");
-    state.ledger.record(LedgerEvent::new(
-        id.clone(),
-        Movement::Granted,
-        body.add,
-        "POST /admin/keys/{id}/credits",
-        200,
-        started,
-    ));
     Ok(HttpResponse::Ok().json(Balance {
         id: id.to_string(),
         credits,
@@ -383,11 +365,9 @@ pub async fn top_up(
 #[instrument(skip_all, fields(key_id = %id))]
 pub async fn set_rate_limit(
     state: web::Data<AppState>,
-    request: HttpRequest,
     id: web::Path<String>,
     body: web::Json<RateLimitBody>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize_admin(&state, &request)?;
     let id = KeyId::parse(&id)?;
     let limit = body.parse()?;
     let info = state.credits.set_rate_limit(&id, limit).await?;
@@ -412,11 +392,7 @@ pub async fn set_rate_limit(
     )
 )]
 #[instrument(skip_all)]
-pub async fn audit(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    authorize_admin(&state, &request)?;
+pub async fn audit(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state
         .ledger
         .flush(LEDGER_FLUSH_TIMEOUT)
@@ -448,10 +424,8 @@ pub async fn audit(
 #[instrument(skip_all, fields(key_id = %id))]
 pub async fn rebuild_key(
     state: web::Data<AppState>,
-    request: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize_admin(&state, &request)?;
     let id = KeyId::parse(&id)?;
     state
         .ledger
@@ -462,27 +436,25 @@ pub async fn rebuild_key(
     Ok(HttpResponse::Ok().json(rebuilt))
 }
 
-/// Records the starting balance of a created key (even 0, so every key has a ledger row).
-fn record_grant(state: &AppState, info: &KeyInfo, endpoint: &'static str, started: Instant) {
-    match KeyId::parse(&info.id) {
-        Ok(id) => state.ledger.record(LedgerEvent::new(
-            id,
-            Movement::Granted,
-            info.credits,
-            endpoint,
-            201,
-            started,
-        )),
-        Err(_) => tracing::error!(key_id = %info.id, "A created key has a malformed id."),
-    }
-}
-
 fn checked_name(name: &str) -> Result<&str, ApiError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(ApiError::BadRequest("name: 1 to 200 characters".into()));
     }
     Ok(name)
+}
+
+/// Authenticates every admin route before anything else of the request is read (its body,
+/// its path): an unauthenticated caller gets a 401 and learns nothing of the API's shape.
+pub async fn admin_only(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let state = request
+        .app_data::<web::Data<AppState>>()
+        .expect("the application state is registered");
+    authorize_admin(state, request.request())?;
+    next.call(request).await
 }
 
 /// Compares the bearer token with the configured one in constant time.

@@ -5,6 +5,7 @@ pub mod docs;
 mod health;
 pub mod rounds;
 
+use actix_web::middleware::from_fn;
 use actix_web::web;
 use clickhouse::Client;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -29,22 +30,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "/aggregated_game_rounds",
         web::get().to(rounds::aggregated_game_rounds),
     )
-    .route("/admin/keys", web::post().to(admin::create_key))
-    .route("/admin/keys", web::get().to(admin::list_keys))
-    .route("/admin/keys/{id}", web::get().to(admin::get_key))
-    .route("/admin/keys/{id}", web::delete().to(admin::revoke_key))
-    .route("/admin/keys/{id}/rotate", web::post().to(admin::rotate_key))
-    .route("/admin/keys/{id}/credits", web::post().to(admin::top_up))
-    .route(
-        "/admin/keys/{id}/rate_limit",
-        web::put().to(admin::set_rate_limit),
+    .service(
+        web::scope("/admin")
+            .wrap(from_fn(admin::admin_only))
+            .route("/keys", web::post().to(admin::create_key))
+            .route("/keys", web::get().to(admin::list_keys))
+            .route("/keys/{id}", web::get().to(admin::get_key))
+            .route("/keys/{id}", web::delete().to(admin::revoke_key))
+            .route("/keys/{id}/rotate", web::post().to(admin::rotate_key))
+            .route("/keys/{id}/credits", web::post().to(admin::top_up))
+            .route(
+                "/keys/{id}/rate_limit",
+                web::put().to(admin::set_rate_limit),
+            )
+            .route("/keys/{id}/rebuild", web::post().to(admin::rebuild_key))
+            .route("/audit", web::get().to(admin::audit)),
     )
-    .route(
-        "/admin/keys/{id}/rebuild",
-        web::post().to(admin::rebuild_key),
+    .service(
+        web::resource("/create_user")
+            .wrap(from_fn(admin::admin_only))
+            .route(web::post().to(admin::create_user)),
     )
-    .route("/admin/audit", web::get().to(admin::audit))
-    .route("/create_user", web::post().to(admin::create_user))
     .route("/health", web::get().to(health::health))
     .route("/ready", web::get().to(health::ready))
     .route("/metrics", web::get().to(health::metrics))

@@ -1,5 +1,3 @@
-use std::time::Instant;
-
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::SecondsFormat;
 use serde::Serialize;
@@ -7,11 +5,10 @@ use tracing::instrument;
 use utoipa::ToSchema;
 
 use super::AppState;
+use crate::charge;
 use crate::credits::ApiKey;
 use crate::error::{ApiError, Problem};
-use crate::ledger::{LedgerEvent, Movement};
 use crate::query::{self, Bucket, Granularity, RawRoundsQuery, RoundsQuery};
-use crate::refund::Refund;
 
 const ENDPOINT: &str = "GET /aggregated_game_rounds";
 
@@ -80,7 +77,6 @@ pub async fn aggregated_game_rounds(
     request: HttpRequest,
     raw: web::Query<RawRoundsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let started = Instant::now();
     let key = request
         .headers()
         .get("X-API-Key")
@@ -93,7 +89,8 @@ pub async fn aggregated_game_rounds(
         &state.cursors,
     )?;
     let cost = state.config.query_cost;
-    let admission = match state.credits.admit(&key, cost).await {
+    let lease = std::time::Duration::from_millis(state.config.charge_lease_ms);
+    let admission = match state.credits.admit(&key, cost, ENDPOINT, lease).await {
         Ok(admission) => admission,
         Err(error) => {
             if matches!(error, ApiError::RateLimited { .. }) {
@@ -116,38 +113,12 @@ pub async fn aggregated_game_rounds(
                 },
             };
             let status = actix_web::ResponseError::status_code(&error).as_u16();
-            state.ledger.record(LedgerEvent::new(
-                admission.key_id.clone(),
-                Movement::Charged,
-                cost,
-                ENDPOINT,
-                status,
-                started,
-            ));
-            crate::refund::refund(
-                &state.credits,
-                &state.ledger,
-                Refund {
-                    key_id: admission.key_id,
-                    cost,
-                    endpoint: ENDPOINT,
-                    status,
-                    started,
-                },
-            )
-            .await;
+            charge::refund(&state.credits, &admission.lease, status).await;
             metrics::counter!("sluice_gateway_queries_total", "outcome" => "failed").increment(1);
             return Err(error);
         }
     };
-    state.ledger.record(LedgerEvent::new(
-        admission.key_id,
-        Movement::Charged,
-        cost,
-        ENDPOINT,
-        200,
-        started,
-    ));
+    charge::answered(&state.credits, &admission.lease, 200).await;
     metrics::counter!("sluice_gateway_queries_total", "outcome" => "ok").increment(1);
     let rate = admission.rate;
     Ok(HttpResponse::Ok()

@@ -1,0 +1,182 @@
+//! Shared by the gateway's test files: a gateway started in-process over a fresh database and
+//! key prefix, with helpers to call it as a client and an admin would.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use sluice_gateway::{Application, Config};
+use sluice_testkit::{clickhouse, unique, Stack};
+
+pub const ADMIN_TOKEN: &str = "gateway-test-admin-token";
+
+pub struct Gateway {
+    pub url: String,
+    pub http: reqwest::Client,
+    pub redis_key_prefix: String,
+    pub database: String,
+}
+
+/// A port nothing listens on.
+pub fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts a gateway over a fresh database holding three rounds of one player.
+pub async fn spawn_gateway(configure: impl FnOnce(&mut Config)) -> Gateway {
+    let stack = Stack::get();
+    let database = unique("gateway_test");
+    let client = sluice_schema::migrations::client(&stack.clickhouse_url, &database, "default", "");
+    sluice_schema::migrations::apply(&client, &database)
+        .await
+        .unwrap();
+    clickhouse::query(&format!(
+        "INSERT INTO {database}.game_rounds (created_timestamp, game_instance_id, user_id, game_id, \
+         real_amount_bet, bonus_amount_bet, real_amount_win, bonus_amount_win, game_name, provider) VALUES \
+         ('2019-10-22 08:20:42', 1, '{PLAYER}', 7, 2.5, NULL, 0, 0, 'Gonzo''s Quest', 'NetEnt'), \
+         ('2019-10-22 08:40:00', 2, '{PLAYER}', 7, 1, 0.5, 10, NULL, 'Gonzo''s Quest', 'NetEnt'), \
+         ('2019-10-22 09:05:00', 3, '{PLAYER}', 8, 0.05, 0, 0, 0, 'Cash, Cash, Cash', 'Red Tiger')"
+    ))
+    .await;
+
+    let mut config = Config::with_endpoints(&stack.redis_url, &stack.clickhouse_url, ADMIN_TOKEN);
+    config.listen_addr = "127.0.0.1:0".into();
+    config.clickhouse_database = database.clone();
+    config.redis_key_prefix = format!("{}:", unique("gateway_test"));
+    config.cursor_secret = Some("gateway-test-cursor-secret-of-32-bytes".to_owned().into());
+    configure(&mut config);
+    let redis_key_prefix = config.redis_key_prefix.clone();
+    let application = Application::build(config)
+        .await
+        .expect("the gateway starts");
+    let url = format!("http://127.0.0.1:{}", application.port());
+    tokio::spawn(application.run_until_stopped());
+    Gateway {
+        url,
+        http: reqwest::Client::new(),
+        redis_key_prefix,
+        database,
+    }
+}
+
+pub const PLAYER: &str = "9ece8c4020f8aed10676cd1c56a41889";
+
+impl Gateway {
+    pub async fn create_key(&self, credits: u64) -> String {
+        let body = self
+            .create_key_with(serde_json::json!({"name": "test", "credits": credits}))
+            .await;
+        body["key"].as_str().unwrap().to_owned()
+    }
+
+    /// `POST /admin/keys` with `body`; returns the 201 answer.
+    pub async fn create_key_with(&self, body: serde_json::Value) -> serde_json::Value {
+        let response = self
+            .admin(reqwest::Method::POST, "/admin/keys")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        response.json().await.unwrap()
+    }
+
+    /// A request to the admin API with the admin token.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(ADMIN_TOKEN)
+    }
+
+    /// `GET /admin/keys/{id}`.
+    pub async fn key_info(&self, id: &str) -> serde_json::Value {
+        let response = self
+            .admin(reqwest::Method::GET, &format!("/admin/keys/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    pub async fn query(&self, key: &str, filters: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .get(format!("{}/aggregated_game_rounds", self.url))
+            .header("X-API-Key", key)
+            .query(filters)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Credits left, read through a successful query's header (which itself costs one).
+    pub async fn credits_after_one_more_query(&self, key: &str) -> u64 {
+        let response = self.query(key, &[]).await;
+        assert_eq!(response.status(), 200);
+        response.headers()["X-Credits-Remaining"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
+/// Direct access to the credits a gateway keeps in Redis at `redis_url` under `prefix`.
+pub fn credit_store(redis_url: &str, prefix: &str) -> sluice_gateway::credits::CreditStore {
+    let unused = Config::with_endpoints("redis://unused", "http://unused", ADMIN_TOKEN);
+    sluice_gateway::credits::CreditStore::new(redis_url, prefix, unused.default_rate_limit())
+        .unwrap()
+}
+
+/// A ClickHouse that accepts connections and never answers; its address.
+pub async fn silent_clickhouse() -> std::net::SocketAddr {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            held.push(connection);
+        }
+    });
+    address
+}
+
+impl Gateway {
+    /// `GET /admin/audit`.
+    pub async fn audit(&self) -> serde_json::Value {
+        let response = self
+            .admin(reqwest::Method::GET, "/admin/audit")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// The key's ledger rows by status: (status, rows, amount, http statuses).
+    pub async fn ledger(&self, id: &str) -> BTreeMap<String, (u64, u64, String)> {
+        let rows = clickhouse::query(&format!(
+            "SELECT status, count(), sum(amount), \
+             arrayStringConcat(arrayMap(s -> toString(s), arraySort(groupArray(http_status))), ',') \
+             FROM {}.usage_ledger FINAL WHERE key_id = '{id}' GROUP BY status",
+            self.database
+        ))
+        .await;
+        rows.lines()
+            .map(|line| {
+                let fields: Vec<&str> = line.split('\t').collect();
+                (
+                    fields[0].to_owned(),
+                    (
+                        fields[1].parse().unwrap(),
+                        fields[2].parse().unwrap(),
+                        fields[3].to_owned(),
+                    ),
+                )
+            })
+            .collect()
+    }
+}
