@@ -7,6 +7,8 @@
 //! malformed input becomes U+FFFD exactly as the `Decoder` would make it (tested).
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use encoding_rs::{Encoding, UTF_16BE, UTF_8};
@@ -97,9 +99,11 @@ where
 /// whatever the part's name or type says, is decompressed on the fly; any other body passes
 /// through. Everything after (limits, hashing, the receipt's `bytes` and `sha256`) sees the
 /// decompressed content, so a file uploaded compressed and uncompressed is the same upload,
-/// and `SLUICE_PRODUCER_MAX_UPLOAD_BYTES` bounds what a small compressed body expands to. The
-/// first piece is awaited inside the stream, so the body's idle timeout covers it.
-pub fn decompress<S, E>(body: S) -> impl Stream<Item = io::Result<Bytes>>
+/// and `SLUICE_PRODUCER_MAX_UPLOAD_BYTES` bounds it like any body. What a compressed body
+/// expands to is bounded besides by `limits` (a decompression bomb fails with
+/// [`TooMuchExpansion`] as soon as it crosses them, not after its CPU was spent). The first
+/// piece is awaited inside the stream, so the body's idle timeout covers it.
+pub fn decompress<S, E>(body: S, limits: ExpansionLimits) -> impl Stream<Item = io::Result<Bytes>>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin + 'static,
     E: std::fmt::Display,
@@ -109,7 +113,84 @@ where
     let body = body
         .map(|piece| piece.map_err(|e| io::Error::other(e.to_string())))
         .fuse();
-    futures::stream::once(sniff_compression(body)).flatten()
+    futures::stream::once(sniff_compression(body, limits)).flatten()
+}
+
+/// How far a compressed body may expand.
+#[derive(Debug, Clone, Copy)]
+pub struct ExpansionLimits {
+    /// Decompressed bytes per compressed byte read, at most (once past
+    /// [`EXPANSION_RATIO_GRACE_BYTES`]).
+    pub max_ratio: u64,
+    /// Decompressed bytes, at most.
+    pub max_bytes: u64,
+}
+
+/// Output a compressed body may always reach, whatever its ratio: a small file of very
+/// repetitive rows is not a bomb.
+pub const EXPANSION_RATIO_GRACE_BYTES: u64 = 16 << 20;
+
+/// A compressed body that expands past its [`ExpansionLimits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TooMuchExpansion {
+    #[error(
+        "the compressed upload expands to more than {limit} bytes \
+         (SLUICE_PRODUCER_MAX_DECOMPRESSED_BYTES)"
+    )]
+    Bytes { limit: u64 },
+    #[error(
+        "the compressed upload expands more than {ratio} times its size \
+         (SLUICE_PRODUCER_MAX_DECOMPRESSION_RATIO)"
+    )]
+    Ratio { ratio: u64 },
+}
+
+impl ExpansionLimits {
+    /// Whether `decompressed` bytes out of `compressed` bytes read are within the limits.
+    fn check(&self, compressed: u64, decompressed: u64) -> Result<(), TooMuchExpansion> {
+        if decompressed > self.max_bytes {
+            return Err(TooMuchExpansion::Bytes {
+                limit: self.max_bytes,
+            });
+        }
+        if decompressed > EXPANSION_RATIO_GRACE_BYTES
+            && decompressed > compressed.saturating_mul(self.max_ratio)
+        {
+            return Err(TooMuchExpansion::Ratio {
+                ratio: self.max_ratio,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The decompressor's output, failing with [`TooMuchExpansion`] at the first piece past
+/// `limits`; `compressed` counts the bytes the decompressor has read.
+fn bounded_expansion<S>(
+    decompressed: S,
+    compressed: Arc<AtomicU64>,
+    limits: ExpansionLimits,
+) -> BodyStream
+where
+    S: Stream<Item = io::Result<Bytes>> + 'static,
+{
+    let mut out = 0_u64;
+    let checked = decompressed.map(move |piece| {
+        let piece = piece?;
+        out += piece.len() as u64;
+        limits
+            .check(compressed.load(Ordering::Relaxed), out)
+            .map_err(io::Error::other)?;
+        Ok(piece)
+    });
+    // Nothing after the first failure.
+    Box::pin(checked.scan(false, |failed, piece| {
+        let item = (!*failed).then(|| {
+            *failed = piece.is_err();
+            piece
+        });
+        futures::future::ready(item)
+    }))
 }
 
 /// A decompressor's output pieces.
@@ -117,7 +198,7 @@ const DECOMPRESSED_PIECE: usize = 256 * 1024;
 
 type BodyStream = std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>>>>;
 
-async fn sniff_compression<S>(mut body: S) -> BodyStream
+async fn sniff_compression<S>(mut body: S, limits: ExpansionLimits) -> BodyStream
 where
     S: Stream<Item = io::Result<Bytes>> + Unpin + 'static,
 {
@@ -146,19 +227,30 @@ where
         .take(4)
         .collect();
     let whole = stream::iter(head.into_iter().map(Ok)).chain(body);
-    match magic.as_slice() {
-        [0x1f, 0x8b, ..] => {
-            let mut decoder = GzipDecoder::new(StreamReader::new(whole));
-            decoder.multiple_members(true);
-            Box::pin(ReaderStream::with_capacity(decoder, DECOMPRESSED_PIECE))
-        }
-        [0x28, 0xb5, 0x2f, 0xfd] => {
-            let mut decoder = ZstdDecoder::new(StreamReader::new(whole));
-            decoder.multiple_members(true);
-            Box::pin(ReaderStream::with_capacity(decoder, DECOMPRESSED_PIECE))
-        }
-        _ => Box::pin(whole),
-    }
+    let gzip = match magic.as_slice() {
+        [0x1f, 0x8b, ..] => true,
+        [0x28, 0xb5, 0x2f, 0xfd] => false,
+        _ => return Box::pin(whole),
+    };
+    let compressed = Arc::new(AtomicU64::new(0));
+    let counted = {
+        let compressed = Arc::clone(&compressed);
+        StreamReader::new(whole.inspect(move |piece| {
+            if let Ok(piece) = piece {
+                compressed.fetch_add(piece.len() as u64, Ordering::Relaxed);
+            }
+        }))
+    };
+    let decompressed: BodyStream = if gzip {
+        let mut decoder = GzipDecoder::new(counted);
+        decoder.multiple_members(true);
+        Box::pin(ReaderStream::with_capacity(decoder, DECOMPRESSED_PIECE))
+    } else {
+        let mut decoder = ZstdDecoder::new(counted);
+        decoder.multiple_members(true);
+        Box::pin(ReaderStream::with_capacity(decoder, DECOMPRESSED_PIECE))
+    };
+    bounded_expansion(decompressed, compressed, limits)
 }
 
 /// Watches a UTF-8 stream for its first line break and reports whether it is `\r\n`.
