@@ -390,6 +390,24 @@ mod tests {
     }
 
     #[test]
+    fn a_record_limit_kafka_cannot_take_is_refused_naming_its_variable() {
+        let mut config = Config::with_endpoints("unused:9092", "redis://unused");
+        assert!(config.validate().is_ok());
+        for refused in [0, MESSAGE_MAX_BYTES] {
+            config.max_record_bytes = refused;
+            let error = config.validate().unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .starts_with("SLUICE_PRODUCER_MAX_RECORD_BYTES"),
+                "{error}"
+            );
+        }
+        config.max_record_bytes = MESSAGE_MAX_BYTES - MESSAGE_OVERHEAD_BYTES;
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
     fn without_tokens_every_request_is_admitted() {
         for tokens in [None, Some(""), Some(" , ")] {
             let config = with_tokens(tokens);

@@ -198,6 +198,73 @@ const DECOMPRESSED_PIECE: usize = 256 * 1024;
 
 type BodyStream = std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>>>>;
 
+#[cfg(test)]
+mod expansion_tests {
+    use super::*;
+
+    #[test]
+    fn the_ratio_counts_only_past_the_grace_and_the_size_always() {
+        let limits = ExpansionLimits {
+            max_ratio: 100,
+            max_bytes: 4 << 30,
+        };
+        let grace = EXPANSION_RATIO_GRACE_BYTES;
+        assert_eq!(limits.check(1, grace), Ok(()));
+        assert_eq!(
+            limits.check(1, grace + 1),
+            Err(TooMuchExpansion::Ratio { ratio: 100 })
+        );
+        assert_eq!(limits.check(grace, 100 * grace), Ok(()));
+        assert_eq!(
+            limits.check(grace, 100 * grace + 1),
+            Err(TooMuchExpansion::Ratio { ratio: 100 })
+        );
+        assert_eq!(
+            limits.check(1 << 30, (4 << 30) + 1),
+            Err(TooMuchExpansion::Bytes { limit: 4 << 30 })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_compressed_body_past_its_size_limit_fails_with_the_reason() {
+        use async_compression::tokio::bufread::GzipEncoder;
+        use tokio::io::AsyncReadExt;
+        let text = b"a,b\n1,2\n".repeat(200_000);
+        let mut gzip = Vec::new();
+        GzipEncoder::new(&text[..])
+            .read_to_end(&mut gzip)
+            .await
+            .unwrap();
+        let body = |limits| {
+            let pieces: Vec<Result<Bytes, io::Error>> = gzip
+                .chunks(1000)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect();
+            decompress(futures::stream::iter(pieces), limits)
+        };
+        let generous = ExpansionLimits {
+            max_ratio: 1_000,
+            max_bytes: 1 << 30,
+        };
+        let whole: Vec<io::Result<Bytes>> = body(generous).collect().await;
+        let whole: Vec<Bytes> = whole.into_iter().map(Result::unwrap).collect();
+        assert_eq!(whole.concat(), text);
+
+        let small = ExpansionLimits {
+            max_ratio: 1_000,
+            max_bytes: 1 << 20,
+        };
+        let pieces: Vec<io::Result<Bytes>> = body(small).collect().await;
+        let error = pieces.last().unwrap().as_ref().unwrap_err();
+        let inner = error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<TooMuchExpansion>());
+        assert_eq!(inner, Some(&TooMuchExpansion::Bytes { limit: 1 << 20 }));
+        let delivered: usize = pieces.iter().flatten().map(Bytes::len).sum();
+        assert!(delivered <= 1 << 20, "{delivered} bytes before the error");
+    }
+}
+
 async fn sniff_compression<S>(mut body: S, limits: ExpansionLimits) -> BodyStream
 where
     S: Stream<Item = io::Result<Bytes>> + Unpin + 'static,

@@ -26,9 +26,9 @@ use tokio::io::AsyncBufReadExt;
 use tokio_util::io::StreamReader;
 
 use crate::decode::{LineTooLong, TooMuchExpansion};
-use crate::records::{CutRecords, HeaderTooLarge, RecordBounds};
 use crate::error::UploadError;
 use crate::kafka::DeliveryWindow;
+use crate::records::{CutRecords, HeaderTooLarge, RecordBounds};
 
 /// The CSV reader's own buffer: larger than csv-async's 8 KiB default, so the parser is fed
 /// (and polls the body stream) less often per row.
@@ -889,5 +889,65 @@ fn body_failure<E: std::fmt::Display + 'static>(error: E) -> UploadError {
     match expansion {
         Some(expansion) => UploadError::TooMuchExpansion(*expansion),
         None => UploadError::BadBody(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_record_over_the_limit_as_read_or_as_encoded_is_rejected_and_the_rest_accepted() {
+        let header = "created_timestamp,game_instance_id,user_id,game_id,real_amount_bet,\
+                      bonus_amount_bet,real_amount_win,bonus_amount_win,game_name,provider\n";
+        let row = |id: u32, name: &str| {
+            format!(
+                "2019-10-22 08:20:42,{id},9ece8c4020f8aed10676cd1c56a41889,24002,2,0,0,0,\
+                 {name},Nolimit City\n"
+            )
+        };
+        // A short row is ~90 bytes as read and ~130 encoded (the upload id, the header).
+        let body = format!(
+            "{header}{}{}{}",
+            row(1, "M"),
+            row(2, &"x".repeat(200)),
+            row(3, "M")
+        );
+        let limits = |max_record_bytes| Limits {
+            max_upload_bytes: u64::MAX,
+            max_in_flight: 10,
+            max_rejects_listed: 10,
+            max_line_bytes: 1 << 20,
+            max_record_bytes,
+            max_unknown_columns_listed: 10,
+            body_idle_timeout: Duration::from_secs(5),
+        };
+        let stream = || futures::stream::iter([Ok::<_, io::Error>(Bytes::from(body.clone()))]);
+        let receipt = ingest(stream(), DiscardSink, limits(200)).await.unwrap();
+        assert_eq!((receipt.accepted, receipt.rejected), (2, 1));
+        assert_eq!(receipt.rejects[0].line, 3);
+        assert!(
+            receipt.rejects[0]
+                .reason
+                .starts_with("record too large: more than 200 bytes"),
+            "{}",
+            receipt.rejects[0].reason
+        );
+
+        let receipt = ingest(stream(), DiscardSink, limits(100)).await.unwrap();
+        assert_eq!((receipt.accepted, receipt.rejected), (0, 3));
+        let reasons: Vec<&str> = receipt.rejects.iter().map(|r| r.reason.as_str()).collect();
+        assert!(
+            reasons[0].contains("bytes encoded, more than 100"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[1].starts_with("record too large: more than 100 bytes"),
+            "{reasons:?}"
+        );
+        assert_eq!(
+            receipt.rejects.iter().map(|r| r.line).collect::<Vec<_>>(),
+            [2, 3, 4]
+        );
     }
 }

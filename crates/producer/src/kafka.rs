@@ -152,7 +152,11 @@ impl RoundProducer {
 
     /// How many uploads may run at once.
     pub fn slots(&self) -> usize {
-        self.pool.slots.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.pool
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     async fn begin(&self, permit: OwnedSemaphorePermit) -> Result<UploadTransaction, KafkaError> {

@@ -194,7 +194,11 @@ mod tests {
         let (paced, verdict) = Paced::new(Box::pin(drip), LIMITS);
         let pieces: Vec<Piece> = paced.collect().await;
         assert!(pieces.last().unwrap().is_err());
-        assert!(pieces.len() < 50, "cut after about one period: {}", pieces.len());
+        assert!(
+            pieces.len() < 50,
+            "cut after about one period: {}",
+            pieces.len()
+        );
         assert!(
             matches!(verdict.get(), Some(TooSlow::BelowRate { .. })),
             "{:?}",

@@ -316,7 +316,11 @@ mod tests {
 
     /// What the CSV reader makes of `input` behind [`bound_records`], fed in `chunk`-byte
     /// pieces: each record as text with its line, `None` for a record that was cut.
-    async fn read(input: &[u8], chunk: usize, bounds: RecordBounds) -> io::Result<Vec<(u64, Option<String>)>> {
+    async fn read(
+        input: &[u8],
+        chunk: usize,
+        bounds: RecordBounds,
+    ) -> io::Result<Vec<(u64, Option<String>)>> {
         let pieces: Vec<io::Result<Bytes>> = input
             .chunks(chunk)
             .map(|c| Ok(Bytes::copy_from_slice(c)))
@@ -368,13 +372,22 @@ mod tests {
             (5, Some("last|1".to_owned())),
         ];
         for chunk in [1, 2, 3, 7, 1024] {
-            assert_eq!(read(input, chunk, BOUNDS).await.unwrap(), expected, "chunk {chunk}");
+            assert_eq!(
+                read(input, chunk, BOUNDS).await.unwrap(),
+                expected,
+                "chunk {chunk}"
+            );
         }
     }
 
     #[tokio::test]
     async fn a_record_over_the_limit_is_cut_and_the_next_ones_keep_their_lines() {
-        let long_quoted = format!("\"{}\n{}\n{}\"", "x".repeat(20), "y".repeat(20), "z".repeat(20));
+        let long_quoted = format!(
+            "\"{}\n{}\n{}\"",
+            "x".repeat(20),
+            "y".repeat(20),
+            "z".repeat(20)
+        );
         let long_plain = "p".repeat(50);
         let input = format!(
             "header,two\nok,1\n2,{long_quoted}\nok,3\n{long_plain},4\nok,5\n\"a \"\"b\"\"\",{}\nok,6",
@@ -420,7 +433,9 @@ mod tests {
         let header = format!("\"{}\n{}\",b\nok,1\n", "h".repeat(30), "h".repeat(30));
         for chunk in [1, 4096] {
             let error = read(header.as_bytes(), chunk, BOUNDS).await.unwrap_err();
-            let inner = error.get_ref().and_then(|e| e.downcast_ref::<HeaderTooLarge>());
+            let inner = error
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<HeaderTooLarge>());
             assert_eq!(inner, Some(&HeaderTooLarge { limit: 40 }), "chunk {chunk}");
         }
         let bounds = RecordBounds {
@@ -431,8 +446,14 @@ mod tests {
         let input = b"a,b\n\"quoted\nshort\nand then far too long\",1\n";
         for chunk in [1, 4096] {
             let error = read(input, chunk, bounds).await.unwrap_err();
-            let inner = error.get_ref().and_then(|e| e.downcast_ref::<LineTooLong>());
-            assert_eq!(inner, Some(&LineTooLong { line: 4, limit: 10 }), "chunk {chunk}");
+            let inner = error
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<LineTooLong>());
+            assert_eq!(
+                inner,
+                Some(&LineTooLong { line: 4, limit: 10 }),
+                "chunk {chunk}"
+            );
         }
     }
 }

@@ -149,7 +149,10 @@ async fn a_decompression_bomb_is_413_before_its_body_even_ends() {
         .expect("answered before the body ended");
     assert_eq!(status, 413, "{problem}");
     let detail = problem["detail"].as_str().unwrap();
-    assert!(detail.contains("SLUICE_PRODUCER_MAX_DECOMPRESSION_RATIO"), "{detail}");
+    assert!(
+        detail.contains("SLUICE_PRODUCER_MAX_DECOMPRESSION_RATIO"),
+        "{detail}"
+    );
 }
 
 #[tokio::test]
@@ -211,7 +214,10 @@ async fn with_every_slot_busy_an_upload_is_refused_at_once_with_503_and_retry_af
         if list["in_progress"][0]["bytes"].as_u64() > Some(0) {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(15), "never read: {list}");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "never read: {list}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 

@@ -7,8 +7,8 @@ use futures::StreamExt;
 use tracing::instrument;
 
 use super::AppState;
-use crate::error::UploadError;
 use crate::decode::ExpansionLimits;
+use crate::error::UploadError;
 use crate::ingest::{ingest_tracked, new_upload_id, Limits, Progress, Receipt};
 use crate::pace::{PaceLimits, Paced};
 use crate::receipts::Claim;
