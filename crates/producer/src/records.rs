@@ -117,7 +117,7 @@ where
 
 /// Where the scan is in CSV quoting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Quote {
+enum Quoting {
     /// Not in a quoted field.
     Outside,
     /// In a quoted field.
@@ -135,7 +135,7 @@ struct Scanner {
     line_bytes: usize,
     /// Bytes of the record in hand so far, without its final `\n`.
     record_bytes: usize,
-    quote: Quote,
+    quote: Quoting,
     /// The byte before the next one (a `"` after `,` or a line break opens a quoted field).
     last: u8,
     /// Still in the header record.
@@ -156,7 +156,7 @@ impl Scanner {
             line: 1,
             line_bytes: 0,
             record_bytes: 0,
-            quote: Quote::Outside,
+            quote: Quoting::Outside,
             last: b'\n',
             header: true,
             dropping: false,
@@ -186,7 +186,7 @@ impl Scanner {
                 }
                 self.line += 1;
                 self.line_bytes = 0;
-                if self.quote == Quote::Inside {
+                if self.quote == Quoting::Inside {
                     self.dropped_lines += 1;
                     self.last = b'\n';
                     continue;
@@ -198,7 +198,7 @@ impl Scanner {
                 }
                 out.push(b'\n');
                 self.last = b'\n';
-                self.quote = Quote::Outside;
+                self.quote = Quoting::Outside;
                 self.dropping = false;
                 self.record_bytes = 0;
                 self.cuts.dropped(std::mem::take(&mut self.dropped_lines));
@@ -209,7 +209,7 @@ impl Scanner {
             let end = hit.unwrap_or(data.len());
             let ends_line = hit.is_some_and(|i| data[i] == b'\n');
             // Nothing in the run changes whether a quoted field is open at the hit.
-            let ends_record = ends_line && self.quote != Quote::Inside;
+            let ends_record = ends_line && self.quote != Quoting::Inside;
             // This run's bytes, and the hit unless it is the record's final line feed, belong
             // to the record; the hit unless it is a line feed, to the line.
             let run = end - at;
@@ -238,7 +238,7 @@ impl Scanner {
                 let out = out.get_or_insert_with(Vec::new);
                 out.extend_from_slice(&data[kept_from..at]);
                 self.cuts.cut(self.yielded + out.len() as u64);
-                if self.quote == Quote::Inside {
+                if self.quote == Quoting::Inside {
                     // Closes the quoted field; the next line break kept then ends the record.
                     out.push(b'"');
                 }
@@ -257,8 +257,8 @@ impl Scanner {
             self.line += 1;
             self.line_bytes = 0;
             self.last = b'\n';
-            if self.quote != Quote::Inside {
-                self.quote = Quote::Outside;
+            if self.quote != Quoting::Inside {
+                self.quote = Quoting::Outside;
                 if self.record_bytes > 0 {
                     self.header = false;
                 }
@@ -282,8 +282,8 @@ impl Scanner {
     #[inline]
     fn ordinary(&mut self, run: &[u8]) {
         if let Some(&last) = run.last() {
-            if self.quote == Quote::AfterQuote {
-                self.quote = Quote::Outside;
+            if self.quote == Quoting::AfterQuote {
+                self.quote = Quoting::Outside;
             }
             self.last = last;
         }
@@ -293,10 +293,10 @@ impl Scanner {
     #[inline]
     fn quote_mark(&mut self) {
         self.quote = match self.quote {
-            Quote::Outside if matches!(self.last, b',' | b'\n' | b'\r') => Quote::Inside,
-            Quote::Outside => Quote::Outside,
-            Quote::Inside => Quote::AfterQuote,
-            Quote::AfterQuote => Quote::Inside,
+            Quoting::Outside if matches!(self.last, b',' | b'\n' | b'\r') => Quoting::Inside,
+            Quoting::Outside => Quoting::Outside,
+            Quoting::Inside => Quoting::AfterQuote,
+            Quoting::AfterQuote => Quoting::Inside,
         };
         self.last = b'"';
     }
