@@ -10,6 +10,7 @@ use super::AppState;
 use crate::decode::ExpansionLimits;
 use crate::error::UploadError;
 use crate::ingest::{ingest_tracked, new_upload_id, Limits, Progress, Receipt};
+use crate::kafka::UploadTransaction;
 use crate::pace::{PaceLimits, Paced};
 use crate::receipts::Claim;
 use crate::tracking::Tracker;
@@ -96,6 +97,24 @@ pub async fn csv_upload(
             max_ratio: config.max_decompression_ratio,
             max_bytes: config.max_decompressed_bytes,
         };
+        // A slot first: a request refused for want of one never started (nothing tracked).
+        let slot_wait = Duration::from_millis(config.upload_slot_wait_ms);
+        let transaction = match state.producer.try_begin_upload(slot_wait).await {
+            Ok(Some(transaction)) => transaction,
+            Ok(None) => {
+                metrics::counter!("sluice_producer_uploads_total", "outcome" => "failed")
+                    .increment(1);
+                return Err(UploadError::Busy {
+                    slots: state.producer.slots(),
+                });
+            }
+            Err(error) => {
+                metrics::counter!("sluice_producer_uploads_total", "outcome" => "failed")
+                    .increment(1);
+                tracing::warn!(%error, "Upload failed: no Kafka transaction.");
+                return Err(error.into());
+            }
+        };
         let upload_id = new_upload_id();
         let progress = Arc::new(Progress::default());
         let tracker = Tracker::start(
@@ -105,9 +124,17 @@ pub async fn csv_upload(
             Arc::clone(&progress),
         );
         let body = Box::pin(crate::decode::decompress(field, expansion));
-        let result = upload(&state, body, limits, idempotency_key, upload_id, progress)
-            .await
-            .map_err(too_slow);
+        let result = upload(
+            &state,
+            transaction,
+            body,
+            limits,
+            idempotency_key,
+            upload_id,
+            progress,
+        )
+        .await
+        .map_err(too_slow);
         tracker.end(result.as_ref().err()).await;
         let outcome = match &result {
             Ok(Outcome::Accepted(_)) => "accepted",
@@ -135,18 +162,13 @@ enum Outcome {
 /// Streams the file in a transaction, then commits it or, for a duplicate, aborts it.
 async fn upload(
     state: &AppState,
+    transaction: UploadTransaction,
     body: impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Unpin,
     limits: Limits,
     idempotency_key: Option<&str>,
     upload_id: String,
     progress: Arc<Progress>,
 ) -> Result<Outcome, UploadError> {
-    let slot_wait = Duration::from_millis(state.config.upload_slot_wait_ms);
-    let Some(transaction) = state.producer.try_begin_upload(slot_wait).await? else {
-        return Err(UploadError::Busy {
-            slots: state.producer.slots(),
-        });
-    };
     let window = transaction.window(limits.max_in_flight);
     let receipt = match ingest_tracked(body, window, limits, upload_id, progress).await {
         Ok(receipt) => receipt,
