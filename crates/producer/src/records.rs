@@ -215,24 +215,24 @@ impl Scanner {
             let run = end - at;
             let to_record = run + usize::from(hit.is_some() && !ends_record);
             let to_line = run + usize::from(hit.is_some() && !ends_line);
-            if self.line_bytes + to_line > self.bounds.max_line_bytes {
-                return Err(io::Error::other(LineTooLong {
-                    line: self.line,
-                    limit: self.bounds.max_line_bytes,
-                }));
-            }
             let limit = if self.header {
                 self.bounds.max_header_bytes
             } else {
                 self.bounds.max_record_bytes
             };
+            // The record first: a record cut short is one reject, whatever the line limit
+            // would have said of its rest (and however the body is chunked).
             if self.record_bytes + to_record > limit {
                 if self.header {
-                    return Err(io::Error::other(HeaderTooLarge { limit }));
+                    let error = self.line_too_long(self.line_bytes + to_line);
+                    return Err(error.unwrap_or_else(|| io::Error::other(HeaderTooLarge { limit })));
                 }
                 // Cut where the record reaches `limit` (at least one byte of it is kept, so the
                 // reader sees a record, not a blank line).
                 let keep = (limit - self.record_bytes).min(run);
+                if let Some(error) = self.line_too_long(self.line_bytes + keep) {
+                    return Err(error);
+                }
                 self.ordinary(&data[at..at + keep]);
                 at += keep;
                 let out = out.get_or_insert_with(Vec::new);
@@ -244,6 +244,9 @@ impl Scanner {
                 }
                 self.dropping = true;
                 continue;
+            }
+            if let Some(error) = self.line_too_long(self.line_bytes + to_line) {
+                return Err(error);
             }
             self.line_bytes += to_line;
             self.record_bytes += to_record;
@@ -276,6 +279,16 @@ impl Scanner {
         };
         self.yielded += out.len() as u64;
         Ok(out)
+    }
+
+    /// A line of `line_bytes` over the limit: the error that stops the stream.
+    fn line_too_long(&self, line_bytes: usize) -> Option<io::Error> {
+        (line_bytes > self.bounds.max_line_bytes).then(|| {
+            io::Error::other(LineTooLong {
+                line: self.line,
+                limit: self.bounds.max_line_bytes,
+            })
+        })
     }
 
     /// Bytes that are neither quotes nor line feeds: after a closing quote, they end it.
@@ -425,6 +438,25 @@ mod tests {
             let records = read(crlf.as_bytes(), chunk, BOUNDS).await.unwrap();
             assert_eq!(records.iter().filter(|(_, r)| r.is_none()).count(), 3);
             assert_eq!(lines(records), expected_lines, "chunk {chunk}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_record_over_both_limits_is_cut_whatever_the_chunking() {
+        // Its one line is over the line limit too, in a single chunk or in many.
+        let input = format!("h\nok\n{}\nok\n", "l".repeat(3_000));
+        for chunk in [1, 100, 4096] {
+            let records = read(input.as_bytes(), chunk, BOUNDS).await.unwrap();
+            assert_eq!(
+                records,
+                [
+                    (1, Some("h".to_owned())),
+                    (2, Some("ok".to_owned())),
+                    (3, None),
+                    (4, Some("ok".to_owned()))
+                ],
+                "chunk {chunk}"
+            );
         }
     }
 
