@@ -3,6 +3,16 @@
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::kafka::{MESSAGE_MAX_BYTES, MESSAGE_OVERHEAD_BYTES};
+
+/// A setting that parses but cannot work.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable} {reason}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub reason: String,
+}
+
 /// Every setting of the producer. Each field is read from `SLUICE_PRODUCER_<FIELD>`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -67,20 +77,48 @@ pub struct Config {
     /// of upload at the measured rate).
     #[serde(default = "defaults::max_rows_per_transaction")]
     pub max_rows_per_transaction: u64,
-    /// Uploads processed at once; more wait for a free slot. Default 4.
+    /// Uploads processed at once. Default 4.
     #[serde(default = "defaults::max_concurrent_uploads")]
     pub max_concurrent_uploads: usize,
+    /// Longest wait for a free upload slot, in milliseconds, when `max_concurrent_uploads`
+    /// uploads run; then the upload is refused with 503 and `Retry-After`. Default 1000.
+    #[serde(default = "defaults::upload_slot_wait_ms")]
+    pub upload_slot_wait_ms: u64,
     /// Largest accepted upload body in bytes; larger uploads get 413. Default 64 GiB.
     #[serde(default = "defaults::max_upload_bytes")]
     pub max_upload_bytes: u64,
-    /// Longest physical line of an upload, in bytes (after decoding to UTF-8); a longer line
-    /// stops the upload with 413 and its line number. Default 1 MiB.
+    /// Longest physical line of an upload, in bytes (after decoding to UTF-8), and longest
+    /// CSV header; a longer one stops the upload with 413 (and the line's number). Default
+    /// 1 MiB.
     #[serde(default = "defaults::max_line_bytes")]
     pub max_line_bytes: usize,
-    /// Longest wait for the next piece of an upload's body before giving up with 408, in
-    /// milliseconds. Default 30000.
+    /// Longest record, in bytes: a CSV record as read (line breaks in quoted cells included)
+    /// and the Avro record sent to Kafka. A longer one is that row's reject (`record too
+    /// large`), skipped without being buffered; the upload goes on. At most
+    /// 998976 (librdkafka's `message.max.bytes`, 1000000, less room for key and framing).
+    /// Default 262144 (256 KiB; a round is ~100 bytes).
+    #[serde(default = "defaults::max_record_bytes")]
+    pub max_record_bytes: usize,
+    /// How many times its compressed size a gzip or zstd upload may expand to (checked once
+    /// it has expanded past 16 MiB); more stops it with 413 at once. Default 100 (exports
+    /// compress about 10×).
+    #[serde(default = "defaults::max_decompression_ratio")]
+    pub max_decompression_ratio: u64,
+    /// Largest size a gzip or zstd upload may expand to, in bytes; more stops it with 413.
+    /// Default 16 GiB.
+    #[serde(default = "defaults::max_decompressed_bytes")]
+    pub max_decompressed_bytes: u64,
+    /// Longest wait for the next piece of an upload's request (any part of it) before giving
+    /// up with 408, in milliseconds; also the period over which the minimum rate is measured.
+    /// Default 30000.
     #[serde(default = "defaults::body_idle_timeout_ms")]
     pub body_idle_timeout_ms: u64,
+    /// Slowest a client may send an upload's request, in bytes per second of waiting for it,
+    /// measured over each `body_idle_timeout_ms` of waiting (time the producer spends not
+    /// reading, behind Kafka, does not count); slower is cut with 408. 0: no minimum.
+    /// Default 8192.
+    #[serde(default = "defaults::min_body_rate_bytes_per_s")]
+    pub min_body_rate_bytes_per_s: u64,
     /// Records handed to Kafka but not yet acknowledged, at most; reading the upload pauses
     /// at this bound (backpressure to the client). Default 100000.
     #[serde(default = "defaults::max_in_flight")]
@@ -88,6 +126,10 @@ pub struct Config {
     /// How many rejected rows the receipt lists (all are counted). Default 100.
     #[serde(default = "defaults::max_rejects_listed")]
     pub max_rejects_listed: usize,
+    /// How many unused header columns the receipt lists (all are counted, in
+    /// `unknown_columns_count`). Default 100.
+    #[serde(default = "defaults::max_unknown_columns_listed")]
+    pub max_unknown_columns_listed: usize,
     /// Compression of record batches: `zstd`, `lz4`, `snappy`, `gzip` or `none`. zstd moves
     /// the fewest bytes and, measured on the test broker, lets consumers fetch fastest
     /// (docs/PERFORMANCE.md). Default `zstd`.
@@ -109,6 +151,33 @@ impl Config {
     /// Reads the configuration from the environment, naming the bad variable on failure.
     pub fn from_env() -> Result<Config, envy::Error> {
         envy::prefixed("SLUICE_PRODUCER_").from_env()
+    }
+
+    /// Checks the values that parse but cannot work, naming the variable.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let largest_record = MESSAGE_MAX_BYTES - MESSAGE_OVERHEAD_BYTES;
+        if self.max_record_bytes == 0 || self.max_record_bytes > largest_record {
+            return Err(ConfigError {
+                variable: "SLUICE_PRODUCER_MAX_RECORD_BYTES",
+                reason: format!(
+                    "must be between 1 and {largest_record} (Kafka messages are at most \
+                     {MESSAGE_MAX_BYTES} bytes)"
+                ),
+            });
+        }
+        if self.max_decompression_ratio == 0 {
+            return Err(ConfigError {
+                variable: "SLUICE_PRODUCER_MAX_DECOMPRESSION_RATIO",
+                reason: "must be at least 1".to_owned(),
+            });
+        }
+        if self.body_idle_timeout_ms == 0 {
+            return Err(ConfigError {
+                variable: "SLUICE_PRODUCER_BODY_IDLE_TIMEOUT_MS",
+                reason: "must be at least 1".to_owned(),
+            });
+        }
+        Ok(())
     }
 
     /// The rejects topic's name.
@@ -177,15 +246,21 @@ impl Config {
             transaction_timeout_ms: defaults::transaction_timeout_ms(),
             max_rows_per_transaction: defaults::max_rows_per_transaction(),
             max_concurrent_uploads: defaults::max_concurrent_uploads(),
+            upload_slot_wait_ms: defaults::upload_slot_wait_ms(),
             topic: defaults::topic(),
             rejects_topic: None,
             topic_partitions: defaults::topic_partitions(),
             topic_replication_factor: defaults::topic_replication_factor(),
             max_upload_bytes: defaults::max_upload_bytes(),
             max_line_bytes: defaults::max_line_bytes(),
+            max_record_bytes: defaults::max_record_bytes(),
+            max_decompression_ratio: defaults::max_decompression_ratio(),
+            max_decompressed_bytes: defaults::max_decompressed_bytes(),
             body_idle_timeout_ms: defaults::body_idle_timeout_ms(),
+            min_body_rate_bytes_per_s: defaults::min_body_rate_bytes_per_s(),
             max_in_flight: defaults::max_in_flight(),
             max_rejects_listed: defaults::max_rejects_listed(),
+            max_unknown_columns_listed: defaults::max_unknown_columns_listed(),
             delivery_timeout_ms: defaults::delivery_timeout_ms(),
             compression: defaults::compression(),
             upload_tokens: None,
@@ -254,6 +329,9 @@ mod defaults {
     pub fn max_concurrent_uploads() -> usize {
         4
     }
+    pub fn upload_slot_wait_ms() -> u64 {
+        1_000
+    }
     pub fn topic() -> String {
         "game_rounds".into()
     }
@@ -269,13 +347,28 @@ mod defaults {
     pub fn max_line_bytes() -> usize {
         1 << 20
     }
+    pub fn max_record_bytes() -> usize {
+        256 << 10
+    }
+    pub fn max_decompression_ratio() -> u64 {
+        100
+    }
+    pub fn max_decompressed_bytes() -> u64 {
+        16 << 30
+    }
     pub fn body_idle_timeout_ms() -> u64 {
         30_000
+    }
+    pub fn min_body_rate_bytes_per_s() -> u64 {
+        8 << 10
     }
     pub fn max_in_flight() -> usize {
         100_000
     }
     pub fn max_rejects_listed() -> usize {
+        100
+    }
+    pub fn max_unknown_columns_listed() -> usize {
         100
     }
     pub fn compression() -> super::Compression {
@@ -294,6 +387,24 @@ mod tests {
         let mut config = Config::with_endpoints("unused:9092", "redis://unused");
         config.upload_tokens = tokens.map(|t| SecretString::from(t.to_owned()));
         config
+    }
+
+    #[test]
+    fn a_record_limit_kafka_cannot_take_is_refused_naming_its_variable() {
+        let mut config = Config::with_endpoints("unused:9092", "redis://unused");
+        assert!(config.validate().is_ok());
+        for refused in [0, MESSAGE_MAX_BYTES] {
+            config.max_record_bytes = refused;
+            let error = config.validate().unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .starts_with("SLUICE_PRODUCER_MAX_RECORD_BYTES"),
+                "{error}"
+            );
+        }
+        config.max_record_bytes = MESSAGE_MAX_BYTES - MESSAGE_OVERHEAD_BYTES;
+        assert!(config.validate().is_ok());
     }
 
     #[test]

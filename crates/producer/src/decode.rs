@@ -9,6 +9,8 @@
 //! like invalid UTF-8 in a UTF-8 upload.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use encoding_rs::{Encoding, UTF_16BE, UTF_8};
@@ -99,9 +101,11 @@ where
 /// whatever the part's name or type says, is decompressed on the fly; any other body passes
 /// through. Everything after (limits, hashing, the receipt's `bytes` and `sha256`) sees the
 /// decompressed content, so a file uploaded compressed and uncompressed is the same upload,
-/// and `SLUICE_PRODUCER_MAX_UPLOAD_BYTES` bounds what a small compressed body expands to. The
-/// first piece is awaited inside the stream, so the body's idle timeout covers it.
-pub fn decompress<S, E>(body: S) -> impl Stream<Item = io::Result<Bytes>>
+/// and `SLUICE_PRODUCER_MAX_UPLOAD_BYTES` bounds it like any body. What a compressed body
+/// expands to is bounded besides by `limits` (a decompression bomb fails with
+/// [`TooMuchExpansion`] as soon as it crosses them, not after its CPU was spent). The first
+/// piece is awaited inside the stream, so the body's idle timeout covers it.
+pub fn decompress<S, E>(body: S, limits: ExpansionLimits) -> impl Stream<Item = io::Result<Bytes>>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin + 'static,
     E: std::fmt::Display,
@@ -111,7 +115,84 @@ where
     let body = body
         .map(|piece| piece.map_err(|e| io::Error::other(e.to_string())))
         .fuse();
-    futures::stream::once(sniff_compression(body)).flatten()
+    futures::stream::once(sniff_compression(body, limits)).flatten()
+}
+
+/// How far a compressed body may expand.
+#[derive(Debug, Clone, Copy)]
+pub struct ExpansionLimits {
+    /// Decompressed bytes per compressed byte read, at most (once past
+    /// [`EXPANSION_RATIO_GRACE_BYTES`]).
+    pub max_ratio: u64,
+    /// Decompressed bytes, at most.
+    pub max_bytes: u64,
+}
+
+/// Output a compressed body may always reach, whatever its ratio: a small file of very
+/// repetitive rows is not a bomb.
+pub const EXPANSION_RATIO_GRACE_BYTES: u64 = 16 << 20;
+
+/// A compressed body that expands past its [`ExpansionLimits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TooMuchExpansion {
+    #[error(
+        "the compressed upload expands to more than {limit} bytes \
+         (SLUICE_PRODUCER_MAX_DECOMPRESSED_BYTES)"
+    )]
+    Bytes { limit: u64 },
+    #[error(
+        "the compressed upload expands more than {ratio} times its size \
+         (SLUICE_PRODUCER_MAX_DECOMPRESSION_RATIO)"
+    )]
+    Ratio { ratio: u64 },
+}
+
+impl ExpansionLimits {
+    /// Whether `decompressed` bytes out of `compressed` bytes read are within the limits.
+    fn check(&self, compressed: u64, decompressed: u64) -> Result<(), TooMuchExpansion> {
+        if decompressed > self.max_bytes {
+            return Err(TooMuchExpansion::Bytes {
+                limit: self.max_bytes,
+            });
+        }
+        if decompressed > EXPANSION_RATIO_GRACE_BYTES
+            && decompressed > compressed.saturating_mul(self.max_ratio)
+        {
+            return Err(TooMuchExpansion::Ratio {
+                ratio: self.max_ratio,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The decompressor's output, failing with [`TooMuchExpansion`] at the first piece past
+/// `limits`; `compressed` counts the bytes the decompressor has read.
+fn bounded_expansion<S>(
+    decompressed: S,
+    compressed: Arc<AtomicU64>,
+    limits: ExpansionLimits,
+) -> BodyStream
+where
+    S: Stream<Item = io::Result<Bytes>> + 'static,
+{
+    let mut out = 0_u64;
+    let checked = decompressed.map(move |piece| {
+        let piece = piece?;
+        out += piece.len() as u64;
+        limits
+            .check(compressed.load(Ordering::Relaxed), out)
+            .map_err(io::Error::other)?;
+        Ok(piece)
+    });
+    // Nothing after the first failure.
+    Box::pin(checked.scan(false, |failed, piece| {
+        let item = (!*failed).then(|| {
+            *failed = piece.is_err();
+            piece
+        });
+        futures::future::ready(item)
+    }))
 }
 
 /// A decompressor's output pieces.
@@ -119,7 +200,74 @@ const DECOMPRESSED_PIECE: usize = 256 * 1024;
 
 type BodyStream = std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>>>>;
 
-async fn sniff_compression<S>(mut body: S) -> BodyStream
+#[cfg(test)]
+mod expansion_tests {
+    use super::*;
+
+    #[test]
+    fn the_ratio_counts_only_past_the_grace_and_the_size_always() {
+        let limits = ExpansionLimits {
+            max_ratio: 100,
+            max_bytes: 4 << 30,
+        };
+        let grace = EXPANSION_RATIO_GRACE_BYTES;
+        assert_eq!(limits.check(1, grace), Ok(()));
+        assert_eq!(
+            limits.check(1, grace + 1),
+            Err(TooMuchExpansion::Ratio { ratio: 100 })
+        );
+        assert_eq!(limits.check(grace, 100 * grace), Ok(()));
+        assert_eq!(
+            limits.check(grace, 100 * grace + 1),
+            Err(TooMuchExpansion::Ratio { ratio: 100 })
+        );
+        assert_eq!(
+            limits.check(1 << 30, (4 << 30) + 1),
+            Err(TooMuchExpansion::Bytes { limit: 4 << 30 })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_compressed_body_past_its_size_limit_fails_with_the_reason() {
+        use async_compression::tokio::bufread::GzipEncoder;
+        use tokio::io::AsyncReadExt;
+        let text = b"a,b\n1,2\n".repeat(200_000);
+        let mut gzip = Vec::new();
+        GzipEncoder::new(&text[..])
+            .read_to_end(&mut gzip)
+            .await
+            .unwrap();
+        let body = |limits| {
+            let pieces: Vec<Result<Bytes, io::Error>> = gzip
+                .chunks(1000)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect();
+            decompress(futures::stream::iter(pieces), limits)
+        };
+        let generous = ExpansionLimits {
+            max_ratio: 1_000,
+            max_bytes: 1 << 30,
+        };
+        let whole: Vec<io::Result<Bytes>> = body(generous).collect().await;
+        let whole: Vec<Bytes> = whole.into_iter().map(Result::unwrap).collect();
+        assert_eq!(whole.concat(), text);
+
+        let small = ExpansionLimits {
+            max_ratio: 1_000,
+            max_bytes: 1 << 20,
+        };
+        let pieces: Vec<io::Result<Bytes>> = body(small).collect().await;
+        let error = pieces.last().unwrap().as_ref().unwrap_err();
+        let inner = error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<TooMuchExpansion>());
+        assert_eq!(inner, Some(&TooMuchExpansion::Bytes { limit: 1 << 20 }));
+        let delivered: usize = pieces.iter().flatten().map(Bytes::len).sum();
+        assert!(delivered <= 1 << 20, "{delivered} bytes before the error");
+    }
+}
+
+async fn sniff_compression<S>(mut body: S, limits: ExpansionLimits) -> BodyStream
 where
     S: Stream<Item = io::Result<Bytes>> + Unpin + 'static,
 {
@@ -148,19 +296,30 @@ where
         .take(4)
         .collect();
     let whole = stream::iter(head.into_iter().map(Ok)).chain(body);
-    match magic.as_slice() {
-        [0x1f, 0x8b, ..] => {
-            let mut decoder = GzipDecoder::new(StreamReader::new(whole));
-            decoder.multiple_members(true);
-            Box::pin(ReaderStream::with_capacity(decoder, DECOMPRESSED_PIECE))
-        }
-        [0x28, 0xb5, 0x2f, 0xfd] => {
-            let mut decoder = ZstdDecoder::new(StreamReader::new(whole));
-            decoder.multiple_members(true);
-            Box::pin(ReaderStream::with_capacity(decoder, DECOMPRESSED_PIECE))
-        }
-        _ => Box::pin(whole),
-    }
+    let gzip = match magic.as_slice() {
+        [0x1f, 0x8b, ..] => true,
+        [0x28, 0xb5, 0x2f, 0xfd] => false,
+        _ => return Box::pin(whole),
+    };
+    let compressed = Arc::new(AtomicU64::new(0));
+    let counted = {
+        let compressed = Arc::clone(&compressed);
+        StreamReader::new(whole.inspect(move |piece| {
+            if let Ok(piece) = piece {
+                compressed.fetch_add(piece.len() as u64, Ordering::Relaxed);
+            }
+        }))
+    };
+    let decompressed: BodyStream = if gzip {
+        let mut decoder = GzipDecoder::new(counted);
+        decoder.multiple_members(true);
+        Box::pin(ReaderStream::with_capacity(decoder, DECOMPRESSED_PIECE))
+    } else {
+        let mut decoder = ZstdDecoder::new(counted);
+        decoder.multiple_members(true);
+        Box::pin(ReaderStream::with_capacity(decoder, DECOMPRESSED_PIECE))
+    };
+    bounded_expansion(decompressed, compressed, limits)
 }
 
 /// Watches a UTF-8 stream for its first line break and reports whether it is `\r\n`.

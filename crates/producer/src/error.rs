@@ -17,8 +17,23 @@ pub enum UploadError {
     TooLarge { limit: u64 },
     #[error("{} (raise SLUICE_PRODUCER_MAX_LINE_BYTES if it is genuine)", crate::decode::LineTooLong { line: *line, limit: *limit })]
     LineTooLong { line: u64, limit: usize },
+    #[error("the header is longer than {limit} bytes (raise SLUICE_PRODUCER_MAX_LINE_BYTES if it is genuine)")]
+    HeaderTooLarge { limit: usize },
+    #[error(transparent)]
+    TooMuchExpansion(#[from] crate::decode::TooMuchExpansion),
     #[error("the client sent nothing for {idle_ms} ms")]
     ClientTooSlow { idle_ms: u64 },
+    #[error(
+        "the client sent {bytes} bytes in {waited_ms} ms, slower than the minimum of \
+         {min_bytes_per_s} bytes/s"
+    )]
+    ClientBelowMinRate {
+        bytes: u64,
+        waited_ms: u64,
+        min_bytes_per_s: u64,
+    },
+    #[error("every upload slot ({slots}) is busy; retry later")]
+    Busy { slots: usize },
     #[error("the file is `{0}`, not CSV")]
     NotCsv(String),
     #[error("the header cannot be used: {0}")]
@@ -52,15 +67,19 @@ impl ResponseError for UploadError {
             UploadError::Unauthorized => StatusCode::UNAUTHORIZED,
             UploadError::InProgress(_) => StatusCode::CONFLICT,
             UploadError::UnknownUpload(_) => StatusCode::NOT_FOUND,
-            UploadError::TooLarge { .. } | UploadError::LineTooLong { .. } => {
-                StatusCode::PAYLOAD_TOO_LARGE
+            UploadError::TooLarge { .. }
+            | UploadError::LineTooLong { .. }
+            | UploadError::HeaderTooLarge { .. }
+            | UploadError::TooMuchExpansion(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            UploadError::ClientTooSlow { .. } | UploadError::ClientBelowMinRate { .. } => {
+                StatusCode::REQUEST_TIMEOUT
             }
-            UploadError::ClientTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
             UploadError::NotCsv(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             UploadError::Header(_) => StatusCode::UNPROCESSABLE_ENTITY,
             UploadError::Kafka(_)
             | UploadError::ReceiptsUnavailable(_)
-            | UploadError::ClickHouseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | UploadError::ClickHouseUnavailable(_)
+            | UploadError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -72,6 +91,7 @@ impl ResponseError for UploadError {
                 | UploadError::ReceiptsUnavailable(_)
                 | UploadError::ClickHouseUnavailable(_)
                 | UploadError::InProgress(_)
+                | UploadError::Busy { .. }
         ) {
             response.insert_header(("Retry-After", "5"));
         }

@@ -25,9 +25,10 @@ use sluice_schema::GameRound;
 use tokio::io::AsyncBufReadExt;
 use tokio_util::io::StreamReader;
 
-use crate::decode::LineTooLong;
+use crate::decode::{LineTooLong, TooMuchExpansion};
 use crate::error::UploadError;
 use crate::kafka::DeliveryWindow;
+use crate::records::{CutRecords, HeaderTooLarge, RecordBounds};
 
 /// The CSV reader's own buffer: larger than csv-async's 8 KiB default, so the parser is fed
 /// (and polls the body stream) less often per row.
@@ -47,7 +48,11 @@ pub struct Receipt {
     pub bytes: u64,
     pub duration_ms: u64,
     pub sha256: String,
+    /// The first columns of the header that are not used, in order (at most
+    /// `max_unknown_columns_listed`).
     pub unknown_columns: Vec<String>,
+    /// How many columns of the header are not used.
+    pub unknown_columns_count: u64,
     /// The first rejected rows, in file order (at most `max_rejects_listed`).
     pub rejects: Vec<RowError>,
     /// The file this came from, for files the watcher picked up (absent for uploads).
@@ -61,8 +66,13 @@ pub struct Limits {
     pub max_upload_bytes: u64,
     pub max_in_flight: usize,
     pub max_rejects_listed: usize,
-    /// Longest physical line, in bytes of UTF-8.
+    /// Longest physical line, in bytes of UTF-8; also the longest CSV header record.
     pub max_line_bytes: usize,
+    /// Longest record, in bytes: a CSV record as read (quoted line breaks included) and each
+    /// encoded Avro record. A longer one is rejected (`record too large`), never buffered whole.
+    pub max_record_bytes: usize,
+    /// How many unused header columns the receipt lists (all are counted).
+    pub max_unknown_columns_listed: usize,
     /// Longest wait for the next piece of the body.
     pub body_idle_timeout: Duration,
 }
@@ -142,7 +152,7 @@ pub async fn ingest<S, E>(
 ) -> Result<Receipt, UploadError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
+    E: std::fmt::Display + 'static,
 {
     ingest_text(TextFormat::Csv, body, sink, limits).await
 }
@@ -156,7 +166,7 @@ pub async fn ingest_text<S, E>(
 ) -> Result<Receipt, UploadError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
+    E: std::fmt::Display + 'static,
 {
     ingest_body(format, body, sink, limits, None, new_upload_id(), None).await
 }
@@ -172,7 +182,7 @@ pub async fn ingest_tracked<S, E>(
 ) -> Result<Receipt, UploadError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
+    E: std::fmt::Display + 'static,
 {
     ingest_body(
         TextFormat::Csv,
@@ -197,7 +207,7 @@ pub async fn ingest_text_prehashed<S, E>(
 ) -> Result<Receipt, UploadError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
+    E: std::fmt::Display + 'static,
 {
     ingest_body(
         format,
@@ -222,7 +232,7 @@ async fn ingest_body<S, E>(
 ) -> Result<Receipt, UploadError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
+    E: std::fmt::Display + 'static,
 {
     let started = Instant::now();
     let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(BODY_CHUNKS_BUFFERED);
@@ -315,10 +325,15 @@ pub struct Tally {
     pub accepted: u64,
     /// The first rejected rows, in order.
     pub rejects: Vec<RowError>,
+    /// How many unused header columns the receipt lists.
+    unknown_columns_listed: usize,
 }
 
 impl Tally {
     pub fn into_receipt(self, summary: Summary) -> Receipt {
+        let mut unknown_columns = summary.unknown_columns;
+        let unknown_columns_count = unknown_columns.len() as u64;
+        unknown_columns.truncate(self.unknown_columns_listed);
         Receipt {
             upload_id: summary.upload_id,
             encoding: summary.encoding,
@@ -328,7 +343,8 @@ impl Tally {
             bytes: summary.bytes,
             duration_ms: u64::try_from(summary.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             sha256: summary.sha256,
-            unknown_columns: summary.unknown_columns,
+            unknown_columns,
+            unknown_columns_count,
             rejects: self.rejects,
             source: None,
         }
@@ -344,6 +360,7 @@ pub struct Rows<'a, K: RecordSink> {
     codec: &'static GameRoundCodec,
     message: Vec<u8>,
     max_rejects_listed: usize,
+    max_record_bytes: usize,
     tally: Tally,
     progress: Option<Arc<Progress>>,
 }
@@ -356,10 +373,12 @@ impl<'a, K: RecordSink> Rows<'a, K> {
             codec: GameRoundCodec::get(),
             message: Vec::with_capacity(256),
             max_rejects_listed: limits.max_rejects_listed,
+            max_record_bytes: limits.max_record_bytes,
             tally: Tally {
                 rows_read: 0,
                 accepted: 0,
                 rejects: Vec::new(),
+                unknown_columns_listed: limits.max_unknown_columns_listed,
             },
             progress: None,
         }
@@ -387,21 +406,50 @@ impl<'a, K: RecordSink> Rows<'a, K> {
     }
 
     /// Takes one row: a round is encoded and sent, a reject sent to the rejects sink and kept
-    /// for the receipt if there is room. Waits while the sink applies backpressure.
+    /// for the receipt if there is room. Waits while the sink applies backpressure. A round
+    /// whose record is too large is rejected as the row numbered by its place in the source
+    /// (the element of a JSON array, the record of a Parquet file).
     #[inline]
     pub async fn push(&mut self, row: Result<GameRound, RowError>) -> Result<(), UploadError> {
+        let number = self.tally.rows_read + 1;
+        self.push_at(row, number).await
+    }
+
+    /// [`push`](Self::push) for a row found at `line`.
+    #[inline]
+    pub async fn push_at(
+        &mut self,
+        row: Result<GameRound, RowError>,
+        line: u64,
+    ) -> Result<(), UploadError> {
         match row {
-            Ok(round) => self.accept(&round).await,
+            Ok(round) => self.accept(&round, line).await,
             Err(reject) => self.reject(reject).await,
         }
     }
 
-    /// [`push`](Self::push) for a round, borrowed: the hot path moves no round around.
+    /// [`push`](Self::push) for a round found at `line`, borrowed: the hot path moves no round
+    /// around. An encoded record over `max_record_bytes` is rejected instead of sent: Kafka
+    /// would refuse it (`MessageSizeTooLarge`) and fail the whole upload.
     #[inline]
-    pub async fn accept(&mut self, round: &GameRound) -> Result<(), UploadError> {
-        self.tally.rows_read += 1;
+    pub async fn accept(&mut self, round: &GameRound, line: u64) -> Result<(), UploadError> {
         self.message.clear();
         self.codec.encode(round, self.upload_id, &mut self.message);
+        if self.message.len() > self.max_record_bytes {
+            let reason = format!(
+                "record too large: {} bytes encoded, more than {} (SLUICE_PRODUCER_MAX_RECORD_BYTES)",
+                self.message.len(),
+                self.max_record_bytes
+            );
+            return self
+                .reject(RowError {
+                    line,
+                    column: None,
+                    reason,
+                })
+                .await;
+        }
+        self.tally.rows_read += 1;
         self.sink
             .send(round.user_id.as_str(), &self.message)
             .await?;
@@ -453,7 +501,7 @@ async fn forward_body<S, E>(
 ) -> Result<BodySummary, UploadError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
+    E: std::fmt::Display + 'static,
 {
     let mut bytes = 0_u64;
     let mut hasher = hash.then(BackgroundSha256::start);
@@ -491,7 +539,7 @@ where
                     None
                 }
             }
-            Err(error) => Some(UploadError::BadBody(error.to_string())),
+            Err(error) => Some(body_failure(error)),
         };
         if let Some(failure) = failure {
             // Stop the parser too; its error is secondary to this one.
@@ -618,7 +666,13 @@ where
     let text = crate::decode::sniff_crlf(text, move |is_crlf| {
         crlf_seen.store(is_crlf, Ordering::Relaxed)
     });
-    let text = crate::decode::limit_line_length(text, limits.max_line_bytes);
+    let cuts = Arc::new(CutRecords::default());
+    let bounds = RecordBounds {
+        max_line_bytes: limits.max_line_bytes,
+        max_header_bytes: limits.max_line_bytes,
+        max_record_bytes: limits.max_record_bytes,
+    };
+    let text = crate::records::bound_records(text, bounds, Arc::clone(&cuts));
     let mut reader = AsyncReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -630,22 +684,40 @@ where
     let mut record = ByteRecord::new();
     // One round's buffers, reused row after row: the hot loop allocates nothing per row.
     let mut scratch: Option<GameRound> = None;
+    // Line feeds of cut records the parser never saw (see `records`).
+    let mut dropped_lines = 0;
     loop {
         let reject = match reader.read_byte_record(&mut record).await {
             Ok(false) => break,
             Ok(true) => {
                 // See `decode::sniff_crlf`: the parser reports CRLF records one line too low.
                 let line = record.position().map_or(0, |p| p.line())
-                    + u64::from(crlf.load(Ordering::Relaxed));
-                let parsed = match scratch.as_mut() {
-                    Some(round) => columns.parse_row_into(&record, line, round),
-                    None => columns
-                        .parse_row(&record, line)
-                        .map(|round| scratch = Some(round)),
+                    + u64::from(crlf.load(Ordering::Relaxed))
+                    + dropped_lines;
+                // A record cut short for its size is rejected, never parsed.
+                let cut = cuts.take_if_cut(reader.position().byte());
+                let parsed = if let Some(lines) = cut {
+                    dropped_lines += lines;
+                    Err(RowError {
+                        line,
+                        column: None,
+                        reason: format!(
+                            "record too large: more than {} bytes \
+                             (SLUICE_PRODUCER_MAX_RECORD_BYTES)",
+                            limits.max_record_bytes
+                        ),
+                    })
+                } else {
+                    match scratch.as_mut() {
+                        Some(round) => columns.parse_row_into(&record, line, round),
+                        None => columns
+                            .parse_row(&record, line)
+                            .map(|round| scratch = Some(round)),
+                    }
                 };
                 match (parsed, &scratch) {
                     (Ok(()), Some(round)) => {
-                        rows.accept(round).await?;
+                        rows.accept(round, line).await?;
                         continue;
                     }
                     (Ok(()), None) => unreachable!("a parsed row is kept"),
@@ -657,7 +729,8 @@ where
             }
             Err(error) => RowError {
                 line: error.position().map_or(0, |p| p.line())
-                    + u64::from(crlf.load(Ordering::Relaxed)),
+                    + u64::from(crlf.load(Ordering::Relaxed))
+                    + dropped_lines,
                 column: None,
                 reason: error.to_string(),
             },
@@ -700,7 +773,7 @@ where
                 reason: "not valid text".to_owned(),
             }),
         };
-        rows.push(row).await?;
+        rows.push_at(row, line).await?;
     }
 }
 
@@ -792,12 +865,89 @@ fn io_failure(error: io::Error) -> UploadError {
 
 fn read_failure(error: csv_async::Error) -> UploadError {
     if let csv_async::ErrorKind::Io(io) = error.kind() {
-        if let Some(long) = io.get_ref().and_then(|e| e.downcast_ref::<LineTooLong>()) {
+        let inner = io.get_ref();
+        if let Some(long) = inner.and_then(|e| e.downcast_ref::<LineTooLong>()) {
             return UploadError::LineTooLong {
                 line: long.line,
                 limit: long.limit,
             };
         }
+        if let Some(large) = inner.and_then(|e| e.downcast_ref::<HeaderTooLarge>()) {
+            return UploadError::HeaderTooLarge { limit: large.limit };
+        }
     }
     UploadError::BadBody(error.to_string())
+}
+
+/// A failure of the body stream: a compressed body that expands too far is 413, anything else
+/// an unreadable body.
+fn body_failure<E: std::fmt::Display + 'static>(error: E) -> UploadError {
+    let expansion = (&error as &dyn std::any::Any)
+        .downcast_ref::<io::Error>()
+        .and_then(|io| io.get_ref())
+        .and_then(|inner| inner.downcast_ref::<TooMuchExpansion>());
+    match expansion {
+        Some(expansion) => UploadError::TooMuchExpansion(*expansion),
+        None => UploadError::BadBody(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_record_over_the_limit_as_read_or_as_encoded_is_rejected_and_the_rest_accepted() {
+        let header = "created_timestamp,game_instance_id,user_id,game_id,real_amount_bet,\
+                      bonus_amount_bet,real_amount_win,bonus_amount_win,game_name,provider\n";
+        let row = |id: u32, name: &str| {
+            format!(
+                "2019-10-22 08:20:42,{id},9ece8c4020f8aed10676cd1c56a41889,24002,2,0,0,0,\
+                 {name},Nolimit City\n"
+            )
+        };
+        // A short row is ~90 bytes as read and ~130 encoded (the upload id, the header).
+        let body = format!(
+            "{header}{}{}{}",
+            row(1, "M"),
+            row(2, &"x".repeat(200)),
+            row(3, "M")
+        );
+        let limits = |max_record_bytes| Limits {
+            max_upload_bytes: u64::MAX,
+            max_in_flight: 10,
+            max_rejects_listed: 10,
+            max_line_bytes: 1 << 20,
+            max_record_bytes,
+            max_unknown_columns_listed: 10,
+            body_idle_timeout: Duration::from_secs(5),
+        };
+        let stream = || futures::stream::iter([Ok::<_, io::Error>(Bytes::from(body.clone()))]);
+        let receipt = ingest(stream(), DiscardSink, limits(200)).await.unwrap();
+        assert_eq!((receipt.accepted, receipt.rejected), (2, 1));
+        assert_eq!(receipt.rejects[0].line, 3);
+        assert!(
+            receipt.rejects[0]
+                .reason
+                .starts_with("record too large: more than 200 bytes"),
+            "{}",
+            receipt.rejects[0].reason
+        );
+
+        let receipt = ingest(stream(), DiscardSink, limits(100)).await.unwrap();
+        assert_eq!((receipt.accepted, receipt.rejected), (0, 3));
+        let reasons: Vec<&str> = receipt.rejects.iter().map(|r| r.reason.as_str()).collect();
+        assert!(
+            reasons[0].contains("bytes encoded, more than 100"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[1].starts_with("record too large: more than 100 bytes"),
+            "{reasons:?}"
+        );
+        assert_eq!(
+            receipt.rejects.iter().map(|r| r.line).collect::<Vec<_>>(),
+            [2, 3, 4]
+        );
+    }
 }

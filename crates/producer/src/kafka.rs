@@ -133,7 +133,34 @@ impl RoundProducer {
     /// Starts an upload: takes a producer of its own (waiting while `max_concurrent_uploads`
     /// uploads run) and, when transactional, begins its transaction.
     pub async fn begin_upload(&self) -> Result<UploadTransaction, KafkaError> {
-        let lease = self.pool.acquire().await?;
+        let permit = self.pool.permit().await?;
+        self.begin(permit).await
+    }
+
+    /// [`begin_upload`](Self::begin_upload), waiting at most `wait` for a free slot: `None`
+    /// if every slot stayed busy (a request then answers 503 at once rather than queue behind
+    /// uploads that may take hours).
+    pub async fn try_begin_upload(
+        &self,
+        wait: Duration,
+    ) -> Result<Option<UploadTransaction>, KafkaError> {
+        match tokio::time::timeout(wait, self.pool.permit()).await {
+            Ok(permit) => self.begin(permit?).await.map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// How many uploads may run at once.
+    pub fn slots(&self) -> usize {
+        self.pool
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    async fn begin(&self, permit: OwnedSemaphorePermit) -> Result<UploadTransaction, KafkaError> {
+        let lease = self.pool.lease(permit).await?;
         let producer = lease.producer.clone().expect("a lease holds a producer");
         if self.pool.transactional {
             let begun = producer.clone();
@@ -182,6 +209,12 @@ impl RoundProducer {
     }
 }
 
+/// The largest Kafka message the producer sends (librdkafka `message.max.bytes`).
+pub const MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// Room in a message, besides its value, for its key, headers and framing.
+pub const MESSAGE_OVERHEAD_BYTES: usize = 1_024;
+
 /// Settings shared by every producer: `acks=all`, idempotence, compression, batching for
 /// throughput.
 fn base_config(config: &Config) -> ClientConfig {
@@ -194,6 +227,9 @@ fn base_config(config: &Config) -> ClientConfig {
         .set("batch.size", "1000000")
         .set("queue.buffering.max.messages", "1000000")
         .set("queue.buffering.max.kbytes", "1048576")
+        // librdkafka's default, below Kafka's own (1 048 588): every record is checked against
+        // `max_record_bytes` first, which `Config::validate` keeps below this.
+        .set("message.max.bytes", MESSAGE_MAX_BYTES.to_string())
         .set("message.timeout.ms", config.delivery_timeout_ms.to_string());
     base
 }
@@ -246,10 +282,20 @@ impl Drop for Lease {
 
 impl ProducerPool {
     async fn acquire(self: &Arc<Self>) -> Result<Lease, KafkaError> {
-        let permit = Arc::clone(&self.permits)
+        let permit = self.permit().await?;
+        self.lease(permit).await
+    }
+
+    /// Waits for a free slot.
+    async fn permit(&self) -> Result<OwnedSemaphorePermit, KafkaError> {
+        Arc::clone(&self.permits)
             .acquire_owned()
             .await
-            .map_err(|_| KafkaError::Canceled)?;
+            .map_err(|_| KafkaError::Canceled)
+    }
+
+    /// The producer of the free slot `permit` stands for.
+    async fn lease(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Result<Lease, KafkaError> {
         let (slot, ready) = {
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
             // A permit guarantees a slot that is not leased: ready, or empty.

@@ -4,7 +4,11 @@
 //! # Layout
 //! - [`config`]: the one typed `Config`, read from `SLUICE_PRODUCER_*` variables.
 //! - [`error`]: `UploadError`, the failures of an upload, mapped once to HTTP statuses.
-//! - [`decode`]: byte-order-mark sniffing and streaming transcoding of UTF-16 to UTF-8.
+//! - [`decode`]: byte-order-mark sniffing and streaming transcoding of UTF-16 to UTF-8;
+//!   gzip/zstd bodies decompressed, within expansion limits.
+//! - [`records`]: CSV records bounded in bytes as they stream in (a too-large one is cut and
+//!   rejected, never buffered).
+//! - [`pace`]: the client's pace — idle timeout and minimum rate of a request body.
 //! - [`kafka`]: the Kafka producer and the bounded in-flight window of deliveries.
 //! - [`ingest`]: the upload pipeline — bytes → CSV records → `GameRound` → Avro → Kafka.
 //! - [`receipts`]: receipts in Redis, for idempotent re-uploads and `GET /uploads/{id}`.
@@ -19,7 +23,9 @@ pub mod error;
 pub mod ingest;
 pub mod kafka;
 pub mod landing;
+pub mod pace;
 pub mod receipts;
+pub mod records;
 pub mod routes;
 pub mod tracking;
 
@@ -40,6 +46,7 @@ impl Application {
     /// Creates the Kafka producer, makes sure the topic exists (if Kafka answers) and binds the
     /// listener.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
+        config.validate()?;
         // Kafka being down at start-up is not fatal: `/ready` says so and uploads get 503.
         for topic in [config.topic.clone(), config.rejects_topic()] {
             if let Err(error) = sluice_schema::kafka::ensure_topic(

@@ -1,5 +1,6 @@
 //! Constant memory: a large upload, generated and streamed on the fly, goes through the
-//! producer without its memory growing with the file. This test runs alone in its process
+//! producer without its memory growing with the file, nor with one huge record in it (a
+//! quoted cell spanning millions of lines). Each test runs alone in its process
 //! (nextest runs each test in its own), so the process's peak RSS is client + producer.
 
 use std::io::{self, Write};
@@ -80,4 +81,64 @@ async fn a_large_streamed_upload_keeps_peak_memory_flat() {
         "peak RSS {peak} MiB (before the upload: {before} MiB) for a {} MiB upload",
         bytes >> 20
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_quoted_multi_line_cell_is_rejected_without_being_buffered() {
+    // One record of 200 MB: a quoted cell of 2 million 100-byte lines, streamed on the fly.
+    const MIB_LINES: usize = 10_000;
+    const PIECES: usize = 200;
+    let mut config = Config::with_endpoints(&Stack::get().kafka_brokers, &Stack::get().redis_url);
+    config.listen_addr = "127.0.0.1:0".into();
+    config.redis_key_prefix = format!("{}:", unique("producer"));
+    config.transactional_id_prefix = Some(unique("producer"));
+    config.topic = unique("memory");
+    config.topic_partitions = 2;
+    let producer = Application::build(config).await.unwrap();
+    let url = format!("http://127.0.0.1:{}/csv_upload", producer.port());
+    tokio::spawn(producer.run_until_stopped());
+    let before = peak_rss_mib();
+
+    let row = |id: u32| {
+        format!("2019-10-22 08:20:42,{id},9ece8c4020f8aed10676cd1c56a41889,24002,2,0,0,0,Mental,Nolimit City\n")
+    };
+    let head = format!(
+        "created_timestamp,game_instance_id,user_id,game_id,real_amount_bet,bonus_amount_bet,\
+         real_amount_win,bonus_amount_win,game_name,provider\n{}\
+         2019-10-22 08:20:43,2,9ece8c4020f8aed10676cd1c56a41889,24002,2,0,0,0,\"",
+        row(1)
+    );
+    let lines = Bytes::from(format!("{}\n", "x".repeat(99)).repeat(MIB_LINES));
+    let tail = format!("\",Nolimit City\n{}", row(3));
+    let body = futures::stream::iter(
+        std::iter::once(Bytes::from(head))
+            .chain(std::iter::repeat_n(lines, PIECES))
+            .chain(std::iter::once(Bytes::from(tail)))
+            .map(Ok::<_, io::Error>),
+    );
+    let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(body))
+        .file_name("huge_cell.csv")
+        .mime_str("text/csv")
+        .unwrap();
+    let response = reqwest::Client::new()
+        .post(url)
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let receipt: serde_json::Value = response.json().await.unwrap();
+    let peak = peak_rss_mib();
+    assert!(
+        peak < 256,
+        "peak RSS {peak} MiB (before the upload: {before} MiB) for one record of 200 MB"
+    );
+    assert_eq!(status, 200, "{receipt}");
+    assert_eq!(receipt["accepted"], 2, "{receipt}");
+    assert_eq!(receipt["rejected"], 1, "{receipt}");
+    assert_eq!(receipt["rejects"][0]["line"], 3, "{receipt}");
+    let reason = receipt["rejects"][0]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("record too large"), "{reason}");
+    let bytes = receipt["bytes"].as_u64().unwrap();
+    assert!(bytes > 200_000_000, "the record is large: {bytes} bytes");
 }

@@ -90,6 +90,8 @@ impl Application {
                 max_in_flight: config.max_in_flight,
                 max_rejects_listed: config.max_rejects_listed,
                 max_line_bytes: config.max_line_bytes,
+                max_record_bytes: producer_config.max_record_bytes,
+                max_unknown_columns_listed: producer_config.max_unknown_columns_listed,
                 // A local file never stalls like a client; a stuck disk still ends the file.
                 body_idle_timeout: Duration::from_secs(300),
             },

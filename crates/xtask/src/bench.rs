@@ -63,6 +63,8 @@ fn limits() -> Limits {
         max_in_flight: 100_000,
         max_rejects_listed: 100,
         max_line_bytes: 1 << 20,
+        max_record_bytes: 256 << 10,
+        max_unknown_columns_listed: 100,
         body_idle_timeout: Duration::from_secs(30),
     }
 }

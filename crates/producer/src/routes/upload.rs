@@ -7,8 +7,11 @@ use futures::StreamExt;
 use tracing::instrument;
 
 use super::AppState;
+use crate::decode::ExpansionLimits;
 use crate::error::UploadError;
 use crate::ingest::{ingest_tracked, new_upload_id, Limits, Progress, Receipt};
+use crate::kafka::UploadTransaction;
+use crate::pace::{PaceLimits, Paced};
 use crate::receipts::Claim;
 use crate::tracking::Tracker;
 
@@ -36,11 +39,14 @@ fn authorize(request: &HttpRequest, state: &AppState) -> Result<(), UploadError>
 /// claimed: an earlier upload of the same content (or with the same `Idempotency-Key`) wins,
 /// this one is aborted — nothing of it becomes visible — and the first receipt is returned
 /// with `Idempotent-Replayed: true`.
+///
+/// The whole request, every part before `file` included, is held to the client pace
+/// ([`crate::pace`]): a client that goes silent or sends too slowly gets 408.
 #[instrument(skip_all)]
 pub async fn csv_upload(
     state: web::Data<AppState>,
     request: HttpRequest,
-    mut payload: Multipart,
+    payload: web::Payload,
 ) -> Result<HttpResponse, UploadError> {
     authorize(&request, &state)?;
     let idempotency_key = idempotency_key(&request)?;
@@ -49,14 +55,24 @@ pub async fn csv_upload(
             return Ok(replay(receipt));
         }
     }
+    let (payload, verdict) = Paced::new(
+        payload,
+        PaceLimits {
+            idle: Duration::from_millis(state.config.body_idle_timeout_ms),
+            min_bytes_per_s: state.config.min_body_rate_bytes_per_s,
+        },
+    );
+    // A body cut for its pace surfaces as some error of the stream; the verdict says why.
+    let too_slow = |error: UploadError| verdict.get().map_or(error, UploadError::from);
+    let mut payload = Multipart::new(request.headers(), payload);
     let mut seen_a_field = false;
     while let Some(field) = payload.next().await {
         let field = match field {
             Ok(field) => field,
             Err(error) if !seen_a_field => {
-                return Err(UploadError::NotMultipart(error.to_string()))
+                return Err(too_slow(UploadError::NotMultipart(error.to_string())))
             }
-            Err(error) => return Err(UploadError::BadBody(error.to_string())),
+            Err(error) => return Err(too_slow(UploadError::BadBody(error.to_string()))),
         };
         seen_a_field = true;
         if field.name() != Some("file") {
@@ -67,12 +83,37 @@ pub async fn csv_upload(
                 return Err(UploadError::NotCsv(mime.essence_str().to_owned()));
             }
         }
+        let config = &state.config;
         let limits = Limits {
-            max_upload_bytes: state.config.max_upload_bytes,
-            max_in_flight: state.config.max_in_flight,
-            max_rejects_listed: state.config.max_rejects_listed,
-            max_line_bytes: state.config.max_line_bytes,
-            body_idle_timeout: Duration::from_millis(state.config.body_idle_timeout_ms),
+            max_upload_bytes: config.max_upload_bytes,
+            max_in_flight: config.max_in_flight,
+            max_rejects_listed: config.max_rejects_listed,
+            max_line_bytes: config.max_line_bytes,
+            max_record_bytes: config.max_record_bytes,
+            max_unknown_columns_listed: config.max_unknown_columns_listed,
+            body_idle_timeout: Duration::from_millis(config.body_idle_timeout_ms),
+        };
+        let expansion = ExpansionLimits {
+            max_ratio: config.max_decompression_ratio,
+            max_bytes: config.max_decompressed_bytes,
+        };
+        // A slot first: a request refused for want of one never started (nothing tracked).
+        let slot_wait = Duration::from_millis(config.upload_slot_wait_ms);
+        let transaction = match state.producer.try_begin_upload(slot_wait).await {
+            Ok(Some(transaction)) => transaction,
+            Ok(None) => {
+                metrics::counter!("sluice_producer_uploads_total", "outcome" => "failed")
+                    .increment(1);
+                return Err(UploadError::Busy {
+                    slots: state.producer.slots(),
+                });
+            }
+            Err(error) => {
+                metrics::counter!("sluice_producer_uploads_total", "outcome" => "failed")
+                    .increment(1);
+                tracing::warn!(%error, "Upload failed: no Kafka transaction.");
+                return Err(error.into());
+            }
         };
         let upload_id = new_upload_id();
         let progress = Arc::new(Progress::default());
@@ -82,8 +123,18 @@ pub async fn csv_upload(
             idempotency_key,
             Arc::clone(&progress),
         );
-        let body = Box::pin(crate::decode::decompress(field));
-        let result = upload(&state, body, limits, idempotency_key, upload_id, progress).await;
+        let body = Box::pin(crate::decode::decompress(field, expansion));
+        let result = upload(
+            &state,
+            transaction,
+            body,
+            limits,
+            idempotency_key,
+            upload_id,
+            progress,
+        )
+        .await
+        .map_err(too_slow);
         tracker.end(result.as_ref().err()).await;
         let outcome = match &result {
             Ok(Outcome::Accepted(_)) => "accepted",
@@ -111,13 +162,13 @@ enum Outcome {
 /// Streams the file in a transaction, then commits it or, for a duplicate, aborts it.
 async fn upload(
     state: &AppState,
+    transaction: UploadTransaction,
     body: impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Unpin,
     limits: Limits,
     idempotency_key: Option<&str>,
     upload_id: String,
     progress: Arc<Progress>,
 ) -> Result<Outcome, UploadError> {
-    let transaction = state.producer.begin_upload().await?;
     let window = transaction.window(limits.max_in_flight);
     let receipt = match ingest_tracked(body, window, limits, upload_id, progress).await {
         Ok(receipt) => receipt,
