@@ -156,8 +156,12 @@ async fn a_file_with_a_250_byte_name_is_quarantined_beside_a_bounded_report() {
     let second = format!("{}-other.csv", "r".repeat(240));
     assert_eq!(first.len(), 250);
     let header = "created_timestamp;user_id\n2019-10-22 08:00:00;x\n";
-    drop_file(&dir, &first, header.as_bytes());
-    drop_file(&dir, &second, header.as_bytes());
+    // (`<name>.partial` would be too long: written as dot-files, then renamed.)
+    for (n, name) in [&first, &second].into_iter().enumerate() {
+        let temporary = dir.join(format!(".long-{n}"));
+        std::fs::write(&temporary, header).unwrap();
+        std::fs::rename(&temporary, dir.join(name)).unwrap();
+    }
 
     wait_for_metric(
         &url,
