@@ -29,7 +29,9 @@ pub enum WatchError {
     Symlink,
     #[error("not a regular file")]
     NotRegular,
-    #[error("gave up after {attempts} failed tries while Kafka and Redis answered; the last: {last}")]
+    #[error(
+        "gave up after {attempts} failed tries while Kafka and Redis answered; the last: {last}"
+    )]
     GaveUp { attempts: u32, last: String },
     #[error("reading the file failed: {0}")]
     Io(#[from] std::io::Error),

@@ -189,9 +189,15 @@ mod tests {
         assert_eq!(escaped("tab\there\r").to_string(), "tab\\there\\r");
         assert_eq!(escaped("back\\slash").to_string(), "back\\\\slash");
         assert_eq!(escaped("\u{1b}[31mred").to_string(), "\\u{1b}[31mred");
-        assert_eq!(escaped("rtl\u{202e}vsc.csv").to_string(), "rtl\\u{202e}vsc.csv");
+        assert_eq!(
+            escaped("rtl\u{202e}vsc.csv").to_string(),
+            "rtl\\u{202e}vsc.csv"
+        );
         assert_eq!(escaped("line\u{2028}sep").to_string(), "line\\u{2028}sep");
-        assert_eq!(escaped("Play'n \"GO\" é.csv").to_string(), "Play'n \"GO\" é.csv");
+        assert_eq!(
+            escaped("Play'n \"GO\" é.csv").to_string(),
+            "Play'n \"GO\" é.csv"
+        );
         let bytes = OsStr::from_bytes(b"bad\xff\xfe.csv");
         assert_eq!(escaped(bytes).to_string(), "bad\\xFF\\xFE.csv");
         assert_eq!(format!("{:?}", escaped("a\nb")), "\"a\\nb\"");
@@ -234,7 +240,11 @@ mod tests {
         assert!(sidecar.ends_with(".error.json"));
         let other = format!("{}.csv", "r".repeat(247));
         assert_ne!(sidecar_name(&other), sidecar);
-        assert_eq!(sidecar_name(&long), sidecar, "the same name, the same sidecar");
+        assert_eq!(
+            sidecar_name(&long),
+            sidecar,
+            "the same name, the same sidecar"
+        );
         // One byte over the plain form's limit is already cut.
         let just_over = "y".repeat(NAME_MAX - SIDECAR_SUFFIX.len() + 1);
         assert!(sidecar_name(&just_over).len() <= NAME_MAX);
@@ -246,7 +256,11 @@ mod tests {
         // 2-, 3- and 4-byte characters: every cut position lands inside one of them somewhere.
         for filler in ["é", "€", "🎰"] {
             for extra in 0..4 {
-                let name = format!("{}{}.csv", "a".repeat(extra), filler.repeat(300 / filler.len()));
+                let name = format!(
+                    "{}{}.csv",
+                    "a".repeat(extra),
+                    filler.repeat(300 / filler.len())
+                );
                 let sidecar = sidecar_name(&name);
                 assert!(sidecar.len() <= NAME_MAX, "{} bytes", sidecar.len());
                 assert!(sidecar.len() > NAME_MAX - 4);

@@ -84,7 +84,11 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
     // Files moved to `processed/`: (when to look again, inbox path, where it went, as read).
     let mut rechecks: VecDeque<(Instant, PathBuf, PathBuf, Snapshot)> = VecDeque::new();
     let mut reported = Reported::new(REPORTED_NAMES);
-    let own_directories = [config.processed_dir(), config.quarantine_dir(), config.work_dir()];
+    let own_directories = [
+        config.processed_dir(),
+        config.quarantine_dir(),
+        config.work_dir(),
+    ];
     let mut tasks: JoinSet<(PathBuf, Outcome)> = JoinSet::new();
     let mut rescan =
         tokio::time::interval(Duration::from_millis(config.rescan_interval_ms.max(100)));
@@ -180,19 +184,23 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
                     let Some((_, inbox, moved, read)) = rechecks.pop_front() else { break };
                     recheck(&inbox, &moved, &read);
                 }
-                let mut ready = Vec::new();
+                let (mut ready, mut vanished) = (Vec::new(), Vec::new());
                 candidates.retain(|path, candidate| {
                     if in_flight.contains(path) || candidate.not_before.is_some_and(|t| t > now) {
                         return true;
                     }
                     // Never followed: a link is handed to the file task at once, which
                     // quarantines the link itself.
-                    let Ok(meta) = std::fs::symlink_metadata(path) else { return false };
+                    let Ok(meta) = std::fs::symlink_metadata(path) else {
+                        vanished.push(path.clone());
+                        return false;
+                    };
                     if meta.file_type().is_symlink() {
                         ready.push(path.clone());
                         return false;
                     }
                     if !meta.is_file() {
+                        vanished.push(path.clone());
                         return false;
                     }
                     let modified = meta.modified().ok();
@@ -208,6 +216,10 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
                     }
                     true
                 });
+                for path in vanished {
+                    attempts.remove(&path);
+                    failures.remove(&path);
+                }
                 for path in ready {
                     in_flight.insert(path.clone());
                     let context = Arc::clone(&context);
@@ -251,7 +263,9 @@ async fn list(directory: &Path, stable: Duration) -> Listing {
         let mut listing = Listing::default();
         for entry in entries.filter_map(Result::ok) {
             let (path, file_name) = (entry.path(), entry.file_name());
-            let Ok(kind) = entry.file_type() else { continue };
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
             listing.names.insert(file_name.clone());
             match name::ignored(&file_name) {
                 Some(why @ (Ignored::Temporary | Ignored::Hidden)) => {

@@ -54,7 +54,10 @@ async fn symbolic_links_are_quarantined_and_their_targets_never_read() {
     let quarantine = dir.join("quarantine");
     for link in ["linked.csv", "passwd.csv"] {
         let moved = std::fs::symlink_metadata(quarantine.join(link)).unwrap();
-        assert!(moved.file_type().is_symlink(), "{link}: the link itself moves");
+        assert!(
+            moved.file_type().is_symlink(),
+            "{link}: the link itself moves"
+        );
         let report = report(&quarantine.join(format!("{link}.error.json")));
         assert_eq!(report["kind"], "symlink", "{report}");
         assert_eq!(report["file"], link);
@@ -128,7 +131,10 @@ async fn a_newline_in_a_file_name_cannot_forge_a_log_line() {
         !lines.iter().any(|l| l.starts_with("FORGED")),
         "a file name forged a log line: {lines:#?}"
     );
-    let committed = lines.iter().find(|l| l.contains("File committed.")).unwrap();
+    let committed = lines
+        .iter()
+        .find(|l| l.contains("File committed."))
+        .unwrap();
     assert!(
         committed.contains(&format!("ok\\n{forged}.csv")),
         "the name is logged escaped: {committed}"
