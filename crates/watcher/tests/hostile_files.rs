@@ -1,7 +1,7 @@
 //! The watcher against what a shared inbox can hold, with the real broker, Redis and ClickHouse:
 //! symbolic links, names that would forge log lines or overflow a sidecar's name, a file that
-//! fails on every try, a writer that pauses longer than the stable window, and names the
-//! watcher never takes.
+//! fails on every try, a writer that pauses longer than the stable window (going on after the
+//! move, or while the file is read), and names the watcher never takes.
 
 mod common;
 
@@ -288,6 +288,66 @@ async fn a_writer_that_pauses_past_the_stable_window_loses_no_rows() {
         metric(&url, "sluice_watcher_files_total{outcome=\"changed\"}").await,
         Some(1.0)
     );
+    shutdown.cancel();
+    consumer.cancel();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_file_that_grows_while_it_is_read_is_read_again_whole() {
+    init_logs();
+    let names = Names::new();
+    let dir = scratch_dir("grows");
+    let consumer = spawn_consumer(&names).await;
+    let (url, shutdown) = start(watcher_config(&dir, &names)).await;
+
+    let export = generate::export(&options(1, 100_000, Encoding::Utf8, Some(1_000)));
+    let mut expected = BTreeMap::new();
+    merge(&mut expected, &export.summary);
+    let cut = export.bytes[export.bytes.len() / 2..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap()
+        + export.bytes.len() / 2
+        + 1;
+    let path = dir.join("growing.csv");
+    let mut writer = std::fs::File::create(&path).unwrap();
+    use std::io::Write;
+    writer.write_all(&export.bytes[..cut]).unwrap();
+    writer.flush().unwrap();
+    // The writer goes on as soon as the watcher took the half: while it is hashed or sent.
+    wait_for_metric(
+        &url,
+        "sluice_watcher_files_in_flight",
+        1.0,
+        Duration::from_secs(30),
+    )
+    .await;
+    writer.write_all(&export.bytes[cut..]).unwrap();
+    drop(writer);
+
+    assert_exact(&names.database, &expected, Duration::from_secs(120)).await;
+    wait_until_empty(&dir, Duration::from_secs(60)).await;
+    assert_eq!(
+        std::fs::read(dir.join("processed/growing.csv")).unwrap(),
+        export.bytes
+    );
+    // The whole file has a receipt of its own, telling all its rows.
+    let receipts =
+        sluice_producer::receipts::ReceiptStore::new(&Stack::get().redis_url, &names.redis_prefix)
+            .unwrap();
+    let sha256 = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&export.bytes))
+    };
+    let id = receipts
+        .holder(&sha256)
+        .await
+        .unwrap()
+        .expect("the whole file is claimed");
+    let receipt = receipts.get(&id).await.unwrap().expect("a receipt");
+    assert_eq!(receipt["accepted"], export.summary.good_rows);
+    assert_eq!(receipt["bytes"], export.bytes.len());
     shutdown.cancel();
     consumer.cancel();
     std::fs::remove_dir_all(&dir).unwrap();
