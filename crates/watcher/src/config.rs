@@ -116,6 +116,13 @@ pub struct Config {
     /// Longest wait between tries, in milliseconds. Default 60000.
     #[serde(default = "defaults::retry_max_ms")]
     pub retry_max_ms: u64,
+    /// Tries of one file, failed in a row for a transient reason (the disk, Kafka or Redis
+    /// failing, the file changing while read, its content claimed by an upload without a
+    /// receipt), after which it is quarantined (kind `gave_up`, with the last error) — but only
+    /// if Kafka and Redis answer then: while one is down, the file waits. At least 1. With the
+    /// default backoff, 10 tries take about four minutes. Default 10.
+    #[serde(default = "defaults::max_attempts")]
+    pub max_attempts: u32,
 }
 
 impl Config {
@@ -159,6 +166,7 @@ impl Config {
             lock_ttl_ms: defaults::lock_ttl_ms(),
             retry_initial_ms: defaults::retry_initial_ms(),
             retry_max_ms: defaults::retry_max_ms(),
+            max_attempts: defaults::max_attempts(),
         }
     }
 
@@ -287,5 +295,8 @@ mod defaults {
     }
     pub fn retry_max_ms() -> u64 {
         60_000
+    }
+    pub fn max_attempts() -> u32 {
+        10
     }
 }

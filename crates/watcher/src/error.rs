@@ -25,6 +25,14 @@ pub enum WatchError {
     Parquet(String),
     #[error("the file changed while it was read")]
     Changed,
+    #[error("a symbolic link: only regular files in the watched directory are read, never a link's target")]
+    Symlink,
+    #[error("not a regular file")]
+    NotRegular,
+    #[error(
+        "gave up after {attempts} failed tries while Kafka and Redis answered; the last: {last}"
+    )]
+    GaveUp { attempts: u32, last: String },
     #[error("reading the file failed: {0}")]
     Io(#[from] std::io::Error),
     #[error("Redis did not answer: {0}")]
@@ -39,7 +47,10 @@ impl WatchError {
             WatchError::Unsupported(_)
             | WatchError::Mismatch(_)
             | WatchError::Corrupt(_)
-            | WatchError::Parquet(_) => RetryHint::NoRetry,
+            | WatchError::Parquet(_)
+            | WatchError::Symlink
+            | WatchError::NotRegular
+            | WatchError::GaveUp { .. } => RetryHint::NoRetry,
             WatchError::Ingest(error) => match error {
                 UploadError::Kafka(_)
                 | UploadError::ReceiptsUnavailable(_)
@@ -65,6 +76,9 @@ impl WatchError {
             WatchError::Corrupt(_) => "corrupt",
             WatchError::Parquet(_) => "bad_parquet",
             WatchError::Changed => "changed",
+            WatchError::Symlink => "symlink",
+            WatchError::NotRegular => "not_a_file",
+            WatchError::GaveUp { .. } => "gave_up",
             WatchError::Io(_) => "io",
             WatchError::Redis(_) => "redis",
             WatchError::ClaimedElsewhere(_) => "claimed_elsewhere",

@@ -8,15 +8,28 @@
 //!    the receipt (visible at the producer's `GET /uploads/{id}`);
 //! 6. move it to `processed/` (or leave or delete it).
 //!
-//! A failure of the file itself quarantines it with a `<name>.error.json`; a failure of Kafka,
-//! Redis or the disk leaves it in place for a later try. A crash anywhere before the commit
-//! leaves the transaction open; the restarted watcher fences its transactional ids (which
-//! aborts it) and reads the file again from the start.
+//! The file is opened once, without following a symbolic link (a link is quarantined, its
+//! target never opened), and every read goes through that one descriptor, limited to the
+//! length it had when opened. What it was then — inode, length, modification time, a
+//! [`Snapshot`] — is compared with what it is after hashing, after the rows were sent (before
+//! the claim and commit: changed → aborted, read again once stable) and after the move (through
+//! the moved name: changed → put back into the inbox, read again). The watch loop looks once
+//! more `stable_ms` after the move ([`recheck`]).
+//!
+//! A failure of the file itself quarantines it with a report beside it ([`sidecar_name`]); a
+//! failure of Kafka, Redis or the disk leaves it in place for a later try, until
+//! `max_attempts` tries failed while Kafka and Redis answered: then it is quarantined too
+//! (`gave_up`). A crash anywhere before the commit leaves the transaction open; the restarted
+//! watcher fences its transactional ids (which aborts it) and reads the file again from the
+//! start.
+//!
+//! [`sidecar_name`]: crate::name::sidecar_name
 
-use std::io;
+use std::io::{self, Seek as _};
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -30,13 +43,14 @@ use sluice_producer::receipts::{Claim, ReceiptStore};
 use sluice_schema::csv::RowError;
 use sluice_schema::parquet::ParquetColumns;
 use sluice_schema::GameRound;
-use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt as _, BufReader};
 use tokio_util::io::ReaderStream;
 
 use crate::config::{AfterSuccess, Config};
 use crate::error::{RetryHint, WatchError};
 use crate::format::{self, Compression, Format};
 use crate::ledger::Ledger;
+use crate::name::{escaped, sidecar_name};
 
 /// Read size for files and decoders.
 const CHUNK: usize = 256 * 1024;
@@ -53,13 +67,63 @@ pub struct Context {
     pub instance: String,
 }
 
+/// What a file was when it was opened: which inode, how long, last modified when. A file
+/// whose snapshot is the same again is the same, unchanged file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    device: u64,
+    inode: u64,
+    len: u64,
+    modified: (i64, i64),
+}
+
+impl Snapshot {
+    pub fn of(metadata: &std::fs::Metadata) -> Snapshot {
+        Snapshot {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            len: metadata.len(),
+            modified: (metadata.mtime(), metadata.mtime_nsec()),
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The same file (device and inode), whatever its content now.
+    pub fn same_file(&self, other: &Snapshot) -> bool {
+        (self.device, self.inode) == (other.device, other.inode)
+    }
+}
+
+/// Where a file went after its rows were committed (or it was found a duplicate), with what it
+/// was when read, for the watch loop's later look.
+#[derive(Debug)]
+pub enum Disposed {
+    Moved { to: PathBuf, read: Snapshot },
+    Left { read: Snapshot },
+    Deleted,
+}
+
 /// How a file ended.
 #[derive(Debug)]
 pub enum Outcome {
-    Ingested(Box<Receipt>),
+    Ingested {
+        receipt: Box<Receipt>,
+        disposed: Disposed,
+    },
     Duplicate {
         first_upload_id: String,
+        disposed: Disposed,
     },
+    /// Committed (or a duplicate), but the file changed after it was read: it is in the inbox
+    /// again and is read again once stable (its rows so far are de-duplicated by identity).
+    Changed,
     Quarantined {
         kind: &'static str,
         reason: String,
@@ -75,25 +139,44 @@ pub enum Outcome {
 impl Outcome {
     pub fn label(&self) -> &'static str {
         match self {
-            Outcome::Ingested(_) => "ingested",
+            Outcome::Ingested { .. } => "ingested",
             Outcome::Duplicate { .. } => "duplicate",
+            Outcome::Changed => "changed",
             Outcome::Quarantined { .. } => "quarantined",
             Outcome::Busy => "busy",
             Outcome::Gone => "gone",
             Outcome::Retry(_) => "retry",
         }
     }
+
+    /// Every label, for pre-registering the metric.
+    pub const LABELS: [&'static str; 7] = [
+        "ingested",
+        "duplicate",
+        "changed",
+        "quarantined",
+        "busy",
+        "gone",
+        "retry",
+    ];
+}
+
+/// The file, open, and what it was when opened.
+struct Opened {
+    file: std::fs::File,
+    read: Snapshot,
 }
 
 enum Done {
-    Ingested(Box<Receipt>),
-    Duplicate(String),
+    Ingested(Box<Receipt>, Opened),
+    Duplicate(String, Opened),
     /// Another task is reading the same content.
     Busy,
 }
 
-/// Processes the file at `path` (a direct child of the watched directory).
-pub async fn process(context: &Context, path: &Path) -> Outcome {
+/// Processes the file at `path` (a direct child of the watched directory); `failures` is how
+/// many tries of it failed so far, in a row.
+pub async fn process(context: &Context, path: &Path, failures: u32) -> Outcome {
     let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
         return Outcome::Gone;
     };
@@ -114,11 +197,11 @@ pub async fn process(context: &Context, path: &Path) -> Outcome {
             loop {
                 every.tick().await;
                 if !matches!(ledger.renew(&name).await, Ok(true)) {
-                    tracing::warn!(file = %name, "Could not renew a file lock.");
+                    tracing::warn!(file = %escaped(&name), "Could not renew a file lock.");
                 }
                 if let Some(sha256) = content.get() {
                     if !matches!(ledger.renew_content(sha256, &token).await, Ok(true)) {
-                        tracing::warn!(file = %name, "Could not renew a content lock.");
+                        tracing::warn!(file = %escaped(&name), "Could not renew a content lock.");
                     }
                 }
             }
@@ -129,32 +212,98 @@ pub async fn process(context: &Context, path: &Path) -> Outcome {
     if let Some(sha256) = content.get() {
         context.ledger.unlock_content(sha256, &token).await;
     }
+    let result = match result {
+        Ok(Done::Busy) => Ok(Outcome::Busy),
+        Ok(Done::Ingested(receipt, opened)) => dispose(context, path, &name, &opened, &token)
+            .await
+            .map(|disposed| match disposed {
+                Some(disposed) => Outcome::Ingested { receipt, disposed },
+                None => Outcome::Changed,
+            })
+            .map_err(WatchError::from),
+        Ok(Done::Duplicate(first, opened)) => dispose(context, path, &name, &opened, &token)
+            .await
+            .map(|disposed| match disposed {
+                Some(disposed) => Outcome::Duplicate {
+                    first_upload_id: first,
+                    disposed,
+                },
+                None => Outcome::Changed,
+            })
+            .map_err(WatchError::from),
+        Err(error) => Err(error),
+    };
     let outcome = match result {
-        Ok(Done::Busy) => Outcome::Busy,
-        Ok(Done::Ingested(receipt)) => match dispose(context, path, &name).await {
-            Ok(()) => Outcome::Ingested(receipt),
-            Err(error) => Outcome::Retry(error.into()),
-        },
-        Ok(Done::Duplicate(first)) => match dispose(context, path, &name).await {
-            Ok(()) => Outcome::Duplicate {
-                first_upload_id: first,
-            },
-            Err(error) => Outcome::Retry(error.into()),
-        },
+        Ok(outcome) => outcome,
         Err(WatchError::Io(error)) if error.kind() == io::ErrorKind::NotFound => Outcome::Gone,
         Err(error) => match error.retry_hint() {
-            RetryHint::WithBackoff => Outcome::Retry(error),
-            RetryHint::NoRetry => match quarantine(context, path, &name, &error).await {
-                Ok(()) => Outcome::Quarantined {
-                    kind: error.kind(),
-                    reason: error.to_string(),
-                },
-                Err(io) => Outcome::Retry(io.into()),
-            },
+            RetryHint::WithBackoff => give_up_or_retry(context, path, &name, failures, error).await,
+            RetryHint::NoRetry => quarantined(context, path, &name, error).await,
         },
     };
     context.ledger.unlock(&name).await;
     outcome
+}
+
+/// A transient failure: tried again later, unless this was try number `max_attempts` and Kafka
+/// and Redis answer now (so the failure is the file's, not an outage's): then quarantined.
+async fn give_up_or_retry(
+    context: &Context,
+    path: &Path,
+    name: &str,
+    failures: u32,
+    error: WatchError,
+) -> Outcome {
+    let attempts = failures.saturating_add(1);
+    if attempts < context.config.max_attempts.max(1) {
+        return Outcome::Retry(error);
+    }
+    let kafka = context.producer.is_ready(Duration::from_secs(2)).await;
+    if !(kafka && context.ledger.is_ready().await) {
+        return Outcome::Retry(error);
+    }
+    let gave_up = WatchError::GaveUp {
+        attempts,
+        last: error.to_string(),
+    };
+    quarantined(context, path, name, gave_up).await
+}
+
+async fn quarantined(context: &Context, path: &Path, name: &str, error: WatchError) -> Outcome {
+    match quarantine(context, path, name, &error).await {
+        Ok(()) => Outcome::Quarantined {
+            kind: error.kind(),
+            reason: error.to_string(),
+        },
+        Err(io) => Outcome::Retry(io.into()),
+    }
+}
+
+/// Opens `path` for reading without following a symbolic link (`O_NOFOLLOW`: a link put in its
+/// place since it was listed fails with `ELOOP`) and without waiting for a FIFO's writer
+/// (`O_NONBLOCK`, no effect on a regular file); only a regular file is accepted.
+fn open_regular(path: &Path) -> Result<Opened, WatchError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|error| match error.raw_os_error() {
+            Some(libc::ELOOP) => WatchError::Symlink,
+            _ => WatchError::Io(error),
+        })?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(WatchError::NotRegular);
+    }
+    Ok(Opened {
+        file,
+        read: Snapshot::of(&metadata),
+    })
+}
+
+/// Whether the open file is still as it was when opened.
+fn unchanged(opened: &Opened) -> io::Result<bool> {
+    Ok(Snapshot::of(&opened.file.metadata()?) == opened.read)
 }
 
 async fn ingest_file(
@@ -165,11 +314,17 @@ async fn ingest_file(
     content: &std::sync::OnceLock<String>,
 ) -> Result<Done, WatchError> {
     let started = Instant::now();
+    if tokio::fs::symlink_metadata(path)
+        .await?
+        .file_type()
+        .is_symlink()
+    {
+        return Err(WatchError::Symlink);
+    }
     let (format, compression) = format::from_name(name)?;
-    let before = tokio::fs::metadata(path).await?;
-    let (sha256, raw_head) = hash(path.to_owned()).await?;
-    let after = tokio::fs::metadata(path).await?;
-    if (before.len(), before.modified().ok()) != (after.len(), after.modified().ok()) {
+    let opened = open_regular(path)?;
+    let (sha256, raw_head, hashed) = hash(&opened.file).await?;
+    if hashed != opened.read.len() || !unchanged(&opened)? {
         return Err(WatchError::Changed);
     }
     format::check_compression(compression, &raw_head)?;
@@ -179,11 +334,11 @@ async fn ingest_file(
     let _ = content.set(sha256.clone());
     if let Some(first) = context.receipts.holder(&sha256).await? {
         return match context.receipts.get(&first).await? {
-            Some(_) => Ok(Done::Duplicate(first)),
+            Some(_) => Ok(Done::Duplicate(first, opened)),
             None => Err(WatchError::ClaimedElsewhere(first)),
         };
     }
-    let head = content_head(path, compression).await?;
+    let head = content_head(&opened, compression).await?;
     format::check_format(format, &head)?;
 
     let transaction = context
@@ -194,7 +349,7 @@ async fn ingest_file(
     let window = transaction.window(context.limits.max_in_flight);
     let ingested = match format {
         Format::Text(text) => {
-            let content = open(path, compression).await?;
+            let content = open(&opened, compression)?;
             ingest_text_prehashed(
                 text,
                 ReaderStream::with_capacity(content, CHUNK),
@@ -205,8 +360,14 @@ async fn ingest_file(
             .await
             .map_err(WatchError::from)
         }
-        Format::Parquet => ingest_parquet(context, path, compression, window, started).await,
+        Format::Parquet => ingest_parquet(context, &opened, compression, window, started).await,
     };
+    // Rows sent from a file that changed meanwhile are not committed: read it again once stable.
+    let ingested = ingested.and_then(|receipt| match unchanged(&opened) {
+        Ok(true) => Ok(receipt),
+        Ok(false) => Err(WatchError::Changed),
+        Err(error) => Err(error.into()),
+    });
     let mut receipt = match ingested {
         Ok(receipt) => receipt,
         Err(error) => {
@@ -215,7 +376,7 @@ async fn ingest_file(
         }
     };
     receipt.sha256 = sha256.clone();
-    receipt.bytes = before.len();
+    receipt.bytes = opened.read.len();
     receipt.source = Some(name.to_owned());
     if let Err(error) = context
         .ledger
@@ -237,7 +398,7 @@ async fn ingest_file(
             transaction.abort().await;
             finish_pending().await;
             return match context.receipts.get(&first).await? {
-                Some(_) => Ok(Done::Duplicate(first)),
+                Some(_) => Ok(Done::Duplicate(first, opened)),
                 None => Err(WatchError::ClaimedElsewhere(first)),
             };
         }
@@ -254,20 +415,23 @@ async fn ingest_file(
     }
     if let Err(error) = context.receipts.save(&receipt, None).await {
         // The rows are committed; only the receipt is missing.
-        tracing::error!(%error, upload_id = %receipt.upload_id, file = name, "Could not store a receipt.");
+        tracing::error!(%error, upload_id = %receipt.upload_id, file = %escaped(name), "Could not store a receipt.");
     }
     finish_pending().await;
-    Ok(Done::Ingested(Box::new(receipt)))
+    Ok(Done::Ingested(Box::new(receipt), opened))
 }
 
-/// SHA-256 of the file as stored, and its first bytes.
-async fn hash(path: PathBuf) -> Result<(String, Vec<u8>), WatchError> {
+/// SHA-256 of the open file from its start to its end as stored, its first bytes, and how
+/// many bytes that was.
+async fn hash(file: &std::fs::File) -> Result<(String, Vec<u8>, u64), WatchError> {
+    let mut file = file.try_clone()?;
     tokio::task::spawn_blocking(move || {
         use std::io::Read;
-        let mut file = std::fs::File::open(&path)?;
+        file.seek(io::SeekFrom::Start(0))?;
         let mut hasher = Sha256::new();
         let mut buffer = vec![0; CHUNK];
         let mut head = Vec::new();
+        let mut total = 0_u64;
         loop {
             let read = file.read(&mut buffer)?;
             if read == 0 {
@@ -278,16 +442,25 @@ async fn hash(path: PathBuf) -> Result<(String, Vec<u8>), WatchError> {
                 head.extend_from_slice(&buffer[..take]);
             }
             hasher.update(&buffer[..read]);
+            total += read as u64;
         }
-        Ok((hex::encode(hasher.finalize()), head))
+        Ok((hex::encode(hasher.finalize()), head, total))
     })
     .await
     .map_err(|e| WatchError::Io(io::Error::other(e)))?
 }
 
+/// The open file's bytes from its start, as many as it had when opened (never reopened by
+/// name: the name may be another file by now).
+fn raw(opened: &Opened) -> io::Result<tokio::io::Take<tokio::fs::File>> {
+    let mut file = opened.file.try_clone()?;
+    file.seek(io::SeekFrom::Start(0))?;
+    Ok(tokio::fs::File::from_std(file).take(opened.read.len()))
+}
+
 /// The file's content, decompressed.
-async fn open(path: &Path, compression: Compression) -> io::Result<Pin<Box<dyn AsyncRead + Send>>> {
-    let file = tokio::fs::File::open(path).await?;
+fn open(opened: &Opened, compression: Compression) -> io::Result<Pin<Box<dyn AsyncRead + Send>>> {
+    let file = raw(opened)?;
     Ok(match compression {
         Compression::None => Box::pin(file),
         Compression::Gzip => {
@@ -304,8 +477,8 @@ async fn open(path: &Path, compression: Compression) -> io::Result<Pin<Box<dyn A
 }
 
 /// The first bytes of the decompressed content.
-async fn content_head(path: &Path, compression: Compression) -> Result<Vec<u8>, WatchError> {
-    let mut content = open(path, compression).await?;
+async fn content_head(opened: &Opened, compression: Compression) -> Result<Vec<u8>, WatchError> {
+    let mut content = open(opened, compression)?;
     let mut head = vec![0; HEAD];
     let mut filled = 0;
     while filled < HEAD {
@@ -320,11 +493,18 @@ async fn content_head(path: &Path, compression: Compression) -> Result<Vec<u8>, 
     Ok(head)
 }
 
+/// The Parquet file to read: the watched file itself, through its open descriptor, or its
+/// decompressed copy.
+enum Local {
+    Open(std::fs::File),
+    Scratch(PathBuf),
+}
+
 /// Rows of a Parquet file, read on a blocking thread (Parquet needs random access, so a
 /// compressed one is first decompressed into the work directory) and handed over in batches.
 async fn ingest_parquet(
     context: &Context,
-    path: &Path,
+    opened: &Opened,
     compression: Compression,
     sink: impl RecordSink,
     started: Instant,
@@ -332,15 +512,13 @@ async fn ingest_parquet(
     const BATCH: usize = 1024;
     let upload_id = new_upload_id();
     let (local, scratch) = match compression {
-        Compression::None => (path.to_owned(), None),
+        Compression::None => (Local::Open(opened.file.try_clone()?), None),
         _ => {
             let scratch = context
                 .config
                 .work_dir()
                 .join(format!("{upload_id}.parquet"));
-            let mut content = open(path, compression)
-                .await?
-                .take(context.limits.max_upload_bytes + 1);
+            let mut content = open(opened, compression)?.take(context.limits.max_upload_bytes + 1);
             let mut out = tokio::fs::File::create(&scratch).await?;
             let copied = tokio::io::copy(&mut content, &mut out).await;
             let copied = match copied {
@@ -357,13 +535,17 @@ async fn ingest_parquet(
                 }
                 .into());
             }
-            (scratch.clone(), Some(scratch))
+            (Local::Scratch(scratch.clone()), Some(scratch))
         }
     };
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<Result<GameRound, RowError>>>(4);
     let reader = tokio::task::spawn_blocking(move || -> Result<Vec<String>, WatchError> {
         let parquet = |e: parquet::errors::ParquetError| WatchError::Parquet(e.to_string());
-        let reader = SerializedFileReader::new(std::fs::File::open(&local)?).map_err(parquet)?;
+        let file = match local {
+            Local::Open(file) => file,
+            Local::Scratch(scratch) => std::fs::File::open(scratch)?,
+        };
+        let reader = SerializedFileReader::new(file).map_err(parquet)?;
         let columns = ParquetColumns::from_schema(reader.metadata().file_metadata().schema_descr())
             .map_err(UploadError::from)?;
         let mut batch = Vec::with_capacity(BATCH);
@@ -415,18 +597,79 @@ async fn ingest_parquet(
     }))
 }
 
-/// After success (or for a duplicate): move, delete or leave the file.
-async fn dispose(context: &Context, path: &Path, name: &str) -> io::Result<()> {
-    match context.config.after_success {
-        AfterSuccess::Move => {
-            tokio::fs::rename(path, context.config.processed_dir().join(name)).await
+/// After success (or for a duplicate): move, delete or leave the file. The file is checked
+/// after the move, under its new name, so a write up to that instant is seen: if the name now
+/// holds a file other than the one read, or the one read but changed, it is put back into the
+/// inbox to be read again (`None`). A file to delete is first moved into the work directory
+/// and checked there the same way.
+async fn dispose(
+    context: &Context,
+    path: &Path,
+    name: &str,
+    opened: &Opened,
+    token: &str,
+) -> io::Result<Option<Disposed>> {
+    let config = &context.config;
+    let to = match config.after_success {
+        AfterSuccess::Leave => {
+            let now = Snapshot::of(&tokio::fs::symlink_metadata(path).await?);
+            return Ok((now == opened.read).then_some(Disposed::Left { read: opened.read }));
         }
-        AfterSuccess::Delete => tokio::fs::remove_file(path).await,
-        AfterSuccess::Leave => Ok(()),
+        AfterSuccess::Move => config.processed_dir().join(name),
+        AfterSuccess::Delete => config.work_dir().join(format!("{token}.deleting")),
+    };
+    tokio::fs::rename(path, &to).await?;
+    let moved = Snapshot::of(&tokio::fs::symlink_metadata(&to).await?);
+    if moved != opened.read {
+        put_back(&to, path).map_err(|error| {
+            tracing::error!(
+                %error,
+                file = %escaped(name),
+                "A file changed after it was read, and could not be put back into the inbox."
+            );
+            error
+        })?;
+        return Ok(None);
+    }
+    match config.after_success {
+        AfterSuccess::Delete => {
+            tokio::fs::remove_file(&to).await?;
+            Ok(Some(Disposed::Deleted))
+        }
+        _ => Ok(Some(Disposed::Moved {
+            to,
+            read: opened.read,
+        })),
     }
 }
 
-/// Writes `<name>.error.json` into the quarantine directory, then moves the file beside it.
+/// Moves a file back into the inbox, never over a file that arrived there meanwhile (a hard
+/// link fails if the name is taken).
+fn put_back(from: &Path, to: &Path) -> io::Result<()> {
+    std::fs::hard_link(from, to)?;
+    std::fs::remove_file(from)
+}
+
+/// The watch loop's last look at a file moved to `moved` (from `inbox`) `stable_ms` earlier:
+/// if it is still the file read there but changed since (its writer paused longer than the
+/// stable window, then went on), it is put back into the inbox to be read again. True if it
+/// was put back. A file gone or replaced there is none of the watcher's business any more.
+pub fn recheck(moved: &Path, inbox: &Path, read: &Snapshot) -> io::Result<bool> {
+    let now = match std::fs::symlink_metadata(moved) {
+        Ok(metadata) => Snapshot::of(&metadata),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(error) => return Err(error),
+    };
+    if !now.same_file(read) || now == *read {
+        return Ok(false);
+    }
+    put_back(moved, inbox)?;
+    Ok(true)
+}
+
+/// Writes the report into the quarantine directory (its name at most 255 bytes, see
+/// [`sidecar_name`]; never through a symbolic link), then moves the file beside it (a link is
+/// moved itself, its target never touched).
 async fn quarantine(
     context: &Context,
     path: &Path,
@@ -442,6 +685,14 @@ async fn quarantine(
         "quarantined_at": chrono::DateTime::<chrono::Utc>::from(SystemTime::now()).to_rfc3339(),
     });
     let report = serde_json::to_vec_pretty(&report).expect("a JSON value serialises");
-    tokio::fs::write(directory.join(format!("{name}.error.json")), report).await?;
+    let mut sidecar = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(directory.join(sidecar_name(name)))
+        .await?;
+    sidecar.write_all(&report).await?;
+    sidecar.flush().await?;
     tokio::fs::rename(path, directory.join(name)).await
 }

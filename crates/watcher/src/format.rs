@@ -5,6 +5,7 @@ use encoding_rs::{Encoding, UTF_8};
 use sluice_producer::ingest::TextFormat;
 
 use crate::error::WatchError;
+use crate::name::escaped;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -28,17 +29,6 @@ impl Format {
     }
 }
 
-/// Whether a directory entry is a candidate at all: temporary names (`*.tmp`, `*.partial`,
-/// `*.part`, `*.crdownload`, `*~`) and dot-files are files still being written, and are left
-/// alone until they are renamed.
-pub fn is_candidate_name(name: &str) -> bool {
-    !(name.starts_with('.')
-        || name.ends_with('~')
-        || [".tmp", ".partial", ".part", ".crdownload"]
-            .iter()
-            .any(|suffix| name.to_ascii_lowercase().ends_with(suffix)))
-}
-
 /// Format and compression as the name says: `rounds.csv`, `rounds.jsonl.gz`, `r.parquet.zst`.
 pub fn from_name(name: &str) -> Result<(Format, Compression), WatchError> {
     let lower = name.to_ascii_lowercase();
@@ -57,8 +47,9 @@ pub fn from_name(name: &str) -> Result<(Format, Compression), WatchError> {
         "parquet" | "pq" => Format::Parquet,
         _ => {
             return Err(WatchError::Unsupported(format!(
-            "`{name}`: expected .csv, .json, .jsonl, .ndjson or .parquet, optionally .gz or .zst"
-        )))
+                "`{}`: expected .csv, .json, .jsonl, .ndjson or .parquet, optionally .gz or .zst",
+                escaped(name)
+            )))
         }
     };
     Ok((format, compression))
@@ -148,20 +139,9 @@ mod tests {
             Err(WatchError::Unsupported(_))
         ));
         assert!(matches!(from_name("gz"), Err(WatchError::Unsupported(_))));
-    }
-
-    #[test]
-    fn temporary_names_are_not_candidates() {
-        for name in [
-            ".a.csv",
-            "a.csv.tmp",
-            "a.csv.partial",
-            "a.csv.PART",
-            "a.csv~",
-        ] {
-            assert!(!is_candidate_name(name), "{name}");
-        }
-        assert!(is_candidate_name("a.csv"));
+        let message = from_name("a\nFORGED.xlsx").unwrap_err().to_string();
+        assert!(message.contains("`a\\nFORGED.xlsx`"), "{message}");
+        assert!(!message.contains('\n'), "{message}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use std::time::Duration;
 use deadpool_redis::{Pool, Runtime};
 
 use crate::error::WatchError;
+use crate::name::escaped;
 
 const ACQUIRE: &str = "local v = redis.call('GET', KEYS[1]) \
     if v == false or v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end \
@@ -134,7 +135,7 @@ impl Ledger {
 
     pub async fn unlock(&self, name: &str) {
         if let Err(error) = self.script(RELEASE, self.lock_key(name), false).await {
-            tracing::warn!(%error, file = name, "Could not release a file lock.");
+            tracing::warn!(%error, file = %escaped(name), "Could not release a file lock.");
         }
     }
 

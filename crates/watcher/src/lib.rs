@@ -7,6 +7,8 @@
 //! # Layout
 //! - [`config`]: the one typed `Config`, read from `SLUICE_WATCHER_*` variables.
 //! - [`error`]: `WatchError`, why a file failed, classified as quarantine or retry.
+//! - [`name`]: file names as untrusted bytes: which are taken, escaped for logs, bounded
+//!   sidecar names, the bounded memory of names reported as ignored.
 //! - [`format`]: compression and format from a file's name and first bytes; they must agree.
 //! - [`ledger`]: the watcher's Redis keys: per-file locks and claims not yet settled.
 //! - [`file`]: one file, start to finish: lock, hash, dedup, ingest, claim, commit, dispose.
@@ -17,6 +19,7 @@ pub mod error;
 pub mod file;
 pub mod format;
 pub mod ledger;
+pub mod name;
 pub mod watch;
 
 use std::net::TcpListener;

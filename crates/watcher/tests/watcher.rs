@@ -12,64 +12,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use sluice_testkit::generate::{self, Encoding, Totals};
 use sluice_testkit::Stack;
-use tokio::process::{Child, Command};
-
-fn watcher_config(dir: &Path, names: &Names) -> sluice_watcher::Config {
-    let stack = Stack::get();
-    let mut config =
-        sluice_watcher::Config::with_endpoints(dir, &stack.kafka_brokers, &stack.redis_url);
-    config.listen_addr = "127.0.0.1:0".into();
-    config.topic = names.topic.clone();
-    config.topic_partitions = 4;
-    config.redis_key_prefix = names.redis_prefix.clone();
-    config.instance_id = Some(names.instance.clone());
-    config.transactional_id_prefix = names.instance.clone();
-    config.stable_ms = 3_000;
-    config.rescan_interval_ms = 2_000;
-    config.max_concurrent_files = 4;
-    config.lock_ttl_ms = 5_000;
-    config.retry_initial_ms = 200;
-    config.retry_max_ms = 2_000;
-    config
-}
-
-/// Names left in `dir` (files only).
-fn file_names(dir: &Path) -> BTreeSet<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().unwrap().is_file())
-        .map(|e| e.file_name().into_string().unwrap())
-        .collect()
-}
-
-async fn wait_until_empty(dir: &Path, timeout: Duration) {
-    let started = Instant::now();
-    loop {
-        let left = file_names(dir);
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "still in the inbox after {timeout:?}: {left:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn metric(url: &str, line_start: &str) -> Option<f64> {
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
+use tokio::process::Child;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_dropped_files_are_ingested_exactly_once() {
@@ -291,9 +234,8 @@ async fn two_hundred_dropped_files_are_ingested_exactly_once() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// The real watcher binary, configured through its environment like a deployment.
+/// The real watcher binary, its logs shown only with `TEST_LOG=1`.
 fn spawn_binary(dir: &Path, names: &Names, port: u16) -> Child {
-    let stack = Stack::get();
     let output = || {
         if std::env::var_os("TEST_LOG").is_some() {
             Stdio::inherit()
@@ -301,27 +243,9 @@ fn spawn_binary(dir: &Path, names: &Names, port: u16) -> Child {
             Stdio::null()
         }
     };
-    Command::new(env!("CARGO_BIN_EXE_sluice-watcher"))
-        .env("SLUICE_WATCHER_LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("SLUICE_WATCHER_WATCH_DIR", dir)
-        .env("SLUICE_WATCHER_KAFKA_BROKERS", &stack.kafka_brokers)
-        .env("SLUICE_WATCHER_REDIS_URL", &stack.redis_url)
-        .env("SLUICE_WATCHER_REDIS_KEY_PREFIX", &names.redis_prefix)
-        .env("SLUICE_WATCHER_TOPIC", &names.topic)
-        .env("SLUICE_WATCHER_TOPIC_PARTITIONS", "4")
-        .env("SLUICE_WATCHER_INSTANCE_ID", &names.instance)
-        .env("SLUICE_WATCHER_TRANSACTIONAL_ID_PREFIX", &names.instance)
-        // On Apache Kafka the restart's fencing aborts the transaction the crash left open, at
-        // once. tansu was seen, under load, to leave it open until it times out (holding back
-        // read-committed consumers meanwhile), so the timeout bounds this test's wait.
-        .env("SLUICE_WATCHER_TRANSACTION_TIMEOUT_MS", "30000")
-        .env("SLUICE_WATCHER_STABLE_MS", "500")
-        .env("SLUICE_WATCHER_RESCAN_INTERVAL_MS", "1000")
-        .env("SLUICE_WATCHER_MAX_CONCURRENT_FILES", "3")
-        .env("SLUICE_WATCHER_MAX_IN_FLIGHT", "2000")
+    binary_command(dir, names, port)
         .stdout(output())
         .stderr(output())
-        .kill_on_drop(true)
         .spawn()
         .expect("the sluice-watcher binary starts")
 }

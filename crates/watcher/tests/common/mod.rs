@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -323,4 +323,128 @@ pub fn options(index: u64, rows: u64, encoding: Encoding, bad_every: Option<u64>
     options.first_instance_id = 10_000_000 + index * 100_000;
     options.bad_row_every = bad_every;
     options
+}
+
+/// The watcher's settings for a test: short windows and backoff, names of its own.
+pub fn watcher_config(dir: &Path, names: &Names) -> sluice_watcher::Config {
+    let stack = Stack::get();
+    let mut config =
+        sluice_watcher::Config::with_endpoints(dir, &stack.kafka_brokers, &stack.redis_url);
+    config.listen_addr = "127.0.0.1:0".into();
+    config.topic = names.topic.clone();
+    config.topic_partitions = 4;
+    config.redis_key_prefix = names.redis_prefix.clone();
+    config.instance_id = Some(names.instance.clone());
+    config.transactional_id_prefix = names.instance.clone();
+    config.stable_ms = 3_000;
+    config.rescan_interval_ms = 2_000;
+    config.max_concurrent_files = 4;
+    config.lock_ttl_ms = 5_000;
+    config.retry_initial_ms = 200;
+    config.retry_max_ms = 2_000;
+    config
+}
+
+/// Names left in `dir`: files and symbolic links (not directories).
+pub fn file_names(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_type().unwrap().is_dir())
+        .map(|e| e.file_name().into_string().unwrap())
+        .collect()
+}
+
+pub async fn wait_until_empty(dir: &Path, timeout: Duration) {
+    let started = Instant::now();
+    loop {
+        let left = file_names(dir);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "still in the inbox after {timeout:?}: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The value of the first line of the watcher's `/metrics` starting with `line_start`.
+pub async fn metric(url: &str, line_start: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Waits until the metric line `line_start` reads `value`.
+pub async fn wait_for_metric(url: &str, line_start: &str, value: f64, timeout: Duration) {
+    let started = Instant::now();
+    loop {
+        let now = metric(url, line_start).await;
+        if now == Some(value) {
+            return;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "{line_start} is {now:?} after {timeout:?}, expected {value}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `path` exists (a file, a link, anything).
+pub async fn wait_for_path(path: &Path, timeout: Duration) {
+    let started = Instant::now();
+    while std::fs::symlink_metadata(path).is_err() {
+        assert!(
+            started.elapsed() < timeout,
+            "{} did not appear within {timeout:?}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The watcher binary, configured through its environment like a deployment; output and spawn
+/// are the caller's.
+pub fn binary_command(dir: &Path, names: &Names, port: u16) -> tokio::process::Command {
+    let stack = Stack::get();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice-watcher"));
+    command
+        .env("SLUICE_WATCHER_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("SLUICE_WATCHER_WATCH_DIR", dir)
+        .env("SLUICE_WATCHER_KAFKA_BROKERS", &stack.kafka_brokers)
+        .env("SLUICE_WATCHER_REDIS_URL", &stack.redis_url)
+        .env("SLUICE_WATCHER_REDIS_KEY_PREFIX", &names.redis_prefix)
+        .env("SLUICE_WATCHER_TOPIC", &names.topic)
+        .env("SLUICE_WATCHER_TOPIC_PARTITIONS", "4")
+        .env("SLUICE_WATCHER_INSTANCE_ID", &names.instance)
+        .env("SLUICE_WATCHER_TRANSACTIONAL_ID_PREFIX", &names.instance)
+        // On Apache Kafka the restart's fencing aborts the transaction the crash left open, at
+        // once. tansu was seen, under load, to leave it open until it times out (holding back
+        // read-committed consumers meanwhile), so the timeout bounds this test's wait.
+        .env("SLUICE_WATCHER_TRANSACTION_TIMEOUT_MS", "30000")
+        .env("SLUICE_WATCHER_STABLE_MS", "500")
+        .env("SLUICE_WATCHER_RESCAN_INTERVAL_MS", "1000")
+        .env("SLUICE_WATCHER_MAX_CONCURRENT_FILES", "3")
+        .env("SLUICE_WATCHER_MAX_IN_FLIGHT", "2000")
+        .kill_on_drop(true);
+    command
+}
+
+/// A free port on the loopback interface.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
