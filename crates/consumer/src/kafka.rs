@@ -8,7 +8,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList};
 
 use crate::batcher::{Poison, Source};
@@ -180,6 +180,21 @@ impl DeadLetters {
             producer,
             topic: config.dead_letter_topic(),
         })
+    }
+
+    /// Whether a broker answers a metadata request for the dead-letter topic within `timeout`
+    /// (the consumer's own client is busy in its polling loop; this one shares its brokers).
+    pub async fn kafka_answers(&self, timeout: Duration) -> bool {
+        let producer = self.producer.clone();
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&topic), timeout)
+                .is_ok_and(|m| m.topics().iter().any(|t| t.error().is_none()))
+        })
+        .await
+        .unwrap_or(false)
     }
 
     /// Sends every message and waits until Kafka acknowledged them all.

@@ -22,6 +22,7 @@ use actix_web::dev::Server;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::ExposeSecret;
+use sluice_schema::telemetry::{answers_in_time, READY_TIMEOUT};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -36,6 +37,8 @@ pub struct Application {
 struct HealthState {
     running: Arc<AtomicBool>,
     clickhouse: clickhouse::Client,
+    /// A client of the same brokers, to ask whether they answer.
+    kafka: kafka::DeadLetters,
     metrics: PrometheusHandle,
 }
 
@@ -72,6 +75,7 @@ impl Application {
         let state = web::Data::new(HealthState {
             running: Arc::clone(&running),
             clickhouse: clickhouse.clone(),
+            kafka: dead_letters.clone(),
             metrics: sluice_schema::telemetry::prometheus(),
         });
         sluice_schema::telemetry::register_counters(&[
@@ -125,19 +129,24 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-/// Readiness: the loop runs (group joined, migrations applied) and ClickHouse answers.
+/// Readiness: the loop runs (group joined, migrations applied), and ClickHouse and Kafka
+/// answer within [`READY_TIMEOUT`].
 async fn ready(state: web::Data<HealthState>) -> HttpResponse {
     let running = state.running.load(Ordering::SeqCst);
-    let clickhouse = state.clickhouse.query("SELECT 1").execute().await.is_ok();
+    let (clickhouse, kafka) = futures::join!(
+        answers_in_time(async { state.clickhouse.query("SELECT 1").execute().await.is_ok() }),
+        answers_in_time(state.kafka.kafka_answers(READY_TIMEOUT)),
+    );
     let body = serde_json::json!({
-        "status": match (running, clickhouse) {
+        "status": match (running, clickhouse && kafka) {
             (true, true) => "ready",
             (false, _) => "starting",
             (true, false) => "unavailable",
         },
         "clickhouse": clickhouse,
+        "kafka": kafka,
     });
-    if running && clickhouse {
+    if running && clickhouse && kafka {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

@@ -59,3 +59,53 @@ async fn clickhouse_unreachable_for_20_seconds_loses_and_doubles_nothing() {
     shutdown.cancel();
     handle.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_answers_within_a_second_naming_a_frozen_clickhouse_or_kafka() {
+    let (topic, group, database) = (unique("ready"), unique("group"), unique("ready"));
+    let broker = sluice_testkit::fault::PrivateBroker::start().await;
+    let stack = Stack::get();
+    let upstream = stack
+        .clickhouse_url
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let clickhouse = FaultyLink::start(upstream).await;
+    let mut config = config(&topic, &group, &database);
+    config.kafka_brokers = broker.brokers();
+    config.clickhouse_url = format!("http://{}", clickhouse.address());
+    let application = sluice_consumer::Application::build(config)
+        .await
+        .expect("the consumer starts");
+    let url = format!("http://127.0.0.1:{}/ready", application.port());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let handle = tokio::spawn(application.run_until_stopped(shutdown.clone()));
+    let ready = || async {
+        let asked = Instant::now();
+        let response = reqwest::get(&url).await.unwrap();
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(
+            asked.elapsed() < Duration::from_millis(1_500),
+            "{:?}",
+            asked.elapsed()
+        );
+        (status, body["clickhouse"].clone(), body["kafka"].clone())
+    };
+    let started = Instant::now();
+    while ready().await.0 != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never ready: {:?}",
+            ready().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    clickhouse.freeze();
+    assert_eq!(ready().await, (503, false.into(), true.into()));
+    clickhouse.thaw();
+    broker.link.freeze();
+    assert_eq!(ready().await, (503, true.into(), false.into()));
+    broker.link.thaw();
+    shutdown.cancel();
+    let _ = handle.await;
+}

@@ -38,6 +38,15 @@ pub struct Config {
     /// Default 30000.
     #[serde(default = "defaults::query_timeout_ms")]
     pub query_timeout_ms: u64,
+    /// Metered queries this gateway runs against ClickHouse at once; more wait (see
+    /// `query_queue_wait_ms`). Keep the sum over every gateway below ClickHouse's
+    /// `max_concurrent_queries` (100 by default), which refuses the excess. Default 64.
+    #[serde(default = "defaults::max_concurrent_queries")]
+    pub max_concurrent_queries: usize,
+    /// Longest wait of a query for one of the `max_concurrent_queries` slots; then 503 with
+    /// `Retry-After`, before anything is charged. Default 2000.
+    #[serde(default = "defaults::query_queue_wait_ms")]
+    pub query_queue_wait_ms: u64,
     /// Buckets per page when the request names no `page_size` (or `limit`). Default 1000.
     #[serde(default = "defaults::default_limit")]
     pub default_limit: u32,
@@ -114,6 +123,8 @@ impl Config {
             clickhouse_password: defaults::clickhouse_password(),
             query_cost: defaults::query_cost(),
             query_timeout_ms: defaults::query_timeout_ms(),
+            max_concurrent_queries: defaults::max_concurrent_queries(),
+            query_queue_wait_ms: defaults::query_queue_wait_ms(),
             default_limit: defaults::default_limit(),
             max_limit: defaults::max_limit(),
             rate_limit_requests: defaults::rate_limit_requests(),
@@ -160,6 +171,12 @@ impl Config {
                     reason: "must be at least 32 characters",
                 });
             }
+        }
+        if self.max_concurrent_queries == 0 {
+            return Err(ConfigError {
+                variable: "MAX_CONCURRENT_QUERIES",
+                reason: "must be at least 1",
+            });
         }
         if self.ledger_batch_rows == 0 {
             return Err(ConfigError {
@@ -221,6 +238,12 @@ mod defaults {
     }
     pub fn query_timeout_ms() -> u64 {
         30_000
+    }
+    pub fn max_concurrent_queries() -> usize {
+        64
+    }
+    pub fn query_queue_wait_ms() -> u64 {
+        2_000
     }
     pub fn query_cost() -> u64 {
         1

@@ -40,6 +40,9 @@ pub enum ApiError {
     ClickHouseUnavailable(#[source] Box<clickhouse::error::Error>),
     #[error("the analytics store did not answer within {after_ms} ms")]
     QueryTimedOut { after_ms: u64 },
+    /// Every query slot stayed busy for `query_queue_wait_ms`; nothing was charged.
+    #[error("too many queries are running; retry in a second")]
+    Busy,
     #[error("the usage ledger is behind (the analytics store is slow or down)")]
     LedgerBehind(#[source] crate::ledger::FlushTimedOut),
 }
@@ -74,7 +77,8 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::RedisUnavailable(_)
             | ApiError::ClickHouseUnavailable(_)
-            | ApiError::LedgerBehind(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | ApiError::LedgerBehind(_)
+            | ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::QueryTimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -92,6 +96,9 @@ impl ResponseError for ApiError {
             | ApiError::QueryTimedOut { .. }
             | ApiError::LedgerBehind(_) => {
                 response.insert_header(("Retry-After", "5"));
+            }
+            ApiError::Busy => {
+                response.insert_header(("Retry-After", "1"));
             }
             ApiError::RateLimited {
                 limit,

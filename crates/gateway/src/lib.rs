@@ -97,6 +97,7 @@ impl Application {
             "sluice_gateway_credits_refunded_total",
             "sluice_gateway_leases_expired_total",
             "sluice_gateway_leases_settled_late_total",
+            "sluice_gateway_query_retries_total",
         ]);
         let listener = TcpListener::bind(&config.listen_addr)?;
         let port = listener.local_addr()?.port();
@@ -105,6 +106,7 @@ impl Application {
             clickhouse,
             ledger: ledger.clone(),
             cursors,
+            query_slots: tokio::sync::Semaphore::new(config.max_concurrent_queries),
             config,
             metrics: sluice_schema::telemetry::prometheus(),
         });

@@ -288,6 +288,23 @@ impl From<BucketRow> for Bucket {
     }
 }
 
+/// [`fetch`], once more if the first attempt failed on the network: a pooled connection the
+/// server closed while it was idle (past its keep-alive) fails the first request sent on it,
+/// and the retry takes a fresh one. A read is safe to repeat.
+pub async fn fetch_retrying(
+    client: &Client,
+    query: &RoundsQuery,
+) -> Result<(Vec<Bucket>, bool), clickhouse::error::Error> {
+    match fetch(client, query).await {
+        Err(clickhouse::error::Error::Network(error)) => {
+            tracing::info!(%error, "ClickHouse connection failed; retrying the query once.");
+            metrics::counter!("sluice_gateway_query_retries_total").increment(1);
+            fetch(client, query).await
+        }
+        answer => answer,
+    }
+}
+
 /// Runs the query; returns at most `page_size` buckets and whether more exist.
 pub async fn fetch(
     client: &Client,

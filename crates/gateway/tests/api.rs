@@ -175,6 +175,48 @@ async fn the_admin_api_requires_the_admin_token() {
         }
         assert_eq!(request.send().await.unwrap().status(), 401, "{token:?}");
     }
+    // Authenticated before anything of the request is read: a malformed body or path from an
+    // unauthenticated caller is a 401 like any other, never a 400 naming what was expected.
+    let probes = [
+        (reqwest::Method::POST, "/admin/keys", "{\"nam"),
+        (reqwest::Method::POST, "/admin/keys", "[]"),
+        (
+            reqwest::Method::POST,
+            "/admin/keys/not-an-id/credits",
+            "{\"add\": -1}",
+        ),
+        (
+            reqwest::Method::POST,
+            "/admin/keys/00000000000000ff/rotate",
+            "null",
+        ),
+        (reqwest::Method::PUT, "/admin/keys/x/rate_limit", "{}"),
+        (reqwest::Method::GET, "/admin/keys/not-an-id", ""),
+        (reqwest::Method::GET, "/admin/audit", ""),
+        (reqwest::Method::POST, "/create_user", "{\"username\": 5}"),
+    ];
+    for (method, path, body) in probes {
+        let response = gateway
+            .http
+            .request(method.clone(), format!("{}{path}", gateway.url))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{method} {path} {body}");
+        let problem = response.text().await.unwrap();
+        for field in [
+            "name",
+            "credits",
+            "add",
+            "username",
+            "grace_seconds",
+            "requests",
+        ] {
+            assert!(!problem.contains(field), "{method} {path} told {problem}");
+        }
+    }
     let legacy: serde_json::Value = gateway
         .http
         .post(format!("{}/create_user", gateway.url))
@@ -1414,4 +1456,139 @@ async fn sorting_newest_first_pages_through_the_same_buckets_in_reverse() {
         gateway.query(key, &[("sort", "sideways")]).await.status(),
         400
     );
+}
+
+#[tokio::test]
+async fn when_every_query_slot_stays_busy_a_query_is_503_at_once_and_costs_nothing() {
+    let address = silent_clickhouse().await;
+    let gateway = spawn_gateway(|config| {
+        config.clickhouse_url = format!("http://{address}");
+        config.query_timeout_ms = 4_000;
+        config.charge_lease_ms = 9_000;
+        config.max_concurrent_queries = 2;
+        config.query_queue_wait_ms = 300;
+        config.rate_limit_requests = 100;
+    })
+    .await;
+    let key = gateway.create_key(10).await;
+    // Two queries hold both slots, waiting on a ClickHouse that never answers.
+    let holders: Vec<_> = (0..2)
+        .map(|_| {
+            let url = gateway.url.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                reqwest::Client::new()
+                    .get(format!("{url}/aggregated_game_rounds"))
+                    .header("X-API-Key", key)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let store = credit_store(&Stack::get().redis_url, &gateway.redis_key_prefix);
+    let secret = sluice_gateway::credits::ApiKey::parse(&key).unwrap();
+    let started = Instant::now();
+    while store.credits(&secret).await.unwrap() != Some(8) {
+        assert!(started.elapsed() < Duration::from_secs(3), "never charged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let asked = Instant::now();
+    let refused = gateway.query(&key, &[]).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(
+        store.credits(&secret).await.unwrap(),
+        Some(8),
+        "the 503 cost nothing"
+    );
+    for holder in holders {
+        assert_eq!(holder.await.unwrap(), 504);
+    }
+    assert_eq!(
+        store.credits(&secret).await.unwrap(),
+        Some(10),
+        "timeouts refunded"
+    );
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_server_dropped_while_idle_is_retried_on_a_fresh_one() {
+    let stack = Stack::get();
+    let upstream = stack
+        .clickhouse_url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let link = FaultyLink::start(&upstream).await;
+    let link_url = format!("http://{}", link.address());
+    let gateway = spawn_gateway(|config| config.clickhouse_url = link_url).await;
+    let key = gateway.create_key(10).await;
+    for round in 0..3 {
+        assert_eq!(
+            gateway.query(&key, &[]).await.status(),
+            200,
+            "round {round}"
+        );
+        // Every connection the gateway holds is now dead without its knowing.
+        link.go_stale();
+    }
+    assert_eq!(gateway.credits_after_one_more_query(&key).await, 6);
+}
+
+#[tokio::test]
+async fn ready_answers_within_a_second_naming_a_frozen_dependency() {
+    let stack = Stack::get();
+    let host_port = |url: &str| {
+        url.trim_start_matches("http://")
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .to_owned()
+    };
+    let clickhouse = FaultyLink::start(&host_port(&stack.clickhouse_url)).await;
+    let redis = FaultyLink::start(&host_port(&stack.redis_url)).await;
+    let gateway = spawn_gateway(|config| {
+        config.clickhouse_url = format!("http://{}", clickhouse.address());
+        config.redis_url = format!("redis://{}/", redis.address());
+    })
+    .await;
+    let ready = || async {
+        let asked = Instant::now();
+        let response = reqwest::get(format!("{}/ready", gateway.url))
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(
+            asked.elapsed() < Duration::from_millis(1_500),
+            "{:?}",
+            asked.elapsed()
+        );
+        (status, body["unavailable"].clone())
+    };
+    assert_eq!(ready().await, (200, serde_json::json!([])));
+    clickhouse.freeze();
+    assert_eq!(ready().await, (503, serde_json::json!(["clickhouse"])));
+    redis.freeze();
+    assert_eq!(
+        ready().await,
+        (503, serde_json::json!(["redis", "clickhouse"]))
+    );
+    clickhouse.thaw();
+    redis.thaw();
+    let started = Instant::now();
+    while ready().await.0 != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never ready again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

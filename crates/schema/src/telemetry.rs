@@ -17,6 +17,17 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 /// Requests served, by service, method, matched route and status.
+/// How long a `/ready` waits for each dependency (all at once): every `/ready` answers within
+/// a second, naming what did not answer, even when a dependency is frozen.
+pub const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(800);
+
+/// Whether `check` answers `true` within [`READY_TIMEOUT`].
+pub async fn answers_in_time(check: impl Future<Output = bool>) -> bool {
+    tokio::time::timeout(READY_TIMEOUT, check)
+        .await
+        .unwrap_or(false)
+}
+
 pub const HTTP_REQUESTS: &str = "sluice_http_requests_total";
 /// Time from a request's arrival to its response's head, by the same labels.
 pub const HTTP_DURATION: &str = "sluice_http_request_duration_seconds";

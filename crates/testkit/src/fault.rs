@@ -12,6 +12,10 @@ use tokio::sync::watch;
 pub struct FaultyLink {
     local: SocketAddr,
     cut: Arc<watch::Sender<bool>>,
+    /// Bumped by [`go_stale`](Self::go_stale): connections opened before it go stale.
+    generation: Arc<watch::Sender<u64>>,
+    /// While true, nothing is relayed and nothing is refused: a frozen server.
+    frozen: Arc<watch::Sender<bool>>,
 }
 
 impl FaultyLink {
@@ -21,8 +25,14 @@ impl FaultyLink {
         let local = listener.local_addr().expect("a bound address");
         let (cut, _) = watch::channel(false);
         let cut = Arc::new(cut);
+        let (generation, _) = watch::channel(0_u64);
+        let generation = Arc::new(generation);
+        let (frozen, _) = watch::channel(false);
+        let frozen = Arc::new(frozen);
+        let relay_frozen = Arc::clone(&frozen);
         let upstream = upstream.to_owned();
         let relay_cut = Arc::clone(&cut);
+        let relay_generation = Arc::clone(&generation);
         tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
@@ -33,20 +43,45 @@ impl FaultyLink {
                     continue;
                 }
                 let mut watcher = relay_cut.subscribe();
+                let mut stale = relay_generation.subscribe();
+                let born = *stale.borrow();
+                let mut frozen = relay_frozen.subscribe();
                 let upstream = upstream.clone();
                 tokio::spawn(async move {
+                    // A frozen server accepts, then says nothing until it thaws.
+                    let _ = frozen.wait_for(|frozen| !*frozen).await.map(|_| ());
                     let Ok(server) = TcpStream::connect(&upstream).await else {
                         return;
                     };
                     let (mut client, mut server) = (client, server);
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = watcher.wait_for(|cut| *cut) => {}
+                    let went_stale = tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => false,
+                        _ = async { watcher.wait_for(|cut| *cut).await.map(|_| ()) } => false,
+                        _ = async { stale.wait_for(|now| *now > born).await.map(|_| ()) } => true,
+                        _ = async { frozen.wait_for(|frozen| *frozen).await.map(|_| ()) } => {
+                            // Held open, silent, until the thaw; then closed.
+                            let _ = frozen.wait_for(|frozen| !*frozen).await.map(|_| ());
+                            false
+                        }
+                    };
+                    if went_stale {
+                        // The server side is gone, unseen: the next request written on this
+                        // connection is answered with a reset, as a server that closed an
+                        // idle connection answers it.
+                        drop(server);
+                        let mut byte = [0_u8; 1];
+                        let _ = tokio::io::AsyncReadExt::read(&mut client, &mut byte).await;
+                        let _ = client.set_zero_linger();
                     }
                 });
             }
         });
-        FaultyLink { local, cut }
+        FaultyLink {
+            local,
+            cut,
+            generation,
+            frozen,
+        }
     }
 
     /// `host:port` to give the service instead of the server's.
@@ -61,6 +96,24 @@ impl FaultyLink {
 
     pub fn heal(&self) {
         self.cut.send_replace(false);
+    }
+
+    /// Freezes the link, as `kill -STOP` freezes a server: connections are accepted and held,
+    /// requests are never answered, nothing is refused, until [`thaw`](Self::thaw) (which
+    /// closes the connections that were held and relays new ones again).
+    pub fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+
+    pub fn thaw(&self) {
+        self.frozen.send_replace(false);
+    }
+
+    /// Makes every open connection stale without the client noticing: the next request sent
+    /// on one is answered with a TCP reset (what a pooled connection that outlived the
+    /// server's keep-alive meets). New connections work.
+    pub fn go_stale(&self) {
+        self.generation.send_modify(|generation| *generation += 1);
     }
 }
 

@@ -33,6 +33,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sluice_producer::ingest::Limits;
 use sluice_producer::kafka::RoundProducer;
 use sluice_producer::receipts::ReceiptStore;
+use sluice_schema::telemetry::{answers_in_time, READY_TIMEOUT};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -199,12 +200,10 @@ async fn health() -> HttpResponse {
 /// Ready: watching, Kafka answers for the topic and Redis answers.
 async fn ready(state: web::Data<HealthState>) -> HttpResponse {
     let running = state.running.load(Ordering::SeqCst);
-    let kafka = state
-        .context
-        .producer
-        .is_ready(Duration::from_secs(2))
-        .await;
-    let redis = state.context.ledger.is_ready().await;
+    let (kafka, redis) = futures::join!(
+        answers_in_time(state.context.producer.is_ready(READY_TIMEOUT)),
+        answers_in_time(state.context.ledger.is_ready()),
+    );
     let body = serde_json::json!({"watching": running, "kafka": kafka, "redis": redis});
     if running && kafka && redis {
         HttpResponse::Ok().json(body)

@@ -23,6 +23,8 @@ pub struct AppState {
     pub cursors: CursorSigner,
     pub config: Config,
     pub metrics: PrometheusHandle,
+    /// Slots for metered queries running against ClickHouse (`max_concurrent_queries`).
+    pub query_slots: tokio::sync::Semaphore,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

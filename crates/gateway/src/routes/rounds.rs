@@ -67,7 +67,7 @@ pub struct BucketAnswer {
                 ("X-RateLimit-Remaining" = u64, description = "Always 0"),
                 ("X-RateLimit-Reset" = u64, description = "Seconds until the budget is full again"),
             )),
-        (status = 503, description = "Redis or ClickHouse unavailable (refunded)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis or ClickHouse unavailable (refunded), or every query slot stayed busy for `SLUICE_GATEWAY_QUERY_QUEUE_WAIT_MS` (not charged); with `Retry-After`", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "ClickHouse did not answer in time (refunded)", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -88,6 +88,12 @@ pub async fn aggregated_game_rounds(
         state.config.max_limit,
         &state.cursors,
     )?;
+    // A slot first: a request refused for want of one (503) is never charged.
+    let queue_wait = std::time::Duration::from_millis(state.config.query_queue_wait_ms);
+    let Ok(Ok(_slot)) = tokio::time::timeout(queue_wait, state.query_slots.acquire()).await else {
+        metrics::counter!("sluice_gateway_queries_total", "outcome" => "busy").increment(1);
+        return Err(ApiError::Busy);
+    };
     let cost = state.config.query_cost;
     let lease = std::time::Duration::from_millis(state.config.charge_lease_ms);
     let admission = match state.credits.admit(&key, cost, ENDPOINT, lease).await {
@@ -102,7 +108,8 @@ pub async fn aggregated_game_rounds(
     };
     metrics::counter!("sluice_gateway_credits_charged_total").increment(cost);
     let timeout = std::time::Duration::from_millis(state.config.query_timeout_ms);
-    let answer = tokio::time::timeout(timeout, query::fetch(&state.clickhouse, &query)).await;
+    let answer =
+        tokio::time::timeout(timeout, query::fetch_retrying(&state.clickhouse, &query)).await;
     let (buckets, has_more) = match answer {
         Ok(Ok(answer)) => answer,
         failed => {

@@ -1,6 +1,5 @@
-use std::time::Duration;
-
 use actix_web::{web, HttpResponse};
+use sluice_schema::telemetry::{answers_in_time, READY_TIMEOUT};
 
 use super::AppState;
 
@@ -14,10 +13,9 @@ pub async fn health() -> HttpResponse {
 /// reconciliation reads it.
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let (kafka, redis) = futures::join!(
-        state.producer.is_ready(Duration::from_secs(2)),
-        tokio::time::timeout(Duration::from_secs(2), state.receipts.is_ready()),
+        answers_in_time(state.producer.is_ready(READY_TIMEOUT)),
+        answers_in_time(state.receipts.is_ready()),
     );
-    let redis = redis.unwrap_or(false);
     let word = |ok: bool| if ok { "ok" } else { "unreachable" };
     let body = serde_json::json!({
         "status": if kafka && redis { "ready" } else { "unavailable" },
