@@ -126,9 +126,40 @@ impl Tracker {
         )
         .await;
         if !matches!(ended, Ok(Ok(()))) {
-            tracing::warn!(upload_id = %self.view.upload_id, "Could not record the end of an upload.");
+            tracing::warn!(upload_id = %self.view.upload_id, "Could not record the end of an upload; retrying in the background.");
+            tokio::spawn(retry_end(
+                self.view.receipts.clone(),
+                self.view.upload_id.clone(),
+                failed,
+            ));
         }
     }
+}
+
+/// First wait before writing an upload's end again; it doubles up to [`LONGEST_RETRY_WAIT`].
+const FIRST_RETRY_WAIT: Duration = Duration::from_millis(500);
+const LONGEST_RETRY_WAIT: Duration = Duration::from_secs(30);
+/// How long an upload's end is tried again: as long as a failed state is kept.
+const RETRY_END_FOR: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Writes the end Redis did not take (its failed state, or the removal of its running one)
+/// once Redis is back, so `GET /uploads/{id}` says what happened for the day it promises.
+/// Lost only if this producer stops first.
+async fn retry_end(receipts: ReceiptStore, upload_id: String, failed: Option<serde_json::Value>) {
+    let give_up_at = tokio::time::Instant::now() + RETRY_END_FOR;
+    let mut wait = FIRST_RETRY_WAIT;
+    while tokio::time::Instant::now() < give_up_at {
+        tokio::time::sleep(wait).await;
+        let ended =
+            tokio::time::timeout(END_WAIT, receipts.end_progress(&upload_id, failed.as_ref()))
+                .await;
+        if matches!(ended, Ok(Ok(()))) {
+            tracing::info!(%upload_id, "End of an upload recorded on retry.");
+            return;
+        }
+        wait = (wait * 2).min(LONGEST_RETRY_WAIT);
+    }
+    tracing::error!(%upload_id, "End of an upload never recorded: Redis was away for a day.");
 }
 
 impl Drop for Tracker {

@@ -727,3 +727,56 @@ async fn every_rejected_row_is_kept_on_the_rejects_topic_beyond_those_listed() {
     lines.sort_unstable();
     assert_eq!(lines, export.summary.bad_lines);
 }
+
+#[tokio::test]
+async fn a_failure_redis_missed_at_the_end_is_recorded_once_redis_is_back() {
+    use futures::SinkExt;
+    let redis = Stack::get()
+        .redis_url
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned();
+    let link = sluice_testkit::fault::FaultyLink::start(&redis).await;
+    let producer = spawn_producer(|config| {
+        config.max_line_bytes = 300;
+        config.redis_url = format!("redis://{}/", link.address());
+    })
+    .await;
+    let url = &producer.url;
+    let key = unique("failing_unseen");
+    let (mut pieces, response) = streamed_upload(url, &key);
+    pieces.send(Ok(HEADER.as_bytes().to_vec())).await.unwrap();
+    pieces.send(Ok(rows(5_000))).await.unwrap();
+    let id = listed(url, &key, 4_096).await["upload_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Redis goes away; then the upload fails.
+    link.cut();
+    pieces
+        .send(Ok(format!("{}\n", "x".repeat(1_000)).into_bytes()))
+        .await
+        .unwrap();
+    let (status, _) = response.await.unwrap();
+    assert_eq!(status, 413);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    link.heal();
+    let started = std::time::Instant::now();
+    loop {
+        let shown: serde_json::Value = reqwest::get(format!("{url}/uploads/{id}"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if shown["status"] == "failed" {
+            assert_eq!(shown["error"]["status"], 413, "{shown}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the failure was never recorded: {shown}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
