@@ -138,6 +138,9 @@ pub fn subscribe(config: &Config, notes: RebalanceNotes) -> KafkaResult<RoundCon
         .set("queued.min.messages", config.prefetch_messages.to_string())
         .set("queued.max.messages.kbytes", "65536")
         .set("fetch.wait.max.ms", "100")
+        // A subscribed topic that comes back (a broker that lost its data, a topic recreated)
+        // is seen within this time, not librdkafka's default five minutes.
+        .set("topic.metadata.refresh.interval.ms", "10000")
         .set(
             "statistics.interval.ms",
             config.statistics_interval_ms.to_string(),
