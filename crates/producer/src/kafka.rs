@@ -31,6 +31,10 @@ pub struct Deliveries {
     failed: AtomicBool,
     /// The first failed delivery, with its window.
     first_error: Mutex<Option<(u64, KafkaError)>>,
+    /// Set when the producer lost its brokers: a broker that restarted may have lost the
+    /// producer's transactional id, and the next transaction on it would fail only after the
+    /// delivery timeout (`TransactionalIdNotFound`), so the pool replaces it first.
+    brokers_lost: AtomicBool,
 }
 
 const COUNT_BITS: u32 = 40;
@@ -67,7 +71,23 @@ impl Deliveries {
     }
 }
 
-impl ClientContext for Deliveries {}
+impl Deliveries {
+    fn brokers_lost(&self) -> bool {
+        self.brokers_lost.load(Ordering::Acquire)
+    }
+}
+
+impl ClientContext for Deliveries {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
+        ) {
+            self.brokers_lost.store(true, Ordering::Release);
+        }
+        tracing::warn!(%error, reason, "Kafka client error.");
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = usize;
@@ -296,7 +316,7 @@ impl ProducerPool {
 
     /// The producer of the free slot `permit` stands for.
     async fn lease(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Result<Lease, KafkaError> {
-        let (slot, ready) = {
+        let (slot, ready, stale) = {
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
             // A permit guarantees a slot that is not leased: ready, or empty.
             let slot = slots
@@ -305,10 +325,20 @@ impl ProducerPool {
                 .or_else(|| slots.iter().position(|s| matches!(s, Slot::Empty)))
                 .expect("a slot that is not leased");
             match std::mem::replace(&mut slots[slot], Slot::Leased) {
-                Slot::Ready(producer) => (slot, Some(producer)),
-                _ => (slot, None),
+                // A producer that lost its brokers since its last use starts afresh (a new
+                // producer with the same id, initialised again: see `Deliveries`).
+                Slot::Ready(producer) if producer.context().brokers_lost() => {
+                    (slot, None, Some(producer))
+                }
+                Slot::Ready(producer) => (slot, Some(producer), None),
+                _ => (slot, None, None),
             }
         };
+        if let Some(stale) = stale {
+            tracing::info!(slot, "Replacing a producer that lost its brokers.");
+            // Dropping a producer waits for its threads: not on an async worker.
+            tokio::task::spawn_blocking(move || drop(stale));
+        }
         let producer = match ready {
             Some(producer) => producer,
             None => match self.create(slot).await {

@@ -52,3 +52,49 @@ async fn a_broker_lost_mid_upload_fails_it_with_503_and_claims_nothing() {
         visible.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_broker_restart_the_next_upload_on_a_pooled_producer_succeeds() {
+    let mut broker = PrivateBroker::start().await;
+    let mut config = Config::with_endpoints(broker.brokers(), &Stack::get().redis_url);
+    config.listen_addr = "127.0.0.1:0".into();
+    config.redis_key_prefix = format!("{}:", unique("restart"));
+    config.transactional_id_prefix = Some(unique("restart"));
+    config.topic = unique("restart");
+    config.topic_partitions = 2;
+    config.max_concurrent_uploads = 1;
+    let topic = config.topic.clone();
+    let producer = Application::build(config).await.unwrap();
+    let url = format!("http://127.0.0.1:{}", producer.port());
+    tokio::spawn(producer.run_until_stopped());
+
+    let mut options = Options::new(1_000);
+    options.first_instance_id = 1;
+    let first = http::upload_csv(&url, generate::export(&options).bytes, "text/csv").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+
+    // The broker comes back empty; an operator (or the services' start-up) recreates the topics.
+    broker.restart().await;
+    for name in [topic.clone(), format!("{topic}.rejects")] {
+        sluice_schema::kafka::ensure_topic(&broker.brokers(), &name, 2, 1)
+            .await
+            .unwrap();
+    }
+    options.first_instance_id = 10_001;
+    let started = std::time::Instant::now();
+    let second = tokio::time::timeout(
+        Duration::from_secs(60),
+        http::upload_csv(&url, generate::export(&options).bytes, "text/csv"),
+    )
+    .await
+    .expect("the producer answers");
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let visible =
+        kafka::consume_at(&broker.brokers(), &topic, 2, 1_000, Duration::from_secs(20)).await;
+    assert_eq!(visible.len(), 1_000);
+}

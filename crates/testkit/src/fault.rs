@@ -121,49 +121,62 @@ impl FaultyLink {
 /// address, so every client connection (bootstrap and after) can be cut. Killed on drop.
 pub struct PrivateBroker {
     pub link: FaultyLink,
-    _process: tokio::process::Child,
+    upstream: String,
+    process: tokio::process::Child,
 }
 
 impl PrivateBroker {
     pub async fn start() -> PrivateBroker {
-        let tansu = crate::Stack::get()
-            .tansu_bin
-            .clone()
-            .expect("SLUICE_TANSU_BIN is not set: start the services with `scripts/dev services`");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
         let upstream = format!("127.0.0.1:{port}");
         let link = FaultyLink::start(&upstream).await;
-        let process = tokio::process::Command::new(tansu)
-            .args(["broker", "--listener-url", &format!("tcp://{upstream}")])
-            .args([
-                "--advertised-listener-url",
-                &format!("tcp://{}", link.address()),
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .env_remove("SCHEMA_REGISTRY")
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("tansu starts");
-        for _ in 0..100 {
-            if TcpStream::connect(&upstream).await.is_ok() {
-                return PrivateBroker {
-                    link,
-                    _process: process,
-                };
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let process = start_tansu(&upstream, &link.address()).await;
+        PrivateBroker {
+            link,
+            upstream,
+            process,
         }
-        panic!("the private tansu broker did not start on {upstream}");
     }
 
     /// Bootstrap address for clients: the link.
     pub fn brokers(&self) -> String {
         self.link.address()
     }
+
+    /// Kills the broker and starts a new one in its place, the way a broker restart without
+    /// its data looks to clients: same address, no topics, no transactional ids, no groups.
+    pub async fn restart(&mut self) {
+        let _ = self.process.start_kill();
+        let _ = self.process.wait().await;
+        self.process = start_tansu(&self.upstream, &self.link.address()).await;
+    }
+}
+
+/// Starts tansu listening on `upstream` and advertising `advertised`; waits until it accepts.
+async fn start_tansu(upstream: &str, advertised: &str) -> tokio::process::Child {
+    let tansu = crate::Stack::get()
+        .tansu_bin
+        .clone()
+        .expect("SLUICE_TANSU_BIN is not set: start the services with `scripts/dev services`");
+    let process = tokio::process::Command::new(tansu)
+        .args(["broker", "--listener-url", &format!("tcp://{upstream}")])
+        .args(["--advertised-listener-url", &format!("tcp://{advertised}")])
+        .args(["--storage-engine", "memory://tansu/"])
+        .env_remove("SCHEMA_REGISTRY")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("tansu starts");
+    for _ in 0..100 {
+        if TcpStream::connect(upstream).await.is_ok() {
+            return process;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the private tansu broker did not start on {upstream}");
 }
