@@ -49,8 +49,13 @@ pub async fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
 
 /// Produces `payloads` (keyed by `key`) to `topic` and waits for every acknowledgement.
 pub async fn produce(topic: &str, key: &str, payloads: &[Vec<u8>]) {
+    produce_at(&Stack::get().kafka_brokers, topic, key, payloads).await;
+}
+
+/// [`produce`] to the brokers at `brokers`.
+pub async fn produce_at(brokers: &str, topic: &str, key: &str, payloads: &[Vec<u8>]) {
     let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &Stack::get().kafka_brokers)
+        .set("bootstrap.servers", brokers)
         .set("message.timeout.ms", "30000")
         .set("linger.ms", "10")
         .set("queue.buffering.max.messages", "1000000")
