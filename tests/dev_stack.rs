@@ -146,9 +146,9 @@ async fn the_readme_flow_lands_lists_rejects_and_sums_exactly() {
                 ("player_id", player.clone()),
                 ("from", "2019-10-22".to_owned()),
                 ("to", "2019-10-23".to_owned()),
-                ("page_size", "4".to_owned()),
+                ("page_size", "10".to_owned()),
             ];
-            query.extend(cursor.take().map(|c| ("cursor", c)));
+            query.extend(cursor.clone().map(|c| ("cursor", c)));
             let response = client
                 .get(format!("{}/aggregated_game_rounds", programs.gateway_url))
                 .query(&query)
@@ -172,6 +172,7 @@ async fn the_readme_flow_lands_lists_rejects_and_sums_exactly() {
                 Some(next) => cursor = Some(next.to_owned()),
                 None => break,
             }
+            assert!(spent < credits, "paging does not end");
         }
         assert!(buckets.iter().all(|b| b["player_id"] == player.as_str()));
         assert_eq!(sums(&buckets), expected_sums(totals), "player {player}");
@@ -212,6 +213,21 @@ fn no_secret_is_logged_and_files_holding_secrets_are_private() {
     }
     assert!(exposed.is_empty(), "{exposed:#?}");
     assert_no_secret_in_logs();
+
+    // The script still says what it set, secrets masked (not dropped).
+    let log = std::fs::read_to_string(state_dir().join("logs/producer.log")).unwrap();
+    let started = log
+        .lines()
+        .rev()
+        .find(|l| l.contains(" starting: "))
+        .expect("the script logs how it starts the producer");
+    for masked in [
+        "SLUICE_PRODUCER_UPLOAD_TOKENS=***",
+        "SLUICE_PRODUCER_CLICKHOUSE_PASSWORD=***",
+        "SLUICE_PRODUCER_REDIS_URL=redis://:***@",
+    ] {
+        assert!(started.contains(masked), "no `{masked}` in: {started}");
+    }
 }
 
 /// The stack's ClickHouse and Redis take no client without the password `scripts/dev` made
@@ -322,7 +338,13 @@ fn secrets() -> BTreeMap<String, String> {
             }
         }
     }
-    for file in ["admin_token", "upload_token", "cursor_secret"] {
+    for file in [
+        "admin_token",
+        "upload_token",
+        "cursor_secret",
+        "clickhouse_password",
+        "redis_password",
+    ] {
         if let Ok(value) = std::fs::read_to_string(state_dir().join(file)) {
             secrets.insert(file.to_owned(), value.trim().to_owned());
         }
