@@ -69,6 +69,16 @@ impl Stack {
         })
     }
 
+    /// Redis's `host:port`, without the credentials (e.g. for a [`crate::fault::FaultyLink`]).
+    pub fn redis_address(&self) -> &str {
+        host_port(&self.redis_url)
+    }
+
+    /// The Redis URL, credentials included, for reaching Redis at `address` instead (a link).
+    pub fn redis_url_at(&self, address: &str) -> String {
+        self.redis_url.replacen(self.redis_address(), address, 1)
+    }
+
     /// A ClickHouse client for `database`, with the stack's credentials.
     pub fn clickhouse_client(&self, database: &str) -> clickhouse::Client {
         sluice_schema::migrations::client(
