@@ -32,7 +32,7 @@ impl From<sluice_producer::Config> for Settings {
             topic: Some(c.topic),
             topic_partitions: Some(c.topic_partitions),
             redis_url: Some(c.redis_url),
-            clickhouse_url: None,
+            clickhouse_url: Some(c.clickhouse_url),
         }
     }
 }
@@ -165,10 +165,13 @@ fn port_of(addr: &str) -> u16 {
         .unwrap_or_else(|| panic!("`{addr}` has no port"))
 }
 
-/// `scheme://host:port/…` or `host:port` → (host, port).
+/// `scheme://[user:password@]host:port/…` or `host:port` → (host, port).
 fn host_port(url: &str) -> (String, u16) {
     let rest = url.split("://").last().unwrap();
     let authority = rest.split('/').next().unwrap();
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     let (host, port) = authority
         .rsplit_once(':')
         .unwrap_or_else(|| panic!("`{url}` names no port"));
@@ -209,7 +212,9 @@ fn str_of(value: &Value) -> String {
     }
 }
 
-/// Compose interpolation as Docker does it for `${VAR:-default}` with VAR unset.
+/// Compose interpolation as Docker does it with VAR unset: `${VAR:-default}` is the default;
+/// `${VAR:?message}` (required: compose refuses to start) stands for a value set by the user,
+/// here `set-by-VAR`.
 fn interpolate(value: &str) -> String {
     let mut out = String::new();
     let mut rest = value;
@@ -217,7 +222,11 @@ fn interpolate(value: &str) -> String {
         out.push_str(&rest[..start]);
         let end = rest[start..].find('}').expect("unclosed ${") + start;
         let inner = &rest[start + 2..end];
-        out.push_str(inner.split_once(":-").map(|(_, d)| d).unwrap_or(""));
+        if let Some((variable, _)) = inner.split_once(":?") {
+            out.push_str(&format!("set-by-{variable}"));
+        } else {
+            out.push_str(inner.split_once(":-").map(|(_, d)| d).unwrap_or(""));
+        }
         rest = &rest[end + 1..];
     }
     out.push_str(rest);
@@ -247,17 +256,22 @@ impl Compose {
     }
 
     fn environment(&self, name: &str) -> BTreeMap<String, String> {
+        self.raw_environment(name)
+            .into_iter()
+            .map(|(k, v)| (k, interpolate(&v)))
+            .collect()
+    }
+
+    /// The environment as written, `${…}` not interpolated.
+    fn raw_environment(&self, name: &str) -> BTreeMap<String, String> {
         match &self.service(name)["environment"] {
-            Value::Mapping(map) => map
-                .iter()
-                .map(|(k, v)| (str_of(k), interpolate(&str_of(v))))
-                .collect(),
+            Value::Mapping(map) => map.iter().map(|(k, v)| (str_of(k), str_of(v))).collect(),
             Value::Sequence(list) => list
                 .iter()
                 .map(|item| {
                     let item = str_of(item);
                     let (k, v) = item.split_once('=').unwrap_or((&item, ""));
-                    (k.to_owned(), interpolate(v))
+                    (k.to_owned(), v.to_owned())
                 })
                 .collect(),
             Value::Null => BTreeMap::new(),
@@ -715,6 +729,157 @@ fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
         .find(|o| o["kind"].as_str() == Some(kind) && o["metadata"]["name"].as_str() == Some(name))
 }
 
+/// Kubernetes' dependent variables: `$(NAME)` in an `env` value is NAME's value when NAME was
+/// defined before it (`$$` escapes a `$`).
+fn expand_k8s(value: &str, env: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("$(") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find(')').expect("unclosed $(") + start;
+        let name = &rest[start + 2..end];
+        match env.get(name) {
+            Some(v) => out.push_str(v),
+            None => out.push_str(&rest[start..=end]),
+        }
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The container of workload `sluice-<name>` in `deploy/k8s/`.
+fn k8s_container<'a>(objects: &'a [Value], name: &str) -> &'a Value {
+    let workload = find(objects, "Deployment", name)
+        .or_else(|| find(objects, "StatefulSet", name))
+        .unwrap_or_else(|| panic!("deploy/k8s has no workload {name}"));
+    &workload["spec"]["template"]["spec"]["containers"][0]
+}
+
+#[test]
+fn compose_gives_every_service_the_store_passwords_and_none_a_default() {
+    let compose = Compose::load();
+    let required = |value: &str, variable: &str| value.contains(&format!("${{{variable}:?"));
+    let mut problems = Vec::new();
+    for service in services() {
+        let env = compose.raw_environment(service.name);
+        let variables = service.variables();
+        let password = format!("{}CLICKHOUSE_PASSWORD", service.prefix);
+        // Every service that reads ClickHouse (its URL is set) logs in with the password.
+        if env.contains_key(&format!("{}CLICKHOUSE_URL", service.prefix)) {
+            let value = env.get(&password).map(String::as_str).unwrap_or("");
+            if !required(value, "SLUICE_CLICKHOUSE_PASSWORD") {
+                problems.push(format!(
+                    "{}: {password} is `{value}`, not the required ${{SLUICE_CLICKHOUSE_PASSWORD:?…}}",
+                    service.name
+                ));
+            }
+            let user = format!("{}CLICKHOUSE_USER", service.prefix);
+            if env.get(&user).map(String::as_str) != Some("sluice") {
+                problems.push(format!("{}: {user} is not `sluice`", service.name));
+            }
+        }
+        let redis = format!("{}REDIS_URL", service.prefix);
+        if variables.contains(&redis) {
+            let value = env.get(&redis).map(String::as_str).unwrap_or("");
+            let user_info = value.rsplit_once('@').map_or("", |(u, _)| u);
+            if !required(user_info, "SLUICE_REDIS_PASSWORD") {
+                problems.push(format!(
+                    "{}: {redis} `{value}` carries no required ${{SLUICE_REDIS_PASSWORD:?…}}",
+                    service.name
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+
+    // The servers take exactly those passwords, and have no user without one.
+    let clickhouse = compose.raw_environment("clickhouse");
+    assert!(required(
+        &clickhouse["SLUICE_CLICKHOUSE_PASSWORD"],
+        "SLUICE_CLICKHOUSE_PASSWORD"
+    ));
+    let users = read("deploy/clickhouse/users.d/sluice.xml");
+    assert!(users.contains(r#"<default remove="remove"/>"#), "{users}");
+    assert!(
+        users.contains(r#"<sluice>"#)
+            && users.contains(r#"<password from_env="SLUICE_CLICKHOUSE_PASSWORD"/>"#),
+        "{users}"
+    );
+    let redis = compose.raw_environment("redis");
+    assert!(required(&redis["REDIS_PASSWORD"], "SLUICE_REDIS_PASSWORD"));
+    let command = serde_norway::to_string(&compose.service("redis")["command"]).unwrap();
+    assert!(command.contains("requirepass"), "{command}");
+    let health = serde_norway::to_string(&compose.service("redis")["healthcheck"]).unwrap();
+    assert!(health.contains("REDISCLI_AUTH"), "{health}");
+}
+
+#[test]
+fn k8s_passwords_come_from_the_secret_and_no_config_map_holds_one() {
+    let objects = k8s_objects();
+    let mut problems = Vec::new();
+    for object in objects
+        .iter()
+        .filter(|o| o["kind"].as_str() == Some("ConfigMap"))
+    {
+        for (key, value) in object["data"].as_mapping().unwrap() {
+            let (key, value) = (str_of(key), str_of(value));
+            if ["PASSWORD", "TOKEN", "SECRET"]
+                .iter()
+                .any(|s| key.contains(s))
+                || value
+                    .split_once("://")
+                    .is_some_and(|(_, r)| r.split('/').next().unwrap_or("").contains('@'))
+            {
+                problems.push(format!("ConfigMap {key} holds a secret"));
+            }
+        }
+    }
+    for service in services() {
+        let name = format!("sluice-{}", service.name);
+        let container = k8s_container(&objects, &name);
+        let env: BTreeMap<String, &Value> = container["env"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .map(|var| (str_of(&var["name"]), var))
+            .collect();
+        let from_secret = |variable: &str| {
+            env.get(variable).is_some_and(|var| {
+                var["valueFrom"]["secretKeyRef"]["name"].as_str() == Some("sluice-secrets")
+            })
+        };
+        let password = format!("{}CLICKHOUSE_PASSWORD", service.prefix);
+        if service.variables().contains(&password) && !from_secret(&password) {
+            problems.push(format!("{name}: {password} is not from the Secret"));
+        }
+        let redis = format!("{}REDIS_URL", service.prefix);
+        if service.variables().contains(&redis) {
+            let url = env
+                .get(&redis)
+                .map(|v| str_of(&v["value"]))
+                .unwrap_or_default();
+            if !(from_secret("REDIS_PASSWORD") && url.contains(":$(REDIS_PASSWORD)@")) {
+                problems.push(format!(
+                    "{name}: {redis} `{url}` is not built from REDIS_PASSWORD in the Secret"
+                ));
+            }
+            let position = |v: &str| {
+                container["env"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .position(|var| str_of(&var["name"]) == v)
+            };
+            assert!(
+                position("REDIS_PASSWORD") < position(&redis),
+                "{name}: $(REDIS_PASSWORD) expands only after REDIS_PASSWORD is defined"
+            );
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
 #[test]
 fn k8s_workloads_read_only_their_config_and_probe_their_listen_port() {
     let objects = k8s_objects();
@@ -755,7 +920,7 @@ fn k8s_workloads_read_only_their_config_and_probe_their_listen_port() {
                         .unwrap_or_else(|| panic!("{name}: Secret has no key {secret_key}")),
                 )
             } else {
-                str_of(&var["value"])
+                expand_k8s(&str_of(&var["value"]), &env)
             };
             env.insert(key, value);
         }

@@ -40,6 +40,8 @@ async fn spawn_pipeline() -> Pipeline {
     producer.topic_partitions = 4;
     producer.clickhouse_url = stack.clickhouse_url.clone();
     producer.clickhouse_database = database.clone();
+    producer.clickhouse_user = stack.clickhouse_user.clone();
+    producer.clickhouse_password = stack.clickhouse_password.clone().into();
     let producer = sluice_producer::Application::build(producer).await.unwrap();
     let producer_url = format!("http://127.0.0.1:{}", producer.port());
     tokio::spawn(producer.run_until_stopped());
@@ -51,6 +53,8 @@ async fn spawn_pipeline() -> Pipeline {
     consumer.group_id = unique("e2e_group");
     let group = consumer.group_id.clone();
     consumer.clickhouse_database = database.clone();
+    consumer.clickhouse_user = stack.clickhouse_user.clone();
+    consumer.clickhouse_password = stack.clickhouse_password.clone().into();
     consumer.batch_max_rows = 1_000;
     consumer.batch_timeout_ms = 200;
     let consumer = sluice_consumer::Application::build(consumer).await.unwrap();
@@ -64,6 +68,8 @@ async fn spawn_pipeline() -> Pipeline {
     );
     gateway.listen_addr = "127.0.0.1:0".into();
     gateway.clickhouse_database = database.clone();
+    gateway.clickhouse_user = stack.clickhouse_user.clone();
+    gateway.clickhouse_password = stack.clickhouse_password.clone().into();
     gateway.redis_key_prefix = format!("{}:", unique("e2e"));
     let gateway = sluice_gateway::Application::build(gateway).await.unwrap();
     let gateway_url = format!("http://127.0.0.1:{}", gateway.port());

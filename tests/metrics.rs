@@ -171,6 +171,8 @@ async fn every_service_reports_its_work_in_prometheus_format() {
     consumer.topic_partitions = PARTITIONS;
     consumer.group_id = unique("metrics_group");
     consumer.clickhouse_database = database.clone();
+    consumer.clickhouse_user = stack.clickhouse_user.clone();
+    consumer.clickhouse_password = stack.clickhouse_password.clone().into();
     consumer.batch_max_rows = 200;
     consumer.batch_timeout_ms = 200;
     consumer.statistics_interval_ms = 200;
@@ -184,6 +186,8 @@ async fn every_service_reports_its_work_in_prometheus_format() {
             sluice_gateway::Config::with_endpoints(&stack.redis_url, clickhouse_url, ADMIN_TOKEN);
         gateway.listen_addr = "127.0.0.1:0".into();
         gateway.clickhouse_database = database.clone();
+        gateway.clickhouse_user = stack.clickhouse_user.clone();
+        gateway.clickhouse_password = stack.clickhouse_password.clone().into();
         gateway.redis_key_prefix = prefix.clone();
         gateway
     };

@@ -73,6 +73,11 @@ fn spawn_binary(topic: &str, group: &str, database: &str) -> Child {
         .env("SLUICE_CONSUMER_KAFKA_BROKERS", &stack.kafka_brokers)
         .env("SLUICE_CONSUMER_CLICKHOUSE_URL", &stack.clickhouse_url)
         .env("SLUICE_CONSUMER_CLICKHOUSE_DATABASE", database)
+        .env("SLUICE_CONSUMER_CLICKHOUSE_USER", &stack.clickhouse_user)
+        .env(
+            "SLUICE_CONSUMER_CLICKHOUSE_PASSWORD",
+            &stack.clickhouse_password,
+        )
         .env("SLUICE_CONSUMER_TOPIC", topic)
         .env("SLUICE_CONSUMER_TOPIC_PARTITIONS", PARTITIONS.to_string())
         .env("SLUICE_CONSUMER_GROUP_ID", group)
@@ -113,7 +118,7 @@ async fn killing_the_consumer_three_times_mid_load_loses_and_doubles_nothing() {
     produce_load(&topic, &messages).await;
 
     let stack = Stack::get();
-    let client = sluice_schema::migrations::client(&stack.clickhouse_url, &database, "default", "");
+    let client = stack.clickhouse_client(&database);
     sluice_schema::migrations::apply(&client, &database)
         .await
         .unwrap();

@@ -306,18 +306,14 @@ async fn a_refund_redis_missed_is_made_by_the_lease_sweep_once_redis_is_back_and
     // lease of the charge then expires and the sweep refunds it, once.
     let address = silent_clickhouse().await;
     let redis_url = Stack::get().redis_url.clone();
-    let upstream = redis_url
-        .trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .to_owned();
-    let link = FaultyLink::start(&upstream).await;
+    let link = FaultyLink::start(Stack::get().redis_address()).await;
     let mut prefix = String::new();
     let gateway = spawn_gateway(|config| {
         config.clickhouse_url = format!("http://{address}");
         config.query_timeout_ms = 1_500;
         config.charge_lease_ms = 6_500;
         config.lease_sweep_interval_ms = 100;
-        config.redis_url = format!("redis://{}/", link.address());
+        config.redis_url = Stack::get().redis_url_at(&link.address());
         prefix = config.redis_key_prefix.clone();
     })
     .await;

@@ -30,6 +30,11 @@ fn spawn_binary(port: u16, clickhouse_url: &str, database: &str, prefix: &str) -
         .env("SLUICE_GATEWAY_REDIS_KEY_PREFIX", prefix)
         .env("SLUICE_GATEWAY_CLICKHOUSE_URL", clickhouse_url)
         .env("SLUICE_GATEWAY_CLICKHOUSE_DATABASE", database)
+        .env("SLUICE_GATEWAY_CLICKHOUSE_USER", &stack.clickhouse_user)
+        .env(
+            "SLUICE_GATEWAY_CLICKHOUSE_PASSWORD",
+            &stack.clickhouse_password,
+        )
         // Requests of a burst stay in flight for 3 s; their charges are leased for 8 s.
         .env("SLUICE_GATEWAY_QUERY_TIMEOUT_MS", "3000")
         .env("SLUICE_GATEWAY_CHARGE_LEASE_MS", "8000")

@@ -2,10 +2,13 @@
 
 use crate::stack::Stack;
 
-/// Runs `sql` and returns the body (TabSeparated), trimmed. Panics on an error status.
+/// Runs `sql` as the stack's ClickHouse user and returns the body (TabSeparated), trimmed.
+/// Panics on an error status.
 pub async fn query(sql: &str) -> String {
+    let stack = Stack::get();
     let response = reqwest::Client::new()
-        .post(&Stack::get().clickhouse_url)
+        .post(&stack.clickhouse_url)
+        .basic_auth(&stack.clickhouse_user, Some(&stack.clickhouse_password))
         .body(sql.to_owned())
         .send()
         .await

@@ -2,7 +2,8 @@
 //! `scripts/dev services`; nothing here fakes them.
 //!
 //! # Layout
-//! - [`stack`]: where the running Kafka, ClickHouse and Redis are, checked to be reachable.
+//! - [`stack`]: where the running Kafka, ClickHouse and Redis are (with their credentials), and
+//!   the programs `scripts/dev up` runs over them, checked to be reachable.
 //! - [`names`]: unique topic, group, database and key-prefix names per test.
 //! - [`generate`]: deterministic game-round CSV exports shaped like the real one, with the
 //!   exact totals a correct pipeline must report for them.
@@ -20,4 +21,4 @@ pub mod names;
 pub mod stack;
 
 pub use names::unique;
-pub use stack::Stack;
+pub use stack::{Programs, Stack};

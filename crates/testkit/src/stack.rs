@@ -1,7 +1,11 @@
 //! The endpoints of the real servers the tests use. They come from environment variables
-//! (`SLUICE_KAFKA_BROKERS`, `SLUICE_CLICKHOUSE_URL`, `SLUICE_REDIS_URL`) or, failing that, from
+//! (`SLUICE_KAFKA_BROKERS`, `SLUICE_CLICKHOUSE_URL`, `SLUICE_CLICKHOUSE_USER`,
+//! `SLUICE_CLICKHOUSE_PASSWORD`, `SLUICE_REDIS_URL` with its password) or, failing that, from
 //! `target/sluice/stack.env` written by `scripts/dev services`. A server that does not answer
 //! fails the test at once, naming the command that starts it.
+//!
+//! [`Programs`] are the four Sluice programs `scripts/dev up` runs on top (and `scripts/dev
+//! test` starts), with the tokens it gave them.
 
 use std::collections::HashMap;
 use std::net::{TcpStream, ToSocketAddrs};
@@ -12,10 +16,18 @@ use std::time::Duration;
 /// The command that starts every server the tests need.
 pub const START_COMMAND: &str = "scripts/dev services";
 
+/// The command that starts the servers and the four programs.
+pub const UP_COMMAND: &str = "scripts/dev up";
+
 #[derive(Debug, Clone)]
 pub struct Stack {
     pub kafka_brokers: String,
     pub clickhouse_url: String,
+    /// ClickHouse user (`SLUICE_CLICKHOUSE_USER`; `default` if unset).
+    pub clickhouse_user: String,
+    /// Its password (`SLUICE_CLICKHOUSE_PASSWORD`; empty if unset).
+    pub clickhouse_password: String,
+    /// `redis://:<password>@host:port/`.
     pub redis_url: String,
     /// `PYTHONPATH` holding fastavro, the independent Avro decoder (`SLUICE_PYTHONPATH`).
     pub python_path: Option<String>,
@@ -28,21 +40,14 @@ impl Stack {
     pub fn get() -> &'static Stack {
         static STACK: OnceLock<Stack> = OnceLock::new();
         STACK.get_or_init(|| {
-            let file = read_stack_env();
-            let optional =
-                |name: &str| std::env::var(name).ok().or_else(|| file.get(name).cloned());
-            let value = |name: &str| -> String {
-                optional(name).unwrap_or_else(|| {
-                    panic!(
-                        "{name} is not set and {} has no value for it: start the services \
-                             with `{START_COMMAND}` (or run the suite with `scripts/dev test`)",
-                        stack_env_path().display()
-                    )
-                })
-            };
+            let source = Source::new(START_COMMAND);
+            let (value, optional) = (|n| source.value(n), |n| source.optional(n));
             let stack = Stack {
                 kafka_brokers: value("SLUICE_KAFKA_BROKERS"),
                 clickhouse_url: value("SLUICE_CLICKHOUSE_URL"),
+                clickhouse_user: optional("SLUICE_CLICKHOUSE_USER")
+                    .unwrap_or_else(|| "default".into()),
+                clickhouse_password: optional("SLUICE_CLICKHOUSE_PASSWORD").unwrap_or_default(),
                 redis_url: value("SLUICE_REDIS_URL"),
                 python_path: optional("SLUICE_PYTHONPATH"),
                 tansu_bin: optional("SLUICE_TANSU_BIN"),
@@ -53,10 +58,109 @@ impl Stack {
                 .next()
                 .unwrap_or_default()
                 .to_owned();
-            require_reachable("Kafka", &kafka);
-            require_reachable("ClickHouse", host_port(&stack.clickhouse_url));
-            require_reachable("Redis", host_port(&stack.redis_url));
+            require_reachable("Kafka", &kafka, START_COMMAND);
+            require_reachable(
+                "ClickHouse",
+                host_port(&stack.clickhouse_url),
+                START_COMMAND,
+            );
+            require_reachable("Redis", host_port(&stack.redis_url), START_COMMAND);
             stack
+        })
+    }
+
+    /// Redis's `host:port`, without the credentials (e.g. for a [`crate::fault::FaultyLink`]).
+    pub fn redis_address(&self) -> &str {
+        host_port(&self.redis_url)
+    }
+
+    /// The Redis URL, credentials included, for reaching Redis at `address` instead (a link).
+    pub fn redis_url_at(&self, address: &str) -> String {
+        self.redis_url.replacen(self.redis_address(), address, 1)
+    }
+
+    /// A ClickHouse client for `database`, with the stack's credentials.
+    pub fn clickhouse_client(&self, database: &str) -> clickhouse::Client {
+        sluice_schema::migrations::client(
+            &self.clickhouse_url,
+            database,
+            &self.clickhouse_user,
+            &self.clickhouse_password,
+        )
+    }
+}
+
+/// The Sluice programs `scripts/dev up` runs over the [`Stack`], as its `stack.env` names them.
+#[derive(Debug, Clone)]
+pub struct Programs {
+    pub producer_url: String,
+    pub consumer_url: String,
+    pub gateway_url: String,
+    pub watcher_url: String,
+    /// The producer's upload token (`SLUICE_UPLOAD_TOKEN`).
+    pub upload_token: String,
+    /// The gateway's admin token (`SLUICE_ADMIN_TOKEN`).
+    pub admin_token: String,
+}
+
+impl Programs {
+    /// The running programs; panics with instructions if one is missing or does not answer.
+    pub fn get() -> &'static Programs {
+        static PROGRAMS: OnceLock<Programs> = OnceLock::new();
+        PROGRAMS.get_or_init(|| {
+            Stack::get();
+            let source = Source::new(UP_COMMAND);
+            let value = |n| source.value(n);
+            let programs = Programs {
+                producer_url: value("SLUICE_PRODUCER_URL"),
+                consumer_url: value("SLUICE_CONSUMER_URL"),
+                gateway_url: value("SLUICE_GATEWAY_URL"),
+                watcher_url: value("SLUICE_WATCHER_URL"),
+                upload_token: value("SLUICE_UPLOAD_TOKEN"),
+                admin_token: value("SLUICE_ADMIN_TOKEN"),
+            };
+            for (what, url) in [
+                ("sluice-producer", &programs.producer_url),
+                ("sluice-consumer", &programs.consumer_url),
+                ("sluice-gateway", &programs.gateway_url),
+                ("sluice-watcher", &programs.watcher_url),
+            ] {
+                require_reachable(what, host_port(url), UP_COMMAND);
+            }
+            programs
+        })
+    }
+}
+
+/// Where settings come from: the environment first, then `stack.env`.
+struct Source {
+    file: HashMap<String, String>,
+    /// The command that would have written a missing value.
+    command: &'static str,
+}
+
+impl Source {
+    fn new(command: &'static str) -> Source {
+        Source {
+            file: read_stack_env(),
+            command,
+        }
+    }
+
+    fn optional(&self, name: &str) -> Option<String> {
+        std::env::var(name)
+            .ok()
+            .or_else(|| self.file.get(name).cloned())
+    }
+
+    fn value(&self, name: &str) -> String {
+        self.optional(name).unwrap_or_else(|| {
+            panic!(
+                "{name} is not set and {} has no value for it: start them with `{}` (or run \
+                 the suite with `scripts/dev test`, which does)",
+                stack_env_path().display(),
+                self.command
+            )
         })
     }
 }
@@ -81,13 +185,16 @@ fn read_stack_env() -> HashMap<String, String> {
         .collect()
 }
 
-/// `http://127.0.0.1:8123/` → `127.0.0.1:8123`.
+/// `http://127.0.0.1:8123/` → `127.0.0.1:8123`; credentials (`redis://:pw@…`) are dropped.
 fn host_port(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    rest.split('/').next().unwrap_or(rest)
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
 }
 
-fn require_reachable(what: &str, address: &str) {
+fn require_reachable(what: &str, address: &str, command: &str) {
     let reachable = address
         .to_socket_addrs()
         .ok()
@@ -95,7 +202,8 @@ fn require_reachable(what: &str, address: &str) {
         .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
     assert!(
         reachable,
-        "{what} at {address} is not reachable: start the services with `{START_COMMAND}`"
+        "{what} at {address} is not reachable: start it with `{command}` (or run the suite with \
+         `scripts/dev test`, which does)"
     );
 }
 
@@ -108,5 +216,9 @@ mod tests {
         assert_eq!(host_port("http://127.0.0.1:8123"), "127.0.0.1:8123");
         assert_eq!(host_port("redis://127.0.0.1:16379/"), "127.0.0.1:16379");
         assert_eq!(host_port("127.0.0.1:9092"), "127.0.0.1:9092");
+        assert_eq!(
+            host_port("redis://:p@ss@127.0.0.1:16379/"),
+            "127.0.0.1:16379"
+        );
     }
 }

@@ -381,6 +381,8 @@ pub async fn consumer(rows: u64) -> anyhow::Result<()> {
     let brokers = stack_value("SLUICE_KAFKA_BROKERS")?;
     let clickhouse_url = stack_value("SLUICE_CLICKHOUSE_URL")?;
     let tcp_port = stack_value("SLUICE_CLICKHOUSE_TCP_PORT")?;
+    let user = stack_value("SLUICE_CLICKHOUSE_USER").unwrap_or_else(|_| "default".into());
+    let password = stack_value("SLUICE_CLICKHOUSE_PASSWORD").unwrap_or_default();
     let run = format!("bench_{}", std::process::id());
 
     // The same rounds as Avro messages and as ClickHouse CSV.
@@ -423,10 +425,27 @@ pub async fn consumer(rows: u64) -> anyhow::Result<()> {
 
     // Baseline: clickhouse-client inserting the CSV into its own database.
     let direct = format!("{run}_direct");
-    let client = sluice_schema::migrations::client(&clickhouse_url, &direct, "default", "");
+    let client = sluice_schema::migrations::client(&clickhouse_url, &direct, &user, &password);
     sluice_schema::migrations::apply(&client, &direct).await?;
+    // The credentials go in a private client config, not on a command line `ps` shows.
+    let client_config = workspace().join(format!("target/sluice/{run}-client.xml"));
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&client_config)?;
+        std::io::Write::write_all(
+            &mut file,
+            format!("<config><user>{user}</user><password>{password}</password></config>\n")
+                .as_bytes(),
+        )?;
+    }
     let started = Instant::now();
     let mut load = Command::new("clickhouse-client")
+        .arg(format!("--config-file={}", client_config.display()))
         .args(["--host", "127.0.0.1", "--port", &tcp_port, "--query"])
         .arg(format!(
             "INSERT INTO {direct}.game_rounds (created_timestamp, game_instance_id, user_id, game_id, \
@@ -439,7 +458,9 @@ pub async fn consumer(rows: u64) -> anyhow::Result<()> {
     let mut stdin = load.stdin.take().context("clickhouse-client stdin")?;
     tokio::io::AsyncWriteExt::write_all(&mut stdin, &csv).await?;
     drop(stdin);
-    if !load.wait().await?.success() {
+    let loaded = load.wait().await?.success();
+    std::fs::remove_file(&client_config)?;
+    if !loaded {
         bail!("clickhouse-client failed");
     }
     let baseline = started.elapsed();
@@ -458,6 +479,8 @@ pub async fn consumer(rows: u64) -> anyhow::Result<()> {
         .env("SLUICE_CONSUMER_KAFKA_BROKERS", &brokers)
         .env("SLUICE_CONSUMER_CLICKHOUSE_URL", &clickhouse_url)
         .env("SLUICE_CONSUMER_CLICKHOUSE_DATABASE", &database)
+        .env("SLUICE_CONSUMER_CLICKHOUSE_USER", &user)
+        .env("SLUICE_CONSUMER_CLICKHOUSE_PASSWORD", &password)
         .env("SLUICE_CONSUMER_TOPIC", &topic)
         .env("SLUICE_CONSUMER_GROUP_ID", &group)
         .env("RUST_LOG", "warn")
@@ -471,6 +494,7 @@ pub async fn consumer(rows: u64) -> anyhow::Result<()> {
     loop {
         let answer = http
             .post(&clickhouse_url)
+            .basic_auth(&user, Some(&password))
             .body(count_sql.clone())
             .send()
             .await;

@@ -29,7 +29,7 @@ pub fn dead_port() -> u16 {
 pub async fn spawn_gateway(configure: impl FnOnce(&mut Config)) -> Gateway {
     let stack = Stack::get();
     let database = unique("gateway_test");
-    let client = sluice_schema::migrations::client(&stack.clickhouse_url, &database, "default", "");
+    let client = stack.clickhouse_client(&database);
     sluice_schema::migrations::apply(&client, &database)
         .await
         .unwrap();
@@ -43,6 +43,8 @@ pub async fn spawn_gateway(configure: impl FnOnce(&mut Config)) -> Gateway {
     .await;
 
     let mut config = Config::with_endpoints(&stack.redis_url, &stack.clickhouse_url, ADMIN_TOKEN);
+    config.clickhouse_user = stack.clickhouse_user.clone();
+    config.clickhouse_password = stack.clickhouse_password.clone().into();
     config.listen_addr = "127.0.0.1:0".into();
     config.clickhouse_database = database.clone();
     config.redis_key_prefix = format!("{}:", unique("gateway_test"));

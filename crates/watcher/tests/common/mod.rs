@@ -55,6 +55,8 @@ pub async fn spawn_consumer(names: &Names) -> CancellationToken {
     let stack = Stack::get();
     let mut consumer =
         sluice_consumer::Config::with_endpoints(&stack.kafka_brokers, &stack.clickhouse_url);
+    consumer.clickhouse_user = stack.clickhouse_user.clone();
+    consumer.clickhouse_password = stack.clickhouse_password.clone().into();
     consumer.listen_addr = "127.0.0.1:0".into();
     consumer.topic = names.topic.clone();
     consumer.group_id = unique("watch_group");
