@@ -18,8 +18,9 @@ use subtle::ConstantTimeEq;
 use tracing::instrument;
 use utoipa::ToSchema;
 
+use super::body::{self, Object};
 use super::docs::{BadBody, KeyNotFound, NotAdmin, TooLarge, Unavailable, WrongMediaType};
-use super::{body, AppState};
+use super::AppState;
 use crate::audit::{self, AuditReport, Rebuilt};
 use crate::credits::{KeyId, KeyInfo, NewKey, RateLimit, MAX_GRACE_SECONDS};
 use crate::error::{ApiError, Problem};
@@ -48,7 +49,7 @@ pub struct CreateKey {
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
     /// The key's own rate limit; omitted: the gateway's default.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "body::optional_object")]
     pub rate_limit: Option<RateLimitBody>,
 }
 
@@ -173,9 +174,9 @@ pub struct Balance {
 #[instrument(skip_all)]
 pub async fn create_key(
     state: web::Data<AppState>,
-    body: web::Json<CreateKey>,
+    body: web::Json<Object<CreateKey>>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    let Object(body) = body.into_inner();
     let name = checked_name("name", &body.name)?;
     if let Some(expires_at) = body.expires_at {
         if expires_at <= Utc::now() {
@@ -225,8 +226,9 @@ pub async fn create_key(
 #[instrument(skip_all)]
 pub async fn create_user(
     state: web::Data<AppState>,
-    body: web::Json<NewUser>,
+    body: web::Json<Object<NewUser>>,
 ) -> Result<HttpResponse, ApiError> {
+    let Object(body) = body.into_inner();
     let name = checked_name("username", &body.username)?;
     let (key, info) = state
         .credits
@@ -375,8 +377,9 @@ pub async fn rotate_key(
 pub async fn top_up(
     state: web::Data<AppState>,
     id: web::Path<String>,
-    body: web::Json<TopUp>,
+    body: web::Json<Object<TopUp>>,
 ) -> Result<HttpResponse, ApiError> {
+    let Object(body) = body.into_inner();
     let id = KeyId::parse(&id)?;
     let credits = state
         .credits
@@ -409,8 +412,9 @@ pub async fn top_up(
 pub async fn set_rate_limit(
     state: web::Data<AppState>,
     id: web::Path<String>,
-    body: web::Json<RateLimitBody>,
+    body: web::Json<Object<RateLimitBody>>,
 ) -> Result<HttpResponse, ApiError> {
+    let Object(body) = body.into_inner();
     let id = KeyId::parse(&id)?;
     let limit = body.parse()?;
     let info = state.credits.set_rate_limit(&id, limit).await?;

@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 
 use actix_web::http::header;
 use actix_web::{mime, HttpRequest};
-use serde::de::{DeserializeOwned, Unexpected, Visitor};
+use serde::de::{DeserializeOwned, Error as _, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use crate::error::ApiError;
@@ -74,6 +74,29 @@ impl<T: TryFrom<u64>> Visitor<'_> for WholeVisitor<T> {
     }
 }
 
+/// A JSON object holding a `T`. serde's derived structs also read an array of their fields
+/// in order (`[5]` as `{"add": 5}`); the document promises objects, so only objects are read.
+#[derive(Debug)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fields = serde_json::Map::deserialize(deserializer)?;
+        T::deserialize(serde_json::Value::Object(fields))
+            .map(Object)
+            .map_err(D::Error::custom)
+    }
+}
+
+/// [`Object`] for an optional field (with `#[serde(default)]`); `null` is `None`.
+pub fn optional_object<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    Option::<Object<T>>::deserialize(deserializer).map(|object| object.map(|o| o.0))
+}
+
 /// An optional JSON body: none, an empty or blank one, or `null` is `None`; anything else must
 /// be sent as `application/json` (else 415) and hold a `T` (else 400). The size limit is the
 /// `PayloadConfig`'s (413).
@@ -93,7 +116,9 @@ pub fn optional_json<T: DeserializeOwned>(
     if !json {
         return Err(ApiError::UnsupportedMediaType);
     }
-    serde_json::from_slice::<Option<T>>(body).map_err(|e| ApiError::BadRequest(e.to_string()))
+    serde_json::from_slice::<Option<Object<T>>>(body)
+        .map(|object| object.map(|o| o.0))
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 #[cfg(test)]
@@ -121,6 +146,26 @@ mod tests {
         assert_eq!(parse(r#"{"count": 0}"#).unwrap().grace, None);
         let big = parse(r#"{"count": 1, "grace": 1099511627776.0}"#).unwrap();
         assert_eq!(big.grace, Some(1_099_511_627_776));
+    }
+
+    #[test]
+    fn objects_are_never_read_from_arrays() {
+        #[derive(Debug, Deserialize)]
+        struct Outer {
+            #[serde(default, deserialize_with = "optional_object")]
+            inner: Option<Body>,
+        }
+        let read = |json: &str| serde_json::from_str::<Object<Outer>>(json).map(|o| o.0);
+        assert!(read(r#"{"inner": {"count": 1}}"#).unwrap().inner.is_some());
+        assert!(read(r#"{"inner": null}"#).unwrap().inner.is_none());
+        assert!(read(r#"{}"#).unwrap().inner.is_none());
+        for json in [r#"[null]"#, r#"{"inner": [1]}"#, r#"[]"#] {
+            assert!(read(json).is_err(), "{json}");
+        }
+        assert!(
+            serde_json::from_str::<Body>("[1]").is_ok(),
+            "serde alone reads arrays"
+        );
     }
 
     #[test]
