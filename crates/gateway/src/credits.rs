@@ -626,7 +626,8 @@ impl CreditStore {
             .map_err(redis_down)?;
         match status {
             0 => Ok(credits.max(0).unsigned_abs()),
-            -2 => Err(ApiError::BadRequest(format!(
+            // The amount is fine; the balance it would be added to is not: 409.
+            -2 => Err(ApiError::Conflict(format!(
                 "add: the balance would pass {MAX_CREDITS}"
             ))),
             _ => Err(ApiError::KeyNotFound),

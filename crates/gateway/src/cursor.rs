@@ -82,9 +82,7 @@ impl CursorSigner {
         if cursor.len() > MAX_CURSOR_CHARS {
             return Err(invalid());
         }
-        let bytes = URL_SAFE_NO_PAD
-            .decode(cursor.trim())
-            .map_err(|_| invalid())?;
+        let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
         if bytes.len() < FIXED_BYTES + MAC_BYTES {
             return Err(invalid());
         }

@@ -1,6 +1,13 @@
-//! Every failure the gateway answers with, mapped once to HTTP as RFC 9457 problem details.
+//! Every failure the gateway answers with, mapped once to HTTP as RFC 9457 problem details;
+//! [`problem_details`] gives the answers actix-web makes itself (unknown path, unsupported
+//! method, unreadable body) the same shape.
 
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::ServiceResponse;
+use actix_web::error::{JsonPayloadError, PayloadError};
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
+use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -31,6 +38,11 @@ pub enum ApiError {
     KeyRevoked,
     #[error("{0}")]
     BadRequest(String),
+    /// A body sent as something other than `application/json`.
+    #[error("send the body as application/json")]
+    UnsupportedMediaType,
+    #[error("the body is larger than {limit_bytes} bytes")]
+    PayloadTooLarge { limit_bytes: usize },
     /// The request cannot be done in the resource's current state.
     #[error("{0}")]
     Conflict(String),
@@ -75,6 +87,8 @@ impl ResponseError for ApiError {
             ApiError::KeyNotFound => StatusCode::NOT_FOUND,
             ApiError::KeyRevoked | ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RedisUnavailable(_)
             | ApiError::ClickHouseUnavailable(_)
             | ApiError::LedgerBehind(_)
@@ -111,13 +125,91 @@ impl ResponseError for ApiError {
                     .insert_header(("X-RateLimit-Remaining", "0"))
                     .insert_header(("X-RateLimit-Reset", reset_secs.to_string()));
             }
+            // RFC 9110 §11.6.1: a 401 names the way to authenticate.
+            ApiError::MissingApiKey | ApiError::UnknownApiKey => {
+                response.insert_header((header::WWW_AUTHENTICATE, API_KEY_CHALLENGE));
+            }
+            ApiError::NotAdmin => {
+                response.insert_header((header::WWW_AUTHENTICATE, ADMIN_CHALLENGE));
+            }
             _ => {}
         }
-        response.json(Problem {
+        response.json(Problem::new(status, self.to_string()))
+    }
+}
+
+/// The `WWW-Authenticate` challenge of a 401 from `/aggregated_game_rounds`.
+pub const API_KEY_CHALLENGE: &str = r#"ApiKey realm="sluice", header="X-API-Key""#;
+/// The `WWW-Authenticate` challenge of a 401 from the admin API (RFC 6750).
+pub const ADMIN_CHALLENGE: &str = r#"Bearer realm="sluice-admin""#;
+
+impl ApiError {
+    /// A JSON body that could not be read: 415 (not `application/json`), 413 (over the
+    /// limit), else 400.
+    pub fn from_json(error: &JsonPayloadError) -> ApiError {
+        match error {
+            JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
+            JsonPayloadError::OverflowKnownLength { limit, .. }
+            | JsonPayloadError::Overflow { limit } => ApiError::PayloadTooLarge {
+                limit_bytes: *limit,
+            },
+            JsonPayloadError::Payload(PayloadError::Overflow) => ApiError::PayloadTooLarge {
+                limit_bytes: crate::routes::MAX_JSON_BYTES,
+            },
+            other => ApiError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, detail: String) -> Problem {
+        Problem {
             kind: "about:blank".into(),
             title: status.canonical_reason().unwrap_or("Error").into(),
             status: status.as_u16(),
-            detail: self.to_string(),
-        })
+            detail,
+        }
     }
+}
+
+/// For `ErrorHandlers`: an error answer actix-web made itself (404 for an unknown path, 405
+/// with `Allow` for a method a path does not have, an extractor's refusal) becomes problem
+/// details like every other; its headers are kept. Answers that already have a body type
+/// (problem details, `/ready`'s JSON) pass unchanged.
+pub fn problem_details<B: MessageBody + 'static>(
+    response: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let typed = response
+        .response()
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/"));
+    if typed {
+        return Ok(ErrorHandlerResponse::Response(
+            response.map_into_left_body(),
+        ));
+    }
+    let status = response.status();
+    let detail = match (response.response().error(), status) {
+        (_, StatusCode::NOT_FOUND) => "no such resource".to_owned(),
+        (_, StatusCode::METHOD_NOT_ALLOWED) => {
+            "this resource does not support the method; the Allow header lists those it does"
+                .to_owned()
+        }
+        (Some(error), _) => error.to_string(),
+        (None, _) => status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase(),
+    };
+    let body = serde_json::to_string(&Problem::new(status, detail)).expect("a problem serialises");
+    let (request, mut answer) = response.into_parts();
+    answer.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    let answer = answer.set_body(BoxBody::new(body));
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(request, answer).map_body(|_, body| EitherBody::right(body)),
+    ))
 }

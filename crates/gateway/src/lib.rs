@@ -33,6 +33,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::middleware::ErrorHandlers;
 use actix_web::{web, App, HttpServer};
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
@@ -112,14 +113,18 @@ impl Application {
         });
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(ErrorHandlers::new().default_handler(error::problem_details))
                 .wrap(sluice_schema::telemetry::HttpMetrics::new("gateway"))
                 .app_data(state.clone())
                 .app_data(web::QueryConfig::default().error_handler(|error, _| {
                     error::ApiError::BadRequest(error.to_string()).into()
                 }))
-                .app_data(web::JsonConfig::default().error_handler(|error, _| {
-                    error::ApiError::BadRequest(error.to_string()).into()
-                }))
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(routes::MAX_JSON_BYTES)
+                        .error_handler(|error, _| error::ApiError::from_json(&error).into()),
+                )
+                .app_data(web::PayloadConfig::new(routes::MAX_JSON_BYTES))
                 .configure(routes::configure)
         })
         .listen(listener)?

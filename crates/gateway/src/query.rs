@@ -4,7 +4,7 @@
 //! cursor names (keyset pagination: `(start, user_id, game_id) > (…)`, no `OFFSET`). Every
 //! user value is bound by the `clickhouse` crate, never spliced into the SQL text.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use clickhouse::Client;
 use serde::{Deserialize, Serialize};
 use sluice_schema::domain::{format_scaled, TIMESTAMP_MAX_SECONDS};
@@ -14,40 +14,75 @@ use utoipa::{IntoParams, ToSchema};
 use crate::cursor::{CursorSigner, Position};
 use crate::error::ApiError;
 
-/// The query string as sent. Every filter is optional; a malformed one is a 400 (not charged).
+/// The query string as sent. Every parameter is optional, and an empty one is as if it were
+/// not sent. Each is read exactly as its `pattern` in the OpenAPI document says (no white
+/// space around values); a malformed one is a 400 (not charged).
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RawRoundsQuery {
-    /// Player: 32 hex characters.
-    #[param(example = "9ece8c4020f8aed10676cd1c56a41889")]
+    /// Player: 32 hexadecimal characters, either case.
+    #[param(
+        example = "9ece8c4020f8aed10676cd1c56a41889",
+        pattern = "^([0-9A-Fa-f]{32})?$"
+    )]
     pub player_id: Option<String>,
-    /// Game: a non-negative integer.
-    #[param(example = "24002")]
+    /// Game: a non-negative integer in decimal digits, at most 18446744073709551615.
+    #[param(example = "24002", pattern = "^([0-9]{1,20})?$")]
     pub game_id: Option<String>,
-    /// Start of the range, inclusive: RFC 3339, `YYYY-MM-DD HH:MM:SS` (UTC) or a date.
-    #[param(example = "2019-10-22")]
+    /// Start of the range, inclusive: a date (`2019-10-22`, its midnight UTC) or a date and
+    /// time, RFC 3339 (`2019-10-22T08:00:00Z`, `2019-10-22T10:00:00.5+02:00`; percent-encode
+    /// the `+`), where a space may stand for the `T` and a missing offset means UTC
+    /// (`2019-10-22 08:00:00`). It must be a real date and time (seconds 00 to 59) from
+    /// 1970-01-01T00:00:00Z to 2105-12-31T23:59:59Z, what the store holds. A fraction of a
+    /// second moves it to the next whole second (rows have whole seconds).
+    #[param(
+        example = "2019-10-22",
+        pattern = r"^([0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})?)?)?$"
+    )]
     pub from: Option<String>,
-    /// End of the range, exclusive: same forms as `from`.
-    #[param(example = "2019-10-23")]
+    /// End of the range, exclusive: the forms of `from`, from 1970-01-01T00:00:00Z to
+    /// 2106-01-01T00:00:00Z, and not before `from`.
+    #[param(
+        example = "2019-10-23",
+        pattern = r"^([0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})?)?)?$"
+    )]
     pub to: Option<String>,
     /// `hour` (default) or `day`.
-    #[param(example = "hour")]
+    #[param(example = "hour", schema_with = granularity_schema)]
     pub granularity: Option<String>,
     /// `asc` (default: oldest bucket first) or `desc` (newest first); ties ordered by player
     /// and game in the same direction.
-    #[param(example = "asc")]
+    #[param(example = "asc", schema_with = sort_schema)]
     pub sort: Option<String>,
-    /// Buckets per page, 1 to `SLUICE_GATEWAY_MAX_LIMIT` (default 10000); default
-    /// `SLUICE_GATEWAY_DEFAULT_LIMIT` (1000).
-    #[param(example = "100")]
+    /// Buckets per page in decimal digits, 1 to `SLUICE_GATEWAY_MAX_LIMIT` (default 10000);
+    /// default `SLUICE_GATEWAY_DEFAULT_LIMIT` (1000).
+    #[param(example = "100", pattern = "^([0-9]{1,10})?$")]
     pub page_size: Option<String>,
     /// Deprecated alias of `page_size` (if both are sent they must be equal).
     #[deprecated(note = "send `page_size`")]
+    #[param(pattern = "^([0-9]{1,10})?$")]
     pub limit: Option<String>,
     /// The `next_cursor` of the previous page, to get the page after it. Only valid with the
-    /// same `player_id`, `game_id`, `from`, `to` and `granularity` (the page size may change);
-    /// an altered cursor or one sent with other filters is a 400 (not charged).
+    /// same `player_id`, `game_id`, `from`, `to`, `granularity` and `sort` (the page size may
+    /// change); an altered cursor or one sent with other filters is a 400 (not charged).
+    #[param(pattern = "^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
+}
+
+/// One of `values`, or empty (the default).
+fn choice(values: [&str; 2]) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(values.into_iter().chain([""])))
+        .build()
+}
+
+fn granularity_schema() -> utoipa::openapi::Object {
+    choice(["hour", "day"])
+}
+
+fn sort_schema() -> utoipa::openapi::Object {
+    choice(["asc", "desc"])
 }
 
 /// Order of the buckets: by (start, player, game), ascending or descending.
@@ -91,15 +126,21 @@ impl RoundsQuery {
         let player_id = raw
             .player_id
             .filter(|p| !p.is_empty())
-            .map(|p| PlayerId::parse(&p).map_err(|e| bad(format!("player_id: {e}"))))
+            .map(|p| match p.bytes().all(|b| b.is_ascii_hexdigit()) {
+                true => PlayerId::parse(&p).map_err(|e| bad(format!("player_id: {e}"))),
+                false => Err(bad("player_id: must be 32 hexadecimal characters".into())),
+            })
             .transpose()?;
         let game_id = raw
             .game_id
             .filter(|g| !g.is_empty())
             .map(|g| {
-                g.trim()
-                    .parse::<u64>()
-                    .map_err(|_| bad("game_id: must be a non-negative integer".into()))
+                decimal::<u64>(&g).ok_or_else(|| {
+                    bad(
+                        "game_id: must be a non-negative integer, at most 18446744073709551615"
+                            .into(),
+                    )
+                })
             })
             .transpose()?;
         let from = raw
@@ -129,8 +170,8 @@ impl RoundsQuery {
         };
         let size = |name: &str, text: Option<String>| match text.as_deref() {
             None | Some("") => Ok(None),
-            Some(text) => match text.trim().parse::<u32>() {
-                Ok(size) if (1..=max_limit).contains(&size) => Ok(Some(size)),
+            Some(text) => match decimal::<u32>(text) {
+                Some(size) if (1..=max_limit).contains(&size) => Ok(Some(size)),
                 _ => Err(bad(format!("{name}: must be between 1 and {max_limit}"))),
             },
         };
@@ -189,33 +230,94 @@ enum Bound {
     Exclusive,
 }
 
-/// RFC 3339 (`2019-10-22T08:00:00Z`), `2019-10-22 08:00:00` (UTC) or a date (its midnight, UTC),
-/// within what the store holds (see `sluice_schema::domain::stored_seconds`): a moment no row
-/// can have is a 400, not an empty or wrong page that costs a credit.
+/// Digits only (no sign, no white space), as the document's patterns say, within `T`.
+fn decimal<T: std::str::FromStr>(text: &str) -> Option<T> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// A `from` or `to` value (see [`RawRoundsQuery::from`]) within what the store holds (see
+/// `sluice_schema::domain::stored_seconds`): a moment no row can have is a 400, not an empty
+/// or wrong page that costs a credit. A fraction of a second rounds up: rows have whole
+/// seconds, and `t >= 08:00:00.5` (or `t < 08:00:00.5`) is `t >= 08:00:01` (`t < 08:00:01`).
 fn parse_instant(name: &str, text: &str, bound: Bound) -> Result<DateTime<Utc>, ApiError> {
-    let text = text.trim();
-    let parsed = DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").map(|t| t.and_utc()))
-        .or_else(|_| {
-            NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .map(|d| d.and_time(Default::default()).and_utc())
-        });
-    let instant = parsed.map_err(|_| {
+    let instant = instant_of(text).ok_or_else(|| {
         ApiError::BadRequest(format!(
-            "{name}: must be an RFC 3339 timestamp or a YYYY-MM-DD date"
+            "{name}: must be a date (YYYY-MM-DD) or an RFC 3339 date and time \
+             (YYYY-MM-DDTHH:MM:SS, optional fraction and offset)"
         ))
     })?;
     let last = i64::from(TIMESTAMP_MAX_SECONDS) + i64::from(bound == Bound::Exclusive);
-    if !(0..=last).contains(&instant.timestamp()) {
+    let last = DateTime::from_timestamp(last, 0).expect("within chrono's range");
+    if !(DateTime::UNIX_EPOCH..=last).contains(&instant) {
         return Err(ApiError::BadRequest(format!(
             "{name}: must be within 1970-01-01T00:00:00Z and {} (what the store holds)",
-            DateTime::from_timestamp(last, 0)
-                .expect("within chrono's range")
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            last.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         )));
     }
-    Ok(instant)
+    Ok(match instant.timestamp_subsec_nanos() {
+        0 => instant,
+        _ => DateTime::from_timestamp(instant.timestamp() + 1, 0).expect("within the range"),
+    })
+}
+
+/// The grammar of the `from`/`to` pattern, read strictly:
+/// `YYYY-MM-DD[(T|t| )HH:MM:SS[.F{1,9}][Z|z|(+|-)HH:MM]]`, a real calendar date and time.
+fn instant_of(text: &str) -> Option<DateTime<Utc>> {
+    let b = text.as_bytes();
+    let number = |at: usize, len: usize| -> Option<u32> {
+        b.get(at..at + len)?.iter().try_fold(0_u32, |n, d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    let byte_is = |at: usize, allowed: &[u8]| b.get(at).is_some_and(|c| allowed.contains(c));
+    if !(byte_is(4, b"-") && byte_is(7, b"-")) {
+        return None;
+    }
+    let year = i32::try_from(number(0, 4)?).ok()?;
+    let date = NaiveDate::from_ymd_opt(year, number(5, 2)?, number(8, 2)?)?;
+    if b.len() == 10 {
+        return Some(date.and_time(NaiveTime::MIN).and_utc());
+    }
+    if !(byte_is(10, b"Tt ") && byte_is(13, b":") && byte_is(16, b":")) {
+        return None;
+    }
+    let time = NaiveTime::from_hms_opt(number(11, 2)?, number(14, 2)?, number(17, 2)?)?;
+    let mut at = 19;
+    let mut nanos = 0;
+    if byte_is(at, b".") {
+        let digits = b[at + 1..]
+            .iter()
+            .take_while(|d| d.is_ascii_digit())
+            .count();
+        if !(1..=9).contains(&digits) {
+            return None;
+        }
+        nanos = number(at + 1, digits)? * 10_u32.pow(9 - digits as u32);
+        at += 1 + digits;
+    }
+    let offset_seconds = match b.get(at..)? {
+        [] => 0,
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (hours, minutes) = (number(at + 1, 2)?, number(at + 4, 2)?);
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let seconds = i64::from(hours * 3600 + minutes * 60);
+            if *sign == b'-' {
+                -seconds
+            } else {
+                seconds
+            }
+        }
+        _ => return None,
+    };
+    let local = date.and_time(time).and_utc();
+    let utc = local - chrono::TimeDelta::seconds(offset_seconds);
+    utc.checked_add_signed(chrono::TimeDelta::nanoseconds(i64::from(nanos)))
 }
 
 /// One bucket of the answer. Money is an exact decimal string.
@@ -524,6 +626,84 @@ mod tests {
             parse(&[("page_size", "5"), ("limit", "6")]),
             Err(ApiError::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn instants_take_exactly_the_documented_forms() {
+        let instant = |text: &str| {
+            parse(&[("to", text)])
+                .map(|q| q.to.unwrap().to_rfc3339())
+                .map_err(|e| e.to_string())
+        };
+        for (text, utc) in [
+            ("2019-10-22", "2019-10-22T00:00:00+00:00"),
+            ("2019-10-22T08:00:00Z", "2019-10-22T08:00:00+00:00"),
+            ("2019-10-22t08:00:00z", "2019-10-22T08:00:00+00:00"),
+            ("2019-10-22 08:00:00", "2019-10-22T08:00:00+00:00"),
+            ("2019-10-22T08:00:00", "2019-10-22T08:00:00+00:00"),
+            ("2019-10-22T10:00:00+02:00", "2019-10-22T08:00:00+00:00"),
+            ("2019-10-22T07:30:00-00:30", "2019-10-22T08:00:00+00:00"),
+            // Rows have whole seconds: a fraction moves the bound to the next one.
+            (
+                "2019-10-22T07:59:59.000000001Z",
+                "2019-10-22T08:00:00+00:00",
+            ),
+            ("2019-10-22T08:00:00.000Z", "2019-10-22T08:00:00+00:00"),
+            ("2020-02-29", "2020-02-29T00:00:00+00:00"),
+            ("1970-01-01T00:00:00Z", "1970-01-01T00:00:00+00:00"),
+            ("2106-01-01T00:00:00Z", "2106-01-01T00:00:00+00:00"),
+        ] {
+            assert_eq!(instant(text), Ok(utc.to_owned()), "{text}");
+        }
+        for text in [
+            "2019-1-2",
+            " 2019-10-22",
+            "2019-10-22 ",
+            "+2019-10-22",
+            "20191-10-22",
+            "2019-02-30",
+            "2019-02-29",
+            "2019-10-22T24:00:00Z",
+            "2019-10-22T23:59:60Z",
+            "2019-10-22T08:00Z",
+            "2019-10-22T08:00:00.Z",
+            "2019-10-22T08:00:00.1234567890Z",
+            "2019-10-22T08:00:00+2:00",
+            "2019-10-22T08:00:00+24:00",
+            "2019-10-22T08:00:00+0200",
+            "2019-10-22T08:00:00ZZ",
+            "2019-10-22X08:00:00Z",
+            "\u{663}019-10-22",
+            "1969-12-31T23:59:59Z",
+            "1970-01-01T00:30:00+01:00",
+            "2106-01-01T00:00:00.5Z",
+        ] {
+            assert!(instant(text).is_err(), "{text}");
+        }
+        assert!(parse(&[("from", "2105-12-31T23:59:59Z")]).is_ok());
+        assert!(parse(&[("from", "2105-12-31T23:59:59.5Z")]).is_err());
+    }
+
+    #[test]
+    fn numbers_and_ids_are_bare_digits_and_hex() {
+        for pairs in [
+            [("game_id", " 7")],
+            [("game_id", "+7")],
+            [("game_id", "7.0")],
+            [("page_size", " 5")],
+            [("page_size", "+5")],
+            [("player_id", " 9ece8c4020f8aed10676cd1c56a41889")],
+        ] {
+            assert!(parse(&pairs).is_err(), "{pairs:?}");
+        }
+        assert_eq!(parse(&[("game_id", "007")]).unwrap().game_id, Some(7));
+        assert_eq!(
+            parse(&[("game_id", "18446744073709551615")])
+                .unwrap()
+                .game_id,
+            Some(u64::MAX)
+        );
+        assert!(parse(&[("game_id", ""), ("player_id", ""), ("from", "")]).is_ok());
     }
 
     #[test]

@@ -966,6 +966,121 @@ async fn the_openapi_document_lists_every_path_and_docs_are_html() {
     assert!(html.contains("swagger-ui"));
 }
 
+#[tokio::test]
+async fn every_refusal_is_a_documented_problem_with_its_headers() {
+    let gateway = spawn_gateway(|_| {}).await;
+    let problem = |response: &reqwest::Response, status: u16| {
+        assert_eq!(response.status(), status, "{}", response.url());
+        assert_eq!(
+            header(response, "content-type"),
+            "application/problem+json",
+            "{}",
+            response.url()
+        );
+    };
+    // A method a path does not have: 405 naming the ones it has (after the admin token).
+    for (method, path, allow) in [
+        ("TRACE", "/aggregated_game_rounds", "GET"),
+        ("DELETE", "/admin/audit", "GET"),
+        ("PATCH", "/admin/keys", "POST, GET"),
+        ("PUT", "/create_user", "POST"),
+    ] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response = gateway.admin(method, path).send().await.unwrap();
+        problem(&response, 405);
+        assert_eq!(header(&response, "allow"), allow, "{path}");
+    }
+    let unknown = gateway
+        .http
+        .get(format!("{}/nope", gateway.url))
+        .send()
+        .await
+        .unwrap();
+    problem(&unknown, 404);
+    let anonymous = gateway
+        .http
+        .delete(format!("{}/admin/audit", gateway.url))
+        .send()
+        .await
+        .unwrap();
+    problem(&anonymous, 401);
+    assert_eq!(
+        header(&anonymous, "www-authenticate"),
+        r#"Bearer realm="sluice-admin""#
+    );
+    let no_key = gateway
+        .http
+        .get(format!("{}/aggregated_game_rounds", gateway.url))
+        .send()
+        .await
+        .unwrap();
+    problem(&no_key, 401);
+    assert!(header(&no_key, "www-authenticate").starts_with("ApiKey "));
+
+    // Bodies: the wrong media type is 415, too large 413.
+    let text = gateway
+        .admin(reqwest::Method::POST, "/create_user")
+        .header("content-type", "text/plain")
+        .body(r#"{"username": "a", "credits": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    problem(&text, 415);
+    let huge = serde_json::json!({"name": "a", "credits": 1, "padding": "x".repeat(70_000)});
+    let too_large = gateway
+        .admin(reqwest::Method::POST, "/admin/keys")
+        .json(&huge)
+        .send()
+        .await
+        .unwrap();
+    problem(&too_large, 413);
+
+    // What the document allows is accepted: integers written with a zero fraction, a `null`
+    // rotation body, a name with white space around it (dropped).
+    let created = gateway
+        .create_key_with(serde_json::json!({"name": "  spaced  ", "credits": 5.0}))
+        .await;
+    assert_eq!(
+        (&created["name"], &created["credits"]),
+        (&"spaced".into(), &5.into())
+    );
+    let id = created["id"].as_str().unwrap();
+    let topped = gateway
+        .admin(reqwest::Method::POST, &format!("/admin/keys/{id}/credits"))
+        .json(&serde_json::json!({"add": 1e1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(topped.status(), 200);
+    let rotated = gateway
+        .admin(reqwest::Method::POST, &format!("/admin/keys/{id}/rotate"))
+        .json(&serde_json::Value::Null)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), 200);
+    let overflow = gateway
+        .admin(reqwest::Method::POST, &format!("/admin/keys/{id}/credits"))
+        .json(&serde_json::json!({"add": sluice_gateway::credits::MAX_CREDITS}))
+        .send()
+        .await
+        .unwrap();
+    problem(&overflow, 409);
+    for body in [
+        serde_json::json!({"name": " ", "credits": 1}),
+        serde_json::json!({"name": "a".repeat(201), "credits": 1}),
+        serde_json::json!({"name": "a", "credits": 1.5}),
+    ] {
+        let refused = gateway
+            .admin(reqwest::Method::POST, "/admin/keys")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        problem(&refused, 400);
+    }
+}
+
 impl Gateway {
     /// `GET /aggregated_game_rounds` that must answer 200; returns the body.
     async fn page(&self, key: &str, filters: &[(&str, &str)]) -> serde_json::Value {

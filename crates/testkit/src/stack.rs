@@ -33,6 +33,9 @@ pub struct Stack {
     pub python_path: Option<String>,
     /// The tansu binary, for tests that need a broker of their own (`SLUICE_TANSU_BIN`).
     pub tansu_bin: Option<String>,
+    /// The schemathesis program, which checks an OpenAPI document against its server
+    /// (`SLUICE_SCHEMATHESIS`).
+    pub schemathesis: Option<String>,
 }
 
 impl Stack {
@@ -51,6 +54,7 @@ impl Stack {
                 redis_url: value("SLUICE_REDIS_URL"),
                 python_path: optional("SLUICE_PYTHONPATH"),
                 tansu_bin: optional("SLUICE_TANSU_BIN"),
+                schemathesis: optional("SLUICE_SCHEMATHESIS"),
             };
             let kafka = stack
                 .kafka_brokers

@@ -18,6 +18,8 @@ use subtle::ConstantTimeEq;
 use tracing::instrument;
 use utoipa::ToSchema;
 
+use super::body::{self, Object};
+use super::docs::{BadBody, KeyNotFound, NotAdmin, TooLarge, Unavailable, WrongMediaType};
 use super::AppState;
 use crate::audit::{self, AuditReport, Rebuilt};
 use crate::credits::{KeyId, KeyInfo, NewKey, RateLimit, MAX_GRACE_SECONDS};
@@ -29,17 +31,25 @@ const LEDGER_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// `POST /admin/keys` body. Unknown fields are ignored, as they always were.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateKey {
-    /// 1 to 200 characters.
-    #[schema(example = "acme")]
+    /// 1 to 200 characters, not all white space; leading and trailing white space is
+    /// dropped.
+    #[schema(
+        example = "acme",
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028-\u2029\u202F\u205F\u3000]"
+    )]
     pub name: String,
-    /// Starting balance; each query costs `SLUICE_GATEWAY_QUERY_COST` (default 1).
-    #[schema(example = 100)]
+    /// Starting balance, at most 2^53 - 1; each query costs `SLUICE_GATEWAY_QUERY_COST`
+    /// (default 1).
+    #[serde(deserialize_with = "body::integer")]
+    #[schema(example = 100, maximum = 9007199254740991_u64)]
     pub credits: u64,
     /// RFC 3339 instant after which the key is refused (401). Must be in the future.
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
     /// The key's own rate limit; omitted: the gateway's default.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "body::optional_object")]
     pub rate_limit: Option<RateLimitBody>,
 }
 
@@ -48,10 +58,12 @@ pub struct CreateKey {
 #[serde(deny_unknown_fields)]
 pub struct RateLimitBody {
     /// 1 to 1000000.
-    #[schema(example = 10)]
+    #[serde(deserialize_with = "body::integer")]
+    #[schema(example = 10, minimum = 1, maximum = 1000000)]
     pub requests: u32,
     /// 1 to 86400.
-    #[schema(example = 1)]
+    #[serde(deserialize_with = "body::integer")]
+    #[schema(example = 1, minimum = 1, maximum = 86400)]
     pub per_seconds: u32,
 }
 
@@ -74,7 +86,18 @@ pub struct CreatedKey {
 /// Compatibility with the original design: `{"username", "credits"}` → `{"api_key"}`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewUser {
+    /// The key's name: 1 to 200 characters, not all white space; leading and trailing white
+    /// space is dropped.
+    #[schema(
+        example = "acme",
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028-\u2029\u202F\u205F\u3000]"
+    )]
     pub username: String,
+    /// Starting balance, at most 2^53 - 1.
+    #[serde(deserialize_with = "body::integer")]
+    #[schema(example = 100, maximum = 9007199254740991_u64)]
     pub credits: u64,
 }
 
@@ -98,9 +121,10 @@ pub struct KeyList {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rotate {
-    /// Seconds the old secret keeps working (0: none; at most 2592000). Omitted:
+    /// Seconds the old secret keeps working (0: none; at most 2592000). Omitted or null:
     /// `SLUICE_GATEWAY_ROTATION_GRACE_SECONDS` (default 3600).
-    #[schema(example = 3600)]
+    #[serde(default, deserialize_with = "body::optional_integer")]
+    #[schema(example = 3600, maximum = 2592000)]
     pub grace_seconds: Option<u32>,
 }
 
@@ -119,8 +143,9 @@ pub struct RotatedKey {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopUp {
-    /// Credits to add, at least 1.
-    #[schema(example = 500)]
+    /// Credits to add, 1 to 2^53 - 1; the balance may not pass 2^53 - 1.
+    #[serde(deserialize_with = "body::integer")]
+    #[schema(example = 500, minimum = 1, maximum = 9007199254740991_u64)]
     pub add: u64,
 }
 
@@ -139,17 +164,20 @@ pub struct Balance {
     security(("admin_token" = [])),
     responses(
         (status = 201, description = "Created", body = CreatedKey),
-        (status = 400, description = "Bad name, credits, expires_at or rate_limit", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON, or a bad name, credits, expires_at (not in the future) or rate_limit", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = NotAdmin),
+        (status = 413, response = TooLarge),
+        (status = 415, response = WrongMediaType),
+        (status = 503, response = Unavailable),
     )
 )]
 #[instrument(skip_all)]
 pub async fn create_key(
     state: web::Data<AppState>,
-    body: web::Json<CreateKey>,
+    body: web::Json<Object<CreateKey>>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
-    let name = checked_name(&body.name)?;
+    let Object(body) = body.into_inner();
+    let name = checked_name("name", &body.name)?;
     if let Some(expires_at) = body.expires_at {
         if expires_at <= Utc::now() {
             return Err(ApiError::BadRequest(
@@ -188,15 +216,20 @@ pub async fn create_key(
     security(("admin_token" = [])),
     responses(
         (status = 201, description = "Created", body = CreatedUser),
-        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = BadBody),
+        (status = 401, response = NotAdmin),
+        (status = 413, response = TooLarge),
+        (status = 415, response = WrongMediaType),
+        (status = 503, response = Unavailable),
     )
 )]
 #[instrument(skip_all)]
 pub async fn create_user(
     state: web::Data<AppState>,
-    body: web::Json<NewUser>,
+    body: web::Json<Object<NewUser>>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = checked_name(&body.username)?;
+    let Object(body) = body.into_inner();
+    let name = checked_name("username", &body.username)?;
     let (key, info) = state
         .credits
         .create_key(
@@ -223,7 +256,8 @@ pub async fn create_user(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Every key", body = KeyList),
-        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = NotAdmin),
+        (status = 503, response = Unavailable),
     )
 )]
 #[instrument(skip_all)]
@@ -239,8 +273,9 @@ pub async fn list_keys(state: web::Data<AppState>) -> Result<HttpResponse, ApiEr
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The key", body = KeyInfo),
-        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No key has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = NotAdmin),
+        (status = 404, response = KeyNotFound),
+        (status = 503, response = Unavailable),
     )
 )]
 #[instrument(skip_all, fields(key_id = %id))]
@@ -252,15 +287,18 @@ pub async fn get_key(
     Ok(HttpResponse::Ok().json(state.credits.key(&id).await?))
 }
 
-/// Revokes a key: every secret of it is refused (401) from now on. Idempotent.
+/// Revokes a key: every secret of it is refused (401) from now on. Idempotent. The key's
+/// record stays (a soft delete): `GET /admin/keys/{id}` keeps answering it, with
+/// `revoked: true`, and its ledger can still be audited and rebuilt.
 #[utoipa::path(
     delete, path = "/admin/keys/{id}", tag = "admin",
     params(("id" = String, Path, description = "The key's id")),
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Revoked; the key's description", body = KeyInfo),
-        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No key has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = NotAdmin),
+        (status = 404, response = KeyNotFound),
+        (status = 503, response = Unavailable),
     )
 )]
 #[instrument(skip_all, fields(key_id = %id))]
@@ -279,28 +317,28 @@ pub async fn revoke_key(
 #[utoipa::path(
     post, path = "/admin/keys/{id}/rotate", tag = "admin",
     params(("id" = String, Path, description = "The key's id")),
-    request_body(content = Option<Rotate>, description = "Optional; `{}` or no body uses the default grace period"),
+    request_body(content = Option<Rotate>, description = "Optional: no body, an empty one, `null` or `{}` use the default grace period"),
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Rotated", body = RotatedKey),
-        (status = 400, description = "Bad grace_seconds", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No key has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = BadBody),
+        (status = 401, response = NotAdmin),
+        (status = 404, response = KeyNotFound),
         (status = 409, description = "The key is revoked", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = TooLarge),
+        (status = 415, response = WrongMediaType),
+        (status = 503, response = Unavailable),
     )
 )]
 #[instrument(skip_all, fields(key_id = %id))]
 pub async fn rotate_key(
     state: web::Data<AppState>,
     id: web::Path<String>,
+    request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = KeyId::parse(&id)?;
-    let rotate: Rotate = if body.iter().all(u8::is_ascii_whitespace) {
-        Rotate::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?
-    };
+    let rotate: Rotate = body::optional_json(&request, &body)?.unwrap_or_default();
     let grace_seconds = rotate
         .grace_seconds
         .unwrap_or(state.config.rotation_grace_seconds);
@@ -326,17 +364,22 @@ pub async fn rotate_key(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The new balance", body = Balance),
-        (status = 400, description = "Bad amount", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No key has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = BadBody),
+        (status = 401, response = NotAdmin),
+        (status = 404, response = KeyNotFound),
+        (status = 409, description = "The balance would pass 2^53 - 1", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = TooLarge),
+        (status = 415, response = WrongMediaType),
+        (status = 503, response = Unavailable),
     )
 )]
 #[instrument(skip_all, fields(key_id = %id))]
 pub async fn top_up(
     state: web::Data<AppState>,
     id: web::Path<String>,
-    body: web::Json<TopUp>,
+    body: web::Json<Object<TopUp>>,
 ) -> Result<HttpResponse, ApiError> {
+    let Object(body) = body.into_inner();
     let id = KeyId::parse(&id)?;
     let credits = state
         .credits
@@ -357,17 +400,21 @@ pub async fn top_up(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The key's description", body = KeyInfo),
-        (status = 400, description = "Bad limit", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No key has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = BadBody),
+        (status = 401, response = NotAdmin),
+        (status = 404, response = KeyNotFound),
+        (status = 413, response = TooLarge),
+        (status = 415, response = WrongMediaType),
+        (status = 503, response = Unavailable),
     )
 )]
 #[instrument(skip_all, fields(key_id = %id))]
 pub async fn set_rate_limit(
     state: web::Data<AppState>,
     id: web::Path<String>,
-    body: web::Json<RateLimitBody>,
+    body: web::Json<Object<RateLimitBody>>,
 ) -> Result<HttpResponse, ApiError> {
+    let Object(body) = body.into_inner();
     let id = KeyId::parse(&id)?;
     let limit = body.parse()?;
     let info = state.credits.set_rate_limit(&id, limit).await?;
@@ -387,8 +434,8 @@ pub async fn set_rate_limit(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Keys whose balances differ (none: all match)", body = AuditReport),
-        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis or ClickHouse unavailable, or the ledger could not be written in time", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = NotAdmin),
+        (status = 503, response = Unavailable),
     )
 )]
 #[instrument(skip_all)]
@@ -415,10 +462,10 @@ pub async fn audit(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Rebuilt; the balances before and after", body = Rebuilt),
-        (status = 401, description = "Missing or wrong admin token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No key has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = NotAdmin),
+        (status = 404, response = KeyNotFound),
         (status = 409, description = "The key has no ledger rows, or its ledger balance is negative", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis or ClickHouse unavailable, or the ledger could not be written in time", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
     )
 )]
 #[instrument(skip_all, fields(key_id = %id))]
@@ -436,12 +483,16 @@ pub async fn rebuild_key(
     Ok(HttpResponse::Ok().json(rebuilt))
 }
 
-fn checked_name(name: &str) -> Result<&str, ApiError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::BadRequest("name: 1 to 200 characters".into()));
+/// A key's name as the document describes it (`minLength`, `maxLength` and a `pattern`
+/// requiring a character that is not white space), trimmed.
+fn checked_name<'a>(field: &str, name: &'a str) -> Result<&'a str, ApiError> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::BadRequest(format!(
+            "{field}: 1 to 200 characters, not all white space"
+        )));
     }
-    Ok(name)
+    Ok(trimmed)
 }
 
 /// Authenticates every admin route before anything else of the request is read (its body,

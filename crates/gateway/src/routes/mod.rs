@@ -1,6 +1,7 @@
 //! The gateway's HTTP surface.
 
 pub mod admin;
+pub mod body;
 pub mod docs;
 mod health;
 pub mod rounds;
@@ -27,35 +28,47 @@ pub struct AppState {
     pub query_slots: tokio::sync::Semaphore,
 }
 
+/// The largest JSON body the admin API reads (its bodies are a few hundred bytes); larger is
+/// a 413.
+pub const MAX_JSON_BYTES: usize = 64 * 1024;
+
+/// One resource per path, holding all of its methods: a method the path does not have is a
+/// 405 with `Allow` (actix-web's resource default, turned into problem details by
+/// [`crate::error::problem_details`]), never a 404.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/aggregated_game_rounds",
-        web::get().to(rounds::aggregated_game_rounds),
+    cfg.service(
+        web::resource("/aggregated_game_rounds")
+            .route(web::get().to(rounds::aggregated_game_rounds)),
     )
     .service(
         web::scope("/admin")
             .wrap(from_fn(admin::admin_only))
-            .route("/keys", web::post().to(admin::create_key))
-            .route("/keys", web::get().to(admin::list_keys))
-            .route("/keys/{id}", web::get().to(admin::get_key))
-            .route("/keys/{id}", web::delete().to(admin::revoke_key))
-            .route("/keys/{id}/rotate", web::post().to(admin::rotate_key))
-            .route("/keys/{id}/credits", web::post().to(admin::top_up))
-            .route(
-                "/keys/{id}/rate_limit",
-                web::put().to(admin::set_rate_limit),
+            .service(
+                web::resource("/keys")
+                    .route(web::post().to(admin::create_key))
+                    .route(web::get().to(admin::list_keys)),
             )
-            .route("/keys/{id}/rebuild", web::post().to(admin::rebuild_key))
-            .route("/audit", web::get().to(admin::audit)),
+            .service(
+                web::resource("/keys/{id}")
+                    .route(web::get().to(admin::get_key))
+                    .route(web::delete().to(admin::revoke_key)),
+            )
+            .service(web::resource("/keys/{id}/rotate").route(web::post().to(admin::rotate_key)))
+            .service(web::resource("/keys/{id}/credits").route(web::post().to(admin::top_up)))
+            .service(
+                web::resource("/keys/{id}/rate_limit").route(web::put().to(admin::set_rate_limit)),
+            )
+            .service(web::resource("/keys/{id}/rebuild").route(web::post().to(admin::rebuild_key)))
+            .service(web::resource("/audit").route(web::get().to(admin::audit))),
     )
     .service(
         web::resource("/create_user")
             .wrap(from_fn(admin::admin_only))
             .route(web::post().to(admin::create_user)),
     )
-    .route("/health", web::get().to(health::health))
-    .route("/ready", web::get().to(health::ready))
-    .route("/metrics", web::get().to(health::metrics))
-    .route("/openapi.json", web::get().to(docs::openapi_json))
-    .route("/docs", web::get().to(docs::docs));
+    .service(web::resource("/health").route(web::get().to(health::health)))
+    .service(web::resource("/ready").route(web::get().to(health::ready)))
+    .service(web::resource("/metrics").route(web::get().to(health::metrics)))
+    .service(web::resource("/openapi.json").route(web::get().to(docs::openapi_json)))
+    .service(web::resource("/docs").route(web::get().to(docs::docs)));
 }

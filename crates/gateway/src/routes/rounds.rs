@@ -4,6 +4,7 @@ use serde::Serialize;
 use tracing::instrument;
 use utoipa::ToSchema;
 
+use super::docs::BadApiKey;
 use super::AppState;
 use crate::charge;
 use crate::credits::ApiKey;
@@ -58,7 +59,7 @@ pub struct BucketAnswer {
                 ("X-RateLimit-Reset" = u64, description = "Seconds until the budget is full again"),
             )),
         (status = 400, description = "Malformed filter or page size; a cursor altered or sent with other filters (not charged)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, unknown, revoked or expired key", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = BadApiKey),
         (status = 402, description = "Not enough credits", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited (not charged)", body = Problem, content_type = "application/problem+json",
             headers(
@@ -67,8 +68,10 @@ pub struct BucketAnswer {
                 ("X-RateLimit-Remaining" = u64, description = "Always 0"),
                 ("X-RateLimit-Reset" = u64, description = "Seconds until the budget is full again"),
             )),
-        (status = 503, description = "Redis or ClickHouse unavailable (refunded), or every query slot stayed busy for `SLUICE_GATEWAY_QUERY_QUEUE_WAIT_MS` (not charged); with `Retry-After`", body = Problem, content_type = "application/problem+json"),
-        (status = 504, description = "ClickHouse did not answer in time (refunded)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis or ClickHouse unavailable (refunded), or every query slot stayed busy for `SLUICE_GATEWAY_QUERY_QUEUE_WAIT_MS` (not charged)", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait before trying again"))),
+        (status = 504, description = "ClickHouse did not answer in time (refunded)", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait before trying again"))),
     )
 )]
 #[instrument(skip_all)]
