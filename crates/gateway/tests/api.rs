@@ -1657,17 +1657,15 @@ async fn a_pooled_connection_the_server_dropped_while_idle_is_retried_on_a_fresh
 #[tokio::test]
 async fn ready_answers_within_a_second_naming_a_frozen_dependency() {
     let stack = Stack::get();
-    let host_port = |url: &str| {
-        url.trim_start_matches("http://")
-            .trim_start_matches("redis://")
-            .trim_end_matches('/')
-            .to_owned()
-    };
-    let clickhouse = FaultyLink::start(&host_port(&stack.clickhouse_url)).await;
-    let redis = FaultyLink::start(&host_port(&stack.redis_url)).await;
+    let clickhouse_address = stack
+        .clickhouse_url
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let clickhouse = FaultyLink::start(clickhouse_address).await;
+    let redis = FaultyLink::start(stack.redis_address()).await;
     let gateway = spawn_gateway(|config| {
         config.clickhouse_url = format!("http://{}", clickhouse.address());
-        config.redis_url = format!("redis://{}/", redis.address());
+        config.redis_url = stack.redis_url_at(&redis.address());
     })
     .await;
     let ready = || async {

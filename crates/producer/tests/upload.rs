@@ -731,15 +731,11 @@ async fn every_rejected_row_is_kept_on_the_rejects_topic_beyond_those_listed() {
 #[tokio::test]
 async fn a_failure_redis_missed_at_the_end_is_recorded_once_redis_is_back() {
     use futures::SinkExt;
-    let redis = Stack::get()
-        .redis_url
-        .trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .to_owned();
-    let link = sluice_testkit::fault::FaultyLink::start(&redis).await;
+    let stack = Stack::get();
+    let link = sluice_testkit::fault::FaultyLink::start(stack.redis_address()).await;
     let producer = spawn_producer(|config| {
         config.max_line_bytes = 300;
-        config.redis_url = format!("redis://{}/", link.address());
+        config.redis_url = stack.redis_url_at(&link.address());
     })
     .await;
     let url = &producer.url;
