@@ -469,7 +469,12 @@ impl Utf16 {
         if self.utf8.len() < needed {
             self.utf8.resize(needed, 0);
         }
-        let written = convert_marking_malformed(&self.units, &mut self.utf8);
+        let mut written = encoding_rs::mem::convert_utf16_to_utf8(&self.units, &mut self.utf8);
+        // A lone surrogate comes out as U+FFFD: only a chunk holding one (nearly never) is
+        // converted again, marking what is malformed. Searching the output is ~free (SIMD).
+        if memchr::memmem::find(&self.utf8[..written], "\u{FFFD}".as_bytes()).is_some() {
+            written = convert_marking_malformed(&self.units, &mut self.utf8);
+        }
         let mut out = Vec::with_capacity(written + 1);
         out.extend_from_slice(&self.utf8[..written]);
         if last && self.odd_byte.take().is_some() {
@@ -608,6 +613,17 @@ mod tests {
                         assert_eq!(String::from_utf8_lossy(&bytes), expected, "{context}");
                     }
                 }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_real_replacement_character_in_utf16_stays_valid_text() {
+        let text = "a,b\r\nPlay\u{FFFD}n GO,x\r\n";
+        for big_endian in [true, false] {
+            for chunk_size in [1, 3, 1024] {
+                let (decoded, _) = decode_in_chunks(&utf16(text, big_endian), chunk_size).await;
+                assert_eq!(decoded, text, "chunk size {chunk_size}");
             }
         }
     }

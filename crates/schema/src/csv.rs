@@ -152,8 +152,12 @@ impl HeaderMap {
         round.bonus_amount_bet = money(5)?;
         round.real_amount_win = money(6)?;
         round.bonus_amount_win = money(7)?;
-        let game_name = fields::text(cell(8)?).map_err(|reason| fail(8, reason))?;
-        let provider = fields::text(cell(9)?).map_err(|reason| fail(9, reason))?;
+        let (game_name, provider) = (cell(8)?, cell(9)?);
+        // One search of the whole row for a NUL (nearly never there) instead of one per name.
+        if memchr::memchr(0, record.as_slice()).is_some() {
+            fields::text(game_name).map_err(|reason| fail(8, reason))?;
+            fields::text(provider).map_err(|reason| fail(9, reason))?;
+        }
         round.game_name.clear();
         round.game_name.push_str(game_name);
         round.provider.clear();

@@ -182,7 +182,7 @@ pub fn stored_seconds(millis: i64) -> Result<u32, TimestampOutOfRange> {
 /// cuts names short in most clients and logs). Invalid UTF-8 and lone UTF-16 surrogates never
 /// reach here: they are refused as "not valid text" where the bytes are read.
 pub fn check_text(text: &str) -> Result<&str, TextError> {
-    if text.as_bytes().contains(&0) {
+    if memchr::memchr(0, text.as_bytes()).is_some() {
         Err(TextError::Nul)
     } else {
         Ok(text)
