@@ -85,6 +85,21 @@ async fn spawn_pipeline() -> Pipeline {
     }
 }
 
+impl Pipeline {
+    /// `POST /admin/keys` on the gateway; the 201 answer (with the secret under `key`).
+    async fn create_key(&self, name: &str, credits: u64) -> serde_json::Value {
+        let response = reqwest::Client::new()
+            .post(format!("{}/admin/keys", self.gateway_url))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({"name": name, "credits": credits}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        response.json().await.unwrap()
+    }
+}
+
 /// Polls `sql` until it returns `expected`, failing after `timeout` with the last answer.
 async fn wait_for(sql: &str, expected: &str, timeout: Duration) {
     let started = Instant::now();
@@ -306,16 +321,7 @@ async fn uploaded_rounds_reach_the_gateway_exactly_once_with_exact_sums() {
 
     // A key with two credits: two answers, then 402.
     let http = reqwest::Client::new();
-    let created: serde_json::Value = http
-        .post(format!("{}/admin/keys", pipeline.gateway_url))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({"name": "e2e", "credits": 2}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = pipeline.create_key("e2e", 2).await;
     let key = created["key"]
         .as_str()
         .expect("the secret is returned once")
@@ -510,16 +516,7 @@ async fn values_the_store_cannot_hold_are_row_rejects_and_never_land_as_substitu
     // The gateway's range is the store's: beyond it a 400 that costs nothing; at its edge,
     // the last hour and day of 2105 are served as they are.
     let http = reqwest::Client::new();
-    let created: serde_json::Value = http
-        .post(format!("{}/admin/keys", pipeline.gateway_url))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({"name": "edges", "credits": 10}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = pipeline.create_key("edges", 10).await;
     let key = created["key"].as_str().unwrap();
     let query = |filters: Vec<(&'static str, &'static str)>| {
         http.get(format!("{}/aggregated_game_rounds", pipeline.gateway_url))

@@ -220,6 +220,22 @@ mod tests {
     use super::*;
     use sluice_schema::GameRound;
 
+    /// Round 1 of a player in game 2, 2019-10-22 08:20:42, no amounts.
+    fn round() -> GameRound {
+        GameRound {
+            created_timestamp: 1_571_732_442_000,
+            game_instance_id: 1,
+            user_id: sluice_schema::PlayerId::parse("9ece8c4020f8aed10676cd1c56a41889").unwrap(),
+            game_id: 2,
+            real_amount_bet: None,
+            bonus_amount_bet: None,
+            real_amount_win: None,
+            bonus_amount_win: None,
+            game_name: "g".into(),
+            provider: "p".into(),
+        }
+    }
+
     #[test]
     fn next_offsets_are_one_past_the_highest_seen_per_partition() {
         let mut raw = RawBatch::default();
@@ -260,15 +276,7 @@ mod tests {
     fn decoding_splits_rounds_and_rejects_from_poison_and_keeps_poison_positions() {
         let round = GameRound {
             created_timestamp: 0,
-            game_instance_id: 1,
-            user_id: sluice_schema::PlayerId::parse("9ece8c4020f8aed10676cd1c56a41889").unwrap(),
-            game_id: 2,
-            real_amount_bet: None,
-            bonus_amount_bet: None,
-            real_amount_win: None,
-            bonus_amount_win: None,
-            game_name: "g".into(),
-            provider: "p".into(),
+            ..round()
         };
         let mut bytes = Vec::new();
         GameRoundCodec::get().encode(&round, "u-1", &mut bytes);
@@ -312,18 +320,7 @@ mod tests {
 
     #[test]
     fn a_round_the_table_cannot_hold_is_poison_naming_the_field_never_a_substitute() {
-        let good = GameRound {
-            created_timestamp: 1_571_732_442_000,
-            game_instance_id: 1,
-            user_id: sluice_schema::PlayerId::parse("9ece8c4020f8aed10676cd1c56a41889").unwrap(),
-            game_id: 2,
-            real_amount_bet: None,
-            bonus_amount_bet: None,
-            real_amount_win: None,
-            bonus_amount_win: None,
-            game_name: "g".into(),
-            provider: "p".into(),
-        };
+        let good = round();
         let before_1970 = GameRound {
             created_timestamp: -1,
             ..good.clone()

@@ -14,11 +14,7 @@ async fn clickhouse_unreachable_for_20_seconds_loses_and_doubles_nothing() {
     let (topic, group, database) = (unique("outage"), unique("group"), unique("outage"));
     kafka::create_topic(&topic, PARTITIONS).await;
     let stack = Stack::get();
-    let upstream = stack
-        .clickhouse_url
-        .trim_start_matches("http://")
-        .trim_end_matches('/');
-    let link = FaultyLink::start(upstream).await;
+    let link = FaultyLink::start(stack.clickhouse_address()).await;
 
     let mut config = config(&topic, &group, &database);
     config.clickhouse_url = format!("http://{}", link.address());
@@ -65,11 +61,7 @@ async fn ready_answers_within_a_second_naming_a_frozen_clickhouse_or_kafka() {
     let (topic, group, database) = (unique("ready"), unique("group"), unique("ready"));
     let broker = sluice_testkit::fault::PrivateBroker::start().await;
     let stack = Stack::get();
-    let upstream = stack
-        .clickhouse_url
-        .trim_start_matches("http://")
-        .trim_end_matches('/');
-    let clickhouse = FaultyLink::start(upstream).await;
+    let clickhouse = FaultyLink::start(stack.clickhouse_address()).await;
     let mut config = config(&topic, &group, &database);
     config.kafka_brokers = broker.brokers();
     config.clickhouse_url = format!("http://{}", clickhouse.address());

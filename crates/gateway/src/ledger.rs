@@ -213,16 +213,6 @@ impl Ledger {
             .map_err(|_| FlushTimedOut(timeout))
     }
 
-    /// Events waiting in the outbox.
-    pub async fn pending(&self) -> Result<u64, DrainError> {
-        let mut connection = self.pool.get().await.map_err(DrainError::pool)?;
-        redis::cmd("XLEN")
-            .arg(&self.outbox)
-            .query_async(&mut connection)
-            .await
-            .map_err(DrainError::redis)
-    }
-
     /// Moves one batch of the oldest events into ClickHouse, then out of the outbox; returns
     /// how many. Applies the migrations first if the table may not exist yet.
     #[instrument(skip_all)]

@@ -1285,12 +1285,7 @@ async fn a_tampered_cursor_or_one_reused_with_other_filters_is_400_and_costs_not
 #[tokio::test]
 async fn the_ledger_holds_every_grant_charge_and_refund_and_the_audit_finds_no_difference() {
     let stack = Stack::get();
-    let upstream = stack
-        .clickhouse_url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    let link = FaultyLink::start(&upstream).await;
+    let link = FaultyLink::start(stack.clickhouse_address()).await;
     let link_url = format!("http://{}", link.address());
     let gateway = spawn_gateway(|config| {
         config.clickhouse_url = link_url;
@@ -1459,12 +1454,7 @@ async fn the_audit_reports_a_balance_changed_in_redis_and_a_rebuild_restores_the
 #[tokio::test]
 async fn while_clickhouse_is_down_ledger_events_wait_in_the_outbox_and_none_is_lost() {
     let stack = Stack::get();
-    let upstream = stack
-        .clickhouse_url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    let link = FaultyLink::start(&upstream).await;
+    let link = FaultyLink::start(stack.clickhouse_address()).await;
     let link_url = format!("http://{}", link.address());
     let gateway = spawn_gateway(|config| {
         config.clickhouse_url = link_url;
@@ -1633,12 +1623,7 @@ async fn when_every_query_slot_stays_busy_a_query_is_503_at_once_and_costs_nothi
 #[tokio::test]
 async fn a_pooled_connection_the_server_dropped_while_idle_is_retried_on_a_fresh_one() {
     let stack = Stack::get();
-    let upstream = stack
-        .clickhouse_url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    let link = FaultyLink::start(&upstream).await;
+    let link = FaultyLink::start(stack.clickhouse_address()).await;
     let link_url = format!("http://{}", link.address());
     let gateway = spawn_gateway(|config| config.clickhouse_url = link_url).await;
     let key = gateway.create_key(10).await;
@@ -1657,11 +1642,7 @@ async fn a_pooled_connection_the_server_dropped_while_idle_is_retried_on_a_fresh
 #[tokio::test]
 async fn ready_answers_within_a_second_naming_a_frozen_dependency() {
     let stack = Stack::get();
-    let clickhouse_address = stack
-        .clickhouse_url
-        .trim_start_matches("http://")
-        .trim_end_matches('/');
-    let clickhouse = FaultyLink::start(clickhouse_address).await;
+    let clickhouse = FaultyLink::start(stack.clickhouse_address()).await;
     let redis = FaultyLink::start(stack.redis_address()).await;
     let gateway = spawn_gateway(|config| {
         config.clickhouse_url = format!("http://{}", clickhouse.address());

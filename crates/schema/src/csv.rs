@@ -309,6 +309,20 @@ mod tests {
         ByteRecord::from(fields.to_vec())
     }
 
+    /// A valid row in the canonical column order.
+    const GOOD_ROW: [&str; 10] = [
+        "2019-10-22 08:20:42",
+        "20000",
+        "9ece8c4020f8aed10676cd1c56a41889",
+        "24002",
+        "2",
+        "0",
+        "0",
+        "0",
+        "Gonzo's Quest",
+        "NetEnt",
+    ];
+
     fn header() -> HeaderMap {
         HeaderMap::parse(&record(&COLUMNS)).unwrap()
     }
@@ -380,18 +394,7 @@ mod tests {
     #[test]
     fn bad_rows_name_their_line_column_and_reason() {
         let map = header();
-        let good = [
-            "2019-10-22 08:20:42",
-            "20000",
-            "9ece8c4020f8aed10676cd1c56a41889",
-            "24002",
-            "2",
-            "0",
-            "0",
-            "0",
-            "Gonzo's Quest",
-            "NetEnt",
-        ];
+        let good = GOOD_ROW;
         assert!(map.parse_row(&record(&good), 2).is_ok());
 
         let mut bad = good;
@@ -428,18 +431,7 @@ mod tests {
     #[test]
     fn values_the_store_cannot_hold_are_rejected_with_their_column_never_substituted() {
         let map = header();
-        let good = [
-            "2019-10-22 08:20:42",
-            "20000",
-            "9ece8c4020f8aed10676cd1c56a41889",
-            "24002",
-            "2",
-            "0",
-            "0",
-            "0",
-            "Gonzo's Quest",
-            "NetEnt",
-        ];
+        let good = GOOD_ROW;
         let out_of_range =
             "out of range: the store holds 1970-01-01 00:00:00 to 2105-12-31 23:59:59 UTC";
         let cases: [(usize, &str, &str); 9] = [

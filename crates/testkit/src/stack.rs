@@ -73,6 +73,11 @@ impl Stack {
         })
     }
 
+    /// ClickHouse's `host:port` (e.g. for a [`crate::fault::FaultyLink`]).
+    pub fn clickhouse_address(&self) -> &str {
+        host_port(&self.clickhouse_url)
+    }
+
     /// Redis's `host:port`, without the credentials (e.g. for a [`crate::fault::FaultyLink`]).
     pub fn redis_address(&self) -> &str {
         host_port(&self.redis_url)
