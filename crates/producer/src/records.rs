@@ -17,8 +17,14 @@
 //! - a physical line over `max_line_bytes` stops the upload ([`LineTooLong`]), as before,
 //!   except inside a record already being dropped (nothing of it is kept).
 //!
-//! One pass looks only at quotes and line feeds (`memchr2`), like the line limit did at line
-//! feeds alone; a chunk with nothing to cut is passed on as it is.
+//! Whole records are passed over in bulk: from a record's start, the lines before the next
+//! `"` that are short enough for both limits take one `memrchr` per stretch, whatever its
+//! number of lines, and a line holding quotes is a whole record if its quotes leave no field
+//! open at its end. Only what is left (a record that spans lines or chunks, is near a limit, or
+//! is the header) is followed quote by quote and line feed by line feed (`memchr2`). Lines are
+//! counted once per chunk (SIMD), and within one only for an error. A chunk with nothing to cut
+//! is passed on as it is. (callgrind, 300,000 rows of the bench export: 182 M instructions
+//! with every quote and line feed followed, 143 M with records passed over in bulk.)
 
 use std::collections::VecDeque;
 use std::io;
@@ -126,10 +132,59 @@ enum Quoting {
     AfterQuote,
 }
 
+impl Quoting {
+    /// After a `"` that follows the byte `last`.
+    #[inline]
+    fn after_quote(self, last: u8) -> Quoting {
+        match self {
+            Quoting::Outside if matches!(last, b',' | b'\n' | b'\r') => Quoting::Inside,
+            Quoting::Outside => Quoting::Outside,
+            Quoting::Inside => Quoting::AfterQuote,
+            Quoting::AfterQuote => Quoting::Inside,
+        }
+    }
+
+    /// After bytes that are neither quotes nor line feeds: a quote just before closed its field.
+    #[inline]
+    fn after_ordinary(self) -> Quoting {
+        match self {
+            Quoting::AfterQuote => Quoting::Outside,
+            other => other,
+        }
+    }
+}
+
+/// The line feeds in `bytes`.
+fn lines_in(bytes: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', bytes).count() as u64
+}
+
+/// Whether `line` (a line without its line feed, read from a record's start, whose first `"`
+/// is at `first`) leaves a quoted field open at its end, so that the record goes on.
+fn ends_in_quotes(line: &[u8], first: usize) -> bool {
+    // The quotes of a line are close together (`""` inside a name): a word-at-a-time search
+    // inlined here costs less than a call of the SIMD one per quote.
+    let quotes = memchr::arch::all::memchr::One::new(b'"');
+    let quoting = quotes
+        .iter(&line[first..])
+        .fold(Quoting::Outside, |quoting, k| {
+            let last = (first + k).checked_sub(1).map_or(b'\n', |i| line[i]);
+            // A byte before this quote other than the previous quote is an ordinary one.
+            let quoting = if last == b'"' {
+                quoting
+            } else {
+                quoting.after_ordinary()
+            };
+            quoting.after_quote(last)
+        });
+    quoting == Quoting::Inside
+}
+
 struct Scanner {
     bounds: RecordBounds,
     cuts: Arc<CutRecords>,
-    /// The physical line being read (1-based).
+    /// The physical line the chunk in hand starts on (1-based). Lines within a chunk are
+    /// counted only for an error, and once per chunk at its end.
     line: u64,
     /// Bytes of that line so far, without its `\n`.
     line_bytes: usize,
@@ -172,7 +227,16 @@ impl Scanner {
         // Start of the bytes kept since the last cut (not yet copied into `out`).
         let mut kept_from = 0;
         let mut at = 0;
+        // The first `"` at or after `at` once looked for (the chunk's end when there is none).
+        let mut next_quote = None;
         while at < data.len() {
+            if self.at_record_start() {
+                let next = self.skip_whole_records(data, at, &mut next_quote);
+                if next > at {
+                    at = next;
+                    continue;
+                }
+            }
             if self.dropping {
                 let out = out.get_or_insert_with(|| data[..kept_from].to_vec());
                 let hit = memchr::memchr2(b'"', b'\n', &data[at..]).map(|k| at + k);
@@ -184,7 +248,6 @@ impl Scanner {
                     self.quote_mark();
                     continue;
                 }
-                self.line += 1;
                 self.line_bytes = 0;
                 if self.quote == Quoting::Inside {
                     self.dropped_lines += 1;
@@ -224,13 +287,13 @@ impl Scanner {
             // would have said of its rest (and however the body is chunked).
             if self.record_bytes + to_record > limit {
                 if self.header {
-                    let error = self.line_too_long(self.line_bytes + to_line);
+                    let error = self.line_too_long(self.line_bytes + to_line, &data[..at]);
                     return Err(error.unwrap_or_else(|| io::Error::other(HeaderTooLarge { limit })));
                 }
                 // Cut where the record reaches `limit` (at least one byte of it is kept, so the
                 // reader sees a record, not a blank line).
                 let keep = (limit - self.record_bytes).min(run);
-                if let Some(error) = self.line_too_long(self.line_bytes + keep) {
+                if let Some(error) = self.line_too_long(self.line_bytes + keep, &data[..at]) {
                     return Err(error);
                 }
                 self.ordinary(&data[at..at + keep]);
@@ -245,7 +308,7 @@ impl Scanner {
                 self.dropping = true;
                 continue;
             }
-            if let Some(error) = self.line_too_long(self.line_bytes + to_line) {
+            if let Some(error) = self.line_too_long(self.line_bytes + to_line, &data[..at]) {
                 return Err(error);
             }
             self.line_bytes += to_line;
@@ -257,7 +320,6 @@ impl Scanner {
                 self.quote_mark();
                 continue;
             }
-            self.line += 1;
             self.line_bytes = 0;
             self.last = b'\n';
             if self.quote != Quoting::Inside {
@@ -268,6 +330,7 @@ impl Scanner {
                 self.record_bytes = 0;
             }
         }
+        self.line += lines_in(data);
         let out = match out {
             None => chunk,
             Some(mut out) => {
@@ -281,11 +344,12 @@ impl Scanner {
         Ok(out)
     }
 
-    /// A line of `line_bytes` over the limit: the error that stops the stream.
-    fn line_too_long(&self, line_bytes: usize) -> Option<io::Error> {
+    /// A line of `line_bytes` over the limit, after the chunk's bytes `before` it: the error
+    /// that stops the stream.
+    fn line_too_long(&self, line_bytes: usize, before: &[u8]) -> Option<io::Error> {
         (line_bytes > self.bounds.max_line_bytes).then(|| {
             io::Error::other(LineTooLong {
-                line: self.line,
+                line: self.line + lines_in(before),
                 limit: self.bounds.max_line_bytes,
             })
         })
@@ -295,9 +359,7 @@ impl Scanner {
     #[inline]
     fn ordinary(&mut self, run: &[u8]) {
         if let Some(&last) = run.last() {
-            if self.quote == Quoting::AfterQuote {
-                self.quote = Quoting::Outside;
-            }
+            self.quote = self.quote.after_ordinary();
             self.last = last;
         }
     }
@@ -305,13 +367,48 @@ impl Scanner {
     /// A `"`, once the bytes before it were taken.
     #[inline]
     fn quote_mark(&mut self) {
-        self.quote = match self.quote {
-            Quoting::Outside if matches!(self.last, b',' | b'\n' | b'\r') => Quoting::Inside,
-            Quoting::Outside => Quoting::Outside,
-            Quoting::Inside => Quoting::AfterQuote,
-            Quoting::AfterQuote => Quoting::Inside,
-        };
+        self.quote = self.quote.after_quote(self.last);
         self.last = b'"';
+    }
+
+    /// At the start of a data record, nothing of it read yet and nothing being dropped: where
+    /// [`skip_whole_records`](Self::skip_whole_records) may take over.
+    #[inline]
+    fn at_record_start(&self) -> bool {
+        !self.header
+            && !self.dropping
+            && self.record_bytes == 0
+            && self.line_bytes == 0
+            && self.quote == Quoting::Outside
+            && self.last == b'\n'
+    }
+
+    /// From a record's start at `at`: passes over the whole records that follow, each one line
+    /// within both limits (nothing to cut, nothing to refuse), and returns where they end (`at`
+    /// when the next record needs [`scan`](Self::scan)'s byte-by-byte rules). `next_quote`
+    /// caches the first `"` at or after `at`, or the chunk's end.
+    fn skip_whole_records(&self, data: &[u8], at: usize, next_quote: &mut Option<usize>) -> usize {
+        let quote = match *next_quote {
+            Some(quote) if quote >= at => quote,
+            _ => memchr::memchr(b'"', &data[at..]).map_or(data.len(), |k| at + k),
+        };
+        *next_quote = Some(quote);
+        // A line of at most `longest` bytes that is a whole record is within both limits.
+        let longest = self.bounds.max_line_bytes.min(self.bounds.max_record_bytes);
+        let reach = data.len().min(at.saturating_add(longest).saturating_add(1));
+        let plain = &data[at..quote.min(reach)];
+        if let Some(last) = memchr::memrchr(b'\n', plain) {
+            // Lines without quotes, none longer than `longest`: one record each.
+            return at + last + 1;
+        }
+        // The next line holds a quote (or is long, or goes on in the next chunk).
+        if quote >= reach {
+            return at;
+        }
+        match memchr::memchr(b'\n', &data[quote..reach]) {
+            Some(k) if !ends_in_quotes(&data[at..quote + k], quote - at) => quote + k + 1,
+            _ => at,
+        }
     }
 }
 
@@ -454,6 +551,118 @@ mod tests {
                     (2, Some("ok".to_owned())),
                     (3, None),
                     (4, Some("ok".to_owned()))
+                ],
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    /// A CSV text of `records` records mixing what the scanner tells apart: plain cells, quoted
+    /// cells with `""` and line breaks inside, a `"` inside an unquoted cell, empty cells,
+    /// blank lines, cells long enough for [`BOUNDS`]' record limit, `\n` and `\r\n` ends.
+    fn mixed_csv(records: usize, mut seed: u64) -> Vec<u8> {
+        let mut next = move |n: u64| {
+            // xorshift64: the same text on every run.
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let long = "l".repeat(25);
+        let long_quoted = format!("\"{}\n{}\"", "q".repeat(12), "q".repeat(12));
+        let mut text = b"h1,h2,h3\n".to_vec();
+        for _ in 0..records {
+            for field in 0..3 {
+                if field > 0 {
+                    text.push(b',');
+                }
+                let cell: &[u8] = match next(10) {
+                    0 => b"\"a \"\"quoted\"\" cell\"",
+                    1 => b"\"two\nlines\"",
+                    2 => b"ab\"c",
+                    3 => b"",
+                    4 => b"\"\"",
+                    5 => long.as_bytes(),
+                    6 => long_quoted.as_bytes(),
+                    _ => b"plain",
+                };
+                text.extend_from_slice(cell);
+            }
+            let end: &[u8] = match next(5) {
+                0 => b"\r\n",
+                1 => b"\n\n",
+                _ => b"\n",
+            };
+            text.extend_from_slice(end);
+        }
+        text
+    }
+
+    #[tokio::test]
+    async fn whole_records_passed_over_in_bulk_read_as_one_byte_at_a_time() {
+        // Fed one byte at a time, every record is followed byte by byte; in larger chunks,
+        // most are passed over whole. Records, cuts, line numbers and errors must agree.
+        let generous = RecordBounds {
+            max_line_bytes: 1_000,
+            max_header_bytes: 1_000,
+            max_record_bytes: 1_000,
+        };
+        let short_lines = RecordBounds {
+            max_line_bytes: 60,
+            ..generous
+        };
+        for seed in [1, 2, 3] {
+            let input = mixed_csv(300, seed);
+            for bounds in [BOUNDS, generous, short_lines] {
+                let reference = read(&input, 1, bounds).await.map_err(|e| e.to_string());
+                for chunk in [2, 3, 7, 64, 4096, input.len()] {
+                    let records = read(&input, chunk, bounds).await.map_err(|e| e.to_string());
+                    assert_eq!(records, reference, "seed {seed} {bounds:?} chunk {chunk}");
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_quoted_record_after_a_long_quote_free_run_keeps_its_line_breaks_and_lines() {
+        let mut input = "h,v\n".to_owned();
+        for i in 0..500 {
+            input.push_str(&format!("ok,{i}\n"));
+        }
+        input.push_str("\"two\r\nlines\",\"a \"\"b\"\"\"\r\nab\"c,\"d\"\nlast,1\n");
+        // Every chunking, the quotes on either side of a boundary somewhere.
+        for chunk in [1, 5, 11, 4096, input.len()] {
+            let records = read(input.as_bytes(), chunk, BOUNDS).await.unwrap();
+            assert_eq!(records.len(), 504, "chunk {chunk}");
+            assert_eq!(records[500], (501, Some("ok|499".to_owned())));
+            assert_eq!(
+                records[501..],
+                [
+                    (502, Some("two\r\nlines|a \"b\"".to_owned())),
+                    // One too low after a CRLF record, as the reader has it.
+                    (503, Some("ab\"c|d".to_owned())),
+                    (505, Some("last|1".to_owned())),
+                ],
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_record_over_the_limit_among_quote_free_ones_is_still_cut() {
+        let mut input = "h,v\n".to_owned();
+        for i in 0..200 {
+            input.push_str(&format!("ok,{i}\n"));
+        }
+        input.push_str(&format!("{},x\nok,again\n", "p".repeat(31)));
+        for chunk in [7, input.len()] {
+            let records = read(input.as_bytes(), chunk, BOUNDS).await.unwrap();
+            assert_eq!(
+                records[200..],
+                [
+                    (201, Some("ok|199".to_owned())),
+                    (202, None),
+                    (203, Some("ok|again".to_owned())),
                 ],
                 "chunk {chunk}"
             );
