@@ -353,6 +353,25 @@ where
     })
 }
 
+/// Watches a UTF-8 stream for a NUL character and reports the first one before the chunk
+/// holding it is passed on: until then, no row read from the stream holds one, and the rows
+/// need not be searched (see [`RowBytes`](sluice_schema::csv::RowBytes)). One SIMD search per
+/// chunk, none after the first NUL.
+pub fn sniff_nul<S>(inner: S, on_found: impl FnOnce()) -> impl Stream<Item = io::Result<Bytes>>
+where
+    S: Stream<Item = io::Result<Bytes>>,
+{
+    let mut on_found = Some(on_found);
+    inner.inspect(move |chunk| {
+        let Ok(chunk) = chunk else { return };
+        if on_found.is_some() && memchr::memchr(0, chunk).is_some() {
+            if let Some(found) = on_found.take() {
+                found();
+            }
+        }
+    })
+}
+
 /// A physical line longer than the limit: the upload stops here rather than buffer it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("line {line} is longer than {limit} bytes")]

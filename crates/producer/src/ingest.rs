@@ -20,7 +20,7 @@ use futures::{SinkExt, Stream, StreamExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sluice_schema::avro::GameRoundCodec;
-use sluice_schema::csv::{HeaderMap, RowError};
+use sluice_schema::csv::{HeaderMap, RowBytes, RowError};
 use sluice_schema::GameRound;
 use tokio::io::AsyncBufReadExt;
 use tokio_util::io::StreamReader;
@@ -666,6 +666,10 @@ where
     let text = crate::decode::sniff_crlf(text, move |is_crlf| {
         crlf_seen.store(is_crlf, Ordering::Relaxed)
     });
+    // Rows are searched for a NUL only once the stream held one (nearly never).
+    let nul = Arc::new(AtomicBool::new(false));
+    let nul_seen = Arc::clone(&nul);
+    let text = crate::decode::sniff_nul(text, move || nul_seen.store(true, Ordering::Relaxed));
     let cuts = Arc::new(CutRecords::default());
     let bounds = RecordBounds {
         max_line_bytes: limits.max_line_bytes,
@@ -709,7 +713,14 @@ where
                     })
                 } else {
                     match scratch.as_mut() {
-                        Some(round) => columns.parse_row_into(&record, line, round),
+                        Some(round) => {
+                            let bytes = if nul.load(Ordering::Relaxed) {
+                                RowBytes::Unchecked
+                            } else {
+                                RowBytes::NulFree
+                            };
+                            columns.parse_row_into(&record, line, round, bytes)
+                        }
                         None => columns
                             .parse_row(&record, line)
                             .map(|round| scratch = Some(round)),
@@ -949,5 +960,44 @@ mod tests {
             receipt.rejects.iter().map(|r| r.line).collect::<Vec<_>>(),
             [2, 3, 4]
         );
+    }
+
+    #[tokio::test]
+    async fn a_nul_in_a_name_is_refused_after_chunks_without_one_in_either_encoding() {
+        let mut options = sluice_testkit::generate::Options::new(2_000);
+        options.encoding = sluice_testkit::generate::Encoding::Utf8;
+        let text = String::from_utf8(sluice_testkit::generate::export(&options).bytes).unwrap();
+        // The last row's provider, far past the first chunks.
+        let at = text.rfind(",NetEnt").unwrap() + ",Net".len();
+        let text = format!("{}\0{}", &text[..at], &text[at..]);
+        let line = text[..at].matches('\n').count() as u64 + 1;
+        let utf16: Vec<u8> = [0xFE, 0xFF]
+            .into_iter()
+            .chain(text.encode_utf16().flat_map(u16::to_be_bytes))
+            .collect();
+        let limits = Limits {
+            max_upload_bytes: u64::MAX,
+            max_in_flight: 100,
+            max_rejects_listed: 10,
+            max_line_bytes: 1 << 20,
+            max_record_bytes: 1 << 16,
+            max_unknown_columns_listed: 10,
+            body_idle_timeout: Duration::from_secs(5),
+        };
+        for body in [text.into_bytes(), utf16] {
+            let pieces: Vec<io::Result<Bytes>> = body
+                .chunks(4096)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect();
+            let receipt = ingest(futures::stream::iter(pieces), DiscardSink, limits)
+                .await
+                .unwrap();
+            assert_eq!((receipt.accepted, receipt.rejected), (1_999, 1));
+            let reject = &receipt.rejects[0];
+            assert_eq!(
+                (reject.line, reject.column, reject.reason.as_str()),
+                (line, Some("provider"), "contains a NUL character")
+            );
+        }
     }
 }

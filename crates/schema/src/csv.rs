@@ -43,6 +43,16 @@ pub struct RowError {
     pub reason: String,
 }
 
+/// What is known of a row's bytes before [`HeaderMap::parse_row_into`] reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowBytes {
+    /// Nothing: the row is searched for a NUL character.
+    Unchecked,
+    /// Free of NUL characters: the stream the row was read from held none up to the row's end
+    /// (its source looked, once per chunk), so the row is not searched again.
+    NulFree,
+}
+
 /// Positions of the required columns in a file, found from its header.
 #[derive(Debug, Clone)]
 pub struct HeaderMap {
@@ -90,18 +100,20 @@ impl HeaderMap {
             game_name: String::new(),
             provider: String::new(),
         };
-        self.parse_row_into(record, line, &mut round)?;
+        self.parse_row_into(record, line, &mut round, RowBytes::Unchecked)?;
         Ok(round)
     }
 
     /// [`parse_row`](Self::parse_row) into a round parsed before, reusing its buffers: the hot
     /// loop of an upload allocates nothing per row. After an error, `round` holds a mix of
-    /// this row and the one before and must not be used.
+    /// this row and the one before and must not be used. `bytes` says whether the row may
+    /// hold a NUL character.
     pub fn parse_row_into(
         &self,
         record: &ByteRecord,
         line: u64,
         round: &mut GameRound,
+        bytes: RowBytes,
     ) -> Result<(), RowError> {
         if record.len() != self.width {
             return Err(RowError {
@@ -153,8 +165,9 @@ impl HeaderMap {
         round.real_amount_win = money(6)?;
         round.bonus_amount_win = money(7)?;
         let (game_name, provider) = (cell(8)?, cell(9)?);
-        // One search of the whole row for a NUL (nearly never there) instead of one per name.
-        if memchr::memchr(0, record.as_slice()).is_some() {
+        // One search of the whole row for a NUL (nearly never there) instead of one per name,
+        // and none when the row's source found none.
+        if bytes == RowBytes::Unchecked && memchr::memchr(0, record.as_slice()).is_some() {
             fields::text(game_name).map_err(|reason| fail(8, reason))?;
             fields::text(provider).map_err(|reason| fail(9, reason))?;
         }
