@@ -101,9 +101,7 @@ pub enum Command {
         command: KeysCommand,
     },
     /// Print a shell completion script (e.g. `sluice completions bash > ~/.local/share/bash-completion/completions/sluice`).
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Args)]
@@ -233,7 +231,8 @@ impl FromStr for RateLimit {
                 per_seconds: per_seconds.trim().trim_end_matches('s').parse().ok()?,
             })
         };
-        parse().ok_or_else(|| format!("`{text}`: write a rate limit as REQUESTS/SECONDS, e.g. 10/1"))
+        parse()
+            .ok_or_else(|| format!("`{text}`: write a rate limit as REQUESTS/SECONDS, e.g. 10/1"))
     }
 }
 

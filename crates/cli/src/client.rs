@@ -126,7 +126,11 @@ impl Gateway {
 
     /// A metered `GET /{endpoint}?{query}` with the API key. A 429 (never charged) is waited
     /// out as its `Retry-After` says, up to [`MAX_RATE_LIMITED_RETRIES`] times.
-    pub async fn query(&self, endpoint: &str, query: &[(String, String)]) -> Result<Answer, CliError> {
+    pub async fn query(
+        &self,
+        endpoint: &str,
+        query: &[(String, String)],
+    ) -> Result<Answer, CliError> {
         let context = Context {
             service: Service::Gateway,
             url: &self.url,
@@ -345,14 +349,37 @@ mod tests {
 
     #[test]
     fn a_401_says_which_setting_to_set_or_check() {
-        let missing = hint(context(Service::Admin, false), StatusCode::UNAUTHORIZED, None).unwrap();
+        let missing = hint(
+            context(Service::Admin, false),
+            StatusCode::UNAUTHORIZED,
+            None,
+        )
+        .unwrap();
         assert!(missing.starts_with("set SLUICE_ADMIN_TOKEN"), "{missing}");
-        let wrong = hint(context(Service::Producer, true), StatusCode::UNAUTHORIZED, None).unwrap();
+        let wrong = hint(
+            context(Service::Producer, true),
+            StatusCode::UNAUTHORIZED,
+            None,
+        )
+        .unwrap();
         assert!(wrong.contains("check SLUICE_UPLOAD_TOKEN"), "{wrong}");
-        let key = hint(context(Service::Gateway, true), StatusCode::UNAUTHORIZED, None).unwrap();
-        assert!(key.contains("SLUICE_API_KEY") && key.contains("revoked"), "{key}");
+        let key = hint(
+            context(Service::Gateway, true),
+            StatusCode::UNAUTHORIZED,
+            None,
+        )
+        .unwrap();
+        assert!(
+            key.contains("SLUICE_API_KEY") && key.contains("revoked"),
+            "{key}"
+        );
         assert_eq!(
-            hint(context(Service::Gateway, true), StatusCode::TOO_MANY_REQUESTS, Some(2)).as_deref(),
+            hint(
+                context(Service::Gateway, true),
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(2)
+            )
+            .as_deref(),
             Some("retry in 2 s")
         );
     }

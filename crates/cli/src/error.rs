@@ -189,10 +189,18 @@ mod tests {
     #[test]
     fn client_errors_and_retryable_errors_have_distinct_codes() {
         for status in [400, 401, 402, 404, 413, 415, 422] {
-            assert_eq!(refused(status, None).exit_code(), exit::CLIENT_ERROR, "{status}");
+            assert_eq!(
+                refused(status, None).exit_code(),
+                exit::CLIENT_ERROR,
+                "{status}"
+            );
         }
         for status in [408, 429, 500, 503, 504] {
-            assert_eq!(refused(status, None).exit_code(), exit::RETRYABLE, "{status}");
+            assert_eq!(
+                refused(status, None).exit_code(),
+                exit::RETRYABLE,
+                "{status}"
+            );
         }
         // The producer's 409 "identical upload still in progress" says when to come back.
         assert_eq!(refused(409, Some(5)).exit_code(), exit::RETRYABLE);

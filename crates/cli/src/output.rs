@@ -129,6 +129,7 @@ impl Rows {
                     out.write_all(b"\n")?;
                 }
             }
+            Format::Csv if self.columns.is_empty() => {}
             Format::Csv => {
                 let mut csv = csv::Writer::from_writer(&mut *out);
                 if !self.header_written {
@@ -136,7 +137,11 @@ impl Rows {
                     self.header_written = true;
                 }
                 for record in &records {
-                    csv.write_record(self.columns.iter().map(|c| record.get(c).map(cell).unwrap_or_default()))?;
+                    csv.write_record(
+                        self.columns
+                            .iter()
+                            .map(|c| record.get(c).map(cell).unwrap_or_default()),
+                    )?;
                 }
                 csv.flush()?;
             }
@@ -161,13 +166,22 @@ impl Rows {
 }
 
 /// Aligned columns; numbers (and decimal strings) right-aligned.
-pub fn write_table(out: &mut dyn Write, columns: &[String], rows: &[Record]) -> std::io::Result<()> {
+pub fn write_table(
+    out: &mut dyn Write,
+    columns: &[String],
+    rows: &[Record],
+) -> std::io::Result<()> {
     if columns.is_empty() {
         return Ok(());
     }
     let cells: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| columns.iter().map(|c| r.get(c).map(cell).unwrap_or_default()).collect())
+        .map(|r| {
+            columns
+                .iter()
+                .map(|c| r.get(c).map(cell).unwrap_or_default())
+                .collect()
+        })
         .collect();
     let numeric: Vec<bool> = (0..columns.len())
         .map(|i| {
@@ -301,7 +315,9 @@ pub fn upload_summary(name: Option<&str>, body: &Value, replayed: bool) -> Strin
             let _ = writeln!(
                 text,
                 "  landed: unknown ({})",
-                reconciliation["error"].as_str().unwrap_or("ClickHouse could not be asked")
+                reconciliation["error"]
+                    .as_str()
+                    .unwrap_or("ClickHouse could not be asked")
             );
         }
         _ => {}
@@ -352,7 +368,11 @@ pub const KEY_COLUMNS: [&str; 8] = [
 /// gateway's).
 pub fn key_row(key: &Value) -> Record {
     let rate = &key["rate_limit"];
-    let mut rate_text = format!("{}/{}s", cell(&rate["requests"]), cell(&rate["per_seconds"]));
+    let mut rate_text = format!(
+        "{}/{}s",
+        cell(&rate["requests"]),
+        cell(&rate["per_seconds"])
+    );
     if key["rate_limit_is_default"] == Value::Bool(true) {
         rate_text.push_str(" (default)");
     }
@@ -443,8 +463,16 @@ mod tests {
             "reconciliation": {"accepted": 2, "landed": 1, "pending": 1, "status": "landing"}
         });
         let text = upload_summary(Some("a.csv"), &receipt, false);
-        assert!(text.starts_with("a.csv: upload u1: 3 rows read, 2 accepted, 1 rejected (UTF-8, 2.5 kB in 1.2 s)"), "{text}");
-        assert!(text.contains("line 3, user_id: not 32 hex digits"), "{text}");
+        assert!(
+            text.starts_with(
+                "a.csv: upload u1: 3 rows read, 2 accepted, 1 rejected (UTF-8, 2.5 kB in 1.2 s)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("line 3, user_id: not 32 hex digits"),
+            "{text}"
+        );
         assert!(text.contains("1 of 2 accepted rows"), "{text}");
         assert!(text.contains("sluice rejects u1"), "{text}");
         assert!(upload_summary(None, &receipt, true).contains("already uploaded"));

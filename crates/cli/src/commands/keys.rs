@@ -35,7 +35,9 @@ pub async fn run(
                 body["rate_limit"] =
                     json!({"requests": limit.requests, "per_seconds": limit.per_seconds});
             }
-            gateway.admin(Method::POST, "/admin/keys", Some(body)).await?
+            gateway
+                .admin(Method::POST, "/admin/keys", Some(body))
+                .await?
         }
         KeysCommand::List => gateway.admin(Method::GET, "/admin/keys", None).await?,
         KeysCommand::Show { id } => gateway.admin(Method::GET, &key_path(id), None).await?,

@@ -48,11 +48,8 @@ pub async fn run(
 ) -> Result<Outcome, CliError> {
     let endpoint = endpoint(&args.endpoint)?;
     let gateway = Gateway::new(settings);
-    let mut params: Vec<(String, String)> = args
-        .params
-        .into_iter()
-        .map(|p| (p.name, p.value))
-        .collect();
+    let mut params: Vec<(String, String)> =
+        args.params.into_iter().map(|p| (p.name, p.value)).collect();
     let progress = args.all.then(|| spinner("querying"));
     let mut rows = Rows::new(args.format);
     let mut pages = 0u64;
@@ -119,11 +116,14 @@ mod tests {
             endpoint("/datasets/rounds/daily_ggr").unwrap(),
             "datasets/rounds/daily_ggr"
         );
-        for bad in ["admin/keys", "datasets/x", "datasets/../admin", "datasets/a/b/c", ""] {
-            assert!(
-                matches!(endpoint(bad), Err(CliError::Usage(_))),
-                "{bad}"
-            );
+        for bad in [
+            "admin/keys",
+            "datasets/x",
+            "datasets/../admin",
+            "datasets/a/b/c",
+            "",
+        ] {
+            assert!(matches!(endpoint(bad), Err(CliError::Usage(_))), "{bad}");
         }
     }
 }

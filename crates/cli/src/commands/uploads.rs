@@ -34,7 +34,9 @@ pub async fn uploads(
     let producer = Producer::new(settings);
     match id {
         Some(id) => {
-            let status = producer.get(&format!("/uploads/{}", segment(&id)), &[]).await?;
+            let status = producer
+                .get(&format!("/uploads/{}", segment(&id)), &[])
+                .await?;
             if json {
                 writeln!(out, "{status}")?;
             } else {
@@ -47,7 +49,10 @@ pub async fn uploads(
                 writeln!(out, "{running}")?;
                 return Ok(Outcome::Done);
             }
-            let uploads = running["in_progress"].as_array().cloned().unwrap_or_default();
+            let uploads = running["in_progress"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             if uploads.is_empty() {
                 writeln!(out, "No upload is running.")?;
                 return Ok(Outcome::Done);
