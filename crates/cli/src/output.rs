@@ -245,6 +245,15 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// A duration for people: `850 ms`, `12.3 s`, `4 min 5 s`.
+pub fn duration(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => format!("{} min {} s", ms / 60_000, ms % 60_000 / 1000),
+    }
+}
+
 /// The human summary of an upload's receipt (as `POST /csv_upload` or `GET /uploads/{id}`
 /// answer it), or of its state while it runs or after it failed.
 pub fn upload_summary(name: Option<&str>, body: &Value, replayed: bool) -> String {
@@ -252,38 +261,36 @@ pub fn upload_summary(name: Option<&str>, body: &Value, replayed: bool) -> Strin
     let name = name.map(|n| format!("{n}: ")).unwrap_or_default();
     let n = |field: &str| body[field].as_u64().unwrap_or(0);
     let id = body["upload_id"].as_str().unwrap_or("?");
-    match body["status"].as_str() {
-        Some(status @ ("in_progress" | "failed")) => {
+    if let Some(status @ ("in_progress" | "failed")) = body["status"].as_str() {
+        let _ = writeln!(
+            text,
+            "{name}upload {id} {}: {} rows read, {} accepted, {} rejected, {}{}",
+            status.replace('_', " "),
+            n("rows_read"),
+            n("accepted"),
+            n("rejected"),
+            bytes(n("bytes")),
+            if status == "failed" { "" } else { " so far" },
+        );
+        if let Some(error) = body.get("error").filter(|e| !e.is_null()) {
             let _ = writeln!(
                 text,
-                "{name}upload {id} {}: {} rows read, {} accepted, {} rejected, {} so far",
-                status.replace('_', " "),
-                n("rows_read"),
-                n("accepted"),
-                n("rejected"),
-                bytes(n("bytes")),
+                "  error: {} {}",
+                cell(&error["status"]),
+                cell(&error["detail"])
             );
-            if let Some(error) = body.get("error").filter(|e| !e.is_null()) {
-                let _ = writeln!(
-                    text,
-                    "  error: {} {}",
-                    cell(&error["status"]),
-                    cell(&error["detail"])
-                );
-            }
-            return text;
         }
-        _ => {}
+        return text;
     }
     let _ = writeln!(
         text,
-        "{name}upload {id}: {} rows read, {} accepted, {} rejected ({}, {} in {:.1} s)",
+        "{name}upload {id}: {} rows read, {} accepted, {} rejected ({}, {} in {})",
         n("rows_read"),
         n("accepted"),
         n("rejected"),
         body["encoding"].as_str().unwrap_or("?"),
         bytes(n("bytes")),
-        n("duration_ms") as f64 / 1000.0,
+        duration(n("duration_ms")),
     );
     if replayed {
         let _ = writeln!(
@@ -476,5 +483,7 @@ mod tests {
         assert!(text.contains("1 of 2 accepted rows"), "{text}");
         assert!(text.contains("sluice rejects u1"), "{text}");
         assert!(upload_summary(None, &receipt, true).contains("already uploaded"));
+        assert_eq!(duration(28), "28 ms");
+        assert_eq!(duration(245_000), "4 min 5 s");
     }
 }

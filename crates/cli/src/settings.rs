@@ -43,7 +43,19 @@ impl Settings {
                 _ => FileSettings::default(),
             },
         };
-        Ok(Settings::merge(args, file))
+        let settings = Settings::merge(args, file);
+        for (variable, url) in [
+            ("SLUICE_PRODUCER_URL", &settings.producer_url),
+            ("SLUICE_GATEWAY_URL", &settings.gateway_url),
+        ] {
+            if !url.starts_with("http://") {
+                return Err(CliError::Settings(format!(
+                    "{variable} (or its flag or config entry) is `{url}`: this build of sluice \
+                     speaks plain http:// only (no TLS); write it as http://host:port"
+                )));
+            }
+        }
+        Ok(settings)
     }
 
     fn merge(args: SettingsArgs, file: FileSettings) -> Settings {
