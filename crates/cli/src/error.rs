@@ -32,7 +32,8 @@ Exit codes:
   3  upload committed, but some rows were rejected (see `sluice rejects ID`)
   4  refused by the server (4xx: credentials, filters, unknown id, no credits): fix, then retry
   5  retryable: server error or busy (5xx, 408, 429), or server unreachable
-With several files, `sluice upload` exits with the highest code of any file.";
+With several files, `sluice upload` goes on past a failed one and exits with the highest
+code of the failed ones (5, then 4, then 1); 3 if none failed but some rows were rejected.";
 
 /// What a command achieved, when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -20,6 +20,9 @@ use crate::settings::Settings;
 
 /// Read size while hashing and sending.
 const CHUNK_BYTES: usize = 256 * 1024;
+/// How often the running upload's counts are asked while its body streams (the producer
+/// updates them every second).
+const RUNNING_POLL: Duration = Duration::from_secs(1);
 /// How often the reconciliation is asked while rows land.
 const LANDING_POLL: Duration = Duration::from_millis(500);
 
@@ -72,7 +75,10 @@ pub async fn run(
             Err(error @ CliError::Output(_)) => return Err(error),
             Err(error) if total == 1 => return Err(error),
             Err(error) => {
-                eprintln!("error: {}: {error}", path.display());
+                match &error {
+                    CliError::File { .. } => eprintln!("error: {error}"),
+                    _ => eprintln!("error: {}: {error}", path.display()),
+                }
                 if let Some(hint) = error.hint() {
                     eprintln!("  hint: {hint}");
                 }
@@ -142,7 +148,20 @@ async fn upload_one(
         .file_name(name.clone())
         .mime_str(media_type)
         .expect("a valid media type");
-    let answer = producer.upload(Form::new().part("file", part), &key).await;
+    let upload = producer.upload(Form::new().part("file", part), &key);
+    tokio::pin!(upload);
+    // While the body streams (the connection is driven by its own task), the producer's
+    // counts of this upload (found by its key) go into the bar's message.
+    let answer = loop {
+        tokio::select! {
+            answer = &mut upload => break answer,
+            () = tokio::time::sleep(RUNNING_POLL) => {
+                if let Some(counts) = running_counts(producer, &key).await {
+                    bar.set_message(counts);
+                }
+            }
+        }
+    };
     bar.finish_and_clear();
     let answer = answer?;
     let replayed = answer.header("Idempotent-Replayed") == Some("true");
@@ -171,6 +190,19 @@ async fn upload_one(
     } else {
         Outcome::Done
     })
+}
+
+/// "N rows read, M rejected" of the running upload with this key, if the producer lists it.
+async fn running_counts(producer: &Producer, key: &str) -> Option<String> {
+    let running = producer.get("/uploads", &[]).await.ok()?;
+    let upload = running["in_progress"]
+        .as_array()?
+        .iter()
+        .find(|u| u["idempotency_key"] == key)?;
+    Some(format!(
+        "{} rows read, {} rejected",
+        upload["rows_read"], upload["rejected"]
+    ))
 }
 
 /// A file's SHA-256, size and first bytes.
@@ -226,10 +258,12 @@ async fn wait_landed(producer: &Producer, id: &str, wait: Duration) -> Option<se
         };
         let reconciliation = &status["reconciliation"];
         let landing = reconciliation["status"] == "landing";
-        spinner.set_message(format!(
-            "{} of {} rows landed in ClickHouse",
-            reconciliation["landed"], reconciliation["accepted"]
-        ));
+        if let Some(landed) = reconciliation["landed"].as_u64() {
+            spinner.set_message(format!(
+                "{landed} of {} rows landed in ClickHouse",
+                reconciliation["accepted"]
+            ));
+        }
         last = Some(status);
         if !landing || Instant::now() >= deadline {
             break;

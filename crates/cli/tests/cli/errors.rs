@@ -1,6 +1,6 @@
 //! Exit codes and messages of failures: what to set, never the secret itself.
 
-use crate::helpers::{path_arg, spawn_pipeline};
+use crate::helpers::{path_arg, spawn_pipeline, ADMIN_TOKEN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_missing_or_wrong_token_exits_4_naming_the_setting_without_showing_it() {
@@ -95,4 +95,93 @@ async fn an_unreachable_service_exits_5_and_says_which_setting_points_there() {
         .await;
     assert_eq!(run.code, 5, "{run:?}");
     assert!(run.stderr.contains("SLUICE_GATEWAY_URL"), "{run:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn several_files_go_on_past_a_failure_and_exit_with_the_highest_code() {
+    let pipeline = spawn_pipeline().await;
+    let mut options = sluice_testkit::generate::Options::new(20);
+    options.bad_row_every = Some(10);
+    let bad_rows = pipeline.file(
+        "bad_rows.csv",
+        &sluice_testkit::generate::export(&options).bytes,
+    );
+    let missing = pipeline.dir.join("missing.csv");
+    let run = pipeline
+        .sluice(&[
+            "upload",
+            path_arg(&missing),
+            path_arg(&bad_rows),
+            "--wait",
+            "0",
+        ])
+        .run()
+        .await;
+    // The second file was uploaded (with rejected rows); a failed file's code wins over 3.
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .starts_with(&format!("error: {}: No such file", missing.display())),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains("1 of 2 files failed"), "{run:?}");
+    assert!(
+        run.stdout.starts_with("bad_rows.csv: upload ")
+            && run.stdout.contains("18 accepted, 2 rejected"),
+        "{run:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn settings_come_from_the_config_file_below_the_environment() {
+    let pipeline = spawn_pipeline().await;
+    let config = pipeline.dir.join("config").join("sluice");
+    std::fs::create_dir_all(&config).unwrap();
+    let file = config.join("config.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "gateway_url = \"{}\"\nadmin_token = \"{}\"\n",
+            pipeline.gateway_url, ADMIN_TOKEN
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+
+    // From the default file alone.
+    let from_file = pipeline
+        .sluice(&["keys", "list"])
+        .env_remove("SLUICE_ADMIN_TOKEN")
+        .env_remove("SLUICE_GATEWAY_URL")
+        .run()
+        .await;
+    assert_eq!(from_file.code, 0, "{from_file:?}");
+    assert!(from_file.stderr.is_empty(), "{from_file:?}");
+
+    // The environment wins over the file, and a flag over the environment.
+    let env_wins = pipeline
+        .sluice(&["keys", "list"])
+        .env("SLUICE_ADMIN_TOKEN", "wrong-admin-token")
+        .env_remove("SLUICE_GATEWAY_URL")
+        .run()
+        .await;
+    assert_eq!(env_wins.code, 4, "{env_wins:?}");
+    let flag_wins = pipeline
+        .sluice(&["keys", "list", "--admin-token", ADMIN_TOKEN])
+        .env("SLUICE_ADMIN_TOKEN", "wrong-admin-token")
+        .run()
+        .await;
+    assert_eq!(flag_wins.code, 0, "{flag_wins:?}");
+
+    // --config names another file; one others can read is used, with a warning.
+    let other = pipeline.file("other.toml", b"admin_token = \"wrong-admin-token\"\n");
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let named = pipeline
+        .sluice(&["keys", "list", "--config", path_arg(&other)])
+        .env_remove("SLUICE_ADMIN_TOKEN")
+        .run()
+        .await;
+    assert_eq!(named.code, 4, "{named:?}");
+    assert!(named.stderr.contains("chmod 600"), "{named:?}");
+    assert!(!named.stderr.contains("wrong-admin-token"), "{named:?}");
 }

@@ -165,3 +165,39 @@ async fn an_upload_with_bad_rows_exits_3_and_rejects_lists_every_one() {
     assert!(!first["reason"].as_str().unwrap().is_empty());
     assert_eq!(jsonl.stdout.lines().count(), expected.bad_lines.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_big_file_under_a_known_key_is_answered_before_it_is_sent() {
+    let pipeline = spawn_pipeline().await;
+    let mut options = Options::new(50);
+    options.encoding = generate::Encoding::Utf8;
+    let small = pipeline.file("small.csv", &generate::export(&options).bytes);
+    let first = pipeline
+        .sluice(&[
+            "upload",
+            path_arg(&small),
+            "--idempotency-key",
+            "batch-7",
+            "--json",
+        ])
+        .run()
+        .await;
+    assert_eq!(first.code, 0, "{first:?}");
+
+    // 64 MiB the producer never reads: its answer comes from the key alone, while the body is
+    // still being sent.
+    let big = pipeline.file("big.csv", &vec![b'x'; 64 << 20]);
+    let again = pipeline
+        .sluice(&[
+            "upload",
+            path_arg(&big),
+            "--idempotency-key",
+            "batch-7",
+            "--json",
+        ])
+        .run()
+        .await;
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(again.json()["replayed"], true);
+    assert_eq!(again.json()["upload_id"], first.json()["upload_id"]);
+}
