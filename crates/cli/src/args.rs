@@ -20,11 +20,11 @@ use crate::output::Format;
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, after_help = EXIT_CODES_HELP)]
 pub struct Cli {
-    #[command(flatten)]
-    pub settings: SettingsArgs,
     /// Print JSON instead of text (upload, uploads, keys).
     #[arg(long, global = true)]
     pub json: bool,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -32,6 +32,7 @@ pub struct Cli {
 /// Where the services are and the credentials to use; flags win over the environment, which
 /// wins over the config file.
 #[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Settings (flag, then environment, then config file)")]
 pub struct SettingsArgs {
     /// The producer's base URL [default: http://127.0.0.1:8080].
     #[arg(long, global = true, env = "SLUICE_PRODUCER_URL", value_name = "URL")]

@@ -72,6 +72,15 @@ async fn a_bad_filter_exits_4_with_the_gateways_explanation_and_costs_nothing() 
         .await;
     assert_eq!(shown.json()["credits"], 5);
 
+    // A dataset endpoint is a plain GET on the gateway (this gateway has none: 404).
+    let dataset = pipeline
+        .sluice(&["query", "datasets/rounds/daily"])
+        .env("SLUICE_API_KEY", &key)
+        .run()
+        .await;
+    assert_eq!(dataset.code, 4, "{dataset:?}");
+    assert!(dataset.stderr.contains("answered 404"), "{dataset:?}");
+
     // Not a name=value: the command line is wrong (clap's code).
     let usage = pipeline
         .sluice(&["query", "aggregated_game_rounds", "player_id"])
