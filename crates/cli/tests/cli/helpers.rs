@@ -1,0 +1,191 @@
+//! One pipeline per test, and a runner for the `sluice` binary.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sluice_testkit::{unique, Stack};
+use tokio_util::sync::CancellationToken;
+
+pub const ADMIN_TOKEN: &str = "cli-test-admin-token-0123456789";
+pub const UPLOAD_TOKEN: &str = "cli-test-upload-token-0123456789";
+
+/// Producer (with an upload token), consumer and gateway, started in-process on free ports.
+pub struct Pipeline {
+    pub producer_url: String,
+    pub gateway_url: String,
+    /// A directory of this test's own for files (and as `$HOME`, so no user config is read).
+    pub dir: PathBuf,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub async fn spawn_pipeline() -> Pipeline {
+    if std::env::var_os("TEST_LOG").is_some() {
+        sluice_schema::telemetry::init_tracing("info");
+    }
+    let stack = Stack::get();
+    let topic = unique("cli_rounds");
+    let database = unique("cli");
+
+    let mut producer =
+        sluice_producer::Config::with_endpoints(&stack.kafka_brokers, &stack.redis_url);
+    producer.listen_addr = "127.0.0.1:0".into();
+    producer.redis_key_prefix = format!("{}:", unique("cli"));
+    producer.transactional_id_prefix = Some(unique("cli"));
+    producer.topic = topic.clone();
+    producer.topic_partitions = 2;
+    producer.clickhouse_url = stack.clickhouse_url.clone();
+    producer.clickhouse_database = database.clone();
+    producer.clickhouse_user = stack.clickhouse_user.clone();
+    producer.clickhouse_password = stack.clickhouse_password.clone().into();
+    producer.upload_tokens = Some(UPLOAD_TOKEN.to_owned().into());
+    let producer = sluice_producer::Application::build(producer).await.unwrap();
+    let producer_url = format!("http://127.0.0.1:{}", producer.port());
+    tokio::spawn(producer.run_until_stopped());
+
+    let mut consumer =
+        sluice_consumer::Config::with_endpoints(&stack.kafka_brokers, &stack.clickhouse_url);
+    consumer.listen_addr = "127.0.0.1:0".into();
+    consumer.topic = topic;
+    consumer.group_id = unique("cli_group");
+    consumer.clickhouse_database = database.clone();
+    consumer.clickhouse_user = stack.clickhouse_user.clone();
+    consumer.clickhouse_password = stack.clickhouse_password.clone().into();
+    consumer.batch_max_rows = 1_000;
+    consumer.batch_timeout_ms = 200;
+    let consumer = sluice_consumer::Application::build(consumer).await.unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(consumer.run_until_stopped(shutdown.clone()));
+
+    let mut gateway = sluice_gateway::Config::with_endpoints(
+        &stack.redis_url,
+        &stack.clickhouse_url,
+        ADMIN_TOKEN,
+    );
+    gateway.listen_addr = "127.0.0.1:0".into();
+    gateway.clickhouse_database = database;
+    gateway.clickhouse_user = stack.clickhouse_user.clone();
+    gateway.clickhouse_password = stack.clickhouse_password.clone().into();
+    gateway.redis_key_prefix = format!("{}:", unique("cli"));
+    let gateway = sluice_gateway::Application::build(gateway).await.unwrap();
+    let gateway_url = format!("http://127.0.0.1:{}", gateway.port());
+    tokio::spawn(gateway.run_until_stopped());
+
+    let dir = std::env::temp_dir().join(unique("sluice_cli_test"));
+    std::fs::create_dir_all(&dir).unwrap();
+    Pipeline {
+        producer_url,
+        gateway_url,
+        dir,
+        shutdown,
+    }
+}
+
+/// What a run of `sluice` did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// stdout as JSON (one document).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+}
+
+/// A `sluice` command line with the pipeline's settings in its environment (and nothing of
+/// the caller's: no `SLUICE_*` variable, no config file).
+pub struct Sluice {
+    command: tokio::process::Command,
+}
+
+impl Pipeline {
+    pub fn sluice(&self, args: &[&str]) -> Sluice {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+        command.args(args);
+        for variable in [
+            "SLUICE_PRODUCER_URL",
+            "SLUICE_GATEWAY_URL",
+            "SLUICE_UPLOAD_TOKEN",
+            "SLUICE_ADMIN_TOKEN",
+            "SLUICE_API_KEY",
+            "SLUICE_CONFIG",
+        ] {
+            command.env_remove(variable);
+        }
+        command
+            .env("HOME", &self.dir)
+            .env("XDG_CONFIG_HOME", self.dir.join("config"))
+            .env("SLUICE_PRODUCER_URL", &self.producer_url)
+            .env("SLUICE_GATEWAY_URL", &self.gateway_url)
+            .env("SLUICE_UPLOAD_TOKEN", UPLOAD_TOKEN)
+            .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN);
+        Sluice { command }
+    }
+
+    /// Writes `bytes` into the test's directory.
+    pub fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    /// `sluice keys create NAME --credits N --json`: (id, secret).
+    pub async fn create_key(&self, credits: u64) -> (String, String) {
+        let created = self
+            .sluice(&[
+                "keys",
+                "create",
+                "cli-test",
+                "--credits",
+                &credits.to_string(),
+                "--json",
+            ])
+            .run()
+            .await;
+        assert_eq!(created.code, 0, "{created:?}");
+        let body = created.json();
+        (
+            body["id"].as_str().unwrap().to_owned(),
+            body["key"].as_str().unwrap().to_owned(),
+        )
+    }
+}
+
+impl Sluice {
+    pub fn env(mut self, name: &str, value: &str) -> Sluice {
+        self.command.env(name, value);
+        self
+    }
+
+    pub fn env_remove(mut self, name: &str) -> Sluice {
+        self.command.env_remove(name);
+        self
+    }
+
+    pub async fn run(mut self) -> Run {
+        let output = tokio::time::timeout(Duration::from_secs(120), self.command.output())
+            .await
+            .expect("sluice finishes within 120 s")
+            .expect("sluice runs");
+        Run {
+            code: output.status.code().expect("sluice exits, not killed"),
+            stdout: String::from_utf8(output.stdout).expect("UTF-8 on stdout"),
+            stderr: String::from_utf8(output.stderr).expect("UTF-8 on stderr"),
+        }
+    }
+}
+
+pub fn path_arg(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 temporary path")
+}
