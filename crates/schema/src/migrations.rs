@@ -38,6 +38,31 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "upload_rejects",
         sql: include_str!("../../../schemas/clickhouse/0005_upload_rejects.sql"),
     },
+    Migration {
+        version: 6,
+        name: "round_versions",
+        sql: include_str!("../../../schemas/clickhouse/0006_round_versions.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "round_identity",
+        sql: include_str!("../../../schemas/clickhouse/0007_round_identity.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "round_identity_view",
+        sql: include_str!("../../../schemas/clickhouse/0008_round_identity_view.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "rollup_hourly",
+        sql: include_str!("../../../schemas/clickhouse/0009_rollup_hourly.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "rollup_versions",
+        sql: include_str!("../../../schemas/clickhouse/0010_rollup_versions.sql"),
+    },
 ];
 
 /// Connects to ClickHouse and names the database every unqualified table lives in.

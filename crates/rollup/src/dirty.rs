@@ -1,0 +1,215 @@
+//! The dirty-hours protocol (docs/PROCESSING.md, "Dirty hours"): which hours of the rollups may
+//! differ from their raw rows, kept in Redis under `rollup:{database}:`. Each step is one Lua
+//! script, so it is atomic; the scripts are in `lua/`, with a shared prelude.
+//!
+//! - consumer: [`DirtyHours::begin`] before an insert (its hours, and the hours earlier versions
+//!   of its rounds are in), [`DirtyHours::end`] once ClickHouse acknowledged it;
+//! - processor: [`DirtyHours::claim`] (a version and hours to recompute), then, once that
+//!   version of the hours is published, [`DirtyHours::clear`];
+//! - readers: [`DirtyHours::between`] (the hours to read from raw rows) and
+//!   [`DirtyHours::lag`].
+//!
+//! Invariant: an hour leaves the dirty set only when no batch holds a lease on it and every
+//! batch acknowledged on it was acknowledged before the clearing version was drawn — so the
+//! published recomputation, begun after that draw, holds its rows.
+
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::aio::ConnectionLike;
+use redis::{RedisResult, Script};
+
+/// The Redis keys of one database's dirty hours, in the order every script takes them.
+#[derive(Debug, Clone)]
+pub struct DirtyHours {
+    keys: [String; 7],
+}
+
+/// What [`DirtyHours::claim`] handed a processor: the version to recompute under and the hours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub version: u64,
+    pub hours: Vec<u32>,
+}
+
+/// How far behind the processing is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lag {
+    /// Hours in the dirty set.
+    pub dirty_hours: u64,
+    /// How long the longest-dirty hour has been dirty (zero when none is).
+    pub behind: Duration,
+}
+
+struct Scripts {
+    begin: Script,
+    end: Script,
+    claim: Script,
+    clear: Script,
+    lag: Script,
+}
+
+fn scripts() -> &'static Scripts {
+    static SCRIPTS: OnceLock<Scripts> = OnceLock::new();
+    SCRIPTS.get_or_init(|| {
+        let with_prelude =
+            |body: &str| Script::new(&format!("{}{body}", include_str!("lua/prelude.lua")));
+        Scripts {
+            begin: with_prelude(include_str!("lua/begin.lua")),
+            end: with_prelude(include_str!("lua/end.lua")),
+            claim: with_prelude(include_str!("lua/claim.lua")),
+            clear: with_prelude(include_str!("lua/clear.lua")),
+            lag: with_prelude(include_str!("lua/lag.lua")),
+        }
+    })
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl DirtyHours {
+    /// The dirty hours of the rollups in ClickHouse database `database`: every service of one
+    /// deployment names the same database, so they agree without further configuration.
+    pub fn new(database: &str) -> DirtyHours {
+        let key = |name: &str| format!("rollup:{database}:{name}");
+        DirtyHours {
+            keys: [
+                "seq",
+                "dirty",
+                "marks",
+                "pending",
+                "pending_count",
+                "claims",
+                "since",
+            ]
+            .map(key),
+        }
+    }
+
+    fn invocation<'a>(&self, script: &'a Script) -> redis::ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        for key in &self.keys {
+            invocation.key(key);
+        }
+        invocation
+    }
+
+    /// Before batch `batch` is inserted: `hours` are dirty, and leased to it for `lease`
+    /// (longer than an insert can take: a lease that ran out no longer holds its hours).
+    pub async fn begin(
+        &self,
+        connection: &mut impl ConnectionLike,
+        batch: &str,
+        hours: &[u32],
+        lease: Duration,
+    ) -> RedisResult<()> {
+        if hours.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut invocation = self.invocation(&scripts().begin);
+        invocation
+            .arg(now)
+            .arg(now + lease.as_millis() as u64)
+            .arg(batch);
+        for hour in hours {
+            invocation.arg(*hour);
+        }
+        invocation.invoke_async::<u64>(connection).await.map(drop)
+    }
+
+    /// Batch `batch`'s insert was acknowledged: `hours` get a mark later than every version
+    /// drawn so far, and its leases end. Returns the mark.
+    pub async fn end(
+        &self,
+        connection: &mut impl ConnectionLike,
+        batch: &str,
+        hours: &[u32],
+    ) -> RedisResult<u64> {
+        let mut invocation = self.invocation(&scripts().end);
+        invocation.arg(now_ms()).arg(batch);
+        for hour in hours {
+            invocation.arg(*hour);
+        }
+        invocation.invoke_async(connection).await
+    }
+
+    /// A new version and up to `max_hours` dirty hours nobody leases or claims, claimed for
+    /// `hold`. `floor` is the greatest version already published: the version drawn is above it
+    /// even if Redis lost its counter. The hours must be recomputed from one snapshot taken
+    /// after this call, under this version, never retried under it.
+    pub async fn claim(
+        &self,
+        connection: &mut impl ConnectionLike,
+        max_hours: usize,
+        hold: Duration,
+        floor: u64,
+    ) -> RedisResult<Claim> {
+        let now = now_ms();
+        let mut invocation = self.invocation(&scripts().claim);
+        invocation
+            .arg(now)
+            .arg(now + hold.as_millis() as u64)
+            .arg(max_hours)
+            .arg(floor);
+        let reply: Vec<u64> = invocation.invoke_async(connection).await?;
+        let (version, hours) = reply.split_first().ok_or_else(|| {
+            redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "claim: empty reply"))
+        })?;
+        Ok(Claim {
+            version: *version,
+            hours: hours.iter().map(|h| *h as u32).collect(),
+        })
+    }
+
+    /// `version` of `hours` is published: each hour leaves the dirty set unless it was leased
+    /// or marked after `version` was drawn. Returns how many left.
+    pub async fn clear(
+        &self,
+        connection: &mut impl ConnectionLike,
+        version: u64,
+        hours: &[u32],
+    ) -> RedisResult<u64> {
+        let mut invocation = self.invocation(&scripts().clear);
+        invocation.arg(version);
+        for hour in hours {
+            invocation.arg(*hour);
+        }
+        invocation.invoke_async(connection).await
+    }
+
+    /// The dirty hours from `first` to `last` (both hours' first seconds, inclusive), in order:
+    /// what a reader reads from raw rows.
+    pub async fn between(
+        &self,
+        connection: &mut impl ConnectionLike,
+        first: u32,
+        last: u32,
+    ) -> RedisResult<Vec<u32>> {
+        redis::cmd("ZRANGEBYSCORE")
+            .arg(&self.keys[1])
+            .arg(first)
+            .arg(last)
+            .query_async(connection)
+            .await
+    }
+
+    /// How many hours are dirty and for how long the oldest has been.
+    pub async fn lag(&self, connection: &mut impl ConnectionLike) -> RedisResult<Lag> {
+        let (dirty_hours, since): (u64, u64) = self
+            .invocation(&scripts().lag)
+            .invoke_async(connection)
+            .await?;
+        let behind = match since {
+            0 => Duration::ZERO,
+            since => Duration::from_millis(now_ms().saturating_sub(since)),
+        };
+        Ok(Lag {
+            dirty_hours,
+            behind,
+        })
+    }
+}

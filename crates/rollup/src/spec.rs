@@ -1,0 +1,237 @@
+//! A rollup defined as data: the raw table and how its rounds are identified and versioned, the
+//! columns it groups by, the time bucket and the measures. Every statement the processing layer
+//! runs against a rollup is generated here from its [`Rollup`], so a dataset that declares its
+//! own rollup gets the same exact machinery (docs/PROCESSING.md).
+//!
+//! The SQL is text because ClickHouse binds only scalar values; what is spliced in is either
+//! part of a `'static` definition or a number (hours, versions), never user input.
+
+use std::fmt::Write;
+
+/// The raw rows a rollup is computed from.
+#[derive(Debug, Clone, Copy)]
+pub struct Source {
+    /// Every version of every row, ordered by bucket first (`round_versions`).
+    pub versions_table: &'static str,
+    /// Key → version of every version, ordered by key (`round_identity`).
+    pub identity_table: &'static str,
+    /// The columns that identify a row across its versions.
+    pub key: &'static [&'static str],
+    /// The `DateTime` column buckets are taken from.
+    pub time_column: &'static str,
+    /// The column whose greatest value marks a key's current version.
+    pub version_column: &'static str,
+}
+
+/// What a rollup sums for each group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// `sum(column)` into a column of the same name (NULLs skipped; all NULL → NULL).
+    Sum(&'static str),
+    /// `count()` of the group's current rows, into the named column.
+    Count(&'static str),
+}
+
+impl Measure {
+    /// The column the measure is stored in.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Measure::Sum(column) | Measure::Count(column) => column,
+        }
+    }
+
+    fn aggregate(&self) -> String {
+        match self {
+            Measure::Sum(column) => format!("sum({column})"),
+            Measure::Count(_) => "count()".to_owned(),
+        }
+    }
+}
+
+/// One rollup: per hour (the bucket column holds the hour's first second) and group.
+#[derive(Debug, Clone, Copy)]
+pub struct Rollup {
+    /// Its name in `rollup_versions`.
+    pub name: &'static str,
+    pub source: Source,
+    /// The rollup's rows: `bucket`, the group-by columns, the measures, `version`.
+    pub table: &'static str,
+    /// Which version of each bucket is published (`rollup_versions`).
+    pub versions_table: &'static str,
+    pub group_by: &'static [&'static str],
+    pub measures: &'static [Measure],
+}
+
+/// Game rounds per hour, player and game (`schemas/clickhouse/0009_rollup_hourly.sql`).
+pub const GAME_ROUNDS_HOURLY: Rollup = Rollup {
+    name: "game_rounds_hourly",
+    source: Source {
+        versions_table: "round_versions",
+        identity_table: "round_identity",
+        key: &["user_id", "game_instance_id"],
+        time_column: "created_timestamp",
+        version_column: "version",
+    },
+    table: "rollup_hourly",
+    versions_table: "rollup_versions",
+    group_by: &["user_id", "game_id"],
+    measures: &[
+        Measure::Sum("real_amount_bet"),
+        Measure::Sum("bonus_amount_bet"),
+        Measure::Sum("real_amount_win"),
+        Measure::Sum("bonus_amount_win"),
+        Measure::Count("rounds"),
+    ],
+};
+
+/// `(a, b, …)`, or the one name alone.
+fn tuple(names: &[&str]) -> String {
+    match names {
+        [one] => (*one).to_owned(),
+        names => format!("({})", names.join(", ")),
+    }
+}
+
+/// `IN (toDateTime(h1), …)` over the bucket expression; `hours` must not be empty.
+fn hours_in(hours: &[u32]) -> String {
+    let mut list = String::new();
+    for (i, hour) in hours.iter().enumerate() {
+        let separator = if i == 0 { "" } else { ", " };
+        let _ = write!(list, "{separator}toDateTime({hour})");
+    }
+    format!("IN ({list})")
+}
+
+impl Rollup {
+    fn bucket(&self) -> String {
+        format!("toStartOfHour({})", self.source.time_column)
+    }
+
+    /// The condition a row of the versions table meets when it is its key's current version
+    /// and falls in one of `hours` (not empty): the one definition of "current"
+    /// (docs/PROCESSING.md).
+    pub fn current_rows(&self, hours: &[u32]) -> String {
+        let Source {
+            versions_table,
+            identity_table,
+            key,
+            version_column,
+            ..
+        } = self.source;
+        let (bucket, in_hours) = (self.bucket(), hours_in(hours));
+        let (key_tuple, key) = (tuple(key), key.join(", "));
+        let min = hours.iter().min().copied().unwrap_or(0);
+        let max = hours.iter().max().copied().unwrap_or(0);
+        // The range lets ClickHouse skip partitions; the list picks the hours.
+        let range = format!(
+            "{time} >= toDateTime({min}) AND {time} < toDateTime({end})",
+            time = self.source.time_column,
+            end = u64::from(max) + 3600,
+        );
+        format!(
+            "{range} AND {bucket} {in_hours} AND ({key}, {version_column}) IN (\
+             SELECT {key}, max({version_column}) FROM {identity_table} \
+             WHERE {key_tuple} IN (SELECT {key} FROM {versions_table} \
+             WHERE {range} AND {bucket} {in_hours}) GROUP BY {key})"
+        )
+    }
+
+    /// The aggregate of the current rows of `hours`, grouped by bucket and the group-by
+    /// columns, with `version` as a constant last column: the rows of the rollup table. (Its
+    /// alias is not `version`: an alias names the expression everywhere in a ClickHouse query,
+    /// and would stand for the source's column in the filter.)
+    pub fn aggregate(&self, hours: &[u32], version: u64) -> String {
+        let group_by = self.group_by.join(", ");
+        let measures: Vec<String> = self
+            .measures
+            .iter()
+            .map(|m| format!("{} AS {}", m.aggregate(), m.name()))
+            .collect();
+        format!(
+            "SELECT {bucket} AS bucket, {group_by}, {measures}, toUInt64({version}) AS rollup_version \
+             FROM {table} FINAL WHERE {current} GROUP BY bucket, {group_by}",
+            bucket = self.bucket(),
+            measures = measures.join(", "),
+            table = self.source.versions_table,
+            current = self.current_rows(hours),
+        )
+    }
+
+    /// Recomputes `hours` (not empty) into the rollup table under `version`, in one statement
+    /// (one snapshot of the raw rows).
+    pub fn recompute(&self, hours: &[u32], version: u64) -> String {
+        format!(
+            "INSERT INTO {table} (bucket, {columns}, version) {select}",
+            table = self.table,
+            columns = self.columns().join(", "),
+            select = self.aggregate(hours, version),
+        )
+    }
+
+    /// Publishes `version` of `hours` (not empty): written after [`Rollup::recompute`] landed.
+    pub fn publish(&self, hours: &[u32], version: u64) -> String {
+        let rows: Vec<String> = hours
+            .iter()
+            .map(|hour| format!("('{}', toDateTime({hour}), {version})", self.name))
+            .collect();
+        format!(
+            "INSERT INTO {} (rollup, bucket, version) VALUES {}",
+            self.versions_table,
+            rows.join(", ")
+        )
+    }
+
+    /// The greatest version published for this rollup (0 when none): the floor of
+    /// [`crate::dirty::DirtyHours::claim`].
+    pub fn greatest_published(&self) -> String {
+        format!(
+            "SELECT toUInt64(max(version)) FROM {} WHERE rollup = '{}'",
+            self.versions_table, self.name
+        )
+    }
+
+    /// The rollup's rows of the published version of each bucket from `first` to `last`
+    /// (inclusive, first seconds of hours), in the rollup table's columns.
+    pub fn published(&self, first: u32, last: u32) -> String {
+        format!(
+            "SELECT bucket, {columns} FROM {table} \
+             WHERE bucket >= toDateTime({first}) AND bucket <= toDateTime({last}) \
+             AND (bucket, version) IN (SELECT bucket, max(version) FROM {versions} \
+             WHERE rollup = '{name}' AND bucket >= toDateTime({first}) \
+             AND bucket <= toDateTime({last}) GROUP BY bucket)",
+            columns = self.columns().join(", "),
+            table = self.table,
+            versions = self.versions_table,
+            name = self.name,
+        )
+    }
+
+    /// The group-by columns, then the measures.
+    pub fn columns(&self) -> Vec<&'static str> {
+        let measures = self.measures.iter().map(Measure::name);
+        self.group_by.iter().copied().chain(measures).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_single_key_column_is_not_a_tuple_and_several_are() {
+        assert_eq!(tuple(&["a"]), "a");
+        assert_eq!(tuple(&["a", "b"]), "(a, b)");
+    }
+
+    #[test]
+    fn the_recomputation_names_every_column_of_the_definition_once() {
+        let sql = GAME_ROUNDS_HOURLY.recompute(&[3600, 7200], 42);
+        assert!(sql.starts_with(
+            "INSERT INTO rollup_hourly (bucket, user_id, game_id, real_amount_bet, \
+             bonus_amount_bet, real_amount_win, bonus_amount_win, rounds, version) SELECT"
+        ));
+        assert!(sql.contains("toUInt64(42) AS rollup_version"));
+        assert!(sql.contains("IN (toDateTime(3600), toDateTime(7200))"));
+        assert!(sql.contains("created_timestamp < toDateTime(10800)"));
+    }
+}

@@ -1,0 +1,280 @@
+//! The processing layer's parts against the real ClickHouse and Redis: the dirty-hours protocol
+//! and the rollup recomputation keep every hour exact (docs/PROCESSING.md).
+
+use std::time::Duration;
+
+use clickhouse::Client;
+use serde::Deserialize;
+use sluice_rollup::dirty::DirtyHours;
+use sluice_rollup::spec::GAME_ROUNDS_HOURLY;
+use sluice_testkit::names::unique;
+use sluice_testkit::stack::Stack;
+
+/// 2020-01-31 23:00:00 UTC and the hour after it (another month).
+const JANUARY: u32 = 1_580_511_600;
+const FEBRUARY: u32 = JANUARY + 3600;
+const LEASE: Duration = Duration::from_secs(60);
+
+async fn redis() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(Stack::get().redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn database() -> (Client, String) {
+    let name = unique("rollup");
+    let client = Stack::get().clickhouse_client(&name);
+    sluice_schema::migrations::apply(&client, &name)
+        .await
+        .unwrap();
+    (client, name)
+}
+
+#[derive(Debug, PartialEq, Eq, clickhouse::Row, Deserialize)]
+struct HourRow {
+    hour: u32,
+    user_id: String,
+    game_id: u64,
+    real_amount_bet: Option<i128>,
+    rounds: u64,
+}
+
+/// What the rollup answers for the two hours.
+async fn published(client: &Client) -> Vec<HourRow> {
+    let sql = format!(
+        "SELECT toUInt32(bucket) AS hour, user_id, game_id, real_amount_bet, rounds FROM ({}) \
+         ORDER BY hour, user_id, game_id",
+        GAME_ROUNDS_HOURLY.published(JANUARY, FEBRUARY)
+    );
+    client.query(&sql).fetch_all().await.unwrap()
+}
+
+/// The same question asked of the raw rows' current versions.
+async fn from_raw(client: &Client) -> Vec<HourRow> {
+    let sql = format!(
+        "SELECT toUInt32(bucket) AS hour, user_id, game_id, real_amount_bet, rounds FROM ({}) \
+         ORDER BY hour, user_id, game_id",
+        GAME_ROUNDS_HOURLY.aggregate(&[JANUARY, FEBRUARY], 0)
+    );
+    client.query(&sql).fetch_all().await.unwrap()
+}
+
+/// Inserts versions of rounds: (seconds, user, game_instance_id, bet, version).
+async fn insert(client: &Client, rows: &[(u32, &str, u64, &str, u64)]) {
+    let values: Vec<String> = rows
+        .iter()
+        .map(|(at, user, id, bet, version)| {
+            format!(
+                "(toDateTime({at}), {id}, '{user}', 7, {bet}, 0, 0, 0, 'Gonzo''s Quest', \
+                 'NetEnt', 'u1', {version})"
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO round_versions (created_timestamp, game_instance_id, user_id, game_id, \
+         real_amount_bet, bonus_amount_bet, real_amount_win, bonus_amount_win, game_name, \
+         provider, upload_id, version) VALUES {}",
+        values.join(", ")
+    );
+    client.query(&sql).execute().await.unwrap();
+}
+
+/// What the processor does: claim, recompute under the version, publish, clear.
+async fn process(
+    client: &Client,
+    dirty: &DirtyHours,
+    redis: &mut redis::aio::MultiplexedConnection,
+) -> Vec<u32> {
+    let floor: u64 = client
+        .query(&GAME_ROUNDS_HOURLY.greatest_published())
+        .fetch_one()
+        .await
+        .unwrap();
+    let claim = dirty.claim(redis, 100, LEASE, floor).await.unwrap();
+    if claim.hours.is_empty() {
+        return claim.hours;
+    }
+    for sql in [
+        GAME_ROUNDS_HOURLY.recompute(&claim.hours, claim.version),
+        GAME_ROUNDS_HOURLY.publish(&claim.hours, claim.version),
+    ] {
+        client.query(&sql).execute().await.unwrap();
+    }
+    dirty
+        .clear(redis, claim.version, &claim.hours)
+        .await
+        .unwrap();
+    claim.hours
+}
+
+/// A row of the answer; `bet` in ten-thousandths (the stored scale).
+fn row(hour: u32, user_id: &str, bet: i128, rounds: u64) -> HourRow {
+    HourRow {
+        hour,
+        user_id: user_id.to_owned(),
+        game_id: 7,
+        real_amount_bet: Some(bet),
+        rounds,
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_round_counts_once_and_a_round_moved_to_another_month_counts_only_there() {
+    let (client, name) = database().await;
+    let dirty = DirtyHours::new(&name);
+    let mut redis = redis().await;
+
+    // A batch, one of its messages delivered twice.
+    dirty
+        .begin(&mut redis, "b1", &[JANUARY], LEASE)
+        .await
+        .unwrap();
+    let first = (JANUARY + 1800, "aa", 1, "1.5", 10);
+    insert(&client, &[first, first, (JANUARY + 2400, "aa", 2, "2", 11)]).await;
+    insert(&client, &[(JANUARY + 3000, "bb", 3, "5", 12)]).await;
+    dirty.end(&mut redis, "b1", &[JANUARY]).await.unwrap();
+    assert_eq!(process(&client, &dirty, &mut redis).await, vec![JANUARY]);
+    let expected = vec![row(JANUARY, "aa", 35_000, 2), row(JANUARY, "bb", 50_000, 1)];
+    assert_eq!(published(&client).await, expected);
+
+    // A re-upload moves round 1 into February: its old hour is dirty before the new version
+    // is visible, and both hours are served from raw rows until they are processed again.
+    dirty
+        .begin(&mut redis, "b2", &[FEBRUARY, JANUARY], LEASE)
+        .await
+        .unwrap();
+    insert(&client, &[(FEBRUARY + 1800, "aa", 1, "3", 20)]).await;
+    assert_eq!(
+        dirty.between(&mut redis, JANUARY, FEBRUARY).await.unwrap(),
+        vec![JANUARY, FEBRUARY]
+    );
+    assert!(
+        process(&client, &dirty, &mut redis).await.is_empty(),
+        "hours leased by a batch still inserting are not claimed"
+    );
+    dirty
+        .end(&mut redis, "b2", &[FEBRUARY, JANUARY])
+        .await
+        .unwrap();
+    let mut processed = process(&client, &dirty, &mut redis).await;
+    processed.sort_unstable();
+    assert_eq!(processed, vec![JANUARY, FEBRUARY]);
+
+    let expected = vec![
+        row(JANUARY, "aa", 20_000, 1),
+        row(JANUARY, "bb", 50_000, 1),
+        row(FEBRUARY, "aa", 30_000, 1),
+    ];
+    assert_eq!(published(&client).await, expected);
+    assert_eq!(from_raw(&client).await, expected);
+    assert!(dirty
+        .between(&mut redis, JANUARY, FEBRUARY)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn an_hour_marked_after_its_version_was_drawn_stays_dirty() {
+    let dirty = DirtyHours::new(&unique("rollup"));
+    let mut redis = redis().await;
+    dirty
+        .begin(&mut redis, "b1", &[JANUARY], LEASE)
+        .await
+        .unwrap();
+    dirty.end(&mut redis, "b1", &[JANUARY]).await.unwrap();
+    let claim = dirty.claim(&mut redis, 10, LEASE, 0).await.unwrap();
+    assert_eq!(claim.hours, vec![JANUARY]);
+
+    // A batch lands on the hour while the processor recomputes it from an older snapshot.
+    dirty
+        .begin(&mut redis, "b2", &[JANUARY], LEASE)
+        .await
+        .unwrap();
+    let mark = dirty.end(&mut redis, "b2", &[JANUARY]).await.unwrap();
+    assert!(mark > claim.version);
+    assert_eq!(
+        dirty
+            .clear(&mut redis, claim.version, &[JANUARY])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(dirty.lag(&mut redis).await.unwrap().dirty_hours, 1);
+
+    let again = dirty.claim(&mut redis, 10, LEASE, 0).await.unwrap();
+    assert_eq!(again.hours, vec![JANUARY]);
+    assert_eq!(
+        dirty
+            .clear(&mut redis, again.version, &[JANUARY])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(dirty.lag(&mut redis).await.unwrap().dirty_hours, 0);
+}
+
+#[tokio::test]
+async fn claimed_hours_go_to_one_processor_newest_first_until_the_claim_runs_out() {
+    let dirty = DirtyHours::new(&unique("rollup"));
+    let mut redis = redis().await;
+    dirty
+        .end(&mut redis, "b1", &[JANUARY, FEBRUARY])
+        .await
+        .unwrap();
+    let short = Duration::from_millis(200);
+    assert_eq!(
+        dirty.claim(&mut redis, 1, short, 0).await.unwrap().hours,
+        vec![FEBRUARY]
+    );
+    assert_eq!(
+        dirty.claim(&mut redis, 1, short, 0).await.unwrap().hours,
+        vec![JANUARY]
+    );
+    assert!(dirty
+        .claim(&mut redis, 5, short, 0)
+        .await
+        .unwrap()
+        .hours
+        .is_empty());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        dirty.claim(&mut redis, 5, short, 0).await.unwrap().hours,
+        vec![FEBRUARY, JANUARY],
+        "a processor that stalled past its claim loses it"
+    );
+}
+
+#[tokio::test]
+async fn a_lease_that_ran_out_no_longer_holds_its_hour() {
+    let dirty = DirtyHours::new(&unique("rollup"));
+    let mut redis = redis().await;
+    let lease = Duration::from_millis(50);
+    dirty
+        .begin(&mut redis, "gone", &[JANUARY], lease)
+        .await
+        .unwrap();
+    assert!(dirty
+        .claim(&mut redis, 5, LEASE, 0)
+        .await
+        .unwrap()
+        .hours
+        .is_empty());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        dirty.claim(&mut redis, 5, LEASE, 0).await.unwrap().hours,
+        vec![JANUARY]
+    );
+}
+
+#[tokio::test]
+async fn versions_stay_above_every_published_one_when_redis_lost_the_counter() {
+    let dirty = DirtyHours::new(&unique("rollup"));
+    let mut redis = redis().await;
+    let claim = dirty.claim(&mut redis, 5, LEASE, 1_000).await.unwrap();
+    assert_eq!(claim.version, 1_001);
+    let mark = dirty.end(&mut redis, "b1", &[JANUARY]).await.unwrap();
+    assert!(mark > claim.version, "marks come from the same counter");
+}
