@@ -84,3 +84,80 @@ ORDER BY (upload_id, line);
 
 CREATE TABLE IF NOT EXISTS sluice.upload_rejects ON CLUSTER sluice AS sluice.upload_rejects_local
 ENGINE = Distributed(sluice, sluice, upload_rejects_local, cityHash64(upload_id));
+
+-- The processing layer (docs/PROCESSING.md; issue 13, not yet written by the services). Every
+-- version of a round and its identity row live on the shard of its player, so "the greatest
+-- version of a key" is decided within one shard, and the view below runs shard-locally.
+-- Reads of rollup_hourly against rollup_versions across shards need GLOBAL IN (issue 17).
+CREATE TABLE IF NOT EXISTS sluice.round_versions_local ON CLUSTER sluice
+(
+    created_timestamp DateTime('UTC'),
+    game_instance_id UInt64,
+    user_id String,
+    game_id UInt64,
+    real_amount_bet Nullable(Decimal(18, 4)),
+    bonus_amount_bet Nullable(Decimal(18, 4)),
+    real_amount_win Nullable(Decimal(18, 4)),
+    bonus_amount_win Nullable(Decimal(18, 4)),
+    game_name String,
+    provider String,
+    upload_id String,
+    version UInt64,
+    inserted_at DateTime('UTC') DEFAULT now()
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/sluice/round_versions', '{replica}')
+PARTITION BY toYYYYMM(created_timestamp)
+ORDER BY (toStartOfHour(created_timestamp), user_id, game_instance_id, version);
+
+CREATE TABLE IF NOT EXISTS sluice.round_versions ON CLUSTER sluice AS sluice.round_versions_local
+ENGINE = Distributed(sluice, sluice, round_versions_local, cityHash64(user_id));
+
+CREATE TABLE IF NOT EXISTS sluice.round_identity_local ON CLUSTER sluice
+(
+    user_id String,
+    game_instance_id UInt64,
+    version UInt64,
+    created_timestamp DateTime('UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/sluice/round_identity', '{replica}', version)
+ORDER BY (user_id, game_instance_id)
+SETTINGS index_granularity = 1024;
+
+CREATE TABLE IF NOT EXISTS sluice.round_identity ON CLUSTER sluice AS sluice.round_identity_local
+ENGINE = Distributed(sluice, sluice, round_identity_local, cityHash64(user_id));
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS sluice.round_identity_view ON CLUSTER sluice
+TO sluice.round_identity_local AS
+SELECT user_id, game_instance_id, version, created_timestamp FROM sluice.round_versions_local;
+
+CREATE TABLE IF NOT EXISTS sluice.rollup_hourly_local ON CLUSTER sluice
+(
+    bucket DateTime('UTC'),
+    user_id String,
+    game_id UInt64,
+    real_amount_bet Nullable(Decimal(38, 4)),
+    bonus_amount_bet Nullable(Decimal(38, 4)),
+    real_amount_win Nullable(Decimal(38, 4)),
+    bonus_amount_win Nullable(Decimal(38, 4)),
+    rounds UInt64,
+    version UInt64
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/sluice/rollup_hourly', '{replica}')
+PARTITION BY toYYYYMM(bucket)
+ORDER BY (bucket, user_id, game_id, version);
+
+CREATE TABLE IF NOT EXISTS sluice.rollup_hourly ON CLUSTER sluice AS sluice.rollup_hourly_local
+ENGINE = Distributed(sluice, sluice, rollup_hourly_local, cityHash64(user_id));
+
+CREATE TABLE IF NOT EXISTS sluice.rollup_versions_local ON CLUSTER sluice
+(
+    rollup String,
+    bucket DateTime('UTC'),
+    version UInt64,
+    published_at DateTime('UTC') DEFAULT now()
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/sluice/rollup_versions', '{replica}')
+ORDER BY (rollup, bucket, version);
+
+CREATE TABLE IF NOT EXISTS sluice.rollup_versions ON CLUSTER sluice AS sluice.rollup_versions_local
+ENGINE = Distributed(sluice, sluice, rollup_versions_local, cityHash64(bucket));
