@@ -9,8 +9,11 @@
 //!   implies: the current rows of a set of hours and their recomputation under a version.
 //! - [`dirty`]: the dirty-hours protocol in Redis (`begin`/`end` by the consumer,
 //!   `claim`/`clear` by the processor, `between` and `lag` for readers), one Lua script per step.
+//! - [`process`]: one processing step (claim → recompute → publish → clear) and the backfill
+//!   that marks existing hours dirty: the core of the processor service.
 
 pub mod dirty;
+pub mod process;
 pub mod spec;
 
 /// Seconds in the finest bucket (an hour): every mark and claim is per hour.

@@ -206,6 +206,19 @@ impl Rollup {
         )
     }
 
+    /// The hours from `first` to `last` (inclusive, first seconds of hours) that hold raw rows
+    /// of any version, as `UInt32` seconds: what a backfill marks dirty.
+    pub fn hours_with_rows(&self, first: u32, last: u32) -> String {
+        format!(
+            "SELECT DISTINCT toUInt32({bucket}) FROM {table} \
+             WHERE {time} >= toDateTime({first}) AND {time} < toDateTime({end}) ORDER BY 1",
+            bucket = self.bucket(),
+            table = self.source.versions_table,
+            time = self.source.time_column,
+            end = u64::from(last) + 3600,
+        )
+    }
+
     /// The group-by columns, then the measures.
     pub fn columns(&self) -> Vec<&'static str> {
         let measures = self.measures.iter().map(Measure::name);

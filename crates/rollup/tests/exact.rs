@@ -6,6 +6,7 @@ use std::time::Duration;
 use clickhouse::Client;
 use serde::Deserialize;
 use sluice_rollup::dirty::DirtyHours;
+use sluice_rollup::process::{backfill, Processor};
 use sluice_rollup::spec::GAME_ROUNDS_HOURLY;
 use sluice_testkit::names::unique;
 use sluice_testkit::stack::Stack;
@@ -81,32 +82,16 @@ async fn insert(client: &Client, rows: &[(u32, &str, u64, &str, u64)]) {
     client.query(&sql).execute().await.unwrap();
 }
 
-/// What the processor does: claim, recompute under the version, publish, clear.
+/// One processing step, as the processor service runs it; returns the hours it recomputed.
 async fn process(
     client: &Client,
     dirty: &DirtyHours,
     redis: &mut redis::aio::MultiplexedConnection,
 ) -> Vec<u32> {
-    let floor: u64 = client
-        .query(&GAME_ROUNDS_HOURLY.greatest_published())
-        .fetch_one()
+    let mut processor = Processor::new(client, GAME_ROUNDS_HOURLY, dirty.clone(), 100, LEASE)
         .await
         .unwrap();
-    let claim = dirty.claim(redis, 100, LEASE, floor).await.unwrap();
-    if claim.hours.is_empty() {
-        return claim.hours;
-    }
-    for sql in [
-        GAME_ROUNDS_HOURLY.recompute(&claim.hours, claim.version),
-        GAME_ROUNDS_HOURLY.publish(&claim.hours, claim.version),
-    ] {
-        client.query(&sql).execute().await.unwrap();
-    }
-    dirty
-        .clear(redis, claim.version, &claim.hours)
-        .await
-        .unwrap();
-    claim.hours
+    processor.step(client, redis).await.unwrap().hours
 }
 
 /// A row of the answer; `bet` in ten-thousandths (the stored scale).
@@ -277,4 +262,48 @@ async fn versions_stay_above_every_published_one_when_redis_lost_the_counter() {
     assert_eq!(claim.version, 1_001);
     let mark = dirty.end(&mut redis, "b1", &[JANUARY]).await.unwrap();
     assert!(mark > claim.version, "marks come from the same counter");
+}
+
+#[tokio::test]
+async fn a_backfill_brings_rows_written_without_marks_into_the_rollup_exactly() {
+    let (client, name) = database().await;
+    let dirty = DirtyHours::new(&name);
+    let mut redis = redis().await;
+    insert(&client, &[(JANUARY + 60, "aa", 1, "1.5", 10)]).await;
+    insert(&client, &[(FEBRUARY + 60, "aa", 2, "2", 11)]).await;
+    insert(&client, &[(FEBRUARY + 120, "aa", 1, "4", 12)]).await;
+    assert!(published(&client).await.is_empty());
+
+    let marked = backfill(
+        &client,
+        &mut redis,
+        &GAME_ROUNDS_HOURLY,
+        &dirty,
+        JANUARY,
+        FEBRUARY,
+    )
+    .await
+    .unwrap();
+    assert_eq!(marked, 2);
+    // Run twice: the second backfill marks the same hours again, and they are recomputed
+    // to the same answer.
+    for _ in 0..2 {
+        backfill(
+            &client,
+            &mut redis,
+            &GAME_ROUNDS_HOURLY,
+            &dirty,
+            JANUARY,
+            FEBRUARY,
+        )
+        .await
+        .unwrap();
+        let mut processed = process(&client, &dirty, &mut redis).await;
+        processed.sort_unstable();
+        assert_eq!(processed, vec![JANUARY, FEBRUARY]);
+        // January's only round moved to February: the hour is published empty.
+        let expected = vec![row(FEBRUARY, "aa", 60_000, 2)];
+        assert_eq!(published(&client).await, expected);
+        assert_eq!(from_raw(&client).await, expected);
+    }
 }

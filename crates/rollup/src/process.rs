@@ -1,0 +1,120 @@
+//! The processor's work, one step at a time: claim dirty hours under a new version, recompute
+//! them from one snapshot of the raw rows, publish that version, clear what it covers
+//! (docs/PROCESSING.md). A step that fails part-way is never retried under its version: the
+//! hours' claim runs out and a later step takes them under a new one, so a half-written version
+//! is never the greatest published one.
+
+use std::time::Duration;
+
+use clickhouse::Client;
+use redis::aio::ConnectionLike;
+
+use crate::dirty::DirtyHours;
+use crate::spec::Rollup;
+
+/// Why a step or a backfill stopped; both are safe to run again.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("ClickHouse: {0}")]
+    ClickHouse(#[from] clickhouse::error::Error),
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// The version the hours were recomputed under (drawn even when no hour was claimed).
+    pub version: u64,
+    /// The hours recomputed and published.
+    pub hours: Vec<u32>,
+    /// How many of them left the dirty set (the others were marked again meanwhile).
+    pub cleared: u64,
+}
+
+/// Processes one rollup.
+#[derive(Debug, Clone)]
+pub struct Processor {
+    rollup: Rollup,
+    dirty: DirtyHours,
+    /// Hours recomputed per step, at most.
+    max_hours: usize,
+    /// How long a claim keeps other processors off its hours: longer than a step takes.
+    hold: Duration,
+    /// The greatest version known to be published: versions drawn stay above it.
+    floor: u64,
+}
+
+impl Processor {
+    /// A processor of `rollup` in `client`'s database, whose dirty hours are `dirty`.
+    pub async fn new(
+        client: &Client,
+        rollup: Rollup,
+        dirty: DirtyHours,
+        max_hours: usize,
+        hold: Duration,
+    ) -> Result<Processor, ProcessError> {
+        let floor = client
+            .query(&rollup.greatest_published())
+            .fetch_one()
+            .await?;
+        Ok(Processor {
+            rollup,
+            dirty,
+            max_hours,
+            hold,
+            floor,
+        })
+    }
+
+    /// One step: claim, recompute, publish, clear. An empty step (nothing claimable) costs one
+    /// script call.
+    pub async fn step(
+        &mut self,
+        client: &Client,
+        redis: &mut impl ConnectionLike,
+    ) -> Result<Step, ProcessError> {
+        let claim = self
+            .dirty
+            .claim(redis, self.max_hours, self.hold, self.floor)
+            .await?;
+        let mut step = Step {
+            version: claim.version,
+            hours: claim.hours,
+            cleared: 0,
+        };
+        if step.hours.is_empty() {
+            return Ok(step);
+        }
+        for sql in [
+            self.rollup.recompute(&step.hours, step.version),
+            self.rollup.publish(&step.hours, step.version),
+        ] {
+            client.query(&sql).execute().await?;
+        }
+        self.floor = self.floor.max(step.version);
+        step.cleared = self.dirty.clear(redis, step.version, &step.hours).await?;
+        Ok(step)
+    }
+}
+
+/// Marks every hour from `first` to `last` (inclusive) that holds raw rows dirty, so the
+/// processors recompute it: after a restore, or for rows written before the processing layer.
+/// Idempotent and resumable (marking twice is marking once). Returns how many hours.
+pub async fn backfill(
+    client: &Client,
+    redis: &mut impl ConnectionLike,
+    rollup: &Rollup,
+    dirty: &DirtyHours,
+    first: u32,
+    last: u32,
+) -> Result<usize, ProcessError> {
+    let hours: Vec<u32> = client
+        .query(&rollup.hours_with_rows(first, last))
+        .fetch_all()
+        .await?;
+    for chunk in hours.chunks(1_000) {
+        dirty.end(redis, "backfill", chunk).await?;
+    }
+    Ok(hours.len())
+}
