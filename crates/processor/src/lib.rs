@@ -1,0 +1,272 @@
+//! The Sluice processor: keeps the rollups exact (docs/PROCESSING.md). It loops over
+//! [`Processor::step`] — claim dirty hours under a new version, recompute them from one snapshot
+//! of the raw rows, publish, clear — and reports how far behind it is. Any number of instances
+//! may run: claims keep them off each other's hours, and the greatest version wins.
+//!
+//! # Layout
+//! - [`config`]: the one typed `Config`, read from `SLUICE_PROCESSOR_*` variables.
+//! - `lib.rs`: [`Application`] (the loop, the lag gauges, `/health`, `/ready`, `/metrics`) and
+//!   [`backfill`], which the binary's `backfill` command runs.
+
+pub mod config;
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use deadpool_redis::{Pool, Runtime};
+use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::ExposeSecret;
+use sluice_rollup::dirty::DirtyHours;
+use sluice_rollup::process::{ProcessError, Processor};
+use sluice_rollup::spec::GAME_ROUNDS_HOURLY;
+use sluice_schema::telemetry::answers_in_time;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+/// Hours waiting to be processed (gauge).
+pub const DIRTY_HOURS: &str = "sluice_processor_dirty_hours";
+/// How long the longest-waiting hour has been dirty, in seconds (gauge).
+pub const LAG_SECONDS: &str = "sluice_processor_lag_seconds";
+/// Hours recomputed and published (counter).
+pub const HOURS_PROCESSED: &str = "sluice_processor_hours_processed_total";
+/// Steps that failed; their hours are taken again under a new version (counter).
+pub const STEP_FAILURES: &str = "sluice_processor_step_failures_total";
+/// Duration of the steps that recomputed at least one hour (histogram, seconds).
+pub const STEP_SECONDS: &str = "sluice_processor_step_seconds";
+
+/// A processor ready to run: migrations applied, listener bound.
+pub struct Application {
+    port: u16,
+    server: Server,
+    worker: Worker,
+}
+
+struct Worker {
+    clickhouse: clickhouse::Client,
+    redis: Pool,
+    dirty: DirtyHours,
+    config: Config,
+    running: Arc<AtomicBool>,
+}
+
+struct HealthState {
+    running: Arc<AtomicBool>,
+    clickhouse: clickhouse::Client,
+    redis: Pool,
+    metrics: PrometheusHandle,
+}
+
+/// ClickHouse, with the tables, and the Redis pool of `config`.
+async fn connect(config: &Config) -> anyhow::Result<(clickhouse::Client, Pool)> {
+    let clickhouse = sluice_schema::migrations::client(
+        &config.clickhouse_url,
+        &config.clickhouse_database,
+        &config.clickhouse_user,
+        config.clickhouse_password.expose_secret(),
+    );
+    sluice_schema::migrations::apply(&clickhouse, &config.clickhouse_database).await?;
+    let redis = deadpool_redis::Config::from_url(config.redis_url.expose_secret())
+        .create_pool(Some(Runtime::Tokio1))?;
+    Ok((clickhouse, redis))
+}
+
+impl Application {
+    /// Applies the ClickHouse migrations and binds the HTTP listener.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let (clickhouse, redis) = connect(&config).await?;
+        let running = Arc::new(AtomicBool::new(false));
+        sluice_schema::telemetry::register_counters(&[HOURS_PROCESSED, STEP_FAILURES]);
+        let state = web::Data::new(HealthState {
+            running: Arc::clone(&running),
+            clickhouse: clickhouse.clone(),
+            redis: redis.clone(),
+            metrics: sluice_schema::telemetry::prometheus(),
+        });
+        let listener = TcpListener::bind(&config.listen_addr)?;
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(sluice_schema::telemetry::HttpMetrics::new("processor"))
+                .app_data(state.clone())
+                .route("/health", web::get().to(health))
+                .route("/ready", web::get().to(ready))
+                .route("/metrics", web::get().to(metrics))
+        })
+        .listen(listener)?
+        .disable_signals()
+        .run();
+        let dirty = DirtyHours::new(&config.clickhouse_database);
+        Ok(Application {
+            port,
+            server,
+            worker: Worker {
+                clickhouse,
+                redis,
+                dirty,
+                config,
+                running,
+            },
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Processes until `shutdown` fires (a step in progress is finished first).
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        let lag = tokio::spawn(report_lag(
+            self.worker.redis.clone(),
+            self.worker.dirty.clone(),
+            Duration::from_millis(self.worker.config.lag_interval_ms),
+            shutdown.clone(),
+        ));
+        self.worker.run(shutdown).await;
+        let _ = lag.await;
+        handle.stop(true).await;
+        server.await.map_err(std::io::Error::other)?
+    }
+}
+
+impl Worker {
+    async fn run(self, shutdown: CancellationToken) {
+        let mut processor = None;
+        self.running.store(true, Ordering::SeqCst);
+        while !shutdown.is_cancelled() {
+            let wait = match self.step(&mut processor).await {
+                Ok(0) => self.config.idle_pause_ms,
+                Ok(_) => 0,
+                Err(error) => {
+                    tracing::warn!(%error, "Processing step failed; its hours go to a later one.");
+                    metrics::counter!(STEP_FAILURES).increment(1);
+                    // The floor is read again: Redis may have lost its counter meanwhile.
+                    processor = None;
+                    self.config.failure_pause_ms
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+            }
+        }
+        self.running.store(false, Ordering::SeqCst);
+        tracing::info!("Processor stopped.");
+    }
+
+    /// One step; returns how many hours it recomputed.
+    async fn step(&self, processor: &mut Option<Processor>) -> Result<usize, StepError> {
+        if processor.is_none() {
+            let hold = Duration::from_millis(self.config.claim_hold_ms);
+            let max_hours = self.config.max_hours_per_step;
+            let dirty = self.dirty.clone();
+            let rollup = GAME_ROUNDS_HOURLY;
+            *processor =
+                Some(Processor::new(&self.clickhouse, rollup, dirty, max_hours, hold).await?);
+        }
+        let processor = processor.as_mut().expect("set above");
+        let mut redis = self.redis.get().await?;
+        let started = Instant::now();
+        let step = processor.step(&self.clickhouse, &mut redis).await?;
+        if !step.hours.is_empty() {
+            metrics::counter!(HOURS_PROCESSED).increment(step.hours.len() as u64);
+            metrics::histogram!(STEP_SECONDS).record(started.elapsed().as_secs_f64());
+            tracing::debug!(
+                version = step.version,
+                hours = step.hours.len(),
+                cleared = step.cleared,
+                "Hours recomputed and published."
+            );
+        }
+        Ok(step.hours.len())
+    }
+}
+
+/// Why a step failed.
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error("Redis pool: {0}")]
+    Pool(#[from] deadpool_redis::PoolError),
+}
+
+/// Refreshes the lag gauges every `every` until `shutdown`.
+async fn report_lag(redis: Pool, dirty: DirtyHours, every: Duration, shutdown: CancellationToken) {
+    loop {
+        if let Ok(mut connection) = redis.get().await {
+            if let Ok(lag) = dirty.lag(&mut connection).await {
+                metrics::gauge!(DIRTY_HOURS).set(lag.dirty_hours as f64);
+                metrics::gauge!(LAG_SECONDS).set(lag.behind.as_secs_f64());
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Marks every hour from `first` to `last` (inclusive, any second of them) that holds rows
+/// dirty, for the running processors to recompute. Idempotent and resumable.
+pub async fn backfill(config: &Config, first: u32, last: u32) -> anyhow::Result<usize> {
+    let (clickhouse, redis) = connect(config).await?;
+    let dirty = DirtyHours::new(&config.clickhouse_database);
+    let mut connection = redis.get().await?;
+    let (first, last) = (sluice_rollup::hour_of(first), sluice_rollup::hour_of(last));
+    let rollup = &GAME_ROUNDS_HOURLY;
+    let hours =
+        sluice_rollup::process::backfill(&clickhouse, &mut connection, rollup, &dirty, first, last)
+            .await?;
+    Ok(hours)
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// Whether Redis answers a PING.
+async fn redis_answers(pool: &Pool) -> bool {
+    match pool.get().await {
+        Ok(mut connection) => redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Readiness: the loop runs, and ClickHouse and Redis answer within the ready timeout.
+async fn ready(state: web::Data<HealthState>) -> HttpResponse {
+    let running = state.running.load(Ordering::SeqCst);
+    let (clickhouse, redis) = futures::join!(
+        answers_in_time(async { state.clickhouse.query("SELECT 1").execute().await.is_ok() }),
+        answers_in_time(redis_answers(&state.redis)),
+    );
+    let body = serde_json::json!({
+        "status": match (running, clickhouse && redis) {
+            (true, true) => "ready",
+            (false, _) => "starting",
+            (true, false) => "unavailable",
+        },
+        "clickhouse": clickhouse,
+        "redis": redis,
+    });
+    if running && clickhouse && redis {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn metrics(state: web::Data<HealthState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}

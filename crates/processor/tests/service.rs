@@ -1,0 +1,140 @@
+//! The processor service against the real ClickHouse and Redis: two instances at once bring a
+//! backfilled range into the rollup exactly, and report it.
+
+use std::time::{Duration, Instant};
+
+use clickhouse::Client;
+use secrecy::SecretString;
+use sluice_processor::{backfill, Application, Config};
+use sluice_rollup::spec::GAME_ROUNDS_HOURLY;
+use sluice_testkit::names::unique;
+use sluice_testkit::stack::Stack;
+use tokio_util::sync::CancellationToken;
+
+/// 2020-01-30 00:00:00 UTC: ten days later is another month.
+const START: u32 = 1_580_342_400;
+/// Past the last hour the rows fall in.
+const LAST: u32 = START + 12 * 86_400;
+
+fn config(database: &str) -> Config {
+    let stack = Stack::get();
+    Config {
+        listen_addr: "127.0.0.1:0".into(),
+        clickhouse_url: stack.clickhouse_url.clone(),
+        clickhouse_database: database.into(),
+        clickhouse_user: stack.clickhouse_user.clone(),
+        clickhouse_password: SecretString::from(stack.clickhouse_password.clone()),
+        redis_url: SecretString::from(stack.redis_url.clone()),
+        max_hours_per_step: 7,
+        claim_hold_ms: 30_000,
+        idle_pause_ms: 50,
+        failure_pause_ms: 200,
+        lag_interval_ms: 100,
+    }
+}
+
+/// 3,000 rounds of 37 players over fifty hours, a thousand of them delivered twice; then 400
+/// of them uploaded again, dated ten days later (in February), under later versions.
+async fn write_rounds(client: &Client) {
+    let columns = "created_timestamp, game_instance_id, user_id, game_id, real_amount_bet, \
+                   bonus_amount_bet, real_amount_win, bonus_amount_win, game_name, provider, \
+                   upload_id, version";
+    let insert = |numbers: &str, shift: u32, version: &str| {
+        format!(
+            "INSERT INTO round_versions ({columns}) SELECT toDateTime({START} + number * 60 + \
+             {shift}), number, lower(hex(MD5(toString(number % 37)))), number % 5, \
+             toDecimal64(number % 100, 4), NULL, toDecimal64(number % 7, 4), \
+             toDecimal64(0, 4), 'Play''n GO', 'x', 'u', {version} FROM {numbers}"
+        )
+    };
+    for sql in [
+        insert("numbers(3000)", 0, "1"),
+        insert("numbers(1000)", 0, "1"),
+        insert("numbers(2500, 400)", 10 * 86_400, "2 + number % 3"),
+    ] {
+        client.query(&sql).execute().await.unwrap();
+    }
+}
+
+/// Every hour of the range, per group, as one text: from the published rollup, and from the
+/// raw rows' current versions.
+async fn answers(client: &Client) -> (String, String) {
+    let hours: Vec<u32> = client
+        .query(&GAME_ROUNDS_HOURLY.hours_with_rows(START, LAST))
+        .fetch_all()
+        .await
+        .unwrap();
+    let text = |sql: String| {
+        format!(
+            "SELECT toString(groupArray(tuple(toUInt32(bucket), user_id, game_id, \
+             toString(real_amount_bet), toString(bonus_amount_bet), \
+             toString(real_amount_win), rounds))) FROM (SELECT * FROM ({sql}) \
+             ORDER BY bucket, user_id, game_id)"
+        )
+    };
+    let published = GAME_ROUNDS_HOURLY.published(START, LAST);
+    let raw = GAME_ROUNDS_HOURLY.aggregate(&hours, 0);
+    let published: String = client.query(&text(published)).fetch_one().await.unwrap();
+    let raw: String = client.query(&text(raw)).fetch_one().await.unwrap();
+    (published, raw)
+}
+
+/// Waits until `/metrics` shows no dirty hour; returns the metrics text.
+async fn caught_up(base: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap();
+        let metrics = metrics.text().await.unwrap();
+        let done = metrics
+            .lines()
+            .any(|l| l == "sluice_processor_dirty_hours 0");
+        if done || Instant::now() > deadline {
+            assert!(done, "hours left dirty:\n{metrics}");
+            return metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_processors_bring_a_backfilled_range_into_the_rollup_exactly() {
+    let database = unique("processor");
+    let config = config(&database);
+    let first = Application::build(config.clone()).await.unwrap();
+    let second = Application::build(config.clone()).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", first.port());
+    let client = Stack::get().clickhouse_client(&database);
+    write_rounds(&client).await;
+
+    let hours = backfill(&config, START, LAST).await.unwrap();
+    assert_eq!(
+        hours,
+        50 + 8,
+        "fifty hours, and the eight the moved rounds went to"
+    );
+    let shutdown = CancellationToken::new();
+    let running = [first, second].map(|app| tokio::spawn(app.run_until_stopped(shutdown.clone())));
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (published, raw) = loop {
+        let (published, raw) = answers(&client).await;
+        if published == raw || Instant::now() > deadline {
+            break (published, raw);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        published, raw,
+        "the rollup equals the raw rows' current versions"
+    );
+    assert!(raw.len() > 1_000, "the answer is not empty: {raw}");
+
+    let ready = reqwest::get(format!("{base}/ready")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let metrics = caught_up(&base).await;
+    assert!(metrics.contains("sluice_processor_hours_processed_total"));
+    shutdown.cancel();
+    for handle in running {
+        handle.await.unwrap().unwrap();
+    }
+}
