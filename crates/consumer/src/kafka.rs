@@ -1,6 +1,7 @@
 //! The Kafka side of the consumer: a group member that stores offsets by hand (only after the
 //! insert) and lets librdkafka auto-commit what was stored.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
@@ -47,13 +48,50 @@ impl Topics {
     }
 }
 
-/// Notes which partitions a rebalance took away, for the ingest loop to drop their records.
+/// Notes which partitions a rebalance took away, for the ingest loop to drop their records, and
+/// checks every topic's partition count in each statistics report against the configured one.
 #[derive(Default, Clone)]
 pub struct RebalanceNotes {
     revoked: Arc<Mutex<Vec<(String, i32)>>>,
+    /// The configured partition count of every topic read (0: not checked).
+    expected_partitions: i32,
+    /// The count last seen per topic, so a change is logged once.
+    seen_partitions: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 impl RebalanceNotes {
+    /// Notes that check each topic against `expected_partitions` (the configured count).
+    pub fn new(expected_partitions: i32) -> RebalanceNotes {
+        RebalanceNotes {
+            expected_partitions,
+            ..RebalanceNotes::default()
+        }
+    }
+
+    /// A topic's partition count as the brokers report it: a gauge, and an error in the log
+    /// whenever it changes to another count than configured (a broker that lost its data
+    /// auto-creates topics with its own default, and keys then land elsewhere).
+    fn check_partitions(&self, topic: &str, found: usize) {
+        metrics::gauge!(TOPIC_PARTITIONS, "topic" => topic.to_owned()).set(found as f64);
+        let mut seen = self
+            .seen_partitions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if seen.insert(topic.to_owned(), found) == Some(found) || self.expected_partitions <= 0 {
+            return;
+        }
+        let expected = self.expected_partitions as usize;
+        if found != expected {
+            tracing::error!(
+                topic,
+                expected,
+                found,
+                "Topic has another partition count than configured: recreate it, or set the \
+                 configured count to match."
+            );
+        }
+    }
+
     /// Partitions (topic, partition) revoked since the last call.
     pub fn take_revoked(&self) -> Vec<(String, i32)> {
         std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|e| e.into_inner()))
@@ -63,11 +101,19 @@ impl RebalanceNotes {
 /// Gauge of the messages between a partition's end and this group's committed offset.
 pub const LAG: &str = "sluice_consumer_lag_messages";
 
+/// Gauge of each topic's partition count, as the brokers report it in every statistics round.
+pub const TOPIC_PARTITIONS: &str = "sluice_consumer_topic_partitions";
+
 impl ClientContext for RebalanceNotes {
     /// Every `statistics.interval.ms`, librdkafka's statistics: the lag of each partition this
-    /// instance is assigned (`desired`); -1 (not known yet) is skipped.
+    /// instance is assigned (`desired`; -1, not known yet, is skipped), and each topic's
+    /// partition count (from metadata, refreshed every 10 s: also after a broker came back).
     fn stats(&self, statistics: Statistics) {
         for (topic, stats) in &statistics.topics {
+            let partitions = stats.partitions.keys().filter(|p| **p >= 0).count();
+            if partitions > 0 {
+                self.check_partitions(topic, partitions);
+            }
             for (partition, stats) in &stats.partitions {
                 if *partition < 0 || !stats.desired || stats.consumer_lag < 0 {
                     continue;

@@ -69,7 +69,7 @@ impl Application {
             .await?;
         }
         let dead_letters = kafka::DeadLetters::new(&config)?;
-        let notes = kafka::RebalanceNotes::default();
+        let notes = kafka::RebalanceNotes::new(config.topic_partitions);
         let consumer = kafka::subscribe(&config, notes.clone())?;
         let running = Arc::new(AtomicBool::new(false));
         let state = web::Data::new(HealthState {

@@ -101,3 +101,42 @@ async fn ready_answers_within_a_second_naming_a_frozen_clickhouse_or_kafka() {
     shutdown.cancel();
     let _ = handle.await;
 }
+
+/// A topic the broker holds with another partition count than configured (as one auto-created by
+/// a broker that lost its data) shows in every statistics round, not only at start.
+#[tokio::test]
+async fn each_topics_partition_count_as_the_brokers_report_it_is_a_gauge() {
+    let (topic, group, database) = (unique("parts"), unique("group"), unique("parts"));
+    let stack = Stack::get();
+    sluice_schema::kafka::ensure_topic(&stack.kafka_brokers, &topic, 3, 1)
+        .await
+        .unwrap();
+    let mut config = config(&topic, &group, &database);
+    config.statistics_interval_ms = 200;
+    let rejects = config.rejects_topic();
+    let application = sluice_consumer::Application::build(config)
+        .await
+        .expect("the consumer starts");
+    let url = format!("http://127.0.0.1:{}/metrics", application.port());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let handle = tokio::spawn(application.run_until_stopped(shutdown.clone()));
+    let wanted = [
+        format!("sluice_consumer_topic_partitions{{topic=\"{topic}\"}} 3"),
+        format!("sluice_consumer_topic_partitions{{topic=\"{rejects}\"}} {PARTITIONS}"),
+    ];
+    let started = Instant::now();
+    loop {
+        let metrics = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        let found = wanted.iter().all(|w| metrics.lines().any(|l| l == w));
+        if found {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{wanted:?} not in:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    shutdown.cancel();
+    let _ = handle.await;
+}

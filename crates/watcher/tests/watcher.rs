@@ -244,6 +244,11 @@ fn spawn_binary(dir: &Path, names: &Names, port: u16) -> Child {
         }
     };
     binary_command(dir, names, port)
+        // The killed watcher's open transaction must end for read-committed consumers to see
+        // past it. Apache Kafka aborts it when the restarted watcher fences its transactional
+        // id; tansu was seen not to, and then only the transaction timeout ends it (15 minutes
+        // by default). 30 s is far longer than any transaction here takes.
+        .env("SLUICE_WATCHER_TRANSACTION_TIMEOUT_MS", "30000")
         .stdout(output())
         .stderr(output())
         .spawn()
