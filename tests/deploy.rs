@@ -78,6 +78,20 @@ impl From<sluice_gateway::Config> for Settings {
 
 /// One Sluice program: its compose/k8s name, its variables' prefix, its `Config`'s fields and
 /// how its `Config` reads an environment.
+impl From<sluice_processor::Config> for Settings {
+    fn from(c: sluice_processor::Config) -> Settings {
+        use secrecy::ExposeSecret;
+        Settings {
+            listen_port: port_of(&c.listen_addr),
+            kafka_brokers: None,
+            topic: None,
+            topic_partitions: None,
+            redis_url: Some(c.redis_url.expose_secret().to_owned()),
+            clickhouse_url: Some(c.clickhouse_url),
+        }
+    }
+}
+
 struct Service {
     name: &'static str,
     prefix: &'static str,
@@ -152,6 +166,7 @@ fn services() -> Vec<Service> {
         Service::of::<sluice_consumer::Config>("consumer", "SLUICE_CONSUMER_"),
         Service::of::<sluice_gateway::Config>("gateway", "SLUICE_GATEWAY_"),
         Service::of::<sluice_watcher::Config>("watcher", "SLUICE_WATCHER_"),
+        Service::of::<sluice_processor::Config>("processor", "SLUICE_PROCESSOR_"),
     ]
 }
 
