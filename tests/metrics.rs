@@ -217,8 +217,34 @@ async fn every_service_reports_its_work_in_prometheus_format() {
     let watcher_url = format!("http://127.0.0.1:{}", watcher.port());
     tokio::spawn(watcher.run_until_stopped(shutdown.clone()));
 
+    // The processor, over this test's database (the consumer created its tables).
+    let processor = sluice_processor::Config {
+        listen_addr: "127.0.0.1:0".into(),
+        clickhouse_url: stack.clickhouse_url.clone(),
+        clickhouse_database: database.clone(),
+        clickhouse_user: stack.clickhouse_user.clone(),
+        clickhouse_password: stack.clickhouse_password.clone().into(),
+        redis_url: stack.redis_url.clone().into(),
+        max_hours_per_step: 1,
+        claim_hold_ms: 30_000,
+        idle_pause_ms: 50,
+        failure_pause_ms: 200,
+        lag_interval_ms: 100,
+    };
+    let processor_app = sluice_processor::Application::build(processor.clone())
+        .await
+        .unwrap();
+    let processor_url = format!("http://127.0.0.1:{}", processor_app.port());
+    tokio::spawn(processor_app.run_until_stopped(shutdown.clone()));
+
     // Liveness and readiness everywhere.
-    for base in [&producer_url, &consumer_url, &gateway_url, &watcher_url] {
+    for base in [
+        &producer_url,
+        &consumer_url,
+        &gateway_url,
+        &watcher_url,
+        &processor_url,
+    ] {
         assert_eq!(
             status(&format!("{base}/health")).await,
             200,
@@ -351,6 +377,37 @@ async fn every_service_reports_its_work_in_prometheus_format() {
     let consumer_scrape = scrape(&consumer_url).await;
     let gateway_scrape = scrape(&gateway_url).await;
     let watcher_scrape = scrape(&watcher_url).await;
+
+    // Processor: two hours of rows (written directly, as the consumer will), one backfill, and
+    // both hours are recomputed, one step each, until none is dirty.
+    stack
+        .clickhouse_client(&database)
+        .query(
+            "INSERT INTO round_versions (created_timestamp, game_instance_id, user_id, game_id, \
+             version) VALUES (toDateTime(1571731200), 1, 'aa', 7, 1), \
+             (toDateTime(1571734800), 2, 'aa', 7, 1)",
+        )
+        .execute()
+        .await
+        .unwrap();
+    let hours = sluice_processor::backfill(&processor, 1_571_731_200, 1_571_734_800)
+        .await
+        .unwrap();
+    assert_eq!(hours, 2);
+    eventually("hours processed", Duration::from_secs(30), || async {
+        let s = scrape(&processor_url).await;
+        s.sum("sluice_processor_hours_processed_total", &[]) == 2.0
+            && s.sum("sluice_processor_dirty_hours", &[]) == 0.0
+    })
+    .await;
+    let processor_scrape = scrape(&processor_url).await;
+    assert_eq!(
+        processor_scrape.sum("sluice_processor_step_failures_total", &[]),
+        0.0
+    );
+    assert!(processor_scrape.has("sluice_processor_lag_seconds"));
+    assert!(processor_scrape.has("sluice_processor_step_seconds_count"));
+
     let w = &watcher_scrape;
     assert_eq!(
         w.sum("sluice_watcher_rows_total", &[("outcome", "accepted")]),
@@ -512,6 +569,7 @@ async fn every_service_reports_its_work_in_prometheus_format() {
             &consumer_scrape,
             &gateway_scrape,
             &watcher_scrape,
+            &processor_scrape,
         ]
         .iter()
         .any(|s| s.has(name))
