@@ -57,7 +57,7 @@ async fn write_rounds(client: &Client) {
 }
 
 /// Every hour of the range, per group, as one text: from the published rollup, and from the
-/// raw rows' current versions.
+/// raw rows' current versions (the latest version of each round).
 async fn answers(client: &Client) -> (String, String) {
     let hours: Vec<u32> = client
         .query(&GAME_ROUNDS_HOURLY.hours_with_rows(START, LAST))
@@ -73,7 +73,18 @@ async fn answers(client: &Client) -> (String, String) {
         )
     };
     let published = GAME_ROUNDS_HOURLY.published(START, LAST);
-    let raw = GAME_ROUNDS_HOURLY.aggregate(&hours, 0);
+    // Written here independently of the rollup's own definition: each round's greatest version
+    // (argMax), then summed per hour, player and game.
+    let raw = "SELECT toStartOfHour(at) AS bucket, user_id, g AS game_id, \
+               sum(rb) AS real_amount_bet, sum(bb) AS bonus_amount_bet, \
+               sum(rw) AS real_amount_win, count() AS rounds FROM (\
+               SELECT user_id, argMax(created_timestamp, version) AS at, \
+               argMax(game_id, version) AS g, argMax(real_amount_bet, version) AS rb, \
+               argMax(bonus_amount_bet, version) AS bb, argMax(real_amount_win, version) AS rw \
+               FROM round_versions GROUP BY user_id, game_instance_id) \
+               GROUP BY bucket, user_id, game_id"
+        .to_owned();
+    assert!(!hours.is_empty());
     let published: String = client.query(&text(published)).fetch_one().await.unwrap();
     let raw: String = client.query(&text(raw)).fetch_one().await.unwrap();
     (published, raw)
