@@ -22,7 +22,7 @@ use actix_web::dev::Server;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::ExposeSecret;
-use sluice_schema::telemetry::{answers_in_time, READY_TIMEOUT};
+use sluice_schema::telemetry::{answers_in_time, exposition, health, readiness, READY_TIMEOUT};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -125,10 +125,6 @@ impl Application {
     }
 }
 
-async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
-}
-
 /// Readiness: the loop runs (group joined, migrations applied), and ClickHouse and Kafka
 /// answer within [`READY_TIMEOUT`].
 async fn ready(state: web::Data<HealthState>) -> HttpResponse {
@@ -137,24 +133,9 @@ async fn ready(state: web::Data<HealthState>) -> HttpResponse {
         answers_in_time(async { state.clickhouse.query("SELECT 1").execute().await.is_ok() }),
         answers_in_time(state.kafka.kafka_answers(READY_TIMEOUT)),
     );
-    let body = serde_json::json!({
-        "status": match (running, clickhouse && kafka) {
-            (true, true) => "ready",
-            (false, _) => "starting",
-            (true, false) => "unavailable",
-        },
-        "clickhouse": clickhouse,
-        "kafka": kafka,
-    });
-    if running && clickhouse && kafka {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
+    readiness(running, &[("clickhouse", clickhouse), ("kafka", kafka)])
 }
 
 async fn metrics(state: web::Data<HealthState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+    exposition(&state.metrics)
 }

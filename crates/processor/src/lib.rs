@@ -23,7 +23,7 @@ use secrecy::ExposeSecret;
 use sluice_rollup::dirty::DirtyHours;
 use sluice_rollup::process::{ProcessError, Processor};
 use sluice_rollup::spec::GAME_ROUNDS_HOURLY;
-use sluice_schema::telemetry::answers_in_time;
+use sluice_schema::telemetry::{answers_in_time, exposition, health, readiness};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -227,10 +227,6 @@ pub async fn backfill(config: &Config, first: u32, last: u32) -> anyhow::Result<
     Ok(hours)
 }
 
-async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
-}
-
 /// Whether Redis answers a PING.
 async fn redis_answers(pool: &Pool) -> bool {
     match pool.get().await {
@@ -249,24 +245,9 @@ async fn ready(state: web::Data<HealthState>) -> HttpResponse {
         answers_in_time(async { state.clickhouse.query("SELECT 1").execute().await.is_ok() }),
         answers_in_time(redis_answers(&state.redis)),
     );
-    let body = serde_json::json!({
-        "status": match (running, clickhouse && redis) {
-            (true, true) => "ready",
-            (false, _) => "starting",
-            (true, false) => "unavailable",
-        },
-        "clickhouse": clickhouse,
-        "redis": redis,
-    });
-    if running && clickhouse && redis {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
+    readiness(running, &[("clickhouse", clickhouse), ("redis", redis)])
 }
 
 async fn metrics(state: web::Data<HealthState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+    exposition(&state.metrics)
 }

@@ -21,6 +21,40 @@ use tracing_subscriber::EnvFilter;
 /// a second, naming what did not answer, even when a dependency is frozen.
 pub const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(800);
 
+/// `GET /health` of every service: the process serves HTTP.
+pub async fn health() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// `GET /metrics` of every service: the Prometheus text exposition of `handle`.
+pub fn exposition(handle: &PrometheusHandle) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(handle.render())
+}
+
+/// The `/ready` answer of a service with a work loop: 200 when the loop runs and every
+/// dependency answered, else 503. The body names each dependency (`true` when it answered) and
+/// a `status` of `ready`, `starting` (the loop does not run yet) or `unavailable`.
+pub fn readiness(running: bool, dependencies: &[(&str, bool)]) -> actix_web::HttpResponse {
+    let answered = dependencies.iter().all(|(_, up)| *up);
+    let mut body = serde_json::Map::new();
+    let status = match (running, answered) {
+        (true, true) => "ready",
+        (false, _) => "starting",
+        (true, false) => "unavailable",
+    };
+    body.insert("status".into(), status.into());
+    for (name, up) in dependencies {
+        body.insert((*name).into(), (*up).into());
+    }
+    if running && answered {
+        actix_web::HttpResponse::Ok().json(body)
+    } else {
+        actix_web::HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
 /// Whether `check` answers `true` within [`READY_TIMEOUT`].
 pub async fn answers_in_time(check: impl Future<Output = bool>) -> bool {
     tokio::time::timeout(READY_TIMEOUT, check)

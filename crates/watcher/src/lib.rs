@@ -115,7 +115,7 @@ impl Application {
             App::new()
                 .wrap(sluice_schema::telemetry::HttpMetrics::new("watcher"))
                 .app_data(state.clone())
-                .route("/health", web::get().to(health))
+                .route("/health", web::get().to(sluice_schema::telemetry::health))
                 .route("/ready", web::get().to(ready))
                 .route("/metrics", web::get().to(metrics))
         })
@@ -193,10 +193,6 @@ async fn try_recover(context: &file::Context) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
-}
-
 /// Ready: watching, Kafka answers for the topic and Redis answers.
 async fn ready(state: web::Data<HealthState>) -> HttpResponse {
     let running = state.running.load(Ordering::SeqCst);
@@ -213,7 +209,5 @@ async fn ready(state: web::Data<HealthState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<HealthState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+    sluice_schema::telemetry::exposition(&state.metrics)
 }

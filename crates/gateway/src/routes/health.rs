@@ -4,9 +4,7 @@ use sluice_schema::telemetry::answers_in_time;
 use super::AppState;
 
 /// Liveness: the process serves HTTP.
-pub async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
-}
+pub use sluice_schema::telemetry::health;
 
 /// Readiness: Redis and ClickHouse both answer within `READY_TIMEOUT` (concurrently, so the
 /// answer comes within a second even when one is frozen); otherwise 503 naming the ones that
@@ -35,7 +33,5 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 
 /// Prometheus text exposition.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+    sluice_schema::telemetry::exposition(&state.metrics)
 }

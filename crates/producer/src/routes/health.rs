@@ -4,9 +4,7 @@ use sluice_schema::telemetry::{answers_in_time, READY_TIMEOUT};
 use super::AppState;
 
 /// Liveness: the process serves HTTP.
-pub async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
-}
+pub use sluice_schema::telemetry::health;
 
 /// Readiness: Kafka answers a metadata request for the topic, and Redis (receipts and
 /// idempotency, without which uploads fail) answers a ping. ClickHouse is not required: only
@@ -31,7 +29,5 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 
 /// Prometheus text exposition.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+    sluice_schema::telemetry::exposition(&state.metrics)
 }
