@@ -46,8 +46,11 @@ async fn spawn_pipeline() -> Pipeline {
     let producer_url = format!("http://127.0.0.1:{}", producer.port());
     tokio::spawn(producer.run_until_stopped());
 
-    let mut consumer =
-        sluice_consumer::Config::with_endpoints(&stack.kafka_brokers, &stack.clickhouse_url);
+    let mut consumer = sluice_consumer::Config::with_endpoints(
+        &stack.kafka_brokers,
+        &stack.clickhouse_url,
+        &stack.redis_url,
+    );
     consumer.listen_addr = "127.0.0.1:0".into();
     consumer.topic = topic.clone();
     consumer.group_id = unique("e2e_group");
@@ -169,8 +172,6 @@ async fn a_file_sent_again_leaves_its_first_upload_fully_landed() {
     {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    // What a background merge does sooner or later: one row per round, the newest.
-    clickhouse::query(&format!("OPTIMIZE TABLE {table} FINAL")).await;
     let reconciliation = reconciled(&pipeline.producer_url, &id).await;
     assert_eq!(reconciliation["landed"], 1_500, "{reconciliation}");
     assert_eq!(reconciliation["pending"], 0);
@@ -292,7 +293,7 @@ async fn uploaded_rounds_reach_the_gateway_exactly_once_with_exact_sums() {
     let table = format!("{}.game_rounds", pipeline.database);
     let good = expected.good_rows.to_string();
     wait_for(
-        &format!("SELECT count() FROM {table} FINAL"),
+        &format!("SELECT count() FROM {table}"),
         &good,
         Duration::from_secs(60),
     )
@@ -315,7 +316,7 @@ async fn uploaded_rounds_reach_the_gateway_exactly_once_with_exact_sums() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert_eq!(
-        clickhouse::query(&format!("SELECT count() FROM {table} FINAL")).await,
+        clickhouse::query(&format!("SELECT count() FROM {table}")).await,
         good
     );
 
@@ -506,7 +507,7 @@ async fn values_the_store_cannot_hold_are_row_rejects_and_never_land_as_substitu
         clickhouse::query(&format!(
             "SELECT count(), min(created_timestamp), max(created_timestamp), \
              countIf(position(game_name, '\\0') > 0 OR provider != 'Play''n GO'), \
-             max(real_amount_bet) FROM {table} FINAL"
+             max(real_amount_bet) FROM {table}"
         ))
         .await,
         "4\t1970-01-01 00:00:01\t2105-12-31 23:59:59\t0\t2.5000",

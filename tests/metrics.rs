@@ -164,8 +164,11 @@ async fn every_service_reports_its_work_in_prometheus_format() {
     let producer_url = format!("http://127.0.0.1:{}", producer.port());
     tokio::spawn(producer.run_until_stopped());
 
-    let mut consumer =
-        sluice_consumer::Config::with_endpoints(&stack.kafka_brokers, &stack.clickhouse_url);
+    let mut consumer = sluice_consumer::Config::with_endpoints(
+        &stack.kafka_brokers,
+        &stack.clickhouse_url,
+        &stack.redis_url,
+    );
     consumer.listen_addr = "127.0.0.1:0".into();
     consumer.topic = topic.clone();
     consumer.topic_partitions = PARTITIONS;
@@ -271,7 +274,7 @@ async fn every_service_reports_its_work_in_prometheus_format() {
     kafka::produce(&topic, "poison", &[b"not avro at all".to_vec()]).await;
 
     let rounds_table = format!("{database}.game_rounds");
-    let count_sql = format!("SELECT count() FROM {rounds_table} FINAL");
+    let count_sql = format!("SELECT count() FROM {rounds_table}");
     eventually(
         "every good row in ClickHouse",
         Duration::from_secs(60),

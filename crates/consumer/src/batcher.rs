@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use sluice_rollup::version_of;
 use sluice_schema::avro::GameRoundCodec;
 
 use crate::inserter::GameRoundRow;
@@ -45,6 +46,8 @@ pub struct Poison {
 #[derive(Debug, Clone)]
 struct RawRecord {
     offset: i64,
+    /// The message's timestamp (milliseconds since the epoch), if it has one.
+    timestamp_ms: Option<i64>,
     key: std::ops::Range<usize>,
     payload: std::ops::Range<usize>,
 }
@@ -82,6 +85,7 @@ impl RawBatch {
         source: Source,
         partition: i32,
         offset: i64,
+        timestamp_ms: Option<i64>,
         key: &[u8],
         payload: &[u8],
     ) {
@@ -92,6 +96,7 @@ impl RawBatch {
         let payload = batch.append(payload);
         batch.records.push(RawRecord {
             offset,
+            timestamp_ms,
             key,
             payload,
         });
@@ -140,7 +145,8 @@ impl RawBatch {
                         .decode(payload)
                         .map_err(|e| e.to_string())
                         .and_then(|envelope| {
-                            GameRoundRow::try_from(envelope)
+                            let version = version_of(record.timestamp_ms, record.offset);
+                            GameRoundRow::new(envelope, version)
                                 .map_err(|reason| format!("not storable: {reason}"))
                         })
                         .map(|row| decoded.rounds.push(row)),
@@ -239,10 +245,10 @@ mod tests {
     #[test]
     fn next_offsets_are_one_past_the_highest_seen_per_partition() {
         let mut raw = RawBatch::default();
-        raw.push(Source::Rounds, 0, 5, b"k", b"x");
-        raw.push(Source::Rounds, 0, 3, b"k", b"y");
-        raw.push(Source::Rounds, 2, 9, b"k", b"z");
-        raw.push(Source::Rejects, 0, 1, b"k", b"w");
+        raw.push(Source::Rounds, 0, 5, None, b"k", b"x");
+        raw.push(Source::Rounds, 0, 3, None, b"k", b"y");
+        raw.push(Source::Rounds, 2, 9, None, b"k", b"z");
+        raw.push(Source::Rejects, 0, 1, None, b"k", b"w");
         assert_eq!(raw.messages(), 4);
         let batch = raw.decode();
         assert_eq!(
@@ -260,9 +266,9 @@ mod tests {
     #[test]
     fn a_revoked_partition_loses_only_its_own_records() {
         let mut raw = RawBatch::default();
-        raw.push(Source::Rounds, 1, 5, b"k", b"x");
-        raw.push(Source::Rounds, 2, 7, b"k", b"y");
-        raw.push(Source::Rejects, 1, 3, b"k", b"z");
+        raw.push(Source::Rounds, 1, 5, None, b"k", b"x");
+        raw.push(Source::Rounds, 2, 7, None, b"k", b"y");
+        raw.push(Source::Rejects, 1, 3, None, b"k", b"z");
         assert_eq!(raw.forget_partitions(&[(Source::Rounds, 3)]), 0);
         assert_eq!(raw.forget_partitions(&[(Source::Rounds, 1)]), 1);
         assert_eq!(raw.messages(), 2);
@@ -281,16 +287,17 @@ mod tests {
         let mut bytes = Vec::new();
         GameRoundCodec::get().encode(&round, "u-1", &mut bytes);
         let mut raw = RawBatch::default();
-        raw.push(Source::Rounds, 0, 10, b"a", &bytes);
-        raw.push(Source::Rounds, 0, 11, b"b", b"garbage");
+        raw.push(Source::Rounds, 0, 10, Some(1_764_000_000_000), b"a", &bytes);
+        raw.push(Source::Rounds, 0, 11, None, b"b", b"garbage");
         raw.push(
             Source::Rejects,
             0,
             4,
+            None,
             b"u-1",
             br#"{"upload_id":"u-1","line":7,"column":null,"reason":"wrong number of fields"}"#,
         );
-        raw.push(Source::Rejects, 0, 5, b"u-1", &bytes);
+        raw.push(Source::Rejects, 0, 5, None, b"u-1", &bytes);
         let batch = raw.decode();
         let rounds: Vec<_> = batch.rounds().collect();
         assert_eq!(rounds.len(), 1);
@@ -301,6 +308,10 @@ mod tests {
                 rounds[0].upload_id.as_str()
             ),
             (1, "9ece8c4020f8aed10676cd1c56a41889", "u-1")
+        );
+        assert_eq!(
+            rounds[0].version,
+            sluice_rollup::version_of(Some(1_764_000_000_000), 10)
         );
         let rejects: Vec<_> = batch.rejects().collect();
         assert_eq!((rejects[0].line, rejects[0].column.as_deref()), (7, None));
@@ -344,7 +355,7 @@ mod tests {
         {
             let mut bytes = Vec::new();
             GameRoundCodec::get().encode(round, "u-1", &mut bytes);
-            raw.push(Source::Rounds, 0, offset as i64, b"k", &bytes);
+            raw.push(Source::Rounds, 0, offset as i64, None, b"k", &bytes);
         }
         let batch = raw.decode();
         assert_eq!(batch.rows(), 1);

@@ -57,6 +57,16 @@ pub struct Config {
     /// ClickHouse password. Default empty.
     #[serde(default = "defaults::clickhouse_password")]
     pub clickhouse_password: SecretString,
+    /// Redis holding the rollups' dirty hours (docs/PROCESSING.md): every batch marks the
+    /// hours it touches there before its insert. The same Redis as the processor's and the
+    /// gateway's. Default `redis://127.0.0.1:6379/`.
+    #[serde(default = "defaults::redis_url")]
+    pub redis_url: SecretString,
+    /// How long a batch's marks hold its hours when its insert never reports back (a consumer
+    /// killed mid-insert), in milliseconds; renewed at every attempt. Longer than an insert
+    /// attempt can take. Default 600000.
+    #[serde(default = "defaults::mark_lease_ms")]
+    pub mark_lease_ms: u64,
     /// A batch is inserted when it holds this many rows. Default 50000.
     #[serde(default = "defaults::batch_max_rows")]
     pub batch_max_rows: usize,
@@ -98,6 +108,7 @@ impl Config {
     pub fn with_endpoints(
         kafka_brokers: impl Into<String>,
         clickhouse_url: impl Into<String>,
+        redis_url: impl Into<String>,
     ) -> Config {
         Config {
             listen_addr: defaults::listen_addr(),
@@ -115,6 +126,8 @@ impl Config {
             clickhouse_database: defaults::clickhouse_database(),
             clickhouse_user: defaults::clickhouse_user(),
             clickhouse_password: defaults::clickhouse_password(),
+            redis_url: SecretString::from(redis_url.into()),
+            mark_lease_ms: defaults::mark_lease_ms(),
             batch_max_rows: defaults::batch_max_rows(),
             batch_max_bytes: defaults::batch_max_bytes(),
             batch_timeout_ms: defaults::batch_timeout_ms(),
@@ -165,6 +178,12 @@ mod defaults {
     }
     pub fn clickhouse_password() -> SecretString {
         SecretString::from("")
+    }
+    pub fn redis_url() -> SecretString {
+        SecretString::from("redis://127.0.0.1:6379/")
+    }
+    pub fn mark_lease_ms() -> u64 {
+        600_000
     }
     pub fn batch_max_rows() -> usize {
         50_000

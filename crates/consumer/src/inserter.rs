@@ -8,8 +8,9 @@ use sluice_schema::domain::{check_text, stored_seconds};
 use crate::batcher::{Poison, Reject};
 use crate::kafka::Topics;
 
-/// Table the rounds land in (see `schemas/clickhouse/0001_game_rounds.sql`).
-pub const GAME_ROUNDS_TABLE: &str = "game_rounds";
+/// Table the rounds land in, every version of each (see
+/// `schemas/clickhouse/0006_round_versions.sql` and docs/PROCESSING.md).
+pub const ROUND_VERSIONS_TABLE: &str = "round_versions";
 
 /// Table rejected rows of uploads land in (see `schemas/clickhouse/0005_upload_rejects.sql`).
 pub const UPLOAD_REJECTS_TABLE: &str = "upload_rejects";
@@ -17,11 +18,11 @@ pub const UPLOAD_REJECTS_TABLE: &str = "upload_rejects";
 /// Table undecodable messages land in (see `schemas/clickhouse/0002_quarantine.sql`).
 pub const QUARANTINE_TABLE: &str = "quarantine";
 
-/// One row of `game_rounds` in RowBinary: `DateTime` is seconds as `u32`, `Decimal(18, 4)` is
+/// One row of `round_versions` in RowBinary: `DateTime` is seconds as `u32`, `Decimal(18, 4)` is
 /// the scaled `i64`, `Nullable` is an `Option`. `inserted_at` is filled by the server. Columns
 /// are named in the insert, so their order here does not matter.
 ///
-/// Built from a decoded record by [`TryFrom`], which refuses what the table cannot hold (a
+/// Built from a decoded record by [`GameRoundRow::new`], which refuses what the table cannot hold (a
 /// moment outside `DateTime`'s range, a negative id, a NUL in a name) instead of storing a
 /// substitute: such a record is poison, kept in the quarantine with the reason.
 #[derive(Debug, clickhouse::Row, Serialize)]
@@ -37,12 +38,13 @@ pub struct GameRoundRow {
     pub game_name: String,
     pub provider: String,
     pub upload_id: String,
+    /// Orders the round's versions: see `sluice_rollup::version_of`.
+    pub version: u64,
 }
 
-impl TryFrom<Envelope> for GameRoundRow {
-    type Error = String;
-
-    fn try_from(envelope: Envelope) -> Result<GameRoundRow, String> {
+impl GameRoundRow {
+    /// The row of `envelope`'s round, as version `version`, or why the table cannot hold it.
+    pub fn new(envelope: Envelope, version: u64) -> Result<GameRoundRow, String> {
         let round = envelope.round;
         let field = |column: &str, reason: &dyn std::fmt::Display| format!("{column}: {reason}");
         let id =
@@ -66,6 +68,7 @@ impl TryFrom<Envelope> for GameRoundRow {
             game_name: round.game_name,
             provider: round.provider,
             upload_id: envelope.upload_id,
+            version,
         })
     }
 }
@@ -75,7 +78,7 @@ pub async fn insert_batch(
     client: &Client,
     rounds: impl Iterator<Item = &GameRoundRow>,
 ) -> Result<(), clickhouse::error::Error> {
-    let mut insert = client.insert::<GameRoundRow>(GAME_ROUNDS_TABLE).await?;
+    let mut insert = client.insert::<GameRoundRow>(ROUND_VERSIONS_TABLE).await?;
     for round in rounds {
         insert.write(round).await?;
     }

@@ -6,12 +6,15 @@
 //! - [`kafka`]: group membership, rebalance notes and offset storing.
 //! - [`batcher`]: the per-partition batch and the offsets it will let us store.
 //! - [`inserter`]: the RowBinary row type and the one-insert-per-batch write.
+//! - [`marks`]: the hours each batch changes, marked dirty in Redis around its insert, so the
+//!   rollups' readers take them from raw rows until they are recomputed (docs/PROCESSING.md).
 //! - [`pipeline`]: the loop tying them together, with retries and graceful shutdown.
 
 pub mod batcher;
 pub mod config;
 pub mod inserter;
 pub mod kafka;
+pub mod marks;
 pub mod pipeline;
 
 use std::net::TcpListener;
@@ -39,6 +42,7 @@ struct HealthState {
     clickhouse: clickhouse::Client,
     /// A client of the same brokers, to ask whether they answer.
     kafka: kafka::DeadLetters,
+    marks: Arc<marks::Marks>,
     metrics: PrometheusHandle,
 }
 
@@ -72,10 +76,12 @@ impl Application {
         let notes = kafka::RebalanceNotes::new(config.topic_partitions);
         let consumer = kafka::subscribe(&config, notes.clone())?;
         let running = Arc::new(AtomicBool::new(false));
+        let marks = Arc::new(marks::Marks::new(&config)?);
         let state = web::Data::new(HealthState {
             running: Arc::clone(&running),
             clickhouse: clickhouse.clone(),
             kafka: dead_letters.clone(),
+            marks: Arc::clone(&marks),
             metrics: sluice_schema::telemetry::prometheus(),
         });
         sluice_schema::telemetry::register_counters(&[
@@ -103,6 +109,7 @@ impl Application {
                 consumer,
                 notes,
                 clickhouse,
+                marks,
                 dead_letters,
                 topics: kafka::Topics::new(&config),
                 config,
@@ -125,15 +132,23 @@ impl Application {
     }
 }
 
-/// Readiness: the loop runs (group joined, migrations applied), and ClickHouse and Kafka
+/// Readiness: the loop runs (group joined, migrations applied), and ClickHouse, Kafka and Redis
 /// answer within [`READY_TIMEOUT`].
 async fn ready(state: web::Data<HealthState>) -> HttpResponse {
     let running = state.running.load(Ordering::SeqCst);
-    let (clickhouse, kafka) = futures::join!(
+    let (clickhouse, kafka, redis) = futures::join!(
         answers_in_time(async { state.clickhouse.query("SELECT 1").execute().await.is_ok() }),
         answers_in_time(state.kafka.kafka_answers(READY_TIMEOUT)),
+        answers_in_time(state.marks.redis_answers()),
     );
-    readiness(running, &[("clickhouse", clickhouse), ("kafka", kafka)])
+    readiness(
+        running,
+        &[
+            ("clickhouse", clickhouse),
+            ("kafka", kafka),
+            ("redis", redis),
+        ],
+    )
 }
 
 async fn metrics(state: web::Data<HealthState>) -> HttpResponse {

@@ -22,12 +22,14 @@ use crate::batcher::{Batch, RawBatch};
 use crate::config::Config;
 use crate::inserter::{insert_batch, insert_quarantine, insert_rejects};
 use crate::kafka::{store_offsets, DeadLetters, RebalanceNotes, RoundConsumer, Topics};
+use crate::marks::{MarkError, Marks};
 
 /// Everything the loop needs.
 pub struct Pipeline {
     pub consumer: RoundConsumer,
     pub notes: RebalanceNotes,
     pub clickhouse: Client,
+    pub marks: Arc<Marks>,
     pub dead_letters: DeadLetters,
     pub topics: Topics,
     pub config: Config,
@@ -51,20 +53,60 @@ enum WriteError {
     ClickHouse(#[from] clickhouse::error::Error),
     #[error("dead-letter topic: {0}")]
     DeadLetters(#[from] rdkafka::error::KafkaError),
+    #[error("dirty hours: {0}")]
+    Marks(#[from] MarkError),
 }
 
-/// Rounds into `game_rounds`, rejected rows into `upload_rejects`, poison into `quarantine` and
-/// the dead-letter topic. Each step is safe to repeat: rows are de-duplicated by identity, a
-/// dead letter may be sent twice.
+/// How far a batch's rounds got, kept across the attempts of its write.
+struct RoundsWrite {
+    batch_id: String,
+    /// The hours the rounds change, once looked up.
+    hours: Option<Vec<u32>>,
+    /// ClickHouse acknowledged the rounds' insert.
+    inserted: bool,
+    /// The marks are completed too.
+    marked: bool,
+}
+
+/// The rounds into `round_versions`, inside the dirty-hours protocol: the hours they change
+/// are leased before the insert (again at every attempt) and marked once it is acknowledged.
+async fn write_rounds(
+    client: &Client,
+    marks: &Marks,
+    batch: &Batch,
+    progress: &mut RoundsWrite,
+) -> Result<(), WriteError> {
+    if batch.rows() == 0 || progress.marked {
+        return Ok(());
+    }
+    let hours = match &progress.hours {
+        Some(hours) => hours,
+        None => progress
+            .hours
+            .insert(marks.hours(client, batch.rounds()).await?),
+    };
+    if !progress.inserted {
+        marks.begin(&progress.batch_id, hours).await?;
+        insert_batch(client, batch.rounds()).await?;
+        progress.inserted = true;
+    }
+    marks.end(&progress.batch_id, hours).await?;
+    progress.marked = true;
+    Ok(())
+}
+
+/// Rounds into `round_versions` (see [`write_rounds`]), rejected rows into `upload_rejects`,
+/// poison into `quarantine` and the dead-letter topic. Each step is safe to repeat: rows are
+/// de-duplicated by identity and version, a dead letter may be sent twice.
 async fn write_batch(
     client: &Client,
+    marks: &Marks,
     dead_letters: &DeadLetters,
     topics: &Topics,
     batch: &Batch,
+    progress: &mut RoundsWrite,
 ) -> Result<(), WriteError> {
-    if batch.rows() > 0 {
-        insert_batch(client, batch.rounds()).await?;
-    }
+    write_rounds(client, marks, batch, progress).await?;
     if batch.reject_count() > 0 {
         insert_rejects(client, batch.rejects()).await?;
     }
@@ -186,6 +228,7 @@ impl Pipeline {
                     source,
                     message.partition(),
                     message.offset(),
+                    message.timestamp().to_millis(),
                     message.key().unwrap_or_default(),
                     message.payload().unwrap_or_default(),
                 )
@@ -229,6 +272,7 @@ impl Pipeline {
         shutdown: CancellationToken,
     ) -> impl std::future::Future<Output = Option<Batch>> + Send + 'static {
         let client = self.clickhouse.clone();
+        let marks = Arc::clone(&self.marks);
         let dead_letters = self.dead_letters.clone();
         let topics = self.topics.clone();
         let mut backoff = Duration::from_millis(self.config.insert_retry_initial_ms);
@@ -246,8 +290,22 @@ impl Pipeline {
                 metrics::counter!("sluice_consumer_poison_messages_total").increment(poison as u64);
             }
             let started = Instant::now();
+            let mut progress = RoundsWrite {
+                batch_id: marks.batch_id(),
+                hours: None,
+                inserted: false,
+                marked: false,
+            };
             loop {
-                let attempt = write_batch(&client, &dead_letters, &topics, &batch).await;
+                let attempt = write_batch(
+                    &client,
+                    &marks,
+                    &dead_letters,
+                    &topics,
+                    &batch,
+                    &mut progress,
+                )
+                .await;
                 match attempt {
                     Ok(()) => break,
                     Err(error) => {

@@ -78,6 +78,7 @@ fn spawn_binary(topic: &str, group: &str, database: &str) -> Child {
             "SLUICE_CONSUMER_CLICKHOUSE_PASSWORD",
             &stack.clickhouse_password,
         )
+        .env("SLUICE_CONSUMER_REDIS_URL", &stack.redis_url)
         .env("SLUICE_CONSUMER_TOPIC", topic)
         .env("SLUICE_CONSUMER_TOPIC_PARTITIONS", PARTITIONS.to_string())
         .env("SLUICE_CONSUMER_GROUP_ID", group)
@@ -95,13 +96,13 @@ fn spawn_binary(topic: &str, group: &str, database: &str) -> Child {
 async fn assert_exact(database: &str, count: i64, sums: [i64; 3]) {
     let table = format!("{database}.game_rounds");
     let answer = clickhouse::query(&format!(
-        "SELECT count(), uniqExact(game_instance_id) FROM {table} FINAL"
+        "SELECT count(), uniqExact(game_instance_id) FROM {table}"
     ))
     .await;
     assert_eq!(answer, format!("{count}\t{count}"));
     for (player, sum) in PLAYERS.iter().zip(sums) {
         let answer = clickhouse::query(&format!(
-            "SELECT toString(sum(real_amount_bet)) FROM {table} FINAL WHERE user_id = '{player}'"
+            "SELECT toString(sum(real_amount_bet)) FROM {table} WHERE user_id = '{player}'"
         ))
         .await;
         // ClickHouse prints Decimal(38, 4) with four decimals; parse it back exactly.
@@ -123,7 +124,7 @@ async fn killing_the_consumer_three_times_mid_load_loses_and_doubles_nothing() {
         .await
         .unwrap();
     let mut consumer = spawn_binary(&topic, &group, &database);
-    let table = format!("{database}.game_rounds");
+    let table = format!("{database}.round_versions");
     let mut stored = 0;
     for crash in 1..=3 {
         // Pull the plug right after a new insert landed: most likely before its offsets were

@@ -22,7 +22,7 @@ async fn undecodable_messages_are_quarantined_and_the_partition_keeps_moving() {
     let (shutdown, handle) = spawn_consumer(config(&topic, &group, &database)).await;
     wait_for_committed(&group, &topic, messages.len() as i64).await;
     let answer = clickhouse::query(&format!(
-        "SELECT count(), toString(sum(real_amount_bet)) FROM {database}.game_rounds FINAL"
+        "SELECT count(), toString(sum(real_amount_bet)) FROM {database}.game_rounds"
     ))
     .await;
     assert_eq!(answer, "20\t20.0000");
@@ -76,7 +76,7 @@ async fn a_restarted_consumer_resumes_where_it_stopped_without_loss_or_duplicate
     kafka::produce(&topic, "a", &encoded_rounds(1, 250)).await;
 
     let (shutdown, handle) = spawn_consumer(config(&topic, &group, &database)).await;
-    let table = format!("{database}.game_rounds");
+    let table = format!("{database}.round_versions");
     // Background merges would collapse duplicates and hide a redelivery from `count()`.
     clickhouse::query(&format!("SYSTEM STOP MERGES {table}")).await;
     wait_for_committed(&group, &topic, 250).await;
@@ -88,7 +88,7 @@ async fn a_restarted_consumer_resumes_where_it_stopped_without_loss_or_duplicate
     let (shutdown, handle) = spawn_consumer(config(&topic, &group, &database)).await;
     wait_for_committed(&group, &topic, 250 + 301).await;
     assert_eq!(
-        clickhouse::query(&format!("SELECT count() FROM {table} FINAL")).await,
+        clickhouse::query(&format!("SELECT count() FROM {database}.game_rounds")).await,
         "500"
     );
     assert_eq!(
@@ -149,7 +149,7 @@ async fn a_record_the_table_cannot_hold_is_quarantined_with_its_reason_never_sto
     wait_for_committed(&group, &topic, messages.len() as i64).await;
     assert_eq!(
         clickhouse::query(&format!(
-            "SELECT count(), min(created_timestamp) FROM {database}.game_rounds FINAL"
+            "SELECT count(), min(created_timestamp) FROM {database}.game_rounds"
         ))
         .await,
         "3\t2019-10-22 08:20:43",

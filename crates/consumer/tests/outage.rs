@@ -21,7 +21,7 @@ async fn clickhouse_unreachable_for_20_seconds_loses_and_doubles_nothing() {
     config.insert_retry_initial_ms = 100;
     config.insert_retry_max_ms = 1_000;
     let (shutdown, handle) = spawn_consumer(config).await;
-    let table = format!("{database}.game_rounds FINAL");
+    let table = format!("{database}.game_rounds");
 
     kafka::produce(&topic, "first", &encoded_rounds(1, 3_000)).await;
     wait_for_committed(&group, &topic, 3_000).await;

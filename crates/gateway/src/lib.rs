@@ -102,9 +102,15 @@ impl Application {
         ]);
         let listener = TcpListener::bind(&config.listen_addr)?;
         let port = listener.local_addr()?.port();
+        let rounds = query::Source {
+            clickhouse: clickhouse.clone(),
+            redis: credits.pool().0.clone(),
+            dirty: sluice_rollup::dirty::DirtyHours::new(&config.clickhouse_database),
+        };
         let state = web::Data::new(routes::AppState {
             credits,
             clickhouse,
+            rounds,
             ledger: ledger.clone(),
             cursors,
             query_slots: tokio::sync::Semaphore::new(config.max_concurrent_queries),

@@ -1,5 +1,6 @@
 //! `GET /aggregated_game_rounds`: raw query-string values become a [`RoundsQuery`] (or a 400),
-//! and the query reads exact sums from `game_rounds FINAL`, one page at a time in the order
+//! and the query reads exact sums from the hourly rollup, and from current raw rows for the
+//! hours not processed yet ([`fetch`], docs/PROCESSING.md), one page at a time in the order
 //! `(bucket start, player_id, game_id)`. A page after the first starts after the position its
 //! cursor names (keyset pagination: `(start, user_id, game_id) > (…)`, no `OFFSET`). Every
 //! user value is bound by the `clickhouse` crate, never spliced into the SQL text.
@@ -7,6 +8,9 @@
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use clickhouse::Client;
 use serde::{Deserialize, Serialize};
+use sluice_rollup::dirty::DirtyHours;
+use sluice_rollup::spec::GAME_ROUNDS_HOURLY;
+use sluice_rollup::{hour_of, HOUR_SECONDS};
 use sluice_schema::domain::{format_scaled, TIMESTAMP_MAX_SECONDS};
 use sluice_schema::PlayerId;
 use utoipa::{IntoParams, ToSchema};
@@ -390,108 +394,216 @@ impl From<BucketRow> for Bucket {
     }
 }
 
+/// Why an answer could not be read; the charge is refunded.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("ClickHouse: {0}")]
+    ClickHouse(#[from] clickhouse::error::Error),
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("Redis pool: {0}")]
+    Pool(#[from] deadpool_redis::PoolError),
+}
+
+/// Where answers are read from: the rollup and its raw rows in ClickHouse, and which hours
+/// are not processed yet in Redis (docs/PROCESSING.md).
+#[derive(Clone)]
+pub struct Source {
+    pub clickhouse: Client,
+    pub redis: deadpool_redis::Pool,
+    pub dirty: DirtyHours,
+}
+
 /// [`fetch`], once more if the first attempt failed on the network: a pooled connection the
 /// server closed while it was idle (past its keep-alive) fails the first request sent on it,
 /// and the retry takes a fresh one. A read is safe to repeat.
 pub async fn fetch_retrying(
-    client: &Client,
+    source: &Source,
     query: &RoundsQuery,
-) -> Result<(Vec<Bucket>, bool), clickhouse::error::Error> {
-    match fetch(client, query).await {
-        Err(clickhouse::error::Error::Network(error)) => {
+) -> Result<(Vec<Bucket>, bool), FetchError> {
+    match fetch(source, query).await {
+        Err(FetchError::ClickHouse(clickhouse::error::Error::Network(error))) => {
             tracing::info!(%error, "ClickHouse connection failed; retrying the query once.");
             metrics::counter!("sluice_gateway_query_retries_total").increment(1);
-            fetch(client, query).await
+            fetch(source, query).await
         }
         answer => answer,
     }
 }
 
-/// Runs the query; returns at most `page_size` buckets and whether more exist.
-pub async fn fetch(
-    client: &Client,
-    query: &RoundsQuery,
-) -> Result<(Vec<Bucket>, bool), clickhouse::error::Error> {
-    let bucket = match query.granularity {
-        Granularity::Hour => "toStartOfHour(created_timestamp)",
-        Granularity::Day => "toStartOfDay(created_timestamp)",
-    };
-    let mut conditions = Vec::new();
-    if query.player_id.is_some() {
-        conditions.push("user_id = ?");
-    }
-    if query.game_id.is_some() {
-        conditions.push("game_id = ?");
-    }
-    if query.from.is_some() {
-        conditions.push("created_timestamp >= toDateTime(?)");
-    }
-    if query.to.is_some() {
-        conditions.push("created_timestamp < toDateTime(?)");
-    }
-    let keyset = match (query.granularity, query.order) {
-        (Granularity::Hour, Order::Ascending) => {
-            "(toUInt32(toStartOfHour(created_timestamp)), user_id, game_id) > (?, ?, ?)"
+/// The hours a page can hold buckets of (first seconds, inclusive) and those of them only
+/// partly inside the asked range (read from raw rows: the rollup holds whole hours).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Span {
+    first: u32,
+    last: u32,
+    partial: Vec<u32>,
+}
+
+impl Span {
+    /// The span of `query`, narrowed to what lies past its cursor; `None` when empty.
+    fn of(query: &RoundsQuery) -> Option<Span> {
+        let from = query.from.map_or(0, |t| t.timestamp());
+        let to = query
+            .to
+            .map_or(i64::from(TIMESTAMP_MAX_SECONDS) + 1, |t| t.timestamp());
+        if to <= from {
+            return None;
         }
-        (Granularity::Day, Order::Ascending) => {
-            "(toUInt32(toStartOfDay(created_timestamp)), user_id, game_id) > (?, ?, ?)"
+        let hour = |seconds: i64| hour_of(u32::try_from(seconds).unwrap_or(u32::MAX));
+        let (mut first, mut last) = (hour(from), hour(to - 1));
+        let mut partial = Vec::new();
+        if from % i64::from(HOUR_SECONDS) != 0 {
+            partial.push(first);
         }
-        (Granularity::Hour, Order::Descending) => {
-            "(toUInt32(toStartOfHour(created_timestamp)), user_id, game_id) < (?, ?, ?)"
+        if to % i64::from(HOUR_SECONDS) != 0 && partial.last() != Some(&last) {
+            partial.push(last);
         }
-        (Granularity::Day, Order::Descending) => {
-            "(toUInt32(toStartOfDay(created_timestamp)), user_id, game_id) < (?, ?, ?)"
+        if let Some(after) = &query.after {
+            let bucket_hours = match query.granularity {
+                Granularity::Hour => 1,
+                Granularity::Day => 24,
+            };
+            match query.order {
+                Order::Ascending => first = first.max(after.start),
+                Order::Descending => {
+                    let end = after
+                        .start
+                        .saturating_add((bucket_hours - 1) * HOUR_SECONDS);
+                    last = last.min(end);
+                }
+            }
         }
-    };
-    let (partition_hint, order_by) = match query.order {
-        // These only let ClickHouse skip partitions beyond the cursor.
-        Order::Ascending => (
-            "created_timestamp >= toDateTime(?)",
-            "start, user_id, game_id",
-        ),
-        Order::Descending => (
-            "created_timestamp < toDateTime(?) + 86400",
-            "start DESC, user_id DESC, game_id DESC",
-        ),
-    };
-    if query.after.is_some() {
-        conditions.push(partition_hint);
-        conditions.push(keyset);
+        partial.retain(|h| (first..=last).contains(h));
+        (first <= last).then_some(Span {
+            first,
+            last,
+            partial,
+        })
     }
-    let filter = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
-    // Sums of Nullable(Decimal(18, 4)) skip NULLs and come back as Nullable(Decimal(38, 4)).
-    let sql = format!(
-        "SELECT toUInt32({bucket}) AS start, user_id, game_id, \
-         sum(real_amount_bet) AS real_amount_bet, sum(bonus_amount_bet) AS bonus_amount_bet, \
-         sum(real_amount_win) AS real_amount_win, sum(bonus_amount_win) AS bonus_amount_win, \
-         count() AS rounds \
-         FROM game_rounds FINAL {filter} \
-         GROUP BY start, user_id, game_id \
-         ORDER BY {order_by} \
-         LIMIT ?"
-    );
-    let mut statement = client.query(&sql);
+}
+
+/// A statement's text and its values, bound in order.
+#[derive(Default)]
+struct Statement {
+    conditions: Vec<&'static str>,
+    values: Vec<Value>,
+}
+
+enum Value {
+    Text(String),
+    Number(u64),
+    Seconds(i64),
+}
+
+impl Statement {
+    fn condition(&mut self, sql: &'static str, values: impl IntoIterator<Item = Value>) {
+        self.conditions.push(sql);
+        self.values.extend(values);
+    }
+
+    fn filter(&self) -> String {
+        match self.conditions.is_empty() {
+            true => "1".to_owned(),
+            false => self.conditions.join(" AND "),
+        }
+    }
+}
+
+/// The player and game filters, over the rollup's group-by columns.
+fn group_filter(query: &RoundsQuery) -> Statement {
+    let mut statement = Statement::default();
     if let Some(player_id) = &query.player_id {
-        statement = statement.bind(player_id.as_str());
+        statement.condition("user_id = ?", [Value::Text(player_id.as_str().to_owned())]);
     }
     if let Some(game_id) = query.game_id {
-        statement = statement.bind(game_id);
+        statement.condition("game_id = ?", [Value::Number(game_id)]);
     }
-    // Instants are bound as seconds: `toDateTime` of a number is exact on every ClickHouse
-    // version, where text beyond 2105 is read as garbage by 18.16.
-    for instant in [query.from, query.to].into_iter().flatten() {
-        statement = statement.bind(instant.timestamp());
+    statement
+}
+
+/// Reads one page: every hour of the range from the rollup at its published version, except
+/// the hours not processed yet (dirty in Redis) and those only partly inside the range, which
+/// are summed from their current raw rows — one statement, so no hour is counted twice or
+/// not at all. Returns at most `page_size` buckets and whether more exist.
+pub async fn fetch(
+    source: &Source,
+    query: &RoundsQuery,
+) -> Result<(Vec<Bucket>, bool), FetchError> {
+    let Some(span) = Span::of(query) else {
+        return Ok((Vec::new(), false));
+    };
+    let mut raw_hours = {
+        let mut redis = source.redis.get().await?;
+        source
+            .dirty
+            .between(&mut redis, span.first, span.last)
+            .await?
+    };
+    raw_hours.extend(&span.partial);
+    raw_hours.sort_unstable();
+    raw_hours.dedup();
+    let rollup = &GAME_ROUNDS_HOURLY;
+    let published = group_filter(query);
+    let mut sql = rollup.published_rows(span.first, span.last, &raw_hours, &published.filter());
+    let mut values = published.values;
+    if !raw_hours.is_empty() {
+        let mut raw = group_filter(query);
+        // Instants are bound as seconds: `toDateTime` of a number is exact on every
+        // ClickHouse version, where text beyond 2105 is read as garbage by 18.16.
+        if let Some(from) = query.from {
+            raw.condition(
+                "created_timestamp >= toDateTime(?)",
+                [Value::Seconds(from.timestamp())],
+            );
+        }
+        if let Some(to) = query.to {
+            raw.condition(
+                "created_timestamp < toDateTime(?)",
+                [Value::Seconds(to.timestamp())],
+            );
+        }
+        sql = format!(
+            "{sql} UNION ALL {}",
+            rollup.current_inputs(&raw_hours, &raw.filter())
+        );
+        values.extend(raw.values);
     }
-    if let Some(after) = &query.after {
-        statement = statement
-            .bind(after.start)
-            .bind(after.start)
-            .bind(after.player_id.as_str())
-            .bind(after.game_id);
+    let bucket = match query.granularity {
+        Granularity::Hour => "toUInt32(toStartOfHour(at))",
+        Granularity::Day => "toUInt32(toStartOfDay(at))",
+    };
+    let (keyset, order_by) = match query.order {
+        Order::Ascending => (">", "start, user_id, game_id"),
+        Order::Descending => ("<", "start DESC, user_id DESC, game_id DESC"),
+    };
+    let keyset = match &query.after {
+        Some(after) => {
+            values.extend([
+                Value::Number(u64::from(after.start)),
+                Value::Text(after.player_id.clone()),
+                Value::Number(after.game_id),
+            ]);
+            format!("WHERE ({bucket}, user_id, game_id) {keyset} (?, ?, ?)")
+        }
+        None => String::new(),
+    };
+    // Sums of Nullable(Decimal) skip NULLs and come back as Nullable(Decimal(38, 4)).
+    let sql = format!(
+        "SELECT {bucket} AS start, user_id, game_id, \
+         sum(real_amount_bet) AS real_amount_bet, sum(bonus_amount_bet) AS bonus_amount_bet, \
+         sum(real_amount_win) AS real_amount_win, sum(bonus_amount_win) AS bonus_amount_win, \
+         sum(rounds) AS rounds \
+         FROM ({sql}) {keyset} \
+         GROUP BY start, user_id, game_id ORDER BY {order_by} LIMIT ?"
+    );
+    let mut statement = source.clickhouse.query(&sql);
+    for value in values {
+        statement = match value {
+            Value::Text(text) => statement.bind(text),
+            Value::Number(number) => statement.bind(number),
+            Value::Seconds(seconds) => statement.bind(seconds),
+        };
     }
     statement = statement.bind(u64::from(query.page_size) + 1);
     let mut rows = statement.fetch_all::<BucketRow>().await?;

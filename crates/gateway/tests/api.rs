@@ -1126,14 +1126,13 @@ impl Gateway {
 
 /// 400 rounds of three players in four games over about eleven hours, several per bucket.
 async fn insert_many_rounds(database: &str) {
-    clickhouse::query(&format!(
-        "INSERT INTO {database}.game_rounds (created_timestamp, game_instance_id, user_id, game_id, \
-         real_amount_bet, bonus_amount_bet, real_amount_win, bonus_amount_win, game_name, provider) \
-         SELECT toDateTime('2019-10-23 00:00:00', 'UTC') + number * 97, 1000 + number, \
+    sluice_testkit::rounds::insert(
+        database,
+        "SELECT toDateTime('2019-10-23 00:00:00', 'UTC') + number * 97, 1000 + number, \
          lower(hex(MD5(toString(number % 3)))), number % 4, toDecimal64(number % 7, 4) / 4, \
-         NULL, toDecimal64(number % 5, 4), toDecimal64(number % 2, 4) / 100, 'g', 'p' \
-         FROM system.numbers LIMIT 400"
-    ))
+         NULL, toDecimal64(number % 5, 4), toDecimal64(number % 2, 4) / 100, 'g', 'p', 1 \
+         FROM system.numbers LIMIT 400",
+    )
     .await;
 }
 
@@ -1681,4 +1680,151 @@ async fn ready_answers_within_a_second_naming_a_frozen_dependency() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Recomputes every dirty hour of `database` into the rollup, as the processor service does.
+async fn process_every_dirty_hour(database: &str) {
+    use sluice_rollup::dirty::DirtyHours;
+    use sluice_rollup::process::Processor;
+    let client = Stack::get().clickhouse_client(database);
+    let mut redis = sluice_testkit::rounds::redis_connection().await;
+    let dirty = DirtyHours::new(database);
+    let mut processor = Processor::new(
+        &client,
+        sluice_rollup::spec::GAME_ROUNDS_HOURLY,
+        dirty.clone(),
+        10_000,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    while !processor
+        .step(&client, &mut redis)
+        .await
+        .unwrap()
+        .hours
+        .is_empty()
+    {}
+    assert!(dirty
+        .between(&mut redis, 0, u32::MAX)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn answers_are_the_same_from_raw_rows_and_from_the_rollup_and_a_moved_round_counts_once() {
+    let gateway = spawn_gateway(|_| {}).await;
+    insert_many_rounds(&gateway.database).await;
+    // Round 5000's later version moved it from September into October: it counts once, there.
+    sluice_testkit::rounds::insert(
+        &gateway.database,
+        &format!(
+            "VALUES ('2019-09-30 23:10:00', 5000, '{PLAYER}', 9, 100, NULL, 0, 0, 'g', 'p', 1), \
+             ('2019-10-23 03:10:00', 5000, '{PLAYER}', 9, 7, NULL, 0, 0, 'g', 'p', 2)"
+        ),
+    )
+    .await;
+    let created = gateway
+        .create_key_with(serde_json::json!({
+            "name": "rollup", "credits": 100000,
+            "rate_limit": {"requests": 100000, "per_seconds": 1},
+        }))
+        .await;
+    let key = created["key"].as_str().unwrap();
+    let shapes: [&[(&str, &str)]; 7] = [
+        &[],
+        &[("player_id", PLAYER)],
+        &[("game_id", "1")],
+        &[
+            ("from", "2019-10-23T02:30:00Z"),
+            ("to", "2019-10-23T07:45:10Z"),
+        ],
+        &[("granularity", "day")],
+        &[
+            ("sort", "desc"),
+            ("granularity", "day"),
+            ("from", "2019-09-30"),
+        ],
+        &[
+            ("sort", "desc"),
+            ("from", "2019-10-23T03:10:00Z"),
+            ("game_id", "9"),
+        ],
+    ];
+    let mut before = Vec::new();
+    for shape in shapes {
+        before.push(gateway.every_page(key, shape, "9").await.0);
+    }
+    let rounds: u64 = before[0]
+        .iter()
+        .map(|b| b["rounds"].as_u64().unwrap())
+        .sum();
+    assert_eq!(rounds, 3 + 400 + 1, "every round once");
+    let moved: Vec<_> = before[0].iter().filter(|b| b["game_id"] == 9).collect();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert_eq!(
+        (
+            moved[0]["hour"].as_str(),
+            moved[0]["real_amount_bet"].as_str()
+        ),
+        (Some("2019-10-23T03:00:00Z"), Some("7"))
+    );
+
+    process_every_dirty_hour(&gateway.database).await;
+    let rollup_rows = clickhouse::query(&format!(
+        "SELECT count() FROM {}.rollup_hourly",
+        gateway.database
+    ))
+    .await;
+    assert_ne!(
+        rollup_rows, "0",
+        "the hours are answered from the rollup now"
+    );
+    for (shape, before) in shapes.iter().zip(&before) {
+        let (after, _) = gateway.every_page(key, shape, "9").await;
+        assert_eq!(&after, before, "{shape:?}");
+    }
+
+    // A third version moves it to 05:00; as the consumer does, its old and new hours (only
+    // those) are marked: they are read from raw rows, every other hour from the rollup.
+    clickhouse::query(&format!(
+        "INSERT INTO {}.round_versions ({}) VALUES \
+         ('2019-10-23 05:10:00', 5000, '{PLAYER}', 9, 3, NULL, 0, 0, 'g', 'p', 3)",
+        gateway.database,
+        sluice_testkit::rounds::COLUMNS
+    ))
+    .await;
+    let hour = |text: &str| {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .timestamp() as u32
+    };
+    let mut redis = sluice_testkit::rounds::redis_connection().await;
+    sluice_rollup::dirty::DirtyHours::new(&gateway.database)
+        .end(
+            &mut redis,
+            "test",
+            &[hour("2019-10-23T03:00:00Z"), hour("2019-10-23T05:00:00Z")],
+        )
+        .await
+        .unwrap();
+    let check = |buckets: &[serde_json::Value]| {
+        let rounds: u64 = buckets.iter().map(|b| b["rounds"].as_u64().unwrap()).sum();
+        assert_eq!(rounds, 404, "every round once");
+        let moved: Vec<_> = buckets.iter().filter(|b| b["game_id"] == 9).collect();
+        assert_eq!(moved.len(), 1, "{moved:?}");
+        assert_eq!(
+            (
+                moved[0]["hour"].as_str(),
+                moved[0]["real_amount_bet"].as_str()
+            ),
+            (Some("2019-10-23T05:00:00Z"), Some("3"))
+        );
+    };
+    let (mixed, _) = gateway.every_page(key, &[], "9").await;
+    check(&mixed);
+    process_every_dirty_hour(&gateway.database).await;
+    let (processed, _) = gateway.every_page(key, &[], "9").await;
+    assert_eq!(processed, mixed);
 }

@@ -1,5 +1,5 @@
 //! Reconciliation: what ClickHouse holds of an upload. The producer only reads here; the
-//! consumer writes `game_rounds` (each row with its `upload_id`) and `upload_rejects`.
+//! consumer writes `round_versions` (each row with its `upload_id`) and `upload_rejects`.
 
 use clickhouse::Client;
 use secrecy::ExposeSecret;
@@ -40,11 +40,14 @@ impl Landing {
 
     /// How many distinct rounds of an upload ClickHouse holds, the upload being `ids`: its own
     /// id and those its content was sent again under (`ReceiptStore::aliases`). A round
-    /// delivered twice (redelivery) counts once; a round that a later, different upload sent
-    /// again counts, after a merge, for that later upload only.
+    /// delivered twice (redelivery) counts once. Every version of a round is kept, so a round
+    /// that a later, different upload sent again still counts as landed for this one.
     pub async fn landed(&self, ids: &[String]) -> Result<u64, clickhouse::error::Error> {
         self.client
-            .query("SELECT uniqExact(user_id, game_instance_id) FROM game_rounds WHERE has(?, upload_id)")
+            .query(
+                "SELECT uniqExact(user_id, game_instance_id) FROM round_versions \
+                 WHERE has(?, upload_id)",
+            )
             .bind(ids)
             .fetch_one::<u64>()
             .await

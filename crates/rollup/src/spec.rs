@@ -206,6 +206,53 @@ impl Rollup {
         )
     }
 
+    /// What a reader sums for the hours from `first` to `last` (inclusive, first seconds) but
+    /// `except`: each hour's rows at its greatest published version, as `at` (the hour), the
+    /// group-by columns and the measures. `filter` (SQL over the group-by columns; `1` for
+    /// none) narrows them. The complement of [`Rollup::current_inputs`] of `except`.
+    pub fn published_rows(&self, first: u32, last: u32, except: &[u32], filter: &str) -> String {
+        let hours = match except {
+            [] => format!("bucket >= toDateTime({first}) AND bucket <= toDateTime({last})"),
+            except => format!(
+                "bucket >= toDateTime({first}) AND bucket <= toDateTime({last}) AND bucket NOT {}",
+                hours_in(except)
+            ),
+        };
+        format!(
+            "SELECT bucket AS at, {columns} FROM {table} WHERE {hours} AND ({filter}) \
+             AND (bucket, version) IN (SELECT bucket, max(version) FROM {versions} \
+             WHERE rollup = '{name}' AND {hours} GROUP BY bucket)",
+            columns = self.columns().join(", "),
+            table = self.table,
+            versions = self.versions_table,
+            name = self.name,
+        )
+    }
+
+    /// What a reader sums for `hours` (not empty) that are not processed yet: their current
+    /// rows, as `at` (the row's time), the group-by columns and each measure's input (the
+    /// column of a sum, 1 for a count), so that summing them equals the rollup's measures.
+    /// `filter` (SQL over those columns and `at`'s source column; `1` for none) narrows them.
+    pub fn current_inputs(&self, hours: &[u32], filter: &str) -> String {
+        let inputs: Vec<String> = self
+            .measures
+            .iter()
+            .map(|m| match m {
+                Measure::Sum(column) => (*column).to_owned(),
+                Measure::Count(name) => format!("toUInt64(1) AS {name}"),
+            })
+            .collect();
+        format!(
+            "SELECT {time} AS at, {group_by}, {inputs} FROM {table} FINAL \
+             WHERE {current} AND ({filter})",
+            time = self.source.time_column,
+            group_by = self.group_by.join(", "),
+            inputs = inputs.join(", "),
+            table = self.source.versions_table,
+            current = self.current_rows(hours),
+        )
+    }
+
     /// The hours from `first` to `last` (inclusive, first seconds of hours) that hold raw rows
     /// of any version, as `UInt32` seconds: what a backfill marks dirty.
     pub fn hours_with_rows(&self, first: u32, last: u32) -> String {
@@ -216,6 +263,30 @@ impl Rollup {
             table = self.source.versions_table,
             time = self.source.time_column,
             end = u64::from(last) + 3600,
+        )
+    }
+
+    /// The hours of every stored version of the rounds in `ranges` ranges of keys, as
+    /// `UInt32` seconds: what a batch about to be inserted must mark dirty besides its own
+    /// hours, since its rounds' earlier versions stop counting there (docs/PROCESSING.md).
+    /// A range is the key's columns but the last, equal, and the last between two values,
+    /// inclusive; the statement takes `?` for each of them, range by range. Read through the
+    /// identity table's primary key: clustered keys (a player's rounds) cost a few granules.
+    pub fn hours_of_key_ranges(&self, ranges: usize) -> String {
+        let Source {
+            identity_table,
+            key,
+            time_column,
+            ..
+        } = self.source;
+        let (last, prefix) = key.split_last().expect("a key has columns");
+        let mut range: Vec<String> = prefix.iter().map(|c| format!("{c} = ?")).collect();
+        range.push(format!("{last} >= ? AND {last} <= ?"));
+        let range = format!("({})", range.join(" AND "));
+        format!(
+            "SELECT DISTINCT toUInt32(toStartOfHour({time_column})) FROM {identity_table} \
+             WHERE {}",
+            vec![range; ranges.max(1)].join(" OR ")
         )
     }
 
@@ -246,5 +317,15 @@ mod tests {
         assert!(sql.contains("toUInt64(42) AS rollup_version"));
         assert!(sql.contains("IN (toDateTime(3600), toDateTime(7200))"));
         assert!(sql.contains("created_timestamp < toDateTime(10800)"));
+    }
+
+    #[test]
+    fn key_ranges_are_looked_up_by_the_key_prefix_and_a_span_of_its_last_column() {
+        assert_eq!(
+            GAME_ROUNDS_HOURLY.hours_of_key_ranges(2),
+            "SELECT DISTINCT toUInt32(toStartOfHour(created_timestamp)) FROM round_identity \
+             WHERE (user_id = ? AND game_instance_id >= ? AND game_instance_id <= ?) \
+             OR (user_id = ? AND game_instance_id >= ? AND game_instance_id <= ?)"
+        );
     }
 }

@@ -65,6 +65,23 @@ pub const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// The view `game_rounds` became (every round once, at its current version), created after
+/// [`MIGRATIONS`] once the table of that name is retired (see [`apply`]).
+pub const GAME_ROUNDS_VIEW: Migration = Migration {
+    version: 11,
+    name: "game_rounds_view",
+    sql: include_str!("../../../schemas/clickhouse/0011_game_rounds_view.sql"),
+};
+
+/// The migrations of the table `game_rounds` was before it became a view: applied only to a
+/// database that still has that table, to bring it to the shape the copy expects.
+const OF_THE_RETIRED_TABLE: [u32; 2] = [1, 4];
+
+/// Copies the retired table's rows into `round_versions` (see the file).
+#[cfg(feature = "clickhouse")]
+const COPY_RETIRED_ROWS: &str =
+    include_str!("../../../schemas/clickhouse/upgrade_copy_game_rounds.sql");
+
 /// Connects to ClickHouse and names the database every unqualified table lives in.
 #[cfg(feature = "clickhouse")]
 pub fn client(url: &str, database: &str, user: &str, password: &str) -> clickhouse::Client {
@@ -95,6 +112,10 @@ pub enum MigrationError {
 #[cfg(feature = "clickhouse")]
 const TABLE_ALREADY_EXISTS: u32 = 57;
 
+/// ClickHouse's error code for "table does not exist".
+#[cfg(feature = "clickhouse")]
+const UNKNOWN_TABLE: u32 = 60;
+
 /// ClickHouse's error code for, among others, "cannot add column: it already exists".
 #[cfg(feature = "clickhouse")]
 const ILLEGAL_COLUMN: u32 = 44;
@@ -105,6 +126,8 @@ fn already_applied(migration: &Migration, error: &clickhouse::error::Error) -> b
     match server_error_code(&error.to_string()) {
         Some(TABLE_ALREADY_EXISTS) => true,
         Some(ILLEGAL_COLUMN) => is_add_column(migration.sql),
+        // Another instance retired the table between our check and this step.
+        Some(UNKNOWN_TABLE) => OF_THE_RETIRED_TABLE.contains(&migration.version),
         _ => false,
     }
 }
@@ -158,25 +181,107 @@ pub async fn apply(client: &clickhouse::Client, database: &str) -> Result<(), Mi
             name: create_database.name,
             source,
         })?;
+    let retired = !engine_of(client, "game_rounds")
+        .await
+        .map_err(|source| MigrationError::Failed {
+            version: 1,
+            name: "game_rounds",
+            source,
+        })?
+        .is_some_and(|engine| engine.ends_with("MergeTree"));
     for migration in MIGRATIONS {
-        match client.query(migration.sql).execute().await {
-            Ok(()) => {}
-            // Applied before, or another instance created it between our check and our create
-            // (`IF NOT EXISTS` is not atomic on every server version): the goal is reached.
-            Err(error) if already_applied(migration, &error) => {}
-            Err(source) => {
-                return Err(MigrationError::Failed {
-                    version: migration.version,
-                    name: migration.name,
-                    source,
-                })
-            }
+        if retired && OF_THE_RETIRED_TABLE.contains(&migration.version) {
+            continue;
         }
-        tracing::debug!(
-            version = migration.version,
-            name = migration.name,
-            "Migration applied."
-        );
+        run(client, migration).await?;
+    }
+    retire_game_rounds_table(client)
+        .await
+        .map_err(|source| MigrationError::Failed {
+            version: GAME_ROUNDS_VIEW.version,
+            name: GAME_ROUNDS_VIEW.name,
+            source,
+        })?;
+    run(client, &GAME_ROUNDS_VIEW).await
+}
+
+/// Applies one migration; "already applied" counts as done.
+#[cfg(feature = "clickhouse")]
+async fn run(client: &clickhouse::Client, migration: &Migration) -> Result<(), MigrationError> {
+    match client.query(migration.sql).execute().await {
+        Ok(()) => {}
+        // Applied before, or another instance created it between our check and our create
+        // (`IF NOT EXISTS` is not atomic on every server version): the goal is reached.
+        Err(error) if already_applied(migration, &error) => {}
+        Err(source) => {
+            return Err(MigrationError::Failed {
+                version: migration.version,
+                name: migration.name,
+                source,
+            })
+        }
+    }
+    tracing::debug!(
+        version = migration.version,
+        name = migration.name,
+        "Migration applied."
+    );
+    Ok(())
+}
+
+/// The engine of table `name` in the client's database, if it exists.
+#[cfg(feature = "clickhouse")]
+async fn engine_of(
+    client: &clickhouse::Client,
+    name: &str,
+) -> Result<Option<String>, clickhouse::error::Error> {
+    client
+        .query("SELECT engine FROM system.tables WHERE database = currentDatabase() AND name = ?")
+        .bind(name)
+        .fetch_optional()
+        .await
+}
+
+/// `result`, where "the table is gone" or "the new name is taken" — another instance did the
+/// same step first — counts as done.
+#[cfg(feature = "clickhouse")]
+fn done_by_anyone(
+    result: Result<(), clickhouse::error::Error>,
+) -> Result<(), clickhouse::error::Error> {
+    match result {
+        Err(error)
+            if matches!(
+                server_error_code(&error.to_string()),
+                Some(UNKNOWN_TABLE | TABLE_ALREADY_EXISTS)
+            ) =>
+        {
+            Ok(())
+        }
+        result => result,
+    }
+}
+
+/// Upgrades a database of a release before `round_versions`: its `game_rounds` table is renamed
+/// `game_rounds_legacy`, its rows are copied into `round_versions`, and it is renamed
+/// `game_rounds_before_versions` (kept for the operator to drop); then [`GAME_ROUNDS_VIEW`]
+/// takes the name. Each step is safe to repeat and to race: a copy repeated writes the same
+/// keys and versions, which collapse.
+#[cfg(feature = "clickhouse")]
+async fn retire_game_rounds_table(
+    client: &clickhouse::Client,
+) -> Result<(), clickhouse::error::Error> {
+    if engine_of(client, "game_rounds")
+        .await?
+        .is_some_and(|engine| engine.ends_with("MergeTree"))
+    {
+        let rename = "RENAME TABLE game_rounds TO game_rounds_legacy";
+        done_by_anyone(client.query(rename).execute().await)?;
+    }
+    if engine_of(client, "game_rounds_legacy").await?.is_some() {
+        tracing::info!("Copying the rows of the retired game_rounds table into round_versions.");
+        done_by_anyone(client.query(COPY_RETIRED_ROWS).execute().await)?;
+        let rename = "RENAME TABLE game_rounds_legacy TO game_rounds_before_versions";
+        done_by_anyone(client.query(rename).execute().await)?;
     }
     Ok(())
 }

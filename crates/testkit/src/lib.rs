@@ -18,6 +18,7 @@ pub mod generate;
 pub mod http;
 pub mod kafka;
 pub mod names;
+pub mod rounds;
 pub mod stack;
 
 pub use names::unique;

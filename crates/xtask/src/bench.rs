@@ -383,6 +383,7 @@ pub async fn consumer(rows: u64) -> anyhow::Result<()> {
     let tcp_port = stack_value("SLUICE_CLICKHOUSE_TCP_PORT")?;
     let user = stack_value("SLUICE_CLICKHOUSE_USER").unwrap_or_else(|_| "default".into());
     let password = stack_value("SLUICE_CLICKHOUSE_PASSWORD").unwrap_or_default();
+    let redis_url = stack_value("SLUICE_REDIS_URL")?;
     let run = format!("bench_{}", std::process::id());
 
     // The same rounds as Avro messages and as ClickHouse CSV.
@@ -448,7 +449,7 @@ pub async fn consumer(rows: u64) -> anyhow::Result<()> {
         .arg(format!("--config-file={}", client_config.display()))
         .args(["--host", "127.0.0.1", "--port", &tcp_port, "--query"])
         .arg(format!(
-            "INSERT INTO {direct}.game_rounds (created_timestamp, game_instance_id, user_id, game_id, \
+            "INSERT INTO {direct}.round_versions (created_timestamp, game_instance_id, user_id, game_id, \
              real_amount_bet, bonus_amount_bet, real_amount_win, bonus_amount_win, game_name, provider, \
              upload_id) FORMAT CSV"
         ))
@@ -481,6 +482,7 @@ pub async fn consumer(rows: u64) -> anyhow::Result<()> {
         .env("SLUICE_CONSUMER_CLICKHOUSE_DATABASE", &database)
         .env("SLUICE_CONSUMER_CLICKHOUSE_USER", &user)
         .env("SLUICE_CONSUMER_CLICKHOUSE_PASSWORD", &password)
+        .env("SLUICE_CONSUMER_REDIS_URL", &redis_url)
         .env("SLUICE_CONSUMER_TOPIC", &topic)
         .env("SLUICE_CONSUMER_GROUP_ID", &group)
         .env("RUST_LOG", "warn")
@@ -488,7 +490,7 @@ pub async fn consumer(rows: u64) -> anyhow::Result<()> {
         .spawn()
         .context("starting sluice-consumer")?;
     let http = reqwest::Client::new();
-    let count_sql = format!("SELECT count() FROM {database}.game_rounds");
+    let count_sql = format!("SELECT count() FROM {database}.round_versions");
     let mut first_rows_at = None;
     let mut first_rows = 0;
     loop {

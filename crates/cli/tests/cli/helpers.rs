@@ -49,8 +49,11 @@ pub async fn spawn_pipeline() -> Pipeline {
     let producer_url = format!("http://127.0.0.1:{}", producer.port());
     tokio::spawn(producer.run_until_stopped());
 
-    let mut consumer =
-        sluice_consumer::Config::with_endpoints(&stack.kafka_brokers, &stack.clickhouse_url);
+    let mut consumer = sluice_consumer::Config::with_endpoints(
+        &stack.kafka_brokers,
+        &stack.clickhouse_url,
+        &stack.redis_url,
+    );
     consumer.listen_addr = "127.0.0.1:0".into();
     consumer.topic = topic;
     consumer.group_id = unique("cli_group");

@@ -13,7 +13,11 @@ pub const PARTITIONS: i32 = 4;
 
 pub fn config(topic: &str, group: &str, database: &str) -> Config {
     let stack = Stack::get();
-    let mut config = Config::with_endpoints(&stack.kafka_brokers, &stack.clickhouse_url);
+    let mut config = Config::with_endpoints(
+        &stack.kafka_brokers,
+        &stack.clickhouse_url,
+        &stack.redis_url,
+    );
     config.clickhouse_user = stack.clickhouse_user.clone();
     config.clickhouse_password = stack.clickhouse_password.clone().into();
     config.listen_addr = "127.0.0.1:0".into();

@@ -20,6 +20,8 @@ use crate::ledger::Ledger;
 pub struct AppState {
     pub credits: CreditStore,
     pub clickhouse: Client,
+    /// Where `GET /aggregated_game_rounds` reads its answers.
+    pub rounds: crate::query::Source,
     pub ledger: Ledger,
     pub cursors: CursorSigner,
     pub config: Config,

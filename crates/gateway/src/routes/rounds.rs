@@ -111,13 +111,15 @@ pub async fn aggregated_game_rounds(
     };
     metrics::counter!("sluice_gateway_credits_charged_total").increment(cost);
     let timeout = std::time::Duration::from_millis(state.config.query_timeout_ms);
-    let answer =
-        tokio::time::timeout(timeout, query::fetch_retrying(&state.clickhouse, &query)).await;
+    let answer = tokio::time::timeout(timeout, query::fetch_retrying(&state.rounds, &query)).await;
     let (buckets, has_more) = match answer {
         Ok(Ok(answer)) => answer,
         failed => {
             let error = match failed {
-                Ok(Err(error)) => ApiError::ClickHouseUnavailable(Box::new(error)),
+                Ok(Err(query::FetchError::ClickHouse(error))) => {
+                    ApiError::ClickHouseUnavailable(Box::new(error))
+                }
+                Ok(Err(error)) => ApiError::RedisUnavailable(Box::new(error)),
                 _ => ApiError::QueryTimedOut {
                     after_ms: state.config.query_timeout_ms,
                 },

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use sluice_gateway::{Application, Config};
-use sluice_testkit::{clickhouse, unique, Stack};
+use sluice_testkit::{clickhouse, rounds, unique, Stack};
 
 pub const ADMIN_TOKEN: &str = "gateway-test-admin-token";
 
@@ -33,13 +33,15 @@ pub async fn spawn_gateway(configure: impl FnOnce(&mut Config)) -> Gateway {
     sluice_schema::migrations::apply(&client, &database)
         .await
         .unwrap();
-    clickhouse::query(&format!(
-        "INSERT INTO {database}.game_rounds (created_timestamp, game_instance_id, user_id, game_id, \
-         real_amount_bet, bonus_amount_bet, real_amount_win, bonus_amount_win, game_name, provider) VALUES \
-         ('2019-10-22 08:20:42', 1, '{PLAYER}', 7, 2.5, NULL, 0, 0, 'Gonzo''s Quest', 'NetEnt'), \
-         ('2019-10-22 08:40:00', 2, '{PLAYER}', 7, 1, 0.5, 10, NULL, 'Gonzo''s Quest', 'NetEnt'), \
-         ('2019-10-22 09:05:00', 3, '{PLAYER}', 8, 0.05, 0, 0, 0, 'Cash, Cash, Cash', 'Red Tiger')"
-    ))
+    rounds::insert(
+        &database,
+        &format!(
+            "VALUES \
+             ('2019-10-22 08:20:42', 1, '{PLAYER}', 7, 2.5, NULL, 0, 0, 'Gonzo''s Quest', 'NetEnt', 1), \
+             ('2019-10-22 08:40:00', 2, '{PLAYER}', 7, 1, 0.5, 10, NULL, 'Gonzo''s Quest', 'NetEnt', 1), \
+             ('2019-10-22 09:05:00', 3, '{PLAYER}', 8, 0.05, 0, 0, 0, 'Cash, Cash, Cash', 'Red Tiger', 1)"
+        ),
+    )
     .await;
 
     let mut config = Config::with_endpoints(&stack.redis_url, &stack.clickhouse_url, ADMIN_TOKEN);

@@ -53,8 +53,11 @@ impl Names {
 /// Starts a consumer in-process, reading `names.topic` into `names.database`.
 pub async fn spawn_consumer(names: &Names) -> CancellationToken {
     let stack = Stack::get();
-    let mut consumer =
-        sluice_consumer::Config::with_endpoints(&stack.kafka_brokers, &stack.clickhouse_url);
+    let mut consumer = sluice_consumer::Config::with_endpoints(
+        &stack.kafka_brokers,
+        &stack.clickhouse_url,
+        &stack.redis_url,
+    );
     consumer.clickhouse_user = stack.clickhouse_user.clone();
     consumer.clickhouse_password = stack.clickhouse_password.clone().into();
     consumer.listen_addr = "127.0.0.1:0".into();
@@ -271,7 +274,7 @@ pub fn merge(into: &mut BTreeMap<String, Totals>, summary: &generate::Summary) {
     }
 }
 
-/// Waits until `database.game_rounds FINAL` holds `rounds` rows, then checks every player's
+/// Waits until `database.game_rounds` holds `rounds` rows, then checks every player's
 /// count and sums exactly.
 pub async fn assert_exact(database: &str, expected: &BTreeMap<String, Totals>, timeout: Duration) {
     let rounds: u64 = expected.values().map(|t| t.rounds).sum();
@@ -280,7 +283,7 @@ pub async fn assert_exact(database: &str, expected: &BTreeMap<String, Totals>, t
     loop {
         let answer = clickhouse::query(&format!("EXISTS TABLE {table}")).await;
         if answer == "1" {
-            let count = clickhouse::query(&format!("SELECT count() FROM {table} FINAL")).await;
+            let count = clickhouse::query(&format!("SELECT count() FROM {table}")).await;
             if count == rounds.to_string() {
                 break;
             }
@@ -295,7 +298,7 @@ pub async fn assert_exact(database: &str, expected: &BTreeMap<String, Totals>, t
     let answer = clickhouse::query(&format!(
         "SELECT user_id, count(), toString(sum(real_amount_bet)), toString(sum(bonus_amount_bet)), \
          toString(sum(real_amount_win)), toString(sum(bonus_amount_win)) \
-         FROM {table} FINAL GROUP BY user_id ORDER BY user_id"
+         FROM {table} GROUP BY user_id ORDER BY user_id"
     ))
     .await;
     let scaled = |text: &str| i128::from(Money::parse(text).unwrap().scaled());

@@ -1,0 +1,121 @@
+//! The consumer's side of the dirty-hours protocol (docs/PROCESSING.md, "Dirty hours"): before a
+//! batch's rounds are inserted, the hours they fall in and the hours their earlier versions are
+//! in are marked dirty and leased to the batch ([`Marks::begin`]); once ClickHouse acknowledged
+//! the insert, the marks are completed ([`Marks::end`]). Until a processor has recomputed those
+//! hours, readers take them from raw rows — so a round that moved to another hour is never
+//! counted in both, nor in neither.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use clickhouse::Client;
+use deadpool_redis::{Pool, Runtime};
+use rand::Rng;
+use secrecy::ExposeSecret;
+use sluice_rollup::dirty::DirtyHours;
+use sluice_rollup::hour_of;
+use sluice_rollup::spec::GAME_ROUNDS_HOURLY;
+
+use crate::config::Config;
+use crate::inserter::GameRoundRow;
+
+/// Key ranges per lookup of earlier versions: keeps each statement far below ClickHouse's
+/// `max_query_size` (256 KiB) and `max_ast_elements` (50,000).
+const RANGES_PER_LOOKUP: usize = 1_000;
+
+/// Why marking failed; the batch's write is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum MarkError {
+    #[error("Redis pool: {0}")]
+    Pool(#[from] deadpool_redis::PoolError),
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// Marks the hours of this consumer's batches, under batch ids unique to this process.
+pub struct Marks {
+    redis: Pool,
+    dirty: DirtyHours,
+    lease: Duration,
+    instance: String,
+    batches: AtomicU64,
+}
+
+impl Marks {
+    /// The marks of the database `config` names, in the Redis it names.
+    pub fn new(config: &Config) -> anyhow::Result<Marks> {
+        let redis = deadpool_redis::Config::from_url(config.redis_url.expose_secret())
+            .create_pool(Some(Runtime::Tokio1))?;
+        Ok(Marks {
+            redis,
+            dirty: DirtyHours::new(&config.clickhouse_database),
+            lease: Duration::from_millis(config.mark_lease_ms),
+            instance: format!("{:016x}", rand::rng().random::<u64>()),
+            batches: AtomicU64::new(0),
+        })
+    }
+
+    /// A new batch's id: unique across instances and restarts, the name of its leases.
+    pub fn batch_id(&self) -> String {
+        let n = self.batches.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.instance)
+    }
+
+    /// Whether Redis answers.
+    pub async fn redis_answers(&self) -> bool {
+        match self.redis.get().await {
+            Ok(mut connection) => redis::cmd("PING")
+                .query_async::<String>(&mut connection)
+                .await
+                .is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// The hours `rounds` fall in and the hours of every stored version of the same rounds,
+    /// sorted: what their insert changes. Earlier versions are looked up per player, by the
+    /// span of that player's round ids in the batch (never as a list of literal keys).
+    pub async fn hours<'a>(
+        &self,
+        client: &Client,
+        rounds: impl Iterator<Item = &'a GameRoundRow>,
+    ) -> Result<Vec<u32>, clickhouse::error::Error> {
+        let mut hours = BTreeSet::new();
+        let mut spans: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        for round in rounds {
+            hours.insert(hour_of(round.created_timestamp));
+            let id = round.game_instance_id;
+            spans
+                .entry(round.user_id.as_str())
+                .and_modify(|(low, high)| (*low, *high) = ((*low).min(id), (*high).max(id)))
+                .or_insert((id, id));
+        }
+        let spans: Vec<_> = spans.into_iter().collect();
+        for chunk in spans.chunks(RANGES_PER_LOOKUP) {
+            let mut lookup = client.query(&GAME_ROUNDS_HOURLY.hours_of_key_ranges(chunk.len()));
+            for (user_id, (low, high)) in chunk {
+                lookup = lookup.bind(*user_id).bind(*low).bind(*high);
+            }
+            hours.extend(lookup.fetch_all::<u32>().await?);
+        }
+        Ok(hours.into_iter().collect())
+    }
+
+    /// Before the insert (every attempt): `hours` are dirty and leased to `batch`.
+    pub async fn begin(&self, batch: &str, hours: &[u32]) -> Result<(), MarkError> {
+        let mut connection = self.redis.get().await?;
+        self.dirty
+            .begin(&mut connection, batch, hours, self.lease)
+            .await?;
+        Ok(())
+    }
+
+    /// After ClickHouse acknowledged the insert: `hours` are marked later than every version
+    /// drawn so far, and `batch`'s leases end.
+    pub async fn end(&self, batch: &str, hours: &[u32]) -> Result<(), MarkError> {
+        let mut connection = self.redis.get().await?;
+        self.dirty.end(&mut connection, batch, hours).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,52 @@
+//! Rounds written straight into ClickHouse the way the consumer writes them: each version into
+//! `round_versions`, then its hours marked dirty in Redis (docs/PROCESSING.md), so readers take
+//! them from raw rows until a processor recomputes them. For fixtures of readers' tests.
+
+use sluice_rollup::dirty::DirtyHours;
+use sluice_rollup::spec::GAME_ROUNDS_HOURLY;
+
+use crate::clickhouse;
+use crate::stack::Stack;
+
+/// The columns `rows` gives, in order.
+pub const COLUMNS: &str = "created_timestamp, game_instance_id, user_id, game_id, \
+    real_amount_bet, bonus_amount_bet, real_amount_win, bonus_amount_win, game_name, provider, \
+    version";
+
+/// Inserts `rows` (`VALUES (…), …` or a `SELECT`, giving [`COLUMNS`]) into `database`, then
+/// marks every hour holding rows there dirty, as the consumer's marks and an operator's
+/// backfill do.
+pub async fn insert(database: &str, rows: &str) {
+    clickhouse::query(&format!(
+        "INSERT INTO {database}.round_versions ({COLUMNS}) {rows}"
+    ))
+    .await;
+    mark_every_hour(database).await;
+}
+
+/// Marks every hour of `database` that holds rows dirty.
+pub async fn mark_every_hour(database: &str) {
+    let stack = Stack::get();
+    let client = stack.clickhouse_client(database);
+    let mut redis = redis_connection().await;
+    let dirty = DirtyHours::new(database);
+    sluice_rollup::process::backfill(
+        &client,
+        &mut redis,
+        &GAME_ROUNDS_HOURLY,
+        &dirty,
+        0,
+        sluice_rollup::hour_of(sluice_schema::domain::TIMESTAMP_MAX_SECONDS),
+    )
+    .await
+    .expect("the hours are marked");
+}
+
+/// A connection to the stack's Redis.
+pub async fn redis_connection() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(Stack::get().redis_url.as_str())
+        .expect("a Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis answers")
+}
