@@ -21,7 +21,7 @@ use deadpool_redis::{Pool, Runtime};
 use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::ExposeSecret;
 use sluice_rollup::dirty::DirtyHours;
-use sluice_rollup::process::{ProcessError, Processor};
+use sluice_rollup::process::{CatchUp, ProcessError, Processor};
 use sluice_rollup::spec::GAME_ROUNDS_HOURLY;
 use sluice_schema::telemetry::{answers_in_time, exposition, health, readiness};
 use tokio_util::sync::CancellationToken;
@@ -160,9 +160,35 @@ impl Worker {
         tracing::info!("Processor stopped.");
     }
 
+    /// Before the first step (and after a failed one): every hour with rows is marked when
+    /// nothing is published yet or Redis lost its data (see `process::catch_up`).
+    async fn catch_up(&self) -> Result<(), StepError> {
+        let mut redis = self.redis.get().await?;
+        let rollup = &GAME_ROUNDS_HOURLY;
+        let caught_up =
+            sluice_rollup::process::catch_up(&self.clickhouse, &mut redis, rollup, &self.dirty)
+                .await?;
+        match caught_up {
+            Some((CatchUp::NothingPublished, hours)) => {
+                tracing::info!(
+                    hours,
+                    "Nothing published yet: every hour with rows is marked."
+                );
+            }
+            Some((CatchUp::RedisLostItsData, hours)) => tracing::error!(
+                hours,
+                "Redis lost the dirty hours (its sequence is behind the published versions): \
+                 every hour with rows is marked; answers may be stale until they are recomputed."
+            ),
+            None => {}
+        }
+        Ok(())
+    }
+
     /// One step; returns how many hours it recomputed.
     async fn step(&self, processor: &mut Option<Processor>) -> Result<usize, StepError> {
         if processor.is_none() {
+            self.catch_up().await?;
             let hold = Duration::from_millis(self.config.claim_hold_ms);
             let max_hours = self.config.max_hours_per_step;
             let dirty = self.dirty.clone();

@@ -197,6 +197,15 @@ impl DirtyHours {
             .await
     }
 
+    /// The last number drawn from the sequence (0 when Redis holds none: new, or lost).
+    pub async fn sequence(&self, connection: &mut impl ConnectionLike) -> RedisResult<u64> {
+        let value: Option<u64> = redis::cmd("GET")
+            .arg(&self.keys[0])
+            .query_async(connection)
+            .await?;
+        Ok(value.unwrap_or(0))
+    }
+
     /// How many hours are dirty and for how long the oldest has been.
     pub async fn lag(&self, connection: &mut impl ConnectionLike) -> RedisResult<Lag> {
         let (dirty_hours, since): (u64, u64) = self

@@ -98,6 +98,42 @@ impl Processor {
     }
 }
 
+/// Why [`catch_up`] marked every hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUp {
+    /// Nothing was ever published: a new deployment, or one upgraded from before the rollups,
+    /// whose rows no consumer marked.
+    NothingPublished,
+    /// Redis's sequence is behind the published versions: Redis lost its data, and with it
+    /// the hours that were dirty.
+    RedisLostItsData,
+}
+
+/// At a processor's start: when nothing is published yet, or Redis lost its data, marks every
+/// hour that holds rows dirty (a full [`backfill`]), so no hour is left out of the rollup.
+/// Returns why, and how many hours, when it did.
+pub async fn catch_up(
+    client: &Client,
+    redis: &mut impl ConnectionLike,
+    rollup: &Rollup,
+    dirty: &DirtyHours,
+) -> Result<Option<(CatchUp, usize)>, ProcessError> {
+    let published: u64 = client
+        .query(&rollup.greatest_published())
+        .fetch_one()
+        .await?;
+    let reason = if published == 0 {
+        CatchUp::NothingPublished
+    } else if dirty.sequence(redis).await? < published {
+        CatchUp::RedisLostItsData
+    } else {
+        return Ok(None);
+    };
+    let last = crate::hour_of(u32::MAX - crate::HOUR_SECONDS);
+    let hours = backfill(client, redis, rollup, dirty, 0, last).await?;
+    Ok(Some((reason, hours)))
+}
+
 /// Marks every hour from `first` to `last` (inclusive) that holds raw rows dirty, so the
 /// processors recompute it: after a restore, or for rows written before the processing layer.
 /// Idempotent and resumable (marking twice is marking once). Returns how many hours.

@@ -307,3 +307,33 @@ async fn a_backfill_brings_rows_written_without_marks_into_the_rollup_exactly() 
         assert_eq!(from_raw(&client).await, expected);
     }
 }
+
+#[tokio::test]
+async fn a_processor_marks_every_hour_when_nothing_is_published_or_redis_lost_its_data() {
+    use sluice_rollup::process::{catch_up, CatchUp};
+    let (client, name) = database().await;
+    let dirty = DirtyHours::new(&name);
+    let mut redis = redis().await;
+    // Rows of a deployment upgraded from before the rollups: nobody marked them.
+    insert(&client, &[(JANUARY + 60, "aa", 1, "1.5", 10)]).await;
+    let caught_up = catch_up(&client, &mut redis, &GAME_ROUNDS_HOURLY, &dirty).await;
+    assert_eq!(caught_up.unwrap(), Some((CatchUp::NothingPublished, 1)));
+    assert_eq!(process(&client, &dirty, &mut redis).await, [JANUARY]);
+    let caught_up = catch_up(&client, &mut redis, &GAME_ROUNDS_HOURLY, &dirty).await;
+    assert_eq!(caught_up.unwrap(), None, "published, and Redis agrees");
+
+    // Redis loses everything, the February row's mark with it.
+    insert(&client, &[(FEBRUARY + 60, "aa", 2, "2", 11)]).await;
+    for key in ["seq", "dirty", "marks", "since"] {
+        let _: () = redis::cmd("DEL")
+            .arg(format!("rollup:{name}:{key}"))
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+    }
+    let caught_up = catch_up(&client, &mut redis, &GAME_ROUNDS_HOURLY, &dirty).await;
+    assert_eq!(caught_up.unwrap(), Some((CatchUp::RedisLostItsData, 2)));
+    process(&client, &dirty, &mut redis).await;
+    assert_eq!(published(&client).await, from_raw(&client).await);
+    assert_eq!(published(&client).await.len(), 2);
+}
