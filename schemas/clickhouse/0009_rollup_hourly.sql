@@ -1,7 +1,10 @@
 -- The hourly rollup of game rounds per (player, game): the four money sums and the round count
 -- of the hour's current rows, written by the processor with the version it recomputed the hour
 -- under. An hour's rollup is its rows at its greatest version in rollup_versions (older
--- versions' rows are never read, so a recomputation needs no tombstones). Columns follow
+-- versions' rows are never read, so a recomputation needs no tombstones). Merges keep a group's
+-- greatest version, so older versions' rows go away and the table stays one row per group:
+-- safe, since a version above an hour's published one exists only while the hour is dirty,
+-- when readers take it from raw rows (docs/PROCESSING.md). Columns follow
 -- `sluice_rollup::spec::GAME_ROUNDS_HOURLY`.
 CREATE TABLE IF NOT EXISTS rollup_hourly
 (
@@ -15,6 +18,6 @@ CREATE TABLE IF NOT EXISTS rollup_hourly
     rounds UInt64,
     version UInt64
 )
-ENGINE = ReplacingMergeTree()
+ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(bucket)
-ORDER BY (bucket, user_id, game_id, version)
+ORDER BY (bucket, user_id, game_id)

@@ -8,8 +8,9 @@
 //! - [`error`]: `ApiError`, every failure, mapped once to HTTP problem details.
 //! - [`credits`]: API keys (hashed), their records and the Lua scripts (`src/lua/`) that
 //!   admit, charge, refund, rotate, revoke and top up, atomically, in Redis.
-//! - [`query`]: query-string parsing into typed filters and the ClickHouse aggregation, one
-//!   keyset page at a time.
+//! - [`query`]: query-string parsing into typed filters, order, page size and cursor position.
+//! - [`answer`]: reading a page: the rollup at its published versions, raw rows for the hours
+//!   not processed yet, in a window that widens from the page's first bucket.
 //! - [`cursor`]: opaque pagination cursors, HMAC-signed and bound to the filters.
 //! - [`charge`]: an admitted request's charge held by a lease until its answer settles it,
 //!   and the sweep that refunds charges a dead gateway never settled.
@@ -19,6 +20,7 @@
 //! - [`routes`]: the HTTP surface (`/aggregated_game_rounds`, the `/admin/keys` API, the
 //!   audit, health, metrics, `/openapi.json` and `/docs`).
 
+pub mod answer;
 pub mod audit;
 pub mod charge;
 pub mod config;
@@ -102,7 +104,7 @@ impl Application {
         ]);
         let listener = TcpListener::bind(&config.listen_addr)?;
         let port = listener.local_addr()?.port();
-        let rounds = query::Source {
+        let rounds = answer::Source {
             clickhouse: clickhouse.clone(),
             redis: credits.pool().0.clone(),
             dirty: sluice_rollup::dirty::DirtyHours::new(&config.clickhouse_database),

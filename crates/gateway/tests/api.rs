@@ -342,7 +342,10 @@ async fn a_refund_redis_missed_is_made_by_the_lease_sweep_once_redis_is_back_and
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     link.cut();
-    assert_eq!(query.await.unwrap(), 504);
+    // A failed answer either way: the dirty hours were read from Redis after the cut (503), or
+    // before it and the silent ClickHouse outlived the timeout (504). Both are refunded.
+    let status = query.await.unwrap();
+    assert!([503, 504].contains(&status), "{status}");
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(credits().await, Some(4), "no refund while Redis is cut off");
     link.heal();

@@ -9,9 +9,10 @@
 //! - readers: [`DirtyHours::between`] (the hours to read from raw rows) and
 //!   [`DirtyHours::lag`].
 //!
-//! Invariant: an hour leaves the dirty set only when no batch holds a lease on it and every
+//! Invariant: an hour leaves the dirty set only when no batch holds a lease on it, every
 //! batch acknowledged on it was acknowledged before the clearing version was drawn — so the
-//! published recomputation, begun after that draw, holds its rows.
+//! published recomputation, begun after that draw, holds its rows — and the clearing version
+//! is the hour's latest claim, so no version above a clean hour's published one is written.
 
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,7 +23,7 @@ use redis::{RedisResult, Script};
 /// The Redis keys of one database's dirty hours, in the order every script takes them.
 #[derive(Debug, Clone)]
 pub struct DirtyHours {
-    keys: [String; 7],
+    keys: [String; 8],
 }
 
 /// What [`DirtyHours::claim`] handed a processor: the version to recompute under and the hours.
@@ -84,6 +85,7 @@ impl DirtyHours {
                 "pending_count",
                 "claims",
                 "since",
+                "claimed_by",
             ]
             .map(key),
         }

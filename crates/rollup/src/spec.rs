@@ -253,6 +253,16 @@ impl Rollup {
         )
     }
 
+    /// The first and last published hour (`UInt32` seconds) and how many hours are published
+    /// (0: none, and the bounds mean nothing).
+    pub fn published_bounds(&self) -> String {
+        format!(
+            "SELECT toUInt32(min(bucket)), toUInt32(max(bucket)), count() FROM {} \
+             WHERE rollup = '{}'",
+            self.versions_table, self.name
+        )
+    }
+
     /// The hours from `first` to `last` (inclusive, first seconds of hours) that hold raw rows
     /// of any version, as `UInt32` seconds: what a backfill marks dirty.
     pub fn hours_with_rows(&self, first: u32, last: u32) -> String {

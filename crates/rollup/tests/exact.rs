@@ -337,3 +337,45 @@ async fn a_processor_marks_every_hour_when_nothing_is_published_or_redis_lost_it
     assert_eq!(published(&client).await, from_raw(&client).await);
     assert_eq!(published(&client).await.len(), 2);
 }
+
+#[tokio::test]
+async fn a_processor_that_outlived_its_claim_does_not_clear_an_hour_a_newer_claim_holds() {
+    let dirty = DirtyHours::new(&unique("rollup"));
+    let mut redis = redis().await;
+    dirty.end(&mut redis, "b1", &[JANUARY]).await.unwrap();
+    let short = Duration::from_millis(50);
+    let stale = dirty.claim(&mut redis, 5, short, 0).await.unwrap();
+    assert_eq!(stale.hours, [JANUARY]);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let newer = dirty.claim(&mut redis, 5, LEASE, 0).await.unwrap();
+    assert_eq!(newer.hours, [JANUARY], "the first claim ran out");
+
+    assert_eq!(
+        dirty
+            .clear(&mut redis, stale.version, &stale.hours)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        dirty.between(&mut redis, 0, u32::MAX).await.unwrap(),
+        [JANUARY]
+    );
+    let third = dirty.claim(&mut redis, 5, LEASE, 0).await.unwrap();
+    assert!(
+        third.hours.is_empty(),
+        "the newer claim still holds the hour"
+    );
+    assert_eq!(
+        dirty
+            .clear(&mut redis, newer.version, &newer.hours)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(dirty
+        .between(&mut redis, 0, u32::MAX)
+        .await
+        .unwrap()
+        .is_empty());
+}

@@ -85,7 +85,7 @@ ORDER BY (upload_id, line);
 CREATE TABLE IF NOT EXISTS sluice.upload_rejects ON CLUSTER sluice AS sluice.upload_rejects_local
 ENGINE = Distributed(sluice, sluice, upload_rejects_local, cityHash64(upload_id));
 
--- The processing layer (docs/PROCESSING.md; issue 13, not yet written by the services). Every
+-- The processing layer (docs/PROCESSING.md). Every
 -- version of a round and its identity row live on the shard of its player, so "the greatest
 -- version of a key" is decided within one shard, and the view below runs shard-locally.
 -- Reads of rollup_hourly against rollup_versions across shards need GLOBAL IN (issue 17).
@@ -142,9 +142,9 @@ CREATE TABLE IF NOT EXISTS sluice.rollup_hourly_local ON CLUSTER sluice
     rounds UInt64,
     version UInt64
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/sluice/rollup_hourly', '{replica}')
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/sluice/rollup_hourly', '{replica}', version)
 PARTITION BY toYYYYMM(bucket)
-ORDER BY (bucket, user_id, game_id, version);
+ORDER BY (bucket, user_id, game_id);
 
 CREATE TABLE IF NOT EXISTS sluice.rollup_hourly ON CLUSTER sluice AS sluice.rollup_hourly_local
 ENGINE = Distributed(sluice, sluice, rollup_hourly_local, cityHash64(user_id));
@@ -156,8 +156,8 @@ CREATE TABLE IF NOT EXISTS sluice.rollup_versions_local ON CLUSTER sluice
     version UInt64,
     published_at DateTime('UTC') DEFAULT now()
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/sluice/rollup_versions', '{replica}')
-ORDER BY (rollup, bucket, version);
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/sluice/rollup_versions', '{replica}', version)
+ORDER BY (rollup, bucket);
 
 CREATE TABLE IF NOT EXISTS sluice.rollup_versions ON CLUSTER sluice AS sluice.rollup_versions_local
 ENGINE = Distributed(sluice, sluice, rollup_versions_local, cityHash64(bucket));

@@ -11,9 +11,9 @@ use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Response, Respo
 use utoipa::{Modify, OpenApi, ToResponse};
 
 use super::{admin, rounds};
+use crate::answer::Bucket;
 use crate::credits::{KeyInfo, RateLimit};
 use crate::error::{Problem, ADMIN_CHALLENGE, API_KEY_CHALLENGE};
-use crate::query::Bucket;
 
 #[derive(OpenApi)]
 #[openapi(

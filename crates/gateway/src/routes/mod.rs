@@ -21,7 +21,7 @@ pub struct AppState {
     pub credits: CreditStore,
     pub clickhouse: Client,
     /// Where `GET /aggregated_game_rounds` reads its answers.
-    pub rounds: crate::query::Source,
+    pub rounds: crate::answer::Source,
     pub ledger: Ledger,
     pub cursors: CursorSigner,
     pub config: Config,

@@ -6,10 +6,11 @@ use utoipa::ToSchema;
 
 use super::docs::BadApiKey;
 use super::AppState;
+use crate::answer::{self, Bucket};
 use crate::charge;
 use crate::credits::ApiKey;
 use crate::error::{ApiError, Problem};
-use crate::query::{self, Bucket, Granularity, RawRoundsQuery, RoundsQuery};
+use crate::query::{Granularity, RawRoundsQuery, RoundsQuery};
 
 const ENDPOINT: &str = "GET /aggregated_game_rounds";
 
@@ -111,12 +112,12 @@ pub async fn aggregated_game_rounds(
     };
     metrics::counter!("sluice_gateway_credits_charged_total").increment(cost);
     let timeout = std::time::Duration::from_millis(state.config.query_timeout_ms);
-    let answer = tokio::time::timeout(timeout, query::fetch_retrying(&state.rounds, &query)).await;
+    let answer = tokio::time::timeout(timeout, answer::fetch(&state.rounds, &query)).await;
     let (buckets, has_more) = match answer {
         Ok(Ok(answer)) => answer,
         failed => {
             let error = match failed {
-                Ok(Err(query::FetchError::ClickHouse(error))) => {
+                Ok(Err(answer::FetchError::ClickHouse(error))) => {
                     ApiError::ClickHouseUnavailable(Box::new(error))
                 }
                 Ok(Err(error)) => ApiError::RedisUnavailable(Box::new(error)),

@@ -21,6 +21,7 @@ while #claimed <= max do
     local until_ms = tonumber(redis.call('ZSCORE', KEYS[6], h) or '0')
     if redis.call('HEXISTS', KEYS[5], h) == 0 and until_ms <= now_ms then
       redis.call('ZADD', KEYS[6], ARGV[2], h)
+      redis.call('HSET', KEYS[8], h, claimed[1])
       claimed[#claimed + 1] = tonumber(h)
     end
   end

@@ -1,0 +1,509 @@
+//! Reading a page of `GET /aggregated_game_rounds` (docs/PROCESSING.md, "Reads"): every hour
+//! of the range from the hourly rollup at its published version, except the hours not processed
+//! yet (dirty in Redis) and those only partly inside the range, which are summed from their
+//! current raw rows, in one statement — so no hour is counted twice or not at all. The hours
+//! are read in a window that starts at the page's first bucket and widens until it holds a full
+//! page or the whole range, so a page costs what its buckets cost, not what the range holds.
+//! Every user value is bound by the `clickhouse` crate; only numbers (hours) are spliced in.
+
+use chrono::{DateTime, Utc};
+use clickhouse::Client;
+use serde::{Deserialize, Serialize};
+use sluice_rollup::dirty::DirtyHours;
+use sluice_rollup::spec::GAME_ROUNDS_HOURLY;
+use sluice_rollup::{hour_of, HOUR_SECONDS};
+use sluice_schema::domain::{format_scaled, TIMESTAMP_MAX_SECONDS};
+use utoipa::ToSchema;
+
+use crate::cursor::Position;
+use crate::query::{Granularity, Order, RoundsQuery};
+
+/// One bucket of the answer. Money is an exact decimal string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Bucket {
+    /// Start of the hour or day, RFC 3339 UTC. Named `hour` or `day` after the granularity.
+    #[serde(skip)]
+    pub start: DateTime<Utc>,
+    /// `start` as the store has it (seconds since the epoch), the cursor's position.
+    #[serde(skip)]
+    pub start_seconds: u32,
+    pub player_id: String,
+    pub game_id: u64,
+    #[schema(example = "12.5")]
+    pub real_amount_bet: String,
+    pub bonus_amount_bet: String,
+    pub real_amount_win: String,
+    pub bonus_amount_win: String,
+    pub rounds: u64,
+    /// Gross gaming revenue: bets minus wins, real and bonus together.
+    #[schema(example = "9.5")]
+    pub ggr: String,
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct BucketRow {
+    start: u32,
+    user_id: String,
+    game_id: u64,
+    real_amount_bet: Option<i128>,
+    bonus_amount_bet: Option<i128>,
+    real_amount_win: Option<i128>,
+    bonus_amount_win: Option<i128>,
+    rounds: u64,
+}
+
+impl Bucket {
+    /// This bucket's sort key: where the page after it starts.
+    pub fn position(&self) -> Position {
+        Position {
+            start: self.start_seconds,
+            player_id: self.player_id.clone(),
+            game_id: self.game_id,
+        }
+    }
+}
+
+impl From<BucketRow> for Bucket {
+    fn from(row: BucketRow) -> Bucket {
+        let [rb, bb, rw, bw] = [
+            row.real_amount_bet,
+            row.bonus_amount_bet,
+            row.real_amount_win,
+            row.bonus_amount_win,
+        ]
+        .map(|v| v.unwrap_or(0));
+        Bucket {
+            start: DateTime::from_timestamp(i64::from(row.start), 0)
+                .expect("every u32 of seconds is within chrono's range"),
+            start_seconds: row.start,
+            player_id: row.user_id,
+            game_id: row.game_id,
+            real_amount_bet: format_scaled(rb),
+            bonus_amount_bet: format_scaled(bb),
+            real_amount_win: format_scaled(rw),
+            bonus_amount_win: format_scaled(bw),
+            rounds: row.rounds,
+            ggr: format_scaled(rb + bb - rw - bw),
+        }
+    }
+}
+
+/// Why an answer could not be read; the charge is refunded.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("ClickHouse: {0}")]
+    ClickHouse(#[from] clickhouse::error::Error),
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("Redis pool: {0}")]
+    Pool(#[from] deadpool_redis::PoolError),
+}
+
+/// Where answers are read from: the rollup and its raw rows in ClickHouse, and which hours
+/// are not processed yet in Redis (docs/PROCESSING.md).
+#[derive(Clone)]
+pub struct Source {
+    pub clickhouse: Client,
+    pub redis: deadpool_redis::Pool,
+    pub dirty: DirtyHours,
+}
+
+/// Attempts of a statement that fails on the network, at most: the client's pool holds one
+/// idle connection per statement run at once (a page's reads and the ledger's inserts).
+const NETWORK_ATTEMPTS: usize = 3;
+
+/// `statement()`, again while it fails on the network, up to [`NETWORK_ATTEMPTS`] times: a
+/// pooled connection the server closed while it was idle (past its keep-alive) fails the
+/// first request sent on it, and the next attempt takes another. Reads are safe to repeat.
+async fn retrying<T, F, Fut>(statement: F) -> Result<T, clickhouse::error::Error>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, clickhouse::error::Error>>,
+{
+    let mut attempt = 1;
+    loop {
+        match statement().await {
+            Err(clickhouse::error::Error::Network(error)) if attempt < NETWORK_ATTEMPTS => {
+                tracing::info!(%error, attempt, "ClickHouse connection failed; retrying.");
+                metrics::counter!("sluice_gateway_query_retries_total").increment(1);
+                attempt += 1;
+            }
+            answer => return answer,
+        }
+    }
+}
+
+/// The hours a page can hold buckets of (first seconds, inclusive) and those of them only
+/// partly inside the asked range (read from raw rows: the rollup holds whole hours).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Span {
+    first: u32,
+    last: u32,
+    partial: Vec<u32>,
+}
+
+impl Span {
+    /// The span of `query`, narrowed to what lies past its cursor; `None` when empty.
+    fn of(query: &RoundsQuery) -> Option<Span> {
+        let from = query.from.map_or(0, |t| t.timestamp());
+        let to = query
+            .to
+            .map_or(i64::from(TIMESTAMP_MAX_SECONDS) + 1, |t| t.timestamp());
+        if to <= from {
+            return None;
+        }
+        let hour = |seconds: i64| hour_of(u32::try_from(seconds).unwrap_or(u32::MAX));
+        let (mut first, mut last) = (hour(from), hour(to - 1));
+        let mut partial = Vec::new();
+        if from % i64::from(HOUR_SECONDS) != 0 {
+            partial.push(first);
+        }
+        if to % i64::from(HOUR_SECONDS) != 0 && partial.last() != Some(&last) {
+            partial.push(last);
+        }
+        if let Some(after) = &query.after {
+            let bucket_hours = match query.granularity {
+                Granularity::Hour => 1,
+                Granularity::Day => 24,
+            };
+            match query.order {
+                Order::Ascending => first = first.max(after.start),
+                Order::Descending => {
+                    let end = after
+                        .start
+                        .saturating_add((bucket_hours - 1) * HOUR_SECONDS);
+                    last = last.min(end);
+                }
+            }
+        }
+        partial.retain(|h| (first..=last).contains(h));
+        (first <= last).then_some(Span {
+            first,
+            last,
+            partial,
+        })
+    }
+}
+
+/// A statement's text and its values, bound in order.
+#[derive(Default)]
+struct Statement {
+    conditions: Vec<&'static str>,
+    values: Vec<Value>,
+}
+
+enum Value {
+    Text(String),
+    Number(u64),
+    Seconds(i64),
+}
+
+impl Statement {
+    fn condition(&mut self, sql: &'static str, values: impl IntoIterator<Item = Value>) {
+        self.conditions.push(sql);
+        self.values.extend(values);
+    }
+
+    fn filter(&self) -> String {
+        match self.conditions.is_empty() {
+            true => "1".to_owned(),
+            false => self.conditions.join(" AND "),
+        }
+    }
+}
+
+/// The player and game filters, over the rollup's group-by columns.
+fn group_filter(query: &RoundsQuery) -> Statement {
+    let mut statement = Statement::default();
+    if let Some(player_id) = &query.player_id {
+        statement.condition("user_id = ?", [Value::Text(player_id.as_str().to_owned())]);
+    }
+    if let Some(game_id) = query.game_id {
+        statement.condition("game_id = ?", [Value::Number(game_id)]);
+    }
+    statement
+}
+
+/// How many times wider each window is than the one before.
+const WIDENING: u32 = 8;
+
+/// The first window, in buckets: a day of hours, or a week of days.
+fn first_window(granularity: Granularity) -> u32 {
+    match granularity {
+        Granularity::Hour => 24,
+        Granularity::Day => 7,
+    }
+}
+
+/// Seconds in a bucket of `granularity`.
+fn bucket_seconds(granularity: Granularity) -> u32 {
+    match granularity {
+        Granularity::Hour => HOUR_SECONDS,
+        Granularity::Day => 24 * HOUR_SECONDS,
+    }
+}
+
+impl Span {
+    /// The span within `first..=last` (hours), if any of it is.
+    fn within(&self, first: u32, last: u32) -> Option<Span> {
+        let (first, last) = (self.first.max(first), self.last.min(last));
+        let mut partial = self.partial.clone();
+        partial.retain(|h| (first..=last).contains(h));
+        (first <= last).then_some(Span {
+            first,
+            last,
+            partial,
+        })
+    }
+
+    /// The first `buckets` buckets of the span in `order` (whole buckets of `granularity`, so
+    /// a bucket is never split between windows), and whether that is the whole span.
+    fn window(&self, order: Order, granularity: Granularity, buckets: u32) -> (Span, bool) {
+        let size = u64::from(bucket_seconds(granularity));
+        let length = u64::from(buckets) * size;
+        let (first, last) = match order {
+            Order::Ascending => {
+                let start = u64::from(self.first) - u64::from(self.first) % size;
+                let last = (start + length - u64::from(HOUR_SECONDS)).min(u64::from(self.last));
+                (self.first, last as u32)
+            }
+            Order::Descending => {
+                let start = u64::from(self.last) - u64::from(self.last) % size;
+                let first = (start + size)
+                    .saturating_sub(length)
+                    .max(u64::from(self.first));
+                (first as u32, self.last)
+            }
+        };
+        let mut partial = self.partial.clone();
+        partial.retain(|h| (first..=last).contains(h));
+        let whole = (first, last) == (self.first, self.last);
+        (
+            Span {
+                first,
+                last,
+                partial,
+            },
+            whole,
+        )
+    }
+}
+
+/// Reads one page (see the module's documentation): at most `page_size` buckets, and whether
+/// more exist.
+pub async fn fetch(
+    source: &Source,
+    query: &RoundsQuery,
+) -> Result<(Vec<Bucket>, bool), FetchError> {
+    let Some(span) = Span::of(query) else {
+        return Ok((Vec::new(), false));
+    };
+    let dirty = {
+        let mut redis = source.redis.get().await?;
+        source
+            .dirty
+            .between(&mut redis, span.first, span.last)
+            .await?
+    };
+    // An open end starts the windows where the data does: every hour with rows is published
+    // or dirty.
+    let span = match (query.from, query.to) {
+        (Some(_), Some(_)) => span,
+        _ => {
+            let bounds = GAME_ROUNDS_HOURLY.published_bounds();
+            let (first, last, hours): (u32, u32, u64) =
+                retrying(|| source.clickhouse.query(&bounds).fetch_one()).await?;
+            let published = (hours > 0).then_some((first, last));
+            let dirty = dirty.first().zip(dirty.last()).map(|(f, l)| (*f, *l));
+            let bounds = match (published, dirty) {
+                (Some((f1, l1)), Some((f2, l2))) => Some((f1.min(f2), l1.max(l2))),
+                (one, other) => one.or(other),
+            };
+            match bounds.and_then(|(first, last)| span.within(first, last)) {
+                Some(span) => span,
+                None => return Ok((Vec::new(), false)),
+            }
+        }
+    };
+    let mut buckets = first_window(query.granularity);
+    loop {
+        let (window, whole) = span.window(query.order, query.granularity, buckets);
+        let mut raw_hours: Vec<u32> = dirty
+            .iter()
+            .copied()
+            .filter(|h| (window.first..=window.last).contains(h))
+            .chain(window.partial.iter().copied())
+            .collect();
+        raw_hours.sort_unstable();
+        raw_hours.dedup();
+        let read = || read(&source.clickhouse, query, &window, &raw_hours);
+        let mut rows = retrying(read).await?;
+        let has_more = rows.len() > query.page_size as usize;
+        if has_more || whole {
+            rows.truncate(query.page_size as usize);
+            return Ok((rows.into_iter().map(Bucket::from).collect(), has_more));
+        }
+        buckets = buckets.saturating_mul(WIDENING);
+    }
+}
+
+/// The first `page_size + 1` buckets of `window` past the cursor: its hours but `raw_hours`
+/// from the rollup, `raw_hours` from their current raw rows, summed in one statement.
+async fn read(
+    clickhouse: &Client,
+    query: &RoundsQuery,
+    window: &Span,
+    raw_hours: &[u32],
+) -> Result<Vec<BucketRow>, clickhouse::error::Error> {
+    let rollup = &GAME_ROUNDS_HOURLY;
+    let published = group_filter(query);
+    let mut sql = rollup.published_rows(window.first, window.last, raw_hours, &published.filter());
+    let mut values = published.values;
+    if !raw_hours.is_empty() {
+        let mut raw = group_filter(query);
+        // Instants are bound as seconds: `toDateTime` of a number is exact on every
+        // ClickHouse version, where text beyond 2105 is read as garbage by 18.16.
+        if let Some(from) = query.from {
+            raw.condition(
+                "created_timestamp >= toDateTime(?)",
+                [Value::Seconds(from.timestamp())],
+            );
+        }
+        if let Some(to) = query.to {
+            raw.condition(
+                "created_timestamp < toDateTime(?)",
+                [Value::Seconds(to.timestamp())],
+            );
+        }
+        sql = format!(
+            "{sql} UNION ALL {}",
+            rollup.current_inputs(raw_hours, &raw.filter())
+        );
+        values.extend(raw.values);
+    }
+    let bucket = match query.granularity {
+        Granularity::Hour => "toUInt32(toStartOfHour(at))",
+        Granularity::Day => "toUInt32(toStartOfDay(at))",
+    };
+    let (keyset, order_by) = match query.order {
+        Order::Ascending => (">", "start, user_id, game_id"),
+        Order::Descending => ("<", "start DESC, user_id DESC, game_id DESC"),
+    };
+    let keyset = match &query.after {
+        Some(after) => {
+            values.extend([
+                Value::Number(u64::from(after.start)),
+                Value::Text(after.player_id.clone()),
+                Value::Number(after.game_id),
+            ]);
+            format!("WHERE ({bucket}, user_id, game_id) {keyset} (?, ?, ?)")
+        }
+        None => String::new(),
+    };
+    // Sums of Nullable(Decimal) skip NULLs and come back as Nullable(Decimal(38, 4)).
+    let sql = format!(
+        "SELECT {bucket} AS start, user_id, game_id, \
+         sum(real_amount_bet) AS real_amount_bet, sum(bonus_amount_bet) AS bonus_amount_bet, \
+         sum(real_amount_win) AS real_amount_win, sum(bonus_amount_win) AS bonus_amount_win, \
+         sum(rounds) AS rounds \
+         FROM ({sql}) {keyset} \
+         GROUP BY start, user_id, game_id ORDER BY {order_by} LIMIT ?"
+    );
+    let mut statement = clickhouse.query(&sql);
+    for value in values {
+        statement = match value {
+            Value::Text(text) => statement.bind(text),
+            Value::Number(number) => statement.bind(number),
+            Value::Seconds(seconds) => statement.bind(seconds),
+        };
+    }
+    statement
+        .bind(u64::from(query.page_size) + 1)
+        .fetch_all::<BucketRow>()
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(first: u32, last: u32) -> Span {
+        Span {
+            first,
+            last,
+            partial: vec![first, last],
+        }
+    }
+
+    const DAY: u32 = 86_400;
+
+    #[test]
+    fn windows_start_at_the_pages_first_bucket_and_end_on_a_bucket_boundary() {
+        // From 10:00 on day 2 to 05:00 on day 9.
+        let whole = span(2 * DAY + 10 * HOUR_SECONDS, 9 * DAY + 5 * HOUR_SECONDS);
+        let (window, done) = whole.window(Order::Ascending, Granularity::Hour, 24);
+        assert_eq!(
+            (window.first, window.last),
+            (whole.first, whole.first + 23 * HOUR_SECONDS)
+        );
+        assert_eq!((window.partial, done), (vec![whole.first], false));
+        let (window, done) = whole.window(Order::Ascending, Granularity::Day, 2);
+        assert_eq!(
+            window.last,
+            4 * DAY - HOUR_SECONDS,
+            "day 2 and day 3, whole"
+        );
+        assert!(!done);
+        let (window, done) = whole.window(Order::Descending, Granularity::Day, 2);
+        assert_eq!((window.first, window.last), (8 * DAY, whole.last));
+        assert_eq!((window.partial, done), (vec![whole.last], false));
+        let (window, done) = whole.window(Order::Descending, Granularity::Hour, 1_000);
+        assert_eq!((window, done), (whole.clone(), true));
+        assert!(whole.window(Order::Ascending, Granularity::Day, 8).1);
+    }
+
+    #[test]
+    fn windows_near_the_ends_of_time_do_not_overflow() {
+        let last = hour_of(TIMESTAMP_MAX_SECONDS);
+        let whole = span(0, last);
+        assert_eq!(
+            whole
+                .window(Order::Ascending, Granularity::Day, u32::MAX)
+                .0
+                .last,
+            last
+        );
+        assert_eq!(
+            whole
+                .window(Order::Descending, Granularity::Day, u32::MAX)
+                .0
+                .first,
+            0
+        );
+        assert_eq!(
+            whole
+                .window(Order::Descending, Granularity::Hour, 1)
+                .0
+                .first,
+            last
+        );
+    }
+
+    #[test]
+    fn buckets_carry_exact_sums_and_ggr() {
+        let bucket = Bucket::from(BucketRow {
+            start: 3600,
+            user_id: "p".into(),
+            game_id: 1,
+            real_amount_bet: Some(25_000),
+            bonus_amount_bet: None,
+            real_amount_win: Some(1),
+            bonus_amount_win: Some(10_000),
+            rounds: 3,
+        });
+        assert_eq!(bucket.real_amount_bet, "2.5");
+        assert_eq!(bucket.bonus_amount_bet, "0");
+        assert_eq!(bucket.ggr, "1.4999");
+        assert_eq!(bucket.start.to_rfc3339(), "1970-01-01T01:00:00+00:00");
+    }
+}
