@@ -6,8 +6,6 @@
 //! The SQL is text because ClickHouse binds only scalar values; what is spliced in is either
 //! part of a `'static` definition or a number (hours, versions), never user input.
 
-use std::fmt::Write;
-
 /// The raw rows a rollup is computed from.
 #[derive(Debug, Clone, Copy)]
 pub struct Source {
@@ -92,14 +90,40 @@ fn tuple(names: &[&str]) -> String {
     }
 }
 
-/// `IN (toDateTime(h1), …)` over the bucket expression; `hours` must not be empty.
-fn hours_in(hours: &[u32]) -> String {
-    let mut list = String::new();
-    for (i, hour) in hours.iter().enumerate() {
-        let separator = if i == 0 { "" } else { ", " };
-        let _ = write!(list, "{separator}toDateTime({hour})");
+/// Runs of at least this many consecutive hours are written as one range.
+const RANGE_FROM: usize = 3;
+
+/// The condition "`expr` (an hour's first second) is one of `hours`" (not empty): runs of
+/// consecutive hours as ranges, the rest as one `IN` list — so a year of dirty hours is one
+/// range, far below ClickHouse's limits on a statement's size.
+fn among(expr: &str, hours: &[u32]) -> String {
+    let mut hours = hours.to_vec();
+    hours.sort_unstable();
+    hours.dedup();
+    let (mut ranges, mut singles) = (Vec::new(), Vec::new());
+    let mut start = 0;
+    for end in 1..=hours.len() {
+        let run_continues =
+            end < hours.len() && u64::from(hours[end]) == u64::from(hours[end - 1]) + 3600;
+        if run_continues {
+            continue;
+        }
+        let run = &hours[start..end];
+        if run.len() >= RANGE_FROM {
+            ranges.push(format!(
+                "{expr} BETWEEN toDateTime({}) AND toDateTime({})",
+                run[0],
+                run[run.len() - 1]
+            ));
+        } else {
+            singles.extend(run.iter().map(|h| format!("toDateTime({h})")));
+        }
+        start = end;
     }
-    format!("IN ({list})")
+    if !singles.is_empty() {
+        ranges.push(format!("{expr} IN ({})", singles.join(", ")));
+    }
+    format!("({})", ranges.join(" OR "))
 }
 
 impl Rollup {
@@ -118,7 +142,7 @@ impl Rollup {
             version_column,
             ..
         } = self.source;
-        let (bucket, in_hours) = (self.bucket(), hours_in(hours));
+        let in_hours = among(&self.bucket(), hours);
         let (key_tuple, key) = (tuple(key), key.join(", "));
         let min = hours.iter().min().copied().unwrap_or(0);
         let max = hours.iter().max().copied().unwrap_or(0);
@@ -129,10 +153,10 @@ impl Rollup {
             end = u64::from(max) + 3600,
         );
         format!(
-            "{range} AND {bucket} {in_hours} AND ({key}, {version_column}) IN (\
+            "{range} AND {in_hours} AND ({key}, {version_column}) IN (\
              SELECT {key}, max({version_column}) FROM {identity_table} \
              WHERE {key_tuple} IN (SELECT {key} FROM {versions_table} \
-             WHERE {range} AND {bucket} {in_hours}) GROUP BY {key})"
+             WHERE {range} AND {in_hours}) GROUP BY {key})"
         )
     }
 
@@ -214,8 +238,8 @@ impl Rollup {
         let hours = match except {
             [] => format!("bucket >= toDateTime({first}) AND bucket <= toDateTime({last})"),
             except => format!(
-                "bucket >= toDateTime({first}) AND bucket <= toDateTime({last}) AND bucket NOT {}",
-                hours_in(except)
+                "bucket >= toDateTime({first}) AND bucket <= toDateTime({last}) AND NOT {}",
+                among("bucket", except)
             ),
         };
         format!(
@@ -327,6 +351,22 @@ mod tests {
         assert!(sql.contains("toUInt64(42) AS rollup_version"));
         assert!(sql.contains("IN (toDateTime(3600), toDateTime(7200))"));
         assert!(sql.contains("created_timestamp < toDateTime(10800)"));
+    }
+
+    #[test]
+    fn runs_of_hours_become_ranges_and_the_rest_a_list() {
+        let h = |n: u32| n * 3600;
+        assert_eq!(
+            among("b", &[h(9), h(1), h(2), h(3), h(4), h(7), h(11), h(12), h(2)]),
+            "(b BETWEEN toDateTime(3600) AND toDateTime(14400) OR \
+             b IN (toDateTime(25200), toDateTime(32400), toDateTime(39600), toDateTime(43200)))"
+        );
+        assert_eq!(among("b", &[h(5)]), "(b IN (toDateTime(18000)))");
+        let year: Vec<u32> = (0..8_760).map(h).collect();
+        assert_eq!(
+            among("b", &year),
+            "(b BETWEEN toDateTime(0) AND toDateTime(31532400))"
+        );
     }
 
     #[test]

@@ -8,8 +8,11 @@
 //! - `bench consumer`: topic → ClickHouse rows/s beside a `clickhouse-client` CSV load.
 //! - `bench watcher`: files/hour for many small files and rows/s for one large file, beside
 //!   the upload path's rate from the same run.
+//! - `bench query`: the six questions of issue 13 through the gateway, from raw rows and from
+//!   the rollup, beside the same questions asked directly of the rollup table.
 
 mod bench;
+mod bench_query;
 mod bench_watcher;
 
 use std::fs::File;
@@ -80,6 +83,18 @@ enum Bench {
         #[arg(long, default_value_t = 1_000_000)]
         rows: u64,
     },
+    /// The gateway's answers from raw rows and from the rollup, beside the rollup table asked
+    /// directly, over generated play sessions (needs `scripts/dev services`).
+    Query {
+        #[arg(long, default_value_t = 10_000_000)]
+        rows: u64,
+        /// Timed answers per question from the rollup and from the table (after a warm-up).
+        #[arg(long, default_value_t = 21)]
+        samples: usize,
+        /// Timed answers per question with every hour read from raw rows.
+        #[arg(long, default_value_t = 3)]
+        raw_samples: usize,
+    },
     /// Dropped files → committed, beside the upload path (needs `scripts/dev services`).
     Watcher {
         /// Small files to drop at once.
@@ -106,6 +121,14 @@ async fn main() -> anyhow::Result<()> {
         Task::Bench {
             what: Bench::Consumer { rows },
         } => bench::consumer(rows).await?,
+        Task::Bench {
+            what:
+                Bench::Query {
+                    rows,
+                    samples,
+                    raw_samples,
+                },
+        } => bench_query::query(rows, samples, raw_samples).await?,
         Task::Bench {
             what:
                 Bench::Watcher {
