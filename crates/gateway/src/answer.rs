@@ -224,6 +224,48 @@ fn group_filter(query: &RoundsQuery) -> Statement {
     statement
 }
 
+/// Runs of raw hours a statement names at most: more would exceed ClickHouse's statement size
+/// (256 KiB by default) when many scattered hours are dirty (a backfill).
+const MAX_RAW_RUNS: usize = 64;
+
+/// `hours` (sorted, distinct) with the smallest gaps between their runs filled in, until at
+/// most `max_runs` runs remain. Reading an hour from raw rows is always exact (they are what
+/// the rollup is computed from), so a superset only costs time; the rollup branch excludes
+/// exactly the same hours.
+fn coarsen(hours: &[u32], max_runs: usize) -> Vec<u32> {
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for &hour in hours {
+        match runs.last_mut() {
+            Some((_, end)) if u64::from(*end) + u64::from(HOUR_SECONDS) == u64::from(hour) => {
+                *end = hour
+            }
+            _ => runs.push((hour, hour)),
+        }
+    }
+    if runs.len() > max_runs.max(1) {
+        let mut gaps: Vec<(u32, usize)> = runs
+            .windows(2)
+            .enumerate()
+            .map(|(i, pair)| (pair[1].0 - pair[0].1, i))
+            .collect();
+        // Keep the widest gaps, fill the others.
+        gaps.sort_unstable_by(|a, b| b.cmp(a));
+        let mut kept: Vec<usize> = gaps[..max_runs.max(1) - 1].iter().map(|g| g.1).collect();
+        kept.sort_unstable();
+        let mut merged = Vec::with_capacity(kept.len() + 1);
+        let mut start = runs[0].0;
+        for i in kept {
+            merged.push((start, runs[i].1));
+            start = runs[i + 1].0;
+        }
+        merged.push((start, runs[runs.len() - 1].1));
+        runs = merged;
+    }
+    runs.into_iter()
+        .flat_map(|(first, last)| (first..=last).step_by(HOUR_SECONDS as usize))
+        .collect()
+}
+
 /// How many times wider each window is than the one before.
 const WIDENING: u32 = 8;
 
@@ -336,6 +378,7 @@ pub async fn fetch(
             .collect();
         raw_hours.sort_unstable();
         raw_hours.dedup();
+        let raw_hours = coarsen(&raw_hours, MAX_RAW_RUNS);
         let read = || read(&source.clickhouse, query, &window, &raw_hours);
         let mut rows = retrying(read).await?;
         let has_more = rows.len() > query.page_size as usize;
@@ -460,6 +503,23 @@ mod tests {
         let (window, done) = whole.window(Order::Descending, Granularity::Hour, 1_000);
         assert_eq!((window, done), (whole.clone(), true));
         assert!(whole.window(Order::Ascending, Granularity::Day, 8).1);
+    }
+
+    #[test]
+    fn scattered_raw_hours_are_joined_across_the_smallest_gaps() {
+        let h = |n: u32| n * HOUR_SECONDS;
+        let hours = [h(1), h(2), h(4), h(10), h(11), h(30)];
+        assert_eq!(coarsen(&hours, 10), hours, "few runs stay as they are");
+        assert_eq!(
+            coarsen(&hours, 2),
+            [h(1), h(2), h(3), h(4), h(5), h(6), h(7), h(8), h(9), h(10), h(11), h(30)]
+        );
+        assert_eq!(coarsen(&hours, 1), (1..=30).map(h).collect::<Vec<_>>());
+        let scattered: Vec<u32> = (0..10_000).map(|n| h(n * 2)).collect();
+        let coarse = coarsen(&scattered, MAX_RAW_RUNS);
+        assert!(scattered.iter().all(|h| coarse.binary_search(h).is_ok()));
+        let runs = coarse.windows(2).filter(|w| w[1] - w[0] > HOUR_SECONDS).count() + 1;
+        assert!(runs <= MAX_RAW_RUNS, "{runs}");
     }
 
     #[test]
