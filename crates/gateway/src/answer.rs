@@ -192,6 +192,7 @@ struct Statement {
     values: Vec<Value>,
 }
 
+#[derive(Clone)]
 enum Value {
     Text(String),
     Number(u64),
@@ -331,8 +332,14 @@ impl Span {
     }
 }
 
+/// Attempts at a consistent read; the last reads every hour of its window raw.
+const CONSISTENT_ATTEMPTS: usize = 4;
+
 /// Reads one page (see the module's documentation): at most `page_size` buckets, and whether
-/// more exist.
+/// more exist. Redis is asked for the dirty hours before and after the read: if an hour the
+/// page took from the rollup changed meanwhile (a batch began on it, or hours were cleared),
+/// the page is read again, and the last attempt reads its hours only from raw rows — exact
+/// without Redis, only slower.
 pub async fn fetch(
     source: &Source,
     query: &RoundsQuery,
@@ -340,54 +347,104 @@ pub async fn fetch(
     let Some(span) = Span::of(query) else {
         return Ok((Vec::new(), false));
     };
-    let dirty = {
-        let mut redis = source.redis.get().await?;
-        source
+    let mut redis = source.redis.get().await?;
+    for attempt in 1..=CONSISTENT_ATTEMPTS {
+        let before = source
             .dirty
-            .between(&mut redis, span.first, span.last)
-            .await?
-    };
-    // An open end starts the windows where the data does: every hour with rows is published
-    // or dirty.
-    let span = match (query.from, query.to) {
-        (Some(_), Some(_)) => span,
-        _ => {
-            let bounds = GAME_ROUNDS_HOURLY.published_bounds();
-            let (first, last, hours): (u32, u32, u64) =
-                retrying(|| source.clickhouse.query(&bounds).fetch_one()).await?;
-            let published = (hours > 0).then_some((first, last));
-            let dirty = dirty.first().zip(dirty.last()).map(|(f, l)| (*f, *l));
-            let bounds = match (published, dirty) {
-                (Some((f1, l1)), Some((f2, l2))) => Some((f1.min(f2), l1.max(l2))),
-                (one, other) => one.or(other),
-            };
-            match bounds.and_then(|(first, last)| span.within(first, last)) {
-                Some(span) => span,
-                None => return Ok((Vec::new(), false)),
-            }
+            .snapshot(&mut redis, span.first, span.last)
+            .await?;
+        let all_raw = attempt == CONSISTENT_ATTEMPTS;
+        let Some(page) = read_page(source, query, &span, &before.hours, all_raw).await? else {
+            return Ok((Vec::new(), false));
+        };
+        if all_raw {
+            return Ok(page.answer);
         }
+        let after = source
+            .dirty
+            .snapshot(&mut redis, span.first, span.last)
+            .await?;
+        if before.still_holds(&after, page.window.first, page.window.last, &page.raw_hours) {
+            return Ok(page.answer);
+        }
+        metrics::counter!("sluice_gateway_reads_repeated_total").increment(1);
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// A page read, with the hours it covers and those it read raw.
+struct Page {
+    answer: (Vec<Bucket>, bool),
+    window: Span,
+    raw_hours: Vec<u32>,
+}
+
+/// Reads one page with `dirty` (sorted) as the unprocessed hours, or every hour raw; `None`
+/// when no hour of the span can hold rows.
+async fn read_page(
+    source: &Source,
+    query: &RoundsQuery,
+    span: &Span,
+    dirty: &[u32],
+    all_raw: bool,
+) -> Result<Option<Page>, FetchError> {
+    let Some(span) = data_span(source, query, span, dirty).await? else {
+        return Ok(None);
     };
     let mut buckets = first_window(query.granularity);
     loop {
         let (window, whole) = span.window(query.order, query.granularity, buckets);
-        let mut raw_hours: Vec<u32> = dirty
-            .iter()
-            .copied()
-            .filter(|h| (window.first..=window.last).contains(h))
-            .chain(window.partial.iter().copied())
-            .collect();
-        raw_hours.sort_unstable();
-        raw_hours.dedup();
-        let raw_hours = coarsen(&raw_hours, MAX_RAW_RUNS);
+        let raw_hours = if all_raw {
+            (window.first..=window.last)
+                .step_by(HOUR_SECONDS as usize)
+                .collect()
+        } else {
+            let mut raw_hours: Vec<u32> = dirty
+                .iter()
+                .copied()
+                .filter(|h| (window.first..=window.last).contains(h))
+                .chain(window.partial.iter().copied())
+                .collect();
+            raw_hours.sort_unstable();
+            raw_hours.dedup();
+            coarsen(&raw_hours, MAX_RAW_RUNS)
+        };
         let read = || read(&source.clickhouse, query, &window, &raw_hours);
         let mut rows = retrying(read).await?;
         let has_more = rows.len() > query.page_size as usize;
         if has_more || whole {
             rows.truncate(query.page_size as usize);
-            return Ok((rows.into_iter().map(Bucket::from).collect(), has_more));
+            return Ok(Some(Page {
+                answer: (rows.into_iter().map(Bucket::from).collect(), has_more),
+                window,
+                raw_hours,
+            }));
         }
         buckets = buckets.saturating_mul(WIDENING);
     }
+}
+
+/// `span`, where an end is open, narrowed to the hours that can hold rows: every hour with
+/// rows is published or dirty. `None` when there are none.
+async fn data_span(
+    source: &Source,
+    query: &RoundsQuery,
+    span: &Span,
+    dirty: &[u32],
+) -> Result<Option<Span>, FetchError> {
+    if query.from.is_some() && query.to.is_some() {
+        return Ok(Some(span.clone()));
+    }
+    let bounds = GAME_ROUNDS_HOURLY.published_bounds();
+    let (first, last, hours): (u32, u32, u64) =
+        retrying(|| source.clickhouse.query(&bounds).fetch_one()).await?;
+    let published = (hours > 0).then_some((first, last));
+    let dirty = dirty.first().zip(dirty.last()).map(|(f, l)| (*f, *l));
+    let bounds = match (published, dirty) {
+        (Some((f1, l1)), Some((f2, l2))) => Some((f1.min(f2), l1.max(l2))),
+        (one, other) => one.or(other),
+    };
+    Ok(bounds.and_then(|(first, last)| span.within(first, last)))
 }
 
 /// The first `page_size + 1` buckets of `window` past the cursor: its hours but `raw_hours`
@@ -422,6 +479,8 @@ async fn read(
             "{sql} UNION ALL {}",
             rollup.current_inputs(raw_hours, &raw.filter())
         );
+        // The filter appears twice: on the rows and on the keys looked up.
+        values.extend(raw.values.iter().cloned());
         values.extend(raw.values);
     }
     let bucket = match query.granularity {
@@ -512,13 +571,30 @@ mod tests {
         assert_eq!(coarsen(&hours, 10), hours, "few runs stay as they are");
         assert_eq!(
             coarsen(&hours, 2),
-            [h(1), h(2), h(3), h(4), h(5), h(6), h(7), h(8), h(9), h(10), h(11), h(30)]
+            [
+                h(1),
+                h(2),
+                h(3),
+                h(4),
+                h(5),
+                h(6),
+                h(7),
+                h(8),
+                h(9),
+                h(10),
+                h(11),
+                h(30)
+            ]
         );
         assert_eq!(coarsen(&hours, 1), (1..=30).map(h).collect::<Vec<_>>());
         let scattered: Vec<u32> = (0..10_000).map(|n| h(n * 2)).collect();
         let coarse = coarsen(&scattered, MAX_RAW_RUNS);
         assert!(scattered.iter().all(|h| coarse.binary_search(h).is_ok()));
-        let runs = coarse.windows(2).filter(|w| w[1] - w[0] > HOUR_SECONDS).count() + 1;
+        let runs = coarse
+            .windows(2)
+            .filter(|w| w[1] - w[0] > HOUR_SECONDS)
+            .count()
+            + 1;
         assert!(runs <= MAX_RAW_RUNS, "{runs}");
     }
 

@@ -101,6 +101,7 @@ impl Application {
             "sluice_gateway_leases_expired_total",
             "sluice_gateway_leases_settled_late_total",
             "sluice_gateway_query_retries_total",
+            "sluice_gateway_reads_repeated_total",
         ]);
         let listener = TcpListener::bind(&config.listen_addr)?;
         let port = listener.local_addr()?.port();

@@ -6,7 +6,8 @@
 //!   of its rounds are in), [`DirtyHours::end`] once ClickHouse acknowledged it;
 //! - processor: [`DirtyHours::claim`] (a version and hours to recompute), then, once that
 //!   version of the hours is published, [`DirtyHours::clear`];
-//! - readers: [`DirtyHours::between`] (the hours to read from raw rows) and
+//! - readers: [`DirtyHours::snapshot`] before and after a read (the hours to read from raw
+//!   rows, and whether the answer still holds), [`DirtyHours::between`] and
 //!   [`DirtyHours::lag`].
 //!
 //! Invariant: an hour leaves the dirty set only when no batch holds a lease on it, every
@@ -23,7 +24,7 @@ use redis::{RedisResult, Script};
 /// The Redis keys of one database's dirty hours, in the order every script takes them.
 #[derive(Debug, Clone)]
 pub struct DirtyHours {
-    keys: [String; 8],
+    keys: [String; 9],
 }
 
 /// What [`DirtyHours::claim`] handed a processor: the version to recompute under and the hours.
@@ -42,12 +43,37 @@ pub struct Lag {
     pub behind: Duration,
 }
 
+/// The dirty hours of a range at one moment, and how many clears had emptied hours by then:
+/// a reader compares the snapshots before and after its read (see [`Snapshot::still_holds`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub clears: u64,
+    /// Sorted.
+    pub hours: Vec<u32>,
+}
+
+impl Snapshot {
+    /// Whether an answer that took every hour of `first..=last` but `raw` (sorted) from the
+    /// rollup, between `self` and `later`, is exact: no such hour became dirty (a batch that
+    /// began meanwhile may already be visible in the raw rows) and no hour was cleared (one
+    /// may have been dirtied, written and recomputed meanwhile).
+    pub fn still_holds(&self, later: &Snapshot, first: u32, last: u32, raw: &[u32]) -> bool {
+        self.clears == later.clears
+            && later
+                .hours
+                .iter()
+                .filter(|h| (first..=last).contains(*h))
+                .all(|h| raw.binary_search(h).is_ok())
+    }
+}
+
 struct Scripts {
     begin: Script,
     end: Script,
     claim: Script,
     clear: Script,
     lag: Script,
+    snapshot: Script,
 }
 
 fn scripts() -> &'static Scripts {
@@ -61,6 +87,7 @@ fn scripts() -> &'static Scripts {
             claim: with_prelude(include_str!("lua/claim.lua")),
             clear: with_prelude(include_str!("lua/clear.lua")),
             lag: with_prelude(include_str!("lua/lag.lua")),
+            snapshot: with_prelude(include_str!("lua/snapshot.lua")),
         }
     })
 }
@@ -86,6 +113,7 @@ impl DirtyHours {
                 "claims",
                 "since",
                 "claimed_by",
+                "clears",
             ]
             .map(key),
         }
@@ -208,6 +236,27 @@ impl DirtyHours {
         Ok(value.unwrap_or(0))
     }
 
+    /// The dirty hours from `first` to `last` (inclusive) and the clears so far, at one moment.
+    pub async fn snapshot(
+        &self,
+        connection: &mut impl ConnectionLike,
+        first: u32,
+        last: u32,
+    ) -> RedisResult<Snapshot> {
+        let mut invocation = self.invocation(&scripts().snapshot);
+        invocation.arg(first).arg(last);
+        let reply: Vec<u64> = invocation.invoke_async(connection).await?;
+        let (clears, hours) = reply.split_first().ok_or_else(|| {
+            redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "snapshot: empty"))
+        })?;
+        let mut hours: Vec<u32> = hours.iter().map(|h| *h as u32).collect();
+        hours.sort_unstable();
+        Ok(Snapshot {
+            clears: *clears,
+            hours,
+        })
+    }
+
     /// How many hours are dirty and for how long the oldest has been.
     pub async fn lag(&self, connection: &mut impl ConnectionLike) -> RedisResult<Lag> {
         let (dirty_hours, since): (u64, u64) = self
@@ -222,5 +271,38 @@ impl DirtyHours {
             dirty_hours,
             behind,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_holds_unless_an_hour_it_took_from_the_rollup_turned_dirty_or_hours_were_cleared() {
+        let before = Snapshot {
+            clears: 4,
+            hours: vec![3600, 7200],
+        };
+        let same = before.clone();
+        assert!(before.still_holds(&same, 0, 36_000, &[3600, 7200]));
+        let dirtied = Snapshot {
+            clears: 4,
+            hours: vec![3600, 7200, 10_800],
+        };
+        assert!(!before.still_holds(&dirtied, 0, 36_000, &[3600, 7200]));
+        assert!(
+            before.still_holds(&dirtied, 0, 36_000, &[3600, 7200, 10_800]),
+            "read raw"
+        );
+        assert!(
+            before.still_holds(&dirtied, 0, 7200, &[3600, 7200]),
+            "outside the window"
+        );
+        let cleared = Snapshot {
+            clears: 5,
+            hours: vec![],
+        };
+        assert!(!before.still_holds(&cleared, 0, 36_000, &[3600, 7200]));
     }
 }

@@ -131,10 +131,12 @@ impl Rollup {
         format!("toStartOfHour({})", self.source.time_column)
     }
 
-    /// The condition a row of the versions table meets when it is its key's current version
-    /// and falls in one of `hours` (not empty): the one definition of "current"
-    /// (docs/PROCESSING.md).
-    pub fn current_rows(&self, hours: &[u32]) -> String {
+    /// The condition a row of the versions table meets when it is its key's current version,
+    /// falls in one of `hours` (not empty) and meets `filter` (SQL over the row's own columns;
+    /// `1` for none): the one definition of "current" (docs/PROCESSING.md). The filter also
+    /// narrows the keys whose versions are looked up — exact, since a key's current row meets
+    /// it or the key does not count.
+    pub fn current_rows(&self, hours: &[u32], filter: &str) -> String {
         let Source {
             versions_table,
             identity_table,
@@ -153,10 +155,10 @@ impl Rollup {
             end = u64::from(max) + 3600,
         );
         format!(
-            "{range} AND {in_hours} AND ({key}, {version_column}) IN (\
+            "{range} AND {in_hours} AND ({filter}) AND ({key}, {version_column}) IN (\
              SELECT {key}, max({version_column}) FROM {identity_table} \
              WHERE {key_tuple} IN (SELECT {key} FROM {versions_table} \
-             WHERE {range} AND {in_hours}) GROUP BY {key})"
+             WHERE {range} AND {in_hours} AND ({filter})) GROUP BY {key})"
         )
     }
 
@@ -177,7 +179,7 @@ impl Rollup {
             bucket = self.bucket(),
             measures = measures.join(", "),
             table = self.source.versions_table,
-            current = self.current_rows(hours),
+            current = self.current_rows(hours, "1"),
         )
     }
 
@@ -256,7 +258,8 @@ impl Rollup {
     /// What a reader sums for `hours` (not empty) that are not processed yet: their current
     /// rows, as `at` (the row's time), the group-by columns and each measure's input (the
     /// column of a sum, 1 for a count), so that summing them equals the rollup's measures.
-    /// `filter` (SQL over those columns and `at`'s source column; `1` for none) narrows them.
+    /// `filter` (SQL over the source's columns; `1` for none) narrows them; it appears twice
+    /// in the statement (see [`Rollup::current_rows`]), so its parameters are bound twice.
     pub fn current_inputs(&self, hours: &[u32], filter: &str) -> String {
         let inputs: Vec<String> = self
             .measures
@@ -267,13 +270,12 @@ impl Rollup {
             })
             .collect();
         format!(
-            "SELECT {time} AS at, {group_by}, {inputs} FROM {table} FINAL \
-             WHERE {current} AND ({filter})",
+            "SELECT {time} AS at, {group_by}, {inputs} FROM {table} FINAL WHERE {current}",
             time = self.source.time_column,
             group_by = self.group_by.join(", "),
             inputs = inputs.join(", "),
             table = self.source.versions_table,
-            current = self.current_rows(hours),
+            current = self.current_rows(hours, filter),
         )
     }
 
@@ -357,7 +359,10 @@ mod tests {
     fn runs_of_hours_become_ranges_and_the_rest_a_list() {
         let h = |n: u32| n * 3600;
         assert_eq!(
-            among("b", &[h(9), h(1), h(2), h(3), h(4), h(7), h(11), h(12), h(2)]),
+            among(
+                "b",
+                &[h(9), h(1), h(2), h(3), h(4), h(7), h(11), h(12), h(2)]
+            ),
             "(b BETWEEN toDateTime(3600) AND toDateTime(14400) OR \
              b IN (toDateTime(25200), toDateTime(32400), toDateTime(39600), toDateTime(43200)))"
         );

@@ -21,4 +21,7 @@ for i = 2, #ARGV do
     cleared = cleared + 1
   end
 end
+if cleared > 0 then
+  redis.call('INCR', KEYS[9])
+end
 return cleared

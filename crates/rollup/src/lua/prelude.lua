@@ -1,5 +1,6 @@
 -- Shared by every dirty-hours script. KEYS, always in this order (dirty.rs `Keys`):
--- 1 seq, 2 dirty, 3 marks, 4 pending, 5 pending_count, 6 claims, 7 since, 8 claimed_by.
+-- 1 seq, 2 dirty, 3 marks, 4 pending, 5 pending_count, 6 claims, 7 since, 8 claimed_by,
+-- 9 clears.
 
 -- One lease on hour `h` ended (its batch finished or its lease expired).
 local function release(h)
