@@ -1,12 +1,14 @@
 //! Shared by the consumer's integration tests.
 #![allow(dead_code)]
 
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use sluice_consumer::{Application, Config};
 use sluice_schema::avro::GameRoundCodec;
 use sluice_schema::{GameRound, Money, PlayerId};
 use sluice_testkit::{kafka, Stack};
+use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
 pub const PARTITIONS: i32 = 4;
@@ -78,4 +80,41 @@ pub async fn wait_for_committed(group: &str, topic: &str, expected: i64) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The real consumer binary, configured like a deployment would be.
+pub fn spawn_binary(topic: &str, group: &str, database: &str) -> Child {
+    let stack = Stack::get();
+    let output = || {
+        if std::env::var_os("TEST_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        }
+    };
+    Command::new(env!("CARGO_BIN_EXE_sluice-consumer"))
+        .env("SLUICE_CONSUMER_LISTEN_ADDR", "127.0.0.1:0")
+        .env("SLUICE_CONSUMER_KAFKA_BROKERS", &stack.kafka_brokers)
+        .env("SLUICE_CONSUMER_CLICKHOUSE_URL", &stack.clickhouse_url)
+        .env("SLUICE_CONSUMER_CLICKHOUSE_DATABASE", database)
+        .env("SLUICE_CONSUMER_CLICKHOUSE_USER", &stack.clickhouse_user)
+        .env(
+            "SLUICE_CONSUMER_CLICKHOUSE_PASSWORD",
+            &stack.clickhouse_password,
+        )
+        .env("SLUICE_CONSUMER_REDIS_URL", &stack.redis_url)
+        // A killed instance's marks hold their hours this long.
+        .env("SLUICE_CONSUMER_MARK_LEASE_MS", "3000")
+        .env("SLUICE_CONSUMER_TOPIC", topic)
+        .env("SLUICE_CONSUMER_TOPIC_PARTITIONS", PARTITIONS.to_string())
+        .env("SLUICE_CONSUMER_GROUP_ID", group)
+        .env("SLUICE_CONSUMER_SESSION_TIMEOUT_MS", "6000")
+        .env("SLUICE_CONSUMER_MAX_POLL_INTERVAL_MS", "10000")
+        .env("SLUICE_CONSUMER_BATCH_MAX_ROWS", "2000")
+        .env("SLUICE_CONSUMER_BATCH_TIMEOUT_MS", "200")
+        .stdout(output())
+        .stderr(output())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the sluice-consumer binary starts")
 }

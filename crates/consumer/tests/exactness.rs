@@ -1,0 +1,307 @@
+//! Issue 13's exactness under load, against a real broker, ClickHouse and Redis: rounds arrive
+//! in waves with duplicates and re-uploads that correct a round's bet and move it to another
+//! hour or month; the consumer binary is killed with SIGKILL twice; two processors recompute
+//! at once. Meanwhile a checker asks the gateway again and again: the rounds it counts never
+//! exceed those produced and never go down (never doubled, never short). Once the load has
+//! landed and been processed, the answer equals the last version of every round.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use sluice_rollup::dirty::DirtyHours;
+use sluice_rollup::process::Processor;
+use sluice_rollup::spec::GAME_ROUNDS_HOURLY;
+use sluice_schema::avro::GameRoundCodec;
+use sluice_schema::domain::format_scaled;
+use sluice_schema::{GameRound, Money, PlayerId};
+use sluice_testkit::{kafka, rounds, unique, Stack};
+
+const ADMIN_TOKEN: &str = "exactness-test-admin-token";
+const PLAYERS: u64 = 12;
+const WAVES: u64 = 6;
+const NEW_PER_WAVE: u64 = 600;
+/// 2019-10-28T00:00:00Z: rounds fall in the days around the end of October.
+const START_MS: i64 = 1_572_220_800_000;
+
+/// A round's content; the last one produced for a round is what the answer must hold.
+#[derive(Debug, Clone, Copy)]
+struct Version {
+    player: u64,
+    id: i64,
+    at_ms: i64,
+    game: u64,
+    bet: i64,
+}
+
+impl Version {
+    fn encode(&self) -> Vec<u8> {
+        let round = GameRound {
+            created_timestamp: self.at_ms,
+            game_instance_id: self.id,
+            user_id: PlayerId::parse(&player_id(self.player)).unwrap(),
+            game_id: self.game as i64,
+            real_amount_bet: Some(Money::from_scaled(self.bet)),
+            bonus_amount_bet: None,
+            real_amount_win: Some(Money::ZERO),
+            bonus_amount_win: None,
+            game_name: "Reactoonz".into(),
+            provider: "Play'n GO".into(),
+        };
+        let mut bytes = Vec::new();
+        GameRoundCodec::get().encode(&round, "exactness", &mut bytes);
+        bytes
+    }
+}
+
+fn player_id(player: u64) -> String {
+    format!("{:032x}", 0xabc0_0000 + player)
+}
+
+/// Wave `wave`: new rounds, re-sent duplicates of earlier messages, and re-uploads of earlier
+/// rounds with another bet, moved hours (every third one by more than a week, across the
+/// month's end).
+fn wave(wave: u64, sent: &[Version]) -> Vec<Version> {
+    let mut versions: Vec<Version> = (0..NEW_PER_WAVE)
+        .map(|n| {
+            let id = (wave * NEW_PER_WAVE + n + 1) as i64;
+            Version {
+                player: n % PLAYERS,
+                id,
+                at_ms: START_MS + (id * 7_919 % (4 * 86_400)) * 1_000,
+                game: n % 3,
+                bet: id % 89 * 100,
+            }
+        })
+        .collect();
+    for (n, earlier) in sent
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| n % 7 == wave as usize % 7)
+    {
+        versions.push(*earlier);
+        let shift = if n % 3 == 0 {
+            9 * 86_400
+        } else {
+            3_600 * (n as i64 % 5 + 1)
+        };
+        versions.push(Version {
+            at_ms: earlier.at_ms + shift * 1_000,
+            bet: earlier.bet + 1,
+            ..*earlier
+        });
+    }
+    versions
+}
+
+/// Produces `versions`, each player's under its key, in order.
+async fn produce(topic: &str, versions: &[Version]) {
+    for player in 0..PLAYERS {
+        let payloads: Vec<Vec<u8>> = versions
+            .iter()
+            .filter(|v| v.player == player)
+            .map(Version::encode)
+            .collect();
+        kafka::produce(topic, &player_id(player), &payloads).await;
+    }
+}
+
+async fn spawn_gateway(database: &str) -> String {
+    let stack = Stack::get();
+    let mut config = sluice_gateway::Config::with_endpoints(
+        &stack.redis_url,
+        &stack.clickhouse_url,
+        ADMIN_TOKEN,
+    );
+    config.clickhouse_user = stack.clickhouse_user.clone();
+    config.clickhouse_password = stack.clickhouse_password.clone().into();
+    config.listen_addr = "127.0.0.1:0".into();
+    config.clickhouse_database = database.into();
+    config.redis_key_prefix = format!("{}:", unique("exactness"));
+    config.cursor_secret = Some("exactness-test-cursor-secret-32-bytes".to_owned().into());
+    let application = sluice_gateway::Application::build(config).await.unwrap();
+    let url = format!("http://127.0.0.1:{}", application.port());
+    tokio::spawn(application.run_until_stopped());
+    url
+}
+
+async fn create_key(http: &reqwest::Client, url: &str) -> String {
+    let created: serde_json::Value = http
+        .post(format!("{url}/admin/keys"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({
+            "name": "checker", "credits": 1_000_000,
+            "rate_limit": {"requests": 1_000_000, "per_seconds": 1},
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    created["key"].as_str().unwrap().to_owned()
+}
+
+/// Every daily bucket, in one page: (day, player, game) → (rounds, real bet).
+async fn answer(
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+) -> BTreeMap<(String, String, u64), (u64, String)> {
+    let page: serde_json::Value = http
+        .get(format!("{url}/aggregated_game_rounds"))
+        .header("X-API-Key", key)
+        .query(&[("granularity", "day"), ("page_size", "10000")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["has_more"], false, "{page}");
+    page["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{page}"))
+        .iter()
+        .map(|b| {
+            let key = (
+                b["day"].as_str().unwrap().to_owned(),
+                b["player_id"].as_str().unwrap().to_owned(),
+                b["game_id"].as_u64().unwrap(),
+            );
+            let value = (
+                b["rounds"].as_u64().unwrap(),
+                b["real_amount_bet"].as_str().unwrap().to_owned(),
+            );
+            (key, value)
+        })
+        .collect()
+}
+
+/// What the answer must be: the last version of every round, summed per day, player and game.
+fn expected(last: &HashMap<(u64, i64), Version>) -> BTreeMap<(String, String, u64), (u64, String)> {
+    let mut sums: BTreeMap<(String, String, u64), (u64, i64)> = BTreeMap::new();
+    for version in last.values() {
+        let day = chrono::DateTime::from_timestamp(version.at_ms / 1_000 / 86_400 * 86_400, 0)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let entry = sums
+            .entry((day, player_id(version.player), version.game))
+            .or_default();
+        entry.0 += 1;
+        entry.1 += version.bet;
+    }
+    sums.into_iter()
+        .map(|(key, (rounds, bet))| (key, (rounds, format_scaled(i128::from(bet)))))
+        .collect()
+}
+
+/// A processor stepping until `stop`.
+fn spawn_processor(database: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let client = Stack::get().clickhouse_client(&database);
+        let mut redis = rounds::redis_connection().await;
+        let dirty = DirtyHours::new(&database);
+        let hold = Duration::from_secs(5);
+        let mut processor = Processor::new(&client, GAME_ROUNDS_HOURLY, dirty, 24, hold)
+            .await
+            .unwrap();
+        while !stop.load(Ordering::SeqCst) {
+            if processor
+                .step(&client, &mut redis)
+                .await
+                .unwrap()
+                .hours
+                .is_empty()
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn answers_stay_exact_with_duplicates_re_uploads_a_killed_consumer_and_two_processors() {
+    let (topic, group, database) = (unique("exact"), unique("group"), unique("exact"));
+    kafka::create_topic(&topic, PARTITIONS).await;
+    let client = Stack::get().clickhouse_client(&database);
+    sluice_schema::migrations::apply(&client, &database)
+        .await
+        .unwrap();
+    let url = spawn_gateway(&database).await;
+    let http = reqwest::Client::new();
+    let key = create_key(&http, &url).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let processors = [
+        spawn_processor(database.clone(), Arc::clone(&stop)),
+        spawn_processor(database.clone(), Arc::clone(&stop)),
+    ];
+    // Distinct rounds produced so far: an answer never counts more, and never fewer than before.
+    let produced = Arc::new(AtomicU64::new(0));
+    let checker = tokio::spawn({
+        let (http, url, key) = (http.clone(), url.clone(), key.clone());
+        let (produced, stop) = (Arc::clone(&produced), Arc::clone(&stop));
+        async move {
+            let (mut checks, mut last) = (0, 0);
+            while !stop.load(Ordering::SeqCst) {
+                let ceiling = produced.load(Ordering::SeqCst);
+                let counted: u64 = answer(&http, &url, &key).await.values().map(|v| v.0).sum();
+                assert!(counted <= ceiling, "doubled: {counted} rounds of {ceiling}");
+                assert!(counted >= last, "short: {counted} rounds after {last}");
+                (checks, last) = (checks + 1, counted);
+            }
+            checks
+        }
+    });
+
+    let mut consumer = spawn_binary(&topic, &group, &database);
+    let (mut sent, mut messages) = (Vec::new(), 0);
+    let mut last = HashMap::new();
+    for n in 0..WAVES {
+        let versions = wave(n, &sent);
+        for version in &versions {
+            last.insert((version.player, version.id), *version);
+        }
+        produced.store(last.len() as u64, Ordering::SeqCst);
+        produce(&topic, &versions).await;
+        messages += versions.len() as i64;
+        sent.extend(versions);
+        if n % 2 == 1 && n + 1 < WAVES {
+            // SIGKILL, most likely mid-batch: leases without marks, offsets not committed.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            consumer.start_kill().unwrap();
+            consumer.wait().await.unwrap();
+            consumer = spawn_binary(&topic, &group, &database);
+        }
+    }
+    wait_for_committed(&group, &topic, messages).await;
+
+    // Then the killed instances' leases run out and the processors catch up.
+    let mut redis = rounds::redis_connection().await;
+    let dirty = DirtyHours::new(&database);
+    let started = Instant::now();
+    while !dirty
+        .between(&mut redis, 0, u32::MAX)
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "hours stay dirty"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(answer(&http, &url, &key).await, expected(&last));
+    stop.store(true, Ordering::SeqCst);
+    let checks = checker.await.unwrap();
+    assert!(checks >= 20, "the checker asked only {checks} times");
+    for processor in processors {
+        processor.await.unwrap();
+    }
+    consumer.start_kill().unwrap();
+}
