@@ -195,14 +195,17 @@ pub async fn apply(client: &clickhouse::Client, database: &str) -> Result<(), Mi
         }
         run(client, migration).await?;
     }
-    retire_game_rounds_table(client)
-        .await
-        .map_err(|source| MigrationError::Failed {
-            version: GAME_ROUNDS_VIEW.version,
-            name: GAME_ROUNDS_VIEW.name,
-            source,
-        })?;
-    run(client, &GAME_ROUNDS_VIEW).await
+    let failed = |source| MigrationError::Failed {
+        version: GAME_ROUNDS_VIEW.version,
+        name: GAME_ROUNDS_VIEW.name,
+        source,
+    };
+    retire_game_rounds_table(client).await.map_err(failed)?;
+    // Only when missing: a CREATE, even `IF NOT EXISTS`, analyses the view's statement.
+    match engine_of(client, "game_rounds").await.map_err(failed)? {
+        Some(engine) if engine == "View" => Ok(()),
+        _ => run(client, &GAME_ROUNDS_VIEW).await,
+    }
 }
 
 /// Applies one migration; "already applied" counts as done.
