@@ -270,9 +270,15 @@ fn coarsen(hours: &[u32], max_runs: usize) -> Vec<u32> {
 /// How many times wider each window is than the one before.
 const WIDENING: u32 = 8;
 
-/// The first window, in buckets: a day of hours, or a week of days.
-fn first_window(granularity: Granularity) -> u32 {
-    match granularity {
+/// The first window, in buckets: a day of hours or a week of days when every player and game
+/// is asked for (dense: a page fills soon); the whole span for one player or one game, whose
+/// few buckets would otherwise take several widenings (measured: a player's year took three
+/// statements, 49 ms against 12 ms for one).
+fn first_window(query: &RoundsQuery) -> u32 {
+    if query.player_id.is_some() || query.game_id.is_some() {
+        return u32::MAX;
+    }
+    match query.granularity {
         Granularity::Hour => 24,
         Granularity::Day => 7,
     }
@@ -391,7 +397,7 @@ async fn read_page(
     let Some(span) = data_span(source, query, span, dirty).await? else {
         return Ok(None);
     };
-    let mut buckets = first_window(query.granularity);
+    let mut buckets = first_window(query);
     loop {
         let (window, whole) = span.window(query.order, query.granularity, buckets);
         let raw_hours = if all_raw {

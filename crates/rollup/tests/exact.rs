@@ -398,8 +398,8 @@ async fn applying_the_migrations_to_a_database_with_rows_reads_none_of_them() {
     // set of the 300,000 keys (what analysing an IN subquery builds) does not fit in 20 MB.
     let strict = client
         .clone()
-        .with_option("max_rows_to_read", "100")
-        .with_option("max_memory_usage", "20000000");
+        .with_setting("max_rows_to_read", "100")
+        .with_setting("max_memory_usage", "20000000");
     sluice_schema::migrations::apply(&strict, &name)
         .await
         .unwrap();
