@@ -2,10 +2,7 @@
 //! dirty in Redis until a processor has recomputed them, including the hours its rounds moved
 //! out of — against a real broker, ClickHouse and Redis.
 
-use std::time::Duration;
-
 use sluice_rollup::dirty::DirtyHours;
-use sluice_rollup::process::Processor;
 use sluice_rollup::spec::GAME_ROUNDS_HOURLY;
 use sluice_schema::avro::GameRoundCodec;
 use sluice_testkit::{kafka, rounds, unique, Stack};
@@ -20,20 +17,8 @@ const FEBRUARY_HOUR: u32 = 1_549_882_800;
 
 /// Recomputes every dirty hour; returns the published rounds per hour.
 async fn process(database: &str) -> Vec<(u32, u64)> {
+    rounds::process_every_dirty_hour(database).await;
     let client = Stack::get().clickhouse_client(database);
-    let mut redis = rounds::redis_connection().await;
-    let dirty = DirtyHours::new(database);
-    let hold = Duration::from_secs(60);
-    let mut processor = Processor::new(&client, GAME_ROUNDS_HOURLY, dirty, 100, hold)
-        .await
-        .unwrap();
-    while !processor
-        .step(&client, &mut redis)
-        .await
-        .unwrap()
-        .hours
-        .is_empty()
-    {}
     let published = GAME_ROUNDS_HOURLY.published(JANUARY_HOUR, FEBRUARY_HOUR);
     client
         .query(&format!(

@@ -1685,36 +1685,6 @@ async fn ready_answers_within_a_second_naming_a_frozen_dependency() {
     }
 }
 
-/// Recomputes every dirty hour of `database` into the rollup, as the processor service does.
-async fn process_every_dirty_hour(database: &str) {
-    use sluice_rollup::dirty::DirtyHours;
-    use sluice_rollup::process::Processor;
-    let client = Stack::get().clickhouse_client(database);
-    let mut redis = sluice_testkit::rounds::redis_connection().await;
-    let dirty = DirtyHours::new(database);
-    let mut processor = Processor::new(
-        &client,
-        sluice_rollup::spec::GAME_ROUNDS_HOURLY,
-        dirty.clone(),
-        10_000,
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
-    while !processor
-        .step(&client, &mut redis)
-        .await
-        .unwrap()
-        .hours
-        .is_empty()
-    {}
-    assert!(dirty
-        .between(&mut redis, 0, u32::MAX)
-        .await
-        .unwrap()
-        .is_empty());
-}
-
 #[tokio::test]
 async fn answers_are_the_same_from_raw_rows_and_from_the_rollup_and_a_moved_round_counts_once() {
     let gateway = spawn_gateway(|_| {}).await;
@@ -1774,7 +1744,7 @@ async fn answers_are_the_same_from_raw_rows_and_from_the_rollup_and_a_moved_roun
         (Some("2019-10-23T03:00:00Z"), Some("7"))
     );
 
-    process_every_dirty_hour(&gateway.database).await;
+    sluice_testkit::rounds::process_every_dirty_hour(&gateway.database).await;
     let rollup_rows = clickhouse::query(&format!(
         "SELECT count() FROM {}.rollup_hourly",
         gateway.database
@@ -1827,7 +1797,7 @@ async fn answers_are_the_same_from_raw_rows_and_from_the_rollup_and_a_moved_roun
     };
     let (mixed, _) = gateway.every_page(key, &[], "9").await;
     check(&mixed);
-    process_every_dirty_hour(&gateway.database).await;
+    sluice_testkit::rounds::process_every_dirty_hour(&gateway.database).await;
     let (processed, _) = gateway.every_page(key, &[], "9").await;
     assert_eq!(processed, mixed);
 }

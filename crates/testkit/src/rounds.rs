@@ -42,6 +42,33 @@ pub async fn mark_every_hour(database: &str) {
     .expect("the hours are marked");
 }
 
+/// Recomputes every dirty hour of `database` into the rollup, as the processor service does,
+/// until none is dirty.
+pub async fn process_every_dirty_hour(database: &str) {
+    let client = Stack::get().clickhouse_client(database);
+    let mut redis = redis_connection().await;
+    let dirty = DirtyHours::new(database);
+    let hold = std::time::Duration::from_secs(60);
+    let mut processor = sluice_rollup::process::Processor::new(
+        &client,
+        GAME_ROUNDS_HOURLY,
+        dirty.clone(),
+        10_000,
+        hold,
+    )
+    .await
+    .expect("the processor starts");
+    while !processor
+        .step(&client, &mut redis)
+        .await
+        .expect("a step")
+        .hours
+        .is_empty()
+    {}
+    let left = dirty.between(&mut redis, 0, u32::MAX).await.expect("Redis");
+    assert!(left.is_empty(), "hours still dirty (leased?): {left:?}");
+}
+
 /// A connection to the stack's Redis.
 pub async fn redis_connection() -> redis::aio::MultiplexedConnection {
     redis::Client::open(Stack::get().redis_url.as_str())
