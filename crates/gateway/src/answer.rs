@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use clickhouse::Client;
 use serde::{Deserialize, Serialize};
-use sluice_rollup::dirty::DirtyHours;
+use sluice_rollup::dirty::{DirtyHours, Snapshot};
 use sluice_rollup::spec::GAME_ROUNDS_HOURLY;
 use sluice_rollup::{hour_of, HOUR_SECONDS};
 use sluice_schema::domain::{format_scaled, TIMESTAMP_MAX_SECONDS};
@@ -353,12 +353,8 @@ pub async fn fetch(
     let Some(span) = Span::of(query) else {
         return Ok((Vec::new(), false));
     };
-    let mut redis = source.redis.get().await?;
     for attempt in 1..=CONSISTENT_ATTEMPTS {
-        let before = source
-            .dirty
-            .snapshot(&mut redis, span.first, span.last)
-            .await?;
+        let before = snapshot(source, &span).await?;
         let all_raw = attempt == CONSISTENT_ATTEMPTS;
         let Some(page) = read_page(source, query, &span, &before.hours, all_raw).await? else {
             return Ok((Vec::new(), false));
@@ -366,16 +362,23 @@ pub async fn fetch(
         if all_raw {
             return Ok(page.answer);
         }
-        let after = source
-            .dirty
-            .snapshot(&mut redis, span.first, span.last)
-            .await?;
+        let after = snapshot(source, &span).await?;
         if before.still_holds(&after, page.window.first, page.window.last, &page.raw_hours) {
             return Ok(page.answer);
         }
         metrics::counter!("sluice_gateway_reads_repeated_total").increment(1);
     }
     unreachable!("the last attempt returns")
+}
+
+/// The dirty hours of `span` now, on a pooled connection held only for that: a slow ClickHouse
+/// must not keep Redis connections from the admissions of other requests.
+async fn snapshot(source: &Source, span: &Span) -> Result<Snapshot, FetchError> {
+    let mut redis = source.redis.get().await?;
+    Ok(source
+        .dirty
+        .snapshot(&mut redis, span.first, span.last)
+        .await?)
 }
 
 /// A page read, with the hours it covers and those it read raw.
