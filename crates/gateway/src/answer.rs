@@ -143,6 +143,19 @@ struct Span {
 }
 
 impl Span {
+    /// `first..=last` with those of `partial` inside it; `None` when empty.
+    fn between(first: u32, last: u32, partial: &[u32]) -> Option<Span> {
+        (first <= last).then(|| Span {
+            first,
+            last,
+            partial: partial
+                .iter()
+                .copied()
+                .filter(|h| (first..=last).contains(h))
+                .collect(),
+        })
+    }
+
     /// The span of `query`, narrowed to what lies past its cursor; `None` when empty.
     fn of(query: &RoundsQuery) -> Option<Span> {
         let from = query.from.map_or(0, |t| t.timestamp());
@@ -162,26 +175,15 @@ impl Span {
             partial.push(last);
         }
         if let Some(after) = &query.after {
-            let bucket_hours = match query.granularity {
-                Granularity::Hour => 1,
-                Granularity::Day => 24,
-            };
             match query.order {
                 Order::Ascending => first = first.max(after.start),
                 Order::Descending => {
-                    let end = after
-                        .start
-                        .saturating_add((bucket_hours - 1) * HOUR_SECONDS);
-                    last = last.min(end);
+                    let bucket = bucket_seconds(query.granularity);
+                    last = last.min(after.start.saturating_add(bucket - HOUR_SECONDS));
                 }
             }
         }
-        partial.retain(|h| (first..=last).contains(h));
-        (first <= last).then_some(Span {
-            first,
-            last,
-            partial,
-        })
+        Span::between(first, last, &partial)
     }
 }
 
@@ -295,14 +297,7 @@ fn bucket_seconds(granularity: Granularity) -> u32 {
 impl Span {
     /// The span within `first..=last` (hours), if any of it is.
     fn within(&self, first: u32, last: u32) -> Option<Span> {
-        let (first, last) = (self.first.max(first), self.last.min(last));
-        let mut partial = self.partial.clone();
-        partial.retain(|h| (first..=last).contains(h));
-        (first <= last).then_some(Span {
-            first,
-            last,
-            partial,
-        })
+        Span::between(self.first.max(first), self.last.min(last), &self.partial)
     }
 
     /// The first `buckets` buckets of the span in `order` (whole buckets of `granularity`, so
@@ -324,17 +319,9 @@ impl Span {
                 (first as u32, self.last)
             }
         };
-        let mut partial = self.partial.clone();
-        partial.retain(|h| (first..=last).contains(h));
         let whole = (first, last) == (self.first, self.last);
-        (
-            Span {
-                first,
-                last,
-                partial,
-            },
-            whole,
-        )
+        let window = Span::between(first, last, &self.partial).expect("a window is not empty");
+        (window, whole)
     }
 }
 

@@ -418,3 +418,55 @@ async fn applying_the_migrations_to_a_database_with_rows_reads_none_of_them() {
         .unwrap();
     assert_eq!(rounds, 300_000, "the view counts every round once");
 }
+
+#[tokio::test]
+async fn an_old_game_rounds_table_is_copied_into_round_versions_and_becomes_the_view() {
+    let name = unique("rollup");
+    let client = Stack::get().clickhouse_client(&name);
+    client
+        .clone()
+        .with_database("default")
+        .query(&format!("CREATE DATABASE {name}"))
+        .execute()
+        .await
+        .unwrap();
+    // The table of earlier releases (migrations 1 and 4), with a round stored in two months.
+    for migration in &sluice_schema::migrations::MIGRATIONS[..4] {
+        client.query(migration.sql).execute().await.unwrap();
+    }
+    client
+        .query(
+            "INSERT INTO game_rounds (created_timestamp, game_instance_id, user_id, game_id, \
+             real_amount_bet, inserted_at) VALUES \
+             (toDateTime(1580511660), 1, 'aa', 7, 1.5, toDateTime(1600000000)), \
+             (toDateTime(1580515260), 1, 'aa', 7, 4, toDateTime(1600000100)), \
+             (toDateTime(1580515300), 2, 'aa', 7, 2, toDateTime(1600000000))",
+        )
+        .execute()
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        sluice_schema::migrations::apply(&client, &name)
+            .await
+            .unwrap();
+    }
+    let current: Vec<(u64, String)> = client
+        .query(
+            "SELECT game_instance_id, toString(assumeNotNull(real_amount_bet)) FROM game_rounds \
+             ORDER BY 1",
+        )
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(
+        current,
+        [(1, "4.0000".to_owned()), (2, "2.0000".to_owned())],
+        "the later insert of round 1 wins, across months"
+    );
+    let kept: u64 = client
+        .query("SELECT count() FROM game_rounds_before_versions")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(kept, 3, "the old table is kept for the operator");
+}

@@ -181,31 +181,35 @@ pub async fn apply(client: &clickhouse::Client, database: &str) -> Result<(), Mi
             name: create_database.name,
             source,
         })?;
-    let retired = !engine_of(client, "game_rounds")
-        .await
-        .map_err(|source| MigrationError::Failed {
-            version: 1,
-            name: "game_rounds",
+    let failed = |version, name| {
+        move |source| MigrationError::Failed {
+            version,
+            name,
             source,
-        })?
+        }
+    };
+    let engine = engine_of(client, "game_rounds")
+        .await
+        .map_err(failed(1, "game_rounds"))?;
+    let old_table = engine
+        .as_deref()
         .is_some_and(|engine| engine.ends_with("MergeTree"));
     for migration in MIGRATIONS {
-        if retired && OF_THE_RETIRED_TABLE.contains(&migration.version) {
+        if !old_table && OF_THE_RETIRED_TABLE.contains(&migration.version) {
             continue;
         }
         run(client, migration).await?;
     }
-    let failed = |source| MigrationError::Failed {
-        version: GAME_ROUNDS_VIEW.version,
-        name: GAME_ROUNDS_VIEW.name,
-        source,
-    };
-    retire_game_rounds_table(client).await.map_err(failed)?;
-    // Only when missing: a CREATE, even `IF NOT EXISTS`, analyses the view's statement.
-    match engine_of(client, "game_rounds").await.map_err(failed)? {
-        Some(engine) if engine == "View" => Ok(()),
-        _ => run(client, &GAME_ROUNDS_VIEW).await,
+    // The view is created only after the old table is retired, so a view means both are done
+    // (and a CREATE, even `IF NOT EXISTS`, would analyse the view's statement).
+    if engine.as_deref() == Some("View") {
+        return Ok(());
     }
+    let view = failed(GAME_ROUNDS_VIEW.version, GAME_ROUNDS_VIEW.name);
+    retire_game_rounds_table(client, old_table)
+        .await
+        .map_err(view)?;
+    run(client, &GAME_ROUNDS_VIEW).await
 }
 
 /// Applies one migration; "already applied" counts as done.
@@ -267,16 +271,14 @@ fn done_by_anyone(
 /// Upgrades a database of a release before `round_versions`: its `game_rounds` table is renamed
 /// `game_rounds_legacy`, its rows are copied into `round_versions`, and it is renamed
 /// `game_rounds_before_versions` (kept for the operator to drop); then [`GAME_ROUNDS_VIEW`]
-/// takes the name. Each step is safe to repeat and to race: a copy repeated writes the same
-/// keys and versions, which collapse.
+/// takes the name. `old_table`: `game_rounds` is still that table. Each step is safe to repeat
+/// and to race: a copy repeated writes the same keys and versions, which collapse.
 #[cfg(feature = "clickhouse")]
 async fn retire_game_rounds_table(
     client: &clickhouse::Client,
+    old_table: bool,
 ) -> Result<(), clickhouse::error::Error> {
-    if engine_of(client, "game_rounds")
-        .await?
-        .is_some_and(|engine| engine.ends_with("MergeTree"))
-    {
+    if old_table {
         let rename = "RENAME TABLE game_rounds TO game_rounds_legacy";
         done_by_anyone(client.query(rename).execute().await)?;
     }
