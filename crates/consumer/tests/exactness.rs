@@ -1,7 +1,7 @@
 //! Issue 13's exactness under load, against a real broker, ClickHouse and Redis: rounds arrive
 //! in waves with duplicates and re-uploads that correct a round's bet and move it to another
-//! hour or month; the consumer binary is killed with SIGKILL twice; two processors recompute
-//! at once. Meanwhile a checker asks the gateway again and again: the rounds it counts never
+//! hour or month; the consumer binary is killed with SIGKILL twice; two processor services
+//! recompute hours and days at once. Meanwhile a checker asks the gateway again and again: the rounds it counts never
 //! exceed those produced and never go down (never doubled, never short). Once the load has
 //! landed and been processed, the answer equals the last version of every round.
 
@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use sluice_rollup::dirty::DirtyHours;
-use sluice_rollup::process::Processor;
-use sluice_rollup::spec::GAME_ROUNDS_HOURLY;
+use sluice_rollup::spec::{GAME_ROUNDS_DAILY, GAME_ROUNDS_HOURLY};
 use sluice_schema::avro::GameRoundCodec;
 use sluice_schema::domain::format_scaled;
 use sluice_schema::{GameRound, Money, PlayerId};
 use sluice_testkit::{kafka, rounds, unique, Stack};
+use tokio_util::sync::CancellationToken;
 
 const ADMIN_TOKEN: &str = "exactness-test-admin-token";
 const PLAYERS: u64 = 12;
@@ -200,28 +200,24 @@ fn expected(last: &HashMap<(u64, i64), Version>) -> BTreeMap<(String, String, u6
         .collect()
 }
 
-/// A processor stepping until `stop`.
-fn spawn_processor(database: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let client = Stack::get().clickhouse_client(&database);
-        let mut redis = rounds::redis_connection().await;
-        let dirty = DirtyHours::new(&database);
-        let hold = Duration::from_secs(5);
-        let mut processor = Processor::new(&client, GAME_ROUNDS_HOURLY, dirty, 24, hold)
-            .await
-            .unwrap();
-        while !stop.load(Ordering::SeqCst) {
-            if processor
-                .step(&client, &mut redis)
-                .await
-                .unwrap()
-                .hours
-                .is_empty()
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    })
+/// A processor service (hourly and daily rollups, as deployed) running until `stop` fires.
+async fn spawn_processor(database: &str, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    let stack = Stack::get();
+    let config = sluice_processor::Config {
+        listen_addr: "127.0.0.1:0".into(),
+        clickhouse_url: stack.clickhouse_url.clone(),
+        clickhouse_database: database.into(),
+        clickhouse_user: stack.clickhouse_user.clone(),
+        clickhouse_password: stack.clickhouse_password.clone().into(),
+        redis_url: stack.redis_url.clone().into(),
+        max_hours_per_step: 24,
+        claim_hold_ms: 5_000,
+        idle_pause_ms: 50,
+        failure_pause_ms: 200,
+        lag_interval_ms: 1_000,
+    };
+    let application = sluice_processor::Application::build(config).await.unwrap();
+    tokio::spawn(async move { application.run_until_stopped(stop).await.unwrap() })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -236,9 +232,10 @@ async fn answers_stay_exact_with_duplicates_re_uploads_a_killed_consumer_and_two
     let http = reqwest::Client::new();
     let key = create_key(&http, &url).await;
     let stop = Arc::new(AtomicBool::new(false));
+    let stop_processors = CancellationToken::new();
     let processors = [
-        spawn_processor(database.clone(), Arc::clone(&stop)),
-        spawn_processor(database.clone(), Arc::clone(&stop)),
+        spawn_processor(&database, stop_processors.clone()).await,
+        spawn_processor(&database, stop_processors.clone()).await,
     ];
     // Distinct rounds produced so far: an answer never counts more, and never fewer than before.
     let produced = Arc::new(AtomicU64::new(0));
@@ -280,26 +277,31 @@ async fn answers_stay_exact_with_duplicates_re_uploads_a_killed_consumer_and_two
     }
     wait_for_committed(&group, &topic, messages).await;
 
-    // Then the killed instances' leases run out and the processors catch up.
+    // Then the killed instances' leases run out and the processors catch up, days too.
     let mut redis = rounds::redis_connection().await;
-    let dirty = DirtyHours::new(&database);
     let started = Instant::now();
-    while !dirty
-        .between(&mut redis, 0, u32::MAX)
-        .await
-        .unwrap()
-        .is_empty()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "hours stay dirty"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    for rollup in [GAME_ROUNDS_HOURLY, GAME_ROUNDS_DAILY] {
+        let dirty = DirtyHours::of(&database, &rollup);
+        while !dirty
+            .between(&mut redis, 0, u32::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            let waited = started.elapsed();
+            assert!(
+                waited < Duration::from_secs(60),
+                "{} stays dirty",
+                rollup.name
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
     assert_eq!(answer(&http, &url, &key).await, expected(&last));
     stop.store(true, Ordering::SeqCst);
     let checks = checker.await.unwrap();
     assert!(checks >= 20, "the checker asked only {checks} times");
+    stop_processors.cancel();
     for processor in processors {
         processor.await.unwrap();
     }

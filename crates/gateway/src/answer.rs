@@ -1,7 +1,9 @@
 //! Reading a page of `GET /aggregated_game_rounds` (docs/PROCESSING.md, "Reads"): every hour
 //! of the range from the hourly rollup at its published version, except the hours not processed
 //! yet (dirty in Redis) and those only partly inside the range, which are summed from their
-//! current raw rows, in one statement — so no hour is counted twice or not at all. The hours
+//! current raw rows, and — for a page of days — the whole days whose day and hours are all
+//! processed, taken from the daily rollup; in one statement, so no hour is counted twice or not
+//! at all. The hours
 //! are read in a window that starts at the page's first bucket and widens until it holds a full
 //! page or the whole range, so a page costs what its buckets cost, not what the range holds.
 //! Every user value is bound by the `clickhouse` crate; only numbers (hours) are spliced in.
@@ -10,8 +12,8 @@ use chrono::{DateTime, Utc};
 use clickhouse::Client;
 use serde::{Deserialize, Serialize};
 use sluice_rollup::dirty::{DirtyHours, Snapshot};
-use sluice_rollup::spec::GAME_ROUNDS_HOURLY;
-use sluice_rollup::{hour_of, HOUR_SECONDS};
+use sluice_rollup::spec::{Period, GAME_ROUNDS_DAILY, GAME_ROUNDS_HOURLY};
+use sluice_rollup::{hour_of, DAY_SECONDS, HOUR_SECONDS};
 use sluice_schema::domain::{format_scaled, TIMESTAMP_MAX_SECONDS};
 use utoipa::ToSchema;
 
@@ -99,13 +101,27 @@ pub enum FetchError {
     Pool(#[from] deadpool_redis::PoolError),
 }
 
-/// Where answers are read from: the rollup and its raw rows in ClickHouse, and which hours
-/// are not processed yet in Redis (docs/PROCESSING.md).
+/// Where answers are read from: the rollups and their raw rows in ClickHouse, and which hours
+/// and days are not processed yet in Redis (docs/PROCESSING.md).
 #[derive(Clone)]
 pub struct Source {
-    pub clickhouse: Client,
-    pub redis: deadpool_redis::Pool,
-    pub dirty: DirtyHours,
+    clickhouse: Client,
+    redis: deadpool_redis::Pool,
+    hours: DirtyHours,
+    days: DirtyHours,
+}
+
+impl Source {
+    /// The rollups of ClickHouse database `database` through `clickhouse`, and their dirty
+    /// buckets through `redis`.
+    pub fn new(clickhouse: Client, redis: deadpool_redis::Pool, database: &str) -> Source {
+        Source {
+            clickhouse,
+            redis,
+            hours: DirtyHours::of(database, &GAME_ROUNDS_HOURLY),
+            days: DirtyHours::of(database, &GAME_ROUNDS_DAILY),
+        }
+    }
 }
 
 /// Attempts of a statement that fails on the network, at most: the client's pool holds one
@@ -341,16 +357,16 @@ pub async fn fetch(
         return Ok((Vec::new(), false));
     };
     for attempt in 1..=CONSISTENT_ATTEMPTS {
-        let before = snapshot(source, &span).await?;
+        let before = snapshot(source, &span, query.granularity).await?;
         let all_raw = attempt == CONSISTENT_ATTEMPTS;
-        let Some(page) = read_page(source, query, &span, &before.hours, all_raw).await? else {
+        let Some(page) = read_page(source, query, &span, &before, all_raw).await? else {
             return Ok((Vec::new(), false));
         };
         if all_raw {
             return Ok(page.answer);
         }
-        let after = snapshot(source, &span).await?;
-        if before.still_holds(&after, page.window.first, page.window.last, &page.raw_hours) {
+        let after = snapshot(source, &span, query.granularity).await?;
+        if before.still_hold(&after, &page) {
             return Ok(page.answer);
         }
         metrics::counter!("sluice_gateway_reads_repeated_total").increment(1);
@@ -358,54 +374,119 @@ pub async fn fetch(
     unreachable!("the last attempt returns")
 }
 
-/// The dirty hours of `span` now, on a pooled connection held only for that: a slow ClickHouse
-/// must not keep Redis connections from the admissions of other requests.
-async fn snapshot(source: &Source, span: &Span) -> Result<Snapshot, FetchError> {
-    let mut redis = source.redis.get().await?;
-    Ok(source
-        .dirty
-        .snapshot(&mut redis, span.first, span.last)
-        .await?)
+/// The dirty hours of a span and, for a page of days, its dirty days, at one moment each.
+struct Snapshots {
+    hours: Snapshot,
+    days: Option<Snapshot>,
 }
 
-/// A page read, with the hours it covers and those it read raw.
+impl Snapshots {
+    /// The hours of `page` taken from the hourly rollup stayed clean from `self` to `later`,
+    /// and so did the days it took from the daily one (see [`Snapshot::still_holds`]).
+    fn still_hold(&self, later: &Snapshots, page: &Page) -> bool {
+        let Page { window, .. } = page;
+        let hours = self
+            .hours
+            .still_holds(&later.hours, window.first, window.last, &page.raw);
+        let days = match (&self.days, &later.days) {
+            _ if page.daily.is_empty() => true,
+            (Some(before), Some(after)) => before.still_clean(after, &page.daily),
+            _ => false,
+        };
+        hours && days
+    }
+
+    fn dirty_days(&self) -> &[u32] {
+        self.days.as_ref().map_or(&[], |days| &days.hours)
+    }
+}
+
+/// The dirty hours of `span` now (and its dirty days, for a page of days), on a pooled
+/// connection held only for that: a slow ClickHouse must not keep Redis connections from the
+/// admissions of other requests.
+async fn snapshot(
+    source: &Source,
+    span: &Span,
+    granularity: Granularity,
+) -> Result<Snapshots, FetchError> {
+    let mut redis = source.redis.get().await?;
+    let hours = (source.hours)
+        .snapshot(&mut redis, span.first, span.last)
+        .await?;
+    let days = match granularity {
+        Granularity::Hour => None,
+        Granularity::Day => {
+            let (first, last) = (Period::Day.start(span.first), Period::Day.start(span.last));
+            Some(source.days.snapshot(&mut redis, first, last).await?)
+        }
+    };
+    Ok(Snapshots { hours, days })
+}
+
+/// A page read, with the hours it covers, those it read raw and the days it took from the
+/// daily rollup.
 struct Page {
     answer: (Vec<Bucket>, bool),
     window: Span,
-    raw_hours: Vec<u32>,
+    raw: Vec<u32>,
+    daily: Vec<u32>,
 }
 
-/// Reads one page with `dirty` (sorted) as the unprocessed hours, or every hour raw; `None`
-/// when no hour of the span can hold rows.
+/// The days of `window` a page of days may take from the daily rollup: whole days inside
+/// it, not dirty (`dirty_days`, sorted), with no hour read raw (`raw`, sorted) — a day's
+/// hours are then all processed and its rollup sums them. Those without a published version
+/// (before the processor summed them once) are read from their hours.
+fn whole_clean_days(window: &Span, raw: &[u32], dirty_days: &[u32]) -> Vec<u32> {
+    let (day, last) = (u64::from(DAY_SECONDS), u64::from(window.last));
+    let first = u64::from(window.first).div_ceil(day) * day;
+    (first..)
+        .step_by(DAY_SECONDS as usize)
+        .take_while(|start| start + day - u64::from(HOUR_SECONDS) <= last)
+        .map(|start| start as u32)
+        .filter(|start| dirty_days.binary_search(start).is_err())
+        .filter(|start| {
+            let from = raw.partition_point(|h| h < start);
+            raw.get(from)
+                .is_none_or(|h| u64::from(*h) >= u64::from(*start) + day)
+        })
+        .collect()
+}
+
+/// Those of `days` (not empty) the daily rollup has published.
+async fn published_days(source: &Source, days: &[u32]) -> Result<Vec<u32>, FetchError> {
+    let sql = GAME_ROUNDS_DAILY.published_among(days);
+    Ok(retrying(|| source.clickhouse.query(&sql).fetch_all()).await?)
+}
+
+/// Reads one page with `dirty`'s hours (and days) as the unprocessed ones, or every hour
+/// raw; `None` when no hour of the span can hold rows.
 async fn read_page(
     source: &Source,
     query: &RoundsQuery,
     span: &Span,
-    dirty: &[u32],
+    dirty: &Snapshots,
     all_raw: bool,
 ) -> Result<Option<Page>, FetchError> {
-    let Some(span) = data_span(source, query, span, dirty).await? else {
+    let Some(span) = data_span(source, query, span, &dirty.hours.hours).await? else {
         return Ok(None);
     };
     let mut buckets = first_window(query);
     loop {
         let (window, whole) = span.window(query.order, query.granularity, buckets);
-        let raw_hours = if all_raw {
-            (window.first..=window.last)
+        let raw = match all_raw {
+            true => (window.first..=window.last)
                 .step_by(HOUR_SECONDS as usize)
-                .collect()
-        } else {
-            let mut raw_hours: Vec<u32> = dirty
-                .iter()
-                .copied()
-                .filter(|h| (window.first..=window.last).contains(h))
-                .chain(window.partial.iter().copied())
-                .collect();
-            raw_hours.sort_unstable();
-            raw_hours.dedup();
-            coarsen(&raw_hours, MAX_RAW_RUNS)
+                .collect(),
+            false => raw_hours(&window, &dirty.hours.hours),
         };
-        let read = || read(&source.clickhouse, query, &window, &raw_hours);
+        let mut daily = Vec::new();
+        if query.granularity == Granularity::Day && !all_raw {
+            let days = whole_clean_days(&window, &raw, dirty.dirty_days());
+            if !days.is_empty() {
+                daily = published_days(source, &days).await?;
+            }
+        }
+        let read = || read(&source.clickhouse, query, &window, &raw, &daily);
         let mut rows = retrying(read).await?;
         let has_more = rows.len() > query.page_size as usize;
         if has_more || whole {
@@ -413,15 +494,31 @@ async fn read_page(
             return Ok(Some(Page {
                 answer: (rows.into_iter().map(Bucket::from).collect(), has_more),
                 window,
-                raw_hours,
+                raw,
+                daily,
             }));
         }
         buckets = buckets.saturating_mul(WIDENING);
     }
 }
 
-/// `span`, where an end is open, narrowed to the hours that can hold rows: every hour with
-/// rows is published or dirty. `None` when there are none.
+/// The hours of `window` read from raw rows: the dirty ones (`dirty`, sorted) and those only
+/// partly inside the range, coarsened to a few runs. Sorted.
+fn raw_hours(window: &Span, dirty: &[u32]) -> Vec<u32> {
+    let mut raw: Vec<u32> = dirty
+        .iter()
+        .copied()
+        .filter(|h| (window.first..=window.last).contains(h))
+        .chain(window.partial.iter().copied())
+        .collect();
+    raw.sort_unstable();
+    raw.dedup();
+    coarsen(&raw, MAX_RAW_RUNS)
+}
+
+/// `span`, where an end is open, narrowed to the buckets that can hold rows: every hour with
+/// rows is published or dirty. Whole buckets of the query's granularity, so a day at an end
+/// can still be taken from the daily rollup. `None` when there are none.
 async fn data_span(
     source: &Source,
     query: &RoundsQuery,
@@ -440,21 +537,42 @@ async fn data_span(
         (Some((f1, l1)), Some((f2, l2))) => Some((f1.min(f2), l1.max(l2))),
         (one, other) => one.or(other),
     };
-    Ok(bounds.and_then(|(first, last)| span.within(first, last)))
+    let size = bucket_seconds(query.granularity);
+    let whole = |(first, last): (u32, u32)| {
+        let end = u64::from(last - last % size) + u64::from(size - HOUR_SECONDS);
+        (first - first % size, end.min(u64::from(u32::MAX)) as u32)
+    };
+    Ok(bounds
+        .map(whole)
+        .and_then(|(first, last)| span.within(first, last)))
 }
 
-/// The first `page_size + 1` buckets of `window` past the cursor: its hours but `raw_hours`
-/// from the rollup, `raw_hours` from their current raw rows, summed in one statement.
+/// The first `page_size + 1` buckets of `window` past the cursor: `daily` (days) from the
+/// daily rollup, `raw_hours` from their current raw rows, every other hour from the hourly
+/// rollup, summed in one statement.
 async fn read(
     clickhouse: &Client,
     query: &RoundsQuery,
     window: &Span,
     raw_hours: &[u32],
+    daily: &[u32],
 ) -> Result<Vec<BucketRow>, clickhouse::error::Error> {
     let rollup = &GAME_ROUNDS_HOURLY;
     let published = group_filter(query);
-    let mut sql = rollup.published_rows(window.first, window.last, raw_hours, &published.filter());
-    let mut values = published.values;
+    let mut not_hourly = raw_hours.to_vec();
+    not_hourly.extend(
+        daily
+            .iter()
+            .flat_map(|day| (0..24).map(move |hour| day + hour * HOUR_SECONDS)),
+    );
+    let filter = published.filter();
+    let mut sql = rollup.published_rows(window.first, window.last, &not_hourly, &filter);
+    let mut values = published.values.clone();
+    if !daily.is_empty() {
+        let days = GAME_ROUNDS_DAILY.published_rows_of(daily, &filter);
+        sql = format!("{sql} UNION ALL {days}");
+        values.extend(published.values);
+    }
     if !raw_hours.is_empty() {
         let mut raw = group_filter(query);
         // Instants are bound as seconds: `toDateTime` of a number is exact on every
@@ -619,6 +737,22 @@ mod tests {
                 .first,
             last
         );
+    }
+
+    #[test]
+    fn days_are_taken_from_the_daily_rollup_only_whole_clean_and_with_no_hour_read_raw() {
+        let h = |n: u32| n * HOUR_SECONDS;
+        let window = span(DAY + h(10), 5 * DAY + h(5));
+        assert_eq!(
+            whole_clean_days(&window, &[], &[]),
+            [2 * DAY, 3 * DAY, 4 * DAY]
+        );
+        let raw = [DAY + h(10), 2 * DAY + h(23)];
+        assert_eq!(whole_clean_days(&window, &raw, &[3 * DAY]), [4 * DAY]);
+        assert!(whole_clean_days(&span(DAY, DAY + h(22)), &[], &[]).is_empty());
+        let last = hour_of(TIMESTAMP_MAX_SECONDS);
+        let end = whole_clean_days(&span(0, last), &[], &[]);
+        assert_eq!(end.last(), Some(&(last - last % DAY)), "2105-12-31, whole");
     }
 
     #[test]

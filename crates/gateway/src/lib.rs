@@ -105,11 +105,11 @@ impl Application {
         ]);
         let listener = TcpListener::bind(&config.listen_addr)?;
         let port = listener.local_addr()?.port();
-        let rounds = answer::Source {
-            clickhouse: clickhouse.clone(),
-            redis: credits.pool().0.clone(),
-            dirty: sluice_rollup::dirty::DirtyHours::new(&config.clickhouse_database),
-        };
+        let rounds = answer::Source::new(
+            clickhouse.clone(),
+            credits.pool().0.clone(),
+            &config.clickhouse_database,
+        );
         let state = web::Data::new(routes::AppState {
             credits,
             clickhouse,

@@ -1744,16 +1744,21 @@ async fn answers_are_the_same_from_raw_rows_and_from_the_rollup_and_a_moved_roun
         (Some("2019-10-23T03:00:00Z"), Some("7"))
     );
 
+    // The hours processed, their days not yet; then the days too.
     sluice_testkit::rounds::process_every_dirty_hour(&gateway.database).await;
-    let rollup_rows = clickhouse::query(&format!(
-        "SELECT count() FROM {}.rollup_hourly",
-        gateway.database
-    ))
-    .await;
-    assert_ne!(
-        rollup_rows, "0",
-        "the hours are answered from the rollup now"
-    );
+    for (shape, before) in shapes.iter().zip(&before) {
+        let (after, _) = gateway.every_page(key, shape, "9").await;
+        assert_eq!(&after, before, "{shape:?}");
+    }
+    sluice_testkit::rounds::process_every_dirty_day(&gateway.database).await;
+    for table in ["rollup_hourly", "rollup_daily"] {
+        let sql = format!("SELECT count() FROM {}.{table}", gateway.database);
+        assert_ne!(
+            clickhouse::query(&sql).await,
+            "0",
+            "answered from {table} now"
+        );
+    }
     for (shape, before) in shapes.iter().zip(&before) {
         let (after, _) = gateway.every_page(key, shape, "9").await;
         assert_eq!(&after, before, "{shape:?}");
@@ -1795,9 +1800,32 @@ async fn answers_are_the_same_from_raw_rows_and_from_the_rollup_and_a_moved_roun
             (Some("2019-10-23T05:00:00Z"), Some("3"))
         );
     };
+    // Per day: the round's day keeps it, with its new bet, whether the day's hours are dirty
+    // (its daily rollup is stale), processed while the day is not, or all processed.
+    let check_days = |buckets: &[serde_json::Value]| {
+        let moved: Vec<_> = buckets.iter().filter(|b| b["game_id"] == 9).collect();
+        assert_eq!(moved.len(), 1, "{moved:?}");
+        assert_eq!(
+            (
+                moved[0]["day"].as_str(),
+                moved[0]["real_amount_bet"].as_str()
+            ),
+            (Some("2019-10-23T00:00:00Z"), Some("3"))
+        );
+    };
+    let days = [("granularity", "day")];
     let (mixed, _) = gateway.every_page(key, &[], "9").await;
     check(&mixed);
+    let (mixed_days, _) = gateway.every_page(key, &days, "9").await;
+    check_days(&mixed_days);
     sluice_testkit::rounds::process_every_dirty_hour(&gateway.database).await;
     let (processed, _) = gateway.every_page(key, &[], "9").await;
     assert_eq!(processed, mixed);
+    assert_eq!(gateway.every_page(key, &days, "9").await.0, mixed_days);
+    sluice_testkit::rounds::process_every_dirty_day(&gateway.database).await;
+    assert_eq!(gateway.every_page(key, &days, "9").await.0, mixed_days);
+    // Nothing changed while a page was read: every page was right the first time (a page
+    // that took a dirty hour or day from a rollup would have been read again).
+    let repeated = gateway.counter("sluice_gateway_reads_repeated_total").await;
+    assert_eq!(repeated, 0);
 }

@@ -1,7 +1,8 @@
 //! The Sluice processor: keeps the rollups exact (docs/PROCESSING.md). It loops over
 //! [`Processor::step`] — claim dirty hours under a new version, recompute them from one snapshot
-//! of the raw rows, publish, clear — and reports how far behind it is. Any number of instances
-//! may run: claims keep them off each other's hours, and the greatest version wins.
+//! of the raw rows, publish, clear — then does the same for the days the published hours fall
+//! in (the daily rollup sums the hourly one), and reports how far behind it is. Any number of
+//! instances may run: claims keep them off each other's buckets, and the greatest version wins.
 //!
 //! # Layout
 //! - [`config`]: the one typed `Config`, read from `SLUICE_PROCESSOR_*` variables.
@@ -22,7 +23,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::ExposeSecret;
 use sluice_rollup::dirty::DirtyHours;
 use sluice_rollup::process::{CatchUp, ProcessError, Processor};
-use sluice_rollup::spec::GAME_ROUNDS_HOURLY;
+use sluice_rollup::spec::{Rollup, GAME_ROUNDS_DAILY, GAME_ROUNDS_HOURLY};
 use sluice_schema::telemetry::{answers_in_time, exposition, health, readiness};
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +35,11 @@ pub const DIRTY_HOURS: &str = "sluice_processor_dirty_hours";
 pub const LAG_SECONDS: &str = "sluice_processor_lag_seconds";
 /// Hours recomputed and published (counter).
 pub const HOURS_PROCESSED: &str = "sluice_processor_hours_processed_total";
+/// Days waiting to be summed from their published hours (gauge). Answers never wait for
+/// them: a dirty day is read from its hours.
+pub const DIRTY_DAYS: &str = "sluice_processor_dirty_days";
+/// Days summed from their hours and published (counter).
+pub const DAYS_PROCESSED: &str = "sluice_processor_days_processed_total";
 /// Steps that failed; their hours are taken again under a new version (counter).
 pub const STEP_FAILURES: &str = "sluice_processor_step_failures_total";
 /// Duration of the steps that recomputed at least one hour (histogram, seconds).
@@ -49,9 +55,29 @@ pub struct Application {
 struct Worker {
     clickhouse: clickhouse::Client,
     redis: Pool,
-    dirty: DirtyHours,
+    /// The hourly rollup (of raw rows), then the daily one (of published hours).
+    levels: [Level; 2],
     config: Config,
     running: Arc<AtomicBool>,
+}
+
+/// One rollup the worker keeps: its definition, its dirty buckets, and the counter of the
+/// buckets it published.
+#[derive(Clone)]
+struct Level {
+    rollup: Rollup,
+    dirty: DirtyHours,
+    processed: &'static str,
+}
+
+impl Level {
+    fn of(database: &str, rollup: Rollup, processed: &'static str) -> Level {
+        Level {
+            rollup,
+            dirty: DirtyHours::of(database, &rollup),
+            processed,
+        }
+    }
 }
 
 struct HealthState {
@@ -80,7 +106,11 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let (clickhouse, redis) = connect(&config).await?;
         let running = Arc::new(AtomicBool::new(false));
-        sluice_schema::telemetry::register_counters(&[HOURS_PROCESSED, STEP_FAILURES]);
+        sluice_schema::telemetry::register_counters(&[
+            HOURS_PROCESSED,
+            DAYS_PROCESSED,
+            STEP_FAILURES,
+        ]);
         let state = web::Data::new(HealthState {
             running: Arc::clone(&running),
             clickhouse: clickhouse.clone(),
@@ -100,14 +130,18 @@ impl Application {
         .listen(listener)?
         .disable_signals()
         .run();
-        let dirty = DirtyHours::new(&config.clickhouse_database);
+        let database = &config.clickhouse_database;
+        let levels = [
+            Level::of(database, GAME_ROUNDS_HOURLY, HOURS_PROCESSED),
+            Level::of(database, GAME_ROUNDS_DAILY, DAYS_PROCESSED),
+        ];
         Ok(Application {
             port,
             server,
             worker: Worker {
                 clickhouse,
                 redis,
-                dirty,
+                levels,
                 config,
                 running,
             },
@@ -124,7 +158,10 @@ impl Application {
         let server = tokio::spawn(self.server);
         let lag = tokio::spawn(report_lag(
             self.worker.redis.clone(),
-            self.worker.dirty.clone(),
+            [
+                self.worker.levels[0].dirty.clone(),
+                self.worker.levels[1].dirty.clone(),
+            ],
             Duration::from_millis(self.worker.config.lag_interval_ms),
             shutdown.clone(),
         ));
@@ -137,17 +174,17 @@ impl Application {
 
 impl Worker {
     async fn run(self, shutdown: CancellationToken) {
-        let mut processor = None;
+        let mut processors = None;
         self.running.store(true, Ordering::SeqCst);
         while !shutdown.is_cancelled() {
-            let wait = match self.step(&mut processor).await {
+            let wait = match self.step(&mut processors).await {
                 Ok(0) => self.config.idle_pause_ms,
                 Ok(_) => 0,
                 Err(error) => {
                     tracing::warn!(%error, "Processing step failed; its hours go to a later one.");
                     metrics::counter!(STEP_FAILURES).increment(1);
                     // The floor is read again: Redis may have lost its counter meanwhile.
-                    processor = None;
+                    processors = None;
                     self.config.failure_pause_ms
                 }
             };
@@ -160,57 +197,80 @@ impl Worker {
         tracing::info!("Processor stopped.");
     }
 
-    /// Before the first step (and after a failed one): every hour with rows is marked when
-    /// nothing is published yet or Redis lost its data (see `process::catch_up`).
-    async fn catch_up(&self) -> Result<(), StepError> {
+    /// Before the first step (and after a failed one): every bucket with input rows is marked
+    /// when nothing of a rollup is published yet or Redis lost its data (see
+    /// `process::catch_up`).
+    async fn catch_up(&self, level: &Level) -> Result<(), StepError> {
         let mut redis = self.redis.get().await?;
-        let rollup = &GAME_ROUNDS_HOURLY;
-        let caught_up =
-            sluice_rollup::process::catch_up(&self.clickhouse, &mut redis, rollup, &self.dirty)
-                .await?;
+        let caught_up = sluice_rollup::process::catch_up(
+            &self.clickhouse,
+            &mut redis,
+            &level.rollup,
+            &level.dirty,
+        )
+        .await?;
+        let rollup = level.rollup.name;
         match caught_up {
-            Some((CatchUp::NothingPublished, hours)) => {
-                tracing::info!(
-                    hours,
-                    "Nothing published yet: every hour with rows is marked."
-                );
-            }
-            Some((CatchUp::RedisLostItsData, hours)) => tracing::error!(
-                hours,
-                "Redis lost the dirty hours (its sequence is behind the published versions): \
-                 every hour with rows is marked; answers may be stale until they are recomputed."
+            Some((CatchUp::NothingPublished, buckets)) => tracing::info!(
+                rollup,
+                buckets,
+                "Nothing published yet: every bucket with rows is marked."
+            ),
+            Some((CatchUp::RedisLostItsData, buckets)) => tracing::error!(
+                rollup,
+                buckets,
+                "Redis lost the dirty buckets (its sequence is behind the published versions): \
+                 every bucket with rows is marked; answers may be stale until they are recomputed."
             ),
             None => {}
         }
         Ok(())
     }
 
-    /// One step; returns how many hours it recomputed.
-    async fn step(&self, processor: &mut Option<Processor>) -> Result<usize, StepError> {
-        if processor.is_none() {
-            self.catch_up().await?;
-            let hold = Duration::from_millis(self.config.claim_hold_ms);
-            let max_hours = self.config.max_hours_per_step;
-            let dirty = self.dirty.clone();
-            let rollup = GAME_ROUNDS_HOURLY;
-            *processor =
-                Some(Processor::new(&self.clickhouse, rollup, dirty, max_hours, hold).await?);
+    /// The processors of the levels, caught up; the first feeds the second.
+    async fn processors(&self) -> Result<[Processor; 2], StepError> {
+        let hold = Duration::from_millis(self.config.claim_hold_ms);
+        let max = self.config.max_hours_per_step;
+        let mut processors = Vec::with_capacity(2);
+        for level in &self.levels {
+            self.catch_up(level).await?;
+            let dirty = level.dirty.clone();
+            let processor = Processor::new(&self.clickhouse, level.rollup, dirty, max, hold);
+            processors.push(processor.await?);
         }
-        let processor = processor.as_mut().expect("set above");
+        let [hourly, daily] = <[Processor; 2]>::try_from(processors).expect("two levels");
+        let [_, coarser] = &self.levels;
+        let hourly = hourly.feeding(coarser.rollup, coarser.dirty.clone());
+        Ok([hourly, daily])
+    }
+
+    /// One step of each level; returns how many buckets they recomputed.
+    async fn step(&self, processors: &mut Option<[Processor; 2]>) -> Result<usize, StepError> {
+        if processors.is_none() {
+            *processors = Some(self.processors().await?);
+        }
+        let processors = processors.as_mut().expect("set above");
         let mut redis = self.redis.get().await?;
-        let started = Instant::now();
-        let step = processor.step(&self.clickhouse, &mut redis).await?;
-        if !step.hours.is_empty() {
-            metrics::counter!(HOURS_PROCESSED).increment(step.hours.len() as u64);
-            metrics::histogram!(STEP_SECONDS).record(started.elapsed().as_secs_f64());
+        let mut recomputed = 0;
+        for (processor, level) in processors.iter_mut().zip(&self.levels) {
+            let started = Instant::now();
+            let step = processor.step(&self.clickhouse, &mut redis).await?;
+            if step.hours.is_empty() {
+                continue;
+            }
+            recomputed += step.hours.len();
+            metrics::counter!(level.processed).increment(step.hours.len() as u64);
+            metrics::histogram!(STEP_SECONDS, "rollup" => level.rollup.name)
+                .record(started.elapsed().as_secs_f64());
             tracing::debug!(
+                rollup = level.rollup.name,
                 version = step.version,
-                hours = step.hours.len(),
+                buckets = step.hours.len(),
                 cleared = step.cleared,
-                "Hours recomputed and published."
+                "Buckets recomputed and published."
             );
         }
-        Ok(step.hours.len())
+        Ok(recomputed)
     }
 }
 
@@ -223,13 +283,21 @@ enum StepError {
     Pool(#[from] deadpool_redis::PoolError),
 }
 
-/// Refreshes the lag gauges every `every` until `shutdown`.
-async fn report_lag(redis: Pool, dirty: DirtyHours, every: Duration, shutdown: CancellationToken) {
+/// Refreshes the lag gauges (hours, then days) every `every` until `shutdown`.
+async fn report_lag(
+    redis: Pool,
+    [hours, days]: [DirtyHours; 2],
+    every: Duration,
+    shutdown: CancellationToken,
+) {
     loop {
         if let Ok(mut connection) = redis.get().await {
-            if let Ok(lag) = dirty.lag(&mut connection).await {
+            if let Ok(lag) = hours.lag(&mut connection).await {
                 metrics::gauge!(DIRTY_HOURS).set(lag.dirty_hours as f64);
                 metrics::gauge!(LAG_SECONDS).set(lag.behind.as_secs_f64());
+            }
+            if let Ok(lag) = days.lag(&mut connection).await {
+                metrics::gauge!(DIRTY_DAYS).set(lag.dirty_hours as f64);
             }
         }
         tokio::select! {

@@ -1,12 +1,12 @@
 //! The processor service against the real ClickHouse and Redis: two instances at once bring a
-//! backfilled range into the rollup exactly, and report it.
+//! backfilled range into the hourly and daily rollups exactly, and report it.
 
 use std::time::{Duration, Instant};
 
 use clickhouse::Client;
 use secrecy::SecretString;
 use sluice_processor::{backfill, Application, Config};
-use sluice_rollup::spec::GAME_ROUNDS_HOURLY;
+use sluice_rollup::spec::{Rollup, GAME_ROUNDS_DAILY, GAME_ROUNDS_HOURLY};
 use sluice_testkit::names::unique;
 use sluice_testkit::stack::Stack;
 use tokio_util::sync::CancellationToken;
@@ -56,11 +56,11 @@ async fn write_rounds(client: &Client) {
     }
 }
 
-/// Every hour of the range, per group, as one text: from the published rollup, and from the
-/// raw rows' current versions (the latest version of each round).
-async fn answers(client: &Client) -> (String, String) {
+/// Every bucket of `rollup` in the range, per group, as one text: from the published rollup,
+/// and from the raw rows' current versions (the latest version of each round).
+async fn answers(client: &Client, rollup: &Rollup) -> (String, String) {
     let hours: Vec<u32> = client
-        .query(&GAME_ROUNDS_HOURLY.hours_with_rows(START, LAST))
+        .query(&GAME_ROUNDS_HOURLY.buckets_with_rows(START, LAST))
         .fetch_all()
         .await
         .unwrap();
@@ -72,35 +72,40 @@ async fn answers(client: &Client) -> (String, String) {
              ORDER BY bucket, user_id, game_id)"
         )
     };
-    let published = GAME_ROUNDS_HOURLY.published(START, LAST);
+    let published = rollup.published(START, LAST);
     // Written here independently of the rollup's own definition: each round's greatest version
-    // (argMax), then summed per hour, player and game.
-    let raw = "SELECT toStartOfHour(at) AS bucket, user_id, g AS game_id, \
+    // (argMax), then summed per bucket, player and game.
+    let raw = format!(
+        "SELECT {bucket} AS bucket, user_id, g AS game_id, \
                sum(rb) AS real_amount_bet, sum(bb) AS bonus_amount_bet, \
                sum(rw) AS real_amount_win, count() AS rounds FROM (\
                SELECT user_id, argMax(created_timestamp, version) AS at, \
                argMax(game_id, version) AS g, argMax(real_amount_bet, version) AS rb, \
                argMax(bonus_amount_bet, version) AS bb, argMax(real_amount_win, version) AS rw \
                FROM round_versions GROUP BY user_id, game_instance_id) \
-               GROUP BY bucket, user_id, game_id"
-        .to_owned();
+               GROUP BY bucket, user_id, game_id",
+        bucket = rollup.period.start_of("at")
+    );
     assert!(!hours.is_empty());
     let published: String = client.query(&text(published)).fetch_one().await.unwrap();
     let raw: String = client.query(&text(raw)).fetch_one().await.unwrap();
     (published, raw)
 }
 
-/// Waits until `/metrics` shows no dirty hour; returns the metrics text.
+/// Waits until `/metrics` shows no dirty hour and no dirty day; returns the metrics text.
 async fn caught_up(base: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap();
         let metrics = metrics.text().await.unwrap();
-        let done = metrics
-            .lines()
-            .any(|l| l == "sluice_processor_dirty_hours 0");
+        let done = [
+            "sluice_processor_dirty_hours 0",
+            "sluice_processor_dirty_days 0",
+        ]
+        .iter()
+        .all(|gauge| metrics.lines().any(|l| l == *gauge));
         if done || Instant::now() > deadline {
-            assert!(done, "hours left dirty:\n{metrics}");
+            assert!(done, "buckets left dirty:\n{metrics}");
             return metrics;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -108,7 +113,7 @@ async fn caught_up(base: &str) -> String {
 }
 
 #[tokio::test]
-async fn two_processors_bring_a_backfilled_range_into_the_rollup_exactly() {
+async fn two_processors_bring_a_backfilled_range_into_the_hourly_and_daily_rollups_exactly() {
     let database = unique("processor");
     let config = config(&database);
     let first = Application::build(config.clone()).await.unwrap();
@@ -127,23 +132,27 @@ async fn two_processors_bring_a_backfilled_range_into_the_rollup_exactly() {
     let running = [first, second].map(|app| tokio::spawn(app.run_until_stopped(shutdown.clone())));
 
     let deadline = Instant::now() + Duration::from_secs(60);
-    let (published, raw) = loop {
-        let (published, raw) = answers(&client).await;
-        if published == raw || Instant::now() > deadline {
-            break (published, raw);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert_eq!(
-        published, raw,
-        "the rollup equals the raw rows' current versions"
-    );
-    assert!(raw.len() > 1_000, "the answer is not empty: {raw}");
+    for rollup in [GAME_ROUNDS_HOURLY, GAME_ROUNDS_DAILY] {
+        let (published, raw) = loop {
+            let (published, raw) = answers(&client, &rollup).await;
+            if published == raw || Instant::now() > deadline {
+                break (published, raw);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(
+            published, raw,
+            "{} equals the raw rows' current versions",
+            rollup.name
+        );
+        assert!(raw.len() > 1_000, "the answer is not empty: {raw}");
+    }
 
     let ready = reqwest::get(format!("{base}/ready")).await.unwrap();
     assert_eq!(ready.status(), 200);
     let metrics = caught_up(&base).await;
     assert!(metrics.contains("sluice_processor_hours_processed_total"));
+    assert!(metrics.contains("sluice_processor_days_processed_total"));
     shutdown.cancel();
     for handle in running {
         handle.await.unwrap().unwrap();

@@ -21,6 +21,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::aio::ConnectionLike;
 use redis::{RedisResult, Script};
 
+use crate::spec::{Input, Rollup};
+
 /// The Redis keys of one database's dirty hours, in the order every script takes them.
 #[derive(Debug, Clone)]
 pub struct DirtyHours {
@@ -67,6 +69,14 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    /// Whether buckets `taken` (sorted) from the rollup between `self` and `later` stayed
+    /// clean: none of them is dirty `later`, and nothing was cleared meanwhile.
+    pub fn still_clean(&self, later: &Snapshot, taken: &[u32]) -> bool {
+        self.clears == later.clears && later.hours.iter().all(|b| taken.binary_search(b).is_err())
+    }
+}
+
 struct Scripts {
     begin: Script,
     end: Script,
@@ -99,10 +109,25 @@ fn now_ms() -> u64 {
 }
 
 impl DirtyHours {
-    /// The dirty hours of the rollups in ClickHouse database `database`: every service of one
-    /// deployment names the same database, so they agree without further configuration.
+    /// The dirty hours of the rollups of raw rows in ClickHouse database `database`: every
+    /// service of one deployment names the same database, so they agree without further
+    /// configuration. Keys under `rollup:{database}:`.
     pub fn new(database: &str) -> DirtyHours {
-        let key = |name: &str| format!("rollup:{database}:{name}");
+        DirtyHours::under(&format!("rollup:{database}:"))
+    }
+
+    /// The dirty buckets of `rollup` in database `database`: the raw rows' hours
+    /// ([`DirtyHours::new`]) for a rollup of raw rows; for one computed from a finer rollup,
+    /// its own, under `rollup:{database}:{name}:`.
+    pub fn of(database: &str, rollup: &Rollup) -> DirtyHours {
+        match rollup.input {
+            Input::Raw(_) => DirtyHours::new(database),
+            Input::Finer(_) => DirtyHours::under(&format!("rollup:{database}:{}:", rollup.name)),
+        }
+    }
+
+    fn under(prefix: &str) -> DirtyHours {
+        let key = |name: &str| format!("{prefix}{name}");
         DirtyHours {
             keys: [
                 "seq",

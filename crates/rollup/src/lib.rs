@@ -19,6 +19,9 @@ pub mod spec;
 /// Seconds in the finest bucket (an hour): every mark and claim is per hour.
 pub const HOUR_SECONDS: u32 = 3600;
 
+/// Seconds in a day bucket (UTC days: ClickHouse runs in UTC).
+pub const DAY_SECONDS: u32 = 24 * HOUR_SECONDS;
+
 /// The hour `seconds` (since the epoch, UTC) falls in, as its first second.
 pub fn hour_of(seconds: u32) -> u32 {
     seconds - seconds % HOUR_SECONDS

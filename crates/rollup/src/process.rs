@@ -37,6 +37,8 @@ pub struct Step {
 pub struct Processor {
     rollup: Rollup,
     dirty: DirtyHours,
+    /// The rollup computed from this one's published buckets, and its dirty buckets.
+    coarser: Option<(Rollup, DirtyHours)>,
     /// Hours recomputed per step, at most.
     max_hours: usize,
     /// How long a claim keeps other processors off its hours: longer than a step takes.
@@ -61,14 +63,28 @@ impl Processor {
         Ok(Processor {
             rollup,
             dirty,
+            coarser: None,
             max_hours,
             hold,
             floor,
         })
     }
 
-    /// One step: claim, recompute, publish, clear. An empty step (nothing claimable) costs one
-    /// script call.
+    /// The dirty buckets of the rollup it processes.
+    pub fn dirty(&self) -> &DirtyHours {
+        &self.dirty
+    }
+
+    /// This rollup's publications change `coarser`'s input: each step marks the buckets of
+    /// `coarser` its buckets fall in, in `dirty` (`coarser`'s), around the publication — as a
+    /// consumer marks hours around an insert — so `coarser` follows exactly.
+    pub fn feeding(mut self, coarser: Rollup, dirty: DirtyHours) -> Processor {
+        self.coarser = Some((coarser, dirty));
+        self
+    }
+
+    /// One step: claim, recompute, publish (marking the coarser rollup's buckets around it),
+    /// clear. An empty step (nothing claimable) costs one script call.
     pub async fn step(
         &mut self,
         client: &Client,
@@ -86,15 +102,41 @@ impl Processor {
         if step.hours.is_empty() {
             return Ok(step);
         }
-        for sql in [
-            self.rollup.recompute(&step.hours, step.version),
-            self.rollup.publish(&step.hours, step.version),
-        ] {
-            client.query(&sql).execute().await?;
-        }
+        let recompute = self.rollup.recompute(&step.hours, step.version);
+        client.query(&recompute).execute().await?;
+        self.publish(client, redis, &step).await?;
         self.floor = self.floor.max(step.version);
         step.cleared = self.dirty.clear(redis, step.version, &step.hours).await?;
         Ok(step)
+    }
+}
+
+impl Processor {
+    /// Publishes `step`'s buckets; the coarser rollup's buckets they fall in are dirty before
+    /// and marked after (a lease that runs out if this processor dies in between leaves them
+    /// dirty, and a later claim recomputes them).
+    async fn publish(
+        &self,
+        client: &Client,
+        redis: &mut impl ConnectionLike,
+        step: &Step,
+    ) -> Result<(), ProcessError> {
+        let publish = self.rollup.publish(&step.hours, step.version);
+        let Some((coarser, dirty)) = &self.coarser else {
+            return Ok(client.query(&publish).execute().await?);
+        };
+        let mut buckets: Vec<u32> = step
+            .hours
+            .iter()
+            .map(|b| coarser.period.start(*b))
+            .collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        let batch = format!("{}:{}", self.rollup.name, step.version);
+        dirty.begin(redis, &batch, &buckets, self.hold).await?;
+        client.query(&publish).execute().await?;
+        dirty.end(redis, &batch, &buckets).await?;
+        Ok(())
     }
 }
 
@@ -129,14 +171,15 @@ pub async fn catch_up(
     } else {
         return Ok(None);
     };
-    let last = crate::hour_of(u32::MAX - crate::HOUR_SECONDS);
+    let last = rollup.period.start(u32::MAX - rollup.period.seconds());
     let hours = backfill(client, redis, rollup, dirty, 0, last).await?;
     Ok(Some((reason, hours)))
 }
 
-/// Marks every hour from `first` to `last` (inclusive) that holds raw rows dirty, so the
-/// processors recompute it: after a restore, or for rows written before the processing layer.
-/// Idempotent and resumable (marking twice is marking once). Returns how many hours.
+/// Marks every bucket from `first` to `last` (inclusive, first seconds) that holds input rows
+/// dirty, so the processors recompute it: after a restore, or for rows written before the
+/// processing layer. Idempotent and resumable (marking twice is marking once). Returns how
+/// many buckets.
 pub async fn backfill(
     client: &Client,
     redis: &mut impl ConnectionLike,
@@ -146,7 +189,7 @@ pub async fn backfill(
     last: u32,
 ) -> Result<usize, ProcessError> {
     let hours: Vec<u32> = client
-        .query(&rollup.hours_with_rows(first, last))
+        .query(&rollup.buckets_with_rows(first, last))
         .fetch_all()
         .await?;
     for chunk in hours.chunks(1_000) {

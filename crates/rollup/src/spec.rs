@@ -6,6 +6,8 @@
 //! The SQL is text because ClickHouse binds only scalar values; what is spliced in is either
 //! part of a `'static` definition or a number (hours, versions), never user input.
 
+use crate::{DAY_SECONDS, HOUR_SECONDS};
+
 /// The raw rows a rollup is computed from.
 #[derive(Debug, Clone, Copy)]
 pub struct Source {
@@ -46,12 +48,52 @@ impl Measure {
     }
 }
 
-/// One rollup: per hour (the bucket column holds the hour's first second) and group.
+/// The length of a rollup's buckets; the bucket column holds each bucket's first second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    Hour,
+    Day,
+}
+
+impl Period {
+    pub const fn seconds(self) -> u32 {
+        match self {
+            Period::Hour => HOUR_SECONDS,
+            Period::Day => DAY_SECONDS,
+        }
+    }
+
+    /// The first second of the bucket `seconds` falls in.
+    pub const fn start(self, seconds: u32) -> u32 {
+        seconds - seconds % self.seconds()
+    }
+
+    /// SQL: the bucket the `DateTime` expression `time` falls in.
+    pub fn start_of(self, time: &str) -> String {
+        match self {
+            Period::Hour => format!("toStartOfHour({time})"),
+            Period::Day => format!("toStartOfDay({time})"),
+        }
+    }
+}
+
+/// What a rollup is computed from.
+#[derive(Debug, Clone, Copy)]
+pub enum Input {
+    /// The raw rows, at their current versions: the consumer marks the hours it changes.
+    Raw(Source),
+    /// The published rows of a rollup with finer buckets and the same groups and measures:
+    /// publishing its buckets marks this one's (see [`crate::process::Processor::feeding`]).
+    Finer(&'static Rollup),
+}
+
+/// One rollup: per bucket of its period and group.
 #[derive(Debug, Clone, Copy)]
 pub struct Rollup {
     /// Its name in `rollup_versions`.
     pub name: &'static str,
-    pub source: Source,
+    pub input: Input,
+    pub period: Period,
     /// The rollup's rows: `bucket`, the group-by columns, the measures, `version`.
     pub table: &'static str,
     /// Which version of each bucket is published (`rollup_versions`).
@@ -63,13 +105,14 @@ pub struct Rollup {
 /// Game rounds per hour, player and game (`schemas/clickhouse/0009_rollup_hourly.sql`).
 pub const GAME_ROUNDS_HOURLY: Rollup = Rollup {
     name: "game_rounds_hourly",
-    source: Source {
+    input: Input::Raw(Source {
         versions_table: "round_versions",
         identity_table: "round_identity",
         key: &["user_id", "game_instance_id"],
         time_column: "created_timestamp",
         version_column: "version",
-    },
+    }),
+    period: Period::Hour,
     table: "rollup_hourly",
     versions_table: "rollup_versions",
     group_by: &["user_id", "game_id"],
@@ -82,6 +125,18 @@ pub const GAME_ROUNDS_HOURLY: Rollup = Rollup {
     ],
 };
 
+/// Game rounds per day, player and game, summed from [`GAME_ROUNDS_HOURLY`]'s published hours
+/// (`schemas/clickhouse/0012_rollup_daily.sql`).
+pub const GAME_ROUNDS_DAILY: Rollup = Rollup {
+    name: "game_rounds_daily",
+    input: Input::Finer(&GAME_ROUNDS_HOURLY),
+    period: Period::Day,
+    table: "rollup_daily",
+    versions_table: "rollup_versions",
+    group_by: GAME_ROUNDS_HOURLY.group_by,
+    measures: GAME_ROUNDS_HOURLY.measures,
+};
+
 /// `(a, b, …)`, or the one name alone.
 fn tuple(names: &[&str]) -> String {
     match names {
@@ -90,25 +145,26 @@ fn tuple(names: &[&str]) -> String {
     }
 }
 
-/// Runs of at least this many consecutive hours are written as one range.
+/// Runs of at least this many consecutive buckets are written as one range.
 const RANGE_FROM: usize = 3;
 
-/// The condition "`expr` (an hour's first second) is one of `hours`" (not empty): runs of
-/// consecutive hours as ranges, the rest as one `IN` list — so a year of dirty hours is one
-/// range, far below ClickHouse's limits on a statement's size.
-fn among(expr: &str, hours: &[u32]) -> String {
-    let mut hours = hours.to_vec();
-    hours.sort_unstable();
-    hours.dedup();
+/// The condition "`expr` (a bucket's first second) is one of `buckets`" (not empty), buckets
+/// of `period`: runs of consecutive buckets as ranges, the rest as one `IN` list — so a year of
+/// dirty hours is one range, far below ClickHouse's limits on a statement's size.
+fn among(expr: &str, buckets: &[u32], period: Period) -> String {
+    let mut buckets = buckets.to_vec();
+    buckets.sort_unstable();
+    buckets.dedup();
+    let step = u64::from(period.seconds());
     let (mut ranges, mut singles) = (Vec::new(), Vec::new());
     let mut start = 0;
-    for end in 1..=hours.len() {
+    for end in 1..=buckets.len() {
         let run_continues =
-            end < hours.len() && u64::from(hours[end]) == u64::from(hours[end - 1]) + 3600;
+            end < buckets.len() && u64::from(buckets[end]) == u64::from(buckets[end - 1]) + step;
         if run_continues {
             continue;
         }
-        let run = &hours[start..end];
+        let run = &buckets[start..end];
         if run.len() >= RANGE_FROM {
             ranges.push(format!(
                 "{expr} BETWEEN toDateTime({}) AND toDateTime({})",
@@ -116,7 +172,7 @@ fn among(expr: &str, hours: &[u32]) -> String {
                 run[run.len() - 1]
             ));
         } else {
-            singles.extend(run.iter().map(|h| format!("toDateTime({h})")));
+            singles.extend(run.iter().map(|b| format!("toDateTime({b})")));
         }
         start = end;
     }
@@ -126,79 +182,104 @@ fn among(expr: &str, hours: &[u32]) -> String {
     format!("({})", ranges.join(" OR "))
 }
 
+/// The condition "`time` lies in one of `buckets`" (not empty) of `period`: a range on the
+/// column itself (ClickHouse skips partitions and granules by it), then the buckets.
+fn within(time: &str, buckets: &[u32], period: Period) -> String {
+    let first = buckets.iter().min().copied().unwrap_or(0);
+    let last = buckets.iter().max().copied().unwrap_or(0);
+    format!(
+        "{time} >= toDateTime({first}) AND {time} < toDateTime({end}) AND {among}",
+        end = u64::from(last) + u64::from(period.seconds()),
+        among = among(&period.start_of(time), buckets, period),
+    )
+}
+
 impl Rollup {
-    fn bucket(&self) -> String {
-        format!("toStartOfHour({})", self.source.time_column)
+    /// The raw rows this rollup is computed from.
+    ///
+    /// # Panics
+    /// When it is computed from another rollup: only the finest rollup reads raw rows, and
+    /// which rollup that is is fixed where the rollups are defined.
+    fn raw(&self) -> &Source {
+        match &self.input {
+            Input::Raw(source) => source,
+            Input::Finer(_) => panic!("{} is computed from another rollup", self.name),
+        }
     }
 
     /// The condition a row of the versions table meets when it is its key's current version,
     /// falls in one of `hours` (not empty) and meets `filter` (SQL over the row's own columns;
     /// `1` for none): the one definition of "current" (docs/PROCESSING.md). The filter also
     /// narrows the keys whose versions are looked up — exact, since a key's current row meets
-    /// it or the key does not count.
+    /// it or the key does not count. For a rollup of raw rows.
     pub fn current_rows(&self, hours: &[u32], filter: &str) -> String {
         let Source {
             versions_table,
             identity_table,
             key,
             version_column,
-            ..
-        } = self.source;
-        let in_hours = among(&self.bucket(), hours);
+            time_column,
+        } = *self.raw();
+        let in_hours = within(time_column, hours, self.period);
         let (key_tuple, key) = (tuple(key), key.join(", "));
-        let min = hours.iter().min().copied().unwrap_or(0);
-        let max = hours.iter().max().copied().unwrap_or(0);
-        // The range lets ClickHouse skip partitions; the list picks the hours.
-        let range = format!(
-            "{time} >= toDateTime({min}) AND {time} < toDateTime({end})",
-            time = self.source.time_column,
-            end = u64::from(max) + 3600,
-        );
         format!(
-            "{range} AND {in_hours} AND ({filter}) AND ({key}, {version_column}) IN (\
+            "{in_hours} AND ({filter}) AND ({key}, {version_column}) IN (\
              SELECT {key}, max({version_column}) FROM {identity_table} \
              WHERE {key_tuple} IN (SELECT {key} FROM {versions_table} \
-             WHERE {range} AND {in_hours} AND ({filter})) GROUP BY {key})"
+             WHERE {in_hours} AND ({filter})) GROUP BY {key})"
         )
     }
 
-    /// The aggregate of the current rows of `hours`, grouped by bucket and the group-by
-    /// columns, with `version` as a constant last column: the rows of the rollup table. (Its
-    /// alias is not `version`: an alias names the expression everywhere in a ClickHouse query,
-    /// and would stand for the source's column in the filter.)
-    pub fn aggregate(&self, hours: &[u32], version: u64) -> String {
+    /// The aggregate of `buckets` from this rollup's input — the current raw rows, or the
+    /// finer rollup's published rows — grouped by bucket and the group-by columns, with
+    /// `version` as a constant last column: the rows of the rollup table. (Its alias is not
+    /// `version`: an alias names the expression everywhere in a ClickHouse query, and would
+    /// stand for the source's column in the filter.)
+    pub fn aggregate(&self, buckets: &[u32], version: u64) -> String {
         let group_by = self.group_by.join(", ");
-        let measures: Vec<String> = self
-            .measures
+        let (time, from, measures) = match &self.input {
+            Input::Raw(source) => {
+                let current = self.current_rows(buckets, "1");
+                let from = format!("{} FINAL WHERE {current}", source.versions_table);
+                let measures = self.measures.iter().map(|m| m.aggregate()).collect();
+                (source.time_column, from, measures)
+            }
+            Input::Finer(finer) => {
+                let rows = finer.published_where(&within("bucket", buckets, self.period), "1");
+                // Sums of sums; a count's finer counts are summed too.
+                let measures = self.measures.iter().map(|m| format!("sum({})", m.name()));
+                ("at", format!("({rows})"), measures.collect::<Vec<_>>())
+            }
+        };
+        let measures: Vec<String> = measures
             .iter()
-            .map(|m| format!("{} AS {}", m.aggregate(), m.name()))
+            .zip(self.measures)
+            .map(|(aggregate, m)| format!("{aggregate} AS {}", m.name()))
             .collect();
         format!(
             "SELECT {bucket} AS bucket, {group_by}, {measures}, toUInt64({version}) AS rollup_version \
-             FROM {table} FINAL WHERE {current} GROUP BY bucket, {group_by}",
-            bucket = self.bucket(),
+             FROM {from} GROUP BY bucket, {group_by}",
+            bucket = self.period.start_of(time),
             measures = measures.join(", "),
-            table = self.source.versions_table,
-            current = self.current_rows(hours, "1"),
         )
     }
 
-    /// Recomputes `hours` (not empty) into the rollup table under `version`, in one statement
-    /// (one snapshot of the raw rows).
-    pub fn recompute(&self, hours: &[u32], version: u64) -> String {
+    /// Recomputes `buckets` (not empty) into the rollup table under `version`, in one
+    /// statement (one snapshot of the input).
+    pub fn recompute(&self, buckets: &[u32], version: u64) -> String {
         format!(
             "INSERT INTO {table} (bucket, {columns}, version) {select}",
             table = self.table,
             columns = self.columns().join(", "),
-            select = self.aggregate(hours, version),
+            select = self.aggregate(buckets, version),
         )
     }
 
-    /// Publishes `version` of `hours` (not empty): written after [`Rollup::recompute`] landed.
-    pub fn publish(&self, hours: &[u32], version: u64) -> String {
-        let rows: Vec<String> = hours
+    /// Publishes `version` of `buckets` (not empty): written after [`Rollup::recompute`] landed.
+    pub fn publish(&self, buckets: &[u32], version: u64) -> String {
+        let rows: Vec<String> = buckets
             .iter()
-            .map(|hour| format!("('{}', toDateTime({hour}), {version})", self.name))
+            .map(|bucket| format!("('{}', toDateTime({bucket}), {version})", self.name))
             .collect();
         format!(
             "INSERT INTO {} (rollup, bucket, version) VALUES {}",
@@ -217,7 +298,7 @@ impl Rollup {
     }
 
     /// The rollup's rows of the published version of each bucket from `first` to `last`
-    /// (inclusive, first seconds of hours), in the rollup table's columns.
+    /// (inclusive, first seconds of buckets), in the rollup table's columns.
     pub fn published(&self, first: u32, last: u32) -> String {
         format!(
             "SELECT bucket, {columns} FROM {table} \
@@ -232,26 +313,48 @@ impl Rollup {
         )
     }
 
-    /// What a reader sums for the hours from `first` to `last` (inclusive, first seconds) but
-    /// `except`: each hour's rows at its greatest published version, as `at` (the hour), the
-    /// group-by columns and the measures. `filter` (SQL over the group-by columns; `1` for
-    /// none) narrows them. The complement of [`Rollup::current_inputs`] of `except`.
-    pub fn published_rows(&self, first: u32, last: u32, except: &[u32], filter: &str) -> String {
-        let hours = match except {
-            [] => format!("bucket >= toDateTime({first}) AND bucket <= toDateTime({last})"),
-            except => format!(
-                "bucket >= toDateTime({first}) AND bucket <= toDateTime({last}) AND NOT {}",
-                among("bucket", except)
-            ),
-        };
+    /// Each bucket's rows at its greatest published version, of the buckets that meet
+    /// `buckets` (SQL over the `bucket` column), as `at` (the bucket), the group-by columns and
+    /// the measures; `filter` (SQL over the table's columns) narrows them.
+    fn published_where(&self, buckets: &str, filter: &str) -> String {
         format!(
-            "SELECT bucket AS at, {columns} FROM {table} WHERE {hours} AND ({filter}) \
+            "SELECT bucket AS at, {columns} FROM {table} WHERE {buckets} AND ({filter}) \
              AND (bucket, version) IN (SELECT bucket, max(version) FROM {versions} \
-             WHERE rollup = '{name}' AND {hours} GROUP BY bucket)",
+             WHERE rollup = '{name}' AND {buckets} GROUP BY bucket)",
             columns = self.columns().join(", "),
             table = self.table,
             versions = self.versions_table,
             name = self.name,
+        )
+    }
+
+    /// What a reader sums for the buckets from `first` to `last` (inclusive, first seconds)
+    /// but `except`: each bucket's rows at its greatest published version, as `at` (the
+    /// bucket), the group-by columns and the measures. `filter` (SQL over the table's columns;
+    /// `1` for none) narrows them. The complement of [`Rollup::current_inputs`] of `except`.
+    pub fn published_rows(&self, first: u32, last: u32, except: &[u32], filter: &str) -> String {
+        let range = format!("bucket >= toDateTime({first}) AND bucket <= toDateTime({last})");
+        let buckets = match except {
+            [] => range,
+            except => format!("{range} AND NOT {}", among("bucket", except, self.period)),
+        };
+        self.published_where(&buckets, filter)
+    }
+
+    /// What a reader sums for `buckets` (not empty) from this rollup: each one's rows at its
+    /// published version; a bucket with none published has none.
+    pub fn published_rows_of(&self, buckets: &[u32], filter: &str) -> String {
+        self.published_where(&within("bucket", buckets, self.period), filter)
+    }
+
+    /// Those of `buckets` (not empty) with a published version, as `UInt32` seconds: the
+    /// buckets a reader can take from this rollup by [`Rollup::published_rows_of`].
+    pub fn published_among(&self, buckets: &[u32]) -> String {
+        format!(
+            "SELECT DISTINCT toUInt32(bucket) FROM {versions} WHERE rollup = '{name}' AND {among}",
+            versions = self.versions_table,
+            name = self.name,
+            among = among("bucket", buckets, self.period),
         )
     }
 
@@ -260,6 +363,7 @@ impl Rollup {
     /// column of a sum, 1 for a count), so that summing them equals the rollup's measures.
     /// `filter` (SQL over the source's columns; `1` for none) narrows them; it appears twice
     /// in the statement (see [`Rollup::current_rows`]), so its parameters are bound twice.
+    /// For a rollup of raw rows.
     pub fn current_inputs(&self, hours: &[u32], filter: &str) -> String {
         let inputs: Vec<String> = self
             .measures
@@ -271,16 +375,16 @@ impl Rollup {
             .collect();
         format!(
             "SELECT {time} AS at, {group_by}, {inputs} FROM {table} FINAL WHERE {current}",
-            time = self.source.time_column,
+            time = self.raw().time_column,
             group_by = self.group_by.join(", "),
             inputs = inputs.join(", "),
-            table = self.source.versions_table,
+            table = self.raw().versions_table,
             current = self.current_rows(hours, filter),
         )
     }
 
-    /// The first and last published hour (`UInt32` seconds) and how many hours are published
-    /// (0: none, and the bounds mean nothing).
+    /// The first and last published bucket (`UInt32` seconds) and how many buckets are
+    /// published (0: none, and the bounds mean nothing).
     pub fn published_bounds(&self) -> String {
         format!(
             "SELECT toUInt32(min(bucket)), toUInt32(max(bucket)), count() FROM {} \
@@ -289,16 +393,23 @@ impl Rollup {
         )
     }
 
-    /// The hours from `first` to `last` (inclusive, first seconds of hours) that hold raw rows
-    /// of any version, as `UInt32` seconds: what a backfill marks dirty.
-    pub fn hours_with_rows(&self, first: u32, last: u32) -> String {
+    /// The buckets from `first` to `last` (inclusive, first seconds of buckets) that hold
+    /// input rows, as `UInt32` seconds: what a backfill marks dirty. Raw rows of any version,
+    /// or the finer rollup's published buckets.
+    pub fn buckets_with_rows(&self, first: u32, last: u32) -> String {
+        let (time, table, which) = match &self.input {
+            Input::Raw(source) => (source.time_column, source.versions_table, String::new()),
+            Input::Finer(finer) => (
+                "bucket",
+                finer.versions_table,
+                format!(" AND rollup = '{}'", finer.name),
+            ),
+        };
         format!(
             "SELECT DISTINCT toUInt32({bucket}) FROM {table} \
-             WHERE {time} >= toDateTime({first}) AND {time} < toDateTime({end}) ORDER BY 1",
-            bucket = self.bucket(),
-            table = self.source.versions_table,
-            time = self.source.time_column,
-            end = u64::from(last) + 3600,
+             WHERE {time} >= toDateTime({first}) AND {time} < toDateTime({end}){which} ORDER BY 1",
+            bucket = self.period.start_of(time),
+            end = u64::from(last) + u64::from(self.period.seconds()),
         )
     }
 
@@ -308,20 +419,21 @@ impl Rollup {
     /// A range is the key's columns but the last, equal, and the last between two values,
     /// inclusive; the statement takes `?` for each of them, range by range. Read through the
     /// identity table's primary key: clustered keys (a player's rounds) cost a few granules.
+    /// For a rollup of raw rows.
     pub fn hours_of_key_ranges(&self, ranges: usize) -> String {
         let Source {
             identity_table,
             key,
             time_column,
             ..
-        } = self.source;
+        } = *self.raw();
         let (last, prefix) = key.split_last().expect("a key has columns");
         let mut range: Vec<String> = prefix.iter().map(|c| format!("{c} = ?")).collect();
         range.push(format!("{last} >= ? AND {last} <= ?"));
         let range = format!("({})", range.join(" AND "));
         format!(
-            "SELECT DISTINCT toUInt32(toStartOfHour({time_column})) FROM {identity_table} \
-             WHERE {}",
+            "SELECT DISTINCT toUInt32({}) FROM {identity_table} WHERE {}",
+            self.period.start_of(time_column),
             vec![range; ranges.max(1)].join(" OR ")
         )
     }
@@ -361,15 +473,19 @@ mod tests {
         assert_eq!(
             among(
                 "b",
-                &[h(9), h(1), h(2), h(3), h(4), h(7), h(11), h(12), h(2)]
+                &[h(9), h(1), h(2), h(3), h(4), h(7), h(11), h(12), h(2)],
+                Period::Hour
             ),
             "(b BETWEEN toDateTime(3600) AND toDateTime(14400) OR \
              b IN (toDateTime(25200), toDateTime(32400), toDateTime(39600), toDateTime(43200)))"
         );
-        assert_eq!(among("b", &[h(5)]), "(b IN (toDateTime(18000)))");
+        assert_eq!(
+            among("b", &[h(5)], Period::Hour),
+            "(b IN (toDateTime(18000)))"
+        );
         let year: Vec<u32> = (0..8_760).map(h).collect();
         assert_eq!(
-            among("b", &year),
+            among("b", &year, Period::Hour),
             "(b BETWEEN toDateTime(0) AND toDateTime(31532400))"
         );
     }
@@ -381,6 +497,36 @@ mod tests {
             "SELECT DISTINCT toUInt32(toStartOfHour(created_timestamp)) FROM round_identity \
              WHERE (user_id = ? AND game_instance_id >= ? AND game_instance_id <= ?) \
              OR (user_id = ? AND game_instance_id >= ? AND game_instance_id <= ?)"
+        );
+    }
+
+    #[test]
+    fn days_in_a_row_are_one_range() {
+        let d = |n: u32| n * DAY_SECONDS;
+        assert_eq!(
+            among("b", &[d(1), d(2), d(3), d(5)], Period::Day),
+            "(b BETWEEN toDateTime(86400) AND toDateTime(259200) OR b IN (toDateTime(432000)))"
+        );
+    }
+
+    #[test]
+    fn the_daily_rollup_sums_the_published_hours_of_its_days() {
+        let sql = GAME_ROUNDS_DAILY.recompute(&[86_400], 7);
+        assert!(sql.starts_with("INSERT INTO rollup_daily (bucket, user_id, game_id,"));
+        assert!(sql.contains("SELECT toStartOfDay(at) AS bucket"), "{sql}");
+        assert!(sql.contains("sum(rounds) AS rounds"), "{sql}");
+        assert!(sql.contains("FROM rollup_hourly WHERE bucket >= toDateTime(86400) AND bucket < toDateTime(172800)"), "{sql}");
+        assert!(sql.contains("rollup = 'game_rounds_hourly'"), "{sql}");
+        let backfill = GAME_ROUNDS_DAILY.buckets_with_rows(0, 86_400);
+        assert!(backfill.contains("toUInt32(toStartOfDay(bucket)) FROM rollup_versions"));
+        assert!(
+            backfill.contains("AND rollup = 'game_rounds_hourly'"),
+            "{backfill}"
+        );
+        assert_eq!(
+            GAME_ROUNDS_DAILY.published_among(&[0]),
+            "SELECT DISTINCT toUInt32(bucket) FROM rollup_versions \
+             WHERE rollup = 'game_rounds_daily' AND (bucket IN (toDateTime(0)))"
         );
     }
 }

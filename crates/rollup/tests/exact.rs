@@ -7,7 +7,7 @@ use clickhouse::Client;
 use serde::Deserialize;
 use sluice_rollup::dirty::DirtyHours;
 use sluice_rollup::process::{backfill, Processor};
-use sluice_rollup::spec::GAME_ROUNDS_HOURLY;
+use sluice_rollup::spec::{Rollup, GAME_ROUNDS_DAILY, GAME_ROUNDS_HOURLY};
 use sluice_testkit::names::unique;
 use sluice_testkit::stack::Stack;
 
@@ -159,6 +159,155 @@ async fn a_redelivered_round_counts_once_and_a_round_moved_to_another_month_coun
         .await
         .unwrap()
         .is_empty());
+}
+
+/// The first seconds of the days of JANUARY and FEBRUARY (2020-01-31, 2020-02-01).
+const JANUARY_DAY: u32 = JANUARY - 23 * 3600;
+const FEBRUARY_DAY: u32 = FEBRUARY;
+
+/// `rollup`'s published rows of JANUARY_DAY to FEBRUARY (hours or days).
+async fn published_of(client: &Client, rollup: &Rollup) -> Vec<HourRow> {
+    let sql = format!(
+        "SELECT toUInt32(bucket) AS hour, user_id, game_id, real_amount_bet, rounds FROM ({}) \
+         ORDER BY hour, user_id, game_id",
+        rollup.published(JANUARY_DAY, FEBRUARY)
+    );
+    client.query(&sql).fetch_all().await.unwrap()
+}
+
+/// The published hours summed per day, as the daily rollup must hold them.
+async fn hours_per_day(client: &Client) -> Vec<HourRow> {
+    let sql = format!(
+        "SELECT toUInt32(toStartOfDay(bucket)) AS hour, user_id, game_id, \
+         sum(real_amount_bet) AS real_amount_bet, sum(rounds) AS rounds FROM ({}) \
+         GROUP BY hour, user_id, game_id ORDER BY hour, user_id, game_id",
+        GAME_ROUNDS_HOURLY.published(JANUARY_DAY, FEBRUARY)
+    );
+    client.query(&sql).fetch_all().await.unwrap()
+}
+
+/// Steps of `processor` until one claims nothing; the buckets they recomputed, sorted.
+async fn drain(
+    processor: &mut Processor,
+    client: &Client,
+    redis: &mut redis::aio::MultiplexedConnection,
+) -> Vec<u32> {
+    let mut buckets = Vec::new();
+    loop {
+        let step = processor.step(client, redis).await.unwrap();
+        if step.hours.is_empty() {
+            buckets.sort_unstable();
+            return buckets;
+        }
+        buckets.extend(step.hours);
+    }
+}
+
+#[tokio::test]
+async fn the_daily_rollup_sums_the_published_hours_and_follows_a_round_moved_to_another_day() {
+    use sluice_rollup::process::{catch_up, CatchUp};
+    let (client, name) = database().await;
+    let (hours, days) = (
+        DirtyHours::of(&name, &GAME_ROUNDS_HOURLY),
+        DirtyHours::of(&name, &GAME_ROUNDS_DAILY),
+    );
+    let mut redis = redis().await;
+    let daily = Processor::new(&client, GAME_ROUNDS_DAILY, days.clone(), 100, LEASE);
+    let mut daily = daily.await.unwrap();
+
+    // Hours published before the daily rollup existed (an upgrade): the days are marked at
+    // the processor's start, and summed.
+    hours
+        .begin(&mut redis, "b1", &[JANUARY], LEASE)
+        .await
+        .unwrap();
+    insert(&client, &[(JANUARY + 1800, "aa", 1, "1.5", 10)]).await;
+    insert(
+        &client,
+        &[
+            (JANUARY + 2400, "aa", 2, "2", 11),
+            (JANUARY, "bb", 3, "5", 12),
+        ],
+    )
+    .await;
+    hours.end(&mut redis, "b1", &[JANUARY]).await.unwrap();
+    assert_eq!(process(&client, &hours, &mut redis).await, vec![JANUARY]);
+    assert!(days
+        .between(&mut redis, 0, u32::MAX)
+        .await
+        .unwrap()
+        .is_empty());
+    let caught_up = catch_up(&client, &mut redis, &GAME_ROUNDS_DAILY, &days)
+        .await
+        .unwrap();
+    assert_eq!(caught_up, Some((CatchUp::NothingPublished, 1)));
+    assert_eq!(
+        drain(&mut daily, &client, &mut redis).await,
+        vec![JANUARY_DAY]
+    );
+    let expected = vec![
+        row(JANUARY_DAY, "aa", 35_000, 2),
+        row(JANUARY_DAY, "bb", 50_000, 1),
+    ];
+    assert_eq!(published_of(&client, &GAME_ROUNDS_DAILY).await, expected);
+
+    // Round 1 moves into the next day. Publishing its hours marks both days, around the
+    // publication; until the days are summed again they are dirty.
+    let hourly = Processor::new(&client, GAME_ROUNDS_HOURLY, hours.clone(), 100, LEASE);
+    let mut hourly = hourly
+        .await
+        .unwrap()
+        .feeding(GAME_ROUNDS_DAILY, days.clone());
+    hours
+        .begin(&mut redis, "b2", &[FEBRUARY, JANUARY], LEASE)
+        .await
+        .unwrap();
+    insert(&client, &[(FEBRUARY + 1800, "aa", 1, "3", 20)]).await;
+    hours
+        .end(&mut redis, "b2", &[FEBRUARY, JANUARY])
+        .await
+        .unwrap();
+    assert!(days
+        .between(&mut redis, 0, u32::MAX)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        drain(&mut hourly, &client, &mut redis).await,
+        vec![JANUARY, FEBRUARY]
+    );
+    assert_eq!(
+        days.between(&mut redis, 0, u32::MAX).await.unwrap(),
+        vec![JANUARY_DAY, FEBRUARY_DAY]
+    );
+    assert_eq!(
+        published_of(&client, &GAME_ROUNDS_DAILY).await,
+        expected,
+        "not yet"
+    );
+    assert_eq!(
+        drain(&mut daily, &client, &mut redis).await,
+        vec![JANUARY_DAY, FEBRUARY_DAY]
+    );
+    let expected = vec![
+        row(JANUARY_DAY, "aa", 20_000, 1),
+        row(JANUARY_DAY, "bb", 50_000, 1),
+        row(FEBRUARY_DAY, "aa", 30_000, 1),
+    ];
+    assert_eq!(published_of(&client, &GAME_ROUNDS_DAILY).await, expected);
+    assert_eq!(hours_per_day(&client).await, expected);
+    assert!(days
+        .between(&mut redis, 0, u32::MAX)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        catch_up(&client, &mut redis, &GAME_ROUNDS_DAILY, &days)
+            .await
+            .unwrap(),
+        None,
+        "published, and Redis kept its sequence"
+    );
 }
 
 #[tokio::test]

@@ -63,6 +63,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "rollup_versions",
         sql: include_str!("../../../schemas/clickhouse/0010_rollup_versions.sql"),
     },
+    // 11 is [`GAME_ROUNDS_VIEW`], created after these.
+    Migration {
+        version: 12,
+        name: "rollup_daily",
+        sql: include_str!("../../../schemas/clickhouse/0012_rollup_daily.sql"),
+    },
 ];
 
 /// The view `game_rounds` became (every round once, at its current version), created after
@@ -317,8 +323,12 @@ mod tests {
 
     #[test]
     fn migrations_are_numbered_in_order_and_idempotent() {
-        for (index, migration) in MIGRATIONS.iter().enumerate() {
-            assert_eq!(migration.version as usize, index + 1);
+        let mut numbers: Vec<u32> = MIGRATIONS.iter().map(|m| m.version).collect();
+        assert!(numbers.windows(2).all(|pair| pair[0] < pair[1]), "in order");
+        numbers.push(GAME_ROUNDS_VIEW.version);
+        numbers.sort_unstable();
+        assert_eq!(numbers, (1..=numbers.len() as u32).collect::<Vec<_>>());
+        for migration in MIGRATIONS {
             assert!(
                 migration.sql.contains("IF NOT EXISTS") || is_add_column(migration.sql),
                 "{}",

@@ -3,7 +3,8 @@
 //! them from raw rows until a processor recomputes them. For fixtures of readers' tests.
 
 use sluice_rollup::dirty::DirtyHours;
-use sluice_rollup::spec::GAME_ROUNDS_HOURLY;
+use sluice_rollup::process::Processor;
+use sluice_rollup::spec::{Rollup, GAME_ROUNDS_DAILY, GAME_ROUNDS_HOURLY};
 
 use crate::clickhouse;
 use crate::stack::Stack;
@@ -42,31 +43,48 @@ pub async fn mark_every_hour(database: &str) {
     .expect("the hours are marked");
 }
 
-/// Recomputes every dirty hour of `database` into the rollup, as the processor service does,
-/// until none is dirty.
+/// Recomputes every dirty hour of `database` into the hourly rollup, as the processor service
+/// does (marking their days for the daily rollup), until none is dirty.
 pub async fn process_every_dirty_hour(database: &str) {
+    let processor = processor(database, GAME_ROUNDS_HOURLY).await;
+    let daily = DirtyHours::of(database, &GAME_ROUNDS_DAILY);
+    drain(database, processor.feeding(GAME_ROUNDS_DAILY, daily)).await;
+}
+
+/// Sums every dirty day of `database` from its published hours into the daily rollup, until
+/// none is dirty.
+pub async fn process_every_dirty_day(database: &str) {
+    drain(database, processor(database, GAME_ROUNDS_DAILY).await).await;
+}
+
+/// Every dirty hour, then every dirty day: what the processor service converges to.
+pub async fn process_everything(database: &str) {
+    process_every_dirty_hour(database).await;
+    process_every_dirty_day(database).await;
+}
+
+async fn processor(database: &str, rollup: Rollup) -> Processor {
+    let client = Stack::get().clickhouse_client(database);
+    let dirty = DirtyHours::of(database, &rollup);
+    let hold = std::time::Duration::from_secs(60);
+    Processor::new(&client, rollup, dirty, 10_000, hold)
+        .await
+        .expect("the processor starts")
+}
+
+/// Steps of `processor` until one claims nothing; then nothing of its rollup may be dirty.
+async fn drain(database: &str, mut processor: Processor) {
     let client = Stack::get().clickhouse_client(database);
     let mut redis = redis_connection().await;
-    let dirty = DirtyHours::new(database);
-    let hold = std::time::Duration::from_secs(60);
-    let mut processor = sluice_rollup::process::Processor::new(
-        &client,
-        GAME_ROUNDS_HOURLY,
-        dirty.clone(),
-        10_000,
-        hold,
-    )
-    .await
-    .expect("the processor starts");
-    while !processor
-        .step(&client, &mut redis)
-        .await
-        .expect("a step")
-        .hours
-        .is_empty()
-    {}
-    let left = dirty.between(&mut redis, 0, u32::MAX).await.expect("Redis");
-    assert!(left.is_empty(), "hours still dirty (leased?): {left:?}");
+    loop {
+        let step = processor.step(&client, &mut redis).await.expect("a step");
+        if step.hours.is_empty() {
+            break;
+        }
+    }
+    let left = processor.dirty().between(&mut redis, 0, u32::MAX).await;
+    let left = left.expect("Redis");
+    assert!(left.is_empty(), "buckets still dirty (leased?): {left:?}");
 }
 
 /// A connection to the stack's Redis.

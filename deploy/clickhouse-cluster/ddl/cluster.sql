@@ -149,6 +149,25 @@ ORDER BY (bucket, user_id, game_id);
 CREATE TABLE IF NOT EXISTS sluice.rollup_hourly ON CLUSTER sluice AS sluice.rollup_hourly_local
 ENGINE = Distributed(sluice, sluice, rollup_hourly_local, cityHash64(user_id));
 
+CREATE TABLE IF NOT EXISTS sluice.rollup_daily_local ON CLUSTER sluice
+(
+    bucket DateTime('UTC'),
+    user_id String,
+    game_id UInt64,
+    real_amount_bet Nullable(Decimal(38, 4)),
+    bonus_amount_bet Nullable(Decimal(38, 4)),
+    real_amount_win Nullable(Decimal(38, 4)),
+    bonus_amount_win Nullable(Decimal(38, 4)),
+    rounds UInt64,
+    version UInt64
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/sluice/rollup_daily', '{replica}', version)
+PARTITION BY toYYYYMM(bucket)
+ORDER BY (bucket, user_id, game_id);
+
+CREATE TABLE IF NOT EXISTS sluice.rollup_daily ON CLUSTER sluice AS sluice.rollup_daily_local
+ENGINE = Distributed(sluice, sluice, rollup_daily_local, cityHash64(user_id));
+
 CREATE TABLE IF NOT EXISTS sluice.rollup_versions_local ON CLUSTER sluice
 (
     rollup String,

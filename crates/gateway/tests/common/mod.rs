@@ -116,6 +116,16 @@ impl Gateway {
             .unwrap()
     }
 
+    /// The value of counter `name` on this gateway's `/metrics` (0 when it is not there).
+    pub async fn counter(&self, name: &str) -> u64 {
+        let text = self.http.get(format!("{}/metrics", self.url)).send().await;
+        let text = text.unwrap().text().await.unwrap();
+        text.lines()
+            .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .map(|value| value.parse::<f64>().unwrap() as u64)
+            .sum()
+    }
+
     /// Credits left, read through a successful query's header (which itself costs one).
     pub async fn credits_after_one_more_query(&self, key: &str) -> u64 {
         let response = self.query(key, &[]).await;

@@ -1,0 +1,302 @@
+//! The processor binary killed with SIGKILL, twice, while rounds keep arriving and moving between
+//! hours and days (issue 13): a checker asking the gateway for hours and days never sees an
+//! answer with more rounds than were produced or fewer than it saw before, and once everything
+//! is processed the answer equals the last version of every round, per hour and per day.
+//!
+//! Rows are written the way the consumer writes them (docs/PROCESSING.md): a batch's hours, and
+//! the hours its rounds' earlier versions are in, are marked before the insert and after it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clickhouse::Client;
+use sluice_rollup::dirty::DirtyHours;
+use sluice_rollup::spec::{GAME_ROUNDS_DAILY, GAME_ROUNDS_HOURLY};
+use sluice_testkit::names::unique;
+use sluice_testkit::rounds::{redis_connection, COLUMNS};
+use sluice_testkit::stack::Stack;
+use tokio::process::{Child, Command};
+
+const ADMIN_TOKEN: &str = "processor-crash-test-admin-token";
+const WAVES: u64 = 8;
+const NEW_PER_WAVE: u64 = 500;
+const PLAYERS: u64 = 9;
+/// 2019-10-28T00:00:00Z.
+const START: u32 = 1_572_220_800;
+const LEASE: Duration = Duration::from_secs(3);
+
+/// A round's last content: (player, second, game, bet in ten-thousandths).
+type Rounds = HashMap<u64, (u64, u32, u64, i64)>;
+
+fn player_id(player: u64) -> String {
+    format!("{:032x}", 0xdef0_0000 + player)
+}
+
+fn spawn_processor(database: &str) -> Child {
+    let stack = Stack::get();
+    let output = || match std::env::var_os("TEST_LOG") {
+        Some(_) => Stdio::inherit(),
+        None => Stdio::null(),
+    };
+    Command::new(env!("CARGO_BIN_EXE_sluice-processor"))
+        .env("SLUICE_PROCESSOR_LISTEN_ADDR", "127.0.0.1:0")
+        .env("SLUICE_PROCESSOR_CLICKHOUSE_URL", &stack.clickhouse_url)
+        .env("SLUICE_PROCESSOR_CLICKHOUSE_DATABASE", database)
+        .env("SLUICE_PROCESSOR_CLICKHOUSE_USER", &stack.clickhouse_user)
+        .env(
+            "SLUICE_PROCESSOR_CLICKHOUSE_PASSWORD",
+            &stack.clickhouse_password,
+        )
+        .env("SLUICE_PROCESSOR_REDIS_URL", &stack.redis_url)
+        // Small steps, so a kill lands mid-step; a killed claim holds its hours this long.
+        .env("SLUICE_PROCESSOR_MAX_HOURS_PER_STEP", "4")
+        .env("SLUICE_PROCESSOR_CLAIM_HOLD_MS", "3000")
+        .env("SLUICE_PROCESSOR_IDLE_PAUSE_MS", "20")
+        .stdout(output())
+        .stderr(output())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the sluice-processor binary starts")
+}
+
+/// Wave `wave`: new rounds, and new versions of every fifth earlier round with another bet,
+/// moved by hours (every third of them by more than a day).
+fn wave(wave: u64, last: &Rounds) -> Rounds {
+    let mut versions: Rounds = (0..NEW_PER_WAVE)
+        .map(|n| {
+            let id = wave * NEW_PER_WAVE + n + 1;
+            let at = START + (id * 7_919 % (3 * 86_400)) as u32;
+            (id, (n % PLAYERS, at, n % 3, (id % 89 * 100) as i64))
+        })
+        .collect();
+    for (id, (player, at, game, bet)) in last.iter().filter(|(id, _)| *id % 5 == wave % 5) {
+        let shift = if id % 3 == 0 { 30 * 3_600 } else { 3_600 };
+        versions.insert(*id, (*player, at + shift, *game, bet + 1));
+    }
+    versions
+}
+
+/// Writes `versions` as one consumer batch would: marks (begin), insert, marks (end).
+async fn write(client: &Client, dirty: &DirtyHours, batch: u64, versions: &Rounds, last: &Rounds) {
+    let hour = |at: u32| at - at % 3_600;
+    let mut hours: Vec<u32> = versions.values().map(|v| hour(v.1)).collect();
+    hours.extend(
+        versions
+            .keys()
+            .filter_map(|id| last.get(id))
+            .map(|v| hour(v.1)),
+    );
+    hours.sort_unstable();
+    hours.dedup();
+    let mut redis = redis_connection().await;
+    let name = batch.to_string();
+    dirty.begin(&mut redis, &name, &hours, LEASE).await.unwrap();
+    let rows: Vec<String> = versions
+        .iter()
+        .map(|(id, (player, at, game, bet))| {
+            format!(
+                "(toDateTime({at}), {id}, '{}', {game}, {}, NULL, 0, NULL, 'Book of Dead', \
+                 'Play''n GO', {batch})",
+                player_id(*player),
+                sluice_schema::domain::format_scaled(i128::from(*bet)),
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO round_versions ({COLUMNS}) VALUES {}",
+        rows.join(", ")
+    );
+    client.query(&sql).execute().await.unwrap();
+    dirty.end(&mut redis, &name, &hours).await.unwrap();
+}
+
+async fn spawn_gateway(database: &str) -> String {
+    let stack = Stack::get();
+    let mut config = sluice_gateway::Config::with_endpoints(
+        &stack.redis_url,
+        &stack.clickhouse_url,
+        ADMIN_TOKEN,
+    );
+    config.clickhouse_user = stack.clickhouse_user.clone();
+    config.clickhouse_password = stack.clickhouse_password.clone().into();
+    config.listen_addr = "127.0.0.1:0".into();
+    config.clickhouse_database = database.into();
+    config.redis_key_prefix = format!("{}:", unique("crash"));
+    config.cursor_secret = Some("processor-crash-test-cursor-secret-32".to_owned().into());
+    let application = sluice_gateway::Application::build(config).await.unwrap();
+    let url = format!("http://127.0.0.1:{}", application.port());
+    tokio::spawn(application.run_until_stopped());
+    url
+}
+
+async fn create_key(http: &reqwest::Client, url: &str) -> String {
+    let created: serde_json::Value = http
+        .post(format!("{url}/admin/keys"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({
+            "name": "checker", "credits": 1_000_000,
+            "rate_limit": {"requests": 1_000_000, "per_seconds": 1},
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    created["key"].as_str().unwrap().to_owned()
+}
+
+/// (bucket, player, game) → (rounds, real bet).
+type Answer = BTreeMap<(String, String, u64), (u64, String)>;
+
+/// Every bucket of `granularity` (`hour` or `day`), in one page.
+async fn answer(http: &reqwest::Client, url: &str, key: &str, granularity: &str) -> Answer {
+    let page: serde_json::Value = http
+        .get(format!("{url}/aggregated_game_rounds"))
+        .header("X-API-Key", key)
+        .query(&[("granularity", granularity), ("page_size", "10000")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["has_more"], false, "{page}");
+    let buckets = page["data"].as_array().unwrap_or_else(|| panic!("{page}"));
+    buckets
+        .iter()
+        .map(|b| {
+            let bucket = b[granularity].as_str().unwrap().to_owned();
+            let key = (bucket, b["player_id"].as_str().unwrap().to_owned());
+            let value = (b["rounds"].as_u64().unwrap(), b["real_amount_bet"].as_str());
+            (
+                (key.0, key.1, b["game_id"].as_u64().unwrap()),
+                (value.0, value.1.unwrap().to_owned()),
+            )
+        })
+        .collect()
+}
+
+/// What the answer must be: the last version of every round, summed per bucket of `seconds`.
+fn expected(last: &Rounds, seconds: u32) -> Answer {
+    let mut sums: BTreeMap<(String, String, u64), (u64, i64)> = BTreeMap::new();
+    for (player, at, game, bet) in last.values() {
+        let start = chrono::DateTime::from_timestamp(i64::from(at - at % seconds), 0).unwrap();
+        let start = start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let entry = sums.entry((start, player_id(*player), *game)).or_default();
+        entry.0 += 1;
+        entry.1 += bet;
+    }
+    let money = |bet: i64| sluice_schema::domain::format_scaled(i128::from(bet));
+    sums.into_iter()
+        .map(|(key, (rounds, bet))| (key, (rounds, money(bet))))
+        .collect()
+}
+
+/// Asks for hours and days until `stop`: never more rounds than produced, never fewer than the
+/// last answer of the same granularity. Returns how many answers it checked.
+fn spawn_checker(
+    url: String,
+    key: String,
+    produced: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        let (mut checks, mut last) = (0, [0, 0]);
+        while !stop.load(Ordering::SeqCst) {
+            for (n, granularity) in ["hour", "day"].into_iter().enumerate() {
+                let answer = answer(&http, &url, &key, granularity).await;
+                // Rounds are counted as produced before they are written.
+                let ceiling = produced.load(Ordering::SeqCst);
+                let counted: u64 = answer.values().map(|v| v.0).sum();
+                assert!(
+                    counted <= ceiling,
+                    "{granularity}: {counted} rounds of {ceiling}"
+                );
+                assert!(
+                    counted >= last[n],
+                    "{granularity}: {counted} after {}",
+                    last[n]
+                );
+                (checks, last[n]) = (checks + 1, counted);
+            }
+        }
+        checks
+    })
+}
+
+/// Waits until no hour and no day is dirty.
+async fn processed(database: &str) {
+    let mut redis = redis_connection().await;
+    let started = Instant::now();
+    for rollup in [GAME_ROUNDS_HOURLY, GAME_ROUNDS_DAILY] {
+        let dirty = DirtyHours::of(database, &rollup);
+        while !dirty
+            .between(&mut redis, 0, u32::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            let waited = started.elapsed();
+            assert!(
+                waited < Duration::from_secs(60),
+                "{} stays dirty",
+                rollup.name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn answers_stay_exact_while_processors_are_killed_mid_work_and_rounds_keep_moving() {
+    let database = unique("crash");
+    let client = Stack::get().clickhouse_client(&database);
+    sluice_schema::migrations::apply(&client, &database)
+        .await
+        .unwrap();
+    let dirty = DirtyHours::new(&database);
+    let url = spawn_gateway(&database).await;
+    let http = reqwest::Client::new();
+    let key = create_key(&http, &url).await;
+    let mut processors = [spawn_processor(&database), spawn_processor(&database)];
+    let (produced, stop) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let checker = spawn_checker(url.clone(), key.clone(), produced.clone(), stop.clone());
+
+    let mut last = Rounds::new();
+    for n in 0..WAVES {
+        let versions = wave(n, &last);
+        let distinct = last.len() + versions.keys().filter(|id| !last.contains_key(id)).count();
+        produced.store(distinct as u64, Ordering::SeqCst);
+        write(&client, &dirty, n + 1, &versions, &last).await;
+        last.extend(versions);
+        if n % 3 == 1 {
+            // SIGKILL while the hours just written are being processed.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let victim = &mut processors[n as usize % 2];
+            victim.start_kill().unwrap();
+            victim.wait().await.unwrap();
+            *victim = spawn_processor(&database);
+        }
+    }
+
+    processed(&database).await;
+    assert_eq!(
+        answer(&http, &url, &key, "hour").await,
+        expected(&last, 3_600)
+    );
+    assert_eq!(
+        answer(&http, &url, &key, "day").await,
+        expected(&last, 86_400)
+    );
+    stop.store(true, Ordering::SeqCst);
+    let checks = checker.await.unwrap();
+    assert!(checks >= 10, "the checker asked only {checks} times");
+}
