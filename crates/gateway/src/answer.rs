@@ -3,9 +3,9 @@
 //! yet (dirty in Redis) and those only partly inside the range, which are summed from their
 //! current raw rows, and — for a page of days — the whole days whose day and hours are all
 //! processed, taken from the daily rollup; in one statement, so no hour is counted twice or not
-//! at all. The hours
-//! are read in a window that starts at the page's first bucket and widens until it holds a full
-//! page or the whole range, so a page costs what its buckets cost, not what the range holds.
+//! at all. The hours are read in a window that starts at the page's first bucket and widens
+//! until it holds a full page or the whole range, so a page costs what its buckets cost, not
+//! what the range holds.
 //! Every user value is bound by the `clickhouse` crate; only numbers (hours) are spliced in.
 
 use chrono::{DateTime, Utc};
@@ -410,9 +410,8 @@ async fn snapshot(
     granularity: Granularity,
 ) -> Result<Snapshots, FetchError> {
     let mut redis = source.redis.get().await?;
-    let hours = (source.hours)
-        .snapshot(&mut redis, span.first, span.last)
-        .await?;
+    let hours = source.hours.snapshot(&mut redis, span.first, span.last);
+    let hours = hours.await?;
     let days = match granularity {
         Granularity::Hour => None,
         Granularity::Day => {

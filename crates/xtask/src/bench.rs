@@ -472,56 +472,22 @@ pub async fn consumer(rows: u64) -> anyhow::Result<()> {
     produce_all(&brokers, &topic, &messages).await?;
     let fetch_only = drain(&brokers, &topic, rows).await?;
     build_release("sluice-consumer").await?;
-    let database = format!("{run}_consumer");
-    let group = format!("{run}_group");
-    let started = Instant::now();
-    let mut service = Command::new(release_binary("sluice-consumer"))
-        .env("SLUICE_CONSUMER_LISTEN_ADDR", "127.0.0.1:0")
-        .env("SLUICE_CONSUMER_KAFKA_BROKERS", &brokers)
-        .env("SLUICE_CONSUMER_CLICKHOUSE_URL", &clickhouse_url)
-        .env("SLUICE_CONSUMER_CLICKHOUSE_DATABASE", &database)
-        .env("SLUICE_CONSUMER_CLICKHOUSE_USER", &user)
-        .env("SLUICE_CONSUMER_CLICKHOUSE_PASSWORD", &password)
-        .env("SLUICE_CONSUMER_REDIS_URL", &redis_url)
-        .env("SLUICE_CONSUMER_TOPIC", &topic)
-        .env("SLUICE_CONSUMER_GROUP_ID", &group)
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting sluice-consumer")?;
-    let http = reqwest::Client::new();
-    let count_sql = format!("SELECT count() FROM {database}.round_versions");
-    let mut first_rows_at = None;
-    let mut first_rows = 0;
-    loop {
-        let answer = http
-            .post(&clickhouse_url)
-            .basic_auth(&user, Some(&password))
-            .body(count_sql.clone())
-            .send()
-            .await;
-        let landed: u64 = match answer {
-            Ok(response) if response.status().is_success() => {
-                response.text().await?.trim().parse().unwrap_or(0)
-            }
-            _ => 0,
-        };
-        if landed > 0 && first_rows_at.is_none() {
-            first_rows_at = Some(Instant::now());
-            first_rows = landed;
-        }
-        if landed >= rows {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            bail!("only {landed} of {rows} rows landed after 600 s");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let total = started.elapsed();
-    let steady = first_rows_at.map(|t| (t.elapsed(), rows - first_rows));
-    service.start_kill()?;
-
+    build_release("sluice-processor").await?;
+    let endpoints = Endpoints {
+        brokers: &brokers,
+        clickhouse_url: &clickhouse_url,
+        user: &user,
+        password: &password,
+        redis_url: &redis_url,
+    };
+    // The same topic read by a fresh group twice: alone, then with a processor recomputing
+    // the hours the consumer marks (issue 13: ingest within 10 % with the processor running).
+    let (total, steady) = consume(&endpoints, &topic, &format!("{run}_alone"), rows).await?;
+    let with_processor = {
+        let database = format!("{run}_processed");
+        let _processor = crate::bench_freshness::spawn_processor(&database)?;
+        consume(&endpoints, &topic, &database, rows).await?.1
+    };
     let rate = |n: u64, d: Duration| n as f64 / d.as_secs_f64();
     let mut table = vec![
         ("rows", format!("{rows}")),
@@ -563,9 +529,89 @@ pub async fn consumer(rows: u64) -> anyhow::Result<()> {
             "ratio steady consumer / baseline",
             format!("{:.2}", rate(n, elapsed) / rate(rows, baseline)),
         ));
+        if let Some((processed, m)) = with_processor {
+            table.push((
+                "consumer with the processor running, first insert → all landed",
+                format!(
+                    "{:.0} rows/s ({:.2} s), {:.2} of the consumer alone",
+                    rate(m, processed),
+                    processed.as_secs_f64(),
+                    rate(m, processed) / rate(n, elapsed)
+                ),
+            ));
+        }
     }
     println_table(&table);
     Ok(())
+}
+
+/// Where the release services of a consumer run connect.
+struct Endpoints<'a> {
+    brokers: &'a str,
+    clickhouse_url: &'a str,
+    user: &'a str,
+    password: &'a str,
+    redis_url: &'a str,
+}
+
+/// The release consumer reading `topic` from the start into `database` (a fresh group) until
+/// `rows` rows landed: from its start, and from its first insert (with the rows then landed).
+async fn consume(
+    at: &Endpoints<'_>,
+    topic: &str,
+    database: &str,
+    rows: u64,
+) -> anyhow::Result<(Duration, Option<(Duration, u64)>)> {
+    let started = Instant::now();
+    let mut service = Command::new(release_binary("sluice-consumer"))
+        .env("SLUICE_CONSUMER_LISTEN_ADDR", "127.0.0.1:0")
+        .env("SLUICE_CONSUMER_KAFKA_BROKERS", at.brokers)
+        .env("SLUICE_CONSUMER_CLICKHOUSE_URL", at.clickhouse_url)
+        .env("SLUICE_CONSUMER_CLICKHOUSE_DATABASE", database)
+        .env("SLUICE_CONSUMER_CLICKHOUSE_USER", at.user)
+        .env("SLUICE_CONSUMER_CLICKHOUSE_PASSWORD", at.password)
+        .env("SLUICE_CONSUMER_REDIS_URL", at.redis_url)
+        .env("SLUICE_CONSUMER_TOPIC", topic)
+        .env("SLUICE_CONSUMER_GROUP_ID", format!("{database}_group"))
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting sluice-consumer")?;
+    let http = reqwest::Client::new();
+    let count_sql = format!("SELECT count() FROM {database}.round_versions");
+    let mut first_rows_at = None;
+    let mut first_rows = 0;
+    loop {
+        let answer = http
+            .post(at.clickhouse_url)
+            .basic_auth(at.user, Some(at.password))
+            .body(count_sql.clone())
+            .send()
+            .await;
+        let landed: u64 = match answer {
+            Ok(response) if response.status().is_success() => {
+                response.text().await?.trim().parse().unwrap_or(0)
+            }
+            _ => 0,
+        };
+        if landed > 0 && first_rows_at.is_none() {
+            first_rows_at = Some(Instant::now());
+            first_rows = landed;
+        }
+        if landed >= rows {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("only {landed} of {rows} rows landed after 600 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let total = started.elapsed();
+    service.start_kill()?;
+    Ok((
+        total,
+        first_rows_at.map(|t| (t.elapsed(), rows - first_rows)),
+    ))
 }
 
 /// Time to read `rows` messages of `topic` with a plain consumer, from the first message on:

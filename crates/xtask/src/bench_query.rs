@@ -1,7 +1,8 @@
 //! `bench query` (issue 13): the six questions of the issue asked through the release gateway
 //! over `rows` rounds shaped like play sessions, first with every hour unprocessed (the gateway
-//! sums raw rows), then with every hour processed (the rollup), beside the floor — the same
-//! question asked directly of the rollup table — in one run. Not a test: nothing asserts on time.
+//! sums raw rows), then with every hour and day processed (the rollups), beside the floor — the
+//! same question asked directly of the rollup table of its granularity (hourly or daily) — in
+//! one run. Not a test: nothing asserts on time.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use sluice_rollup::dirty::DirtyHours;
 use sluice_rollup::process::{backfill, Processor};
-use sluice_rollup::spec::GAME_ROUNDS_HOURLY;
+use sluice_rollup::spec::{Rollup, GAME_ROUNDS_DAILY, GAME_ROUNDS_HOURLY};
 use tokio::process::{Child, Command};
 
 use crate::bench::{build_release, println_table, release_binary, stack_value};
@@ -30,7 +31,7 @@ struct Question {
 }
 
 /// ClickHouse over HTTP as the stack's user.
-struct ClickHouse {
+pub(crate) struct ClickHouse {
     http: reqwest::Client,
     url: String,
     user: String,
@@ -38,7 +39,17 @@ struct ClickHouse {
 }
 
 impl ClickHouse {
-    async fn run(&self, sql: &str) -> anyhow::Result<String> {
+    /// The stack's ClickHouse (from `stack.env`).
+    pub(crate) fn of_stack() -> anyhow::Result<ClickHouse> {
+        Ok(ClickHouse {
+            http: reqwest::Client::new(),
+            url: stack_value("SLUICE_CLICKHOUSE_URL")?,
+            user: stack_value("SLUICE_CLICKHOUSE_USER")?,
+            password: stack_value("SLUICE_CLICKHOUSE_PASSWORD")?,
+        })
+    }
+
+    pub(crate) async fn run(&self, sql: &str) -> anyhow::Result<String> {
         let response = self
             .http
             .post(&self.url)
@@ -79,10 +90,14 @@ fn generate_sql(database: &str, rows: u64) -> String {
 /// starts at `day` (seconds), and the hour at noon that day.
 fn questions(database: &str, player: &str, game: u64, day: u32) -> Vec<Question> {
     let floor = |bucket: &str, filter: &str| {
+        let table = match bucket {
+            "toStartOfDay" => "rollup_daily",
+            _ => "rollup_hourly",
+        };
         format!(
             "SELECT toUInt32({bucket}(bucket)) AS start, user_id, game_id, sum(real_amount_bet), \
              sum(bonus_amount_bet), sum(real_amount_win), sum(bonus_amount_win), sum(rounds) \
-             FROM {database}.rollup_hourly WHERE {filter} GROUP BY start, user_id, game_id \
+             FROM {database}.{table} WHERE {filter} GROUP BY start, user_id, game_id \
              ORDER BY start, user_id, game_id LIMIT 1001 FORMAT Null"
         )
     };
@@ -210,7 +225,7 @@ fn spawn_gateway(database: &str, port: u16) -> anyhow::Result<Child> {
 }
 
 /// The gateway's URL once it is ready, and a key with credits for the whole run.
-async fn start_gateway(
+pub(crate) async fn start_gateway(
     http: &reqwest::Client,
     database: &str,
 ) -> anyhow::Result<(Child, String, String)> {
@@ -270,26 +285,36 @@ async fn ask(
     Ok(())
 }
 
-/// Recomputes every dirty hour of `database` into the rollup; returns how long it took.
-async fn process_everything(database: &str) -> anyhow::Result<Duration> {
+/// Recomputes every dirty hour of `database` into the hourly rollup (marking their days),
+/// then every dirty day into the daily one; returns how long each took.
+async fn process_everything(database: &str) -> anyhow::Result<[Duration; 2]> {
     let stack = sluice_testkit::Stack::get();
     let client = stack.clickhouse_client(database);
     let mut redis = sluice_testkit::rounds::redis_connection().await;
-    let dirty = DirtyHours::new(database);
-    let started = Instant::now();
     let hold = Duration::from_secs(3_600);
-    let mut processor = Processor::new(&client, GAME_ROUNDS_HOURLY, dirty, 168, hold).await?;
-    while !processor.step(&client, &mut redis).await?.hours.is_empty() {}
-    Ok(started.elapsed())
+    let processor = |rollup: Rollup| {
+        let dirty = DirtyHours::of(database, &rollup);
+        Processor::new(&client, rollup, dirty, 168, hold)
+    };
+    let days = DirtyHours::of(database, &GAME_ROUNDS_DAILY);
+    let hourly = processor(GAME_ROUNDS_HOURLY).await?;
+    let mut took = [Duration::ZERO; 2];
+    for (n, mut processor) in [
+        hourly.feeding(GAME_ROUNDS_DAILY, days),
+        processor(GAME_ROUNDS_DAILY).await?,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let started = Instant::now();
+        while !processor.step(&client, &mut redis).await?.hours.is_empty() {}
+        took[n] = started.elapsed();
+    }
+    Ok(took)
 }
 
 pub async fn query(rows: u64, samples: usize, raw_samples: usize) -> anyhow::Result<()> {
-    let clickhouse = ClickHouse {
-        http: reqwest::Client::new(),
-        url: stack_value("SLUICE_CLICKHOUSE_URL")?,
-        user: stack_value("SLUICE_CLICKHOUSE_USER")?,
-        password: stack_value("SLUICE_CLICKHOUSE_PASSWORD")?,
-    };
+    let clickhouse = ClickHouse::of_stack()?;
     let database = format!("bench_{}_query", std::process::id());
     let client = sluice_testkit::Stack::get().clickhouse_client(&database);
     sluice_schema::migrations::apply(&client, &database).await?;
@@ -329,25 +354,38 @@ pub async fn query(rows: u64, samples: usize, raw_samples: usize) -> anyhow::Res
     for question in &questions {
         raw.push(time(raw_samples, || ask(&http, &url, &key, &question.params)).await);
     }
-    let processing = process_everything(&database).await?;
-    clickhouse
-        .run(&format!("OPTIMIZE TABLE {database}.rollup_hourly FINAL"))
-        .await?;
-    let rollup_rows = clickhouse
-        .run(&format!("SELECT count() FROM {database}.rollup_hourly"))
-        .await?;
+    let [hourly, daily] = process_everything(&database).await?;
+    let mut counts = Vec::new();
+    for table in ["rollup_hourly", "rollup_daily"] {
+        let table = format!("{database}.{table}");
+        clickhouse
+            .run(&format!("OPTIMIZE TABLE {table} FINAL"))
+            .await?;
+        counts.push(
+            clickhouse
+                .run(&format!("SELECT count() FROM {table}"))
+                .await?,
+        );
+    }
     let mut table = vec![
         (
             "rows",
-            format!("{rows} ({hours} hours, {rollup_rows} rollup rows)"),
+            format!(
+                "{rows} ({hours} hours; rollup rows: {} hourly, {} daily)",
+                counts[0], counts[1]
+            ),
         ),
         (
             "generated in ClickHouse",
             format!("{:.1} s", generated.as_secs_f64()),
         ),
         (
-            "processed (every hour)",
-            format!("{:.1} s", processing.as_secs_f64()),
+            "processed: every hour, then every day",
+            format!(
+                "{:.1} s, {:.1} s",
+                hourly.as_secs_f64(),
+                daily.as_secs_f64()
+            ),
         ),
     ];
     eprintln!("| question | raw (all hours dirty) median / p99 | rollup median / p99 | floor median / p99 | rollup ≤ 2× floor + 20 ms |");

@@ -10,8 +10,11 @@
 //!   the upload path's rate from the same run.
 //! - `bench query`: the six questions of issue 13 through the gateway, from raw rows and from
 //!   the rollup, beside the same questions asked directly of the rollup table.
+//! - `bench freshness`: a steady ingest while the processor runs; how long until each batch is
+//!   in the gateway's answers and in the hourly rollup.
 
 mod bench;
+mod bench_freshness;
 mod bench_query;
 mod bench_watcher;
 
@@ -95,6 +98,17 @@ enum Bench {
         #[arg(long, default_value_t = 3)]
         raw_samples: usize,
     },
+    /// A steady ingest (a live stream: rows of the current second, marked as the consumer
+    /// marks them) while the release processor and gateway run: how long until each second's
+    /// batch is in the answers and in the hourly rollup (needs `scripts/dev services`).
+    Freshness {
+        /// Rows written each second.
+        #[arg(long, default_value_t = 200_000)]
+        rate: u64,
+        /// Seconds of ingest.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
     /// Dropped files → committed, beside the upload path (needs `scripts/dev services`).
     Watcher {
         /// Small files to drop at once.
@@ -129,6 +143,9 @@ async fn main() -> anyhow::Result<()> {
                     raw_samples,
                 },
         } => bench_query::query(rows, samples, raw_samples).await?,
+        Task::Bench {
+            what: Bench::Freshness { rate, seconds },
+        } => bench_freshness::freshness(rate, seconds).await?,
         Task::Bench {
             what:
                 Bench::Watcher {
