@@ -229,6 +229,7 @@ async fn every_service_reports_its_work_in_prometheus_format() {
         clickhouse_password: stack.clickhouse_password.clone().into(),
         redis_url: stack.redis_url.clone().into(),
         max_hours_per_step: 1,
+        rows_per_statement: 2_000_000,
         claim_hold_ms: 30_000,
         idle_pause_ms: 50,
         failure_pause_ms: 200,

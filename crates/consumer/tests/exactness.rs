@@ -211,6 +211,7 @@ async fn spawn_processor(database: &str, stop: CancellationToken) -> tokio::task
         clickhouse_password: stack.clickhouse_password.clone().into(),
         redis_url: stack.redis_url.clone().into(),
         max_hours_per_step: 24,
+        rows_per_statement: 500,
         claim_hold_ms: 5_000,
         idle_pause_ms: 50,
         failure_pause_ms: 200,

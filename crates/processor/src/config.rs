@@ -25,9 +25,14 @@ pub struct Config {
     /// Default `redis://127.0.0.1:6379/`.
     #[serde(default = "defaults::redis_url")]
     pub redis_url: SecretString,
-    /// Hours recomputed per step, at most (one `INSERT … SELECT`). Default 168 (a week).
+    /// Hours (and days) recomputed per step, at most. Default 168 (a week).
     #[serde(default = "defaults::max_hours_per_step")]
     pub max_hours_per_step: usize,
+    /// Input rows one recomputation statement takes, about: a step whose hours hold more is
+    /// recomputed in parts (by player hash), keeping each statement's memory bounded.
+    /// Default 2000000.
+    #[serde(default = "defaults::rows_per_statement")]
+    pub rows_per_statement: u64,
     /// How long a step's claim keeps other processors off its hours, in milliseconds; longer
     /// than a step takes. Default 120000.
     #[serde(default = "defaults::claim_hold_ms")]
@@ -90,6 +95,9 @@ mod defaults {
     }
     pub fn max_hours_per_step() -> usize {
         168
+    }
+    pub fn rows_per_statement() -> u64 {
+        sluice_rollup::process::ROWS_PER_STATEMENT
     }
     pub fn claim_hold_ms() -> u64 {
         120_000

@@ -236,7 +236,8 @@ impl Worker {
             self.catch_up(level).await?;
             let dirty = level.dirty.clone();
             let processor = Processor::new(&self.clickhouse, level.rollup, dirty, max, hold);
-            processors.push(processor.await?);
+            let rows = self.config.rows_per_statement;
+            processors.push(processor.await?.in_statements_of(rows));
         }
         let [hourly, daily] = <[Processor; 2]>::try_from(processors).expect("two levels");
         let [_, coarser] = &self.levels;

@@ -26,6 +26,7 @@ fn config(database: &str) -> Config {
         clickhouse_password: SecretString::from(stack.clickhouse_password.clone()),
         redis_url: SecretString::from(stack.redis_url.clone()),
         max_hours_per_step: 7,
+        rows_per_statement: 1_000,
         claim_hold_ms: 30_000,
         idle_pause_ms: 50,
         failure_pause_ms: 200,

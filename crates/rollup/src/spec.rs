@@ -145,6 +145,33 @@ fn tuple(names: &[&str]) -> String {
     }
 }
 
+/// One of `of` disjoint parts of a recomputation: the groups whose first group-by column
+/// hashes to `index`. A bucket too large for one statement (the identity lookup holds every
+/// key of it in memory) is recomputed in parts, each its own statement under the same version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    pub index: u32,
+    pub of: u32,
+}
+
+impl Part {
+    /// The whole input, in one statement.
+    pub const WHOLE: Part = Part { index: 0, of: 1 };
+
+    /// The `of` parts, in order.
+    pub fn all(of: u32) -> impl Iterator<Item = Part> {
+        (0..of.max(1)).map(move |index| Part { index, of })
+    }
+
+    /// SQL: a row over `column` belongs to this part.
+    fn filter(self, column: &str) -> String {
+        match self.of {
+            0 | 1 => "1".to_owned(),
+            of => format!("cityHash64({column}) % {of} = {}", self.index),
+        }
+    }
+}
+
 /// Runs of at least this many consecutive buckets are written as one range.
 const RANGE_FROM: usize = 3;
 
@@ -235,17 +262,18 @@ impl Rollup {
     /// `version` as a constant last column: the rows of the rollup table. (Its alias is not
     /// `version`: an alias names the expression everywhere in a ClickHouse query, and would
     /// stand for the source's column in the filter.)
-    pub fn aggregate(&self, buckets: &[u32], version: u64) -> String {
+    pub fn aggregate(&self, buckets: &[u32], version: u64, part: Part) -> String {
         let group_by = self.group_by.join(", ");
+        let part = part.filter(self.group_by[0]);
         let (time, from, measures) = match &self.input {
             Input::Raw(source) => {
-                let current = self.current_rows(buckets, "1");
+                let current = self.current_rows(buckets, &part);
                 let from = format!("{} FINAL WHERE {current}", source.versions_table);
                 let measures = self.measures.iter().map(|m| m.aggregate()).collect();
                 (source.time_column, from, measures)
             }
             Input::Finer(finer) => {
-                let rows = finer.published_where(&within("bucket", buckets, self.period), "1");
+                let rows = finer.published_where(&within("bucket", buckets, self.period), &part);
                 // Sums of sums; a count's finer counts are summed too.
                 let measures = self.measures.iter().map(|m| format!("sum({})", m.name()));
                 ("at", format!("({rows})"), measures.collect::<Vec<_>>())
@@ -264,14 +292,29 @@ impl Rollup {
         )
     }
 
-    /// Recomputes `buckets` (not empty) into the rollup table under `version`, in one
-    /// statement (one snapshot of the input).
-    pub fn recompute(&self, buckets: &[u32], version: u64) -> String {
+    /// Recomputes `part` of `buckets` (not empty) into the rollup table under `version`, in
+    /// one statement (one snapshot of the input, taken after `version` was drawn: every part
+    /// holds every batch marked before it, which is what the protocol needs).
+    pub fn recompute(&self, buckets: &[u32], version: u64, part: Part) -> String {
         format!(
             "INSERT INTO {table} (bucket, {columns}, version) {select}",
             table = self.table,
             columns = self.columns().join(", "),
-            select = self.aggregate(buckets, version),
+            select = self.aggregate(buckets, version, part),
+        )
+    }
+
+    /// How many input rows `buckets` (not empty) hold, counting every version: what decides
+    /// into how many [`Part`]s they are recomputed. Read through the first key column of the
+    /// raw rows (or of the finer rollup's rows).
+    pub fn input_rows(&self, buckets: &[u32]) -> String {
+        let (table, time) = match &self.input {
+            Input::Raw(source) => (source.versions_table, source.time_column),
+            Input::Finer(finer) => (finer.table, "bucket"),
+        };
+        format!(
+            "SELECT count() FROM {table} WHERE {}",
+            within(time, buckets, self.period)
         )
     }
 
@@ -457,7 +500,7 @@ mod tests {
 
     #[test]
     fn the_recomputation_names_every_column_of_the_definition_once() {
-        let sql = GAME_ROUNDS_HOURLY.recompute(&[3600, 7200], 42);
+        let sql = GAME_ROUNDS_HOURLY.recompute(&[3600, 7200], 42, Part::WHOLE);
         assert!(sql.starts_with(
             "INSERT INTO rollup_hourly (bucket, user_id, game_id, real_amount_bet, \
              bonus_amount_bet, real_amount_win, bonus_amount_win, rounds, version) SELECT"
@@ -501,6 +544,21 @@ mod tests {
     }
 
     #[test]
+    fn a_part_of_a_recomputation_takes_the_groups_of_its_hash_on_both_sides_of_the_lookup() {
+        let sql = GAME_ROUNDS_HOURLY.recompute(&[3600], 1, Part { index: 2, of: 3 });
+        assert_eq!(
+            sql.matches("(cityHash64(user_id) % 3 = 2)").count(),
+            2,
+            "{sql}"
+        );
+        let parts: Vec<Part> = Part::all(3).collect();
+        assert_eq!(parts.len(), 3);
+        assert_eq!(Part::all(0).count(), 1, "at least the whole");
+        let whole = GAME_ROUNDS_HOURLY.recompute(&[3600], 1, Part::WHOLE);
+        assert!(!whole.contains("cityHash64"));
+    }
+
+    #[test]
     fn days_in_a_row_are_one_range() {
         let d = |n: u32| n * DAY_SECONDS;
         assert_eq!(
@@ -511,7 +569,7 @@ mod tests {
 
     #[test]
     fn the_daily_rollup_sums_the_published_hours_of_its_days() {
-        let sql = GAME_ROUNDS_DAILY.recompute(&[86_400], 7);
+        let sql = GAME_ROUNDS_DAILY.recompute(&[86_400], 7, Part::WHOLE);
         assert!(sql.starts_with("INSERT INTO rollup_daily (bucket, user_id, game_id,"));
         assert!(sql.contains("SELECT toStartOfDay(at) AS bucket"), "{sql}");
         assert!(sql.contains("sum(rounds) AS rounds"), "{sql}");

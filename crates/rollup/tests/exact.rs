@@ -7,7 +7,7 @@ use clickhouse::Client;
 use serde::Deserialize;
 use sluice_rollup::dirty::DirtyHours;
 use sluice_rollup::process::{backfill, Processor};
-use sluice_rollup::spec::{Rollup, GAME_ROUNDS_DAILY, GAME_ROUNDS_HOURLY};
+use sluice_rollup::spec::{Part, Rollup, GAME_ROUNDS_DAILY, GAME_ROUNDS_HOURLY};
 use sluice_testkit::names::unique;
 use sluice_testkit::stack::Stack;
 
@@ -57,7 +57,7 @@ async fn from_raw(client: &Client) -> Vec<HourRow> {
     let sql = format!(
         "SELECT toUInt32(bucket) AS hour, user_id, game_id, real_amount_bet, rounds FROM ({}) \
          ORDER BY hour, user_id, game_id",
-        GAME_ROUNDS_HOURLY.aggregate(&[JANUARY, FEBRUARY], 0)
+        GAME_ROUNDS_HOURLY.aggregate(&[JANUARY, FEBRUARY], 0, Part::WHOLE)
     );
     client.query(&sql).fetch_all().await.unwrap()
 }
@@ -308,6 +308,41 @@ async fn the_daily_rollup_sums_the_published_hours_and_follows_a_round_moved_to_
         None,
         "published, and Redis kept its sequence"
     );
+}
+
+#[tokio::test]
+async fn hours_recomputed_in_parts_of_a_few_rows_equal_their_raw_rows() {
+    let (client, name) = database().await;
+    let dirty = DirtyHours::new(&name);
+    let mut redis = redis().await;
+    let players = ["aa", "bb", "cc", "dd", "ee", "ff", "a1", "b2", "c3"];
+    let mut rows = Vec::new();
+    for (n, player) in players.iter().enumerate() {
+        let n = n as u64;
+        rows.push((JANUARY + 60 * n as u32, *player, n, "1.25", 1));
+        rows.push((FEBRUARY + 60 * n as u32, *player, 100 + n, "2", 1));
+    }
+    // Round 0 moved to February by a later version: counted once, there, in every part.
+    rows.push((FEBRUARY + 7, "aa", 0, "4", 2));
+    dirty
+        .begin(&mut redis, "b", &[JANUARY, FEBRUARY], LEASE)
+        .await
+        .unwrap();
+    insert(&client, &rows).await;
+    dirty
+        .end(&mut redis, "b", &[JANUARY, FEBRUARY])
+        .await
+        .unwrap();
+    let processor = Processor::new(&client, GAME_ROUNDS_HOURLY, dirty.clone(), 100, LEASE);
+    // 19 rows in parts of 3 rows: 7 statements under one version.
+    let mut processor = processor.await.unwrap().in_statements_of(3);
+    assert_eq!(
+        drain(&mut processor, &client, &mut redis).await,
+        vec![JANUARY, FEBRUARY]
+    );
+    let expected = from_raw(&client).await;
+    assert_eq!(expected.len(), 17, "8 players in January, 9 in February");
+    assert_eq!(published(&client).await, expected);
 }
 
 #[tokio::test]
