@@ -18,7 +18,7 @@
 //!   the movements, and the drainer that moves them into ClickHouse exactly once.
 //! - [`audit`]: Redis balances against the ledger, and rebuilding a balance from it.
 //! - [`routes`]: the HTTP surface (`/aggregated_game_rounds`, the `/admin/keys` API, the
-//!   audit, health, metrics, `/openapi.json` and `/docs`).
+//!   audit, health, metrics, `/openapi.json` and Swagger UI at `/docs/`).
 
 pub mod answer;
 pub mod audit;

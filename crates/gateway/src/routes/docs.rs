@@ -1,6 +1,5 @@
-//! `GET /openapi.json` (generated from the handlers' `#[utoipa::path]` annotations) and
-//! `GET /docs`, a page that loads Swagger UI from a CDN when it is viewed: nothing is
-//! downloaded at build time.
+//! `GET /openapi.json`, generated from the handlers' `#[utoipa::path]` annotations. Swagger UI
+//! over it, at `/docs/`, is served from the binary by [`sluice_schema::docs`].
 
 use std::sync::LazyLock;
 
@@ -137,33 +136,6 @@ pub async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(OPENAPI_JSON.as_str())
-}
-
-const DOCS_HTML: &str = r##"<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>Sluice gateway API</title>
-  <meta name="viewport" content="width=device-width, initial-scale=1">
-  <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
-</head>
-<body>
-  <div id="swagger-ui"></div>
-  <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js" crossorigin></script>
-  <script>
-    window.onload = () => {
-      window.ui = SwaggerUIBundle({ url: "openapi.json", dom_id: "#swagger-ui" });
-    };
-  </script>
-</body>
-</html>
-"##;
-
-/// Swagger UI over `/openapi.json`, loaded from a CDN by the browser.
-pub async fn docs() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(DOCS_HTML)
 }
 
 #[cfg(test)]

@@ -72,5 +72,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/ready").route(web::get().to(health::ready)))
     .service(web::resource("/metrics").route(web::get().to(health::metrics)))
     .service(web::resource("/openapi.json").route(web::get().to(docs::openapi_json)))
-    .service(web::resource("/docs").route(web::get().to(docs::docs)));
+    .configure(sluice_schema::docs::configure);
 }
