@@ -919,6 +919,7 @@ async fn the_openapi_document_lists_every_path_and_docs_are_html() {
     let paths = document["paths"].as_object().unwrap();
     for (path, methods) in [
         ("/aggregated_game_rounds", &["get"][..]),
+        ("/usage", &["get"]),
         ("/admin/keys", &["get", "post"]),
         ("/admin/keys/{id}", &["get", "delete"]),
         ("/admin/keys/{id}/rotate", &["post"]),

@@ -9,10 +9,11 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Response, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi, ToResponse};
 
-use super::{admin, rounds};
+use super::{admin, rounds, usage};
 use crate::answer::Bucket;
 use crate::credits::{KeyInfo, RateLimit};
 use crate::error::{Problem, ADMIN_CHALLENGE, API_KEY_CHALLENGE};
+use crate::usage::{Usage, UsageBucket, UsageGranularity};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,6 +27,7 @@ use crate::error::{Problem, ADMIN_CHALLENGE, API_KEY_CHALLENGE};
     ),
     paths(
         rounds::aggregated_game_rounds,
+        usage::usage,
         admin::create_key,
         admin::list_keys,
         admin::get_key,
@@ -38,12 +40,12 @@ use crate::error::{Problem, ADMIN_CHALLENGE, API_KEY_CHALLENGE};
         admin::create_user,
     ),
     components(
-        schemas(Problem, KeyInfo, RateLimit, Bucket),
+        schemas(Problem, KeyInfo, RateLimit, Bucket, Usage, UsageBucket, UsageGranularity),
         responses(BadApiKey, NotAdmin, BadBody, KeyNotFound, TooLarge, WrongMediaType, Unavailable),
     ),
     modifiers(&SecuritySchemes),
     tags(
-        (name = "rounds", description = "Aggregated game rounds (X-API-Key)"),
+        (name = "rounds", description = "Aggregated game rounds and the key's own usage (X-API-Key)"),
         (name = "admin", description = "API keys, credits and rate limits (Bearer admin token)"),
     )
 )]

@@ -5,6 +5,7 @@ pub mod body;
 pub mod docs;
 mod health;
 pub mod rounds;
+pub mod usage;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
@@ -42,6 +43,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/aggregated_game_rounds")
             .route(web::get().to(rounds::aggregated_game_rounds)),
     )
+    .service(web::resource("/usage").route(web::get().to(usage::usage)))
     .service(
         web::scope("/admin")
             .wrap(from_fn(admin::admin_only))
