@@ -19,7 +19,8 @@
 //! - [`audit`]: Redis balances against the ledger, and rebuilding a balance from it.
 //! - [`usage`]: a key's usage over time from the ledger, for its holder (`GET /usage`).
 //! - [`routes`]: the HTTP surface (`/aggregated_game_rounds`, `/usage`, the `/admin/keys`
-//!   API, the audit, health, metrics, `/openapi.json` and Swagger UI at `/docs/`).
+//!   API, the audit, health, metrics, `/openapi.json`, Swagger UI at `/docs/` and the web
+//!   console at `/console`).
 
 pub mod answer;
 pub mod audit;

@@ -1,5 +1,6 @@
 //! What a browser gets from the gateway beside the API: Swagger UI at `/docs/` from the
-//! binary, and `GET /usage`, a key's own credits and usage over time from the ledger.
+//! binary, the web console at `/console`, and `GET /usage`, a key's own credits and usage
+//! over time from the ledger. (The pages in a real browser: `tests/browser/` at the root.)
 
 mod common;
 
@@ -72,6 +73,42 @@ async fn swagger_ui_is_served_from_the_binary_under_docs() {
         .unwrap();
     assert_eq!(missing.status(), 404);
     assert_eq!(header(&missing, "content-type"), "application/problem+json");
+}
+
+#[tokio::test]
+async fn the_console_is_one_self_contained_page_with_its_settings() {
+    let gateway = spawn_gateway(|config| {
+        config.console_producer_url = Some("http://127.0.0.1:18080</script>".into());
+    })
+    .await;
+    let response = reqwest::get(format!("{}/console", gateway.url))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(header(&response, "content-type").starts_with("text/html"));
+    let policy = header(&response, "content-security-policy").to_owned();
+    let html = response.text().await.unwrap();
+    let nonce = policy
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap();
+    assert!(policy.starts_with("default-src 'none'"), "{policy}");
+    assert!(html.contains(&format!("<script nonce=\"{nonce}\">")));
+    // The setting is in the page, and cannot close the script element it sits in.
+    assert!(html.contains(r#""producer_url":"http://127.0.0.1:18080\u003c/script>""#));
+    for external in ["src=\"http", "href=\"http", "@import", "cdn"] {
+        assert!(!html.contains(external), "{external}");
+    }
+    for id in [
+        "upload-file",
+        "upload-progress",
+        "usage-chart",
+        "ggr-chart",
+        "q-next",
+    ] {
+        assert!(html.contains(&format!("id=\"{id}\"")), "{id}");
+    }
 }
 
 #[tokio::test]

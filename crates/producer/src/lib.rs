@@ -33,7 +33,7 @@ pub mod tracking;
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
-use actix_web::middleware::ErrorHandlers;
+use actix_web::middleware::{Condition, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
 use sluice_schema::problem::problem_details;
 
@@ -85,8 +85,11 @@ impl Application {
             config: config.clone(),
             metrics: sluice_schema::telemetry::prometheus(),
         });
+        let cors_config = config.clone();
         let server = HttpServer::new(move || {
+            let cors = routes::cors(&cors_config);
             App::new()
+                .wrap(Condition::new(cors.is_some(), cors.unwrap_or_default()))
                 .wrap(ErrorHandlers::new().default_handler(problem_details))
                 .wrap(sluice_schema::telemetry::HttpMetrics::new("producer"))
                 .app_data(state.clone())

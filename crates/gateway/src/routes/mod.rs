@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod body;
+mod console;
 pub mod docs;
 mod health;
 pub mod rounds;
@@ -74,5 +75,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/ready").route(web::get().to(health::ready)))
     .service(web::resource("/metrics").route(web::get().to(health::metrics)))
     .service(web::resource("/openapi.json").route(web::get().to(docs::openapi_json)))
+    .service(web::resource("/console").route(web::get().to(console::console)))
     .configure(sluice_schema::docs::configure);
 }

@@ -35,3 +35,25 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/openapi.json").route(web::get().to(docs::openapi_json)))
         .configure(sluice_schema::docs::configure);
 }
+
+/// The CORS policy of [`Config::cors_allowed_origins`], or `None` when no origin is allowed.
+/// A request from another origin is served without CORS headers (the browser then hides the
+/// answer), never refused here: same-origin pages send `Origin` too.
+pub fn cors(config: &Config) -> Option<actix_cors::Cors> {
+    let mut origins = config.cors_origins().peekable();
+    origins.peek()?;
+    let cors = origins.fold(actix_cors::Cors::default(), |cors, origin| {
+        cors.allowed_origin(origin)
+    });
+    Some(
+        cors.allowed_methods(["GET", "POST"])
+            .allowed_headers([
+                actix_web::http::header::AUTHORIZATION,
+                actix_web::http::header::CONTENT_TYPE,
+                actix_web::http::header::HeaderName::from_static("idempotency-key"),
+            ])
+            .expose_headers(["idempotent-replayed", "retry-after"])
+            .block_on_origin_mismatch(false)
+            .max_age(600),
+    )
+}
