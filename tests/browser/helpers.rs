@@ -37,40 +37,10 @@ pub async fn spawn_pipeline() -> Pipeline {
     if std::env::var_os("TEST_LOG").is_some() {
         sluice_schema::telemetry::init_tracing("info");
     }
-    let stack = Stack::get();
     let (topic, database) = (unique("browser_rounds"), unique("browser"));
-    let mut gateway = sluice_gateway::Config::with_endpoints(
-        &stack.redis_url,
-        &stack.clickhouse_url,
-        ADMIN_TOKEN,
-    );
-    gateway.listen_addr = "127.0.0.1:0".into();
-    gateway.clickhouse_database = database.clone();
-    gateway.clickhouse_user = stack.clickhouse_user.clone();
-    gateway.clickhouse_password = stack.clickhouse_password.clone().into();
-    gateway.redis_key_prefix = format!("{}:", unique("browser"));
-    gateway.ledger_flush_interval_ms = 200;
-    let gateway = sluice_gateway::Application::build(gateway).await.unwrap();
-    let gateway_url = format!("http://127.0.0.1:{}", gateway.port());
-    tokio::spawn(gateway.run_until_stopped());
-
-    let mut producer =
-        sluice_producer::Config::with_endpoints(&stack.kafka_brokers, &stack.redis_url);
-    producer.listen_addr = "127.0.0.1:0".into();
-    producer.redis_key_prefix = format!("{}:", unique("browser"));
-    producer.transactional_id_prefix = Some(unique("browser"));
-    producer.topic = topic.clone();
-    producer.topic_partitions = 2;
-    producer.clickhouse_url = stack.clickhouse_url.clone();
-    producer.clickhouse_database = database.clone();
-    producer.clickhouse_user = stack.clickhouse_user.clone();
-    producer.clickhouse_password = stack.clickhouse_password.clone().into();
-    producer.upload_tokens = Some(UPLOAD_TOKEN.to_owned().into());
-    producer.cors_allowed_origins = vec![gateway_url.clone()];
-    let producer = sluice_producer::Application::build(producer).await.unwrap();
-    let producer_url = format!("http://127.0.0.1:{}", producer.port());
-    tokio::spawn(producer.run_until_stopped());
-
+    let gateway_url = spawn_gateway(&database).await;
+    let producer_url = spawn_producer(&topic, &database, &gateway_url).await;
+    let stack = Stack::get();
     let mut consumer = sluice_consumer::Config::with_endpoints(
         &stack.kafka_brokers,
         &stack.clickhouse_url,
@@ -92,6 +62,48 @@ pub async fn spawn_pipeline() -> Pipeline {
         gateway_url,
         shutdown,
     }
+}
+
+/// A gateway over `database`, its ledger drained every 200 ms; its URL.
+async fn spawn_gateway(database: &str) -> String {
+    let stack = Stack::get();
+    let mut gateway = sluice_gateway::Config::with_endpoints(
+        &stack.redis_url,
+        &stack.clickhouse_url,
+        ADMIN_TOKEN,
+    );
+    gateway.listen_addr = "127.0.0.1:0".into();
+    gateway.clickhouse_database = database.to_owned();
+    gateway.clickhouse_user = stack.clickhouse_user.clone();
+    gateway.clickhouse_password = stack.clickhouse_password.clone().into();
+    gateway.redis_key_prefix = format!("{}:", unique("browser"));
+    gateway.ledger_flush_interval_ms = 200;
+    let gateway = sluice_gateway::Application::build(gateway).await.unwrap();
+    let url = format!("http://127.0.0.1:{}", gateway.port());
+    tokio::spawn(gateway.run_until_stopped());
+    url
+}
+
+/// A producer with an upload token that lets pages from `console` call it; its URL.
+async fn spawn_producer(topic: &str, database: &str, console: &str) -> String {
+    let stack = Stack::get();
+    let mut producer =
+        sluice_producer::Config::with_endpoints(&stack.kafka_brokers, &stack.redis_url);
+    producer.listen_addr = "127.0.0.1:0".into();
+    producer.redis_key_prefix = format!("{}:", unique("browser"));
+    producer.transactional_id_prefix = Some(unique("browser"));
+    producer.topic = topic.to_owned();
+    producer.topic_partitions = 2;
+    producer.clickhouse_url = stack.clickhouse_url.clone();
+    producer.clickhouse_database = database.to_owned();
+    producer.clickhouse_user = stack.clickhouse_user.clone();
+    producer.clickhouse_password = stack.clickhouse_password.clone().into();
+    producer.upload_tokens = Some(UPLOAD_TOKEN.to_owned().into());
+    producer.cors_allowed_origins = vec![console.to_owned()];
+    let producer = sluice_producer::Application::build(producer).await.unwrap();
+    let url = format!("http://127.0.0.1:{}", producer.port());
+    tokio::spawn(producer.run_until_stopped());
+    url
 }
 
 impl Pipeline {
