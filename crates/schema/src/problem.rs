@@ -1,7 +1,6 @@
 //! RFC 9457 problem details (`application/problem+json`), the shape of every error answer of
-//! the producer, and [`problem_details`], which gives the answers actix-web makes itself
-//! (unknown path, unsupported method, an extractor's refusal) the same shape.
-//! (The gateway keeps its own copy in `sluice_gateway::error`; both describe one `Problem`.)
+//! the gateway and the producer, and [`problem_details`], which gives the answers actix-web
+//! makes itself (unknown path, unsupported method, an extractor's refusal) the same shape.
 
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::ServiceResponse;
