@@ -122,16 +122,38 @@ impl Pipeline {
     }
 }
 
-/// A headless chromium session; chromedriver is killed when it is dropped.
+/// A headless chromium session. Dropping it ends the session, so that chromedriver quits
+/// chromium (killing chromedriver alone would leave the browser running), then kills
+/// chromedriver — also when the test failed.
 pub struct Browser {
     pub client: Client,
     _driver: Child,
+    driver_port: u16,
+    session: String,
     profile: PathBuf,
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        end_session(self.driver_port, &self.session);
         let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// `DELETE /session/{id}` to chromedriver, synchronously (a drop cannot wait for a future);
+/// chromedriver answers once chromium has quit.
+fn end_session(port: u16, session: &str) {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
+    let request = format!(
+        "DELETE /session/{session} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    if stream.write_all(request.as_bytes()).is_ok() {
+        let _ = stream.read_to_end(&mut Vec::new());
     }
 }
 
@@ -222,9 +244,16 @@ pub async fn browser() -> Browser {
             Err(error) => panic!("no WebDriver session from {chromedriver} in 20 s: {error}"),
         }
     };
+    let session = client
+        .session_id()
+        .await
+        .unwrap()
+        .expect("chromedriver names its session");
     Browser {
         client,
         _driver: driver,
+        driver_port: port,
+        session,
         profile,
     }
 }
