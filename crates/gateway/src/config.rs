@@ -84,6 +84,11 @@ pub struct Config {
     /// How often each gateway refunds expired leases (and once at start). Default 5000.
     #[serde(default = "defaults::lease_sweep_interval_ms")]
     pub lease_sweep_interval_ms: u64,
+    /// The producer's URL as a browser reaches it, for the web console at `/console`: the page
+    /// uploads straight to it (the producer must list this gateway's origin in
+    /// `SLUICE_PRODUCER_CORS_ALLOWED_ORIGINS`). Unset (the default): the page asks for it.
+    #[serde(default)]
+    pub console_producer_url: Option<String>,
 }
 
 /// Time allowed, beyond the query timeout, to settle and write an answer: the least margin
@@ -133,6 +138,7 @@ impl Config {
             cursor_secret: None,
             ledger_batch_rows: defaults::ledger_batch_rows(),
             ledger_flush_interval_ms: defaults::ledger_flush_interval_ms(),
+            console_producer_url: None,
             charge_lease_ms: defaults::charge_lease_ms(),
             lease_sweep_interval_ms: defaults::lease_sweep_interval_ms(),
         }

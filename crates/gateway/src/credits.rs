@@ -510,6 +510,31 @@ impl CreditStore {
             .map_err(redis_down)
     }
 
+    /// The key a secret names, if that secret is in force (the key neither revoked nor
+    /// expired): what its holder may read about it without spending anything. Any other
+    /// secret is `UnknownApiKey`, as at admission. (Expiry is judged by this gateway's clock
+    /// here, not Redis `TIME`: nothing is admitted or charged on it.) A key from before key
+    /// management (`P key:{sha256}`) is found once a metered request moved it.
+    pub async fn key_by_secret(&self, key: &ApiKey) -> Result<KeyInfo, ApiError> {
+        let id: Option<String> = {
+            let mut connection = self.connection().await?;
+            redis::cmd("GET")
+                .arg(self.secret_key(&key.hash()))
+                .query_async(&mut connection)
+                .await
+                .map_err(redis_down)?
+        };
+        let info = match self.key(&KeyId(id.ok_or(ApiError::UnknownApiKey)?)).await {
+            Err(ApiError::KeyNotFound) => return Err(ApiError::UnknownApiKey),
+            other => other?,
+        };
+        let expired = info.expires_at.is_some_and(|at| at <= Utc::now());
+        if info.revoked || expired {
+            return Err(ApiError::UnknownApiKey);
+        }
+        Ok(info)
+    }
+
     /// One key's description.
     pub async fn key(&self, id: &KeyId) -> Result<KeyInfo, ApiError> {
         let mut connection = self.connection().await?;

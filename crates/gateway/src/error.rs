@@ -2,15 +2,10 @@
 //! [`problem_details`] gives the answers actix-web makes itself (unknown path, unsupported
 //! method, unreadable body) the same shape.
 
-use actix_web::body::{BoxBody, EitherBody, MessageBody};
-use actix_web::dev::ServiceResponse;
 use actix_web::error::{JsonPayloadError, PayloadError};
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header;
 use actix_web::http::StatusCode;
-use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpResponse, ResponseError};
-use serde::Serialize;
-use utoipa::ToSchema;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -59,22 +54,9 @@ pub enum ApiError {
     LedgerBehind(#[source] crate::ledger::FlushTimedOut),
 }
 
-/// An RFC 9457 problem details body (`application/problem+json`).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Problem {
-    /// Always `about:blank`: the status says what happened.
-    #[serde(rename = "type")]
-    #[schema(example = "about:blank")]
-    pub kind: String,
-    /// The status's reason phrase.
-    #[schema(example = "Payment Required")]
-    pub title: String,
-    #[schema(example = 402)]
-    pub status: u16,
-    /// What went wrong, for a human.
-    #[schema(example = "the API key has no credits left")]
-    pub detail: String,
-}
+/// The problem-details body and the handler for actix-web's own refusals, shared with the
+/// producer.
+pub use sluice_schema::problem::{problem_details, Problem};
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
@@ -159,57 +141,4 @@ impl ApiError {
             other => ApiError::BadRequest(other.to_string()),
         }
     }
-}
-
-impl Problem {
-    pub fn new(status: StatusCode, detail: String) -> Problem {
-        Problem {
-            kind: "about:blank".into(),
-            title: status.canonical_reason().unwrap_or("Error").into(),
-            status: status.as_u16(),
-            detail,
-        }
-    }
-}
-
-/// For `ErrorHandlers`: an error answer actix-web made itself (404 for an unknown path, 405
-/// with `Allow` for a method a path does not have, an extractor's refusal) becomes problem
-/// details like every other; its headers are kept. Answers that already have a body type
-/// (problem details, `/ready`'s JSON) pass unchanged.
-pub fn problem_details<B: MessageBody + 'static>(
-    response: ServiceResponse<B>,
-) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let typed = response
-        .response()
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|t| t.as_bytes().starts_with(b"application/"));
-    if typed {
-        return Ok(ErrorHandlerResponse::Response(
-            response.map_into_left_body(),
-        ));
-    }
-    let status = response.status();
-    let detail = match (response.response().error(), status) {
-        (_, StatusCode::NOT_FOUND) => "no such resource".to_owned(),
-        (_, StatusCode::METHOD_NOT_ALLOWED) => {
-            "this resource does not support the method; the Allow header lists those it does"
-                .to_owned()
-        }
-        (Some(error), _) => error.to_string(),
-        (None, _) => status
-            .canonical_reason()
-            .unwrap_or("error")
-            .to_ascii_lowercase(),
-    };
-    let body = serde_json::to_string(&Problem::new(status, detail)).expect("a problem serialises");
-    let (request, mut answer) = response.into_parts();
-    answer.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    let answer = answer.set_body(BoxBody::new(body));
-    Ok(ErrorHandlerResponse::Response(
-        ServiceResponse::new(request, answer).map_body(|_, body| EitherBody::right(body)),
-    ))
 }

@@ -17,8 +17,10 @@
 //! - [`ledger`]: the usage ledger's events, written to a Redis outbox by the same scripts as
 //!   the movements, and the drainer that moves them into ClickHouse exactly once.
 //! - [`audit`]: Redis balances against the ledger, and rebuilding a balance from it.
-//! - [`routes`]: the HTTP surface (`/aggregated_game_rounds`, the `/admin/keys` API, the
-//!   audit, health, metrics, `/openapi.json` and `/docs`).
+//! - [`usage`]: a key's usage over time from the ledger, for its holder (`GET /usage`).
+//! - [`routes`]: the HTTP surface (`/aggregated_game_rounds`, `/usage`, the `/admin/keys`
+//!   API, the audit, health, metrics, `/openapi.json`, Swagger UI at `/docs/` and the web
+//!   console at `/console`).
 
 pub mod answer;
 pub mod audit;
@@ -30,6 +32,7 @@ pub mod error;
 pub mod ledger;
 pub mod query;
 pub mod routes;
+pub mod usage;
 
 use std::net::TcpListener;
 use std::time::Duration;

@@ -145,6 +145,12 @@ pub struct Config {
     /// for a producer reachable only from trusted networks; start-up then logs a warning.
     #[serde(default)]
     pub upload_tokens: Option<SecretString>,
+    /// Origins (`scheme://host[:port]`, comma separated) whose pages may call this API from a
+    /// browser (CORS): the gateway's `/console`, e.g. `http://127.0.0.1:8081`. Requests from
+    /// them may send `Authorization` and `Idempotency-Key`; no cookies are ever allowed.
+    /// Empty (the default): no cross-origin access; same-origin pages (`/docs/`) always work.
+    #[serde(default)]
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Config {
@@ -177,7 +183,24 @@ impl Config {
                 reason: "must be at least 1".to_owned(),
             });
         }
+        if let Some(bad) = self.cors_origins().find(|origin| !is_origin(origin)) {
+            return Err(ConfigError {
+                variable: "SLUICE_PRODUCER_CORS_ALLOWED_ORIGINS",
+                reason: format!(
+                    "`{bad}` is not an origin: write `http://host:port` or `https://host`, \
+                     without a path"
+                ),
+            });
+        }
         Ok(())
+    }
+
+    /// The configured CORS origins, without empty entries.
+    pub fn cors_origins(&self) -> impl Iterator<Item = &str> {
+        self.cors_allowed_origins
+            .iter()
+            .map(|origin| origin.trim())
+            .filter(|origin| !origin.is_empty())
     }
 
     /// The rejects topic's name.
@@ -264,8 +287,27 @@ impl Config {
             delivery_timeout_ms: defaults::delivery_timeout_ms(),
             compression: defaults::compression(),
             upload_tokens: None,
+            cors_allowed_origins: Vec::new(),
         }
     }
+}
+
+/// Whether `text` is a serialised origin: `http` or `https`, a host, an optional port, no
+/// path, query or trailing slash (the form browsers send in `Origin`).
+fn is_origin(text: &str) -> bool {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return false;
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || rest.starts_with('[') => (host, Some(port)),
+        _ => (rest, None),
+    };
+    matches!(scheme, "http" | "https")
+        && !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b))
+        && port.is_none_or(|port| !port.is_empty() && port.parse::<u16>().is_ok())
 }
 
 /// Kafka record-batch compression codecs (librdkafka `compression.type`).
@@ -405,6 +447,36 @@ mod tests {
         }
         config.max_record_bytes = MESSAGE_MAX_BYTES - MESSAGE_OVERHEAD_BYTES;
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn cors_origins_are_origins_or_the_variable_is_named() {
+        let mut config = Config::with_endpoints("unused:9092", "redis://unused");
+        config.cors_allowed_origins = vec![
+            "http://127.0.0.1:8081".into(),
+            " https://console.example ".into(),
+            "http://[::1]:8081".into(),
+            String::new(),
+        ];
+        assert!(config.validate().is_ok());
+        assert_eq!(config.cors_origins().count(), 3);
+        for refused in [
+            "127.0.0.1:8081",
+            "http://host/",
+            "http://host:port",
+            "ftp://host",
+            "http://",
+            "*",
+        ] {
+            config.cors_allowed_origins = vec![refused.into()];
+            let error = config.validate().unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .starts_with("SLUICE_PRODUCER_CORS_ALLOWED_ORIGINS"),
+                "{refused}: {error}"
+            );
+        }
     }
 
     #[test]

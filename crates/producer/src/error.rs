@@ -1,9 +1,11 @@
-//! Failures of an upload, mapped once to HTTP statuses and a JSON body.
+//! Failures of an upload, mapped once to HTTP statuses and RFC 9457 problem details
+//! (`application/problem+json`, [`sluice_schema::problem::Problem`]).
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use rdkafka::error::KafkaError;
 use sluice_schema::csv::HeaderError;
+use sluice_schema::problem::{Problem, PROBLEM_JSON};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
@@ -96,12 +98,13 @@ impl ResponseError for UploadError {
             response.insert_header(("Retry-After", "5"));
         }
         if matches!(self, UploadError::Unauthorized) {
-            response.insert_header(("WWW-Authenticate", "Bearer realm=\"sluice-producer\""));
+            response.insert_header(("WWW-Authenticate", UPLOAD_CHALLENGE));
         }
-        response.json(serde_json::json!({
-            "error": self.status_code().canonical_reason(),
-            "detail": self.to_string(),
-            "status": self.status_code().as_u16(),
-        }))
+        response
+            .content_type(PROBLEM_JSON)
+            .json(Problem::new(self.status_code(), self.to_string()))
     }
 }
+
+/// The `WWW-Authenticate` challenge of a 401 (RFC 6750).
+pub const UPLOAD_CHALLENGE: &str = r#"Bearer realm="sluice-producer""#;

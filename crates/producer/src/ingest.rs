@@ -38,9 +38,11 @@ const CSV_BUFFER_BYTES: usize = 64 * 1024;
 const BODY_CHUNKS_BUFFERED: usize = 8;
 
 /// What the producer tells the client once Kafka acknowledged every accepted record.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Receipt {
     pub upload_id: String,
+    /// The file's text encoding as read: `UTF-8`, `UTF-16LE` or `UTF-16BE`.
+    #[schema(value_type = String)]
     pub encoding: &'static str,
     pub rows_read: u64,
     pub accepted: u64,
@@ -54,6 +56,7 @@ pub struct Receipt {
     /// How many columns of the header are not used.
     pub unknown_columns_count: u64,
     /// The first rejected rows, in file order (at most `max_rejects_listed`).
+    #[schema(value_type = Vec<crate::routes::docs::RowReject>)]
     pub rejects: Vec<RowError>,
     /// The file this came from, for files the watcher picked up (absent for uploads).
     #[serde(skip_serializing_if = "Option::is_none")]

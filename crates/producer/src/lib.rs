@@ -15,7 +15,8 @@
 //! - [`landing`]: reconciliation — how many of an upload's rows ClickHouse holds, and its
 //!   rejected rows (read only; the consumer writes them).
 //! - [`tracking`]: a running upload's counts in Redis, and how it ended if it failed.
-//! - [`routes`]: the HTTP surface (`/csv_upload`, `/uploads…`, `/health`, `/ready`, `/metrics`).
+//! - [`routes`]: the HTTP surface (`/csv_upload`, `/uploads…`, `/health`, `/ready`, `/metrics`,
+//!   `/openapi.json` and Swagger UI at `/docs/`).
 
 pub mod config;
 pub mod decode;
@@ -32,7 +33,9 @@ pub mod tracking;
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
+use actix_web::middleware::{Condition, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
+use sluice_schema::problem::problem_details;
 
 pub use config::Config;
 
@@ -82,10 +85,17 @@ impl Application {
             config: config.clone(),
             metrics: sluice_schema::telemetry::prometheus(),
         });
+        let cors_config = config.clone();
         let server = HttpServer::new(move || {
+            let cors = routes::cors(&cors_config);
             App::new()
+                .wrap(Condition::new(cors.is_some(), cors.unwrap_or_default()))
+                .wrap(ErrorHandlers::new().default_handler(problem_details))
                 .wrap(sluice_schema::telemetry::HttpMetrics::new("producer"))
                 .app_data(state.clone())
+                .app_data(web::QueryConfig::default().error_handler(|error, _| {
+                    error::UploadError::BadQuery(error.to_string()).into()
+                }))
                 .configure(routes::configure)
         })
         .listen(listener)?

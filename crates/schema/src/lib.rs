@@ -12,10 +12,15 @@
 //! - [`avro`]: the Avro schema from `schemas/` and the single-object codec on the serde path.
 //! - [`migrations`]: numbered ClickHouse DDL files from `schemas/clickhouse/`.
 //! - `kafka` (feature `kafka`): topic creation shared by the producer and the consumer.
+//! - `docs` (feature `docs`): Swagger UI at `/docs/`, embedded at build time.
+//! - `problem` (feature `docs`): RFC 9457 problem details, for handlers and actix-web's own
+//!   refusals.
 //! - `telemetry` (feature `telemetry`): tracing and Prometheus set-up shared by the services.
 
 pub mod avro;
 pub mod csv;
+#[cfg(feature = "docs")]
+pub mod docs;
 pub mod domain;
 pub mod json;
 #[cfg(feature = "kafka")]
@@ -23,6 +28,8 @@ pub mod kafka;
 pub mod migrations;
 #[cfg(feature = "parquet")]
 pub mod parquet;
+#[cfg(feature = "docs")]
+pub mod problem;
 pub mod round;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;

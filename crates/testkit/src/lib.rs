@@ -11,6 +11,7 @@
 //! - [`fault`]: a TCP relay that cuts and heals the link to a real server.
 //! - [`http`]: uploading a CSV to the producer as a client would.
 //! - [`kafka`]: topic creation and committed-offset totals for assertions.
+//! - [`schemathesis`]: a bounded schemathesis run against a service's OpenAPI document.
 
 pub mod clickhouse;
 pub mod fault;
@@ -19,6 +20,7 @@ pub mod http;
 pub mod kafka;
 pub mod names;
 pub mod rounds;
+pub mod schemathesis;
 pub mod stack;
 
 pub use names::unique;

@@ -36,6 +36,10 @@ pub struct Stack {
     /// The schemathesis program, which checks an OpenAPI document against its server
     /// (`SLUICE_SCHEMATHESIS`).
     pub schemathesis: Option<String>,
+    /// Debian's chromium, for the browser tests (`SLUICE_CHROMIUM`).
+    pub chromium: Option<String>,
+    /// Its WebDriver server, chromedriver (`SLUICE_CHROMEDRIVER`).
+    pub chromedriver: Option<String>,
 }
 
 impl Stack {
@@ -55,6 +59,8 @@ impl Stack {
                 python_path: optional("SLUICE_PYTHONPATH"),
                 tansu_bin: optional("SLUICE_TANSU_BIN"),
                 schemathesis: optional("SLUICE_SCHEMATHESIS"),
+                chromium: optional("SLUICE_CHROMIUM"),
+                chromedriver: optional("SLUICE_CHROMEDRIVER"),
             };
             let kafka = stack
                 .kafka_brokers

@@ -1,6 +1,5 @@
-//! `GET /openapi.json` (generated from the handlers' `#[utoipa::path]` annotations) and
-//! `GET /docs`, a page that loads Swagger UI from a CDN when it is viewed: nothing is
-//! downloaded at build time.
+//! `GET /openapi.json`, generated from the handlers' `#[utoipa::path]` annotations. Swagger UI
+//! over it, at `/docs/`, is served from the binary by [`sluice_schema::docs`].
 
 use std::sync::LazyLock;
 
@@ -10,10 +9,11 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Response, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi, ToResponse};
 
-use super::{admin, rounds};
+use super::{admin, rounds, usage};
 use crate::answer::Bucket;
 use crate::credits::{KeyInfo, RateLimit};
 use crate::error::{Problem, ADMIN_CHALLENGE, API_KEY_CHALLENGE};
+use crate::usage::{Usage, UsageBucket, UsageGranularity};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,6 +27,7 @@ use crate::error::{Problem, ADMIN_CHALLENGE, API_KEY_CHALLENGE};
     ),
     paths(
         rounds::aggregated_game_rounds,
+        usage::usage,
         admin::create_key,
         admin::list_keys,
         admin::get_key,
@@ -39,12 +40,12 @@ use crate::error::{Problem, ADMIN_CHALLENGE, API_KEY_CHALLENGE};
         admin::create_user,
     ),
     components(
-        schemas(Problem, KeyInfo, RateLimit, Bucket),
+        schemas(Problem, KeyInfo, RateLimit, Bucket, Usage, UsageBucket, UsageGranularity),
         responses(BadApiKey, NotAdmin, BadBody, KeyNotFound, TooLarge, WrongMediaType, Unavailable),
     ),
     modifiers(&SecuritySchemes),
     tags(
-        (name = "rounds", description = "Aggregated game rounds (X-API-Key)"),
+        (name = "rounds", description = "Aggregated game rounds and the key's own usage (X-API-Key)"),
         (name = "admin", description = "API keys, credits and rate limits (Bearer admin token)"),
     )
 )]
@@ -137,33 +138,6 @@ pub async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(OPENAPI_JSON.as_str())
-}
-
-const DOCS_HTML: &str = r##"<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>Sluice gateway API</title>
-  <meta name="viewport" content="width=device-width, initial-scale=1">
-  <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
-</head>
-<body>
-  <div id="swagger-ui"></div>
-  <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js" crossorigin></script>
-  <script>
-    window.onload = () => {
-      window.ui = SwaggerUIBundle({ url: "openapi.json", dom_id: "#swagger-ui" });
-    };
-  </script>
-</body>
-</html>
-"##;
-
-/// Swagger UI over `/openapi.json`, loaded from a CDN by the browser.
-pub async fn docs() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(DOCS_HTML)
 }
 
 #[cfg(test)]

@@ -2,9 +2,11 @@
 
 pub mod admin;
 pub mod body;
+mod console;
 pub mod docs;
 mod health;
 pub mod rounds;
+pub mod usage;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
@@ -42,6 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/aggregated_game_rounds")
             .route(web::get().to(rounds::aggregated_game_rounds)),
     )
+    .service(web::resource("/usage").route(web::get().to(usage::usage)))
     .service(
         web::scope("/admin")
             .wrap(from_fn(admin::admin_only))
@@ -72,5 +75,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/ready").route(web::get().to(health::ready)))
     .service(web::resource("/metrics").route(web::get().to(health::metrics)))
     .service(web::resource("/openapi.json").route(web::get().to(docs::openapi_json)))
-    .service(web::resource("/docs").route(web::get().to(docs::docs)));
+    .service(web::resource("/console").route(web::get().to(console::console)))
+    .configure(sluice_schema::docs::configure);
 }

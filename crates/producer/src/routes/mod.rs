@@ -1,5 +1,6 @@
 //! The producer's HTTP surface.
 
+pub mod docs;
 mod health;
 mod upload;
 
@@ -20,12 +21,39 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
 }
 
+/// One resource per path, holding all of its methods: a method the path does not have is a
+/// 405 with `Allow` (actix-web's resource default, turned into problem details by
+/// [`sluice_schema::problem::problem_details`]), never a 404.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/csv_upload", web::post().to(upload::csv_upload))
-        .route("/uploads", web::get().to(upload::list_uploads))
-        .route("/uploads/{id}", web::get().to(upload::get_upload))
-        .route("/uploads/{id}/rejects", web::get().to(upload::get_rejects))
-        .route("/health", web::get().to(health::health))
-        .route("/ready", web::get().to(health::ready))
-        .route("/metrics", web::get().to(health::metrics));
+    cfg.service(web::resource("/csv_upload").route(web::post().to(upload::csv_upload)))
+        .service(web::resource("/uploads").route(web::get().to(upload::list_uploads)))
+        .service(web::resource("/uploads/{id}").route(web::get().to(upload::get_upload)))
+        .service(web::resource("/uploads/{id}/rejects").route(web::get().to(upload::get_rejects)))
+        .service(web::resource("/health").route(web::get().to(health::health)))
+        .service(web::resource("/ready").route(web::get().to(health::ready)))
+        .service(web::resource("/metrics").route(web::get().to(health::metrics)))
+        .service(web::resource("/openapi.json").route(web::get().to(docs::openapi_json)))
+        .configure(sluice_schema::docs::configure);
+}
+
+/// The CORS policy of [`Config::cors_allowed_origins`], or `None` when no origin is allowed.
+/// A request from another origin is served without CORS headers (the browser then hides the
+/// answer), never refused here: same-origin pages send `Origin` too.
+pub fn cors(config: &Config) -> Option<actix_cors::Cors> {
+    let mut origins = config.cors_origins().peekable();
+    origins.peek()?;
+    let cors = origins.fold(actix_cors::Cors::default(), |cors, origin| {
+        cors.allowed_origin(origin)
+    });
+    Some(
+        cors.allowed_methods(["GET", "POST"])
+            .allowed_headers([
+                actix_web::http::header::AUTHORIZATION,
+                actix_web::http::header::CONTENT_TYPE,
+                actix_web::http::header::HeaderName::from_static("idempotency-key"),
+            ])
+            .expose_headers(["idempotent-replayed", "retry-after"])
+            .block_on_origin_mismatch(false)
+            .max_age(600),
+    )
 }

@@ -6,6 +6,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures::StreamExt;
 use tracing::instrument;
 
+use super::docs::{
+    BadQuery, InProgress, NoToken, RejectsPage as RejectsPageBody, Unavailable, UnknownUpload,
+    UploadForm, UploadLookup,
+};
 use super::AppState;
 use crate::decode::ExpansionLimits;
 use crate::error::UploadError;
@@ -14,6 +18,7 @@ use crate::kafka::UploadTransaction;
 use crate::pace::{PaceLimits, Paced};
 use crate::receipts::Claim;
 use crate::tracking::Tracker;
+use sluice_schema::problem::Problem;
 
 /// Refuses (401) a request without one of the configured upload tokens; admits every request
 /// when none is configured.
@@ -33,7 +38,7 @@ fn authorize(request: &HttpRequest, state: &AppState) -> Result<(), UploadError>
     }
 }
 
-/// `POST /csv_upload`: multipart/form-data with the CSV in the field `file`.
+/// Uploads an export (`multipart/form-data`, the file in the field `file`).
 ///
 /// The upload runs in one Kafka transaction. Once every record is acknowledged, its SHA-256 is
 /// claimed: an earlier upload of the same content (or with the same `Idempotency-Key`) wins,
@@ -42,6 +47,43 @@ fn authorize(request: &HttpRequest, state: &AppState) -> Result<(), UploadError>
 ///
 /// The whole request, every part before `file` included, is held to the client pace
 /// ([`crate::pace`]): a client that goes silent or sends too slowly gets 408.
+#[utoipa::path(
+    post,
+    path = "/csv_upload",
+    tag = "uploads",
+    security(("upload_token" = [])),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,200}$",
+            description = "1 to 200 visible ASCII characters. A key seen before is answered \
+                with the first receipt before the body is read; the file's SHA-256 makes \
+                re-sends of a big file free."),
+    ),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "Every accepted row is committed to Kafka (rejected rows \
+            are listed, the first ones, and counted). A re-upload of the same content or \
+            `Idempotency-Key` replays the first receipt.", body = Receipt,
+            headers(("Idempotent-Replayed" = String,
+                description = "`true` when this is the first upload's receipt, replayed"))),
+        (status = 400, description = "Not multipart/form-data, no `file` field, a body that \
+            cannot be read (corrupt compression), or a bad `Idempotency-Key`",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = NoToken),
+        (status = 408, description = "The client stopped sending, or sent too slowly",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An identical upload is still in progress",
+            body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait"))),
+        (status = 413, description = "Too large, a line or the header over the limit, or a \
+            compressed file expanding too far", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 415, description = "The `file` part's media type is not CSV-like",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The header cannot be used (a required column missing)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
+    )
+)]
 #[instrument(skip_all)]
 pub async fn csv_upload(
     state: web::Data<AppState>,
@@ -228,9 +270,21 @@ async fn upload(
     Ok(Outcome::Accepted(receipt))
 }
 
-/// `GET /uploads`: the uploads running now, oldest first, each with its counts so far
-/// (`{"in_progress": [{"upload_id", "status", "started_at", "rows_read", "accepted",
-/// "rejected", "bytes", "idempotency_key"}, …]}`).
+/// The uploads running now.
+///
+/// Oldest first, each with its counts so far, updated every second (find yours by its
+/// `Idempotency-Key`).
+#[utoipa::path(
+    get,
+    path = "/uploads",
+    tag = "uploads",
+    security(("upload_token" = [])),
+    responses(
+        (status = 200, description = "The uploads running now, oldest first", body = InProgress),
+        (status = 401, response = NoToken),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn list_uploads(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -240,9 +294,26 @@ pub async fn list_uploads(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "in_progress": running })))
 }
 
-/// `GET /uploads/{id}`: the receipt of a committed upload, with its reconciliation: how many
-/// of its accepted rows ClickHouse holds now (`landed`). When ClickHouse cannot be asked, the
-/// receipt is still returned, with the reconciliation's `status` `unknown` and the `error`.
+/// An upload's receipt and how much of it landed, or its state while it has none.
+///
+/// A committed upload's receipt comes with its reconciliation: how many of its accepted rows
+/// ClickHouse holds now (`landed`). When ClickHouse cannot be asked, the receipt is still
+/// returned, with the reconciliation's `status` `unknown` and the `error`.
+#[utoipa::path(
+    get,
+    path = "/uploads/{id}",
+    tag = "uploads",
+    security(("upload_token" = [])),
+    params(("id" = String, Path, description = "The receipt's `upload_id`")),
+    responses(
+        (status = 200, description = "The receipt with its reconciliation, or, for an upload \
+            without a receipt, its state (running, or failed in the last day)",
+            body = UploadLookup),
+        (status = 401, response = NoToken),
+        (status = 404, response = UnknownUpload),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn get_upload(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -281,13 +352,16 @@ pub async fn get_upload(
 }
 
 /// Query of `GET /uploads/{id}/rejects`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RejectsPage {
     /// Lists rejects after this line (the previous page's `next_after_line`). Default 0.
     #[serde(default)]
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     after_line: u64,
     /// Rejects per page, 1 to 10000. Default 1000.
     #[serde(default = "default_page")]
+    #[param(minimum = 1, maximum = 10_000)]
     limit: u32,
 }
 
@@ -295,9 +369,25 @@ fn default_page() -> u32 {
     1_000
 }
 
-/// `GET /uploads/{id}/rejects?after_line=&limit=`: every rejected row of a committed upload,
-/// in line order, page by page, as the consumer stored them in ClickHouse. (The receipt lists
-/// only the first ones.)
+/// Every rejected row of a committed upload, a page at a time.
+///
+/// In line order, as the consumer stored them in ClickHouse (the receipt lists only the first
+/// ones); the next page starts after `next_after_line`.
+#[utoipa::path(
+    get,
+    path = "/uploads/{id}/rejects",
+    tag = "uploads",
+    security(("upload_token" = [])),
+    params(("id" = String, Path, description = "The receipt's `upload_id`"), RejectsPage),
+    responses(
+        (status = 200, description = "One page of rejected rows, in line order",
+            body = RejectsPageBody),
+        (status = 400, response = BadQuery),
+        (status = 401, response = NoToken),
+        (status = 404, response = UnknownUpload),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn get_rejects(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -305,6 +395,13 @@ pub async fn get_rejects(
     page: web::Query<RejectsPage>,
 ) -> Result<HttpResponse, UploadError> {
     authorize(&request, &state)?;
+    // An OpenAPI `int64`: lines past it cannot exist, and the document says so.
+    if i64::try_from(page.after_line).is_err() {
+        return Err(UploadError::BadQuery(format!(
+            "`after_line` must be at most {}",
+            i64::MAX
+        )));
+    }
     if !(1..=crate::landing::MAX_REJECTS_PAGE).contains(&page.limit) {
         return Err(UploadError::BadQuery(format!(
             "`limit` must be between 1 and {}",

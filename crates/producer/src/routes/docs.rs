@@ -1,0 +1,247 @@
+//! `GET /openapi.json`, generated from the handlers' `#[utoipa::path]` annotations, and the
+//! schemas of the answers that are built as JSON values (receipts read back from Redis, the
+//! state of a running upload). Swagger UI over it, at `/docs/`, is served from the binary by
+//! [`sluice_schema::docs`].
+
+use std::sync::LazyLock;
+
+use actix_web::HttpResponse;
+use serde::Serialize;
+use sluice_schema::problem::{Problem, PROBLEM_JSON};
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Response, ResponseBuilder, Type};
+use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
+
+use super::upload;
+use crate::error::UPLOAD_CHALLENGE;
+use crate::ingest::Receipt;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Sluice producer",
+        description = "Uploads of game-round exports (CSV, plain or gzip/zstd) into Kafka, one \
+            transaction per upload, and what became of them.\n\n\
+            Every error is RFC 9457 problem details (`application/problem+json`). A method a \
+            path does not have is answered 405 with an `Allow` header; an unknown path 404. \
+            When the producer is configured with upload tokens \
+            (`SLUICE_PRODUCER_UPLOAD_TOKENS`), every operation here needs one as a bearer \
+            token, checked before anything else; without tokens they are open."
+    ),
+    paths(
+        upload::csv_upload,
+        upload::list_uploads,
+        upload::get_upload,
+        upload::get_rejects,
+    ),
+    components(
+        schemas(Problem, Receipt, RowReject, UploadForm, UploadReceipt, Reconciliation,
+            UploadState, UploadFailure, UploadLookup, InProgress, RejectsPage, LandedRejectRow),
+        responses(NoToken, Unavailable, UnknownUpload, BadQuery),
+    ),
+    modifiers(&SecuritySchemes),
+    tags((name = "uploads", description = "Uploads and their receipts (Bearer upload token)")),
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "upload_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// `POST /csv_upload`'s body: `multipart/form-data` with the export in the field `file`
+/// (other fields are read and ignored).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The export: CSV in UTF-8 (± BOM) or UTF-16 LE/BE with BOM, plain or compressed with
+    /// gzip or zstd (recognised by its first bytes). Its part's media type, if sent, is a
+    /// `text/*` type, `application/octet-stream`, `application/csv`,
+    /// `application/vnd.ms-excel`, `application/gzip`, `application/x-gzip` or
+    /// `application/zstd` (415 otherwise).
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+/// One rejected row listed in a receipt.
+#[derive(Serialize, ToSchema)]
+pub struct RowReject {
+    /// 1-based, the header being line 1.
+    pub line: u64,
+    /// The column at fault; `null` for row-level problems.
+    pub column: Option<String>,
+    pub reason: String,
+}
+
+/// `GET /uploads/{id}` of a committed upload: its receipt and how much of it landed.
+#[derive(Serialize, ToSchema)]
+pub struct UploadReceipt {
+    #[serde(flatten)]
+    pub receipt: Receipt,
+    pub reconciliation: Reconciliation,
+}
+
+/// How many of an upload's accepted rows ClickHouse holds now.
+#[derive(Serialize, ToSchema)]
+pub struct Reconciliation {
+    pub accepted: u64,
+    /// Its distinct rounds in ClickHouse (re-sends of the same content included); `null`
+    /// when ClickHouse cannot be asked.
+    pub landed: Option<u64>,
+    /// `accepted − landed`; absent when ClickHouse cannot be asked.
+    #[schema(required = false)]
+    pub pending: u64,
+    pub status: ReconciliationStatus,
+    /// Why the status is `unknown`; absent otherwise.
+    #[schema(required = false)]
+    pub error: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReconciliationStatus {
+    Landed,
+    Landing,
+    Unknown,
+}
+
+/// An upload without a receipt: running, or failed in the last day.
+#[derive(Serialize, ToSchema)]
+pub struct UploadState {
+    pub upload_id: String,
+    pub status: UploadStatus,
+    #[schema(format = DateTime)]
+    pub started_at: String,
+    pub rows_read: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub bytes: u64,
+    pub idempotency_key: Option<String>,
+    /// How it failed; absent while it runs.
+    #[schema(required = false)]
+    pub error: UploadFailure,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadStatus {
+    InProgress,
+    Failed,
+}
+
+/// The answer a failed upload got.
+#[derive(Serialize, ToSchema)]
+pub struct UploadFailure {
+    pub status: u16,
+    pub detail: String,
+}
+
+/// `GET /uploads/{id}`: a receipt with its reconciliation, or the state of an upload that has
+/// none.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum UploadLookup {
+    Receipt(UploadReceipt),
+    State(UploadState),
+}
+
+/// `GET /uploads`.
+#[derive(Serialize, ToSchema)]
+pub struct InProgress {
+    /// Oldest first; counts updated every second.
+    pub in_progress: Vec<UploadState>,
+}
+
+/// `GET /uploads/{id}/rejects`: one page of an upload's rejected rows.
+#[derive(Serialize, ToSchema)]
+pub struct RejectsPage {
+    pub upload_id: String,
+    /// How many rows the upload rejected in all.
+    pub rejected: u64,
+    pub rejects: Vec<LandedRejectRow>,
+    /// The next page's `after_line`; `null` on the last page.
+    pub next_after_line: Option<u64>,
+}
+
+/// One rejected row as the consumer stored it.
+#[derive(Serialize, ToSchema)]
+pub struct LandedRejectRow {
+    pub line: u64,
+    /// The column at fault; empty for row-level problems.
+    pub column: String,
+    pub reason: String,
+}
+
+/// A problem-details answer with `description` and, optionally, one header.
+fn problem(description: &str, header: Option<(&str, &str)>) -> Response {
+    let mut response = ResponseBuilder::new().description(description).content(
+        PROBLEM_JSON,
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Problem")))
+            .build(),
+    );
+    if let Some((name, about)) = header {
+        response = response.header(
+            name,
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::String))
+                .description(Some(about))
+                .build(),
+        );
+    }
+    response.build()
+}
+
+/// Declares a reusable problem-details answer (`components.responses`).
+macro_rules! problem_response {
+    ($name:ident, $description:expr $(, $header:expr)?) => {
+        pub struct $name;
+
+        impl<'s> ToResponse<'s> for $name {
+            fn response() -> (&'s str, RefOr<Response>) {
+                let header: Option<(&str, &str)> = None;
+                (
+                    stringify!($name),
+                    problem(&$description, header $(.or(Some($header)))?).into(),
+                )
+            }
+        }
+    };
+}
+
+problem_response!(
+    NoToken,
+    "Missing or wrong upload token",
+    ("WWW-Authenticate", &format!("Always `{UPLOAD_CHALLENGE}`"))
+);
+problem_response!(
+    Unavailable,
+    "Kafka, Redis or ClickHouse did not answer, or every upload slot stayed busy",
+    ("Retry-After", "Seconds to wait before trying again")
+);
+problem_response!(
+    UnknownUpload,
+    "No upload has this id (running, committed, or failed in the last day)"
+);
+problem_response!(BadQuery, "A query parameter outside what the schema allows");
+
+static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serialises")
+});
+
+/// The OpenAPI 3.1 description of this API.
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI_JSON.as_str())
+}

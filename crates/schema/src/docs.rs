@@ -1,0 +1,63 @@
+//! Swagger UI served from the binary at `/docs/`, over the service's own `/openapi.json`.
+//!
+//! The assets come from `utoipa-swagger-ui`'s `vendored` feature: the Swagger UI release is a
+//! crates.io package (`utoipa-swagger-ui-vendored`), unpacked at build time and embedded, so
+//! neither the build nor the browser reaches anything but crates.io and this service. (The
+//! crate's default build downloads the release from GitHub; copying `swagger-ui-dist` from npm
+//! into the repository would add 1.5 MB of minified JavaScript to review in every upgrade.)
+
+use std::sync::{Arc, LazyLock};
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpResponse};
+use utoipa_swagger_ui::Config;
+
+use crate::problem::{Problem, PROBLEM_JSON};
+
+/// Swagger UI's settings: the document next to `/docs/` (relative, so a path prefix added by a
+/// proxy still works), and no validator badge (Swagger UI's default loads one from the
+/// internet).
+static CONFIG: LazyLock<Arc<Config<'static>>> = LazyLock::new(|| {
+    Arc::new(
+        Config::new(["../openapi.json"])
+            .validator_url("none")
+            .display_request_duration(true),
+    )
+});
+
+/// Registers `GET /docs` (a redirect to `/docs/`) and `GET /docs/{file}`, one resource per
+/// path, so another method is a 405 with `Allow`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/docs").route(web::get().to(redirect)))
+        .service(web::resource("/docs/{file:.*}").route(web::get().to(file)));
+}
+
+/// `GET /docs`: the page lives at `/docs/`, so that its assets' relative links resolve.
+async fn redirect() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, "/docs/"))
+        .finish()
+}
+
+/// `GET /docs/{file}`: a Swagger UI file (`index.html` for `/docs/`), or 404.
+async fn file(path: web::Path<String>) -> HttpResponse {
+    let (status, detail) = match utoipa_swagger_ui::serve(path.as_str(), Arc::clone(&CONFIG)) {
+        Ok(Some(file)) => {
+            return HttpResponse::Ok()
+                .content_type(file.content_type)
+                .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+                .body(file.bytes.into_owned())
+        }
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            "no such file in Swagger UI".to_owned(),
+        ),
+        Err(error) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Swagger UI could not be served: {error}"),
+        ),
+    };
+    HttpResponse::build(status)
+        .content_type(PROBLEM_JSON)
+        .json(Problem::new(status, detail))
+}
