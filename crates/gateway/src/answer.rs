@@ -451,10 +451,12 @@ fn whole_clean_days(window: &Span, raw: &[u32], dirty_days: &[u32]) -> Vec<u32> 
         .collect()
 }
 
-/// Those of `days` (not empty) the daily rollup has published.
+/// Those of `days` (not empty) the daily rollup has published, sorted.
 async fn published_days(source: &Source, days: &[u32]) -> Result<Vec<u32>, FetchError> {
     let sql = GAME_ROUNDS_DAILY.published_among(days);
-    Ok(retrying(|| source.clickhouse.query(&sql).fetch_all()).await?)
+    let mut days: Vec<u32> = retrying(|| source.clickhouse.query(&sql).fetch_all()).await?;
+    days.sort_unstable();
+    Ok(days)
 }
 
 /// Reads one page with `dirty`'s hours (and days) as the unprocessed ones, or every hour
@@ -558,20 +560,30 @@ async fn read(
 ) -> Result<Vec<BucketRow>, clickhouse::error::Error> {
     let rollup = &GAME_ROUNDS_HOURLY;
     let published = group_filter(query);
-    let mut not_hourly = raw_hours.to_vec();
-    not_hourly.extend(
-        daily
-            .iter()
-            .flat_map(|day| (0..24).map(move |hour| day + hour * HOUR_SECONDS)),
-    );
     let filter = published.filter();
-    let mut sql = rollup.published_rows(window.first, window.last, &not_hourly, &filter);
-    let mut values = published.values.clone();
-    if !daily.is_empty() {
+    let (mut sql, mut values) = if daily.is_empty() {
+        let hours = rollup.published_rows(window.first, window.last, raw_hours, &filter);
+        (hours, published.values)
+    } else {
+        // The hours left between the days and the raw hours, named one by one (as ranges):
+        // a range with the days cut out would still scan their hours.
+        let day = |hour: &u32| Period::Day.start(*hour);
+        let hours: Vec<u32> = (window.first..=window.last)
+            .step_by(HOUR_SECONDS as usize)
+            .filter(|h| raw_hours.binary_search(h).is_err())
+            .filter(|h| daily.binary_search(&day(h)).is_err())
+            .collect();
         let days = GAME_ROUNDS_DAILY.published_rows_of(daily, &filter);
-        sql = format!("{sql} UNION ALL {days}");
-        values.extend(published.values);
-    }
+        match hours.is_empty() {
+            true => (days, published.values),
+            false => {
+                let hours = rollup.published_rows_of(&hours, &filter);
+                let mut values = published.values.clone();
+                values.extend(published.values);
+                (format!("{hours} UNION ALL {days}"), values)
+            }
+        }
+    };
     if !raw_hours.is_empty() {
         let mut raw = group_filter(query);
         // Instants are bound as seconds: `toDateTime` of a number is exact on every
