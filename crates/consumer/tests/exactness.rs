@@ -10,11 +10,9 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-use sluice_rollup::dirty::DirtyHours;
-use sluice_rollup::spec::{GAME_ROUNDS_DAILY, GAME_ROUNDS_HOURLY};
 use sluice_schema::avro::GameRoundCodec;
 use sluice_schema::domain::format_scaled;
 use sluice_schema::{GameRound, Money, PlayerId};
@@ -279,25 +277,7 @@ async fn answers_stay_exact_with_duplicates_re_uploads_a_killed_consumer_and_two
     wait_for_committed(&group, &topic, messages).await;
 
     // Then the killed instances' leases run out and the processors catch up, days too.
-    let mut redis = rounds::redis_connection().await;
-    let started = Instant::now();
-    for rollup in [GAME_ROUNDS_HOURLY, GAME_ROUNDS_DAILY] {
-        let dirty = DirtyHours::of(&database, &rollup);
-        while !dirty
-            .between(&mut redis, 0, u32::MAX)
-            .await
-            .unwrap()
-            .is_empty()
-        {
-            let waited = started.elapsed();
-            assert!(
-                waited < Duration::from_secs(60),
-                "{} stays dirty",
-                rollup.name
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    rounds::wait_until_processed(&database).await;
     assert_eq!(answer(&http, &url, &key).await, expected(&last));
     stop.store(true, Ordering::SeqCst);
     let checks = checker.await.unwrap();

@@ -10,11 +10,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clickhouse::Client;
 use sluice_rollup::dirty::DirtyHours;
-use sluice_rollup::spec::{GAME_ROUNDS_DAILY, GAME_ROUNDS_HOURLY};
 use sluice_testkit::names::unique;
 use sluice_testkit::rounds::{redis_connection, COLUMNS};
 use sluice_testkit::stack::Stack;
@@ -229,29 +228,6 @@ fn spawn_checker(
     })
 }
 
-/// Waits until no hour and no day is dirty.
-async fn processed(database: &str) {
-    let mut redis = redis_connection().await;
-    let started = Instant::now();
-    for rollup in [GAME_ROUNDS_HOURLY, GAME_ROUNDS_DAILY] {
-        let dirty = DirtyHours::of(database, &rollup);
-        while !dirty
-            .between(&mut redis, 0, u32::MAX)
-            .await
-            .unwrap()
-            .is_empty()
-        {
-            let waited = started.elapsed();
-            assert!(
-                waited < Duration::from_secs(60),
-                "{} stays dirty",
-                rollup.name
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn answers_stay_exact_while_processors_are_killed_mid_work_and_rounds_keep_moving() {
     let database = unique("crash");
@@ -287,7 +263,7 @@ async fn answers_stay_exact_while_processors_are_killed_mid_work_and_rounds_keep
         }
     }
 
-    processed(&database).await;
+    sluice_testkit::rounds::wait_until_processed(&database).await;
     assert_eq!(
         answer(&http, &url, &key, "hour").await,
         expected(&last, 3_600)

@@ -87,6 +87,28 @@ async fn drain(database: &str, mut processor: Processor) {
     assert!(left.is_empty(), "buckets still dirty (leased?): {left:?}");
 }
 
+/// Waits until no hour and no day of `database` is dirty: the running processors caught up.
+///
+/// # Panics
+/// After 60 s, naming the rollup still dirty.
+pub async fn wait_until_processed(database: &str) {
+    let mut redis = redis_connection().await;
+    let started = std::time::Instant::now();
+    for rollup in [GAME_ROUNDS_HOURLY, GAME_ROUNDS_DAILY] {
+        let dirty = DirtyHours::of(database, &rollup);
+        while !dirty
+            .between(&mut redis, 0, u32::MAX)
+            .await
+            .expect("Redis")
+            .is_empty()
+        {
+            let waited = started.elapsed();
+            assert!(waited.as_secs() < 60, "{} stays dirty", rollup.name);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
 /// A connection to the stack's Redis.
 pub async fn redis_connection() -> redis::aio::MultiplexedConnection {
     redis::Client::open(Stack::get().redis_url.as_str())
