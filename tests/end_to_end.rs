@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use sluice_schema::domain::format_scaled;
+use sluice_testkit::clickhouse::wait_for;
 use sluice_testkit::generate::{self, Options};
 use sluice_testkit::{clickhouse, http, kafka, unique, Stack};
 use tokio_util::sync::CancellationToken;
@@ -100,22 +101,6 @@ impl Pipeline {
             .unwrap();
         assert_eq!(response.status(), 201);
         response.json().await.unwrap()
-    }
-}
-
-/// Polls `sql` until it returns `expected`, failing after `timeout` with the last answer.
-async fn wait_for(sql: &str, expected: &str, timeout: Duration) {
-    let started = Instant::now();
-    loop {
-        let answer = clickhouse::query(sql).await;
-        if answer == expected {
-            return;
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "`{sql}` still answers {answer}, expected {expected}, after {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

@@ -57,6 +57,8 @@ pub struct RebalanceNotes {
     expected_partitions: i32,
     /// The count last seen per topic, so a change is logged once.
     seen_partitions: Arc<Mutex<HashMap<String, usize>>>,
+    /// Every broker connection was down since the last [`take_brokers_lost`](Self::take_brokers_lost).
+    brokers_lost: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RebalanceNotes {
@@ -92,6 +94,13 @@ impl RebalanceNotes {
         }
     }
 
+    /// Whether every broker connection went down since the last call (a broker that comes back
+    /// may have lost its topics: see [`TopicPresence`]).
+    pub fn take_brokers_lost(&self) -> bool {
+        self.brokers_lost
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Partitions (topic, partition) revoked since the last call.
     pub fn take_revoked(&self) -> Vec<(String, i32)> {
         std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|e| e.into_inner()))
@@ -105,6 +114,15 @@ pub const LAG: &str = "sluice_consumer_lag_messages";
 pub const TOPIC_PARTITIONS: &str = "sluice_consumer_topic_partitions";
 
 impl ClientContext for RebalanceNotes {
+    /// librdkafka's global errors, logged as its default does; "all brokers down" is noted.
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) {
+            self.brokers_lost
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        tracing::error!("librdkafka: {error}: {reason}");
+    }
+
     /// Every `statistics.interval.ms`, librdkafka's statistics: the lag of each partition this
     /// instance is assigned (`desired`; -1, not known yet, is skipped), and each topic's
     /// partition count (from metadata, refreshed every 10 s: also after a broker came back).
@@ -160,6 +178,45 @@ impl ConsumerContext for RebalanceNotes {
 
 pub type RoundConsumer = StreamConsumer<RebalanceNotes>;
 
+/// Counter of re-subscriptions after a subscribed topic came back ([`TopicPresence`]).
+pub const RESUBSCRIBED: &str = "sluice_consumer_resubscribed_total";
+
+/// Whether each subscribed topic (rounds, rejects) existed when last asked, to notice one that
+/// comes back: a broker that restarted without its data, a topic deleted and created again.
+/// librdkafka's group does not always take such a topic up again (seen on tansu: a recreated
+/// topic stayed unassigned for minutes, though metadata showed it), so the consumer subscribes
+/// again, which makes the group rebalance and assign its partitions.
+#[derive(Debug)]
+pub struct TopicPresence {
+    last: [bool; 2],
+}
+
+impl Default for TopicPresence {
+    /// Both topics present: the consumer creates them before it subscribes.
+    fn default() -> TopicPresence {
+        TopicPresence { last: [true; 2] }
+    }
+}
+
+impl TopicPresence {
+    /// Counts every topic as missing (after all brokers were down: each may come back new).
+    pub fn forget(&mut self) {
+        self.last = [false; 2];
+    }
+
+    /// Records `now` and tells whether a topic missing last time is there again.
+    pub fn came_back(&mut self, now: [bool; 2]) -> bool {
+        let back = self.last.iter().zip(now).any(|(was, is)| !was && is);
+        self.last = now;
+        back
+    }
+}
+
+/// Subscribes `consumer` to the rounds and rejects topics (again: the group rebalances).
+pub fn subscribe_topics(consumer: &RoundConsumer, topics: &Topics) -> KafkaResult<()> {
+    consumer.subscribe(&[&topics.rounds, &topics.rejects])
+}
+
 /// Joins the consumer group and subscribes to the rounds and rejects topics.
 pub fn subscribe(config: &Config, notes: RebalanceNotes) -> KafkaResult<RoundConsumer> {
     let consumer: RoundConsumer = ClientConfig::new()
@@ -192,7 +249,7 @@ pub fn subscribe(config: &Config, notes: RebalanceNotes) -> KafkaResult<RoundCon
             config.statistics_interval_ms.to_string(),
         )
         .create_with_context(notes)?;
-    consumer.subscribe(&[&config.topic, &config.rejects_topic()])?;
+    subscribe_topics(&consumer, &Topics::new(config))?;
     Ok(consumer)
 }
 
@@ -246,6 +303,27 @@ impl DeadLetters {
         .unwrap_or(false)
     }
 
+    /// Which of `topics` the brokers hold (with at least one partition), from one metadata
+    /// request for every topic (asking for a topic by name could make a broker auto-create
+    /// it with its own partition count); `None` when no broker answered within `timeout`.
+    pub async fn topics_present(&self, topics: &Topics, timeout: Duration) -> Option<[bool; 2]> {
+        let producer = self.producer.clone();
+        let names = [topics.rounds.clone(), topics.rejects.clone()];
+        tokio::task::spawn_blocking(move || {
+            let metadata = producer.client().fetch_metadata(None, timeout).ok()?;
+            let present = |name: &str| {
+                metadata
+                    .topics()
+                    .iter()
+                    .any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty())
+            };
+            Some([present(&names[0]), present(&names[1])])
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
     /// Sends every message and waits until Kafka acknowledged them all.
     pub async fn send_all<'a>(
         &self,
@@ -282,5 +360,23 @@ impl DeadLetters {
                 .map_err(|(error, _)| error)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TopicPresence;
+
+    #[test]
+    fn a_topic_counts_as_back_only_after_it_was_seen_missing() {
+        let mut presence = TopicPresence::default();
+        assert!(!presence.came_back([true, true]));
+        assert!(!presence.came_back([true, false]));
+        assert!(!presence.came_back([false, false]));
+        assert!(presence.came_back([true, false]));
+        assert!(presence.came_back([true, true]));
+        assert!(!presence.came_back([true, true]));
+        presence.forget();
+        assert!(presence.came_back([true, true]));
     }
 }

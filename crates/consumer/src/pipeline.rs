@@ -21,7 +21,10 @@ use tokio_util::sync::CancellationToken;
 use crate::batcher::{Batch, RawBatch};
 use crate::config::Config;
 use crate::inserter::{insert_batch, insert_quarantine, insert_rejects};
-use crate::kafka::{store_offsets, DeadLetters, RebalanceNotes, RoundConsumer, Topics};
+use crate::kafka::{
+    store_offsets, subscribe_topics, DeadLetters, RebalanceNotes, RoundConsumer, TopicPresence,
+    Topics, RESUBSCRIBED,
+};
 use crate::marks::{MarkError, Marks};
 
 /// Everything the loop needs.
@@ -42,6 +45,9 @@ type InFlight = JoinHandle<Option<Batch>>;
 
 /// Messages taken from the local queue per turn of the loop, at most.
 const DRAIN_AT_ONCE: usize = 1_000;
+
+/// How often the subscribed topics' presence is checked ([`TopicPresence`]).
+const PRESENCE_EVERY: Duration = Duration::from_secs(10);
 
 /// How long the next batch waits for the insert in flight before fetching is paused.
 const PAUSE_AFTER: Duration = Duration::from_secs(1);
@@ -125,6 +131,9 @@ impl Pipeline {
         let mut batch = RawBatch::default();
         let mut in_flight: Option<InFlight> = None;
         let mut deadline: Option<tokio::time::Instant> = None;
+        let mut presence = TopicPresence::default();
+        let mut presence_check = tokio::time::interval(PRESENCE_EVERY);
+        presence_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.running.store(true, Ordering::SeqCst);
         loop {
             let flush_timer = async {
@@ -142,6 +151,7 @@ impl Pipeline {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                _ = presence_check.tick() => self.resubscribe_if_a_topic_came_back(&mut presence).await,
                 done = insert_done => {
                     in_flight = None;
                     match done {
@@ -197,6 +207,32 @@ impl Pipeline {
         }
         self.running.store(false, Ordering::SeqCst);
         tracing::info!("Consumer stopped.");
+    }
+
+    /// Subscribes again when a subscribed topic missing at the last check (or any, after all
+    /// brokers were down) is back.
+    async fn resubscribe_if_a_topic_came_back(&self, presence: &mut TopicPresence) {
+        if self.notes.take_brokers_lost() {
+            presence.forget();
+        }
+        let Some(now) = self
+            .dead_letters
+            .topics_present(&self.topics, Duration::from_secs(2))
+            .await
+        else {
+            return;
+        };
+        if !presence.came_back(now) {
+            return;
+        }
+        tracing::warn!(
+            topics = ?self.topics,
+            "A subscribed topic is back after it was missing; subscribing again."
+        );
+        match subscribe_topics(&self.consumer, &self.topics) {
+            Ok(()) => metrics::counter!(RESUBSCRIBED).increment(1),
+            Err(error) => tracing::error!(%error, "Subscribing again failed."),
+        }
     }
 
     fn forget_revoked(&self, batch: &mut RawBatch) {

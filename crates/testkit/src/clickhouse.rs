@@ -21,3 +21,19 @@ pub async fn query(sql: &str) -> String {
     );
     body.trim().to_owned()
 }
+
+/// Polls `sql` until it returns `expected`, failing after `timeout` with the last answer.
+pub async fn wait_for(sql: &str, expected: &str, timeout: std::time::Duration) {
+    let started = std::time::Instant::now();
+    loop {
+        let answer = query(sql).await;
+        if answer == expected {
+            return;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "`{sql}` still answers {answer}, expected {expected}, after {timeout:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}

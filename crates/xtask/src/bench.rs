@@ -298,28 +298,18 @@ pub async fn producer(rows: u64) -> anyhow::Result<()> {
     let baseline = run.wall;
     let hashed = parse_and_encode(&path, rows, true).await?;
 
-    // The service: the release binary, a fresh topic, one streamed multipart upload.
+    // The service: the release binary, a fresh topic, one streamed multipart upload; then the
+    // same with the release processor running beside it (issue 13: ingest within 10 % with the
+    // processor running).
     build_release("sluice-producer").await?;
-    let mut service = start_producer(&format!("bench_{}", std::process::id())).await?;
-    let producer_pid = service.process.id();
-    let broker_pid = std::fs::read_to_string(workspace().join("target/sluice/tansu.pid"))
-        .ok()
-        .and_then(|pid| pid.trim().parse::<u32>().ok());
-    let cpu_before = (
-        producer_pid.and_then(cpu_seconds),
-        broker_pid.and_then(cpu_seconds),
-    );
-    let upload = service.upload(&path, rows).await?;
-    let cpu_used = |before: Option<f64>, pid: Option<u32>| match (pid.and_then(cpu_seconds), before)
-    {
-        (Some(after), Some(before)) => format!("{:.2} CPU-s", after - before),
-        _ => "unknown".to_owned(),
+    build_release("sluice-processor").await?;
+    let run_name = format!("bench_{}", std::process::id());
+    let alone = measure_upload(&run_name, &path, rows).await?;
+    let with_processor = {
+        let _processor = crate::bench_freshness::spawn_processor(&format!("{run_name}_db"))?;
+        measure_upload(&format!("{run_name}_processed"), &path, rows).await?
     };
-    let producer_cpu = cpu_used(cpu_before.0, producer_pid);
-    let broker_cpu = cpu_used(cpu_before.1, broker_pid);
-    let rss = producer_pid.and_then(peak_rss_mib);
-    service.process.start_kill()?;
-
+    let upload = alone.elapsed;
     let rate = |d: Duration| rows as f64 / d.as_secs_f64();
     println_table(&[
         ("rows", format!("{rows}")),
@@ -358,14 +348,62 @@ pub async fn producer(rows: u64) -> anyhow::Result<()> {
         ),
         (
             "CPU during the upload: producer, broker",
-            format!("{producer_cpu}, {broker_cpu} (tansu from scripts/dev)"),
+            format!(
+                "{}, {} (tansu from scripts/dev)",
+                alone.producer_cpu, alone.broker_cpu
+            ),
         ),
         (
             "producer peak RSS",
-            rss.map_or("unknown".into(), |m| format!("{m:.0} MiB")),
+            alone
+                .rss
+                .map_or("unknown".into(), |m| format!("{m:.0} MiB")),
+        ),
+        (
+            "upload with the processor running",
+            format!(
+                "{:.0} rows/s ({:.2} s), {:.2} of the upload alone",
+                rate(with_processor.elapsed),
+                with_processor.elapsed.as_secs_f64(),
+                alone.elapsed.as_secs_f64() / with_processor.elapsed.as_secs_f64()
+            ),
         ),
     ]);
     Ok(())
+}
+
+/// One upload to a fresh release producer, with what it cost.
+struct UploadRun {
+    elapsed: Duration,
+    producer_cpu: String,
+    broker_cpu: String,
+    rss: Option<f64>,
+}
+
+/// Starts a release producer on `topic`, uploads `path` (`rows` rows) once, and stops it.
+async fn measure_upload(topic: &str, path: &Path, rows: u64) -> anyhow::Result<UploadRun> {
+    let mut service = start_producer(topic).await?;
+    let producer_pid = service.process.id();
+    let broker_pid = std::fs::read_to_string(workspace().join("target/sluice/tansu.pid"))
+        .ok()
+        .and_then(|pid| pid.trim().parse::<u32>().ok());
+    let before = (
+        producer_pid.and_then(cpu_seconds),
+        broker_pid.and_then(cpu_seconds),
+    );
+    let elapsed = service.upload(path, rows).await?;
+    let used = |before: Option<f64>, pid: Option<u32>| match (pid.and_then(cpu_seconds), before) {
+        (Some(after), Some(before)) => format!("{:.2} CPU-s", after - before),
+        _ => "unknown".to_owned(),
+    };
+    let run = UploadRun {
+        elapsed,
+        producer_cpu: used(before.0, producer_pid),
+        broker_cpu: used(before.1, broker_pid),
+        rss: producer_pid.and_then(peak_rss_mib),
+    };
+    service.process.start_kill()?;
+    Ok(run)
 }
 
 pub(crate) fn println_table(rows: &[(&str, String)]) {

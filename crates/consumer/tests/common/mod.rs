@@ -84,6 +84,22 @@ pub async fn wait_for_committed(group: &str, topic: &str, expected: i64) {
 
 /// The real consumer binary, configured like a deployment would be.
 pub fn spawn_binary(topic: &str, group: &str, database: &str) -> Child {
+    let brokers = &Stack::get().kafka_brokers;
+    spawn_binary_with(
+        topic,
+        group,
+        database,
+        &[("SLUICE_CONSUMER_KAFKA_BROKERS", brokers)],
+    )
+}
+
+/// [`spawn_binary`] with more (or other) settings: `(variable, value)`.
+pub fn spawn_binary_with(
+    topic: &str,
+    group: &str,
+    database: &str,
+    settings: &[(&str, &str)],
+) -> Child {
     let stack = Stack::get();
     let output = || {
         if std::env::var_os("TEST_LOG").is_some() {
@@ -112,6 +128,7 @@ pub fn spawn_binary(topic: &str, group: &str, database: &str) -> Child {
         .env("SLUICE_CONSUMER_MAX_POLL_INTERVAL_MS", "10000")
         .env("SLUICE_CONSUMER_BATCH_MAX_ROWS", "2000")
         .env("SLUICE_CONSUMER_BATCH_TIMEOUT_MS", "200")
+        .envs(settings.iter().copied())
         .stdout(output())
         .stderr(output())
         .kill_on_drop(true)
