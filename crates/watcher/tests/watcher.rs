@@ -170,6 +170,14 @@ async fn two_hundred_dropped_files_are_ingested_exactly_once() {
     assert!(total >= 200, "only {total} files");
 
     wait_until_empty(&dir, Duration::from_secs(240)).await;
+    let receipts =
+        sluice_producer::receipts::ReceiptStore::new(&Stack::get().redis_url, &names.redis_prefix)
+            .unwrap();
+    let rounds: u64 = expected.values().map(|t| t.rounds).sum();
+    if let Err(short) = rounds_landed(&names.database, rounds, Duration::from_secs(120)).await {
+        let files = files_short(&names.database, &receipts, &unique).await;
+        panic!("{short}; files whose accepted rounds did not all land: {files:#?}");
+    }
     assert_exact(&names.database, &expected, Duration::from_secs(120)).await;
 
     // Quarantine holds exactly the bad files, each with its reason.
@@ -203,9 +211,6 @@ async fn two_hundred_dropped_files_are_ingested_exactly_once() {
     );
 
     // Per-file receipts are stored like upload receipts: a CSV file's lists its bad lines.
-    let receipts =
-        sluice_producer::receipts::ReceiptStore::new(&Stack::get().redis_url, &names.redis_prefix)
-            .unwrap();
     let (name, bytes) = &unique[0];
     let sha256 = {
         use sha2::Digest;
@@ -232,6 +237,46 @@ async fn two_hundred_dropped_files_are_ingested_exactly_once() {
     shutdown.cancel();
     consumer.cancel();
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every file of `files` whose receipt's accepted rounds are not all in `round_versions`
+/// (distinct rounds under its upload id): `(name, upload id, accepted, landed)`. Said when the
+/// test fails, to tell a file lost whole (a transaction never visible) from rows lost inside.
+async fn files_short(
+    database: &str,
+    receipts: &sluice_producer::receipts::ReceiptStore,
+    files: &[(String, Vec<u8>)],
+) -> Vec<(String, String, u64, u64)> {
+    let landed = sluice_testkit::clickhouse::query(&format!(
+        "SELECT upload_id, uniqExact(user_id, game_instance_id) FROM {database}.round_versions \
+         GROUP BY upload_id"
+    ))
+    .await;
+    let landed: BTreeMap<&str, u64> = landed
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .map(|(id, n)| (id, n.parse().unwrap_or(0)))
+        .collect();
+    let mut short = Vec::new();
+    for (name, bytes) in files {
+        let sha256 = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(bytes))
+        };
+        let Ok(Some(id)) = receipts.holder(&sha256).await else {
+            short.push((name.clone(), "no claim".into(), 0, 0));
+            continue;
+        };
+        let accepted = match receipts.get(&id).await {
+            Ok(Some(receipt)) => receipt["accepted"].as_u64().unwrap_or(0),
+            _ => 0,
+        };
+        let arrived = landed.get(id.as_str()).copied().unwrap_or(0);
+        if arrived != accepted {
+            short.push((name.clone(), id, accepted, arrived));
+        }
+    }
+    short
 }
 
 /// The real watcher binary, its logs shown only with `TEST_LOG=1`.

@@ -278,23 +278,10 @@ pub fn merge(into: &mut BTreeMap<String, Totals>, summary: &generate::Summary) {
 /// count and sums exactly.
 pub async fn assert_exact(database: &str, expected: &BTreeMap<String, Totals>, timeout: Duration) {
     let rounds: u64 = expected.values().map(|t| t.rounds).sum();
-    let table = format!("{database}.game_rounds");
-    let started = Instant::now();
-    loop {
-        let answer = clickhouse::query(&format!("EXISTS TABLE {table}")).await;
-        if answer == "1" {
-            let count = clickhouse::query(&format!("SELECT count() FROM {table}")).await;
-            if count == rounds.to_string() {
-                break;
-            }
-            assert!(
-                started.elapsed() < timeout,
-                "{table} holds {count} rounds after {timeout:?}, expected {rounds}"
-            );
-        }
-        assert!(started.elapsed() < timeout, "{table} never appeared");
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    if let Err(short) = rounds_landed(database, rounds, timeout).await {
+        panic!("{short}");
     }
+    let table = format!("{database}.game_rounds");
     let answer = clickhouse::query(&format!(
         "SELECT user_id, count(), toString(sum(real_amount_bet)), toString(sum(bonus_amount_bet)), \
          toString(sum(real_amount_win)), toString(sum(bonus_amount_win)) \
@@ -348,6 +335,29 @@ pub fn watcher_config(dir: &Path, names: &Names) -> sluice_watcher::Config {
     config.retry_initial_ms = 200;
     config.retry_max_ms = 2_000;
     config
+}
+
+/// Waits until `database.game_rounds` holds `rounds` rounds; after `timeout`, what it holds.
+pub async fn rounds_landed(database: &str, rounds: u64, timeout: Duration) -> Result<(), String> {
+    let table = format!("{database}.game_rounds");
+    let started = Instant::now();
+    loop {
+        let exists = clickhouse::query(&format!("EXISTS TABLE {table}")).await == "1";
+        let count = if exists {
+            clickhouse::query(&format!("SELECT count() FROM {table}")).await
+        } else {
+            "no table".to_owned()
+        };
+        if count == rounds.to_string() {
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            return Err(format!(
+                "{table} holds {count} rounds after {timeout:?}, expected {rounds}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Names left in `dir`: files and symbolic links (not directories).
