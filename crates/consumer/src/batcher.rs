@@ -6,9 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
 use sluice_rollup::version_of;
 use sluice_schema::avro::GameRoundCodec;
+use sluice_schema::rejects::RejectRecord;
 
 use crate::inserter::GameRoundRow;
 
@@ -22,13 +22,7 @@ pub enum Source {
 }
 
 /// A rejected row of an upload, as kept on the rejects topic.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Reject {
-    pub upload_id: String,
-    pub line: u64,
-    pub column: Option<String>,
-    pub reason: String,
-}
+pub type Reject = RejectRecord<'static>;
 
 /// A message that could not be decoded, kept with its position and the reason.
 #[derive(Debug, Clone)]
@@ -150,7 +144,7 @@ impl RawBatch {
                                 .map_err(|reason| format!("not storable: {reason}"))
                         })
                         .map(|row| decoded.rounds.push(row)),
-                    Source::Rejects => serde_json::from_slice::<Reject>(payload)
+                    Source::Rejects => RejectRecord::from_json(payload)
                         .map(|reject| decoded.rejects.push(reject))
                         .map_err(|e| format!("not a reject record: {e}")),
                 };

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use clickhouse::Client;
 use futures::FutureExt;
-use rand::Rng;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::Message;
+use sluice_schema::backoff::Backoff;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -311,8 +311,10 @@ impl Pipeline {
         let marks = Arc::clone(&self.marks);
         let dead_letters = self.dead_letters.clone();
         let topics = self.topics.clone();
-        let mut backoff = Duration::from_millis(self.config.insert_retry_initial_ms);
-        let max_backoff = Duration::from_millis(self.config.insert_retry_max_ms);
+        let mut backoff = Backoff::new(
+            Duration::from_millis(self.config.insert_retry_initial_ms),
+            Duration::from_millis(self.config.insert_retry_max_ms),
+        );
         async move {
             // CPU-bound: off the async workers, so polling goes on beside it.
             let batch = match tokio::task::spawn_blocking(move || raw.decode()).await {
@@ -350,13 +352,12 @@ impl Pipeline {
                             tracing::warn!(%error, rows, "Insert failed during shutdown; the records will be read again.");
                             return None;
                         }
-                        let wait = backoff.mul_f64(rand::rng().random_range(0.5..1.0));
+                        let wait = backoff.next_jittered();
                         tracing::warn!(%error, rows, wait_ms = wait.as_millis() as u64, "Insert failed, retrying.");
                         tokio::select! {
                             _ = shutdown.cancelled() => return None,
                             _ = tokio::time::sleep(wait) => {}
                         }
-                        backoff = (backoff * 2).min(max_backoff);
                     }
                 }
             }

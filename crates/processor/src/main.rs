@@ -2,8 +2,6 @@ use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand};
 use sluice_processor::{Application, Config};
-use tokio::signal::unix::{signal, SignalKind};
-use tokio_util::sync::CancellationToken;
 
 /// Keeps the rollups exact; settings from `SLUICE_PROCESSOR_*` variables.
 #[derive(Parser)]
@@ -51,17 +49,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let application = Application::build(config).await?;
     tracing::info!(port = application.port(), "Processor started.");
-    let shutdown = CancellationToken::new();
-    let trigger = shutdown.clone();
-    let mut terminate = signal(SignalKind::terminate())?;
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        tracing::info!("Shutdown requested.");
-        trigger.cancel();
-    });
+    let shutdown = sluice_schema::telemetry::shutdown_on_signal()?;
     application.run_until_stopped(shutdown).await?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! Avro single-object encoded bytes, and lands in ClickHouse through the migrations kept here.
 //!
 //! # Layout
+//! - [`backoff`]: the exponential waits of every retry loop.
 //! - [`domain`]: value types with private fields and `parse` constructors ([`Money`], [`PlayerId`]).
 //! - [`round`]: the [`GameRound`] record itself, the unit that flows through the system.
 //! - [`csv`]: header mapping by name and row parsing with line/column/reason errors.
@@ -11,6 +12,7 @@
 //! - `parquet` (feature `parquet`): Parquet rows mapped by column name, the same way.
 //! - [`avro`]: the Avro schema from `schemas/` and the single-object codec on the serde path.
 //! - [`migrations`]: numbered ClickHouse DDL files from `schemas/clickhouse/`.
+//! - [`rejects`]: the rejects topic's JSON record, written by the producer, read by the consumer.
 //! - `kafka` (feature `kafka`): topic creation shared by the producer and the consumer.
 //! - `docs` (feature `docs`): Swagger UI at `/docs/`, embedded at build time.
 //! - `problem` (feature `docs`): RFC 9457 problem details, for handlers and actix-web's own
@@ -18,6 +20,7 @@
 //! - `telemetry` (feature `telemetry`): tracing and Prometheus set-up shared by the services.
 
 pub mod avro;
+pub mod backoff;
 pub mod csv;
 #[cfg(feature = "docs")]
 pub mod docs;
@@ -30,6 +33,7 @@ pub mod migrations;
 pub mod parquet;
 #[cfg(feature = "docs")]
 pub mod problem;
+pub mod rejects;
 pub mod round;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;

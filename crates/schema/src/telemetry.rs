@@ -227,3 +227,21 @@ where
         })
     }
 }
+
+/// A token cancelled at the first SIGTERM or Ctrl-C (logged), for a service's
+/// `run_until_stopped`: what every `main` hands its application.
+pub fn shutdown_on_signal() -> std::io::Result<tokio_util::sync::CancellationToken> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let trigger = shutdown.clone();
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("Shutdown requested.");
+        trigger.cancel();
+    });
+    Ok(shutdown)
+}
