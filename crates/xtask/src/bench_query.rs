@@ -410,8 +410,13 @@ pub async fn query(rows: u64, samples: usize, raw_samples: usize) -> anyhow::Res
             question.name, rollup.0, rollup.1, floor.0, floor.1,
         );
     }
-    table.push(("database (dropped)", database.clone()));
+    // SLUICE_BENCH_KEEP=1 keeps the database, to look into its statements afterwards.
+    let keep = std::env::var_os("SLUICE_BENCH_KEEP").is_some();
+    let fate = if keep { "kept" } else { "dropped" };
+    table.push(("database", format!("{database} ({fate})")));
     println_table(&table);
-    clickhouse.run(&format!("DROP DATABASE {database}")).await?;
+    if !keep {
+        clickhouse.run(&format!("DROP DATABASE {database}")).await?;
+    }
     Ok(())
 }
