@@ -21,6 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::credits::{CreditStore, KeyId};
 
+/// What closing a lease found, decoded from `lua/settle.lua`'s reply.
+pub use crate::scripts::Settlement;
+
 /// Leases refunded per sweep call (the sweep repeats while it finds this many).
 const SWEEP_BATCH: u32 = 500;
 
@@ -53,15 +56,6 @@ pub struct Lease {
     pub endpoint: &'static str,
     /// When it was admitted (this gateway's clock), for the ledger's latency.
     pub admitted: Instant,
-}
-
-/// What closing a lease found (`lua/settle.lua`'s reply).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settlement {
-    /// Closed now; the key's balance after it (`None`: the key record is gone).
-    Closed { balance: Option<u64> },
-    /// Closed before: settled, refunded, or swept after its deadline.
-    ClosedBefore,
 }
 
 /// The answer was given: the charge stands. If Redis cannot be told, the lease is swept after

@@ -15,9 +15,9 @@
 //!   `credits`, `created_at`); moved to the layout above by its first request.
 //! - `P lease:{lease id}`: hash, an admitted request's charge until it is settled (`key_id`,
 //!   `cost`, `endpoint`, `admitted_ms`); `P leases`: sorted set, lease id → deadline (ms,
-//!   Redis time). The key record's `leased` is the sum of its open leases. See [`crate::charge`].
+//!   Redis time). The key record's `leased` is the sum of its open leases. See `charge.rs`.
 //! - `P ledger:outbox`: stream, the usage-ledger events of every movement, written by the
-//!   same script as the movement (`lua/outbox.lua`) and drained by [`crate::ledger`].
+//!   same script as the movement (`lua/outbox.lua`) and drained by `ledger.rs`.
 //!
 //! The scripts in `src/lua/` name the record they derive from a lookup, so the layout needs a
 //! single Redis (or one hash slot), not a cluster.
@@ -30,13 +30,13 @@ use chrono::{DateTime, Utc};
 
 use deadpool_redis::{Pool, Runtime};
 use rand::RngCore;
-use redis::Script;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::charge::{Lease, LeaseId, Settlement};
 use crate::error::ApiError;
+use crate::scripts::{Admit, KeyChange, Rotation, Scripts, SetCredits, TopUp};
 
 const KEY_PREFIX: &str = "sk_sluice_";
 const SECRET_BYTES: usize = 32;
@@ -258,23 +258,6 @@ pub struct CreditStore {
     scripts: Arc<Scripts>,
 }
 
-struct Scripts {
-    admit: Script,
-    create: Script,
-    settle: Script,
-    sweep: Script,
-    top_up: Script,
-    rotate: Script,
-    revoke: Script,
-    set_rate_limit: Script,
-    set_credits: Script,
-}
-
-/// A script that moves credits, with the outbox functions it calls (`lua/outbox.lua`).
-fn with_outbox(script: &str) -> Script {
-    Script::new(&format!("{}{script}", include_str!("lua/outbox.lua")))
-}
-
 impl CreditStore {
     pub fn new(
         redis_url: &str,
@@ -287,17 +270,7 @@ impl CreditStore {
             pool,
             prefix: prefix.to_owned(),
             default_rate_limit,
-            scripts: Arc::new(Scripts {
-                admit: Script::new(include_str!("lua/admit.lua")),
-                create: with_outbox(include_str!("lua/create.lua")),
-                settle: with_outbox(include_str!("lua/settle.lua")),
-                sweep: with_outbox(include_str!("lua/sweep.lua")),
-                top_up: with_outbox(include_str!("lua/top_up.lua")),
-                rotate: Script::new(include_str!("lua/rotate.lua")),
-                revoke: Script::new(include_str!("lua/revoke.lua")),
-                set_rate_limit: Script::new(include_str!("lua/set_rate_limit.lua")),
-                set_credits: Script::new(include_str!("lua/set_credits.lua")),
-            }),
+            scripts: Arc::new(Scripts::load()),
         })
     }
 
@@ -377,7 +350,7 @@ impl CreditStore {
     }
 
     /// Resolves the key, checks its credits and rate limit and takes `cost` under a lease
-    /// that must be settled within `lease` (see [`crate::charge`]), in one script.
+    /// that must be settled within `lease` (see `charge.rs`), in one script.
     pub async fn admit(
         &self,
         key: &ApiKey,
@@ -388,7 +361,7 @@ impl CreditStore {
         let hash = key.hash();
         let lease_id = LeaseId::generate();
         let mut connection = self.connection().await?;
-        let answer: (i64, i64, u32, u64, u64, u64, String) = self
+        let admitted: Admit = self
             .scripts
             .admit
             .key(self.secret_key(&hash))
@@ -404,40 +377,14 @@ impl CreditStore {
             .invoke_async(&mut connection)
             .await
             .map_err(redis_down)?;
-        let (status, credits, limit, remaining, reset_secs, retry_after_secs, id) = answer;
-        match status {
-            0 => Ok(Admission {
-                lease: Lease {
-                    id: lease_id,
-                    key_id: KeyId(id.clone()),
-                    cost,
-                    endpoint,
-                    admitted: std::time::Instant::now(),
-                },
-                key_id: KeyId(id),
-                credits_remaining: credits.max(0).unsigned_abs(),
-                rate: RateState {
-                    limit,
-                    remaining,
-                    reset_secs,
-                },
-            }),
-            -2 => Err(ApiError::OutOfCredits),
-            -5 => Err(ApiError::RateLimited {
-                limit,
-                reset_secs,
-                retry_after_secs: retry_after_secs.max(1),
-            }),
-            refused => {
-                let reason = match refused {
-                    -3 => "revoked",
-                    -4 => "expired",
-                    _ => "unknown",
-                };
-                tracing::info!(reason, key_id = %id, "API key refused.");
-                Err(ApiError::UnknownApiKey)
-            }
-        }
+        let lease = |key_id: &KeyId| Lease {
+            id: lease_id,
+            key_id: key_id.clone(),
+            cost,
+            endpoint,
+            admitted: std::time::Instant::now(),
+        };
+        admission(admitted, lease)
     }
 
     /// Closes an admitted request's lease (`lua/settle.lua`): its charge stands (`refund`
@@ -452,8 +399,7 @@ impl CreditStore {
     ) -> Result<Settlement, ApiError> {
         let latency_ms = u64::try_from(lease.admitted.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut connection = self.connection().await?;
-        let (status, balance): (i64, i64) = self
-            .scripts
+        self.scripts
             .settle
             .arg(&self.prefix)
             .arg(lease.id.as_str())
@@ -462,13 +408,7 @@ impl CreditStore {
             .arg(if refund { "1" } else { "0" })
             .invoke_async(&mut connection)
             .await
-            .map_err(redis_down)?;
-        Ok(match status {
-            0 => Settlement::Closed {
-                balance: u64::try_from(balance).ok(),
-            },
-            _ => Settlement::ClosedBefore,
-        })
+            .map_err(redis_down)
     }
 
     /// Refunds up to `limit` charges whose lease deadline passed unsettled (`lua/sweep.lua`);
@@ -576,7 +516,7 @@ impl CreditStore {
     /// Refuses every secret of the key from now on. Revoking twice is harmless.
     pub async fn revoke(&self, id: &KeyId) -> Result<KeyInfo, ApiError> {
         let mut connection = self.connection().await?;
-        let status: i64 = self
+        let revoked: KeyChange = self
             .scripts
             .revoke
             .key(self.record_key(id))
@@ -585,10 +525,7 @@ impl CreditStore {
             .await
             .map_err(redis_down)?;
         drop(connection);
-        if status != 0 {
-            return Err(ApiError::KeyNotFound);
-        }
-        self.key(id).await
+        self.changed(id, revoked).await
     }
 
     /// A new secret for the key; the old one keeps working for `grace_seconds`, on the same
@@ -602,7 +539,7 @@ impl CreditStore {
         let hash = key.hash();
         let now = Utc::now();
         let mut connection = self.connection().await?;
-        let status: i64 = self
+        let rotation: Rotation = self
             .scripts
             .rotate
             .key(self.record_key(id))
@@ -615,13 +552,13 @@ impl CreditStore {
             .invoke_async(&mut connection)
             .await
             .map_err(redis_down)?;
-        match status {
-            0 => Ok((
+        match rotation {
+            Rotation::Rotated => Ok((
                 key,
                 now + chrono::Duration::seconds(i64::from(grace_seconds)),
             )),
-            -2 => Err(ApiError::KeyRevoked),
-            _ => Err(ApiError::KeyNotFound),
+            Rotation::Revoked => Err(ApiError::KeyRevoked),
+            Rotation::UnknownKey => Err(ApiError::KeyNotFound),
         }
     }
 
@@ -638,7 +575,7 @@ impl CreditStore {
             )));
         }
         let mut connection = self.connection().await?;
-        let (status, credits): (i64, i64) = self
+        let topped: TopUp = self
             .scripts
             .top_up
             .key(self.record_key(id))
@@ -649,13 +586,13 @@ impl CreditStore {
             .invoke_async(&mut connection)
             .await
             .map_err(redis_down)?;
-        match status {
-            0 => Ok(credits.max(0).unsigned_abs()),
+        match topped {
+            TopUp::Added { balance } => Ok(balance),
             // The amount is fine; the balance it would be added to is not: 409.
-            -2 => Err(ApiError::Conflict(format!(
+            TopUp::Overflow => Err(ApiError::Conflict(format!(
                 "add: the balance would pass {MAX_CREDITS}"
             ))),
-            _ => Err(ApiError::KeyNotFound),
+            TopUp::UnknownKey => Err(ApiError::KeyNotFound),
         }
     }
 
@@ -672,7 +609,7 @@ impl CreditStore {
             )));
         }
         let mut connection = self.connection().await?;
-        let (status, previous, balance): (i64, i64, i64) = self
+        let set: SetCredits = self
             .scripts
             .set_credits
             .key(self.record_key(id))
@@ -680,19 +617,19 @@ impl CreditStore {
             .invoke_async(&mut connection)
             .await
             .map_err(redis_down)?;
-        match status {
-            0 => Ok((previous.max(0).unsigned_abs(), balance.max(0).unsigned_abs())),
-            -2 => Err(ApiError::Conflict(format!(
-                "the key's open charges ({balance}) exceed its ledger balance; try again when it is idle"
+        match set {
+            SetCredits::Set { previous, balance } => Ok((previous, balance)),
+            SetCredits::LeasesExceedLedger { leased } => Err(ApiError::Conflict(format!(
+                "the key's open charges ({leased}) exceed its ledger balance; try again when it is idle"
             ))),
-            _ => Err(ApiError::KeyNotFound),
+            SetCredits::UnknownKey => Err(ApiError::KeyNotFound),
         }
     }
 
     /// Sets the key's own rate limit and starts its budget afresh.
     pub async fn set_rate_limit(&self, id: &KeyId, limit: RateLimit) -> Result<KeyInfo, ApiError> {
         let mut connection = self.connection().await?;
-        let status: i64 = self
+        let set: KeyChange = self
             .scripts
             .set_rate_limit
             .key(self.record_key(id))
@@ -702,10 +639,15 @@ impl CreditStore {
             .await
             .map_err(redis_down)?;
         drop(connection);
-        if status != 0 {
-            return Err(ApiError::KeyNotFound);
+        self.changed(id, set).await
+    }
+
+    /// The key's description after a change to it, if it exists.
+    async fn changed(&self, id: &KeyId, change: KeyChange) -> Result<KeyInfo, ApiError> {
+        match change {
+            KeyChange::Done => self.key(id).await,
+            KeyChange::UnknownKey => Err(ApiError::KeyNotFound),
         }
-        self.key(id).await
     }
 
     /// Whether Redis answers.
@@ -717,6 +659,50 @@ impl CreditStore {
                 .is_ok(),
             Err(_) => false,
         }
+    }
+}
+
+/// What `lua/admit.lua` found: the request admitted, its charge held by `lease`, or why it was
+/// refused (a key refused for any reason is unknown to the client; the log says why).
+fn admission(admitted: Admit, lease: impl FnOnce(&KeyId) -> Lease) -> Result<Admission, ApiError> {
+    let refused = |reason: &str, key_id: &str| {
+        tracing::info!(reason, key_id = %key_id, "API key refused.");
+        Err(ApiError::UnknownApiKey)
+    };
+    match admitted {
+        Admit::Admitted {
+            key_id,
+            credits_left,
+            limit,
+            remaining,
+            reset_secs,
+        } => {
+            let key_id = KeyId(key_id);
+            Ok(Admission {
+                lease: lease(&key_id),
+                key_id,
+                credits_remaining: credits_left,
+                rate: RateState {
+                    limit,
+                    remaining,
+                    reset_secs,
+                },
+            })
+        }
+        Admit::OutOfCredits { .. } => Err(ApiError::OutOfCredits),
+        Admit::RateLimited {
+            limit,
+            reset_secs,
+            retry_after_secs,
+            ..
+        } => Err(ApiError::RateLimited {
+            limit,
+            reset_secs,
+            retry_after_secs: retry_after_secs.max(1),
+        }),
+        Admit::Revoked { key_id } => refused("revoked", &key_id),
+        Admit::Expired { key_id } => refused("expired", &key_id),
+        Admit::UnknownKey => refused("unknown", ""),
     }
 }
 

@@ -6,8 +6,10 @@
 //! # Layout
 //! - [`config`]: the one typed `Config`, read from `SLUICE_GATEWAY_*` variables.
 //! - [`error`]: `ApiError`, every failure, mapped once to HTTP problem details.
-//! - [`credits`]: API keys (hashed), their records and the Lua scripts (`src/lua/`) that
-//!   admit, charge, refund, rotate, revoke and top up, atomically, in Redis.
+//! - [`credits`]: API keys (hashed), their records and charges, kept in Redis by the Lua
+//!   scripts (`src/lua/`) that admit, charge, refund, rotate, revoke and top up, atomically.
+//! - `scripts`: those scripts, loaded once, and each one's reply decoded in one place into a
+//!   type (a status code means what its own script says).
 //! - [`query`]: query-string parsing into typed filters, order, page size and cursor position.
 //! - [`answer`]: reading a page: the rollup at its published versions, raw rows for the hours
 //!   not processed yet, in a window that widens from the page's first bucket.
@@ -32,6 +34,7 @@ pub mod error;
 pub mod ledger;
 pub mod query;
 pub mod routes;
+mod scripts;
 pub mod usage;
 
 use std::net::TcpListener;
