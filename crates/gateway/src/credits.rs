@@ -25,6 +25,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
@@ -34,9 +35,46 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use crate::charge::{Lease, LeaseId, Settlement};
-use crate::error::ApiError;
 use crate::scripts::{Admit, KeyChange, Rotation, Scripts, SetCredits, TopUp};
+
+pub use crate::scripts::Settlement;
+
+/// Why a key could not be used or changed. Mapped to HTTP once, in `error.rs`.
+#[derive(Debug, thiserror::Error)]
+pub enum CreditError {
+    /// Malformed, unknown, revoked, expired or past its rotation grace period: the client is
+    /// not told which.
+    #[error("the API key is not valid")]
+    UnknownKey,
+    #[error("the API key has no credits left")]
+    OutOfCredits,
+    #[error("too many requests for this API key; retry after {} s", .0.retry_after_secs)]
+    RateLimited(RetryLater),
+    /// No key has this id (or the id is malformed).
+    #[error("no API key has this id")]
+    KeyNotFound,
+    #[error("the API key is revoked")]
+    KeyRevoked,
+    /// A value outside what the API accepts; the message names it.
+    #[error("{0}")]
+    Invalid(String),
+    /// The change cannot be made in the key's current state; the message says why.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the credit store is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// A request over its key's rate limit: when to come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryLater {
+    /// Requests allowed per window.
+    pub limit: u32,
+    /// Seconds until the window is fully replenished.
+    pub reset_secs: u64,
+    /// Seconds until the next request is allowed, at least 1.
+    pub retry_after_secs: u64,
+}
 
 const KEY_PREFIX: &str = "sk_sluice_";
 const SECRET_BYTES: usize = 32;
@@ -53,15 +91,15 @@ impl ApiKey {
     }
 
     /// Accepts only the shape [`generate`](Self::generate) produces.
-    pub fn parse(text: &str) -> Result<ApiKey, ApiError> {
+    pub fn parse(text: &str) -> Result<ApiKey, CreditError> {
         let secret = text
             .trim()
             .strip_prefix(KEY_PREFIX)
-            .ok_or(ApiError::UnknownApiKey)?;
+            .ok_or(CreditError::UnknownKey)?;
         if secret.len() == SECRET_BYTES * 2 && secret.bytes().all(|b| b.is_ascii_hexdigit()) {
             Ok(ApiKey(text.trim().to_owned()))
         } else {
-            Err(ApiError::UnknownApiKey)
+            Err(CreditError::UnknownKey)
         }
     }
 
@@ -99,13 +137,13 @@ impl KeyId {
     }
 
     /// Accepts only the shape ids have; anything else cannot name a key.
-    pub fn parse(text: &str) -> Result<KeyId, ApiError> {
+    pub fn parse(text: &str) -> Result<KeyId, CreditError> {
         if text.len() == ID_BYTES * 2
             && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         {
             Ok(KeyId(text.to_owned()))
         } else {
-            Err(ApiError::KeyNotFound)
+            Err(CreditError::KeyNotFound)
         }
     }
 
@@ -132,14 +170,14 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
-    pub fn new(requests: u32, per_seconds: u32) -> Result<RateLimit, ApiError> {
+    pub fn new(requests: u32, per_seconds: u32) -> Result<RateLimit, CreditError> {
         if !(1..=1_000_000).contains(&requests) {
-            return Err(ApiError::BadRequest(
+            return Err(CreditError::Invalid(
                 "rate_limit.requests: must be between 1 and 1000000".into(),
             ));
         }
         if !(1..=86_400).contains(&per_seconds) {
-            return Err(ApiError::BadRequest(
+            return Err(CreditError::Invalid(
                 "rate_limit.per_seconds: must be between 1 and 86400".into(),
             ));
         }
@@ -240,6 +278,37 @@ pub struct RateState {
     pub reset_secs: u64,
 }
 
+/// A lease's id: 32 lowercase hex characters, random.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseId(String);
+
+impl LeaseId {
+    fn generate() -> LeaseId {
+        LeaseId(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for LeaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An admitted request's open charge (see `charge.rs`).
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub id: LeaseId,
+    pub key_id: KeyId,
+    pub cost: u64,
+    pub endpoint: &'static str,
+    /// When it was admitted (this gateway's clock), for the ledger's latency.
+    pub admitted: Instant,
+}
+
 /// An admitted, charged request; its charge is held by `lease` until settled.
 #[derive(Debug, Clone)]
 pub struct Admission {
@@ -286,11 +355,11 @@ impl CreditStore {
         format!("{}key:{}", self.prefix, hash)
     }
 
-    async fn connection(&self) -> Result<deadpool_redis::Connection, ApiError> {
+    async fn connection(&self) -> Result<deadpool_redis::Connection, CreditError> {
         self.pool
             .get()
             .await
-            .map_err(|e| ApiError::RedisUnavailable(Box::new(e)))
+            .map_err(|e| CreditError::Unavailable(Box::new(e)))
     }
 
     /// Creates a key and records its starting credits (even 0) as granted by `endpoint`;
@@ -299,9 +368,9 @@ impl CreditStore {
         &self,
         new: NewKey<'_>,
         endpoint: &'static str,
-    ) -> Result<(ApiKey, KeyInfo), ApiError> {
+    ) -> Result<(ApiKey, KeyInfo), CreditError> {
         if new.credits > MAX_CREDITS {
-            return Err(ApiError::BadRequest(format!(
+            return Err(CreditError::Invalid(format!(
                 "credits: must be at most {MAX_CREDITS}"
             )));
         }
@@ -357,7 +426,7 @@ impl CreditStore {
         cost: u64,
         endpoint: &'static str,
         lease: std::time::Duration,
-    ) -> Result<Admission, ApiError> {
+    ) -> Result<Admission, CreditError> {
         let hash = key.hash();
         let lease_id = LeaseId::generate();
         let mut connection = self.connection().await?;
@@ -382,7 +451,7 @@ impl CreditStore {
             key_id: key_id.clone(),
             cost,
             endpoint,
-            admitted: std::time::Instant::now(),
+            admitted: Instant::now(),
         };
         admission(admitted, lease)
     }
@@ -396,7 +465,7 @@ impl CreditStore {
         lease: &Lease,
         http_status: u16,
         refund: bool,
-    ) -> Result<Settlement, ApiError> {
+    ) -> Result<Settlement, CreditError> {
         let latency_ms = u64::try_from(lease.admitted.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut connection = self.connection().await?;
         self.scripts
@@ -413,7 +482,7 @@ impl CreditStore {
 
     /// Refunds up to `limit` charges whose lease deadline passed unsettled (`lua/sweep.lua`);
     /// returns how many.
-    pub async fn sweep_expired_leases(&self, limit: u32) -> Result<u64, ApiError> {
+    pub async fn sweep_expired_leases(&self, limit: u32) -> Result<u64, CreditError> {
         let mut connection = self.connection().await?;
         self.scripts
             .sweep
@@ -430,7 +499,7 @@ impl CreditStore {
     }
 
     /// Credits left on the key a secret names, or `None` if no key has it.
-    pub async fn credits(&self, key: &ApiKey) -> Result<Option<u64>, ApiError> {
+    pub async fn credits(&self, key: &ApiKey) -> Result<Option<u64>, CreditError> {
         let hash = key.hash();
         let mut connection = self.connection().await?;
         let id: Option<String> = redis::cmd("GET")
@@ -455,7 +524,7 @@ impl CreditStore {
     /// secret is `UnknownApiKey`, as at admission. (Expiry is judged by this gateway's clock
     /// here, not Redis `TIME`: nothing is admitted or charged on it.) A key from before key
     /// management (`P key:{sha256}`) is found once a metered request moved it.
-    pub async fn key_by_secret(&self, key: &ApiKey) -> Result<KeyInfo, ApiError> {
+    pub async fn key_by_secret(&self, key: &ApiKey) -> Result<KeyInfo, CreditError> {
         let id: Option<String> = {
             let mut connection = self.connection().await?;
             redis::cmd("GET")
@@ -464,30 +533,30 @@ impl CreditStore {
                 .await
                 .map_err(redis_down)?
         };
-        let info = match self.key(&KeyId(id.ok_or(ApiError::UnknownApiKey)?)).await {
-            Err(ApiError::KeyNotFound) => return Err(ApiError::UnknownApiKey),
+        let info = match self.key(&KeyId(id.ok_or(CreditError::UnknownKey)?)).await {
+            Err(CreditError::KeyNotFound) => return Err(CreditError::UnknownKey),
             other => other?,
         };
         let expired = info.expires_at.is_some_and(|at| at <= Utc::now());
         if info.revoked || expired {
-            return Err(ApiError::UnknownApiKey);
+            return Err(CreditError::UnknownKey);
         }
         Ok(info)
     }
 
     /// One key's description.
-    pub async fn key(&self, id: &KeyId) -> Result<KeyInfo, ApiError> {
+    pub async fn key(&self, id: &KeyId) -> Result<KeyInfo, CreditError> {
         let mut connection = self.connection().await?;
         let record: HashMap<String, String> = redis::cmd("HGETALL")
             .arg(self.record_key(id))
             .query_async(&mut connection)
             .await
             .map_err(redis_down)?;
-        KeyInfo::from_record(&record, self.default_rate_limit).ok_or(ApiError::KeyNotFound)
+        KeyInfo::from_record(&record, self.default_rate_limit).ok_or(CreditError::KeyNotFound)
     }
 
     /// Every key, oldest first.
-    pub async fn keys(&self) -> Result<Vec<KeyInfo>, ApiError> {
+    pub async fn keys(&self) -> Result<Vec<KeyInfo>, CreditError> {
         let mut connection = self.connection().await?;
         let ids: Vec<String> = redis::cmd("SMEMBERS")
             .arg(format!("{}keys", self.prefix))
@@ -514,7 +583,7 @@ impl CreditStore {
     }
 
     /// Refuses every secret of the key from now on. Revoking twice is harmless.
-    pub async fn revoke(&self, id: &KeyId) -> Result<KeyInfo, ApiError> {
+    pub async fn revoke(&self, id: &KeyId) -> Result<KeyInfo, CreditError> {
         let mut connection = self.connection().await?;
         let revoked: KeyChange = self
             .scripts
@@ -534,7 +603,7 @@ impl CreditStore {
         &self,
         id: &KeyId,
         grace_seconds: u32,
-    ) -> Result<(ApiKey, DateTime<Utc>), ApiError> {
+    ) -> Result<(ApiKey, DateTime<Utc>), CreditError> {
         let key = ApiKey::generate();
         let hash = key.hash();
         let now = Utc::now();
@@ -557,8 +626,8 @@ impl CreditStore {
                 key,
                 now + chrono::Duration::seconds(i64::from(grace_seconds)),
             )),
-            Rotation::Revoked => Err(ApiError::KeyRevoked),
-            Rotation::UnknownKey => Err(ApiError::KeyNotFound),
+            Rotation::Revoked => Err(CreditError::KeyRevoked),
+            Rotation::UnknownKey => Err(CreditError::KeyNotFound),
         }
     }
 
@@ -568,9 +637,9 @@ impl CreditStore {
         id: &KeyId,
         add: u64,
         endpoint: &'static str,
-    ) -> Result<u64, ApiError> {
+    ) -> Result<u64, CreditError> {
         if add == 0 || add > MAX_CREDITS {
-            return Err(ApiError::BadRequest(format!(
+            return Err(CreditError::Invalid(format!(
                 "add: must be between 1 and {MAX_CREDITS}"
             )));
         }
@@ -589,10 +658,10 @@ impl CreditStore {
         match topped {
             TopUp::Added { balance } => Ok(balance),
             // The amount is fine; the balance it would be added to is not: 409.
-            TopUp::Overflow => Err(ApiError::Conflict(format!(
+            TopUp::Overflow => Err(CreditError::Conflict(format!(
                 "add: the balance would pass {MAX_CREDITS}"
             ))),
-            TopUp::UnknownKey => Err(ApiError::KeyNotFound),
+            TopUp::UnknownKey => Err(CreditError::KeyNotFound),
         }
     }
 
@@ -602,9 +671,9 @@ impl CreditStore {
         &self,
         id: &KeyId,
         ledger_balance: u64,
-    ) -> Result<(u64, u64), ApiError> {
+    ) -> Result<(u64, u64), CreditError> {
         if ledger_balance > MAX_CREDITS {
-            return Err(ApiError::Conflict(format!(
+            return Err(CreditError::Conflict(format!(
                 "the balance would pass {MAX_CREDITS}"
             )));
         }
@@ -619,15 +688,19 @@ impl CreditStore {
             .map_err(redis_down)?;
         match set {
             SetCredits::Set { previous, balance } => Ok((previous, balance)),
-            SetCredits::LeasesExceedLedger { leased } => Err(ApiError::Conflict(format!(
+            SetCredits::LeasesExceedLedger { leased } => Err(CreditError::Conflict(format!(
                 "the key's open charges ({leased}) exceed its ledger balance; try again when it is idle"
             ))),
-            SetCredits::UnknownKey => Err(ApiError::KeyNotFound),
+            SetCredits::UnknownKey => Err(CreditError::KeyNotFound),
         }
     }
 
     /// Sets the key's own rate limit and starts its budget afresh.
-    pub async fn set_rate_limit(&self, id: &KeyId, limit: RateLimit) -> Result<KeyInfo, ApiError> {
+    pub async fn set_rate_limit(
+        &self,
+        id: &KeyId,
+        limit: RateLimit,
+    ) -> Result<KeyInfo, CreditError> {
         let mut connection = self.connection().await?;
         let set: KeyChange = self
             .scripts
@@ -643,10 +716,10 @@ impl CreditStore {
     }
 
     /// The key's description after a change to it, if it exists.
-    async fn changed(&self, id: &KeyId, change: KeyChange) -> Result<KeyInfo, ApiError> {
+    async fn changed(&self, id: &KeyId, change: KeyChange) -> Result<KeyInfo, CreditError> {
         match change {
             KeyChange::Done => self.key(id).await,
-            KeyChange::UnknownKey => Err(ApiError::KeyNotFound),
+            KeyChange::UnknownKey => Err(CreditError::KeyNotFound),
         }
     }
 
@@ -664,10 +737,13 @@ impl CreditStore {
 
 /// What `lua/admit.lua` found: the request admitted, its charge held by `lease`, or why it was
 /// refused (a key refused for any reason is unknown to the client; the log says why).
-fn admission(admitted: Admit, lease: impl FnOnce(&KeyId) -> Lease) -> Result<Admission, ApiError> {
+fn admission(
+    admitted: Admit,
+    lease: impl FnOnce(&KeyId) -> Lease,
+) -> Result<Admission, CreditError> {
     let refused = |reason: &str, key_id: &str| {
         tracing::info!(reason, key_id = %key_id, "API key refused.");
-        Err(ApiError::UnknownApiKey)
+        Err(CreditError::UnknownKey)
     };
     match admitted {
         Admit::Admitted {
@@ -689,25 +765,25 @@ fn admission(admitted: Admit, lease: impl FnOnce(&KeyId) -> Lease) -> Result<Adm
                 },
             })
         }
-        Admit::OutOfCredits { .. } => Err(ApiError::OutOfCredits),
+        Admit::OutOfCredits { .. } => Err(CreditError::OutOfCredits),
         Admit::RateLimited {
             limit,
             reset_secs,
             retry_after_secs,
             ..
-        } => Err(ApiError::RateLimited {
+        } => Err(CreditError::RateLimited(RetryLater {
             limit,
             reset_secs,
             retry_after_secs: retry_after_secs.max(1),
-        }),
+        })),
         Admit::Revoked { key_id } => refused("revoked", &key_id),
         Admit::Expired { key_id } => refused("expired", &key_id),
         Admit::UnknownKey => refused("unknown", ""),
     }
 }
 
-fn redis_down(error: redis::RedisError) -> ApiError {
-    ApiError::RedisUnavailable(Box::new(error))
+fn redis_down(error: redis::RedisError) -> CreditError {
+    CreditError::Unavailable(Box::new(error))
 }
 
 #[cfg(test)]
@@ -733,7 +809,7 @@ mod tests {
             "' OR 1=1 --",
             "sk_other_00",
         ] {
-            assert!(matches!(ApiKey::parse(text), Err(ApiError::UnknownApiKey)));
+            assert!(matches!(ApiKey::parse(text), Err(CreditError::UnknownKey)));
         }
         assert_eq!(format!("{:?}", ApiKey::generate()), "ApiKey(…)");
     }
@@ -750,7 +826,7 @@ mod tests {
             "../keys",
         ] {
             assert!(
-                matches!(KeyId::parse(text), Err(ApiError::KeyNotFound)),
+                matches!(KeyId::parse(text), Err(CreditError::KeyNotFound)),
                 "{text}"
             );
         }

@@ -118,8 +118,7 @@ async fn a_refund_redis_missed_is_made_by_the_lease_sweep_once_redis_is_back_and
 
 #[tokio::test]
 async fn a_lease_closes_once_however_often_it_is_settled_or_refunded() {
-    use sluice_gateway::charge::Settlement;
-    use sluice_gateway::credits::ApiKey;
+    use sluice_gateway::credits::{ApiKey, Settlement};
     let gateway = spawn_gateway(|_| {}).await;
     let created = gateway.key("refunded", 10).await;
     let store = gateway.credit_store();
