@@ -203,14 +203,16 @@ impl Span {
     }
 }
 
-/// A statement's text and its values, bound in order.
-#[derive(Default)]
+/// SQL text and the values bound to its `?`s, in order: built together, so that they cannot
+/// drift apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Statement {
-    conditions: Vec<&'static str>,
+    sql: String,
     values: Vec<Value>,
 }
 
-#[derive(Clone)]
+/// A value bound to a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Value {
     Text(String),
     Number(u64),
@@ -218,12 +220,31 @@ enum Value {
 }
 
 impl Statement {
+    /// `self UNION ALL other`.
+    fn union(mut self, other: Statement) -> Statement {
+        self.values.extend(other.values);
+        Statement {
+            sql: format!("{} UNION ALL {}", self.sql, other.sql),
+            values: self.values,
+        }
+    }
+}
+
+/// Conditions joined by `AND`, with their values in order.
+#[derive(Default)]
+struct Filter {
+    conditions: Vec<&'static str>,
+    values: Vec<Value>,
+}
+
+impl Filter {
     fn condition(&mut self, sql: &'static str, values: impl IntoIterator<Item = Value>) {
         self.conditions.push(sql);
         self.values.extend(values);
     }
 
-    fn filter(&self) -> String {
+    /// The conditions as SQL (`1`: none).
+    fn sql(&self) -> String {
         match self.conditions.is_empty() {
             true => "1".to_owned(),
             false => self.conditions.join(" AND "),
@@ -232,15 +253,15 @@ impl Statement {
 }
 
 /// The player and game filters, over the rollup's group-by columns.
-fn group_filter(query: &RoundsQuery) -> Statement {
-    let mut statement = Statement::default();
+fn group_filter(query: &RoundsQuery) -> Filter {
+    let mut filter = Filter::default();
     if let Some(player_id) = &query.player_id {
-        statement.condition("user_id = ?", [Value::Text(player_id.as_str().to_owned())]);
+        filter.condition("user_id = ?", [Value::Text(player_id.as_str().to_owned())]);
     }
     if let Some(game_id) = query.game_id {
-        statement.condition("game_id = ?", [Value::Number(game_id)]);
+        filter.condition("game_id = ?", [Value::Number(game_id)]);
     }
-    statement
+    filter
 }
 
 /// Runs of raw hours a statement names at most: more would exceed ClickHouse's statement size
@@ -487,8 +508,8 @@ async fn read_page(
                 daily = published_days(source, &days).await?;
             }
         }
-        let read = || read(&source.clickhouse, query, &window, &raw, &daily);
-        let mut rows = retrying(read).await?;
+        let statement = page_statement(query, &window, &raw, &daily);
+        let mut rows = retrying(|| read(&source.clickhouse, &statement)).await?;
         let has_more = rows.len() > query.page_size as usize;
         if has_more || whole {
             rows.truncate(query.page_size as usize);
@@ -548,65 +569,76 @@ async fn data_span(
         .and_then(|(first, last)| span.within(first, last)))
 }
 
-/// The first `page_size + 1` buckets of `window` past the cursor: `daily` (days) from the
-/// daily rollup, `raw_hours` from their current raw rows, every other hour from the hourly
-/// rollup, summed in one statement.
-async fn read(
-    clickhouse: &Client,
+/// The rows of `window` the rollups hold: the `daily` days from the daily rollup, every other
+/// hour but `raw_hours` from the hourly one.
+fn rollup_rows(query: &RoundsQuery, window: &Span, raw_hours: &[u32], daily: &[u32]) -> Statement {
+    let rollup = &GAME_ROUNDS_HOURLY;
+    let published = group_filter(query);
+    let filter = published.sql();
+    if daily.is_empty() {
+        return Statement {
+            sql: rollup.published_rows(window.first, window.last, raw_hours, &filter),
+            values: published.values,
+        };
+    }
+    // The hours left between the days and the raw hours, named one by one (as ranges):
+    // a range with the days cut out would still scan their hours.
+    let day = |hour: &u32| Period::Day.start(*hour);
+    let hours: Vec<u32> = (window.first..=window.last)
+        .step_by(HOUR_SECONDS as usize)
+        .filter(|h| raw_hours.binary_search(h).is_err())
+        .filter(|h| daily.binary_search(&day(h)).is_err())
+        .collect();
+    let days = Statement {
+        sql: GAME_ROUNDS_DAILY.published_rows_of(daily, &filter),
+        values: published.values.clone(),
+    };
+    if hours.is_empty() {
+        return days;
+    }
+    let hours = Statement {
+        sql: rollup.published_rows_of(&hours, &filter),
+        values: published.values,
+    };
+    hours.union(days)
+}
+
+/// The current raw rows of `raw_hours` (not empty) inside the asked range.
+fn raw_rows(query: &RoundsQuery, raw_hours: &[u32]) -> Statement {
+    let mut raw = group_filter(query);
+    // Instants are bound as seconds: `toDateTime` of a number is exact on every ClickHouse
+    // version, where text beyond 2105 is read as garbage by 18.16.
+    if let Some(from) = query.from {
+        raw.condition(
+            "created_timestamp >= toDateTime(?)",
+            [Value::Seconds(from.timestamp())],
+        );
+    }
+    if let Some(to) = query.to {
+        raw.condition(
+            "created_timestamp < toDateTime(?)",
+            [Value::Seconds(to.timestamp())],
+        );
+    }
+    let sql = GAME_ROUNDS_HOURLY.current_inputs(raw_hours, &raw.sql());
+    // The filter appears twice: on the rows and on the keys looked up.
+    let mut values = raw.values.clone();
+    values.extend(raw.values);
+    Statement { sql, values }
+}
+
+/// What [`read`] runs: the first `page_size + 1` buckets of `window` past the cursor, `daily`
+/// (days) from the daily rollup, `raw_hours` from their current raw rows, every other hour
+/// from the hourly rollup, summed in one statement.
+fn page_statement(
     query: &RoundsQuery,
     window: &Span,
     raw_hours: &[u32],
     daily: &[u32],
-) -> Result<Vec<BucketRow>, clickhouse::error::Error> {
-    let rollup = &GAME_ROUNDS_HOURLY;
-    let published = group_filter(query);
-    let filter = published.filter();
-    let (mut sql, mut values) = if daily.is_empty() {
-        let hours = rollup.published_rows(window.first, window.last, raw_hours, &filter);
-        (hours, published.values)
-    } else {
-        // The hours left between the days and the raw hours, named one by one (as ranges):
-        // a range with the days cut out would still scan their hours.
-        let day = |hour: &u32| Period::Day.start(*hour);
-        let hours: Vec<u32> = (window.first..=window.last)
-            .step_by(HOUR_SECONDS as usize)
-            .filter(|h| raw_hours.binary_search(h).is_err())
-            .filter(|h| daily.binary_search(&day(h)).is_err())
-            .collect();
-        let days = GAME_ROUNDS_DAILY.published_rows_of(daily, &filter);
-        match hours.is_empty() {
-            true => (days, published.values),
-            false => {
-                let hours = rollup.published_rows_of(&hours, &filter);
-                let mut values = published.values.clone();
-                values.extend(published.values);
-                (format!("{hours} UNION ALL {days}"), values)
-            }
-        }
-    };
+) -> Statement {
+    let mut rows = rollup_rows(query, window, raw_hours, daily);
     if !raw_hours.is_empty() {
-        let mut raw = group_filter(query);
-        // Instants are bound as seconds: `toDateTime` of a number is exact on every
-        // ClickHouse version, where text beyond 2105 is read as garbage by 18.16.
-        if let Some(from) = query.from {
-            raw.condition(
-                "created_timestamp >= toDateTime(?)",
-                [Value::Seconds(from.timestamp())],
-            );
-        }
-        if let Some(to) = query.to {
-            raw.condition(
-                "created_timestamp < toDateTime(?)",
-                [Value::Seconds(to.timestamp())],
-            );
-        }
-        sql = format!(
-            "{sql} UNION ALL {}",
-            rollup.current_inputs(raw_hours, &raw.filter())
-        );
-        // The filter appears twice: on the rows and on the keys looked up.
-        values.extend(raw.values.iter().cloned());
-        values.extend(raw.values);
+        rows = rows.union(raw_rows(query, raw_hours));
     }
     let bucket = match query.granularity {
         Granularity::Hour => "toUInt32(toStartOfHour(at))",
@@ -616,6 +648,7 @@ async fn read(
         Order::Ascending => (">", "start, user_id, game_id"),
         Order::Descending => ("<", "start DESC, user_id DESC, game_id DESC"),
     };
+    let mut values = rows.values;
     let keyset = match &query.after {
         Some(after) => {
             values.extend([
@@ -627,27 +660,34 @@ async fn read(
         }
         None => String::new(),
     };
+    values.push(Value::Number(u64::from(query.page_size) + 1));
     // Sums of Nullable(Decimal) skip NULLs and come back as Nullable(Decimal(38, 4)).
     let sql = format!(
         "SELECT {bucket} AS start, user_id, game_id, \
          sum(real_amount_bet) AS real_amount_bet, sum(bonus_amount_bet) AS bonus_amount_bet, \
          sum(real_amount_win) AS real_amount_win, sum(bonus_amount_win) AS bonus_amount_win, \
          sum(rounds) AS rounds \
-         FROM ({sql}) {keyset} \
-         GROUP BY start, user_id, game_id ORDER BY {order_by} LIMIT ?"
+         FROM ({rows}) {keyset} \
+         GROUP BY start, user_id, game_id ORDER BY {order_by} LIMIT ?",
+        rows = rows.sql,
     );
-    let mut statement = clickhouse.query(&sql);
-    for value in values {
-        statement = match value {
-            Value::Text(text) => statement.bind(text),
-            Value::Number(number) => statement.bind(number),
-            Value::Seconds(seconds) => statement.bind(seconds),
+    Statement { sql, values }
+}
+
+/// Runs a page's statement (see [`page_statement`]).
+async fn read(
+    clickhouse: &Client,
+    statement: &Statement,
+) -> Result<Vec<BucketRow>, clickhouse::error::Error> {
+    let mut query = clickhouse.query(&statement.sql);
+    for value in &statement.values {
+        query = match value {
+            Value::Text(text) => query.bind(text.as_str()),
+            Value::Number(number) => query.bind(*number),
+            Value::Seconds(seconds) => query.bind(*seconds),
         };
     }
-    statement
-        .bind(u64::from(query.page_size) + 1)
-        .fetch_all::<BucketRow>()
-        .await
+    query.fetch_all::<BucketRow>().await
 }
 
 #[cfg(test)]
@@ -764,6 +804,86 @@ mod tests {
         let last = hour_of(TIMESTAMP_MAX_SECONDS);
         let end = whole_clean_days(&span(0, last), &[], &[]);
         assert_eq!(end.last(), Some(&(last - last % DAY)), "2105-12-31, whole");
+    }
+
+    fn query(granularity: Granularity, order: Order) -> RoundsQuery {
+        RoundsQuery {
+            player_id: None,
+            game_id: None,
+            from: None,
+            to: None,
+            granularity,
+            order,
+            page_size: 10,
+            after: None,
+        }
+    }
+
+    #[test]
+    fn a_page_statement_binds_its_values_in_the_order_of_its_placeholders() {
+        let h = |n: u32| DAY + n * HOUR_SECONDS;
+        let window = span(h(0), h(47));
+        let plain = page_statement(
+            &query(Granularity::Hour, Order::Ascending),
+            &window,
+            &[],
+            &[],
+        );
+        assert_eq!(plain.values, [Value::Number(11)], "only the page size + 1");
+        assert!(
+            plain.sql.ends_with(
+                "GROUP BY start, user_id, game_id ORDER BY start, user_id, game_id LIMIT ?"
+            ),
+            "{}",
+            plain.sql
+        );
+
+        let player = "9ece8c4020f8aed10676cd1c56a41889";
+        let mut filtered = query(Granularity::Day, Order::Descending);
+        filtered.player_id = Some(sluice_schema::PlayerId::parse(player).unwrap());
+        filtered.game_id = Some(7);
+        filtered.from = DateTime::from_timestamp(i64::from(h(1)) + 30, 0);
+        filtered.to = DateTime::from_timestamp(i64::from(h(40)), 0);
+        filtered.after = Some(Position {
+            start: 2 * DAY,
+            player_id: player.to_owned(),
+            game_id: 7,
+        });
+        let statement = page_statement(&filtered, &window, &[h(1), h(5)], &[2 * DAY]);
+        let text = || Value::Text(player.to_owned());
+        let (from, to) = (
+            Value::Seconds(i64::from(h(1)) + 30),
+            Value::Seconds(i64::from(h(40))),
+        );
+        assert_eq!(
+            statement.values,
+            [
+                // The hours from the hourly rollup, then the day from the daily one.
+                text(),
+                Value::Number(7),
+                text(),
+                Value::Number(7),
+                // The raw rows, their filter twice.
+                text(),
+                Value::Number(7),
+                from.clone(),
+                to.clone(),
+                text(),
+                Value::Number(7),
+                from,
+                to,
+                // The cursor's position, then the page size + 1.
+                Value::Number(u64::from(2 * DAY)),
+                text(),
+                Value::Number(7),
+                Value::Number(11),
+            ]
+        );
+        assert_eq!(statement.sql.matches('?').count(), statement.values.len());
+        assert!(statement.sql.contains(
+            "WHERE (toUInt32(toStartOfDay(at)), user_id, game_id) < (?, ?, ?) GROUP BY start"
+        ));
+        assert_eq!(statement.sql.matches(" UNION ALL ").count(), 2);
     }
 
     #[test]

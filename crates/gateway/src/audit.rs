@@ -17,9 +17,20 @@ use clickhouse::Client;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::credits::{CreditStore, KeyId, KeyInfo};
-use crate::error::ApiError;
+use crate::credits::{CreditError, CreditStore, KeyId, KeyInfo};
 use crate::ledger::LEDGER_TABLE;
+
+/// Why an audit or a rebuild failed. Mapped to HTTP once, in `error.rs`.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error(transparent)]
+    Credits(#[from] CreditError),
+    #[error("the analytics store is unavailable")]
+    ClickHouse(#[from] clickhouse::error::Error),
+    /// The key's ledger cannot be rebuilt from; the message says why.
+    #[error("{0}")]
+    NotRebuildable(String),
+}
 
 /// A key's movements in the ledger.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clickhouse::Row, Deserialize)]
@@ -165,11 +176,9 @@ pub fn compare(keys: &[KeyInfo], ledger: &HashMap<String, LedgerTotals>) -> Audi
 }
 
 /// Every key's Redis balance against the ledger.
-pub async fn audit(credits: &CreditStore, clickhouse: &Client) -> Result<AuditReport, ApiError> {
+pub async fn audit(credits: &CreditStore, clickhouse: &Client) -> Result<AuditReport, AuditError> {
     let keys = credits.keys().await?;
-    let ledger = ledger_totals(clickhouse, None)
-        .await
-        .map_err(|e| ApiError::ClickHouseUnavailable(Box::new(e)))?;
+    let ledger = ledger_totals(clickhouse, None).await?;
     Ok(compare(&keys, &ledger))
 }
 
@@ -188,22 +197,21 @@ pub async fn rebuild(
     credits: &CreditStore,
     clickhouse: &Client,
     id: &KeyId,
-) -> Result<Rebuilt, ApiError> {
+) -> Result<Rebuilt, AuditError> {
     // 404 for an unknown key before anything else.
     credits.key(id).await?;
     let totals = ledger_totals(clickhouse, Some(id))
-        .await
-        .map_err(|e| ApiError::ClickHouseUnavailable(Box::new(e)))?
+        .await?
         .remove(id.as_str())
         .unwrap_or_default();
     if totals.events == 0 {
-        return Err(ApiError::Conflict(
+        return Err(AuditError::NotRebuildable(
             "the key has no ledger rows (created before the ledger?); nothing to rebuild from"
                 .into(),
         ));
     }
     let balance = u64::try_from(totals.balance()).map_err(|_| {
-        ApiError::Conflict(format!(
+        AuditError::NotRebuildable(format!(
             "the ledger balance is negative ({}); fix the ledger first",
             totals.balance()
         ))

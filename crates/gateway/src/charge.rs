@@ -13,56 +13,15 @@
 //! an answer settled after its lease was swept is given free (counted in
 //! `sluice_gateway_leases_settled_late_total`), never charged twice.
 
-use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::credits::{CreditStore, KeyId};
+use crate::credits::{CreditError, CreditStore, Lease, Settlement};
 
 /// Leases refunded per sweep call (the sweep repeats while it finds this many).
 const SWEEP_BATCH: u32 = 500;
-
-/// A lease's id: 32 lowercase hex characters, random.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaseId(String);
-
-impl LeaseId {
-    pub(crate) fn generate() -> LeaseId {
-        LeaseId(uuid::Uuid::new_v4().simple().to_string())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for LeaseId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// An admitted request's open charge.
-#[derive(Debug, Clone)]
-pub struct Lease {
-    pub id: LeaseId,
-    pub key_id: KeyId,
-    pub cost: u64,
-    pub endpoint: &'static str,
-    /// When it was admitted (this gateway's clock), for the ledger's latency.
-    pub admitted: Instant,
-}
-
-/// What closing a lease found (`lua/settle.lua`'s reply).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settlement {
-    /// Closed now; the key's balance after it (`None`: the key record is gone).
-    Closed { balance: Option<u64> },
-    /// Closed before: settled, refunded, or swept after its deadline.
-    ClosedBefore,
-}
 
 /// The answer was given: the charge stands. If Redis cannot be told, the lease is swept after
 /// its deadline and the answer is free (logged), never a charge without an answer.
@@ -94,7 +53,7 @@ pub async fn refund(credits: &CreditStore, lease: &Lease, http_status: u16) {
 }
 
 /// Refunds every expired lease now; returns how many.
-pub async fn sweep_once(credits: &CreditStore) -> Result<u64, crate::error::ApiError> {
+pub async fn sweep_once(credits: &CreditStore) -> Result<u64, CreditError> {
     let mut total = 0;
     loop {
         let swept = credits.sweep_expired_leases(SWEEP_BATCH).await?;

@@ -15,9 +15,9 @@
 //!   `credits`, `created_at`); moved to the layout above by its first request.
 //! - `P lease:{lease id}`: hash, an admitted request's charge until it is settled (`key_id`,
 //!   `cost`, `endpoint`, `admitted_ms`); `P leases`: sorted set, lease id → deadline (ms,
-//!   Redis time). The key record's `leased` is the sum of its open leases. See [`crate::charge`].
+//!   Redis time). The key record's `leased` is the sum of its open leases. See `charge.rs`.
 //! - `P ledger:outbox`: stream, the usage-ledger events of every movement, written by the
-//!   same script as the movement (`lua/outbox.lua`) and drained by [`crate::ledger`].
+//!   same script as the movement (`lua/outbox.lua`) and drained by `ledger.rs`.
 //!
 //! The scripts in `src/lua/` name the record they derive from a lookup, so the layout needs a
 //! single Redis (or one hash slot), not a cluster.
@@ -25,18 +25,56 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
 use deadpool_redis::{Pool, Runtime};
 use rand::RngCore;
-use redis::Script;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use crate::charge::{Lease, LeaseId, Settlement};
-use crate::error::ApiError;
+use crate::scripts::{Admit, KeyChange, Rotation, Scripts, SetCredits, TopUp};
+
+pub use crate::scripts::Settlement;
+
+/// Why a key could not be used or changed. Mapped to HTTP once, in `error.rs`.
+#[derive(Debug, thiserror::Error)]
+pub enum CreditError {
+    /// Malformed, unknown, revoked, expired or past its rotation grace period: the client is
+    /// not told which.
+    #[error("the API key is not valid")]
+    UnknownKey,
+    #[error("the API key has no credits left")]
+    OutOfCredits,
+    #[error("too many requests for this API key; retry after {} s", .0.retry_after_secs)]
+    RateLimited(RetryLater),
+    /// No key has this id (or the id is malformed).
+    #[error("no API key has this id")]
+    KeyNotFound,
+    #[error("the API key is revoked")]
+    KeyRevoked,
+    /// A value outside what the API accepts; the message names it.
+    #[error("{0}")]
+    Invalid(String),
+    /// The change cannot be made in the key's current state; the message says why.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the credit store is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// A request over its key's rate limit: when to come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryLater {
+    /// Requests allowed per window.
+    pub limit: u32,
+    /// Seconds until the window is fully replenished.
+    pub reset_secs: u64,
+    /// Seconds until the next request is allowed, at least 1.
+    pub retry_after_secs: u64,
+}
 
 const KEY_PREFIX: &str = "sk_sluice_";
 const SECRET_BYTES: usize = 32;
@@ -53,15 +91,15 @@ impl ApiKey {
     }
 
     /// Accepts only the shape [`generate`](Self::generate) produces.
-    pub fn parse(text: &str) -> Result<ApiKey, ApiError> {
+    pub fn parse(text: &str) -> Result<ApiKey, CreditError> {
         let secret = text
             .trim()
             .strip_prefix(KEY_PREFIX)
-            .ok_or(ApiError::UnknownApiKey)?;
+            .ok_or(CreditError::UnknownKey)?;
         if secret.len() == SECRET_BYTES * 2 && secret.bytes().all(|b| b.is_ascii_hexdigit()) {
             Ok(ApiKey(text.trim().to_owned()))
         } else {
-            Err(ApiError::UnknownApiKey)
+            Err(CreditError::UnknownKey)
         }
     }
 
@@ -99,13 +137,13 @@ impl KeyId {
     }
 
     /// Accepts only the shape ids have; anything else cannot name a key.
-    pub fn parse(text: &str) -> Result<KeyId, ApiError> {
+    pub fn parse(text: &str) -> Result<KeyId, CreditError> {
         if text.len() == ID_BYTES * 2
             && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         {
             Ok(KeyId(text.to_owned()))
         } else {
-            Err(ApiError::KeyNotFound)
+            Err(CreditError::KeyNotFound)
         }
     }
 
@@ -132,14 +170,14 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
-    pub fn new(requests: u32, per_seconds: u32) -> Result<RateLimit, ApiError> {
+    pub fn new(requests: u32, per_seconds: u32) -> Result<RateLimit, CreditError> {
         if !(1..=1_000_000).contains(&requests) {
-            return Err(ApiError::BadRequest(
+            return Err(CreditError::Invalid(
                 "rate_limit.requests: must be between 1 and 1000000".into(),
             ));
         }
         if !(1..=86_400).contains(&per_seconds) {
-            return Err(ApiError::BadRequest(
+            return Err(CreditError::Invalid(
                 "rate_limit.per_seconds: must be between 1 and 86400".into(),
             ));
         }
@@ -240,6 +278,37 @@ pub struct RateState {
     pub reset_secs: u64,
 }
 
+/// A lease's id: 32 lowercase hex characters, random.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseId(String);
+
+impl LeaseId {
+    fn generate() -> LeaseId {
+        LeaseId(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for LeaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An admitted request's open charge (see `charge.rs`).
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub id: LeaseId,
+    pub key_id: KeyId,
+    pub cost: u64,
+    pub endpoint: &'static str,
+    /// When it was admitted (this gateway's clock), for the ledger's latency.
+    pub admitted: Instant,
+}
+
 /// An admitted, charged request; its charge is held by `lease` until settled.
 #[derive(Debug, Clone)]
 pub struct Admission {
@@ -258,23 +327,6 @@ pub struct CreditStore {
     scripts: Arc<Scripts>,
 }
 
-struct Scripts {
-    admit: Script,
-    create: Script,
-    settle: Script,
-    sweep: Script,
-    top_up: Script,
-    rotate: Script,
-    revoke: Script,
-    set_rate_limit: Script,
-    set_credits: Script,
-}
-
-/// A script that moves credits, with the outbox functions it calls (`lua/outbox.lua`).
-fn with_outbox(script: &str) -> Script {
-    Script::new(&format!("{}{script}", include_str!("lua/outbox.lua")))
-}
-
 impl CreditStore {
     pub fn new(
         redis_url: &str,
@@ -287,17 +339,7 @@ impl CreditStore {
             pool,
             prefix: prefix.to_owned(),
             default_rate_limit,
-            scripts: Arc::new(Scripts {
-                admit: Script::new(include_str!("lua/admit.lua")),
-                create: with_outbox(include_str!("lua/create.lua")),
-                settle: with_outbox(include_str!("lua/settle.lua")),
-                sweep: with_outbox(include_str!("lua/sweep.lua")),
-                top_up: with_outbox(include_str!("lua/top_up.lua")),
-                rotate: Script::new(include_str!("lua/rotate.lua")),
-                revoke: Script::new(include_str!("lua/revoke.lua")),
-                set_rate_limit: Script::new(include_str!("lua/set_rate_limit.lua")),
-                set_credits: Script::new(include_str!("lua/set_credits.lua")),
-            }),
+            scripts: Arc::new(Scripts::load()),
         })
     }
 
@@ -313,11 +355,11 @@ impl CreditStore {
         format!("{}key:{}", self.prefix, hash)
     }
 
-    async fn connection(&self) -> Result<deadpool_redis::Connection, ApiError> {
+    async fn connection(&self) -> Result<deadpool_redis::Connection, CreditError> {
         self.pool
             .get()
             .await
-            .map_err(|e| ApiError::RedisUnavailable(Box::new(e)))
+            .map_err(|e| CreditError::Unavailable(Box::new(e)))
     }
 
     /// Creates a key and records its starting credits (even 0) as granted by `endpoint`;
@@ -326,9 +368,9 @@ impl CreditStore {
         &self,
         new: NewKey<'_>,
         endpoint: &'static str,
-    ) -> Result<(ApiKey, KeyInfo), ApiError> {
+    ) -> Result<(ApiKey, KeyInfo), CreditError> {
         if new.credits > MAX_CREDITS {
-            return Err(ApiError::BadRequest(format!(
+            return Err(CreditError::Invalid(format!(
                 "credits: must be at most {MAX_CREDITS}"
             )));
         }
@@ -377,18 +419,18 @@ impl CreditStore {
     }
 
     /// Resolves the key, checks its credits and rate limit and takes `cost` under a lease
-    /// that must be settled within `lease` (see [`crate::charge`]), in one script.
+    /// that must be settled within `lease` (see `charge.rs`), in one script.
     pub async fn admit(
         &self,
         key: &ApiKey,
         cost: u64,
         endpoint: &'static str,
         lease: std::time::Duration,
-    ) -> Result<Admission, ApiError> {
+    ) -> Result<Admission, CreditError> {
         let hash = key.hash();
         let lease_id = LeaseId::generate();
         let mut connection = self.connection().await?;
-        let answer: (i64, i64, u32, u64, u64, u64, String) = self
+        let admitted: Admit = self
             .scripts
             .admit
             .key(self.secret_key(&hash))
@@ -404,40 +446,14 @@ impl CreditStore {
             .invoke_async(&mut connection)
             .await
             .map_err(redis_down)?;
-        let (status, credits, limit, remaining, reset_secs, retry_after_secs, id) = answer;
-        match status {
-            0 => Ok(Admission {
-                lease: Lease {
-                    id: lease_id,
-                    key_id: KeyId(id.clone()),
-                    cost,
-                    endpoint,
-                    admitted: std::time::Instant::now(),
-                },
-                key_id: KeyId(id),
-                credits_remaining: credits.max(0).unsigned_abs(),
-                rate: RateState {
-                    limit,
-                    remaining,
-                    reset_secs,
-                },
-            }),
-            -2 => Err(ApiError::OutOfCredits),
-            -5 => Err(ApiError::RateLimited {
-                limit,
-                reset_secs,
-                retry_after_secs: retry_after_secs.max(1),
-            }),
-            refused => {
-                let reason = match refused {
-                    -3 => "revoked",
-                    -4 => "expired",
-                    _ => "unknown",
-                };
-                tracing::info!(reason, key_id = %id, "API key refused.");
-                Err(ApiError::UnknownApiKey)
-            }
-        }
+        let lease = |key_id: &KeyId| Lease {
+            id: lease_id,
+            key_id: key_id.clone(),
+            cost,
+            endpoint,
+            admitted: Instant::now(),
+        };
+        admission(admitted, lease)
     }
 
     /// Closes an admitted request's lease (`lua/settle.lua`): its charge stands (`refund`
@@ -449,11 +465,10 @@ impl CreditStore {
         lease: &Lease,
         http_status: u16,
         refund: bool,
-    ) -> Result<Settlement, ApiError> {
+    ) -> Result<Settlement, CreditError> {
         let latency_ms = u64::try_from(lease.admitted.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut connection = self.connection().await?;
-        let (status, balance): (i64, i64) = self
-            .scripts
+        self.scripts
             .settle
             .arg(&self.prefix)
             .arg(lease.id.as_str())
@@ -462,18 +477,12 @@ impl CreditStore {
             .arg(if refund { "1" } else { "0" })
             .invoke_async(&mut connection)
             .await
-            .map_err(redis_down)?;
-        Ok(match status {
-            0 => Settlement::Closed {
-                balance: u64::try_from(balance).ok(),
-            },
-            _ => Settlement::ClosedBefore,
-        })
+            .map_err(redis_down)
     }
 
     /// Refunds up to `limit` charges whose lease deadline passed unsettled (`lua/sweep.lua`);
     /// returns how many.
-    pub async fn sweep_expired_leases(&self, limit: u32) -> Result<u64, ApiError> {
+    pub async fn sweep_expired_leases(&self, limit: u32) -> Result<u64, CreditError> {
         let mut connection = self.connection().await?;
         self.scripts
             .sweep
@@ -490,7 +499,7 @@ impl CreditStore {
     }
 
     /// Credits left on the key a secret names, or `None` if no key has it.
-    pub async fn credits(&self, key: &ApiKey) -> Result<Option<u64>, ApiError> {
+    pub async fn credits(&self, key: &ApiKey) -> Result<Option<u64>, CreditError> {
         let hash = key.hash();
         let mut connection = self.connection().await?;
         let id: Option<String> = redis::cmd("GET")
@@ -515,7 +524,7 @@ impl CreditStore {
     /// secret is `UnknownApiKey`, as at admission. (Expiry is judged by this gateway's clock
     /// here, not Redis `TIME`: nothing is admitted or charged on it.) A key from before key
     /// management (`P key:{sha256}`) is found once a metered request moved it.
-    pub async fn key_by_secret(&self, key: &ApiKey) -> Result<KeyInfo, ApiError> {
+    pub async fn key_by_secret(&self, key: &ApiKey) -> Result<KeyInfo, CreditError> {
         let id: Option<String> = {
             let mut connection = self.connection().await?;
             redis::cmd("GET")
@@ -524,30 +533,30 @@ impl CreditStore {
                 .await
                 .map_err(redis_down)?
         };
-        let info = match self.key(&KeyId(id.ok_or(ApiError::UnknownApiKey)?)).await {
-            Err(ApiError::KeyNotFound) => return Err(ApiError::UnknownApiKey),
+        let info = match self.key(&KeyId(id.ok_or(CreditError::UnknownKey)?)).await {
+            Err(CreditError::KeyNotFound) => return Err(CreditError::UnknownKey),
             other => other?,
         };
         let expired = info.expires_at.is_some_and(|at| at <= Utc::now());
         if info.revoked || expired {
-            return Err(ApiError::UnknownApiKey);
+            return Err(CreditError::UnknownKey);
         }
         Ok(info)
     }
 
     /// One key's description.
-    pub async fn key(&self, id: &KeyId) -> Result<KeyInfo, ApiError> {
+    pub async fn key(&self, id: &KeyId) -> Result<KeyInfo, CreditError> {
         let mut connection = self.connection().await?;
         let record: HashMap<String, String> = redis::cmd("HGETALL")
             .arg(self.record_key(id))
             .query_async(&mut connection)
             .await
             .map_err(redis_down)?;
-        KeyInfo::from_record(&record, self.default_rate_limit).ok_or(ApiError::KeyNotFound)
+        KeyInfo::from_record(&record, self.default_rate_limit).ok_or(CreditError::KeyNotFound)
     }
 
     /// Every key, oldest first.
-    pub async fn keys(&self) -> Result<Vec<KeyInfo>, ApiError> {
+    pub async fn keys(&self) -> Result<Vec<KeyInfo>, CreditError> {
         let mut connection = self.connection().await?;
         let ids: Vec<String> = redis::cmd("SMEMBERS")
             .arg(format!("{}keys", self.prefix))
@@ -574,9 +583,9 @@ impl CreditStore {
     }
 
     /// Refuses every secret of the key from now on. Revoking twice is harmless.
-    pub async fn revoke(&self, id: &KeyId) -> Result<KeyInfo, ApiError> {
+    pub async fn revoke(&self, id: &KeyId) -> Result<KeyInfo, CreditError> {
         let mut connection = self.connection().await?;
-        let status: i64 = self
+        let revoked: KeyChange = self
             .scripts
             .revoke
             .key(self.record_key(id))
@@ -585,10 +594,7 @@ impl CreditStore {
             .await
             .map_err(redis_down)?;
         drop(connection);
-        if status != 0 {
-            return Err(ApiError::KeyNotFound);
-        }
-        self.key(id).await
+        self.changed(id, revoked).await
     }
 
     /// A new secret for the key; the old one keeps working for `grace_seconds`, on the same
@@ -597,12 +603,12 @@ impl CreditStore {
         &self,
         id: &KeyId,
         grace_seconds: u32,
-    ) -> Result<(ApiKey, DateTime<Utc>), ApiError> {
+    ) -> Result<(ApiKey, DateTime<Utc>), CreditError> {
         let key = ApiKey::generate();
         let hash = key.hash();
         let now = Utc::now();
         let mut connection = self.connection().await?;
-        let status: i64 = self
+        let rotation: Rotation = self
             .scripts
             .rotate
             .key(self.record_key(id))
@@ -615,13 +621,13 @@ impl CreditStore {
             .invoke_async(&mut connection)
             .await
             .map_err(redis_down)?;
-        match status {
-            0 => Ok((
+        match rotation {
+            Rotation::Rotated => Ok((
                 key,
                 now + chrono::Duration::seconds(i64::from(grace_seconds)),
             )),
-            -2 => Err(ApiError::KeyRevoked),
-            _ => Err(ApiError::KeyNotFound),
+            Rotation::Revoked => Err(CreditError::KeyRevoked),
+            Rotation::UnknownKey => Err(CreditError::KeyNotFound),
         }
     }
 
@@ -631,14 +637,14 @@ impl CreditStore {
         id: &KeyId,
         add: u64,
         endpoint: &'static str,
-    ) -> Result<u64, ApiError> {
+    ) -> Result<u64, CreditError> {
         if add == 0 || add > MAX_CREDITS {
-            return Err(ApiError::BadRequest(format!(
+            return Err(CreditError::Invalid(format!(
                 "add: must be between 1 and {MAX_CREDITS}"
             )));
         }
         let mut connection = self.connection().await?;
-        let (status, credits): (i64, i64) = self
+        let topped: TopUp = self
             .scripts
             .top_up
             .key(self.record_key(id))
@@ -649,13 +655,13 @@ impl CreditStore {
             .invoke_async(&mut connection)
             .await
             .map_err(redis_down)?;
-        match status {
-            0 => Ok(credits.max(0).unsigned_abs()),
+        match topped {
+            TopUp::Added { balance } => Ok(balance),
             // The amount is fine; the balance it would be added to is not: 409.
-            -2 => Err(ApiError::Conflict(format!(
+            TopUp::Overflow => Err(CreditError::Conflict(format!(
                 "add: the balance would pass {MAX_CREDITS}"
             ))),
-            _ => Err(ApiError::KeyNotFound),
+            TopUp::UnknownKey => Err(CreditError::KeyNotFound),
         }
     }
 
@@ -665,14 +671,14 @@ impl CreditStore {
         &self,
         id: &KeyId,
         ledger_balance: u64,
-    ) -> Result<(u64, u64), ApiError> {
+    ) -> Result<(u64, u64), CreditError> {
         if ledger_balance > MAX_CREDITS {
-            return Err(ApiError::Conflict(format!(
+            return Err(CreditError::Conflict(format!(
                 "the balance would pass {MAX_CREDITS}"
             )));
         }
         let mut connection = self.connection().await?;
-        let (status, previous, balance): (i64, i64, i64) = self
+        let set: SetCredits = self
             .scripts
             .set_credits
             .key(self.record_key(id))
@@ -680,19 +686,23 @@ impl CreditStore {
             .invoke_async(&mut connection)
             .await
             .map_err(redis_down)?;
-        match status {
-            0 => Ok((previous.max(0).unsigned_abs(), balance.max(0).unsigned_abs())),
-            -2 => Err(ApiError::Conflict(format!(
-                "the key's open charges ({balance}) exceed its ledger balance; try again when it is idle"
+        match set {
+            SetCredits::Set { previous, balance } => Ok((previous, balance)),
+            SetCredits::LeasesExceedLedger { leased } => Err(CreditError::Conflict(format!(
+                "the key's open charges ({leased}) exceed its ledger balance; try again when it is idle"
             ))),
-            _ => Err(ApiError::KeyNotFound),
+            SetCredits::UnknownKey => Err(CreditError::KeyNotFound),
         }
     }
 
     /// Sets the key's own rate limit and starts its budget afresh.
-    pub async fn set_rate_limit(&self, id: &KeyId, limit: RateLimit) -> Result<KeyInfo, ApiError> {
+    pub async fn set_rate_limit(
+        &self,
+        id: &KeyId,
+        limit: RateLimit,
+    ) -> Result<KeyInfo, CreditError> {
         let mut connection = self.connection().await?;
-        let status: i64 = self
+        let set: KeyChange = self
             .scripts
             .set_rate_limit
             .key(self.record_key(id))
@@ -702,10 +712,15 @@ impl CreditStore {
             .await
             .map_err(redis_down)?;
         drop(connection);
-        if status != 0 {
-            return Err(ApiError::KeyNotFound);
+        self.changed(id, set).await
+    }
+
+    /// The key's description after a change to it, if it exists.
+    async fn changed(&self, id: &KeyId, change: KeyChange) -> Result<KeyInfo, CreditError> {
+        match change {
+            KeyChange::Done => self.key(id).await,
+            KeyChange::UnknownKey => Err(CreditError::KeyNotFound),
         }
-        self.key(id).await
     }
 
     /// Whether Redis answers.
@@ -720,8 +735,55 @@ impl CreditStore {
     }
 }
 
-fn redis_down(error: redis::RedisError) -> ApiError {
-    ApiError::RedisUnavailable(Box::new(error))
+/// What `lua/admit.lua` found: the request admitted, its charge held by `lease`, or why it was
+/// refused (a key refused for any reason is unknown to the client; the log says why).
+fn admission(
+    admitted: Admit,
+    lease: impl FnOnce(&KeyId) -> Lease,
+) -> Result<Admission, CreditError> {
+    let refused = |reason: &str, key_id: &str| {
+        tracing::info!(reason, key_id = %key_id, "API key refused.");
+        Err(CreditError::UnknownKey)
+    };
+    match admitted {
+        Admit::Admitted {
+            key_id,
+            credits_left,
+            limit,
+            remaining,
+            reset_secs,
+        } => {
+            let key_id = KeyId(key_id);
+            Ok(Admission {
+                lease: lease(&key_id),
+                key_id,
+                credits_remaining: credits_left,
+                rate: RateState {
+                    limit,
+                    remaining,
+                    reset_secs,
+                },
+            })
+        }
+        Admit::OutOfCredits { .. } => Err(CreditError::OutOfCredits),
+        Admit::RateLimited {
+            limit,
+            reset_secs,
+            retry_after_secs,
+            ..
+        } => Err(CreditError::RateLimited(RetryLater {
+            limit,
+            reset_secs,
+            retry_after_secs: retry_after_secs.max(1),
+        })),
+        Admit::Revoked { key_id } => refused("revoked", &key_id),
+        Admit::Expired { key_id } => refused("expired", &key_id),
+        Admit::UnknownKey => refused("unknown", ""),
+    }
+}
+
+fn redis_down(error: redis::RedisError) -> CreditError {
+    CreditError::Unavailable(Box::new(error))
 }
 
 #[cfg(test)]
@@ -747,7 +809,7 @@ mod tests {
             "' OR 1=1 --",
             "sk_other_00",
         ] {
-            assert!(matches!(ApiKey::parse(text), Err(ApiError::UnknownApiKey)));
+            assert!(matches!(ApiKey::parse(text), Err(CreditError::UnknownKey)));
         }
         assert_eq!(format!("{:?}", ApiKey::generate()), "ApiKey(…)");
     }
@@ -764,7 +826,7 @@ mod tests {
             "../keys",
         ] {
             assert!(
-                matches!(KeyId::parse(text), Err(ApiError::KeyNotFound)),
+                matches!(KeyId::parse(text), Err(CreditError::KeyNotFound)),
                 "{text}"
             );
         }

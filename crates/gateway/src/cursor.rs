@@ -16,8 +16,6 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretSlice};
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
-
 type HmacSha256 = Hmac<Sha256>;
 
 const VERSION: u8 = 1;
@@ -34,6 +32,19 @@ pub struct Position {
     pub start: u32,
     pub player_id: String,
     pub game_id: u64,
+}
+
+/// Why a cursor was refused (a 400, before anything is charged).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CursorError {
+    /// Altered, truncated, signed with another secret, or not a cursor at all.
+    #[error("cursor: not a cursor this API issued")]
+    NotIssued,
+    #[error(
+        "cursor: issued for other filters; send the same player_id, game_id, from, to \
+         and granularity as the request that returned it"
+    )]
+    OtherFilters,
 }
 
 /// Signs and checks cursors with one secret.
@@ -77,8 +88,8 @@ impl CursorSigner {
     }
 
     /// The position a cursor names, if this gateway signed it for these `filters`.
-    pub fn decode(&self, filters: &str, cursor: &str) -> Result<Position, ApiError> {
-        let invalid = || ApiError::BadRequest("cursor: not a cursor this API issued".into());
+    pub fn decode(&self, filters: &str, cursor: &str) -> Result<Position, CursorError> {
+        let invalid = || CursorError::NotIssued;
         if cursor.len() > MAX_CURSOR_CHARS {
             return Err(invalid());
         }
@@ -95,11 +106,7 @@ impl CursorSigner {
             return Err(invalid());
         }
         if signed[1..1 + DIGEST_BYTES] != filters_digest(filters) {
-            return Err(ApiError::BadRequest(
-                "cursor: issued for other filters; send the same player_id, game_id, from, to \
-                 and granularity as the request that returned it"
-                    .into(),
-            ));
+            return Err(CursorError::OtherFilters);
         }
         let mut at = 1 + DIGEST_BYTES;
         let start = u32::from_be_bytes(signed[at..at + 4].try_into().map_err(|_| invalid())?);
@@ -164,7 +171,7 @@ mod tests {
         let other = CursorSigner::new(b"another-secret-of-thirty-two-bytes!!");
         assert!(other.decode("p=x", &cursor).is_err());
         let message = match signer.decode("p=y", &cursor) {
-            Err(ApiError::BadRequest(message)) => message,
+            Err(error @ CursorError::OtherFilters) => error.to_string(),
             other => panic!("{other:?}"),
         };
         assert!(message.contains("other filters"), "{message}");

@@ -1,11 +1,18 @@
 //! Every failure the gateway answers with, mapped once to HTTP as RFC 9457 problem details;
 //! [`problem_details`] gives the answers actix-web makes itself (unknown path, unsupported
-//! method, unreadable body) the same shape.
+//! method, unreadable body) the same shape. The domain modules have errors of their own and
+//! know nothing of HTTP; each becomes an [`ApiError`] here, by its `From` impl.
 
 use actix_web::error::{JsonPayloadError, PayloadError};
 use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+
+use crate::answer::FetchError;
+use crate::audit::AuditError;
+use crate::credits::{CreditError, RetryLater};
+use crate::ledger::FlushTimedOut;
+use crate::query::BadQuery;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -16,15 +23,9 @@ pub enum ApiError {
     UnknownApiKey,
     #[error("the API key has no credits left")]
     OutOfCredits,
-    #[error("too many requests for this API key; retry after {retry_after_secs} s")]
-    RateLimited {
-        /// Requests allowed per window (`X-RateLimit-Limit`).
-        limit: u32,
-        /// Seconds until the window is fully replenished (`X-RateLimit-Reset`).
-        reset_secs: u64,
-        /// Seconds until the next request is allowed (`Retry-After`), at least 1.
-        retry_after_secs: u64,
-    },
+    /// `Retry-After` and `X-RateLimit-*` say when to come back.
+    #[error("too many requests for this API key; retry after {} s", .0.retry_after_secs)]
+    RateLimited(RetryLater),
     #[error("the admin token is missing or wrong")]
     NotAdmin,
     #[error("no API key has this id")]
@@ -51,7 +52,7 @@ pub enum ApiError {
     #[error("too many queries are running; retry in a second")]
     Busy,
     #[error("the usage ledger is behind (the analytics store is slow or down)")]
-    LedgerBehind(#[source] crate::ledger::FlushTimedOut),
+    LedgerBehind(#[source] FlushTimedOut),
 }
 
 /// The problem-details body and the handler for actix-web's own refusals, shared with the
@@ -65,7 +66,7 @@ impl ResponseError for ApiError {
                 StatusCode::UNAUTHORIZED
             }
             ApiError::OutOfCredits => StatusCode::PAYMENT_REQUIRED,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::KeyNotFound => StatusCode::NOT_FOUND,
             ApiError::KeyRevoked | ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -96,11 +97,11 @@ impl ResponseError for ApiError {
             ApiError::Busy => {
                 response.insert_header(("Retry-After", "1"));
             }
-            ApiError::RateLimited {
+            ApiError::RateLimited(RetryLater {
                 limit,
                 reset_secs,
                 retry_after_secs,
-            } => {
+            }) => {
                 response
                     .insert_header(("Retry-After", retry_after_secs.to_string()))
                     .insert_header(("X-RateLimit-Limit", limit.to_string()))
@@ -127,18 +128,72 @@ pub const ADMIN_CHALLENGE: &str = r#"Bearer realm="sluice-admin""#;
 
 impl ApiError {
     /// A JSON body that could not be read: 415 (not `application/json`), 413 (over the
-    /// limit), else 400.
-    pub fn from_json(error: &JsonPayloadError) -> ApiError {
+    /// limit, `limit_bytes` where the error does not say), else 400.
+    pub fn from_json(error: &JsonPayloadError, limit_bytes: usize) -> ApiError {
         match error {
             JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
             JsonPayloadError::OverflowKnownLength { limit, .. }
             | JsonPayloadError::Overflow { limit } => ApiError::PayloadTooLarge {
                 limit_bytes: *limit,
             },
-            JsonPayloadError::Payload(PayloadError::Overflow) => ApiError::PayloadTooLarge {
-                limit_bytes: crate::routes::MAX_JSON_BYTES,
-            },
+            JsonPayloadError::Payload(PayloadError::Overflow) => {
+                ApiError::PayloadTooLarge { limit_bytes }
+            }
             other => ApiError::BadRequest(other.to_string()),
         }
+    }
+}
+
+impl From<CreditError> for ApiError {
+    fn from(error: CreditError) -> ApiError {
+        match error {
+            CreditError::UnknownKey => ApiError::UnknownApiKey,
+            CreditError::OutOfCredits => ApiError::OutOfCredits,
+            CreditError::RateLimited(retry) => ApiError::RateLimited(retry),
+            CreditError::KeyNotFound => ApiError::KeyNotFound,
+            CreditError::KeyRevoked => ApiError::KeyRevoked,
+            CreditError::Invalid(message) => ApiError::BadRequest(message),
+            CreditError::Conflict(message) => ApiError::Conflict(message),
+            CreditError::Unavailable(error) => ApiError::RedisUnavailable(error),
+        }
+    }
+}
+
+impl From<BadQuery> for ApiError {
+    fn from(BadQuery(message): BadQuery) -> ApiError {
+        ApiError::BadRequest(message)
+    }
+}
+
+/// An answer that could not be read (its charge is refunded).
+impl From<FetchError> for ApiError {
+    fn from(error: FetchError) -> ApiError {
+        match error {
+            FetchError::ClickHouse(error) => ApiError::ClickHouseUnavailable(Box::new(error)),
+            redis => ApiError::RedisUnavailable(Box::new(redis)),
+        }
+    }
+}
+
+impl From<AuditError> for ApiError {
+    fn from(error: AuditError) -> ApiError {
+        match error {
+            AuditError::Credits(error) => error.into(),
+            AuditError::ClickHouse(error) => ApiError::ClickHouseUnavailable(Box::new(error)),
+            AuditError::NotRebuildable(message) => ApiError::Conflict(message),
+        }
+    }
+}
+
+impl From<FlushTimedOut> for ApiError {
+    fn from(error: FlushTimedOut) -> ApiError {
+        ApiError::LedgerBehind(error)
+    }
+}
+
+/// A read of the analytics store that failed (`GET /usage`).
+impl From<clickhouse::error::Error> for ApiError {
+    fn from(error: clickhouse::error::Error) -> ApiError {
+        ApiError::ClickHouseUnavailable(Box::new(error))
     }
 }

@@ -5,9 +5,12 @@
 //!
 //! # Layout
 //! - [`config`]: the one typed `Config`, read from `SLUICE_GATEWAY_*` variables.
-//! - [`error`]: `ApiError`, every failure, mapped once to HTTP problem details.
-//! - [`credits`]: API keys (hashed), their records and the Lua scripts (`src/lua/`) that
-//!   admit, charge, refund, rotate, revoke and top up, atomically, in Redis.
+//! - [`error`]: `ApiError`, every failure, mapped once to HTTP problem details (the domain
+//!   modules' errors become one by their `From` impls there; they know nothing of HTTP).
+//! - [`credits`]: API keys (hashed), their records and charges, kept in Redis by the Lua
+//!   scripts (`src/lua/`) that admit, charge, refund, rotate, revoke and top up, atomically.
+//! - `scripts`: those scripts, loaded once, and each one's reply decoded in one place into a
+//!   type (a status code means what its own script says).
 //! - [`query`]: query-string parsing into typed filters, order, page size and cursor position.
 //! - [`answer`]: reading a page: the rollup at its published versions, raw rows for the hours
 //!   not processed yet, in a window that widens from the page's first bucket.
@@ -32,6 +35,7 @@ pub mod error;
 pub mod ledger;
 pub mod query;
 pub mod routes;
+mod scripts;
 pub mod usage;
 
 use std::net::TcpListener;
@@ -72,16 +76,7 @@ impl Application {
             &config.clickhouse_user,
             config.clickhouse_password.expose_secret(),
         );
-        let cursors = match &config.cursor_secret {
-            Some(secret) => cursor::CursorSigner::new(secret.expose_secret().as_bytes()),
-            None => {
-                tracing::warn!(
-                    "SLUICE_GATEWAY_CURSOR_SECRET is not set: cursors are signed with a random \
-                     secret and stop working when this gateway restarts (or on another instance)."
-                );
-                cursor::CursorSigner::random()
-            }
-        };
+        let cursors = cursor_signer(&config);
         let ledger = ledger::Ledger::new(
             &credits,
             clickhouse.clone(),
@@ -113,7 +108,7 @@ impl Application {
             credits.pool().0.clone(),
             &config.clickhouse_database,
         );
-        let state = web::Data::new(routes::AppState {
+        let state = routes::AppState {
             credits,
             clickhouse,
             rounds,
@@ -122,25 +117,8 @@ impl Application {
             query_slots: tokio::sync::Semaphore::new(config.max_concurrent_queries),
             config,
             metrics: sluice_schema::telemetry::prometheus(),
-        });
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(ErrorHandlers::new().default_handler(error::problem_details))
-                .wrap(sluice_schema::telemetry::HttpMetrics::new("gateway"))
-                .app_data(state.clone())
-                .app_data(web::QueryConfig::default().error_handler(|error, _| {
-                    error::ApiError::BadRequest(error.to_string()).into()
-                }))
-                .app_data(
-                    web::JsonConfig::default()
-                        .limit(routes::MAX_JSON_BYTES)
-                        .error_handler(|error, _| error::ApiError::from_json(&error).into()),
-                )
-                .app_data(web::PayloadConfig::new(routes::MAX_JSON_BYTES))
-                .configure(routes::configure)
-        })
-        .listen(listener)?
-        .run();
+        };
+        let server = http_server(web::Data::new(state), listener)?;
         Ok(Application {
             port,
             server,
@@ -166,4 +144,49 @@ impl Application {
         }
         served
     }
+}
+
+/// The signer of pagination cursors: with the configured secret, else a random one (with a
+/// warning: such cursors die with this gateway).
+fn cursor_signer(config: &Config) -> cursor::CursorSigner {
+    match &config.cursor_secret {
+        Some(secret) => cursor::CursorSigner::new(secret.expose_secret().as_bytes()),
+        None => {
+            tracing::warn!(
+                "SLUICE_GATEWAY_CURSOR_SECRET is not set: cursors are signed with a random \
+                 secret and stop working when this gateway restarts (or on another instance)."
+            );
+            cursor::CursorSigner::random()
+        }
+    }
+}
+
+/// The HTTP server on `listener`: the routes, every refusal as problem details, and the size
+/// limit of JSON bodies.
+fn http_server(
+    state: web::Data<routes::AppState>,
+    listener: TcpListener,
+) -> std::io::Result<Server> {
+    Ok(HttpServer::new(move || {
+        App::new()
+            .wrap(ErrorHandlers::new().default_handler(error::problem_details))
+            .wrap(sluice_schema::telemetry::HttpMetrics::new("gateway"))
+            .app_data(state.clone())
+            .app_data(
+                web::QueryConfig::default().error_handler(|error, _| {
+                    error::ApiError::BadRequest(error.to_string()).into()
+                }),
+            )
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(routes::MAX_JSON_BYTES)
+                    .error_handler(|error, _| {
+                        error::ApiError::from_json(&error, routes::MAX_JSON_BYTES).into()
+                    }),
+            )
+            .app_data(web::PayloadConfig::new(routes::MAX_JSON_BYTES))
+            .configure(routes::configure)
+    })
+    .listen(listener)?
+    .run())
 }

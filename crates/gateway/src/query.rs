@@ -1,6 +1,6 @@
 //! `GET /aggregated_game_rounds`: raw query-string values become a [`RoundsQuery`] (or a 400):
 //! typed filters, the order, the page size and the position a cursor names. Reading the page
-//! is [`crate::answer`]'s.
+//! is `answer.rs`'s.
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde::Deserialize;
@@ -9,7 +9,12 @@ use sluice_schema::PlayerId;
 use utoipa::IntoParams;
 
 use crate::cursor::{CursorSigner, Position};
-use crate::error::ApiError;
+
+/// A query string that cannot be read (a 400, before anything is charged); the message names
+/// the parameter and what it must be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadQuery(pub String);
 
 /// The query string as sent. Every parameter is optional, and an empty one is as if it were
 /// not sent. Each is read exactly as its `pattern` in the OpenAPI document says (no white
@@ -118,28 +123,10 @@ impl RoundsQuery {
         default_limit: u32,
         max_limit: u32,
         cursors: &CursorSigner,
-    ) -> Result<RoundsQuery, ApiError> {
-        let bad = |message: String| ApiError::BadRequest(message);
-        let player_id = raw
-            .player_id
-            .filter(|p| !p.is_empty())
-            .map(|p| match p.bytes().all(|b| b.is_ascii_hexdigit()) {
-                true => PlayerId::parse(&p).map_err(|e| bad(format!("player_id: {e}"))),
-                false => Err(bad("player_id: must be 32 hexadecimal characters".into())),
-            })
-            .transpose()?;
-        let game_id = raw
-            .game_id
-            .filter(|g| !g.is_empty())
-            .map(|g| {
-                decimal::<u64>(&g).ok_or_else(|| {
-                    bad(
-                        "game_id: must be a non-negative integer, at most 18446744073709551615"
-                            .into(),
-                    )
-                })
-            })
-            .transpose()?;
+    ) -> Result<RoundsQuery, BadQuery> {
+        let bad = BadQuery;
+        let player_id = player_id(raw.player_id)?;
+        let game_id = game_id(raw.game_id)?;
         let from = raw
             .from
             .filter(|t| !t.is_empty())
@@ -165,22 +152,7 @@ impl RoundsQuery {
             Some("desc") => Order::Descending,
             Some(_) => return Err(bad("sort: must be `asc` or `desc`".into())),
         };
-        let size = |name: &str, text: Option<String>| match text.as_deref() {
-            None | Some("") => Ok(None),
-            Some(text) => match decimal::<u32>(text) {
-                Some(size) if (1..=max_limit).contains(&size) => Ok(Some(size)),
-                _ => Err(bad(format!("{name}: must be between 1 and {max_limit}"))),
-            },
-        };
-        let page_size = match (size("page_size", raw.page_size)?, size("limit", raw.limit)?) {
-            (Some(page_size), Some(limit)) if page_size != limit => {
-                return Err(bad(
-                    "limit: a deprecated alias of page_size; send one of them".into(),
-                ))
-            }
-            (Some(size), _) | (None, Some(size)) => size,
-            (None, None) => default_limit,
-        };
+        let page_size = page_size(raw.page_size, raw.limit, default_limit, max_limit)?;
         let mut query = RoundsQuery {
             player_id,
             game_id,
@@ -192,7 +164,8 @@ impl RoundsQuery {
             after: None,
         };
         if let Some(cursor) = raw.cursor.filter(|c| !c.is_empty()) {
-            query.after = Some(cursors.decode(&query.filters(), &cursor)?);
+            let after = cursors.decode(&query.filters(), &cursor);
+            query.after = Some(after.map_err(|error| bad(error.to_string()))?);
         }
         Ok(query)
     }
@@ -219,6 +192,57 @@ impl RoundsQuery {
     }
 }
 
+/// The `player_id` parameter: 32 hexadecimal characters, or none.
+fn player_id(text: Option<String>) -> Result<Option<PlayerId>, BadQuery> {
+    text.filter(|p| !p.is_empty())
+        .map(|p| match p.bytes().all(|b| b.is_ascii_hexdigit()) {
+            true => PlayerId::parse(&p).map_err(|e| BadQuery(format!("player_id: {e}"))),
+            false => Err(BadQuery(
+                "player_id: must be 32 hexadecimal characters".into(),
+            )),
+        })
+        .transpose()
+}
+
+/// The `game_id` parameter: a `u64` in decimal digits, or none.
+fn game_id(text: Option<String>) -> Result<Option<u64>, BadQuery> {
+    text.filter(|g| !g.is_empty())
+        .map(|g| {
+            decimal::<u64>(&g).ok_or_else(|| {
+                BadQuery(
+                    "game_id: must be a non-negative integer, at most 18446744073709551615".into(),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// The page size from `page_size` or its deprecated alias `limit` (equal if both are sent),
+/// 1 to `max_limit`; `default_limit` when neither is.
+fn page_size(
+    page_size: Option<String>,
+    limit: Option<String>,
+    default_limit: u32,
+    max_limit: u32,
+) -> Result<u32, BadQuery> {
+    let size = |name: &str, text: Option<String>| match text.as_deref() {
+        None | Some("") => Ok(None),
+        Some(text) => match decimal::<u32>(text) {
+            Some(size) if (1..=max_limit).contains(&size) => Ok(Some(size)),
+            _ => Err(BadQuery(format!(
+                "{name}: must be between 1 and {max_limit}"
+            ))),
+        },
+    };
+    match (size("page_size", page_size)?, size("limit", limit)?) {
+        (Some(page_size), Some(limit)) if page_size != limit => Err(BadQuery(
+            "limit: a deprecated alias of page_size; send one of them".into(),
+        )),
+        (Some(size), _) | (None, Some(size)) => Ok(size),
+        (None, None) => Ok(default_limit),
+    }
+}
+
 /// Whether a range's end is included; an exclusive end may be one second past the last moment
 /// the store holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,9 +263,9 @@ fn decimal<T: std::str::FromStr>(text: &str) -> Option<T> {
 /// `sluice_schema::domain::stored_seconds`): a moment no row can have is a 400, not an empty
 /// or wrong page that costs a credit. A fraction of a second rounds up: rows have whole
 /// seconds, and `t >= 08:00:00.5` (or `t < 08:00:00.5`) is `t >= 08:00:01` (`t < 08:00:01`).
-fn parse_instant(name: &str, text: &str, bound: Bound) -> Result<DateTime<Utc>, ApiError> {
+fn parse_instant(name: &str, text: &str, bound: Bound) -> Result<DateTime<Utc>, BadQuery> {
     let instant = instant_of(text).ok_or_else(|| {
-        ApiError::BadRequest(format!(
+        BadQuery(format!(
             "{name}: must be a date (YYYY-MM-DD) or an RFC 3339 date and time \
              (YYYY-MM-DDTHH:MM:SS, optional fraction and offset)"
         ))
@@ -249,7 +273,7 @@ fn parse_instant(name: &str, text: &str, bound: Bound) -> Result<DateTime<Utc>, 
     let last = i64::from(TIMESTAMP_MAX_SECONDS) + i64::from(bound == Bound::Exclusive);
     let last = DateTime::from_timestamp(last, 0).expect("within chrono's range");
     if !(DateTime::UNIX_EPOCH..=last).contains(&instant) {
-        return Err(ApiError::BadRequest(format!(
+        return Err(BadQuery(format!(
             "{name}: must be within 1970-01-01T00:00:00Z and {} (what the store holds)",
             last.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         )));
@@ -326,7 +350,7 @@ mod tests {
     }
 
     #[allow(deprecated)]
-    fn parse(pairs: &[(&str, &str)]) -> Result<RoundsQuery, ApiError> {
+    fn parse(pairs: &[(&str, &str)]) -> Result<RoundsQuery, BadQuery> {
         let mut raw = RawRoundsQuery::default();
         for (name, value) in pairs {
             let value = Some((*value).to_owned());
@@ -402,14 +426,11 @@ mod tests {
         ] {
             let mut pairs = next.clone();
             pairs.push(other);
-            assert!(
-                matches!(parse(&pairs), Err(ApiError::BadRequest(_))),
-                "{other:?}"
-            );
+            assert!(matches!(parse(&pairs), Err(BadQuery(_))), "{other:?}");
         }
         assert!(matches!(
             parse(&[("cursor", cursor.as_str())]),
-            Err(ApiError::BadRequest(_))
+            Err(BadQuery(_))
         ));
     }
 
@@ -430,18 +451,15 @@ mod tests {
             [("page_size", "ten")],
             [("cursor", "not-a-cursor")],
         ] {
-            assert!(
-                matches!(parse(&pairs), Err(ApiError::BadRequest(_))),
-                "{pairs:?}"
-            );
+            assert!(matches!(parse(&pairs), Err(BadQuery(_))), "{pairs:?}");
         }
         assert!(matches!(
             parse(&[("from", "2020-01-02"), ("to", "2020-01-01")]),
-            Err(ApiError::BadRequest(_))
+            Err(BadQuery(_))
         ));
         assert!(matches!(
             parse(&[("page_size", "5"), ("limit", "6")]),
-            Err(ApiError::BadRequest(_))
+            Err(BadQuery(_))
         ));
     }
 

@@ -19,19 +19,12 @@ async fn swagger_ui_is_served_from_the_binary_under_docs() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let redirect = client
-        .get(format!("{}/docs", gateway.url))
-        .send()
-        .await
-        .unwrap();
+    let fetch = |path: &str| client.get(format!("{}{path}", gateway.url)).send();
+    let redirect = fetch("/docs").await.unwrap();
     assert_eq!(redirect.status(), 308);
     assert_eq!(header(&redirect, "location"), "/docs/");
 
-    let page = client
-        .get(format!("{}/docs/", gateway.url))
-        .send()
-        .await
-        .unwrap();
+    let page = fetch("/docs/").await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(header(&page, "content-type").starts_with("text/html"));
     let html = page.text().await.unwrap();
@@ -45,32 +38,18 @@ async fn swagger_ui_is_served_from_the_binary_under_docs() {
         "swagger-initializer.js",
     ] {
         assert!(html.contains(asset), "{asset}");
-        let response = client
-            .get(format!("{}/docs/{asset}", gateway.url))
-            .send()
-            .await
-            .unwrap();
+        let response = fetch(&format!("/docs/{asset}")).await.unwrap();
         assert_eq!(response.status(), 200, "{asset}");
     }
-    let initializer = client
-        .get(format!("{}/docs/swagger-initializer.js", gateway.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let initializer = fetch("/docs/swagger-initializer.js").await.unwrap();
+    let initializer = initializer.text().await.unwrap();
     assert!(initializer.contains("../openapi.json"), "{initializer}");
     assert!(
         initializer.contains("\"validatorUrl\": \"none\""),
         "{initializer}"
     );
 
-    let missing = client
-        .get(format!("{}/docs/no-such-file.js", gateway.url))
-        .send()
-        .await
-        .unwrap();
+    let missing = fetch("/docs/no-such-file.js").await.unwrap();
     assert_eq!(missing.status(), 404);
     assert_eq!(header(&missing, "content-type"), "application/problem+json");
 }
@@ -167,31 +146,16 @@ async fn usage_shows_a_key_its_own_credits_and_charges_per_bucket_for_free() {
         .unwrap();
     assert_eq!(anonymous.status(), 401);
     let revoked = gateway.create_key(1).await;
-    let id = gateway
-        .http
-        .get(format!("{}/usage", gateway.url))
-        .header("X-API-Key", &revoked)
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap()["key"]["id"]
+    let usage_of = |key: &str| {
+        let url = format!("{}/usage", gateway.url);
+        gateway.http.get(url).header("X-API-Key", key).send()
+    };
+    let read = usage_of(&revoked).await.unwrap();
+    let id = read.json::<serde_json::Value>().await.unwrap()["key"]["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let response = gateway
-        .admin(reqwest::Method::DELETE, &format!("/admin/keys/{id}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let after = gateway
-        .http
-        .get(format!("{}/usage", gateway.url))
-        .header("X-API-Key", &revoked)
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(gateway.revoke(&id).await.status(), 200);
+    let after = usage_of(&revoked).await.unwrap();
     assert_eq!(after.status(), 401, "a revoked key reads nothing");
 }

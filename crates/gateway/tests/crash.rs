@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -87,14 +86,9 @@ async fn binary_beside(survivor: &Gateway, clickhouse_url: &str) -> (Child, Gate
 async fn a_gateway_killed_mid_burst_keeps_no_charge_without_an_answer() {
     // The victim leases each charge for 8 s; the survivor sweeps every 200 ms.
     let survivor = spawn_gateway(|config| config.lease_sweep_interval_ms = 200).await;
-    let created = survivor
-        .create_key_with(serde_json::json!({
-            "name": "burst", "credits": 100,
-            "rate_limit": {"requests": 1000, "per_seconds": 1},
-        }))
-        .await;
-    let key = created["key"].as_str().unwrap().to_owned();
-    let id = created["id"].as_str().unwrap().to_owned();
+    let Key {
+        secret: key, id, ..
+    } = survivor.key_limited("burst", 100, 1000, 1).await;
     const ANSWERED: u64 = 3;
     for _ in 0..ANSWERED {
         assert_eq!(survivor.query(&key, &[]).await.status(), 200);
@@ -106,26 +100,16 @@ async fn a_gateway_killed_mid_burst_keeps_no_charge_without_an_answer() {
     let (mut victim, victim_handle) = binary_beside(&survivor, &format!("http://{silent}")).await;
     const BURST: u64 = 30;
     let burst: Vec<_> = (0..BURST)
-        .map(|_| {
-            let url = victim_handle.url.clone();
-            let key = key.clone();
-            tokio::spawn(async move {
-                reqwest::Client::new()
-                    .get(format!("{url}/aggregated_game_rounds"))
-                    .header("X-API-Key", key)
-                    .send()
-                    .await
-            })
-        })
+        .map(|_| spawn_query(&victim_handle.url, &key))
         .collect();
     let started = Instant::now();
-    while survivor.key_info(&id).await["credits"] != 100 - ANSWERED - BURST {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the burst was never charged"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let charged = 100 - ANSWERED - BURST;
+    let every = Duration::from_millis(20);
+    let deadline = started + Duration::from_secs(10);
+    poll_until(deadline, every, "the burst was never charged", || async {
+        survivor.key_info(&id).await["credits"] == charged
+    })
+    .await;
     victim.start_kill().unwrap();
     victim.wait().await.unwrap();
     for request in burst {
@@ -144,8 +128,7 @@ async fn a_gateway_killed_mid_burst_keeps_no_charge_without_an_answer() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let report = survivor.audit().await;
-    assert_eq!(report["differences"], serde_json::json!([]), "{report}");
+    survivor.audit_finds_no_difference().await;
     let unanswered = vec!["0"; BURST as usize].join(",");
     let ledger = survivor.ledger(&id).await;
     assert_eq!(ledger["granted"], (1, 100, "201".to_owned()));
@@ -175,35 +158,22 @@ async fn movements_made_just_before_a_kill_reach_the_ledger_exactly_once() {
         .create_key_with(serde_json::json!({"name": "funded", "credits": 7}))
         .await;
     let funded_id = funded["id"].as_str().unwrap();
-    let top_up = victim_handle
-        .admin(
-            reqwest::Method::POST,
-            &format!("/admin/keys/{funded_id}/credits"),
-        )
-        .json(&serde_json::json!({"add": 5}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(top_up.status(), 200);
+    assert_eq!(victim_handle.top_up(funded_id, 5).await.status(), 200);
     let funded_key = funded["key"].as_str().unwrap();
     assert_eq!(victim_handle.query(funded_key, &[]).await.status(), 200);
     victim.start_kill().unwrap();
     victim.wait().await.unwrap();
 
     // The survivor drains what the victim left in the outbox; the audit agrees with Redis.
-    let report = survivor.audit().await;
-    assert_eq!(report["differences"], serde_json::json!([]), "{report}");
+    let report = survivor.audit_finds_no_difference().await;
     assert_eq!(report["checked"], 2);
     assert_eq!(
         survivor.ledger(empty["id"].as_str().unwrap()).await,
-        BTreeMap::from([("granted".to_owned(), (1, 0, "201".to_owned()))])
+        ledger_rows(&[("granted", 1, 0, "201")])
     );
     assert_eq!(
         survivor.ledger(funded_id).await,
-        BTreeMap::from([
-            ("granted".to_owned(), (2, 12, "200,201".to_owned())),
-            ("charged".to_owned(), (1, 1, "200".to_owned())),
-        ])
+        ledger_rows(&[("granted", 2, 12, "200,201"), ("charged", 1, 1, "200")])
     );
     // Drained twice (a second audit, another drainer): still once.
     survivor.audit().await;
@@ -214,8 +184,7 @@ async fn movements_made_just_before_a_kill_reach_the_ledger_exactly_once() {
 
     // A key whose grant is missing from the ledger (written into Redis by hand, not by the
     // gateway) is flagged, even with a balance of 0.
-    let client = redis::Client::open(Stack::get().redis_url.as_str()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut connection = sluice_testkit::rounds::redis_connection().await;
     let forged = "00000000000000aa";
     redis::pipe()
         .hset_multiple(

@@ -15,13 +15,10 @@ use sluice_testkit::schemathesis::Run;
 async fn the_openapi_document_agrees_with_the_server() {
     let gateway = spawn_gateway(|_| {}).await;
     // A key that neither runs out of credits nor hits its rate limit during the run.
-    let created = gateway
-        .create_key_with(serde_json::json!({
-            "name": "schemathesis", "credits": 10_000_000,
-            "rate_limit": {"requests": 1_000_000, "per_seconds": 1},
-        }))
+    let key = gateway
+        .key_limited("schemathesis", 10_000_000, 1_000_000, 1)
         .await;
-    let api_key = created["key"].as_str().unwrap();
+    let api_key = key.secret.as_str();
     // The checks and their few documented exceptions; the credentials come from the
     // environment.
     let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis.toml");

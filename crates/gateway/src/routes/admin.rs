@@ -1,28 +1,24 @@
 //! The admin API (`Authorization: Bearer <admin token>`): create, list, inspect, revoke and
 //! rotate API keys, top up their credits and set their rate limits; audit balances against the
-//! usage ledger and rebuild one from it. No answer but a create or a rotation ever holds a
+//! usage ledger and rebuild one from it. Every route is authenticated before anything else
+//! (`auth::admin_only`); the document gives every operation tagged `admin` its security, 401
+//! and 503 once (`docs::AdminOperations`). No answer but a create or a rotation ever holds a
 //! secret, and those only the new one, once. Every grant (creation, top-up) is recorded in
 //! the usage ledger.
 
 use std::time::Duration;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header;
-use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 use tracing::instrument;
 use utoipa::ToSchema;
 
 use super::body::{self, Object};
-use super::docs::{BadBody, KeyNotFound, NotAdmin, TooLarge, Unavailable, WrongMediaType};
-use super::AppState;
+use super::problems::{BadBody, KeyNotFound, TooLarge, WrongMediaType};
+use super::state::AppState;
 use crate::audit::{self, AuditReport, Rebuilt};
-use crate::credits::{KeyId, KeyInfo, NewKey, RateLimit, MAX_GRACE_SECONDS};
+use crate::credits::{ApiKey, KeyId, KeyInfo, NewKey, RateLimit, MAX_GRACE_SECONDS};
 use crate::error::{ApiError, Problem};
 
 /// How long the audit and a rebuild wait for the ledger writer to catch up.
@@ -69,7 +65,7 @@ pub struct RateLimitBody {
 
 impl RateLimitBody {
     fn parse(&self) -> Result<RateLimit, ApiError> {
-        RateLimit::new(self.requests, self.per_seconds)
+        Ok(RateLimit::new(self.requests, self.per_seconds)?)
     }
 }
 
@@ -161,14 +157,11 @@ pub struct Balance {
 #[utoipa::path(
     post, path = "/admin/keys", tag = "admin",
     request_body = CreateKey,
-    security(("admin_token" = [])),
     responses(
         (status = 201, description = "Created", body = CreatedKey),
         (status = 400, description = "Malformed JSON, or a bad name, credits, expires_at (not in the future) or rate_limit", body = Problem, content_type = "application/problem+json"),
-        (status = 401, response = NotAdmin),
         (status = 413, response = TooLarge),
         (status = 415, response = WrongMediaType),
-        (status = 503, response = Unavailable),
     )
 )]
 #[instrument(skip_all)]
@@ -190,19 +183,13 @@ pub async fn create_key(
         .as_ref()
         .map(RateLimitBody::parse)
         .transpose()?;
-    let (key, info) = state
-        .credits
-        .create_key(
-            NewKey {
-                name,
-                credits: body.credits,
-                expires_at: body.expires_at,
-                rate_limit,
-            },
-            "POST /admin/keys",
-        )
-        .await?;
-    tracing::info!(key_id = %info.id, name, credits = info.credits, "API key created.");
+    let new = NewKey {
+        name,
+        credits: body.credits,
+        expires_at: body.expires_at,
+        rate_limit,
+    };
+    let (key, info) = create(&state, new, "POST /admin/keys").await?;
     Ok(HttpResponse::Created().json(CreatedKey {
         key: key.expose().to_owned(),
         info,
@@ -213,14 +200,11 @@ pub async fn create_key(
 #[utoipa::path(
     post, path = "/create_user", tag = "admin",
     request_body = NewUser,
-    security(("admin_token" = [])),
     responses(
         (status = 201, description = "Created", body = CreatedUser),
         (status = 400, response = BadBody),
-        (status = 401, response = NotAdmin),
         (status = 413, response = TooLarge),
         (status = 415, response = WrongMediaType),
-        (status = 503, response = Unavailable),
     )
 )]
 #[instrument(skip_all)]
@@ -230,19 +214,13 @@ pub async fn create_user(
 ) -> Result<HttpResponse, ApiError> {
     let Object(body) = body.into_inner();
     let name = checked_name("username", &body.username)?;
-    let (key, info) = state
-        .credits
-        .create_key(
-            NewKey {
-                name,
-                credits: body.credits,
-                expires_at: None,
-                rate_limit: None,
-            },
-            "POST /create_user",
-        )
-        .await?;
-    tracing::info!(key_id = %info.id, name, credits = info.credits, "API key created.");
+    let new = NewKey {
+        name,
+        credits: body.credits,
+        expires_at: None,
+        rate_limit: None,
+    };
+    let (key, info) = create(&state, new, "POST /create_user").await?;
     Ok(HttpResponse::Created().json(CreatedUser {
         api_key: key.expose().to_owned(),
         username: info.name,
@@ -253,11 +231,8 @@ pub async fn create_user(
 /// Every key's description (never a secret).
 #[utoipa::path(
     get, path = "/admin/keys", tag = "admin",
-    security(("admin_token" = [])),
     responses(
         (status = 200, description = "Every key", body = KeyList),
-        (status = 401, response = NotAdmin),
-        (status = 503, response = Unavailable),
     )
 )]
 #[instrument(skip_all)]
@@ -270,12 +245,9 @@ pub async fn list_keys(state: web::Data<AppState>) -> Result<HttpResponse, ApiEr
 #[utoipa::path(
     get, path = "/admin/keys/{id}", tag = "admin",
     params(("id" = String, Path, description = "The key's id")),
-    security(("admin_token" = [])),
     responses(
         (status = 200, description = "The key", body = KeyInfo),
-        (status = 401, response = NotAdmin),
         (status = 404, response = KeyNotFound),
-        (status = 503, response = Unavailable),
     )
 )]
 #[instrument(skip_all, fields(key_id = %id))]
@@ -293,12 +265,9 @@ pub async fn get_key(
 #[utoipa::path(
     delete, path = "/admin/keys/{id}", tag = "admin",
     params(("id" = String, Path, description = "The key's id")),
-    security(("admin_token" = [])),
     responses(
         (status = 200, description = "Revoked; the key's description", body = KeyInfo),
-        (status = 401, response = NotAdmin),
         (status = 404, response = KeyNotFound),
-        (status = 503, response = Unavailable),
     )
 )]
 #[instrument(skip_all, fields(key_id = %id))]
@@ -318,16 +287,13 @@ pub async fn revoke_key(
     post, path = "/admin/keys/{id}/rotate", tag = "admin",
     params(("id" = String, Path, description = "The key's id")),
     request_body(content = Option<Rotate>, description = "Optional: no body, an empty one, `null` or `{}` use the default grace period"),
-    security(("admin_token" = [])),
     responses(
         (status = 200, description = "Rotated", body = RotatedKey),
         (status = 400, response = BadBody),
-        (status = 401, response = NotAdmin),
         (status = 404, response = KeyNotFound),
         (status = 409, description = "The key is revoked", body = Problem, content_type = "application/problem+json"),
         (status = 413, response = TooLarge),
         (status = 415, response = WrongMediaType),
-        (status = 503, response = Unavailable),
     )
 )]
 #[instrument(skip_all, fields(key_id = %id))]
@@ -361,16 +327,13 @@ pub async fn rotate_key(
     post, path = "/admin/keys/{id}/credits", tag = "admin",
     params(("id" = String, Path, description = "The key's id")),
     request_body = TopUp,
-    security(("admin_token" = [])),
     responses(
         (status = 200, description = "The new balance", body = Balance),
         (status = 400, response = BadBody),
-        (status = 401, response = NotAdmin),
         (status = 404, response = KeyNotFound),
         (status = 409, description = "The balance would pass 2^53 - 1", body = Problem, content_type = "application/problem+json"),
         (status = 413, response = TooLarge),
         (status = 415, response = WrongMediaType),
-        (status = 503, response = Unavailable),
     )
 )]
 #[instrument(skip_all, fields(key_id = %id))]
@@ -397,15 +360,12 @@ pub async fn top_up(
     put, path = "/admin/keys/{id}/rate_limit", tag = "admin",
     params(("id" = String, Path, description = "The key's id")),
     request_body = RateLimitBody,
-    security(("admin_token" = [])),
     responses(
         (status = 200, description = "The key's description", body = KeyInfo),
         (status = 400, response = BadBody),
-        (status = 401, response = NotAdmin),
         (status = 404, response = KeyNotFound),
         (status = 413, response = TooLarge),
         (status = 415, response = WrongMediaType),
-        (status = 503, response = Unavailable),
     )
 )]
 #[instrument(skip_all, fields(key_id = %id))]
@@ -431,20 +391,13 @@ pub async fn set_rate_limit(
 /// a key in use meanwhile may differ by its requests in flight.
 #[utoipa::path(
     get, path = "/admin/audit", tag = "admin",
-    security(("admin_token" = [])),
     responses(
         (status = 200, description = "Keys whose balances differ (none: all match)", body = AuditReport),
-        (status = 401, response = NotAdmin),
-        (status = 503, response = Unavailable),
     )
 )]
 #[instrument(skip_all)]
 pub async fn audit(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state
-        .ledger
-        .flush(LEDGER_FLUSH_TIMEOUT)
-        .await
-        .map_err(ApiError::LedgerBehind)?;
+    state.ledger.flush(LEDGER_FLUSH_TIMEOUT).await?;
     let report = audit::audit(&state.credits, &state.clickhouse).await?;
     tracing::info!(
         checked = report.checked,
@@ -459,13 +412,10 @@ pub async fn audit(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
 #[utoipa::path(
     post, path = "/admin/keys/{id}/rebuild", tag = "admin",
     params(("id" = String, Path, description = "The key's id")),
-    security(("admin_token" = [])),
     responses(
         (status = 200, description = "Rebuilt; the balances before and after", body = Rebuilt),
-        (status = 401, response = NotAdmin),
         (status = 404, response = KeyNotFound),
         (status = 409, description = "The key has no ledger rows, or its ledger balance is negative", body = Problem, content_type = "application/problem+json"),
-        (status = 503, response = Unavailable),
     )
 )]
 #[instrument(skip_all, fields(key_id = %id))]
@@ -474,13 +424,21 @@ pub async fn rebuild_key(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = KeyId::parse(&id)?;
-    state
-        .ledger
-        .flush(LEDGER_FLUSH_TIMEOUT)
-        .await
-        .map_err(ApiError::LedgerBehind)?;
+    state.ledger.flush(LEDGER_FLUSH_TIMEOUT).await?;
     let rebuilt = audit::rebuild(&state.credits, &state.clickhouse, &id).await?;
     Ok(HttpResponse::Ok().json(rebuilt))
+}
+
+/// Creates the key `new`, its credits recorded as granted by `endpoint`.
+async fn create(
+    state: &AppState,
+    new: NewKey<'_>,
+    endpoint: &'static str,
+) -> Result<(ApiKey, KeyInfo), ApiError> {
+    let (key, info) = state.credits.create_key(new, endpoint).await?;
+    let name = info.name.as_str();
+    tracing::info!(key_id = %info.id, name, credits = info.credits, "API key created.");
+    Ok((key, info))
 }
 
 /// A key's name as the document describes it (`minLength`, `maxLength` and a `pattern`
@@ -493,33 +451,4 @@ fn checked_name<'a>(field: &str, name: &'a str) -> Result<&'a str, ApiError> {
         )));
     }
     Ok(trimmed)
-}
-
-/// Authenticates every admin route before anything else of the request is read (its body,
-/// its path): an unauthenticated caller gets a 401 and learns nothing of the API's shape.
-pub async fn admin_only(
-    request: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let state = request
-        .app_data::<web::Data<AppState>>()
-        .expect("the application state is registered");
-    authorize_admin(state, request.request())?;
-    next.call(request).await
-}
-
-/// Compares the bearer token with the configured one in constant time.
-fn authorize_admin(state: &AppState, request: &HttpRequest) -> Result<(), ApiError> {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(ApiError::NotAdmin)?;
-    let expected = state.config.admin_token.expose_secret();
-    if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
-        Ok(())
-    } else {
-        Err(ApiError::NotAdmin)
-    }
 }

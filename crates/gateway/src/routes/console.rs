@@ -8,7 +8,7 @@
 use actix_web::{web, HttpResponse};
 use rand::Rng;
 
-use super::AppState;
+use super::state::AppState;
 
 const PAGE: &str = include_str!("console.html");
 

@@ -4,15 +4,19 @@
 use std::sync::LazyLock;
 
 use actix_web::HttpResponse;
-use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Response, ResponseBuilder, Type};
-use utoipa::{Modify, OpenApi, ToResponse};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{Modify, OpenApi};
 
+use super::problems::{
+    BadApiKey, BadBody, KeyNotFound, NotAdmin, TooLarge, Unavailable, WrongMediaType,
+};
 use super::{admin, rounds, usage};
 use crate::answer::Bucket;
 use crate::credits::{KeyInfo, RateLimit};
-use crate::error::{Problem, ADMIN_CHALLENGE, API_KEY_CHALLENGE};
+use crate::error::Problem;
 use crate::usage::{Usage, UsageBucket, UsageGranularity};
 
 #[derive(OpenApi)]
@@ -43,7 +47,7 @@ use crate::usage::{Usage, UsageBucket, UsageGranularity};
         schemas(Problem, KeyInfo, RateLimit, Bucket, Usage, UsageBucket, UsageGranularity),
         responses(BadApiKey, NotAdmin, BadBody, KeyNotFound, TooLarge, WrongMediaType, Unavailable),
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &AdminOperations),
     tags(
         (name = "rounds", description = "Aggregated game rounds and the key's own usage (X-API-Key)"),
         (name = "admin", description = "API keys, credits and rate limits (Bearer admin token)"),
@@ -67,65 +71,40 @@ impl Modify for SecuritySchemes {
     }
 }
 
-/// A problem-details answer with `description` and, optionally, one header.
-fn problem(description: &str, header: Option<(&str, &str)>) -> Response {
-    let mut response = ResponseBuilder::new().description(description).content(
-        "application/problem+json",
-        ContentBuilder::new()
-            .schema(Some(Ref::from_schema_name("Problem")))
-            .build(),
-    );
-    if let Some((name, about)) = header {
-        response = response.header(
-            name,
-            HeaderBuilder::new()
-                .schema(ObjectBuilder::new().schema_type(Type::String))
-                .description(Some(about))
-                .build(),
-        );
-    }
-    response.build()
-}
+/// What every operation tagged `admin` has, declared once: the admin token, 401 without it
+/// (checked before anything else of the request, `auth::admin_only`) and 503 when Redis or
+/// ClickHouse is down.
+struct AdminOperations;
 
-/// Declares a reusable problem-details answer (`components.responses`).
-macro_rules! problem_response {
-    ($name:ident, $description:expr $(, $header:expr)?) => {
-        pub struct $name;
-
-        impl<'s> ToResponse<'s> for $name {
-            fn response() -> (&'s str, RefOr<Response>) {
-                let header: Option<(&str, &str)> = None;
-                (
-                    stringify!($name),
-                    problem(&$description, header $(.or(Some($header)))?).into(),
-                )
+impl Modify for AdminOperations {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let operations = openapi.paths.paths.values_mut().flat_map(|item| {
+            [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+        });
+        for operation in operations {
+            let tags = operation.tags.as_deref().unwrap_or_default();
+            if !tags.iter().any(|tag| tag == "admin") {
+                continue;
+            }
+            let token = SecurityRequirement::new("admin_token", Vec::<String>::new());
+            operation.security = Some(vec![token]);
+            for (status, response) in [("401", "NotAdmin"), ("503", "Unavailable")] {
+                let response = RefOr::Ref(Ref::from_response_name(response));
+                operation
+                    .responses
+                    .responses
+                    .insert(status.to_owned(), response);
             }
         }
-    };
+    }
 }
-
-problem_response!(
-    BadApiKey,
-    "Missing, unknown, revoked or expired API key",
-    ("WWW-Authenticate", &format!("Always `{API_KEY_CHALLENGE}`"))
-);
-problem_response!(
-    NotAdmin,
-    "Missing or wrong admin token",
-    ("WWW-Authenticate", &format!("Always `{ADMIN_CHALLENGE}`"))
-);
-problem_response!(
-    BadBody,
-    "Malformed JSON, or a value outside what the schema allows"
-);
-problem_response!(KeyNotFound, "No key has this id");
-problem_response!(TooLarge, "The body is larger than 64 KiB");
-problem_response!(WrongMediaType, "The body is not sent as `application/json`");
-problem_response!(
-    Unavailable,
-    "Redis or ClickHouse unavailable, or the usage ledger could not be written in time",
-    ("Retry-After", "Seconds to wait before trying again")
-);
 
 static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
     ApiDoc::openapi()

@@ -1,7 +1,7 @@
 use actix_web::{web, HttpResponse};
 use sluice_schema::telemetry::answers_in_time;
 
-use super::AppState;
+use super::state::AppState;
 
 /// Liveness: the process serves HTTP.
 pub use sluice_schema::telemetry::health;

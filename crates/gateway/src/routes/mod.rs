@@ -1,40 +1,20 @@
 //! The gateway's HTTP surface.
 
 pub mod admin;
+mod auth;
 pub mod body;
 mod console;
 pub mod docs;
 mod health;
+mod problems;
 pub mod rounds;
+mod state;
 pub mod usage;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
-use clickhouse::Client;
-use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::config::Config;
-use crate::credits::CreditStore;
-use crate::cursor::CursorSigner;
-use crate::ledger::Ledger;
-
-/// Shared by every request.
-pub struct AppState {
-    pub credits: CreditStore,
-    pub clickhouse: Client,
-    /// Where `GET /aggregated_game_rounds` reads its answers.
-    pub rounds: crate::answer::Source,
-    pub ledger: Ledger,
-    pub cursors: CursorSigner,
-    pub config: Config,
-    pub metrics: PrometheusHandle,
-    /// Slots for metered queries running against ClickHouse (`max_concurrent_queries`).
-    pub query_slots: tokio::sync::Semaphore,
-}
-
-/// The largest JSON body the admin API reads (its bodies are a few hundred bytes); larger is
-/// a 413.
-pub const MAX_JSON_BYTES: usize = 64 * 1024;
+pub use state::{AppState, MAX_JSON_BYTES};
 
 /// One resource per path, holding all of its methods: a method the path does not have is a
 /// 405 with `Allow` (actix-web's resource default, turned into problem details by
@@ -47,7 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/usage").route(web::get().to(usage::usage)))
     .service(
         web::scope("/admin")
-            .wrap(from_fn(admin::admin_only))
+            .wrap(from_fn(auth::admin_only))
             .service(
                 web::resource("/keys")
                     .route(web::post().to(admin::create_key))
@@ -68,7 +48,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/create_user")
-            .wrap(from_fn(admin::admin_only))
+            .wrap(from_fn(auth::admin_only))
             .route(web::post().to(admin::create_user)),
     )
     .service(web::resource("/health").route(web::get().to(health::health)))

@@ -1,14 +1,18 @@
-use actix_web::{web, HttpRequest, HttpResponse};
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse, ResponseError};
 use chrono::SecondsFormat;
 use serde::Serialize;
+use tokio::sync::SemaphorePermit;
 use tracing::instrument;
 use utoipa::ToSchema;
 
-use super::docs::BadApiKey;
-use super::AppState;
+use super::auth::ClientKey;
+use super::problems::BadApiKey;
+use super::state::AppState;
 use crate::answer::{self, Bucket};
 use crate::charge;
-use crate::credits::ApiKey;
+use crate::credits::{Admission, ApiKey, CreditError};
 use crate::error::{ApiError, Problem};
 use crate::query::{Granularity, RawRoundsQuery, RoundsQuery};
 
@@ -78,61 +82,20 @@ pub struct BucketAnswer {
 #[instrument(skip_all)]
 pub async fn aggregated_game_rounds(
     state: web::Data<AppState>,
-    request: HttpRequest,
     raw: web::Query<RawRoundsQuery>,
+    ClientKey(key): ClientKey,
 ) -> Result<HttpResponse, ApiError> {
-    let key = request
-        .headers()
-        .get("X-API-Key")
-        .ok_or(ApiError::MissingApiKey)?;
-    let key = ApiKey::parse(key.to_str().map_err(|_| ApiError::UnknownApiKey)?)?;
+    let config = &state.config;
     let query = RoundsQuery::parse(
         raw.into_inner(),
-        state.config.default_limit,
-        state.config.max_limit,
+        config.default_limit,
+        config.max_limit,
         &state.cursors,
     )?;
     // A slot first: a request refused for want of one (503) is never charged.
-    let queue_wait = std::time::Duration::from_millis(state.config.query_queue_wait_ms);
-    let Ok(Ok(_slot)) = tokio::time::timeout(queue_wait, state.query_slots.acquire()).await else {
-        metrics::counter!("sluice_gateway_queries_total", "outcome" => "busy").increment(1);
-        return Err(ApiError::Busy);
-    };
-    let cost = state.config.query_cost;
-    let lease = std::time::Duration::from_millis(state.config.charge_lease_ms);
-    let admission = match state.credits.admit(&key, cost, ENDPOINT, lease).await {
-        Ok(admission) => admission,
-        Err(error) => {
-            if matches!(error, ApiError::RateLimited { .. }) {
-                metrics::counter!("sluice_gateway_queries_total", "outcome" => "rate_limited")
-                    .increment(1);
-            }
-            return Err(error);
-        }
-    };
-    metrics::counter!("sluice_gateway_credits_charged_total").increment(cost);
-    let timeout = std::time::Duration::from_millis(state.config.query_timeout_ms);
-    let answer = tokio::time::timeout(timeout, answer::fetch(&state.rounds, &query)).await;
-    let (buckets, has_more) = match answer {
-        Ok(Ok(answer)) => answer,
-        failed => {
-            let error = match failed {
-                Ok(Err(answer::FetchError::ClickHouse(error))) => {
-                    ApiError::ClickHouseUnavailable(Box::new(error))
-                }
-                Ok(Err(error)) => ApiError::RedisUnavailable(Box::new(error)),
-                _ => ApiError::QueryTimedOut {
-                    after_ms: state.config.query_timeout_ms,
-                },
-            };
-            let status = actix_web::ResponseError::status_code(&error).as_u16();
-            charge::refund(&state.credits, &admission.lease, status).await;
-            metrics::counter!("sluice_gateway_queries_total", "outcome" => "failed").increment(1);
-            return Err(error);
-        }
-    };
-    charge::answered(&state.credits, &admission.lease, 200).await;
-    metrics::counter!("sluice_gateway_queries_total", "outcome" => "ok").increment(1);
+    let _slot = query_slot(&state).await?;
+    let admission = admit(&state, &key).await?;
+    let (buckets, has_more) = read_or_refund(&state, &query, &admission).await?;
     let rate = admission.rate;
     Ok(HttpResponse::Ok()
         .insert_header((
@@ -143,6 +106,59 @@ pub async fn aggregated_game_rounds(
         .insert_header(("X-RateLimit-Remaining", rate.remaining.to_string()))
         .insert_header(("X-RateLimit-Reset", rate.reset_secs.to_string()))
         .json(render(&state, &query, buckets, has_more)))
+}
+
+/// One of the `max_concurrent_queries` slots, waited for `query_queue_wait_ms` at most;
+/// else 503 (`Busy`).
+async fn query_slot(state: &AppState) -> Result<SemaphorePermit<'_>, ApiError> {
+    let queue_wait = Duration::from_millis(state.config.query_queue_wait_ms);
+    match tokio::time::timeout(queue_wait, state.query_slots.acquire()).await {
+        Ok(Ok(slot)) => Ok(slot),
+        _ => {
+            metrics::counter!("sluice_gateway_queries_total", "outcome" => "busy").increment(1);
+            Err(ApiError::Busy)
+        }
+    }
+}
+
+/// The key admitted and charged `query_cost` under a lease (key, credits and rate limit
+/// checked in one script).
+async fn admit(state: &AppState, key: &ApiKey) -> Result<Admission, ApiError> {
+    let cost = state.config.query_cost;
+    let lease = Duration::from_millis(state.config.charge_lease_ms);
+    let admission = state.credits.admit(key, cost, ENDPOINT, lease).await;
+    if let Err(CreditError::RateLimited(_)) = &admission {
+        metrics::counter!("sluice_gateway_queries_total", "outcome" => "rate_limited").increment(1);
+    }
+    let admission = admission?;
+    metrics::counter!("sluice_gateway_credits_charged_total").increment(cost);
+    Ok(admission)
+}
+
+/// The page, read within `query_timeout_ms`: its charge then stands; if it cannot be read in
+/// time, the charge is refunded and the error answered.
+async fn read_or_refund(
+    state: &AppState,
+    query: &RoundsQuery,
+    admission: &Admission,
+) -> Result<(Vec<Bucket>, bool), ApiError> {
+    let timeout = Duration::from_millis(state.config.query_timeout_ms);
+    let read = tokio::time::timeout(timeout, answer::fetch(&state.rounds, query)).await;
+    let error = match read {
+        Ok(Ok(page)) => {
+            charge::answered(&state.credits, &admission.lease, 200).await;
+            metrics::counter!("sluice_gateway_queries_total", "outcome" => "ok").increment(1);
+            return Ok(page);
+        }
+        Ok(Err(error)) => ApiError::from(error),
+        Err(_) => ApiError::QueryTimedOut {
+            after_ms: state.config.query_timeout_ms,
+        },
+    };
+    let status = error.status_code().as_u16();
+    charge::refund(&state.credits, &admission.lease, status).await;
+    metrics::counter!("sluice_gateway_queries_total", "outcome" => "failed").increment(1);
+    Err(error)
 }
 
 fn render(

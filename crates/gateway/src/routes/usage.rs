@@ -1,11 +1,11 @@
 //! `GET /usage`: a key's own credits and usage over time, for its holder (`X-API-Key`), free.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use tracing::instrument;
 
-use super::docs::{BadApiKey, Unavailable};
-use super::AppState;
-use crate::credits::ApiKey;
+use super::auth::ClientKey;
+use super::problems::{BadApiKey, Unavailable};
+use super::state::AppState;
 use crate::error::{ApiError, Problem};
 use crate::usage::{self, Usage, UsageQuery, MAX_DAYS};
 
@@ -28,22 +28,15 @@ use crate::usage::{self, Usage, UsageQuery, MAX_DAYS};
 #[instrument(skip_all)]
 pub async fn usage(
     state: web::Data<AppState>,
-    request: HttpRequest,
     query: web::Query<UsageQuery>,
+    ClientKey(key): ClientKey,
 ) -> Result<HttpResponse, ApiError> {
-    let key = request
-        .headers()
-        .get("X-API-Key")
-        .ok_or(ApiError::MissingApiKey)?;
-    let key = ApiKey::parse(key.to_str().map_err(|_| ApiError::UnknownApiKey)?)?;
     if !(1..=MAX_DAYS).contains(&query.days) {
         return Err(ApiError::BadRequest(format!(
             "`days` must be between 1 and {MAX_DAYS}"
         )));
     }
     let info = state.credits.key_by_secret(&key).await?;
-    let answer = usage::usage(&state.clickhouse, info, &query, chrono::Utc::now())
-        .await
-        .map_err(|error| ApiError::ClickHouseUnavailable(Box::new(error)))?;
+    let answer = usage::usage(&state.clickhouse, info, &query, chrono::Utc::now()).await?;
     Ok(HttpResponse::Ok().json(answer))
 }

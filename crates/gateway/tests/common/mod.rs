@@ -3,7 +3,10 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
+use sluice_gateway::credits::{ApiKey, CreditStore};
 use sluice_gateway::{Application, Config};
 use sluice_testkit::{clickhouse, rounds, unique, Stack};
 
@@ -68,6 +71,15 @@ pub async fn spawn_gateway(configure: impl FnOnce(&mut Config)) -> Gateway {
 
 pub const PLAYER: &str = "9ece8c4020f8aed10676cd1c56a41889";
 
+/// A key created through the admin API.
+pub struct Key {
+    /// What a client sends as `X-API-Key`.
+    pub secret: String,
+    pub id: String,
+    /// The whole 201 answer.
+    pub created: serde_json::Value,
+}
+
 impl Gateway {
     pub async fn create_key(&self, credits: u64) -> String {
         let body = self
@@ -88,6 +100,37 @@ impl Gateway {
         response.json().await.unwrap()
     }
 
+    /// `POST /admin/keys` with `body`, as a [`Key`].
+    pub async fn new_key(&self, body: serde_json::Value) -> Key {
+        let created = self.create_key_with(body).await;
+        Key {
+            secret: created["key"].as_str().unwrap().to_owned(),
+            id: created["id"].as_str().unwrap().to_owned(),
+            created,
+        }
+    }
+
+    /// A key named `name` holding `credits`, under the default rate limit.
+    pub async fn key(&self, name: &str, credits: u64) -> Key {
+        self.new_key(serde_json::json!({"name": name, "credits": credits}))
+            .await
+    }
+
+    /// A key named `name` holding `credits`, limited to `requests` per `per_seconds`.
+    pub async fn key_limited(
+        &self,
+        name: &str,
+        credits: u64,
+        requests: u64,
+        per_seconds: u64,
+    ) -> Key {
+        self.new_key(serde_json::json!({
+            "name": name, "credits": credits,
+            "rate_limit": {"requests": requests, "per_seconds": per_seconds},
+        }))
+        .await
+    }
+
     /// A request to the admin API with the admin token.
     pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http
@@ -95,15 +138,53 @@ impl Gateway {
             .bearer_auth(ADMIN_TOKEN)
     }
 
+    /// A request to the admin API with the admin token and no body, sent.
+    pub async fn call_admin(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
+        self.admin(method, path).send().await.unwrap()
+    }
+
+    /// A request to the admin API with the admin token and a JSON `body`, sent.
+    pub async fn call_admin_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.admin(method, path).json(body).send().await.unwrap()
+    }
+
+    /// `POST /admin/keys/{id}/credits` adding `add` (any JSON value).
+    pub async fn top_up(&self, id: &str, add: impl Into<serde_json::Value>) -> reqwest::Response {
+        let path = format!("/admin/keys/{id}/credits");
+        let body = serde_json::json!({ "add": add.into() });
+        self.call_admin_with(reqwest::Method::POST, &path, &body)
+            .await
+    }
+
+    /// `DELETE /admin/keys/{id}`.
+    pub async fn revoke(&self, id: &str) -> reqwest::Response {
+        self.call_admin(reqwest::Method::DELETE, &format!("/admin/keys/{id}"))
+            .await
+    }
+
     /// `GET /admin/keys/{id}`.
     pub async fn key_info(&self, id: &str) -> serde_json::Value {
         let response = self
-            .admin(reqwest::Method::GET, &format!("/admin/keys/{id}"))
-            .send()
-            .await
-            .unwrap();
+            .call_admin(reqwest::Method::GET, &format!("/admin/keys/{id}"))
+            .await;
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
+    }
+
+    /// `GET path` without any credentials.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        let url = format!("{}{path}", self.url);
+        self.http.get(url).send().await.unwrap()
+    }
+
+    /// Direct access to this gateway's credits in the stack's Redis.
+    pub fn credit_store(&self) -> CreditStore {
+        credit_store(&Stack::get().redis_url, &self.redis_key_prefix)
     }
 
     pub async fn query(&self, key: &str, filters: &[(&str, &str)]) -> reqwest::Response {
@@ -139,10 +220,30 @@ impl Gateway {
 }
 
 /// Direct access to the credits a gateway keeps in Redis at `redis_url` under `prefix`.
-pub fn credit_store(redis_url: &str, prefix: &str) -> sluice_gateway::credits::CreditStore {
+pub fn credit_store(redis_url: &str, prefix: &str) -> CreditStore {
     let unused = Config::with_endpoints("redis://unused", "http://unused", ADMIN_TOKEN);
-    sluice_gateway::credits::CreditStore::new(redis_url, prefix, unused.default_rate_limit())
-        .unwrap()
+    CreditStore::new(redis_url, prefix, unused.default_rate_limit()).unwrap()
+}
+
+/// A key's balance read straight from the stack's Redis, never through a gateway.
+pub struct RedisBalance {
+    store: CreditStore,
+    secret: ApiKey,
+}
+
+impl RedisBalance {
+    /// The balance of secret `key` of `gateway`'s keys.
+    pub fn of(gateway: &Gateway, key: &str) -> RedisBalance {
+        RedisBalance {
+            store: gateway.credit_store(),
+            secret: ApiKey::parse(key).unwrap(),
+        }
+    }
+
+    /// Credits left; `None` if no key has the secret.
+    pub async fn get(&self) -> Option<u64> {
+        self.store.credits(&self.secret).await.unwrap()
+    }
 }
 
 /// A ClickHouse that accepts connections and never answers; its address.
@@ -161,13 +262,16 @@ pub async fn silent_clickhouse() -> std::net::SocketAddr {
 impl Gateway {
     /// `GET /admin/audit`.
     pub async fn audit(&self) -> serde_json::Value {
-        let response = self
-            .admin(reqwest::Method::GET, "/admin/audit")
-            .send()
-            .await
-            .unwrap();
+        let response = self.call_admin(reqwest::Method::GET, "/admin/audit").await;
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
+    }
+
+    /// `GET /admin/audit`, which must find no difference; returns the report.
+    pub async fn audit_finds_no_difference(&self) -> serde_json::Value {
+        let report = self.audit().await;
+        assert_eq!(report["differences"], serde_json::json!([]), "{report}");
+        report
     }
 
     /// The key's ledger rows by status: (status, rows, amount, http statuses).
@@ -192,5 +296,45 @@ impl Gateway {
                 )
             })
             .collect()
+    }
+}
+
+/// A key's ledger rows as [`Gateway::ledger`] returns them, from
+/// `(status, rows, amount, http statuses)`.
+pub fn ledger_rows(rows: &[(&str, u64, u64, &str)]) -> BTreeMap<String, (u64, u64, String)> {
+    rows.iter()
+        .map(|(status, count, amount, statuses)| {
+            (
+                (*status).to_owned(),
+                (*count, *amount, (*statuses).to_owned()),
+            )
+        })
+        .collect()
+}
+
+/// `GET /aggregated_game_rounds` with `key`, sent from a task of its own.
+pub fn spawn_query(
+    url: &str,
+    key: &str,
+) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+    let (url, key) = (url.to_owned(), key.to_owned());
+    tokio::spawn(async move {
+        reqwest::Client::new()
+            .get(format!("{url}/aggregated_game_rounds"))
+            .header("X-API-Key", key)
+            .send()
+            .await
+    })
+}
+
+/// Polls `done` every `every` until it holds; fails naming `what` once `deadline` passed.
+pub async fn poll_until<F, Fut>(deadline: Instant, every: Duration, what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    while !done().await {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(every).await;
     }
 }

@@ -1,0 +1,27 @@
+//! What every handler shares.
+
+use clickhouse::Client;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::config::Config;
+use crate::credits::CreditStore;
+use crate::cursor::CursorSigner;
+use crate::ledger::Ledger;
+
+/// Shared by every request.
+pub struct AppState {
+    pub credits: CreditStore,
+    pub clickhouse: Client,
+    /// Where `GET /aggregated_game_rounds` reads its answers.
+    pub rounds: crate::answer::Source,
+    pub ledger: Ledger,
+    pub cursors: CursorSigner,
+    pub config: Config,
+    pub metrics: PrometheusHandle,
+    /// Slots for metered queries running against ClickHouse (`max_concurrent_queries`).
+    pub query_slots: tokio::sync::Semaphore,
+}
+
+/// The largest JSON body the admin API reads (its bodies are a few hundred bytes); larger is
+/// a 413.
+pub const MAX_JSON_BYTES: usize = 64 * 1024;
