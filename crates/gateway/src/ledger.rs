@@ -24,6 +24,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::instrument;
 
+use sluice_schema::backoff::Backoff;
+
 use crate::credits::CreditStore;
 
 /// Table the events land in (see `schemas/clickhouse/0003_usage_ledger.sql`).
@@ -310,19 +312,18 @@ impl DrainError {
 /// with backoff while Redis or ClickHouse fail, until `shutdown`.
 pub fn drainer(ledger: Ledger, shutdown: CancellationToken) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut backoff = RETRY_BACKOFF_START;
+        let mut backoff = Backoff::new(RETRY_BACKOFF_START, RETRY_BACKOFF_MAX);
         loop {
             let wait = match ledger.drain_batch().await {
                 Ok(drained) if drained >= ledger.settings.batch_rows => Duration::ZERO,
                 Ok(_) => {
-                    backoff = RETRY_BACKOFF_START;
+                    backoff.reset();
                     ledger.settings.flush_interval
                 }
                 Err(error) => {
                     metrics::counter!("sluice_gateway_ledger_insert_failures_total").increment(1);
-                    tracing::warn!(%error, ?backoff, "Ledger drain failed, retrying.");
-                    let wait = backoff;
-                    backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+                    let wait = backoff.next_wait();
+                    tracing::warn!(%error, ?wait, "Ledger drain failed, retrying.");
                     wait
                 }
             };
