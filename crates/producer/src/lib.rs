@@ -12,6 +12,8 @@
 //! - [`kafka`]: the Kafka producer and the bounded in-flight window of deliveries.
 //! - [`ingest`]: the upload pipeline — bytes → CSV records → `GameRound` → Avro → Kafka.
 //! - [`receipts`]: receipts in Redis, for idempotent re-uploads and `GET /uploads/{id}`.
+//! - [`finish`]: an acknowledged upload's end — claim its content, commit or abort, store the
+//!   receipt (shared with the watcher).
 //! - [`landing`]: reconciliation — how many of an upload's rows ClickHouse holds, and its
 //!   rejected rows (read only; the consumer writes them).
 //! - [`tracking`]: a running upload's counts in Redis, and how it ended if it failed.
@@ -21,6 +23,7 @@
 pub mod config;
 pub mod decode;
 pub mod error;
+pub mod finish;
 pub mod ingest;
 pub mod kafka;
 pub mod landing;

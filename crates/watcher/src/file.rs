@@ -4,8 +4,9 @@
 //! 2. hash it (SHA-256 of the bytes as stored) and check its name against its content;
 //! 3. content already claimed with a receipt → a duplicate: skipped, logged, disposed of;
 //! 4. stream its rows through the producer's pipeline into a transaction;
-//! 5. claim the content (`SET NX`): taken meanwhile → abort, duplicate; ours → commit, store
-//!    the receipt (visible at the producer's `GET /uploads/{id}`);
+//! 5. claim the content (`SET NX`): taken meanwhile → abort, duplicate (recorded as a re-send
+//!    of the first upload, as for an upload); ours → commit, store the receipt (visible at the
+//!    producer's `GET /uploads/{id}`) — the producer's own [`finish_upload`];
 //! 6. move it to `processed/` (or leave or delete it).
 //!
 //! The file is opened once, without following a symbolic link (a link is quarantined, its
@@ -35,16 +36,18 @@ use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use sha2::{Digest, Sha256};
 use sluice_producer::error::UploadError;
+use sluice_producer::finish::{finish_upload, Finished};
 use sluice_producer::ingest::{
     ingest_text_prehashed, new_upload_id, Limits, Receipt, RecordSink, Rows, Summary, Tally,
 };
 use sluice_producer::kafka::RoundProducer;
-use sluice_producer::receipts::{Claim, ReceiptStore};
+use sluice_producer::receipts::ReceiptStore;
 use sluice_schema::csv::RowError;
 use sluice_schema::parquet::ParquetColumns;
 use sluice_schema::GameRound;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt as _, BufReader};
 use tokio_util::io::ReaderStream;
+use tracing::Instrument as _;
 
 use crate::config::{AfterSuccess, Config};
 use crate::error::{RetryHint, WatchError};
@@ -333,10 +336,8 @@ async fn ingest_file(
     }
     let _ = content.set(sha256.clone());
     if let Some(first) = context.receipts.holder(&sha256).await? {
-        return match context.receipts.get(&first).await? {
-            Some(_) => Ok(Done::Duplicate(first, opened)),
-            None => Err(WatchError::ClaimedElsewhere(first)),
-        };
+        let has_receipt = context.receipts.get(&first).await?.is_some();
+        return duplicate_of(first, has_receipt, opened);
     }
     let head = content_head(&opened, compression).await?;
     format::check_format(format, &head)?;
@@ -386,39 +387,29 @@ async fn ingest_file(
         transaction.abort().await;
         return Err(error);
     }
-    let claim = context.receipts.claim(&sha256, &receipt.upload_id).await;
-    let finish_pending = || async {
-        if let Err(error) = context.ledger.remove_pending(&receipt.upload_id).await {
-            tracing::warn!(%error, upload_id = %receipt.upload_id, "Could not clear a pending claim.");
-        }
-    };
-    match claim {
-        Ok(Claim::Ours) => {}
-        Ok(Claim::Taken(first)) => {
-            transaction.abort().await;
-            finish_pending().await;
-            return match context.receipts.get(&first).await? {
-                Some(_) => Ok(Done::Duplicate(first, opened)),
-                None => Err(WatchError::ClaimedElsewhere(first)),
-            };
-        }
-        Err(error) => {
-            transaction.abort().await;
-            finish_pending().await;
-            return Err(error.into());
-        }
+    let finished = finish_upload(&context.receipts, transaction, &receipt, None)
+        .instrument(tracing::info_span!("file", file = %escaped(name)))
+        .await;
+    if let Err(error) = context.ledger.remove_pending(&receipt.upload_id).await {
+        tracing::warn!(%error, upload_id = %receipt.upload_id, "Could not clear a pending claim.");
     }
-    if let Err(error) = transaction.commit().await {
-        context.receipts.release(&sha256, &receipt.upload_id).await;
-        finish_pending().await;
-        return Err(UploadError::from(error).into());
+    match finished? {
+        Finished::Committed => Ok(Done::Ingested(Box::new(receipt), opened)),
+        Finished::Duplicate {
+            first_upload_id,
+            first_receipt,
+        } => duplicate_of(first_upload_id, first_receipt.is_some(), opened),
     }
-    if let Err(error) = context.receipts.save(&receipt, None).await {
-        // The rows are committed; only the receipt is missing.
-        tracing::error!(%error, upload_id = %receipt.upload_id, file = %escaped(name), "Could not store a receipt.");
+}
+
+/// A file whose content upload `first` claimed: a duplicate once that upload has its receipt;
+/// until then it may still fail, so the file is tried again later.
+fn duplicate_of(first: String, has_receipt: bool, opened: Opened) -> Result<Done, WatchError> {
+    if has_receipt {
+        Ok(Done::Duplicate(first, opened))
+    } else {
+        Err(WatchError::ClaimedElsewhere(first))
     }
-    finish_pending().await;
-    Ok(Done::Ingested(Box::new(receipt), opened))
 }
 
 /// SHA-256 of the open file from its start to its end as stored, its first bytes, and how

@@ -13,10 +13,10 @@ use super::docs::{
 use super::AppState;
 use crate::decode::ExpansionLimits;
 use crate::error::UploadError;
+use crate::finish::{finish_upload, Finished};
 use crate::ingest::{ingest_tracked, new_upload_id, Limits, Progress, Receipt};
 use crate::kafka::UploadTransaction;
 use crate::pace::{PaceLimits, Paced};
-use crate::receipts::Claim;
 use crate::tracking::Tracker;
 use sluice_schema::problem::Problem;
 
@@ -201,7 +201,8 @@ enum Outcome {
     Replayed(serde_json::Value),
 }
 
-/// Streams the file in a transaction, then commits it or, for a duplicate, aborts it.
+/// Streams the file in a transaction, then commits it or, for a duplicate, aborts it
+/// ([`finish_upload`]).
 async fn upload(
     state: &AppState,
     transaction: UploadTransaction,
@@ -219,38 +220,17 @@ async fn upload(
             return Err(error);
         }
     };
-    let claim = match state
-        .receipts
-        .claim(&receipt.sha256, &receipt.upload_id)
-        .await
-    {
-        Ok(claim) => claim,
-        Err(error) => {
-            transaction.abort().await;
-            return Err(error);
+    match finish_upload(&state.receipts, transaction, &receipt, idempotency_key).await? {
+        Finished::Committed => {}
+        Finished::Duplicate {
+            first_upload_id,
+            first_receipt,
+        } => {
+            tracing::info!(upload_id = %receipt.upload_id, %first_upload_id, "Duplicate upload discarded.");
+            return first_receipt
+                .map(Outcome::Replayed)
+                .ok_or(UploadError::InProgress(first_upload_id));
         }
-    };
-    if let Claim::Taken(first) = claim {
-        transaction.abort().await;
-        if let Err(error) = state.receipts.add_alias(&first, &receipt.upload_id).await {
-            tracing::warn!(%error, first_upload_id = %first, upload_id = %receipt.upload_id, "Could not record a re-send; the first upload's reconciliation may stay short.");
-        }
-        tracing::info!(upload_id = %receipt.upload_id, first_upload_id = %first, "Duplicate upload discarded.");
-        return match state.receipts.get(&first).await? {
-            Some(first_receipt) => Ok(Outcome::Replayed(first_receipt)),
-            None => Err(UploadError::InProgress(first)),
-        };
-    }
-    if let Err(error) = transaction.commit().await {
-        state
-            .receipts
-            .release(&receipt.sha256, &receipt.upload_id)
-            .await;
-        return Err(error.into());
-    }
-    if let Err(error) = state.receipts.save(&receipt, idempotency_key).await {
-        // The records are committed: the client gets its receipt even if storing it failed.
-        tracing::error!(%error, upload_id = %receipt.upload_id, "Could not store a receipt.");
     }
     metrics::counter!("sluice_producer_rows_read_total").increment(receipt.rows_read);
     metrics::counter!("sluice_producer_rows_total", "outcome" => "accepted")
