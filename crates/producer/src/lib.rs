@@ -77,7 +77,7 @@ impl Application {
             "sluice_producer_intermediate_commits_total",
         ]);
         kafka::register_transaction_outcomes();
-        let producer = kafka::RoundProducer::new(&config)?;
+        let producer = kafka::RoundProducer::new(&config.kafka())?;
         let receipts = receipts::ReceiptStore::new(&config.redis_url, &config.redis_key_prefix)?;
         let listener = TcpListener::bind(&config.listen_addr)?;
         let port = listener.local_addr()?.port();

@@ -30,7 +30,6 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use metrics_exporter_prometheus::PrometheusHandle;
-use sluice_producer::ingest::Limits;
 use sluice_producer::kafka::RoundProducer;
 use sluice_producer::receipts::ReceiptStore;
 use sluice_schema::telemetry::{answers_in_time, READY_TIMEOUT};
@@ -65,8 +64,7 @@ impl Application {
         ] {
             std::fs::create_dir_all(directory)?;
         }
-        let producer_config = config.producer_config();
-        for topic in [config.topic.clone(), producer_config.rejects_topic()] {
+        for topic in [config.topic.clone(), config.rejects_topic()] {
             if let Err(error) = sluice_schema::kafka::ensure_topic(
                 &config.kafka_brokers,
                 &topic,
@@ -81,7 +79,7 @@ impl Application {
         }
         let instance = config.instance_id();
         let context = Arc::new(file::Context {
-            producer: RoundProducer::new(&producer_config)?,
+            producer: RoundProducer::new(&config.kafka())?,
             receipts: ReceiptStore::new(&config.redis_url, &config.redis_key_prefix)?,
             ledger: ledger::Ledger::new(
                 &config.redis_url,
@@ -89,16 +87,7 @@ impl Application {
                 &instance,
                 Duration::from_millis(config.lock_ttl_ms.max(300)),
             )?,
-            limits: Limits {
-                max_upload_bytes: config.max_file_bytes,
-                max_in_flight: config.max_in_flight,
-                max_rejects_listed: config.max_rejects_listed,
-                max_line_bytes: config.max_line_bytes,
-                max_record_bytes: producer_config.max_record_bytes,
-                max_unknown_columns_listed: producer_config.max_unknown_columns_listed,
-                // A local file never stalls like a client; a stuck disk still ends the file.
-                body_idle_timeout: Duration::from_secs(300),
-            },
+            limits: config.limits(),
             instance,
             config,
         });
