@@ -38,13 +38,12 @@ use sha2::{Digest, Sha256};
 use sluice_producer::error::UploadError;
 use sluice_producer::finish::{finish_upload, Finished};
 use sluice_producer::ingest::{
-    ingest_text_prehashed, new_upload_id, Limits, Receipt, RecordSink, Rows, Summary, Tally,
+    ingest_text_prehashed, new_upload_id, BlockingRows, Limits, Receipt, RecordSink, RowBatches,
+    Rows, Summary, Tally,
 };
 use sluice_producer::kafka::RoundProducer;
 use sluice_producer::receipts::ReceiptStore;
-use sluice_schema::csv::RowError;
 use sluice_schema::parquet::ParquetColumns;
-use sluice_schema::GameRound;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt as _, BufReader};
 use tokio_util::io::ReaderStream;
 use tracing::Instrument as _;
@@ -500,7 +499,6 @@ async fn ingest_parquet(
     sink: impl RecordSink,
     started: Instant,
 ) -> Result<Receipt, WatchError> {
-    const BATCH: usize = 1024;
     let upload_id = new_upload_id();
     let (local, scratch) = match compression {
         Compression::None => (Local::Open(opened.file.try_clone()?), None),
@@ -509,69 +507,17 @@ async fn ingest_parquet(
                 .config
                 .work_dir()
                 .join(format!("{upload_id}.parquet"));
-            let mut content = open(opened, compression)?.take(context.limits.max_upload_bytes + 1);
-            let mut out = tokio::fs::File::create(&scratch).await?;
-            let copied = tokio::io::copy(&mut content, &mut out).await;
-            let copied = match copied {
-                Ok(copied) => copied,
-                Err(error) => {
-                    let _ = tokio::fs::remove_file(&scratch).await;
-                    return Err(WatchError::Corrupt(error.to_string()));
-                }
-            };
-            if copied > context.limits.max_upload_bytes {
-                let _ = tokio::fs::remove_file(&scratch).await;
-                return Err(UploadError::TooLarge {
-                    limit: context.limits.max_upload_bytes,
-                }
-                .into());
-            }
+            decompress_into(context, opened, compression, &scratch).await?;
             (Local::Scratch(scratch.clone()), Some(scratch))
         }
     };
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<Result<GameRound, RowError>>>(4);
-    let reader = tokio::task::spawn_blocking(move || -> Result<Vec<String>, WatchError> {
-        let parquet = |e: parquet::errors::ParquetError| WatchError::Parquet(e.to_string());
-        let file = match local {
-            Local::Open(file) => file,
-            Local::Scratch(scratch) => std::fs::File::open(scratch)?,
-        };
-        let reader = SerializedFileReader::new(file).map_err(parquet)?;
-        let columns = ParquetColumns::from_schema(reader.metadata().file_metadata().schema_descr())
-            .map_err(UploadError::from)?;
-        let mut batch = Vec::with_capacity(BATCH);
-        let mut record = 0_u64;
-        for row in reader.get_row_iter(None).map_err(parquet)? {
-            let row = row.map_err(parquet)?;
-            record += 1;
-            batch.push(columns.parse_row(&row, record));
-            if batch.len() == BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                if sender.blocking_send(full).is_err() {
-                    break;
-                }
-            }
-        }
-        if !batch.is_empty() {
-            let _ = sender.blocking_send(batch);
-        }
-        Ok(columns.unknown_columns().to_vec())
-    });
+    let mut reader = BlockingRows::spawn(move |batches| read_parquet(local, batches));
     let mut rows = Rows::new(sink, &upload_id, &context.limits);
-    let mut pushed = Ok(());
-    while let Some(batch) = receiver.recv().await {
-        for row in batch {
-            if let Err(error) = rows.push(row).await {
-                pushed = Err(error);
-                break;
-            }
-        }
-        if pushed.is_err() {
-            break;
-        }
-    }
-    drop(receiver);
-    let read = reader.await.map_err(|e| WatchError::Parquet(e.to_string()));
+    let pushed = reader.push_into(&mut rows).await;
+    let read = reader
+        .join()
+        .await
+        .map_err(|e| WatchError::Parquet(e.to_string()));
     if let Some(scratch) = scratch {
         let _ = tokio::fs::remove_file(scratch).await;
     }
@@ -586,6 +532,54 @@ async fn ingest_parquet(
         unknown_columns,
         started,
     }))
+}
+
+/// Decompresses the open file into `scratch`, at most `max_upload_bytes` of it; the scratch
+/// file is removed when that fails.
+async fn decompress_into(
+    context: &Context,
+    opened: &Opened,
+    compression: Compression,
+    scratch: &Path,
+) -> Result<(), WatchError> {
+    let limit = context.limits.max_upload_bytes;
+    let mut content = open(opened, compression)?.take(limit + 1);
+    let mut out = tokio::fs::File::create(scratch).await?;
+    let copied = match tokio::io::copy(&mut content, &mut out).await {
+        Ok(copied) => copied,
+        Err(error) => {
+            let _ = tokio::fs::remove_file(scratch).await;
+            return Err(WatchError::Corrupt(error.to_string()));
+        }
+    };
+    if copied > limit {
+        let _ = tokio::fs::remove_file(scratch).await;
+        return Err(UploadError::TooLarge { limit }.into());
+    }
+    Ok(())
+}
+
+/// The Parquet row source, on the blocking thread: every row, numbered from 1, into `batches`.
+/// Returns the file's unknown columns.
+fn read_parquet(local: Local, mut batches: RowBatches) -> Result<Vec<String>, WatchError> {
+    let parquet = |e: parquet::errors::ParquetError| WatchError::Parquet(e.to_string());
+    let file = match local {
+        Local::Open(file) => file,
+        Local::Scratch(scratch) => std::fs::File::open(scratch)?,
+    };
+    let reader = SerializedFileReader::new(file).map_err(parquet)?;
+    let columns = ParquetColumns::from_schema(reader.metadata().file_metadata().schema_descr())
+        .map_err(UploadError::from)?;
+    let mut record = 0_u64;
+    for row in reader.get_row_iter(None).map_err(parquet)? {
+        let row = row.map_err(parquet)?;
+        record += 1;
+        if !batches.push(columns.parse_row(&row, record)) {
+            return Ok(columns.unknown_columns().to_vec());
+        }
+    }
+    batches.finish();
+    Ok(columns.unknown_columns().to_vec())
 }
 
 /// After success (or for a duplicate): move, delete or leave the file. The file is checked

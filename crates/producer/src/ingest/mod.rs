@@ -30,6 +30,10 @@ use crate::error::UploadError;
 use crate::kafka::DeliveryWindow;
 use crate::records::{CutRecords, HeaderTooLarge, RecordBounds};
 
+mod blocking;
+
+pub use blocking::{BlockingRows, Row, RowBatches};
+
 /// The CSV reader's own buffer: larger than csv-async's 8 KiB default, so the parser is fed
 /// (and polls the body stream) less often per row.
 const CSV_BUFFER_BYTES: usize = 64 * 1024;
@@ -791,11 +795,8 @@ where
     }
 }
 
-/// Rows parsed off the async workers at once, handed over together.
-const JSON_BATCH: usize = 1024;
-
 /// The JSON array row source: serde walks the array element by element on a blocking thread
-/// (the body is never held whole) and hands each element's text over in batches.
+/// (the body is never held whole) and hands the parsed elements over in batches.
 async fn json_array_rows<S>(
     text: S,
     rows: &mut Rows<'_, impl RecordSink>,
@@ -803,28 +804,20 @@ async fn json_array_rows<S>(
 where
     S: Stream<Item = io::Result<Bytes>> + Send + 'static,
 {
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<Result<GameRound, RowError>>>(4);
     let reader = tokio_util::io::SyncIoBridge::new(StreamReader::new(Box::pin(text)));
-    let walker = tokio::task::spawn_blocking(move || walk_json_array(reader, sender));
-    while let Some(batch) = receiver.recv().await {
-        for row in batch {
-            rows.push(row).await?;
-        }
-    }
-    match walker.await {
+    let mut walker = BlockingRows::spawn(move |batches| walk_json_array(reader, batches));
+    walker.push_into(rows).await?;
+    match walker.join().await {
         Ok(result) => result,
         Err(_) => Err(UploadError::BadBody("the JSON reader stopped".to_owned())),
     }
 }
 
-fn walk_json_array(
-    reader: impl io::Read,
-    sender: tokio::sync::mpsc::Sender<Vec<Result<GameRound, RowError>>>,
-) -> Result<(), UploadError> {
+fn walk_json_array(reader: impl io::Read, batches: RowBatches) -> Result<(), UploadError> {
     use serde::de::{Deserializer as _, SeqAccess, Visitor};
     use serde_json::value::RawValue;
 
-    struct Elements(tokio::sync::mpsc::Sender<Vec<Result<GameRound, RowError>>>);
+    struct Elements(RowBatches);
 
     impl<'de> Visitor<'de> for Elements {
         type Value = ();
@@ -833,30 +826,26 @@ fn walk_json_array(
             f.write_str("a JSON array of game-round objects")
         }
 
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            let mut batch = Vec::with_capacity(JSON_BATCH);
+        fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
             let mut record = 0_u64;
             while let Some(element) = seq.next_element::<Box<RawValue>>()? {
                 record += 1;
-                batch.push(sluice_schema::json::parse_record(element.get(), record));
-                if batch.len() == JSON_BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(JSON_BATCH));
-                    if self.0.blocking_send(full).is_err() {
-                        // The pipeline stopped; its error is the one reported.
-                        return Ok(());
-                    }
+                if !self
+                    .0
+                    .push(sluice_schema::json::parse_record(element.get(), record))
+                {
+                    // The pipeline stopped; its error is the one reported.
+                    return Ok(());
                 }
             }
-            if !batch.is_empty() {
-                let _ = self.0.blocking_send(batch);
-            }
+            self.0.finish();
             Ok(())
         }
     }
 
     let mut deserializer = serde_json::Deserializer::from_reader(io::BufReader::new(reader));
     let walked = deserializer
-        .deserialize_seq(Elements(sender))
+        .deserialize_seq(Elements(batches))
         .and_then(|()| deserializer.end());
     walked.map_err(|error| match error.io_error_kind() {
         Some(_) => UploadError::BadBody(error.to_string()),
