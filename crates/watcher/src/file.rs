@@ -38,8 +38,8 @@ use sha2::{Digest, Sha256};
 use sluice_producer::error::UploadError;
 use sluice_producer::finish::{finish_upload, Finished};
 use sluice_producer::ingest::{
-    ingest_text_prehashed, new_upload_id, BlockingRows, Limits, Receipt, RecordSink, RowBatches,
-    Rows, Summary, Tally,
+    ingest_body, new_upload_id, BlockingRows, IngestOptions, Limits, Receipt, RecordSink,
+    RowBatches, Rows, Summary, Tally,
 };
 use sluice_producer::kafka::RoundProducer;
 use sluice_producer::receipts::ReceiptStore;
@@ -349,16 +349,14 @@ async fn ingest_file(
     let window = transaction.window(context.limits.max_in_flight);
     let ingested = match format {
         Format::Text(text) => {
-            let content = open(&opened, compression)?;
-            ingest_text_prehashed(
-                text,
-                ReaderStream::with_capacity(content, CHUNK),
-                window,
-                context.limits,
-                sha256.clone(),
-            )
-            .await
-            .map_err(WatchError::from)
+            let content = ReaderStream::with_capacity(open(&opened, compression)?, CHUNK);
+            let options = IngestOptions {
+                sha256: Some(sha256.clone()),
+                ..IngestOptions::new(text, context.limits)
+            };
+            ingest_body(content, window, options)
+                .await
+                .map_err(WatchError::from)
         }
         Format::Parquet => ingest_parquet(context, &opened, compression, window, started).await,
     };

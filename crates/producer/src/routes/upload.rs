@@ -14,7 +14,9 @@ use super::AppState;
 use crate::decode::ExpansionLimits;
 use crate::error::UploadError;
 use crate::finish::{finish_upload, Finished};
-use crate::ingest::{ingest_tracked, new_upload_id, Limits, Progress, Receipt};
+use crate::ingest::{
+    ingest_body, new_upload_id, IngestOptions, Limits, Progress, Receipt, TextFormat,
+};
 use crate::kafka::UploadTransaction;
 use crate::pace::{PaceLimits, Paced};
 use crate::tracking::Tracker;
@@ -166,17 +168,16 @@ pub async fn csv_upload(
             Arc::clone(&progress),
         );
         let body = Box::pin(crate::decode::decompress(field, expansion));
-        let result = upload(
-            &state,
-            transaction,
-            body,
+        let options = IngestOptions {
+            format: TextFormat::Csv,
             limits,
-            idempotency_key,
             upload_id,
-            progress,
-        )
-        .await
-        .map_err(too_slow);
+            sha256: None,
+            progress: Some(progress),
+        };
+        let result = upload(&state, transaction, body, options, idempotency_key)
+            .await
+            .map_err(too_slow);
         tracker.end(result.as_ref().err()).await;
         let outcome = match &result {
             Ok(Outcome::Accepted(_)) => "accepted",
@@ -207,13 +208,11 @@ async fn upload(
     state: &AppState,
     transaction: UploadTransaction,
     body: impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Unpin,
-    limits: Limits,
+    options: IngestOptions,
     idempotency_key: Option<&str>,
-    upload_id: String,
-    progress: Arc<Progress>,
 ) -> Result<Outcome, UploadError> {
-    let window = transaction.window(limits.max_in_flight);
-    let receipt = match ingest_tracked(body, window, limits, upload_id, progress).await {
+    let window = transaction.window(options.limits.max_in_flight);
+    let receipt = match ingest_body(body, window, options).await {
         Ok(receipt) => receipt,
         Err(error) => {
             transaction.abort().await;
