@@ -144,6 +144,27 @@ pub struct ProducerSettings {
     pub slots: usize,
 }
 
+impl ProducerSettings {
+    /// Makes sure the rounds and the rejects topics exist, creating a missing one with
+    /// `partitions` and `replication_factor`. Kafka being down at start-up is not fatal (`/ready`
+    /// says so, and uploads fail until it is back): the failure is logged, the rest skipped.
+    pub async fn ensure_topics(&self, partitions: i32, replication_factor: i32) {
+        for topic in [&self.topic, &self.rejects_topic] {
+            let created = sluice_schema::kafka::ensure_topic(
+                &self.brokers,
+                topic,
+                partitions,
+                replication_factor,
+            )
+            .await;
+            if let Err(error) = created {
+                tracing::warn!(%error, %topic, "Could not make sure the topic exists.");
+                break;
+            }
+        }
+    }
+}
+
 /// Produces uploads to the topic; shared by every request.
 #[derive(Clone)]
 pub struct RoundProducer {

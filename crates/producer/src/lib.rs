@@ -53,20 +53,11 @@ impl Application {
     /// listener.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         config.validate()?;
+        let settings = config.kafka();
         // Kafka being down at start-up is not fatal: `/ready` says so and uploads get 503.
-        for topic in [config.topic.clone(), config.rejects_topic()] {
-            if let Err(error) = sluice_schema::kafka::ensure_topic(
-                &config.kafka_brokers,
-                &topic,
-                config.topic_partitions,
-                config.topic_replication_factor,
-            )
-            .await
-            {
-                tracing::warn!(%error, %topic, "Could not make sure the topic exists.");
-                break;
-            }
-        }
+        settings
+            .ensure_topics(config.topic_partitions, config.topic_replication_factor)
+            .await;
         if !config.authenticates_uploads() {
             tracing::warn!(
                 "SLUICE_PRODUCER_UPLOAD_TOKENS is not set: anyone who reaches this port can upload \
@@ -77,7 +68,7 @@ impl Application {
             "sluice_producer_intermediate_commits_total",
         ]);
         kafka::register_transaction_outcomes();
-        let producer = kafka::RoundProducer::new(&config.kafka())?;
+        let producer = kafka::RoundProducer::new(&settings)?;
         let receipts = receipts::ReceiptStore::new(&config.redis_url, &config.redis_key_prefix)?;
         let listener = TcpListener::bind(&config.listen_addr)?;
         let port = listener.local_addr()?.port();

@@ -64,22 +64,13 @@ impl Application {
         ] {
             std::fs::create_dir_all(directory)?;
         }
-        for topic in [config.topic.clone(), config.rejects_topic()] {
-            if let Err(error) = sluice_schema::kafka::ensure_topic(
-                &config.kafka_brokers,
-                &topic,
-                config.topic_partitions,
-                config.topic_replication_factor,
-            )
-            .await
-            {
-                tracing::warn!(%error, %topic, "Could not make sure the topic exists.");
-                break;
-            }
-        }
+        let kafka = config.kafka();
+        kafka
+            .ensure_topics(config.topic_partitions, config.topic_replication_factor)
+            .await;
         let instance = config.instance_id();
         let context = Arc::new(file::Context {
-            producer: RoundProducer::new(&config.kafka())?,
+            producer: RoundProducer::new(&kafka)?,
             receipts: ReceiptStore::new(&config.redis_url, &config.redis_key_prefix)?,
             ledger: ledger::Ledger::new(
                 &config.redis_url,
