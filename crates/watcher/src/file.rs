@@ -41,7 +41,7 @@ use sluice_producer::ingest::{
     ingest_body, new_upload_id, BlockingRows, IngestOptions, Limits, Receipt, RecordSink,
     RowBatches, Rows, Summary, Tally,
 };
-use sluice_producer::kafka::RoundProducer;
+use sluice_producer::kafka::{RoundProducer, UploadTransaction};
 use sluice_producer::receipts::ReceiptStore;
 use sluice_schema::parquet::ParquetColumns;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt as _, BufReader};
@@ -189,50 +189,14 @@ pub async fn process(context: &Context, path: &Path, failures: u32) -> Outcome {
     }
     let token = format!("{:016x}", rand::random::<u64>());
     let content = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
-    let renewal = {
-        let ledger = context.ledger.clone();
-        let name = name.clone();
-        let (content, token) = (std::sync::Arc::clone(&content), token.clone());
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(ledger.lock_ttl() / 3);
-            every.tick().await;
-            loop {
-                every.tick().await;
-                if !matches!(ledger.renew(&name).await, Ok(true)) {
-                    tracing::warn!(file = %escaped(&name), "Could not renew a file lock.");
-                }
-                if let Some(sha256) = content.get() {
-                    if !matches!(ledger.renew_content(sha256, &token).await, Ok(true)) {
-                        tracing::warn!(file = %escaped(&name), "Could not renew a content lock.");
-                    }
-                }
-            }
-        })
-    };
+    let renewal = renew_locks(context, &name, &token, &content);
     let result = ingest_file(context, path, &name, &token, &content).await;
     renewal.abort();
     if let Some(sha256) = content.get() {
         context.ledger.unlock_content(sha256, &token).await;
     }
     let result = match result {
-        Ok(Done::Busy) => Ok(Outcome::Busy),
-        Ok(Done::Ingested(receipt, opened)) => dispose(context, path, &name, &opened, &token)
-            .await
-            .map(|disposed| match disposed {
-                Some(disposed) => Outcome::Ingested { receipt, disposed },
-                None => Outcome::Changed,
-            })
-            .map_err(WatchError::from),
-        Ok(Done::Duplicate(first, opened)) => dispose(context, path, &name, &opened, &token)
-            .await
-            .map(|disposed| match disposed {
-                Some(disposed) => Outcome::Duplicate {
-                    first_upload_id: first,
-                    disposed,
-                },
-                None => Outcome::Changed,
-            })
-            .map_err(WatchError::from),
+        Ok(done) => settle(context, path, &name, done, &token).await,
         Err(error) => Err(error),
     };
     let outcome = match result {
@@ -245,6 +209,60 @@ pub async fn process(context: &Context, path: &Path, failures: u32) -> Outcome {
     };
     context.ledger.unlock(&name).await;
     outcome
+}
+
+/// Renews the file's lock, and its content's once known, every third of their lifetime, until
+/// aborted.
+fn renew_locks(
+    context: &Context,
+    name: &str,
+    token: &str,
+    content: &std::sync::Arc<std::sync::OnceLock<String>>,
+) -> tokio::task::JoinHandle<()> {
+    let ledger = context.ledger.clone();
+    let (name, token) = (name.to_owned(), token.to_owned());
+    let content = std::sync::Arc::clone(content);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(ledger.lock_ttl() / 3);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            if !matches!(ledger.renew(&name).await, Ok(true)) {
+                tracing::warn!(file = %escaped(&name), "Could not renew a file lock.");
+            }
+            if let Some(sha256) = content.get() {
+                if !matches!(ledger.renew_content(sha256, &token).await, Ok(true)) {
+                    tracing::warn!(file = %escaped(&name), "Could not renew a content lock.");
+                }
+            }
+        }
+    })
+}
+
+/// A file ingested or found a duplicate is disposed of ([`dispose`]); one that changed
+/// meanwhile is [`Outcome::Changed`].
+async fn settle(
+    context: &Context,
+    path: &Path,
+    name: &str,
+    done: Done,
+    token: &str,
+) -> Result<Outcome, WatchError> {
+    let opened = match &done {
+        Done::Busy => return Ok(Outcome::Busy),
+        Done::Ingested(_, opened) | Done::Duplicate(_, opened) => opened,
+    };
+    let Some(disposed) = dispose(context, path, name, opened, token).await? else {
+        return Ok(Outcome::Changed);
+    };
+    Ok(match done {
+        Done::Ingested(receipt, _) => Outcome::Ingested { receipt, disposed },
+        Done::Duplicate(first_upload_id, _) => Outcome::Duplicate {
+            first_upload_id,
+            disposed,
+        },
+        Done::Busy => Outcome::Busy,
+    })
 }
 
 /// A transient failure: tried again later, unless this was try number `max_attempts` and Kafka
@@ -316,20 +334,7 @@ async fn ingest_file(
     content: &std::sync::OnceLock<String>,
 ) -> Result<Done, WatchError> {
     let started = Instant::now();
-    if tokio::fs::symlink_metadata(path)
-        .await?
-        .file_type()
-        .is_symlink()
-    {
-        return Err(WatchError::Symlink);
-    }
-    let (format, compression) = format::from_name(name)?;
-    let opened = open_regular(path)?;
-    let (sha256, raw_head, hashed) = hash(&opened.file).await?;
-    if hashed != opened.read.len() || !unchanged(&opened)? {
-        return Err(WatchError::Changed);
-    }
-    format::check_compression(compression, &raw_head)?;
+    let (opened, sha256, format, compression) = open_and_hash(path, name).await?;
     if !context.ledger.lock_content(&sha256, token).await? {
         return Ok(Done::Busy);
     }
@@ -373,12 +378,48 @@ async fn ingest_file(
             return Err(error);
         }
     };
-    receipt.sha256 = sha256.clone();
+    receipt.sha256 = sha256;
     receipt.bytes = opened.read.len();
     receipt.source = Some(name.to_owned());
+    commit(context, transaction, receipt, name, opened).await
+}
+
+/// Opens the file at `path` (never through a symbolic link), hashes it, and checks its name
+/// against what it holds: its format and compression by name, its compression by its first
+/// bytes. A file that changed while hashed is [`WatchError::Changed`].
+async fn open_and_hash(
+    path: &Path,
+    name: &str,
+) -> Result<(Opened, String, Format, Compression), WatchError> {
+    if tokio::fs::symlink_metadata(path)
+        .await?
+        .file_type()
+        .is_symlink()
+    {
+        return Err(WatchError::Symlink);
+    }
+    let (format, compression) = format::from_name(name)?;
+    let opened = open_regular(path)?;
+    let (sha256, raw_head, hashed) = hash(&opened.file).await?;
+    if hashed != opened.read.len() || !unchanged(&opened)? {
+        return Err(WatchError::Changed);
+    }
+    format::check_compression(compression, &raw_head)?;
+    Ok((opened, sha256, format, compression))
+}
+
+/// The file's rows are all acknowledged: claim, commit (or abort a duplicate), store the
+/// receipt ([`finish_upload`]), with the claim noted as pending meanwhile (see `ledger`).
+async fn commit(
+    context: &Context,
+    transaction: UploadTransaction,
+    receipt: Receipt,
+    name: &str,
+    opened: Opened,
+) -> Result<Done, WatchError> {
     if let Err(error) = context
         .ledger
-        .add_pending(&receipt.upload_id, &sha256)
+        .add_pending(&receipt.upload_id, &receipt.sha256)
         .await
     {
         transaction.abort().await;
