@@ -1,7 +1,12 @@
 //! Producer configuration, read once at start-up from `SLUICE_PRODUCER_*` environment variables.
 
+use std::time::Duration;
+
 use secrecy::SecretString;
 use serde::Deserialize;
+
+use crate::decode::ExpansionLimits;
+use crate::ingest::Limits;
 
 pub use crate::kafka::Compression;
 use crate::kafka::{ProducerSettings, MESSAGE_MAX_BYTES, MESSAGE_OVERHEAD_BYTES};
@@ -239,6 +244,27 @@ impl Config {
     /// Whether uploads need a token.
     pub fn authenticates_uploads(&self) -> bool {
         !self.admits_upload_token(None)
+    }
+
+    /// The limits of one upload.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_upload_bytes: self.max_upload_bytes,
+            max_in_flight: self.max_in_flight,
+            max_rejects_listed: self.max_rejects_listed,
+            max_line_bytes: self.max_line_bytes,
+            max_record_bytes: self.max_record_bytes,
+            max_unknown_columns_listed: self.max_unknown_columns_listed,
+            body_idle_timeout: Duration::from_millis(self.body_idle_timeout_ms),
+        }
+    }
+
+    /// How far a compressed upload may expand.
+    pub fn expansion_limits(&self) -> ExpansionLimits {
+        ExpansionLimits {
+            max_ratio: self.max_decompression_ratio,
+            max_bytes: self.max_decompressed_bytes,
+        }
     }
 
     /// The settings of this service's [`RoundProducer`](crate::kafka::RoundProducer).
