@@ -12,7 +12,8 @@
 //! - [`format`]: compression and format from a file's name and first bytes; they must agree.
 //! - [`ledger`]: the watcher's Redis keys: per-file locks and claims not yet settled.
 //! - [`file`]: one file, start to finish: lock, hash, dedup, ingest, claim, commit, dispose.
-//! - [`watch`]: events plus rescans, the readiness rule, bounded parallelism and backoff.
+//! - [`watch`]: events plus rescans, the readiness rule, bounded parallelism and backoff: a
+//!   `Scheduler` with one method per event.
 
 pub mod config;
 pub mod error;
