@@ -14,9 +14,6 @@ use super::{Limits, Progress};
 use crate::decode::TooMuchExpansion;
 use crate::error::UploadError;
 
-/// Body chunks buffered between the socket and the CSV parser.
-pub(super) const BODY_CHUNKS_BUFFERED: usize = 8;
-
 /// What the body was, once read whole.
 pub(super) struct BodySummary {
     pub(super) bytes: u64,

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use super::body::BODY_CHUNKS_BUFFERED;
+use super::BODY_CHUNKS_BUFFERED;
 use crate::error::UploadError;
 
 /// Bytes of body gathered before they are handed to the hashing thread (fewer, larger

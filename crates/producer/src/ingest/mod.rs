@@ -47,6 +47,10 @@ pub use receipt::{Receipt, RowReject, Summary, Tally};
 pub use rows::Rows;
 pub use sink::{DiscardSink, RecordSink};
 
+/// Body chunks buffered between the socket and the parser (and batches waiting for the hashing
+/// thread).
+const BODY_CHUNKS_BUFFERED: usize = 8;
+
 /// Limits of one upload.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -134,7 +138,7 @@ where
         progress,
     } = options;
     let started = Instant::now();
-    let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(body::BODY_CHUNKS_BUFFERED);
+    let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(BODY_CHUNKS_BUFFERED);
     let encoding = Arc::new(OnceLock::new());
     let rows = Rows::new(sink, &upload_id, &limits).with_progress(progress.clone());
     // The first failure ends both: a parse error (say, a line over the limit) answers at once
