@@ -14,6 +14,21 @@ use super::{Limits, Progress};
 use crate::decode::TooMuchExpansion;
 use crate::error::UploadError;
 
+/// A body as the pipeline takes it: chunks of bytes, or the failure that ends it (an error
+/// that can be shown: an actix payload's, a decoder's or a file's `io::Error`). `!Send` is
+/// fine (an actix multipart field): it is drained on the caller's task.
+pub trait Body: Stream<Item = Result<Bytes, Self::Failure>> + Unpin {
+    type Failure: std::fmt::Display + 'static;
+}
+
+impl<S, E> Body for S
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display + 'static,
+{
+    type Failure = E;
+}
+
 /// What the body was, once read whole.
 pub(super) struct BodySummary {
     pub(super) bytes: u64,
@@ -23,17 +38,13 @@ pub(super) struct BodySummary {
 
 /// Drains the request body into the channel, counting and hashing it and enforcing the size
 /// limit. Stops early, without error, when the parser has stopped listening.
-pub(super) async fn forward_body<S, E>(
-    mut body: S,
+pub(super) async fn forward_body(
+    mut body: impl Body,
     mut sender: mpsc::Sender<io::Result<Bytes>>,
     limits: Limits,
     hash: bool,
     progress: Option<Arc<Progress>>,
-) -> Result<BodySummary, UploadError>
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display + 'static,
-{
+) -> Result<BodySummary, UploadError> {
     let mut bytes = 0_u64;
     let mut hasher = hash.then(BackgroundSha256::start);
     loop {

@@ -37,11 +37,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use encoding_rs::Encoding;
 use futures::channel::mpsc;
-use futures::Stream;
 
 use crate::error::UploadError;
 
 pub use blocking::{BlockingRows, Row, RowBatches};
+pub use body::Body;
 pub use progress::{Progress, ProgressSnapshot, PROGRESS_EVERY_ROWS};
 pub use receipt::{Receipt, RowReject, Summary, Tally};
 pub use rows::Rows;
@@ -119,17 +119,12 @@ impl IngestOptions {
 }
 
 /// Streams one body into `sink` and returns its receipt once the sink has made every record
-/// durable. `body` may be `!Send` (an actix multipart field): it is drained here and handed to
-/// the parser over a bounded channel.
-pub async fn ingest_body<S, E>(
-    body: S,
+/// durable. `body` is drained here and handed to the parser over a bounded channel.
+pub async fn ingest_body(
+    body: impl Body,
     sink: impl RecordSink,
     options: IngestOptions,
-) -> Result<Receipt, UploadError>
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display + 'static,
-{
+) -> Result<Receipt, UploadError> {
     let IngestOptions {
         format,
         limits,
@@ -159,31 +154,23 @@ where
 }
 
 /// [`ingest_body`] of a CSV body under a fresh upload id, hashed here.
-pub async fn ingest<S, E>(
-    body: S,
+pub async fn ingest(
+    body: impl Body,
     sink: impl RecordSink,
     limits: Limits,
-) -> Result<Receipt, UploadError>
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display + 'static,
-{
+) -> Result<Receipt, UploadError> {
     ingest_body(body, sink, IngestOptions::new(TextFormat::Csv, limits)).await
 }
 
 /// [`ingest_body`] of a body whose SHA-256 the caller already has. Kept for the benchmark
 /// (`cargo xtask bench`); new callers set [`IngestOptions::sha256`].
-pub async fn ingest_text_prehashed<S, E>(
+pub async fn ingest_text_prehashed(
     format: TextFormat,
-    body: S,
+    body: impl Body,
     sink: impl RecordSink,
     limits: Limits,
     sha256: String,
-) -> Result<Receipt, UploadError>
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display + 'static,
-{
+) -> Result<Receipt, UploadError> {
     let options = IngestOptions {
         sha256: Some(sha256),
         ..IngestOptions::new(format, limits)
