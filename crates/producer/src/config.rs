@@ -1,9 +1,15 @@
 //! Producer configuration, read once at start-up from `SLUICE_PRODUCER_*` environment variables.
 
+use std::time::Duration;
+
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::kafka::{MESSAGE_MAX_BYTES, MESSAGE_OVERHEAD_BYTES};
+use crate::decode::ExpansionLimits;
+use crate::ingest::Limits;
+
+pub use crate::kafka::Compression;
+use crate::kafka::{ProducerSettings, MESSAGE_MAX_BYTES, MESSAGE_OVERHEAD_BYTES};
 
 /// A setting that parses but cannot work.
 #[derive(Debug, thiserror::Error)]
@@ -240,6 +246,43 @@ impl Config {
         !self.admits_upload_token(None)
     }
 
+    /// The limits of one upload.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_upload_bytes: self.max_upload_bytes,
+            max_in_flight: self.max_in_flight,
+            max_rejects_listed: self.max_rejects_listed,
+            max_line_bytes: self.max_line_bytes,
+            max_record_bytes: self.max_record_bytes,
+            max_unknown_columns_listed: self.max_unknown_columns_listed,
+            body_idle_timeout: Duration::from_millis(self.body_idle_timeout_ms),
+        }
+    }
+
+    /// How far a compressed upload may expand.
+    pub fn expansion_limits(&self) -> ExpansionLimits {
+        ExpansionLimits {
+            max_ratio: self.max_decompression_ratio,
+            max_bytes: self.max_decompressed_bytes,
+        }
+    }
+
+    /// The settings of this service's [`RoundProducer`](crate::kafka::RoundProducer).
+    pub fn kafka(&self) -> ProducerSettings {
+        ProducerSettings {
+            brokers: self.kafka_brokers.clone(),
+            topic: self.topic.clone(),
+            rejects_topic: self.rejects_topic(),
+            compression: self.compression,
+            delivery_timeout_ms: self.delivery_timeout_ms,
+            transactional: self.transactional,
+            transactional_id_prefix: self.transactional_id_prefix(),
+            transaction_timeout_ms: self.transaction_timeout_ms,
+            max_rows_per_transaction: self.max_rows_per_transaction,
+            slots: self.max_concurrent_uploads,
+        }
+    }
+
     /// The `transactional.id` prefix in use.
     pub fn transactional_id_prefix(&self) -> String {
         self.transactional_id_prefix.clone().unwrap_or_else(|| {
@@ -310,31 +353,9 @@ fn is_origin(text: &str) -> bool {
         && port.is_none_or(|port| !port.is_empty() && port.parse::<u16>().is_ok())
 }
 
-/// Kafka record-batch compression codecs (librdkafka `compression.type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    Zstd,
-    Lz4,
-    Snappy,
-    Gzip,
-    None,
-}
-
-impl Compression {
-    /// The librdkafka name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Compression::Zstd => "zstd",
-            Compression::Lz4 => "lz4",
-            Compression::Snappy => "snappy",
-            Compression::Gzip => "gzip",
-            Compression::None => "none",
-        }
-    }
-}
-
-mod defaults {
+/// The default of every setting; the watcher's too, for the settings it shares with uploads
+/// but does not expose (record size, listed unknown columns, compression).
+pub mod defaults {
     pub fn listen_addr() -> String {
         "127.0.0.1:8080".into()
     }

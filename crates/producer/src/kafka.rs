@@ -1,7 +1,8 @@
-//! The Kafka side of the producer. Each upload runs in its own Kafka transaction, so all of it
-//! becomes visible to (read-committed) consumers at once, or none of it: a failed, refused or
-//! duplicate upload leaves nothing behind. Within an upload, a bounded window of unacknowledged
-//! deliveries gives backpressure.
+//! The Kafka side of the producer. Each upload runs in its own Kafka transaction, so an upload
+//! of up to `max_rows_per_transaction` records becomes visible to (read-committed) consumers at
+//! once, or none of it: a failed, refused or duplicate upload leaves nothing behind. A longer
+//! upload commits in steps of that many records (see [`DeliveryWindow::send`]). Within an
+//! upload, a bounded window of unacknowledged deliveries gives backpressure.
 //!
 //! Deliveries are counted, not awaited one by one: each producer's context counts the
 //! acknowledgements of the upload it currently serves (no future, channel or allocation per
@@ -116,7 +117,53 @@ fn create_producer(config: &ClientConfig) -> Result<CountingProducer, KafkaError
     Ok(Arc::new(config.create_with_context(Deliveries::default())?))
 }
 
-use crate::config::Config;
+/// What a [`RoundProducer`] needs, built from each service's configuration: the producer's
+/// (`Config::kafka`) or the watcher's.
+#[derive(Debug, Clone)]
+pub struct ProducerSettings {
+    /// Kafka bootstrap servers, comma separated.
+    pub brokers: String,
+    /// Topic the game rounds are written to.
+    pub topic: String,
+    /// Topic every rejected row is kept on, in the same transaction.
+    pub rejects_topic: String,
+    /// Compression of record batches.
+    pub compression: Compression,
+    /// How long Kafka may take to acknowledge a record (librdkafka `message.timeout.ms`); also
+    /// the timeout of transactional calls.
+    pub delivery_timeout_ms: u64,
+    /// Whether each upload runs in a Kafka transaction of its own.
+    pub transactional: bool,
+    /// The `transactional.id`s are `<prefix>-<slot>`.
+    pub transactional_id_prefix: String,
+    /// Kafka `transaction.timeout.ms`.
+    pub transaction_timeout_ms: u64,
+    /// Records after which a long upload commits and goes on in a new transaction.
+    pub max_rows_per_transaction: u64,
+    /// Uploads at once, each on a producer (and transactional id) of its own.
+    pub slots: usize,
+}
+
+impl ProducerSettings {
+    /// Makes sure the rounds and the rejects topics exist, creating a missing one with
+    /// `partitions` and `replication_factor`. Kafka being down at start-up is not fatal (`/ready`
+    /// says so, and uploads fail until it is back): the failure is logged, the rest skipped.
+    pub async fn ensure_topics(&self, partitions: i32, replication_factor: i32) {
+        for topic in [&self.topic, &self.rejects_topic] {
+            let created = sluice_schema::kafka::ensure_topic(
+                &self.brokers,
+                topic,
+                partitions,
+                replication_factor,
+            )
+            .await;
+            if let Err(error) = created {
+                tracing::warn!(%error, %topic, "Could not make sure the topic exists.");
+                break;
+            }
+        }
+    }
+}
 
 /// Produces uploads to the topic; shared by every request.
 #[derive(Clone)]
@@ -129,23 +176,24 @@ pub struct RoundProducer {
 }
 
 impl RoundProducer {
-    pub fn new(config: &Config) -> Result<RoundProducer, KafkaError> {
-        let base = base_config(config);
+    pub fn new(settings: &ProducerSettings) -> Result<RoundProducer, KafkaError> {
+        let base = base_config(settings);
         let plain = create_producer(&base)?;
+        let slots = settings.slots.max(1);
         let pool = Arc::new(ProducerPool {
             base,
-            transactional: config.transactional,
-            id_prefix: config.transactional_id_prefix(),
-            timeout: Duration::from_millis(config.delivery_timeout_ms),
-            slots: Mutex::new(vec![Slot::Empty; config.max_concurrent_uploads.max(1)]),
-            permits: Arc::new(Semaphore::new(config.max_concurrent_uploads.max(1))),
-            transaction_timeout_ms: config.transaction_timeout_ms,
-            rows_per_transaction: config.max_rows_per_transaction.max(1),
+            transactional: settings.transactional,
+            id_prefix: settings.transactional_id_prefix.clone(),
+            timeout: Duration::from_millis(settings.delivery_timeout_ms),
+            slots: Mutex::new(vec![Slot::Empty; slots]),
+            permits: Arc::new(Semaphore::new(slots)),
+            transaction_timeout_ms: settings.transaction_timeout_ms,
+            rows_per_transaction: settings.max_rows_per_transaction.max(1),
         });
         Ok(RoundProducer {
             plain,
-            topic: config.topic.clone(),
-            rejects_topic: config.rejects_topic(),
+            topic: settings.topic.clone(),
+            rejects_topic: settings.rejects_topic.clone(),
             pool,
         })
     }
@@ -237,12 +285,12 @@ pub const MESSAGE_OVERHEAD_BYTES: usize = 1_024;
 
 /// Settings shared by every producer: `acks=all`, idempotence, compression, batching for
 /// throughput.
-fn base_config(config: &Config) -> ClientConfig {
+fn base_config(settings: &ProducerSettings) -> ClientConfig {
     let mut base = ClientConfig::new();
-    base.set("bootstrap.servers", &config.kafka_brokers)
+    base.set("bootstrap.servers", &settings.brokers)
         .set("acks", "all")
         .set("enable.idempotence", "true")
-        .set("compression.type", config.compression.as_str())
+        .set("compression.type", settings.compression.as_str())
         .set("linger.ms", "20")
         .set("batch.size", "1000000")
         .set("queue.buffering.max.messages", "1000000")
@@ -250,8 +298,35 @@ fn base_config(config: &Config) -> ClientConfig {
         // librdkafka's default, below Kafka's own (1 048 588): every record is checked against
         // `max_record_bytes` first, which `Config::validate` keeps below this.
         .set("message.max.bytes", MESSAGE_MAX_BYTES.to_string())
-        .set("message.timeout.ms", config.delivery_timeout_ms.to_string());
+        .set(
+            "message.timeout.ms",
+            settings.delivery_timeout_ms.to_string(),
+        );
     base
+}
+
+/// Kafka record-batch compression codecs (librdkafka `compression.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Zstd,
+    Lz4,
+    Snappy,
+    Gzip,
+    None,
+}
+
+impl Compression {
+    /// The librdkafka name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Zstd => "zstd",
+            Compression::Lz4 => "lz4",
+            Compression::Snappy => "snappy",
+            Compression::Gzip => "gzip",
+            Compression::None => "none",
+        }
+    }
 }
 
 /// At most `max_concurrent_uploads` producers, one per running upload (each counts its own

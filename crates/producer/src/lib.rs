@@ -10,8 +10,11 @@
 //!   rejected, never buffered).
 //! - [`pace`]: the client's pace — idle timeout and minimum rate of a request body.
 //! - [`kafka`]: the Kafka producer and the bounded in-flight window of deliveries.
-//! - [`ingest`]: the upload pipeline — bytes → CSV records → `GameRound` → Avro → Kafka.
+//! - [`ingest`]: the upload pipeline, one module per stage — body bytes → text → rows (CSV,
+//!   JSON Lines, JSON arrays) → `GameRound` → Avro → Kafka — run as its `IngestOptions` say.
 //! - [`receipts`]: receipts in Redis, for idempotent re-uploads and `GET /uploads/{id}`.
+//! - [`finish`]: an acknowledged upload's end — claim its content, commit or abort, store the
+//!   receipt (shared with the watcher).
 //! - [`landing`]: reconciliation — how many of an upload's rows ClickHouse holds, and its
 //!   rejected rows (read only; the consumer writes them).
 //! - [`tracking`]: a running upload's counts in Redis, and how it ended if it failed.
@@ -21,6 +24,7 @@
 pub mod config;
 pub mod decode;
 pub mod error;
+pub mod finish;
 pub mod ingest;
 pub mod kafka;
 pub mod landing;
@@ -50,20 +54,11 @@ impl Application {
     /// listener.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         config.validate()?;
+        let settings = config.kafka();
         // Kafka being down at start-up is not fatal: `/ready` says so and uploads get 503.
-        for topic in [config.topic.clone(), config.rejects_topic()] {
-            if let Err(error) = sluice_schema::kafka::ensure_topic(
-                &config.kafka_brokers,
-                &topic,
-                config.topic_partitions,
-                config.topic_replication_factor,
-            )
-            .await
-            {
-                tracing::warn!(%error, %topic, "Could not make sure the topic exists.");
-                break;
-            }
-        }
+        settings
+            .ensure_topics(config.topic_partitions, config.topic_replication_factor)
+            .await;
         if !config.authenticates_uploads() {
             tracing::warn!(
                 "SLUICE_PRODUCER_UPLOAD_TOKENS is not set: anyone who reaches this port can upload \
@@ -74,7 +69,7 @@ impl Application {
             "sluice_producer_intermediate_commits_total",
         ]);
         kafka::register_transaction_outcomes();
-        let producer = kafka::RoundProducer::new(&config)?;
+        let producer = kafka::RoundProducer::new(&settings)?;
         let receipts = receipts::ReceiptStore::new(&config.redis_url, &config.redis_key_prefix)?;
         let listener = TcpListener::bind(&config.listen_addr)?;
         let port = listener.local_addr()?.port();

@@ -48,7 +48,7 @@ async fn concurrent_uploads_each_get_a_producer_of_their_own() {
     let config = config(3);
     kafka::create_topic(&config.topic, 2).await;
     kafka::create_topic(&config.rejects_topic(), 2).await;
-    let producer = RoundProducer::new(&config).unwrap();
+    let producer = RoundProducer::new(&config.kafka()).unwrap();
     // Slots created on demand while others are leased, then reused.
     concurrent_uploads(&producer, 3).await;
     concurrent_uploads(&producer, 3).await;
@@ -61,7 +61,7 @@ async fn initialising_every_slot_up_front_gives_each_its_own_id() {
     let config = config(3);
     kafka::create_topic(&config.topic, 2).await;
     kafka::create_topic(&config.rejects_topic(), 2).await;
-    let producer = RoundProducer::new(&config).unwrap();
+    let producer = RoundProducer::new(&config.kafka()).unwrap();
     producer.init_all_transactions().await.unwrap();
     concurrent_uploads(&producer, 3).await;
     let records = kafka::consume(&config.topic, 2, 4, Duration::from_secs(8)).await;

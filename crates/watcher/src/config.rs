@@ -1,8 +1,12 @@
 //! Watcher configuration, read once at start-up from `SLUICE_WATCHER_*` environment variables.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
+use sluice_producer::config::defaults as producer_defaults;
+use sluice_producer::ingest::Limits;
+use sluice_producer::kafka::ProducerSettings;
 
 /// What happens to a file once its rows are committed (or it was a duplicate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -195,31 +199,48 @@ impl Config {
         })
     }
 
-    /// The producer's configuration for this watcher's Kafka side: its own transactional ids
-    /// (`<prefix>-<instance id>`), one transactional producer per concurrent file.
-    pub fn producer_config(&self) -> sluice_producer::Config {
-        let mut producer =
-            sluice_producer::Config::with_endpoints(&self.kafka_brokers, &self.redis_url);
-        producer.topic = self.topic.clone();
-        producer.rejects_topic = self.rejects_topic.clone();
-        producer.topic_partitions = self.topic_partitions;
-        producer.topic_replication_factor = self.topic_replication_factor;
-        producer.redis_key_prefix = self.redis_key_prefix.clone();
-        producer.transactional = true;
-        producer.transactional_id_prefix = Some(format!(
-            "{}-{}",
-            self.transactional_id_prefix,
-            self.instance_id()
-        ));
-        producer.transaction_timeout_ms = self.transaction_timeout_ms;
-        producer.max_rows_per_transaction = self.max_rows_per_transaction;
-        producer.max_concurrent_uploads = self.max_concurrent_files.max(1);
-        producer.max_upload_bytes = self.max_file_bytes;
-        producer.max_line_bytes = self.max_line_bytes;
-        producer.max_in_flight = self.max_in_flight;
-        producer.max_rejects_listed = self.max_rejects_listed;
-        producer.delivery_timeout_ms = self.delivery_timeout_ms;
-        producer
+    /// The rejects topic's name.
+    pub fn rejects_topic(&self) -> String {
+        self.rejects_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.rejects", self.topic))
+    }
+
+    /// The settings of this watcher's producer: its own transactional ids
+    /// (`<prefix>-<instance id>-<slot>`), one transactional producer per concurrent file, the
+    /// producer's default compression.
+    pub fn kafka(&self) -> ProducerSettings {
+        ProducerSettings {
+            brokers: self.kafka_brokers.clone(),
+            topic: self.topic.clone(),
+            rejects_topic: self.rejects_topic(),
+            compression: producer_defaults::compression(),
+            delivery_timeout_ms: self.delivery_timeout_ms,
+            transactional: true,
+            transactional_id_prefix: format!(
+                "{}-{}",
+                self.transactional_id_prefix,
+                self.instance_id()
+            ),
+            transaction_timeout_ms: self.transaction_timeout_ms,
+            max_rows_per_transaction: self.max_rows_per_transaction,
+            slots: self.max_concurrent_files.max(1),
+        }
+    }
+
+    /// The limits of one file: the watcher's own, and the producer's defaults for the record
+    /// size and the unknown columns listed.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_upload_bytes: self.max_file_bytes,
+            max_in_flight: self.max_in_flight,
+            max_rejects_listed: self.max_rejects_listed,
+            max_line_bytes: self.max_line_bytes,
+            max_record_bytes: producer_defaults::max_record_bytes(),
+            max_unknown_columns_listed: producer_defaults::max_unknown_columns_listed(),
+            // A local file never stalls like a client; a stuck disk still ends the file.
+            body_idle_timeout: Duration::from_secs(300),
+        }
     }
 }
 

@@ -4,8 +4,9 @@
 //! 2. hash it (SHA-256 of the bytes as stored) and check its name against its content;
 //! 3. content already claimed with a receipt → a duplicate: skipped, logged, disposed of;
 //! 4. stream its rows through the producer's pipeline into a transaction;
-//! 5. claim the content (`SET NX`): taken meanwhile → abort, duplicate; ours → commit, store
-//!    the receipt (visible at the producer's `GET /uploads/{id}`);
+//! 5. claim the content (`SET NX`): taken meanwhile → abort, duplicate (recorded as a re-send
+//!    of the first upload, as for an upload); ours → commit, store the receipt (visible at the
+//!    producer's `GET /uploads/{id}`) — the producer's own [`finish_upload`];
 //! 6. move it to `processed/` (or leave or delete it).
 //!
 //! The file is opened once, without following a symbolic link (a link is quarantined, its
@@ -35,16 +36,17 @@ use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use sha2::{Digest, Sha256};
 use sluice_producer::error::UploadError;
+use sluice_producer::finish::{finish_upload, Finished};
 use sluice_producer::ingest::{
-    ingest_text_prehashed, new_upload_id, Limits, Receipt, RecordSink, Rows, Summary, Tally,
+    ingest_body, new_upload_id, BlockingRows, IngestOptions, Limits, Receipt, RecordSink,
+    RowBatches, Rows, Summary, Tally,
 };
-use sluice_producer::kafka::RoundProducer;
-use sluice_producer::receipts::{Claim, ReceiptStore};
-use sluice_schema::csv::RowError;
+use sluice_producer::kafka::{RoundProducer, UploadTransaction};
+use sluice_producer::receipts::ReceiptStore;
 use sluice_schema::parquet::ParquetColumns;
-use sluice_schema::GameRound;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt as _, BufReader};
 use tokio_util::io::ReaderStream;
+use tracing::Instrument as _;
 
 use crate::config::{AfterSuccess, Config};
 use crate::error::{RetryHint, WatchError};
@@ -187,50 +189,14 @@ pub async fn process(context: &Context, path: &Path, failures: u32) -> Outcome {
     }
     let token = format!("{:016x}", rand::random::<u64>());
     let content = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
-    let renewal = {
-        let ledger = context.ledger.clone();
-        let name = name.clone();
-        let (content, token) = (std::sync::Arc::clone(&content), token.clone());
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(ledger.lock_ttl() / 3);
-            every.tick().await;
-            loop {
-                every.tick().await;
-                if !matches!(ledger.renew(&name).await, Ok(true)) {
-                    tracing::warn!(file = %escaped(&name), "Could not renew a file lock.");
-                }
-                if let Some(sha256) = content.get() {
-                    if !matches!(ledger.renew_content(sha256, &token).await, Ok(true)) {
-                        tracing::warn!(file = %escaped(&name), "Could not renew a content lock.");
-                    }
-                }
-            }
-        })
-    };
+    let renewal = renew_locks(context, &name, &token, &content);
     let result = ingest_file(context, path, &name, &token, &content).await;
     renewal.abort();
     if let Some(sha256) = content.get() {
         context.ledger.unlock_content(sha256, &token).await;
     }
     let result = match result {
-        Ok(Done::Busy) => Ok(Outcome::Busy),
-        Ok(Done::Ingested(receipt, opened)) => dispose(context, path, &name, &opened, &token)
-            .await
-            .map(|disposed| match disposed {
-                Some(disposed) => Outcome::Ingested { receipt, disposed },
-                None => Outcome::Changed,
-            })
-            .map_err(WatchError::from),
-        Ok(Done::Duplicate(first, opened)) => dispose(context, path, &name, &opened, &token)
-            .await
-            .map(|disposed| match disposed {
-                Some(disposed) => Outcome::Duplicate {
-                    first_upload_id: first,
-                    disposed,
-                },
-                None => Outcome::Changed,
-            })
-            .map_err(WatchError::from),
+        Ok(done) => settle(context, path, &name, done, &token).await,
         Err(error) => Err(error),
     };
     let outcome = match result {
@@ -243,6 +209,60 @@ pub async fn process(context: &Context, path: &Path, failures: u32) -> Outcome {
     };
     context.ledger.unlock(&name).await;
     outcome
+}
+
+/// Renews the file's lock, and its content's once known, every third of their lifetime, until
+/// aborted.
+fn renew_locks(
+    context: &Context,
+    name: &str,
+    token: &str,
+    content: &std::sync::Arc<std::sync::OnceLock<String>>,
+) -> tokio::task::JoinHandle<()> {
+    let ledger = context.ledger.clone();
+    let (name, token) = (name.to_owned(), token.to_owned());
+    let content = std::sync::Arc::clone(content);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(ledger.lock_ttl() / 3);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            if !matches!(ledger.renew(&name).await, Ok(true)) {
+                tracing::warn!(file = %escaped(&name), "Could not renew a file lock.");
+            }
+            if let Some(sha256) = content.get() {
+                if !matches!(ledger.renew_content(sha256, &token).await, Ok(true)) {
+                    tracing::warn!(file = %escaped(&name), "Could not renew a content lock.");
+                }
+            }
+        }
+    })
+}
+
+/// A file ingested or found a duplicate is disposed of ([`dispose`]); one that changed
+/// meanwhile is [`Outcome::Changed`].
+async fn settle(
+    context: &Context,
+    path: &Path,
+    name: &str,
+    done: Done,
+    token: &str,
+) -> Result<Outcome, WatchError> {
+    let opened = match &done {
+        Done::Busy => return Ok(Outcome::Busy),
+        Done::Ingested(_, opened) | Done::Duplicate(_, opened) => opened,
+    };
+    let Some(disposed) = dispose(context, path, name, opened, token).await? else {
+        return Ok(Outcome::Changed);
+    };
+    Ok(match done {
+        Done::Ingested(receipt, _) => Outcome::Ingested { receipt, disposed },
+        Done::Duplicate(first_upload_id, _) => Outcome::Duplicate {
+            first_upload_id,
+            disposed,
+        },
+        Done::Busy => Outcome::Busy,
+    })
 }
 
 /// A transient failure: tried again later, unless this was try number `max_attempts` and Kafka
@@ -314,29 +334,14 @@ async fn ingest_file(
     content: &std::sync::OnceLock<String>,
 ) -> Result<Done, WatchError> {
     let started = Instant::now();
-    if tokio::fs::symlink_metadata(path)
-        .await?
-        .file_type()
-        .is_symlink()
-    {
-        return Err(WatchError::Symlink);
-    }
-    let (format, compression) = format::from_name(name)?;
-    let opened = open_regular(path)?;
-    let (sha256, raw_head, hashed) = hash(&opened.file).await?;
-    if hashed != opened.read.len() || !unchanged(&opened)? {
-        return Err(WatchError::Changed);
-    }
-    format::check_compression(compression, &raw_head)?;
+    let (opened, sha256, format, compression) = open_and_hash(path, name).await?;
     if !context.ledger.lock_content(&sha256, token).await? {
         return Ok(Done::Busy);
     }
     let _ = content.set(sha256.clone());
     if let Some(first) = context.receipts.holder(&sha256).await? {
-        return match context.receipts.get(&first).await? {
-            Some(_) => Ok(Done::Duplicate(first, opened)),
-            None => Err(WatchError::ClaimedElsewhere(first)),
-        };
+        let has_receipt = context.receipts.get(&first).await?.is_some();
+        return duplicate_of(first, has_receipt, opened);
     }
     let head = content_head(&opened, compression).await?;
     format::check_format(format, &head)?;
@@ -349,16 +354,14 @@ async fn ingest_file(
     let window = transaction.window(context.limits.max_in_flight);
     let ingested = match format {
         Format::Text(text) => {
-            let content = open(&opened, compression)?;
-            ingest_text_prehashed(
-                text,
-                ReaderStream::with_capacity(content, CHUNK),
-                window,
-                context.limits,
-                sha256.clone(),
-            )
-            .await
-            .map_err(WatchError::from)
+            let content = ReaderStream::with_capacity(open(&opened, compression)?, CHUNK);
+            let options = IngestOptions {
+                sha256: Some(sha256.clone()),
+                ..IngestOptions::new(text, context.limits)
+            };
+            ingest_body(content, window, options)
+                .await
+                .map_err(WatchError::from)
         }
         Format::Parquet => ingest_parquet(context, &opened, compression, window, started).await,
     };
@@ -375,50 +378,76 @@ async fn ingest_file(
             return Err(error);
         }
     };
-    receipt.sha256 = sha256.clone();
+    receipt.sha256 = sha256;
     receipt.bytes = opened.read.len();
     receipt.source = Some(name.to_owned());
+    commit(context, transaction, receipt, name, opened).await
+}
+
+/// Opens the file at `path` (never through a symbolic link), hashes it, and checks its name
+/// against what it holds: its format and compression by name, its compression by its first
+/// bytes. A file that changed while hashed is [`WatchError::Changed`].
+async fn open_and_hash(
+    path: &Path,
+    name: &str,
+) -> Result<(Opened, String, Format, Compression), WatchError> {
+    if tokio::fs::symlink_metadata(path)
+        .await?
+        .file_type()
+        .is_symlink()
+    {
+        return Err(WatchError::Symlink);
+    }
+    let (format, compression) = format::from_name(name)?;
+    let opened = open_regular(path)?;
+    let (sha256, raw_head, hashed) = hash(&opened.file).await?;
+    if hashed != opened.read.len() || !unchanged(&opened)? {
+        return Err(WatchError::Changed);
+    }
+    format::check_compression(compression, &raw_head)?;
+    Ok((opened, sha256, format, compression))
+}
+
+/// The file's rows are all acknowledged: claim, commit (or abort a duplicate), store the
+/// receipt ([`finish_upload`]), with the claim noted as pending meanwhile (see `ledger`).
+async fn commit(
+    context: &Context,
+    transaction: UploadTransaction,
+    receipt: Receipt,
+    name: &str,
+    opened: Opened,
+) -> Result<Done, WatchError> {
     if let Err(error) = context
         .ledger
-        .add_pending(&receipt.upload_id, &sha256)
+        .add_pending(&receipt.upload_id, &receipt.sha256)
         .await
     {
         transaction.abort().await;
         return Err(error);
     }
-    let claim = context.receipts.claim(&sha256, &receipt.upload_id).await;
-    let finish_pending = || async {
-        if let Err(error) = context.ledger.remove_pending(&receipt.upload_id).await {
-            tracing::warn!(%error, upload_id = %receipt.upload_id, "Could not clear a pending claim.");
-        }
-    };
-    match claim {
-        Ok(Claim::Ours) => {}
-        Ok(Claim::Taken(first)) => {
-            transaction.abort().await;
-            finish_pending().await;
-            return match context.receipts.get(&first).await? {
-                Some(_) => Ok(Done::Duplicate(first, opened)),
-                None => Err(WatchError::ClaimedElsewhere(first)),
-            };
-        }
-        Err(error) => {
-            transaction.abort().await;
-            finish_pending().await;
-            return Err(error.into());
-        }
+    let finished = finish_upload(&context.receipts, transaction, &receipt, None)
+        .instrument(tracing::info_span!("file", file = %escaped(name)))
+        .await;
+    if let Err(error) = context.ledger.remove_pending(&receipt.upload_id).await {
+        tracing::warn!(%error, upload_id = %receipt.upload_id, "Could not clear a pending claim.");
     }
-    if let Err(error) = transaction.commit().await {
-        context.receipts.release(&sha256, &receipt.upload_id).await;
-        finish_pending().await;
-        return Err(UploadError::from(error).into());
+    match finished? {
+        Finished::Committed => Ok(Done::Ingested(Box::new(receipt), opened)),
+        Finished::Duplicate {
+            first_upload_id,
+            first_receipt,
+        } => duplicate_of(first_upload_id, first_receipt.is_some(), opened),
     }
-    if let Err(error) = context.receipts.save(&receipt, None).await {
-        // The rows are committed; only the receipt is missing.
-        tracing::error!(%error, upload_id = %receipt.upload_id, file = %escaped(name), "Could not store a receipt.");
+}
+
+/// A file whose content upload `first` claimed: a duplicate once that upload has its receipt;
+/// until then it may still fail, so the file is tried again later.
+fn duplicate_of(first: String, has_receipt: bool, opened: Opened) -> Result<Done, WatchError> {
+    if has_receipt {
+        Ok(Done::Duplicate(first, opened))
+    } else {
+        Err(WatchError::ClaimedElsewhere(first))
     }
-    finish_pending().await;
-    Ok(Done::Ingested(Box::new(receipt), opened))
 }
 
 /// SHA-256 of the open file from its start to its end as stored, its first bytes, and how
@@ -509,7 +538,6 @@ async fn ingest_parquet(
     sink: impl RecordSink,
     started: Instant,
 ) -> Result<Receipt, WatchError> {
-    const BATCH: usize = 1024;
     let upload_id = new_upload_id();
     let (local, scratch) = match compression {
         Compression::None => (Local::Open(opened.file.try_clone()?), None),
@@ -518,69 +546,17 @@ async fn ingest_parquet(
                 .config
                 .work_dir()
                 .join(format!("{upload_id}.parquet"));
-            let mut content = open(opened, compression)?.take(context.limits.max_upload_bytes + 1);
-            let mut out = tokio::fs::File::create(&scratch).await?;
-            let copied = tokio::io::copy(&mut content, &mut out).await;
-            let copied = match copied {
-                Ok(copied) => copied,
-                Err(error) => {
-                    let _ = tokio::fs::remove_file(&scratch).await;
-                    return Err(WatchError::Corrupt(error.to_string()));
-                }
-            };
-            if copied > context.limits.max_upload_bytes {
-                let _ = tokio::fs::remove_file(&scratch).await;
-                return Err(UploadError::TooLarge {
-                    limit: context.limits.max_upload_bytes,
-                }
-                .into());
-            }
+            decompress_into(context, opened, compression, &scratch).await?;
             (Local::Scratch(scratch.clone()), Some(scratch))
         }
     };
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<Result<GameRound, RowError>>>(4);
-    let reader = tokio::task::spawn_blocking(move || -> Result<Vec<String>, WatchError> {
-        let parquet = |e: parquet::errors::ParquetError| WatchError::Parquet(e.to_string());
-        let file = match local {
-            Local::Open(file) => file,
-            Local::Scratch(scratch) => std::fs::File::open(scratch)?,
-        };
-        let reader = SerializedFileReader::new(file).map_err(parquet)?;
-        let columns = ParquetColumns::from_schema(reader.metadata().file_metadata().schema_descr())
-            .map_err(UploadError::from)?;
-        let mut batch = Vec::with_capacity(BATCH);
-        let mut record = 0_u64;
-        for row in reader.get_row_iter(None).map_err(parquet)? {
-            let row = row.map_err(parquet)?;
-            record += 1;
-            batch.push(columns.parse_row(&row, record));
-            if batch.len() == BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                if sender.blocking_send(full).is_err() {
-                    break;
-                }
-            }
-        }
-        if !batch.is_empty() {
-            let _ = sender.blocking_send(batch);
-        }
-        Ok(columns.unknown_columns().to_vec())
-    });
+    let mut reader = BlockingRows::spawn(move |batches| read_parquet(local, batches));
     let mut rows = Rows::new(sink, &upload_id, &context.limits);
-    let mut pushed = Ok(());
-    while let Some(batch) = receiver.recv().await {
-        for row in batch {
-            if let Err(error) = rows.push(row).await {
-                pushed = Err(error);
-                break;
-            }
-        }
-        if pushed.is_err() {
-            break;
-        }
-    }
-    drop(receiver);
-    let read = reader.await.map_err(|e| WatchError::Parquet(e.to_string()));
+    let pushed = reader.push_into(&mut rows).await;
+    let read = reader
+        .join()
+        .await
+        .map_err(|e| WatchError::Parquet(e.to_string()));
     if let Some(scratch) = scratch {
         let _ = tokio::fs::remove_file(scratch).await;
     }
@@ -595,6 +571,54 @@ async fn ingest_parquet(
         unknown_columns,
         started,
     }))
+}
+
+/// Decompresses the open file into `scratch`, at most `max_upload_bytes` of it; the scratch
+/// file is removed when that fails.
+async fn decompress_into(
+    context: &Context,
+    opened: &Opened,
+    compression: Compression,
+    scratch: &Path,
+) -> Result<(), WatchError> {
+    let limit = context.limits.max_upload_bytes;
+    let mut content = open(opened, compression)?.take(limit + 1);
+    let mut out = tokio::fs::File::create(scratch).await?;
+    let copied = match tokio::io::copy(&mut content, &mut out).await {
+        Ok(copied) => copied,
+        Err(error) => {
+            let _ = tokio::fs::remove_file(scratch).await;
+            return Err(WatchError::Corrupt(error.to_string()));
+        }
+    };
+    if copied > limit {
+        let _ = tokio::fs::remove_file(scratch).await;
+        return Err(UploadError::TooLarge { limit }.into());
+    }
+    Ok(())
+}
+
+/// The Parquet row source, on the blocking thread: every row, numbered from 1, into `batches`.
+/// Returns the file's unknown columns.
+fn read_parquet(local: Local, mut batches: RowBatches) -> Result<Vec<String>, WatchError> {
+    let parquet = |e: parquet::errors::ParquetError| WatchError::Parquet(e.to_string());
+    let file = match local {
+        Local::Open(file) => file,
+        Local::Scratch(scratch) => std::fs::File::open(scratch)?,
+    };
+    let reader = SerializedFileReader::new(file).map_err(parquet)?;
+    let columns = ParquetColumns::from_schema(reader.metadata().file_metadata().schema_descr())
+        .map_err(UploadError::from)?;
+    let mut record = 0_u64;
+    for row in reader.get_row_iter(None).map_err(parquet)? {
+        let row = row.map_err(parquet)?;
+        record += 1;
+        if !batches.push(columns.parse_row(&row, record)) {
+            return Ok(columns.unknown_columns().to_vec());
+        }
+    }
+    batches.finish();
+    Ok(columns.unknown_columns().to_vec())
 }
 
 /// After success (or for a duplicate): move, delete or leave the file. The file is checked

@@ -12,7 +12,8 @@
 //! - [`format`]: compression and format from a file's name and first bytes; they must agree.
 //! - [`ledger`]: the watcher's Redis keys: per-file locks and claims not yet settled.
 //! - [`file`]: one file, start to finish: lock, hash, dedup, ingest, claim, commit, dispose.
-//! - [`watch`]: events plus rescans, the readiness rule, bounded parallelism and backoff.
+//! - [`watch`]: events plus rescans, the readiness rule, bounded parallelism and backoff: a
+//!   `Scheduler` with one method per event.
 
 pub mod config;
 pub mod error;
@@ -30,7 +31,6 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use metrics_exporter_prometheus::PrometheusHandle;
-use sluice_producer::ingest::Limits;
 use sluice_producer::kafka::RoundProducer;
 use sluice_producer::receipts::ReceiptStore;
 use sluice_schema::telemetry::{answers_in_time, READY_TIMEOUT};
@@ -65,23 +65,13 @@ impl Application {
         ] {
             std::fs::create_dir_all(directory)?;
         }
-        let producer_config = config.producer_config();
-        for topic in [config.topic.clone(), producer_config.rejects_topic()] {
-            if let Err(error) = sluice_schema::kafka::ensure_topic(
-                &config.kafka_brokers,
-                &topic,
-                config.topic_partitions,
-                config.topic_replication_factor,
-            )
-            .await
-            {
-                tracing::warn!(%error, %topic, "Could not make sure the topic exists.");
-                break;
-            }
-        }
+        let kafka = config.kafka();
+        kafka
+            .ensure_topics(config.topic_partitions, config.topic_replication_factor)
+            .await;
         let instance = config.instance_id();
         let context = Arc::new(file::Context {
-            producer: RoundProducer::new(&producer_config)?,
+            producer: RoundProducer::new(&kafka)?,
             receipts: ReceiptStore::new(&config.redis_url, &config.redis_key_prefix)?,
             ledger: ledger::Ledger::new(
                 &config.redis_url,
@@ -89,16 +79,7 @@ impl Application {
                 &instance,
                 Duration::from_millis(config.lock_ttl_ms.max(300)),
             )?,
-            limits: Limits {
-                max_upload_bytes: config.max_file_bytes,
-                max_in_flight: config.max_in_flight,
-                max_rejects_listed: config.max_rejects_listed,
-                max_line_bytes: config.max_line_bytes,
-                max_record_bytes: producer_config.max_record_bytes,
-                max_unknown_columns_listed: producer_config.max_unknown_columns_listed,
-                // A local file never stalls like a client; a stuck disk still ends the file.
-                body_idle_timeout: Duration::from_secs(300),
-            },
+            limits: config.limits(),
             instance,
             config,
         });

@@ -40,29 +40,69 @@ struct Candidate {
     not_before: Option<Instant>,
 }
 
+/// A file moved to `processed/`, to be looked at again once `stable_ms` passed.
+struct Recheck {
+    due: Instant,
+    inbox: PathBuf,
+    moved: PathBuf,
+    read: Snapshot,
+}
+
 /// Runs until `shutdown`; in-flight files are then abandoned (their transactions abort) and
 /// are read again by the next start.
 pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
     let config = &context.config;
-    let directory = config.watch_dir.clone();
-    let (events, mut received) = mpsc::unbounded_channel::<notify::Event>();
+    let (_watcher, mut events) = file_system_events(&config.watch_dir);
+    register_metrics();
+    let mut rescan =
+        tokio::time::interval(Duration::from_millis(config.rescan_interval_ms.max(100)));
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut scheduler = Scheduler::new(Arc::clone(&context));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = rescan.tick() => scheduler.rescan().await,
+            Some(event) = events.recv() => scheduler.event(event),
+            Some(joined) = scheduler.tasks.join_next(), if !scheduler.tasks.is_empty() => {
+                if let Ok((path, outcome)) = joined {
+                    scheduler.finished(path, outcome);
+                }
+            }
+            _ = tick.tick() => scheduler.tick(),
+        }
+    }
+    scheduler.tasks.shutdown().await;
+}
+
+/// File-system events of `directory`, or none (then rescans find every file).
+fn file_system_events(
+    directory: &Path,
+) -> (
+    Option<notify::RecommendedWatcher>,
+    mpsc::UnboundedReceiver<notify::Event>,
+) {
+    let (events, received) = mpsc::unbounded_channel::<notify::Event>();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
             let _ = events.send(event);
         }
     })
     .and_then(|mut watcher| {
-        watcher.watch(&directory, RecursiveMode::NonRecursive)?;
+        watcher.watch(directory, RecursiveMode::NonRecursive)?;
         Ok(watcher)
     });
-    let _watcher = match watcher {
-        Ok(watcher) => Some(watcher),
+    match watcher {
+        Ok(watcher) => (Some(watcher), received),
         Err(error) => {
             tracing::warn!(%error, "No file-system events; relying on rescans.");
-            None
+            (None, received)
         }
-    };
+    }
+}
 
+/// Shows every label of the watcher's counters at 0 from the start.
+fn register_metrics() {
     for outcome in Outcome::LABELS {
         metrics::counter!("sluice_watcher_files_total", "outcome" => outcome).increment(0);
     }
@@ -74,169 +114,260 @@ pub async fn run(context: Arc<Context>, shutdown: CancellationToken) {
     for outcome in ["accepted", "rejected"] {
         metrics::counter!("sluice_watcher_rows_total", "outcome" => outcome).increment(0);
     }
-    let stable = Duration::from_millis(config.stable_ms);
-    let permits = Arc::new(Semaphore::new(config.max_concurrent_files.max(1)));
-    let mut candidates: HashMap<PathBuf, Candidate> = HashMap::new();
-    let mut in_flight: HashSet<PathBuf> = HashSet::new();
-    let mut attempts: HashMap<PathBuf, u32> = HashMap::new();
-    let mut failures: HashMap<PathBuf, u32> = HashMap::new();
-    let mut left: HashMap<PathBuf, Snapshot> = HashMap::new();
-    // Files moved to `processed/`: (when to look again, inbox path, where it went, as read).
-    let mut rechecks: VecDeque<(Instant, PathBuf, PathBuf, Snapshot)> = VecDeque::new();
-    let mut reported = Reported::new(REPORTED_NAMES);
-    let own_directories = [
-        config.processed_dir(),
-        config.quarantine_dir(),
-        config.work_dir(),
-    ];
-    let mut tasks: JoinSet<(PathBuf, Outcome)> = JoinSet::new();
-    let mut rescan =
-        tokio::time::interval(Duration::from_millis(config.rescan_interval_ms.max(100)));
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+}
 
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = rescan.tick() => {
-                let listing = list(&config.watch_dir, stable).await;
-                metrics::counter!("sluice_watcher_rescans_total").increment(1);
-                for path in listing.candidates {
-                    candidates.entry(path).or_default();
-                }
-                for (path, why) in listing.ignored {
-                    if own_directories.contains(&path) {
-                        continue;
-                    }
-                    let Some(file_name) = path.file_name() else { continue };
-                    if reported.first_time(file_name) {
-                        metrics::counter!("sluice_watcher_ignored_files_total", "reason" => why.label()).increment(1);
-                        tracing::info!(
-                            file = %escaped(file_name),
-                            reason = why.label(),
-                            "Not reading this entry: {}.",
-                            why.explain()
-                        );
-                    }
-                }
-                reported.retain(&listing.names);
+/// The watch loop's state, one method per event: a rescan, a file-system event, a file's task
+/// ending, a tick.
+struct Scheduler {
+    context: Arc<Context>,
+    stable: Duration,
+    permits: Arc<Semaphore>,
+    /// Files waiting to be read: until complete, or their backoff passed.
+    candidates: HashMap<PathBuf, Candidate>,
+    in_flight: HashSet<PathBuf>,
+    /// Tries of each file so far, for the backoff.
+    attempts: HashMap<PathBuf, u32>,
+    /// Tries of each file that failed in a row, for `max_attempts`.
+    failures: HashMap<PathBuf, u32>,
+    /// Files left in place (`after_success=leave`), as read.
+    left: HashMap<PathBuf, Snapshot>,
+    /// Files moved to `processed/`, by when to look again.
+    rechecks: VecDeque<Recheck>,
+    reported: Reported,
+    own_directories: [PathBuf; 3],
+    tasks: JoinSet<(PathBuf, Outcome)>,
+}
+
+impl Scheduler {
+    fn new(context: Arc<Context>) -> Scheduler {
+        let config = &context.config;
+        Scheduler {
+            stable: Duration::from_millis(config.stable_ms),
+            permits: Arc::new(Semaphore::new(config.max_concurrent_files.max(1))),
+            candidates: HashMap::new(),
+            in_flight: HashSet::new(),
+            attempts: HashMap::new(),
+            failures: HashMap::new(),
+            left: HashMap::new(),
+            rechecks: VecDeque::new(),
+            reported: Reported::new(REPORTED_NAMES),
+            own_directories: [
+                config.processed_dir(),
+                config.quarantine_dir(),
+                config.work_dir(),
+            ],
+            tasks: JoinSet::new(),
+            context,
+        }
+    }
+
+    /// A full look at the directory: every candidate noted, every ignored entry reported once.
+    async fn rescan(&mut self) {
+        let listing = list(&self.context.config.watch_dir, self.stable).await;
+        metrics::counter!("sluice_watcher_rescans_total").increment(1);
+        for path in listing.candidates {
+            self.candidates.entry(path).or_default();
+        }
+        for (path, why) in listing.ignored {
+            if self.own_directories.contains(&path) {
+                continue;
             }
-            Some(event) = received.recv() => {
-                let renamed = matches!(
-                    event.kind,
-                    EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+            let Some(file_name) = path.file_name() else {
+                continue;
+            };
+            if self.reported.first_time(file_name) {
+                metrics::counter!("sluice_watcher_ignored_files_total", "reason" => why.label())
+                    .increment(1);
+                tracing::info!(
+                    file = %escaped(file_name),
+                    reason = why.label(),
+                    "Not reading this entry: {}.",
+                    why.explain()
                 );
-                // For `Both`, the paths are (from, to): only the last is where the file is now.
-                let paths = match event.kind {
-                    EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => event.paths.last().cloned().into_iter().collect(),
-                    EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => Vec::new(),
-                    _ => event.paths,
-                };
-                for path in paths {
-                    if path.parent() == Some(config.watch_dir.as_path()) && is_candidate_name(&path) {
-                        candidates.entry(path).or_default().renamed_in |= renamed;
-                    }
-                }
             }
-            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                let Ok((path, outcome)) = joined else { continue };
-                in_flight.remove(&path);
-                record(&path, &outcome);
-                match outcome {
-                    Outcome::Retry(_) | Outcome::Busy => {
-                        if matches!(outcome, Outcome::Retry(_)) {
-                            *failures.entry(path.clone()).or_insert(0) += 1;
-                        }
-                        let attempt = attempts.entry(path.clone()).or_insert(0);
-                        let delay = backoff(config.retry_initial_ms, config.retry_max_ms, *attempt);
-                        *attempt += 1;
-                        candidates.insert(path, Candidate { renamed_in: false, not_before: Some(Instant::now() + delay) });
-                    }
-                    Outcome::Ingested { disposed, .. } | Outcome::Duplicate { disposed, .. } => {
-                        attempts.remove(&path);
-                        failures.remove(&path);
-                        match disposed {
-                            Disposed::Moved { to, read } => {
-                                rechecks.push_back((Instant::now() + stable, path, to, read));
-                            }
-                            Disposed::Left { read } => {
-                                left.insert(path, read);
-                            }
-                            Disposed::Deleted => {}
-                        }
-                    }
-                    Outcome::Changed => {
-                        // Back in the inbox (or still there): read again once stable.
-                        attempts.remove(&path);
-                        failures.remove(&path);
-                        candidates.insert(path, Candidate::default());
-                    }
-                    Outcome::Quarantined { .. } | Outcome::Gone => {
-                        attempts.remove(&path);
-                        failures.remove(&path);
-                    }
-                }
-                metrics::gauge!("sluice_watcher_files_in_flight").set(in_flight.len() as f64);
+        }
+        self.reported.retain(&listing.names);
+    }
+
+    /// A file-system event: the files it names in the directory become candidates.
+    fn event(&mut self, event: notify::Event) {
+        let renamed = matches!(
+            event.kind,
+            EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+        );
+        // For `Both`, the paths are (from, to): only the last is where the file is now.
+        let paths = match event.kind {
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
+                event.paths.last().cloned().into_iter().collect()
             }
-            _ = tick.tick() => {
-                let now = Instant::now();
-                while rechecks.front().is_some_and(|(due, ..)| *due <= now) {
-                    let Some((_, inbox, moved, read)) = rechecks.pop_front() else { break };
-                    recheck(&inbox, &moved, &read);
-                }
-                let (mut ready, mut vanished) = (Vec::new(), Vec::new());
-                candidates.retain(|path, candidate| {
-                    if in_flight.contains(path) || candidate.not_before.is_some_and(|t| t > now) {
-                        return true;
-                    }
-                    // Never followed: a link is handed to the file task at once, which
-                    // quarantines the link itself.
-                    let Ok(meta) = std::fs::symlink_metadata(path) else {
-                        vanished.push(path.clone());
-                        return false;
-                    };
-                    if meta.file_type().is_symlink() {
-                        ready.push(path.clone());
-                        return false;
-                    }
-                    if !meta.is_file() {
-                        vanished.push(path.clone());
-                        return false;
-                    }
-                    let modified = meta.modified().ok();
-                    if left.get(path) == Some(&Snapshot::of(&meta)) {
-                        return false;
-                    }
-                    let settled = modified
-                        .and_then(|m| SystemTime::now().duration_since(m).ok())
-                        .is_some_and(|age| age >= stable);
-                    if candidate.renamed_in || settled {
-                        ready.push(path.clone());
-                        return false;
-                    }
-                    true
-                });
-                for path in vanished {
-                    attempts.remove(&path);
-                    failures.remove(&path);
-                }
-                for path in ready {
-                    in_flight.insert(path.clone());
-                    let context = Arc::clone(&context);
-                    let permits = Arc::clone(&permits);
-                    let failed = failures.get(&path).copied().unwrap_or(0);
-                    tasks.spawn(async move {
-                        let _permit = permits.acquire_owned().await;
-                        let outcome = file::process(&context, &path, failed).await;
-                        (path, outcome)
-                    });
-                }
-                metrics::gauge!("sluice_watcher_files_in_flight").set(in_flight.len() as f64);
-                metrics::gauge!("sluice_watcher_files_waiting").set(candidates.len() as f64);
+            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
+                Vec::new()
+            }
+            _ => event.paths,
+        };
+        let directory = self.context.config.watch_dir.as_path();
+        for path in paths {
+            if path.parent() == Some(directory) && is_candidate_name(&path) {
+                self.candidates.entry(path).or_default().renamed_in |= renamed;
             }
         }
     }
-    tasks.shutdown().await;
+
+    /// A file's task ended: logged and counted, then tried again later, looked at again later,
+    /// or done with.
+    fn finished(&mut self, path: PathBuf, outcome: Outcome) {
+        self.in_flight.remove(&path);
+        record(&path, &outcome);
+        match outcome {
+            Outcome::Retry(_) | Outcome::Busy => {
+                if matches!(outcome, Outcome::Retry(_)) {
+                    *self.failures.entry(path.clone()).or_insert(0) += 1;
+                }
+                let config = &self.context.config;
+                let attempt = self.attempts.entry(path.clone()).or_insert(0);
+                let delay = backoff(config.retry_initial_ms, config.retry_max_ms, *attempt);
+                *attempt += 1;
+                let not_before = Some(Instant::now() + delay);
+                let candidate = Candidate {
+                    renamed_in: false,
+                    not_before,
+                };
+                self.candidates.insert(path, candidate);
+            }
+            Outcome::Ingested { disposed, .. } | Outcome::Duplicate { disposed, .. } => {
+                self.forget(&path);
+                self.disposed(path, disposed);
+            }
+            Outcome::Changed => {
+                // Back in the inbox (or still there): read again once stable.
+                self.forget(&path);
+                self.candidates.insert(path, Candidate::default());
+            }
+            Outcome::Quarantined { .. } | Outcome::Gone => self.forget(&path),
+        }
+        metrics::gauge!("sluice_watcher_files_in_flight").set(self.in_flight.len() as f64);
+    }
+
+    /// Remembers where a file went after success, for the later look at it.
+    fn disposed(&mut self, inbox: PathBuf, disposed: Disposed) {
+        match disposed {
+            Disposed::Moved { to, read } => self.rechecks.push_back(Recheck {
+                due: Instant::now() + self.stable,
+                inbox,
+                moved: to,
+                read,
+            }),
+            Disposed::Left { read } => {
+                self.left.insert(inbox, read);
+            }
+            Disposed::Deleted => {}
+        }
+    }
+
+    /// Forgets a file's tries.
+    fn forget(&mut self, path: &Path) {
+        self.attempts.remove(path);
+        self.failures.remove(path);
+    }
+
+    /// Every `TICK`: the rechecks due, then every candidate that is ready gets a task.
+    fn tick(&mut self) {
+        let now = Instant::now();
+        while self.rechecks.front().is_some_and(|r| r.due <= now) {
+            let Some(due) = self.rechecks.pop_front() else {
+                break;
+            };
+            recheck(&due.inbox, &due.moved, &due.read);
+        }
+        for path in self.take_ready(now) {
+            self.start(path);
+        }
+        metrics::gauge!("sluice_watcher_files_in_flight").set(self.in_flight.len() as f64);
+        metrics::gauge!("sluice_watcher_files_waiting").set(self.candidates.len() as f64);
+    }
+
+    /// The candidates ready now, taken out of the waiting set; vanished ones are forgotten.
+    fn take_ready(&mut self, now: Instant) -> Vec<PathBuf> {
+        let (mut ready, mut vanished) = (Vec::new(), Vec::new());
+        let (in_flight, left, stable) = (&self.in_flight, &self.left, self.stable);
+        self.candidates.retain(|path, candidate| {
+            if in_flight.contains(path) || candidate.not_before.is_some_and(|t| t > now) {
+                return true;
+            }
+            match look(path, candidate, left, stable) {
+                Look::Waiting => true,
+                Look::Ready => {
+                    ready.push(path.clone());
+                    false
+                }
+                Look::Vanished => {
+                    vanished.push(path.clone());
+                    false
+                }
+                Look::Unchanged => false,
+            }
+        });
+        for path in vanished {
+            self.forget(&path);
+        }
+        ready
+    }
+
+    /// Starts the file's task (it waits for one of `max_concurrent_files` permits).
+    fn start(&mut self, path: PathBuf) {
+        self.in_flight.insert(path.clone());
+        let context = Arc::clone(&self.context);
+        let permits = Arc::clone(&self.permits);
+        let failed = self.failures.get(&path).copied().unwrap_or(0);
+        self.tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let outcome = file::process(&context, &path, failed).await;
+            (path, outcome)
+        });
+    }
+}
+
+/// What a waiting candidate is now.
+enum Look {
+    /// Still being written: wait.
+    Waiting,
+    /// Complete (renamed into place, or `stable` quiet), or a symbolic link (handed to the file
+    /// task at once, which quarantines the link itself, never following it).
+    Ready,
+    /// Gone, or no longer a file.
+    Vanished,
+    /// Left in place after success and unchanged since.
+    Unchanged,
+}
+
+fn look(
+    path: &Path,
+    candidate: &Candidate,
+    left: &HashMap<PathBuf, Snapshot>,
+    stable: Duration,
+) -> Look {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Look::Vanished;
+    };
+    if meta.file_type().is_symlink() {
+        return Look::Ready;
+    }
+    if !meta.is_file() {
+        return Look::Vanished;
+    }
+    if left.get(path) == Some(&Snapshot::of(&meta)) {
+        return Look::Unchanged;
+    }
+    let settled = meta
+        .modified()
+        .ok()
+        .and_then(|m| SystemTime::now().duration_since(m).ok())
+        .is_some_and(|age| age >= stable);
+    if candidate.renamed_in || settled {
+        Look::Ready
+    } else {
+        Look::Waiting
+    }
 }
 
 /// One full look at the watched directory.

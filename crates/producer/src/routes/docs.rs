@@ -15,7 +15,7 @@ use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
 use super::upload;
 use crate::error::UPLOAD_CHALLENGE;
-use crate::ingest::Receipt;
+use crate::ingest::{Receipt, RowReject};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -69,16 +69,6 @@ pub struct UploadForm {
     /// `application/zstd` (415 otherwise).
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
-}
-
-/// One rejected row listed in a receipt.
-#[derive(Serialize, ToSchema)]
-pub struct RowReject {
-    /// 1-based, the header being line 1.
-    pub line: u64,
-    /// The column at fault; `null` for row-level problems.
-    pub column: Option<String>,
-    pub reason: String,
 }
 
 /// `GET /uploads/{id}` of a committed upload: its receipt and how much of it landed.

@@ -11,12 +11,11 @@ use super::docs::{
     UploadForm, UploadLookup,
 };
 use super::AppState;
-use crate::decode::ExpansionLimits;
 use crate::error::UploadError;
-use crate::ingest::{ingest_tracked, new_upload_id, Limits, Progress, Receipt};
+use crate::finish::{finish_upload, Finished};
+use crate::ingest::{ingest_body, new_upload_id, IngestOptions, Progress, Receipt, TextFormat};
 use crate::kafka::UploadTransaction;
 use crate::pace::{PaceLimits, Paced};
-use crate::receipts::Claim;
 use crate::tracking::Tracker;
 use sluice_schema::problem::Problem;
 
@@ -125,73 +124,9 @@ pub async fn csv_upload(
                 return Err(UploadError::NotCsv(mime.essence_str().to_owned()));
             }
         }
-        let config = &state.config;
-        let limits = Limits {
-            max_upload_bytes: config.max_upload_bytes,
-            max_in_flight: config.max_in_flight,
-            max_rejects_listed: config.max_rejects_listed,
-            max_line_bytes: config.max_line_bytes,
-            max_record_bytes: config.max_record_bytes,
-            max_unknown_columns_listed: config.max_unknown_columns_listed,
-            body_idle_timeout: Duration::from_millis(config.body_idle_timeout_ms),
-        };
-        let expansion = ExpansionLimits {
-            max_ratio: config.max_decompression_ratio,
-            max_bytes: config.max_decompressed_bytes,
-        };
         // A slot first: a request refused for want of one never started (nothing tracked).
-        let slot_wait = Duration::from_millis(config.upload_slot_wait_ms);
-        let transaction = match state.producer.try_begin_upload(slot_wait).await {
-            Ok(Some(transaction)) => transaction,
-            Ok(None) => {
-                metrics::counter!("sluice_producer_uploads_total", "outcome" => "failed")
-                    .increment(1);
-                return Err(UploadError::Busy {
-                    slots: state.producer.slots(),
-                });
-            }
-            Err(error) => {
-                metrics::counter!("sluice_producer_uploads_total", "outcome" => "failed")
-                    .increment(1);
-                tracing::warn!(%error, "Upload failed: no Kafka transaction.");
-                return Err(error.into());
-            }
-        };
-        let upload_id = new_upload_id();
-        let progress = Arc::new(Progress::default());
-        let tracker = Tracker::start(
-            state.receipts.clone(),
-            &upload_id,
-            idempotency_key,
-            Arc::clone(&progress),
-        );
-        let body = Box::pin(crate::decode::decompress(field, expansion));
-        let result = upload(
-            &state,
-            transaction,
-            body,
-            limits,
-            idempotency_key,
-            upload_id,
-            progress,
-        )
-        .await
-        .map_err(too_slow);
-        tracker.end(result.as_ref().err()).await;
-        let outcome = match &result {
-            Ok(Outcome::Accepted(_)) => "accepted",
-            Ok(Outcome::Replayed(_)) => "replayed",
-            Err(_) => "failed",
-        };
-        metrics::counter!("sluice_producer_uploads_total", "outcome" => outcome).increment(1);
-        return match result {
-            Ok(Outcome::Accepted(receipt)) => Ok(HttpResponse::Ok().json(receipt)),
-            Ok(Outcome::Replayed(receipt)) => Ok(replay(receipt)),
-            Err(error) => {
-                tracing::warn!(%error, "Upload failed.");
-                Err(error)
-            }
-        };
+        let transaction = begin(&state).await?;
+        return answer(tracked(&state, transaction, field, idempotency_key, too_slow).await);
     }
     Err(UploadError::NoFileField)
 }
@@ -201,56 +136,105 @@ enum Outcome {
     Replayed(serde_json::Value),
 }
 
-/// Streams the file in a transaction, then commits it or, for a duplicate, aborts it.
+/// A transaction on a free slot of the producer pool, waiting at most `upload_slot_wait_ms`
+/// for one (503 when none is free by then).
+async fn begin(state: &AppState) -> Result<UploadTransaction, UploadError> {
+    let slot_wait = Duration::from_millis(state.config.upload_slot_wait_ms);
+    let failure = match state.producer.try_begin_upload(slot_wait).await {
+        Ok(Some(transaction)) => return Ok(transaction),
+        Ok(None) => UploadError::Busy {
+            slots: state.producer.slots(),
+        },
+        Err(error) => {
+            tracing::warn!(%error, "Upload failed: no Kafka transaction.");
+            error.into()
+        }
+    };
+    metrics::counter!("sluice_producer_uploads_total", "outcome" => "failed").increment(1);
+    Err(failure)
+}
+
+/// Runs the upload of `field` in `transaction`, its counts reported while it runs and its end
+/// recorded ([`Tracker`]); `too_slow` says when a failure was the client's pace.
+async fn tracked(
+    state: &AppState,
+    transaction: UploadTransaction,
+    field: actix_multipart::Field,
+    idempotency_key: Option<&str>,
+    too_slow: impl Fn(UploadError) -> UploadError,
+) -> Result<Outcome, UploadError> {
+    let upload_id = new_upload_id();
+    let progress = Arc::new(Progress::default());
+    let tracker = Tracker::start(
+        state.receipts.clone(),
+        &upload_id,
+        idempotency_key,
+        Arc::clone(&progress),
+    );
+    let body = Box::pin(crate::decode::decompress(
+        field,
+        state.config.expansion_limits(),
+    ));
+    let options = IngestOptions {
+        format: TextFormat::Csv,
+        limits: state.config.limits(),
+        upload_id,
+        sha256: None,
+        progress: Some(progress),
+    };
+    let result = upload(state, transaction, body, options, idempotency_key)
+        .await
+        .map_err(too_slow);
+    tracker.end(result.as_ref().err()).await;
+    result
+}
+
+/// The answer to an upload that ran, counted and (if it failed) logged.
+fn answer(result: Result<Outcome, UploadError>) -> Result<HttpResponse, UploadError> {
+    let outcome = match &result {
+        Ok(Outcome::Accepted(_)) => "accepted",
+        Ok(Outcome::Replayed(_)) => "replayed",
+        Err(_) => "failed",
+    };
+    metrics::counter!("sluice_producer_uploads_total", "outcome" => outcome).increment(1);
+    match result {
+        Ok(Outcome::Accepted(receipt)) => Ok(HttpResponse::Ok().json(receipt)),
+        Ok(Outcome::Replayed(receipt)) => Ok(replay(receipt)),
+        Err(error) => {
+            tracing::warn!(%error, "Upload failed.");
+            Err(error)
+        }
+    }
+}
+
+/// Streams the file in a transaction, then commits it or, for a duplicate, aborts it
+/// ([`finish_upload`]).
 async fn upload(
     state: &AppState,
     transaction: UploadTransaction,
     body: impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Unpin,
-    limits: Limits,
+    options: IngestOptions,
     idempotency_key: Option<&str>,
-    upload_id: String,
-    progress: Arc<Progress>,
 ) -> Result<Outcome, UploadError> {
-    let window = transaction.window(limits.max_in_flight);
-    let receipt = match ingest_tracked(body, window, limits, upload_id, progress).await {
+    let window = transaction.window(options.limits.max_in_flight);
+    let receipt = match ingest_body(body, window, options).await {
         Ok(receipt) => receipt,
         Err(error) => {
             transaction.abort().await;
             return Err(error);
         }
     };
-    let claim = match state
-        .receipts
-        .claim(&receipt.sha256, &receipt.upload_id)
-        .await
-    {
-        Ok(claim) => claim,
-        Err(error) => {
-            transaction.abort().await;
-            return Err(error);
+    match finish_upload(&state.receipts, transaction, &receipt, idempotency_key).await? {
+        Finished::Committed => {}
+        Finished::Duplicate {
+            first_upload_id,
+            first_receipt,
+        } => {
+            tracing::info!(upload_id = %receipt.upload_id, %first_upload_id, "Duplicate upload discarded.");
+            return first_receipt
+                .map(Outcome::Replayed)
+                .ok_or(UploadError::InProgress(first_upload_id));
         }
-    };
-    if let Claim::Taken(first) = claim {
-        transaction.abort().await;
-        if let Err(error) = state.receipts.add_alias(&first, &receipt.upload_id).await {
-            tracing::warn!(%error, first_upload_id = %first, upload_id = %receipt.upload_id, "Could not record a re-send; the first upload's reconciliation may stay short.");
-        }
-        tracing::info!(upload_id = %receipt.upload_id, first_upload_id = %first, "Duplicate upload discarded.");
-        return match state.receipts.get(&first).await? {
-            Some(first_receipt) => Ok(Outcome::Replayed(first_receipt)),
-            None => Err(UploadError::InProgress(first)),
-        };
-    }
-    if let Err(error) = transaction.commit().await {
-        state
-            .receipts
-            .release(&receipt.sha256, &receipt.upload_id)
-            .await;
-        return Err(error.into());
-    }
-    if let Err(error) = state.receipts.save(&receipt, idempotency_key).await {
-        // The records are committed: the client gets its receipt even if storing it failed.
-        tracing::error!(%error, upload_id = %receipt.upload_id, "Could not store a receipt.");
     }
     metrics::counter!("sluice_producer_rows_read_total").increment(receipt.rows_read);
     metrics::counter!("sluice_producer_rows_total", "outcome" => "accepted")

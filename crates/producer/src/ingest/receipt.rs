@@ -1,0 +1,97 @@
+//! What an ingest ends with: its counts ([`Tally`]), what the receipt says besides them
+//! ([`Summary`]), and the [`Receipt`] the client is given.
+
+use std::time::Instant;
+
+use serde::Serialize;
+use sluice_schema::csv::RowError;
+
+/// What the producer tells the client once Kafka acknowledged every accepted record.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Receipt {
+    pub upload_id: String,
+    /// The file's text encoding as read: `UTF-8`, `UTF-16LE` or `UTF-16BE`.
+    #[schema(value_type = String)]
+    pub encoding: &'static str,
+    pub rows_read: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub bytes: u64,
+    pub duration_ms: u64,
+    pub sha256: String,
+    /// The first columns of the header that are not used, in order (at most
+    /// `max_unknown_columns_listed`).
+    pub unknown_columns: Vec<String>,
+    /// How many columns of the header are not used.
+    pub unknown_columns_count: u64,
+    /// The first rejected rows, in file order (at most `max_rejects_listed`).
+    #[schema(value_type = Vec<RowReject>)]
+    pub rejects: Vec<RowError>,
+    /// The file this came from, for files the watcher picked up (absent for uploads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// One rejected row listed in a receipt.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RowReject {
+    /// 1-based, the header being line 1.
+    pub line: u64,
+    /// The column at fault; `null` for row-level problems.
+    pub column: Option<String>,
+    pub reason: String,
+}
+
+/// What a receipt says besides the counts.
+pub struct Summary {
+    pub upload_id: String,
+    pub encoding: &'static str,
+    pub bytes: u64,
+    pub sha256: String,
+    pub unknown_columns: Vec<String>,
+    /// When the ingest started, for `duration_ms`.
+    pub started: Instant,
+}
+
+/// The counts of a finished ingest.
+#[derive(Debug)]
+pub struct Tally {
+    pub rows_read: u64,
+    pub accepted: u64,
+    /// The first rejected rows, in order.
+    pub rejects: Vec<RowError>,
+    /// How many unused header columns the receipt lists.
+    unknown_columns_listed: usize,
+}
+
+impl Tally {
+    /// No row yet; the receipt will list at most `unknown_columns_listed` unused columns.
+    pub(super) fn new(unknown_columns_listed: usize) -> Tally {
+        Tally {
+            rows_read: 0,
+            accepted: 0,
+            rejects: Vec::new(),
+            unknown_columns_listed,
+        }
+    }
+
+    pub fn into_receipt(self, summary: Summary) -> Receipt {
+        let mut unknown_columns = summary.unknown_columns;
+        let unknown_columns_count = unknown_columns.len() as u64;
+        unknown_columns.truncate(self.unknown_columns_listed);
+        Receipt {
+            upload_id: summary.upload_id,
+            encoding: summary.encoding,
+            rows_read: self.rows_read,
+            accepted: self.accepted,
+            rejected: self.rows_read - self.accepted,
+            bytes: summary.bytes,
+            duration_ms: u64::try_from(summary.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            sha256: summary.sha256,
+            unknown_columns,
+            unknown_columns_count,
+            rejects: self.rejects,
+            source: None,
+        }
+    }
+}

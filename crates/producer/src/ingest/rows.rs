@@ -1,0 +1,149 @@
+//! The stage after every row source: each round encoded to Avro and sent, each reject sent to
+//! the rejects topic (the first ones kept for the receipt), every row counted.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use sluice_schema::avro::GameRoundCodec;
+use sluice_schema::csv::RowError;
+use sluice_schema::GameRound;
+
+use super::{Limits, Progress, RecordSink, Tally, PROGRESS_EVERY_ROWS};
+use crate::error::UploadError;
+
+/// The format-agnostic half of ingest: every row of a source goes through [`push`](Self::push),
+/// which encodes a round to the sink or keeps a reject; [`finish`](Self::finish) waits until
+/// the sink made everything durable.
+pub struct Rows<'a, K: RecordSink> {
+    sink: K,
+    upload_id: &'a str,
+    codec: &'static GameRoundCodec,
+    message: Vec<u8>,
+    max_rejects_listed: usize,
+    max_record_bytes: usize,
+    tally: Tally,
+    progress: Option<Arc<Progress>>,
+}
+
+impl<'a, K: RecordSink> Rows<'a, K> {
+    pub fn new(sink: K, upload_id: &'a str, limits: &Limits) -> Rows<'a, K> {
+        Rows {
+            sink,
+            upload_id,
+            codec: GameRoundCodec::get(),
+            message: Vec::with_capacity(256),
+            max_rejects_listed: limits.max_rejects_listed,
+            max_record_bytes: limits.max_record_bytes,
+            tally: Tally::new(limits.max_unknown_columns_listed),
+            progress: None,
+        }
+    }
+
+    /// Publishes the counts to `progress` as rows go by.
+    pub fn with_progress(mut self, progress: Option<Arc<Progress>>) -> Rows<'a, K> {
+        self.progress = progress;
+        self
+    }
+
+    /// Publishes the counts every [`PROGRESS_EVERY_ROWS`] rows, once a row is counted whole.
+    #[inline]
+    fn counted(&self) {
+        if self.tally.rows_read % PROGRESS_EVERY_ROWS == 0 {
+            self.publish_progress();
+        }
+    }
+
+    /// Publishes the counts now (at the end, or when the upload fails).
+    pub fn publish_progress(&self) {
+        if let Some(progress) = &self.progress {
+            progress.publish(&self.tally);
+        }
+    }
+
+    /// Takes one row: a round is encoded and sent, a reject sent to the rejects sink and kept
+    /// for the receipt if there is room. Waits while the sink applies backpressure. A round
+    /// whose record is too large is rejected as the row numbered by its place in the source
+    /// (the element of a JSON array, the record of a Parquet file).
+    #[inline]
+    pub async fn push(&mut self, row: Result<GameRound, RowError>) -> Result<(), UploadError> {
+        let number = self.tally.rows_read + 1;
+        self.push_at(row, number).await
+    }
+
+    /// [`push`](Self::push) for a row found at `line`.
+    #[inline]
+    pub async fn push_at(
+        &mut self,
+        row: Result<GameRound, RowError>,
+        line: u64,
+    ) -> Result<(), UploadError> {
+        match row {
+            Ok(round) => self.accept(&round, line).await,
+            Err(reject) => self.reject(reject).await,
+        }
+    }
+
+    /// [`push`](Self::push) for a round found at `line`, borrowed: the hot path moves no round
+    /// around. An encoded record over `max_record_bytes` is rejected instead of sent: Kafka
+    /// would refuse it (`MessageSizeTooLarge`) and fail the whole upload.
+    #[inline]
+    pub async fn accept(&mut self, round: &GameRound, line: u64) -> Result<(), UploadError> {
+        self.message.clear();
+        self.codec.encode(round, self.upload_id, &mut self.message);
+        if self.message.len() > self.max_record_bytes {
+            let reason = format!(
+                "record too large: {} bytes encoded, more than {} (SLUICE_PRODUCER_MAX_RECORD_BYTES)",
+                self.message.len(),
+                self.max_record_bytes
+            );
+            return self
+                .reject(RowError {
+                    line,
+                    column: None,
+                    reason,
+                })
+                .await;
+        }
+        self.tally.rows_read += 1;
+        self.sink
+            .send(round.user_id.as_str(), &self.message)
+            .await?;
+        self.tally.accepted += 1;
+        self.counted();
+        Ok(())
+    }
+
+    /// [`push`](Self::push) for a rejected row.
+    pub async fn reject(&mut self, reject: RowError) -> Result<(), UploadError> {
+        self.tally.rows_read += 1;
+        self.counted();
+        let kept = RejectRecord {
+            upload_id: self.upload_id,
+            line: reject.line,
+            column: reject.column,
+            reason: &reject.reason,
+        };
+        let json = serde_json::to_vec(&kept).expect("rejects serialise");
+        self.sink.reject(self.upload_id, &json).await?;
+        if self.tally.rejects.len() < self.max_rejects_listed {
+            self.tally.rejects.push(reject);
+        }
+        Ok(())
+    }
+
+    /// Waits until every record sent is durable; returns the counts.
+    pub async fn finish(self) -> Result<Tally, UploadError> {
+        self.publish_progress();
+        self.sink.finish().await?;
+        Ok(self.tally)
+    }
+}
+
+/// A rejected row as kept on the rejects topic (JSON, keyed by upload id).
+#[derive(Serialize)]
+struct RejectRecord<'a> {
+    upload_id: &'a str,
+    line: u64,
+    column: Option<&'static str>,
+    reason: &'a str,
+}
