@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
+use sluice_schema::backoff::Backoff;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -147,9 +148,9 @@ const RETRY_END_FOR: Duration = Duration::from_secs(24 * 60 * 60);
 /// Lost only if this producer stops first.
 async fn retry_end(receipts: ReceiptStore, upload_id: String, failed: Option<serde_json::Value>) {
     let give_up_at = tokio::time::Instant::now() + RETRY_END_FOR;
-    let mut wait = FIRST_RETRY_WAIT;
+    let mut backoff = Backoff::new(FIRST_RETRY_WAIT, LONGEST_RETRY_WAIT);
     while tokio::time::Instant::now() < give_up_at {
-        tokio::time::sleep(wait).await;
+        tokio::time::sleep(backoff.next_wait()).await;
         let ended =
             tokio::time::timeout(END_WAIT, receipts.end_progress(&upload_id, failed.as_ref()))
                 .await;
@@ -157,7 +158,6 @@ async fn retry_end(receipts: ReceiptStore, upload_id: String, failed: Option<ser
             tracing::info!(%upload_id, "End of an upload recorded on retry.");
             return;
         }
-        wait = (wait * 2).min(LONGEST_RETRY_WAIT);
     }
     tracing::error!(%upload_id, "End of an upload never recorded: Redis was away for a day.");
 }

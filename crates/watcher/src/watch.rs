@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use notify::event::{EventKind, ModifyKind, RenameMode};
 use notify::{RecursiveMode, Watcher as _};
+use sluice_schema::backoff::Backoff;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -225,7 +226,11 @@ impl Scheduler {
                 }
                 let config = &self.context.config;
                 let attempt = self.attempts.entry(path.clone()).or_insert(0);
-                let delay = backoff(config.retry_initial_ms, config.retry_max_ms, *attempt);
+                let delay = Backoff::nth(
+                    Duration::from_millis(config.retry_initial_ms),
+                    Duration::from_millis(config.retry_max_ms),
+                    *attempt,
+                );
                 *attempt += 1;
                 let not_before = Some(Instant::now() + delay);
                 let candidate = Candidate {
@@ -445,12 +450,6 @@ fn recheck(inbox: &Path, moved: &Path, read: &Snapshot) {
     }
 }
 
-/// `initial · 2^attempt`, at most `max`.
-fn backoff(initial_ms: u64, max_ms: u64, attempt: u32) -> Duration {
-    let factor = 1_u64.checked_shl(attempt.min(32)).unwrap_or(u64::MAX);
-    Duration::from_millis(initial_ms.saturating_mul(factor).min(max_ms))
-}
-
 /// Logs and counts one file's outcome.
 fn record(path: &Path, outcome: &Outcome) {
     let file = escaped(path.file_name().unwrap_or(path.as_os_str()));
@@ -489,18 +488,5 @@ fn record(path: &Path, outcome: &Outcome) {
         }
         Outcome::Busy => tracing::debug!(%file, "Another watcher holds the file."),
         Outcome::Gone => tracing::debug!(%file, "File went away."),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_maximum() {
-        assert_eq!(backoff(1000, 60_000, 0), Duration::from_secs(1));
-        assert_eq!(backoff(1000, 60_000, 3), Duration::from_secs(8));
-        assert_eq!(backoff(1000, 60_000, 10), Duration::from_secs(60));
-        assert_eq!(backoff(1000, 60_000, 100), Duration::from_secs(60));
     }
 }

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
 use sluice_schema::avro::GameRoundCodec;
 use sluice_schema::csv::RowError;
+use sluice_schema::rejects::RejectRecord;
 use sluice_schema::GameRound;
 
 use super::{Limits, Progress, RecordSink, Tally, PROGRESS_EVERY_ROWS};
@@ -118,13 +118,12 @@ impl<'a, K: RecordSink> Rows<'a, K> {
         self.tally.rows_read += 1;
         self.counted();
         let kept = RejectRecord {
-            upload_id: self.upload_id,
+            upload_id: self.upload_id.into(),
             line: reject.line,
-            column: reject.column,
-            reason: &reject.reason,
+            column: reject.column.map(Into::into),
+            reason: reject.reason.as_str().into(),
         };
-        let json = serde_json::to_vec(&kept).expect("rejects serialise");
-        self.sink.reject(self.upload_id, &json).await?;
+        self.sink.reject(self.upload_id, &kept.to_json()).await?;
         if self.tally.rejects.len() < self.max_rejects_listed {
             self.tally.rejects.push(reject);
         }
@@ -137,13 +136,4 @@ impl<'a, K: RecordSink> Rows<'a, K> {
         self.sink.finish().await?;
         Ok(self.tally)
     }
-}
-
-/// A rejected row as kept on the rejects topic (JSON, keyed by upload id).
-#[derive(Serialize)]
-struct RejectRecord<'a> {
-    upload_id: &'a str,
-    line: u64,
-    column: Option<&'static str>,
-    reason: &'a str,
 }
