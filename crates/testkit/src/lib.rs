@@ -24,4 +24,4 @@ pub mod schemathesis;
 pub mod stack;
 
 pub use names::unique;
-pub use stack::{Programs, Stack};
+pub use stack::{Programs, Stack, StackError};
