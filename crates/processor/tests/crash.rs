@@ -7,7 +7,6 @@
 //! the hours its rounds' earlier versions are in, are marked before the insert and after it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +16,8 @@ use sluice_rollup::dirty::DirtyHours;
 use sluice_testkit::names::unique;
 use sluice_testkit::rounds::{redis_connection, COLUMNS};
 use sluice_testkit::stack::Stack;
-use tokio::process::{Child, Command};
+use sluice_testkit::Settings;
+use tokio::process::Child;
 
 const ADMIN_TOKEN: &str = "processor-crash-test-admin-token";
 const WAVES: u64 = 8;
@@ -35,28 +35,14 @@ fn player_id(player: u64) -> String {
 }
 
 fn spawn_processor(database: &str) -> Child {
-    let stack = Stack::get();
-    let output = || match std::env::var_os("TEST_LOG") {
-        Some(_) => Stdio::inherit(),
-        None => Stdio::null(),
-    };
-    Command::new(env!("CARGO_BIN_EXE_sluice-processor"))
-        .env("SLUICE_PROCESSOR_LISTEN_ADDR", "127.0.0.1:0")
-        .env("SLUICE_PROCESSOR_CLICKHOUSE_URL", &stack.clickhouse_url)
-        .env("SLUICE_PROCESSOR_CLICKHOUSE_DATABASE", database)
-        .env("SLUICE_PROCESSOR_CLICKHOUSE_USER", &stack.clickhouse_user)
-        .env(
-            "SLUICE_PROCESSOR_CLICKHOUSE_PASSWORD",
-            &stack.clickhouse_password,
-        )
-        .env("SLUICE_PROCESSOR_REDIS_URL", &stack.redis_url)
+    Settings::processor()
+        .clickhouse(database)
+        .redis()
         // Small steps, so a kill lands mid-step; a killed claim holds its hours this long.
-        .env("SLUICE_PROCESSOR_MAX_HOURS_PER_STEP", "4")
-        .env("SLUICE_PROCESSOR_CLAIM_HOLD_MS", "3000")
-        .env("SLUICE_PROCESSOR_IDLE_PAUSE_MS", "20")
-        .stdout(output())
-        .stderr(output())
-        .kill_on_drop(true)
+        .set("MAX_HOURS_PER_STEP", 4)
+        .set("CLAIM_HOLD_MS", 3000)
+        .set("IDLE_PAUSE_MS", 20)
+        .command(env!("CARGO_BIN_EXE_sluice-processor"))
         .spawn()
         .expect("the sluice-processor binary starts")
 }

@@ -11,9 +11,10 @@ use anyhow::{bail, Context};
 use sluice_rollup::dirty::DirtyHours;
 use sluice_rollup::process::{backfill, Processor};
 use sluice_rollup::spec::{Rollup, GAME_ROUNDS_DAILY, GAME_ROUNDS_HOURLY};
+use sluice_testkit::{Settings, Stack};
 use tokio::process::{Child, Command};
 
-use crate::bench::{build_release, println_table, release_binary, stack_value};
+use crate::bench::{build_release, println_table, release_binary};
 
 /// 2025-01-01T00:00:00Z: the generated year starts here.
 const YEAR_START: u64 = 1_735_689_600;
@@ -39,13 +40,14 @@ pub(crate) struct ClickHouse {
 }
 
 impl ClickHouse {
-    /// The stack's ClickHouse (from `stack.env`).
+    /// The stack's ClickHouse (from the environment or `stack.env`).
     pub(crate) fn of_stack() -> anyhow::Result<ClickHouse> {
+        let stack = Stack::try_get()?;
         Ok(ClickHouse {
             http: reqwest::Client::new(),
-            url: stack_value("SLUICE_CLICKHOUSE_URL")?,
-            user: stack_value("SLUICE_CLICKHOUSE_USER")?,
-            password: stack_value("SLUICE_CLICKHOUSE_PASSWORD")?,
+            url: stack.clickhouse_url.clone(),
+            user: stack.clickhouse_user.clone(),
+            password: stack.clickhouse_password.clone(),
         })
     }
 
@@ -192,36 +194,30 @@ where
     Ok((at(0.5), at(0.99)))
 }
 
-fn spawn_gateway(database: &str, port: u16) -> anyhow::Result<Child> {
-    Command::new(release_binary("sluice-gateway"))
-        .env("SLUICE_GATEWAY_LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("SLUICE_GATEWAY_REDIS_URL", stack_value("SLUICE_REDIS_URL")?)
-        .env("SLUICE_GATEWAY_REDIS_KEY_PREFIX", format!("{database}:"))
-        .env(
-            "SLUICE_GATEWAY_CLICKHOUSE_URL",
-            stack_value("SLUICE_CLICKHOUSE_URL")?,
-        )
-        .env("SLUICE_GATEWAY_CLICKHOUSE_DATABASE", database)
-        .env(
-            "SLUICE_GATEWAY_CLICKHOUSE_USER",
-            stack_value("SLUICE_CLICKHOUSE_USER")?,
-        )
-        .env(
-            "SLUICE_GATEWAY_CLICKHOUSE_PASSWORD",
-            stack_value("SLUICE_CLICKHOUSE_PASSWORD")?,
-        )
-        .env("SLUICE_GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env(
-            "SLUICE_GATEWAY_CURSOR_SECRET",
-            "bench-query-cursor-secret-of-32-bytes",
-        )
-        .env("SLUICE_GATEWAY_QUERY_TIMEOUT_MS", "600000")
-        .env("SLUICE_GATEWAY_CHARGE_LEASE_MS", "1200000")
+/// The release build of the service `name` with `settings`, logging warnings only (on stdout,
+/// discarded); what it panics with reaches the terminal.
+pub(crate) fn release_command(settings: &Settings, name: &str) -> Command {
+    let mut command = settings.command(release_binary(name));
+    command
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting sluice-gateway")
+        .stderr(Stdio::inherit());
+    command
+}
+
+fn spawn_gateway(database: &str, port: u16) -> anyhow::Result<Child> {
+    Stack::try_get()?;
+    let settings = Settings::gateway()
+        .set("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .redis()
+        .set("REDIS_KEY_PREFIX", format!("{database}:"))
+        .clickhouse(database)
+        .set("ADMIN_TOKEN", ADMIN_TOKEN)
+        .set("CURSOR_SECRET", "bench-query-cursor-secret-of-32-bytes")
+        .set("QUERY_TIMEOUT_MS", 600_000)
+        .set("CHARGE_LEASE_MS", 1_200_000);
+    let mut command = release_command(&settings, "sluice-gateway");
+    command.spawn().context("starting sluice-gateway")
 }
 
 /// The gateway's URL once it is ready, and a key with credits for the whole run.
