@@ -135,7 +135,8 @@ pub async fn freshness(rate: u64, seconds: u64) -> anyhow::Result<()> {
     build_release("sluice-gateway").await?;
     build_release("sluice-processor").await?;
     let http = reqwest::Client::new();
-    let (_gateway, url, key) = start_gateway(&http, &database).await?;
+    let (_gateway, gateway, key) = start_gateway(&database).await?;
+    let url = gateway.url;
     let _processor = spawn_processor(&database)?;
     let dirty = DirtyHours::new(&database);
     let mut redis = sluice_testkit::rounds::redis_connection().await;

@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use sluice_rollup::dirty::DirtyHours;
 use sluice_rollup::process::{backfill, Processor};
 use sluice_rollup::spec::{Rollup, GAME_ROUNDS_DAILY, GAME_ROUNDS_HOURLY};
+use sluice_testkit::gateway::Gateway;
 use sluice_testkit::{Settings, Stack};
 use tokio::process::{Child, Command};
 
@@ -221,43 +222,15 @@ fn spawn_gateway(database: &str, port: u16) -> anyhow::Result<Child> {
 }
 
 /// The gateway's URL once it is ready, and a key with credits for the whole run.
-pub(crate) async fn start_gateway(
-    http: &reqwest::Client,
-    database: &str,
-) -> anyhow::Result<(Child, String, String)> {
+pub(crate) async fn start_gateway(database: &str) -> anyhow::Result<(Child, Gateway, String)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let gateway = spawn_gateway(database, port)?;
-    let url = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while http
-        .get(format!("{url}/ready"))
-        .send()
-        .await
-        .map(|r| r.status().is_success())
-        .ok()
-        != Some(true)
-    {
-        if started.elapsed() > Duration::from_secs(30) {
-            bail!("the gateway did not become ready");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let created: serde_json::Value = http
-        .post(format!("{url}/admin/keys"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({
-            "name": "bench", "credits": 1_000_000_000u64,
-            "rate_limit": {"requests": 1_000_000, "per_seconds": 1},
-        }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let key = created["key"].as_str().context("a key")?.to_owned();
-    Ok((gateway, url, key))
+    let child = spawn_gateway(database, port)?;
+    let gateway = Gateway::new(format!("http://127.0.0.1:{port}"), ADMIN_TOKEN);
+    gateway.wait_until_ready(Duration::from_secs(30)).await?;
+    let key = gateway.unlimited_key("bench", 1_000_000_000).await?;
+    Ok((child, gateway, key))
 }
 
 /// Asks one question of the gateway; the answer must be a 200 with data.
@@ -344,7 +317,8 @@ pub async fn query(rows: u64, samples: usize, raw_samples: usize) -> anyhow::Res
     let questions = questions(&database, &player, game, day);
 
     let http = reqwest::Client::new();
-    let (_gateway, url, key) = start_gateway(&http, &database).await?;
+    let (_gateway, gateway, key) = start_gateway(&database).await?;
+    let url = gateway.url;
     // Some raw answers fail at scale (ClickHouse's memory limit): shown as failed.
     let mut raw = Vec::new();
     for question in &questions {
