@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::StatusCode;
 use sluice_schema::domain::format_scaled;
+use sluice_testkit::gateway::Gateway;
 use sluice_testkit::generate::{self, Encoding, Options, Totals};
 use sluice_testkit::stack::{stack_env_path, workspace_root};
 use sluice_testkit::{http, unique, Programs, Stack};
@@ -63,32 +64,13 @@ async fn the_readme_flow_lands_lists_rejects_and_sums_exactly() {
     let id = upload.body["upload_id"].as_str().unwrap().to_owned();
 
     // Reconciliation: the producer asks the stack's ClickHouse what landed.
-    let started = Instant::now();
-    let reconciliation = loop {
-        let status: serde_json::Value = client
-            .get(format!("{}/uploads/{id}", programs.producer_url))
-            .header("Authorization", &bearer)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let reconciliation = status["reconciliation"].clone();
-        assert_ne!(
-            reconciliation["status"], "unknown",
-            "the producer cannot ask ClickHouse (is SLUICE_PRODUCER_CLICKHOUSE_URL set by \
-             scripts/dev?): {status}"
-        );
-        if reconciliation["status"] == "landed" {
-            break reconciliation;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "not everything landed: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let reconciliation = http::wait_until_landed(
+        &programs.producer_url,
+        &id,
+        Some(&bearer),
+        Duration::from_secs(90),
+    )
+    .await;
     assert_eq!(
         reconciliation["landed"], expected.good_rows,
         "{reconciliation}"
@@ -125,15 +107,10 @@ async fn the_readme_flow_lands_lists_rejects_and_sums_exactly() {
 
     // A key, made with the admin token.
     let credits = 50;
-    let response = client
-        .post(format!("{}/admin/keys", programs.gateway_url))
-        .bearer_auth(&programs.admin_token)
-        .json(&serde_json::json!({"name": unique("readme"), "credits": credits}))
-        .send()
+    let created = Gateway::new(&programs.gateway_url, &programs.admin_token)
+        .create_key(&serde_json::json!({"name": unique("readme"), "credits": credits}))
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let created: serde_json::Value = response.json().await.unwrap();
     let key = created["key"].as_str().unwrap().to_owned();
 
     // Each player's hourly sums, page by page, add up to the export's exact totals.

@@ -9,122 +9,23 @@ use sha2::{Digest, Sha256};
 use sluice_schema::domain::format_scaled;
 use sluice_testkit::clickhouse::wait_for;
 use sluice_testkit::generate::{self, Options};
-use sluice_testkit::{clickhouse, http, kafka, unique, Stack};
-use tokio_util::sync::CancellationToken;
+use sluice_testkit::{clickhouse, http, kafka};
+use sluice_tests::{Pipeline, Setup};
 
 const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
-struct Pipeline {
-    producer_url: String,
-    gateway_url: String,
-    database: String,
-    topic: String,
-    group: String,
-    shutdown: CancellationToken,
-}
-
-/// Starts producer, consumer and gateway in-process on free ports, isolated by unique names.
+/// Producer (onto four partitions), consumer and gateway in-process on free ports, isolated by
+/// unique names.
 async fn spawn_pipeline() -> Pipeline {
-    if std::env::var_os("TEST_LOG").is_some() {
-        sluice_schema::telemetry::init_tracing("info,sluice_consumer=debug");
-    }
-    let stack = Stack::get();
-    let topic = unique("e2e_rounds");
-    let database = unique("e2e");
-
-    let mut producer =
-        sluice_producer::Config::with_endpoints(&stack.kafka_brokers, &stack.redis_url);
-    producer.listen_addr = "127.0.0.1:0".into();
-    producer.redis_key_prefix = format!("{}:", unique("e2e"));
-    producer.transactional_id_prefix = Some(unique("e2e"));
-    producer.topic = topic.clone();
-    producer.topic_partitions = 4;
-    producer.clickhouse_url = stack.clickhouse_url.clone();
-    producer.clickhouse_database = database.clone();
-    producer.clickhouse_user = stack.clickhouse_user.clone();
-    producer.clickhouse_password = stack.clickhouse_password.clone().into();
-    let producer = sluice_producer::Application::build(producer).await.unwrap();
-    let producer_url = format!("http://127.0.0.1:{}", producer.port());
-    tokio::spawn(producer.run_until_stopped());
-
-    let mut consumer = sluice_consumer::Config::with_endpoints(
-        &stack.kafka_brokers,
-        &stack.clickhouse_url,
-        &stack.redis_url,
-    );
-    consumer.listen_addr = "127.0.0.1:0".into();
-    consumer.topic = topic.clone();
-    consumer.group_id = unique("e2e_group");
-    let group = consumer.group_id.clone();
-    consumer.clickhouse_database = database.clone();
-    consumer.clickhouse_user = stack.clickhouse_user.clone();
-    consumer.clickhouse_password = stack.clickhouse_password.clone().into();
-    consumer.batch_max_rows = 1_000;
-    consumer.batch_timeout_ms = 200;
-    let consumer = sluice_consumer::Application::build(consumer).await.unwrap();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(consumer.run_until_stopped(shutdown.clone()));
-
-    let mut gateway = sluice_gateway::Config::with_endpoints(
-        &stack.redis_url,
-        &stack.clickhouse_url,
-        ADMIN_TOKEN,
-    );
-    gateway.listen_addr = "127.0.0.1:0".into();
-    gateway.clickhouse_database = database.clone();
-    gateway.clickhouse_user = stack.clickhouse_user.clone();
-    gateway.clickhouse_password = stack.clickhouse_password.clone().into();
-    gateway.redis_key_prefix = format!("{}:", unique("e2e"));
-    let gateway = sluice_gateway::Application::build(gateway).await.unwrap();
-    let gateway_url = format!("http://127.0.0.1:{}", gateway.port());
-    tokio::spawn(gateway.run_until_stopped());
-
-    Pipeline {
-        producer_url,
-        gateway_url,
-        database,
-        topic,
-        group,
-        shutdown,
-    }
-}
-
-impl Pipeline {
-    /// `POST /admin/keys` on the gateway; the 201 answer (with the secret under `key`).
-    async fn create_key(&self, name: &str, credits: u64) -> serde_json::Value {
-        let response = reqwest::Client::new()
-            .post(format!("{}/admin/keys", self.gateway_url))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&serde_json::json!({"name": name, "credits": credits}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
-        response.json().await.unwrap()
-    }
+    let mut setup = Setup::new("e2e", ADMIN_TOKEN);
+    setup.producer.topic_partitions = 4;
+    setup.log_filter = "info,sluice_consumer=debug";
+    setup.spawn().await
 }
 
 /// `GET /uploads/{id}`'s reconciliation, polled until it says `landed` (or 60 s pass).
 async fn reconciled(producer_url: &str, id: &str) -> serde_json::Value {
-    let started = Instant::now();
-    loop {
-        let status: serde_json::Value = reqwest::get(format!("{producer_url}/uploads/{id}"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let reconciliation = status["reconciliation"].clone();
-        assert_ne!(reconciliation["status"], "unknown", "{status}");
-        if reconciliation["status"] == "landed" {
-            return reconciliation;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "not everything landed: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    http::wait_until_landed(producer_url, id, None, Duration::from_secs(60)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -146,7 +47,7 @@ async fn a_file_sent_again_leaves_its_first_upload_fully_landed() {
     let again = http::upload_csv(&pipeline.producer_url, export.bytes, "text/csv").await;
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(again.body["upload_id"], id.as_str());
-    let table = format!("{}.game_rounds", pipeline.database);
+    let table = format!("{}.game_rounds", pipeline.slice.database);
     let started = Instant::now();
     while clickhouse::query(&format!(
         "SELECT count() FROM {table} WHERE upload_id != '{id}'"
@@ -179,7 +80,7 @@ async fn an_upload_reconciles_its_landed_rows_and_lists_every_reject() {
     assert_eq!(reconciliation["accepted"], expected.good_rows);
     assert_eq!(reconciliation["landed"], expected.good_rows);
     assert_eq!(reconciliation["pending"], 0);
-    let table = format!("{}.game_rounds", pipeline.database);
+    let table = format!("{}.game_rounds", pipeline.slice.database);
     assert_eq!(
         clickhouse::query(&format!(
             "SELECT uniqExact(game_instance_id) FROM {table} WHERE upload_id = '{id}'"
@@ -246,7 +147,6 @@ async fn an_upload_reconciles_its_landed_rows_and_lists_every_reject() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
-    pipeline.shutdown.cancel();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -275,7 +175,7 @@ async fn uploaded_rounds_reach_the_gateway_exactly_once_with_exact_sums() {
     assert_eq!(receipt["rejects"][0]["column"], "real_amount_bet");
     assert_eq!(receipt["rejects"][1]["column"], "user_id");
 
-    let table = format!("{}.game_rounds", pipeline.database);
+    let table = format!("{}.game_rounds", pipeline.slice.database);
     let good = expected.good_rows.to_string();
     wait_for(
         &format!("SELECT count() FROM {table}"),
@@ -291,7 +191,7 @@ async fn uploaded_rounds_reach_the_gateway_exactly_once_with_exact_sums() {
     assert_eq!(again.headers["idempotent-replayed"], "true");
     assert_eq!(again.body["upload_id"], receipt["upload_id"]);
     let started = Instant::now();
-    while kafka::committed_total(&pipeline.group, &pipeline.topic, 4).await
+    while kafka::committed_total(&pipeline.slice.group, &pipeline.slice.topic, 4).await
         <= expected.good_rows as i64
     {
         assert!(
@@ -359,16 +259,10 @@ async fn uploaded_rounds_reach_the_gateway_exactly_once_with_exact_sums() {
     assert_eq!(sum("ggr"), format_scaled(totals.ggr()));
 
     // All players together: every good row exactly once.
-    let everything: serde_json::Value = http
-        .get(format!("{}/aggregated_game_rounds", pipeline.gateway_url))
-        .query(&[("granularity", "day"), ("limit", "10000")])
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let everything = pipeline
+        .gateway
+        .aggregated(&key, &[("granularity", "day"), ("limit", "10000")])
+        .await;
     let all_rounds: u64 = everything["data"]
         .as_array()
         .unwrap()
@@ -400,8 +294,6 @@ async fn uploaded_rounds_reach_the_gateway_exactly_once_with_exact_sums() {
         .await
         .unwrap();
     assert_eq!(unknown_key.status(), 401);
-
-    pipeline.shutdown.cancel();
 }
 
 /// `"12.5"` → 125000 (10^-4 units); the gateway's money strings are plain decimals.
@@ -487,7 +379,7 @@ async fn values_the_store_cannot_hold_are_row_rejects_and_never_land_as_substitu
     for id in &ids {
         reconciled(&pipeline.producer_url, id).await;
     }
-    let table = format!("{}.game_rounds", pipeline.database);
+    let table = format!("{}.game_rounds", pipeline.slice.database);
     assert_eq!(
         clickhouse::query(&format!(
             "SELECT count(), min(created_timestamp), max(created_timestamp), \
@@ -554,5 +446,4 @@ async fn values_the_store_cannot_hold_are_row_rejects_and_never_land_as_substitu
         .map(|b| b["day"].as_str().unwrap())
         .collect();
     assert_eq!(starts, ["1970-01-01T00:00:00Z", "2105-12-31T00:00:00Z"]);
-    pipeline.shutdown.cancel();
 }

@@ -7,8 +7,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use sluice_testkit::gateway::Gateway;
 use sluice_testkit::generate::{self, Options};
-use sluice_testkit::{clickhouse, http, kafka, unique, Stack};
+use sluice_testkit::{clickhouse, dashboard, http, kafka, serve, unique, Settings, Slice, Stack};
 use tokio_util::sync::CancellationToken;
 
 const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
@@ -149,62 +150,46 @@ async fn every_service_reports_its_work_in_prometheus_format() {
         sluice_schema::telemetry::init_tracing("info");
     }
     let stack = Stack::get();
-    let topic = unique("metrics_rounds");
-    let database = unique("metrics");
+    let slice = Slice::new("metrics");
+    let (topic, database) = (slice.topic.clone(), slice.database.clone());
     let prefix = format!("{}:", unique("metrics"));
 
-    let mut producer =
-        sluice_producer::Config::with_endpoints(&stack.kafka_brokers, &stack.redis_url);
-    producer.listen_addr = "127.0.0.1:0".into();
+    // The producer without ClickHouse: this test reads no reconciliation.
+    let mut producer: sluice_producer::Config = Settings::producer().kafka().redis().config();
     producer.redis_key_prefix = prefix.clone();
     producer.transactional_id_prefix = Some(unique("metrics"));
     producer.topic = topic.clone();
     producer.topic_partitions = PARTITIONS;
     let producer = sluice_producer::Application::build(producer).await.unwrap();
-    let producer_url = format!("http://127.0.0.1:{}", producer.port());
-    tokio::spawn(producer.run_until_stopped());
+    let producer_url = serve(producer.port(), producer.run_until_stopped());
 
-    let mut consumer = sluice_consumer::Config::with_endpoints(
-        &stack.kafka_brokers,
-        &stack.clickhouse_url,
-        &stack.redis_url,
-    );
-    consumer.listen_addr = "127.0.0.1:0".into();
-    consumer.topic = topic.clone();
+    let mut consumer: sluice_consumer::Config = slice.consumer().config();
     consumer.topic_partitions = PARTITIONS;
-    consumer.group_id = unique("metrics_group");
-    consumer.clickhouse_database = database.clone();
-    consumer.clickhouse_user = stack.clickhouse_user.clone();
-    consumer.clickhouse_password = stack.clickhouse_password.clone().into();
     consumer.batch_max_rows = 200;
     consumer.batch_timeout_ms = 200;
     consumer.statistics_interval_ms = 200;
     let consumer = sluice_consumer::Application::build(consumer).await.unwrap();
-    let consumer_url = format!("http://127.0.0.1:{}", consumer.port());
     let shutdown = CancellationToken::new();
-    tokio::spawn(consumer.run_until_stopped(shutdown.clone()));
+    let consumer_url = serve(
+        consumer.port(),
+        consumer.run_until_stopped(shutdown.clone()),
+    );
 
     let gateway_config = |clickhouse_url: &str| {
-        let mut gateway =
-            sluice_gateway::Config::with_endpoints(&stack.redis_url, clickhouse_url, ADMIN_TOKEN);
-        gateway.listen_addr = "127.0.0.1:0".into();
-        gateway.clickhouse_database = database.clone();
-        gateway.clickhouse_user = stack.clickhouse_user.clone();
-        gateway.clickhouse_password = stack.clickhouse_password.clone().into();
+        let mut gateway: sluice_gateway::Config = slice.gateway(ADMIN_TOKEN).config();
+        gateway.clickhouse_url = clickhouse_url.to_owned();
         gateway.redis_key_prefix = prefix.clone();
         gateway
     };
     let gateway = sluice_gateway::Application::build(gateway_config(&stack.clickhouse_url))
         .await
         .unwrap();
-    let gateway_url = format!("http://127.0.0.1:{}", gateway.port());
-    tokio::spawn(gateway.run_until_stopped());
+    let gateway_url = serve(gateway.port(), gateway.run_until_stopped());
     // Same Redis keys, but a ClickHouse that is not there: its queries fail and are refunded.
     let broken = sluice_gateway::Application::build(gateway_config("http://127.0.0.1:9"))
         .await
         .unwrap();
-    let broken_url = format!("http://127.0.0.1:{}", broken.port());
-    tokio::spawn(broken.run_until_stopped());
+    let broken_url = serve(broken.port(), broken.run_until_stopped());
 
     // The watcher, on a topic of its own (the consumer's counts below stay this test's upload).
     let inbox = std::env::temp_dir().join(unique("metrics_inbox"));
@@ -217,8 +202,7 @@ async fn every_service_reports_its_work_in_prometheus_format() {
     watcher.transactional_id_prefix = unique("metrics_watcher");
     watcher.rescan_interval_ms = 200;
     let watcher = sluice_watcher::Application::build(watcher).await.unwrap();
-    let watcher_url = format!("http://127.0.0.1:{}", watcher.port());
-    tokio::spawn(watcher.run_until_stopped(shutdown.clone()));
+    let watcher_url = serve(watcher.port(), watcher.run_until_stopped(shutdown.clone()));
 
     // The processor, over this test's database (the consumer created its tables).
     let processor = sluice_processor::Config {
@@ -238,8 +222,10 @@ async fn every_service_reports_its_work_in_prometheus_format() {
     let processor_app = sluice_processor::Application::build(processor.clone())
         .await
         .unwrap();
-    let processor_url = format!("http://127.0.0.1:{}", processor_app.port());
-    tokio::spawn(processor_app.run_until_stopped(shutdown.clone()));
+    let processor_url = serve(
+        processor_app.port(),
+        processor_app.run_until_stopped(shutdown.clone()),
+    );
 
     // Liveness and readiness everywhere.
     for base in [
@@ -293,14 +279,8 @@ async fn every_service_reports_its_work_in_prometheus_format() {
     // Gateway: a key with 3 credits; two answers, one failure (refunded), one more answer,
     // then 402; plus a request without a key and a path no route takes.
     let client = reqwest::Client::new();
-    let created: serde_json::Value = client
-        .post(format!("{gateway_url}/admin/keys"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({"name": "metrics", "credits": 3}))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let created = Gateway::new(&gateway_url, ADMIN_TOKEN)
+        .create_key(&serde_json::json!({"name": "metrics", "credits": 3}))
         .await
         .unwrap();
     let key = created["key"].as_str().unwrap().to_owned();
@@ -559,14 +539,6 @@ async fn every_service_reports_its_work_in_prometheus_format() {
     }
 
     // Every metric the Grafana dashboard queries is really exposed.
-    let dashboard: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../deploy/grafana/dashboards/sluice.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
     let exposed = |name: &str| {
         [
             &producer_scrape,
@@ -578,21 +550,13 @@ async fn every_service_reports_its_work_in_prometheus_format() {
         .iter()
         .any(|s| s.has(name))
     };
-    for panel in dashboard["panels"].as_array().unwrap() {
-        for target in panel["targets"].as_array().unwrap() {
-            let expr = target["expr"].as_str().unwrap();
-            for piece in expr.split("sluice_").skip(1) {
-                let name: String = piece
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                let name = format!("sluice_{name}");
-                assert!(
-                    exposed(&name),
-                    "panel {}: `{name}` is not in any /metrics",
-                    panel["title"]
-                );
-            }
+    for query in dashboard::queries() {
+        for name in dashboard::metric_names(&query.expr) {
+            assert!(
+                exposed(&name),
+                "panel {:?}: `{name}` is not in any /metrics",
+                query.panel
+            );
         }
     }
 

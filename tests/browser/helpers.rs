@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use sluice_testkit::{unique, Stack};
+use sluice_tests::{Pipeline, Setup};
 use tokio::process::Child;
-use tokio_util::sync::CancellationToken;
 
 pub const ADMIN_TOKEN: &str = "browser-test-admin-token-0123456789";
 pub const UPLOAD_TOKEN: &str = "browser-test-upload-token-0123456789";
@@ -17,109 +17,23 @@ pub const UPLOAD_TOKEN: &str = "browser-test-upload-token-0123456789";
 /// What installs the browser.
 const INSTALL: &str = "scripts/dev services";
 
-/// Producer (upload token, CORS for the gateway's origin), consumer and gateway.
-pub struct Pipeline {
-    pub producer_url: String,
-    pub gateway_url: String,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Pipeline {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-/// The gateway starts first, so that the producer can allow its origin; the console is then
-/// told the producer's URL in the page, as a user without `SLUICE_GATEWAY_CONSOLE_PRODUCER_URL`
-/// does.
+/// Producer (upload token, CORS for the gateway's origin), consumer and gateway (its ledger
+/// drained every 200 ms). The gateway starts first, so that the producer can allow its
+/// origin; the console is then told the producer's URL in the page, as a user without
+/// `SLUICE_GATEWAY_CONSOLE_PRODUCER_URL` does.
 pub async fn spawn_pipeline() -> Pipeline {
-    if std::env::var_os("TEST_LOG").is_some() {
-        sluice_schema::telemetry::init_tracing("info");
-    }
-    let (topic, database) = (unique("browser_rounds"), unique("browser"));
-    let gateway_url = spawn_gateway(&database).await;
-    let producer_url = spawn_producer(&topic, &database, &gateway_url).await;
-    let stack = Stack::get();
-    let mut consumer = sluice_consumer::Config::with_endpoints(
-        &stack.kafka_brokers,
-        &stack.clickhouse_url,
-        &stack.redis_url,
-    );
-    consumer.listen_addr = "127.0.0.1:0".into();
-    consumer.topic = topic;
-    consumer.group_id = unique("browser_group");
-    consumer.clickhouse_database = database;
-    consumer.clickhouse_user = stack.clickhouse_user.clone();
-    consumer.clickhouse_password = stack.clickhouse_password.clone().into();
-    consumer.batch_max_rows = 1_000;
-    consumer.batch_timeout_ms = 200;
-    let consumer = sluice_consumer::Application::build(consumer).await.unwrap();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(consumer.run_until_stopped(shutdown.clone()));
-    Pipeline {
-        producer_url,
-        gateway_url,
-        shutdown,
-    }
+    let mut setup = Setup::new("browser", ADMIN_TOKEN);
+    setup.gateway.ledger_flush_interval_ms = 200;
+    setup.producer.topic_partitions = 2;
+    setup.producer.upload_tokens = Some(UPLOAD_TOKEN.to_owned().into());
+    setup.producer_allows_console = true;
+    setup.spawn().await
 }
 
-/// A gateway over `database`, its ledger drained every 200 ms; its URL.
-async fn spawn_gateway(database: &str) -> String {
-    let stack = Stack::get();
-    let mut gateway = sluice_gateway::Config::with_endpoints(
-        &stack.redis_url,
-        &stack.clickhouse_url,
-        ADMIN_TOKEN,
-    );
-    gateway.listen_addr = "127.0.0.1:0".into();
-    gateway.clickhouse_database = database.to_owned();
-    gateway.clickhouse_user = stack.clickhouse_user.clone();
-    gateway.clickhouse_password = stack.clickhouse_password.clone().into();
-    gateway.redis_key_prefix = format!("{}:", unique("browser"));
-    gateway.ledger_flush_interval_ms = 200;
-    let gateway = sluice_gateway::Application::build(gateway).await.unwrap();
-    let url = format!("http://127.0.0.1:{}", gateway.port());
-    tokio::spawn(gateway.run_until_stopped());
-    url
-}
-
-/// A producer with an upload token that lets pages from `console` call it; its URL.
-async fn spawn_producer(topic: &str, database: &str, console: &str) -> String {
-    let stack = Stack::get();
-    let mut producer =
-        sluice_producer::Config::with_endpoints(&stack.kafka_brokers, &stack.redis_url);
-    producer.listen_addr = "127.0.0.1:0".into();
-    producer.redis_key_prefix = format!("{}:", unique("browser"));
-    producer.transactional_id_prefix = Some(unique("browser"));
-    producer.topic = topic.to_owned();
-    producer.topic_partitions = 2;
-    producer.clickhouse_url = stack.clickhouse_url.clone();
-    producer.clickhouse_database = database.to_owned();
-    producer.clickhouse_user = stack.clickhouse_user.clone();
-    producer.clickhouse_password = stack.clickhouse_password.clone().into();
-    producer.upload_tokens = Some(UPLOAD_TOKEN.to_owned().into());
-    producer.cors_allowed_origins = vec![console.to_owned()];
-    let producer = sluice_producer::Application::build(producer).await.unwrap();
-    let url = format!("http://127.0.0.1:{}", producer.port());
-    tokio::spawn(producer.run_until_stopped());
-    url
-}
-
-impl Pipeline {
-    /// `POST /admin/keys`; the secret.
-    pub async fn create_key(&self, credits: u64) -> String {
-        let response = reqwest::Client::new()
-            .post(format!("{}/admin/keys", self.gateway_url))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&serde_json::json!({"name": "browser", "credits": credits}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
-        let created: serde_json::Value = response.json().await.unwrap();
-        created["key"].as_str().unwrap().to_owned()
-    }
+/// `POST /admin/keys`; the secret.
+pub async fn create_key(pipeline: &Pipeline, credits: u64) -> String {
+    let created = pipeline.create_key("browser", credits).await;
+    created["key"].as_str().unwrap().to_owned()
 }
 
 /// A headless chromium session. Dropping it ends the session, so that chromedriver quits

@@ -77,7 +77,7 @@ fn scaled(text: &str) -> i128 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_uploads_a_file_follows_it_to_clickhouse_and_explores_it() {
     let pipeline = spawn_pipeline().await;
-    let key = pipeline.create_key(1_000).await;
+    let key = create_key(&pipeline, 1_000).await;
     let export = generate::export(&Options {
         players: 2,
         bad_row_every: Some(40),

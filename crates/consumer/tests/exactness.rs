@@ -7,16 +7,16 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use sluice_schema::avro::GameRoundCodec;
-use sluice_schema::domain::format_scaled;
 use sluice_schema::{GameRound, Money, PlayerId};
-use sluice_testkit::{kafka, rounds, unique, Stack};
+use sluice_testkit::gateway::{expected_buckets, Buckets, Gateway};
+use sluice_testkit::{kafka, rounds, serve, Slice, Stack};
 use tokio_util::sync::CancellationToken;
 
 const ADMIN_TOKEN: &str = "exactness-test-admin-token";
@@ -108,94 +108,22 @@ async fn produce(topic: &str, versions: &[Version]) {
     }
 }
 
-async fn spawn_gateway(database: &str) -> String {
-    let stack = Stack::get();
-    let mut config = sluice_gateway::Config::with_endpoints(
-        &stack.redis_url,
-        &stack.clickhouse_url,
-        ADMIN_TOKEN,
-    );
-    config.clickhouse_user = stack.clickhouse_user.clone();
-    config.clickhouse_password = stack.clickhouse_password.clone().into();
-    config.listen_addr = "127.0.0.1:0".into();
-    config.clickhouse_database = database.into();
-    config.redis_key_prefix = format!("{}:", unique("exactness"));
-    config.cursor_secret = Some("exactness-test-cursor-secret-32-bytes".to_owned().into());
-    let application = sluice_gateway::Application::build(config).await.unwrap();
-    let url = format!("http://127.0.0.1:{}", application.port());
-    tokio::spawn(application.run_until_stopped());
-    url
-}
-
-async fn create_key(http: &reqwest::Client, url: &str) -> String {
-    let created: serde_json::Value = http
-        .post(format!("{url}/admin/keys"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({
-            "name": "checker", "credits": 1_000_000,
-            "rate_limit": {"requests": 1_000_000, "per_seconds": 1},
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    created["key"].as_str().unwrap().to_owned()
-}
-
-/// Every daily bucket, in one page: (day, player, game) → (rounds, real bet).
-async fn answer(
-    http: &reqwest::Client,
-    url: &str,
-    key: &str,
-) -> BTreeMap<(String, String, u64), (u64, String)> {
-    let page: serde_json::Value = http
-        .get(format!("{url}/aggregated_game_rounds"))
-        .header("X-API-Key", key)
-        .query(&[("granularity", "day"), ("page_size", "10000")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(page["has_more"], false, "{page}");
-    page["data"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{page}"))
-        .iter()
-        .map(|b| {
-            let key = (
-                b["day"].as_str().unwrap().to_owned(),
-                b["player_id"].as_str().unwrap().to_owned(),
-                b["game_id"].as_u64().unwrap(),
-            );
-            let value = (
-                b["rounds"].as_u64().unwrap(),
-                b["real_amount_bet"].as_str().unwrap().to_owned(),
-            );
-            (key, value)
-        })
-        .collect()
+async fn spawn_gateway(slice: &Slice) -> Gateway {
+    let settings = slice.gateway(ADMIN_TOKEN);
+    let settings = settings.set("CURSOR_SECRET", "exactness-test-cursor-secret-32-bytes");
+    let application = sluice_gateway::Application::build(settings.config()).await;
+    let application = application.unwrap();
+    let url = serve(application.port(), application.run_until_stopped());
+    Gateway::new(url, ADMIN_TOKEN)
 }
 
 /// What the answer must be: the last version of every round, summed per day, player and game.
-fn expected(last: &HashMap<(u64, i64), Version>) -> BTreeMap<(String, String, u64), (u64, String)> {
-    let mut sums: BTreeMap<(String, String, u64), (u64, i64)> = BTreeMap::new();
-    for version in last.values() {
-        let day = chrono::DateTime::from_timestamp(version.at_ms / 1_000 / 86_400 * 86_400, 0)
-            .unwrap()
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let entry = sums
-            .entry((day, player_id(version.player), version.game))
-            .or_default();
-        entry.0 += 1;
-        entry.1 += version.bet;
-    }
-    sums.into_iter()
-        .map(|(key, (rounds, bet))| (key, (rounds, format_scaled(i128::from(bet)))))
-        .collect()
+fn expected(last: &HashMap<(u64, i64), Version>) -> Buckets {
+    let rounds = last.values().map(|version| {
+        let at = (version.at_ms / 1_000) as u32;
+        (at, player_id(version.player), version.game, version.bet)
+    });
+    expected_buckets(rounds, 86_400)
 }
 
 /// A processor service (hourly and daily rollups, as deployed) running until `stop` fires.
@@ -221,15 +149,16 @@ async fn spawn_processor(database: &str, stop: CancellationToken) -> tokio::task
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn answers_stay_exact_with_duplicates_re_uploads_a_killed_consumer_and_two_processors() {
-    let (topic, group, database) = (unique("exact"), unique("group"), unique("exact"));
+    let slice = Slice::new("exact");
+    let (topic, group) = (slice.topic.clone(), slice.group.clone());
+    let database = slice.database.clone();
     kafka::create_topic(&topic, PARTITIONS).await;
     let client = Stack::get().clickhouse_client(&database);
     sluice_schema::migrations::apply(&client, &database)
         .await
         .unwrap();
-    let url = spawn_gateway(&database).await;
-    let http = reqwest::Client::new();
-    let key = create_key(&http, &url).await;
+    let gateway = spawn_gateway(&slice).await;
+    let key = gateway.unlimited_key("checker", 1_000_000).await.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let stop_processors = CancellationToken::new();
     let processors = [
@@ -239,13 +168,14 @@ async fn answers_stay_exact_with_duplicates_re_uploads_a_killed_consumer_and_two
     // Distinct rounds produced so far: an answer never counts more, and never fewer than before.
     let produced = Arc::new(AtomicU64::new(0));
     let checker = tokio::spawn({
-        let (http, url, key) = (http.clone(), url.clone(), key.clone());
+        let (gateway, key) = (gateway.clone(), key.clone());
         let (produced, stop) = (Arc::clone(&produced), Arc::clone(&stop));
         async move {
             let (mut checks, mut last) = (0, 0);
             while !stop.load(Ordering::SeqCst) {
                 let ceiling = produced.load(Ordering::SeqCst);
-                let counted: u64 = answer(&http, &url, &key).await.values().map(|v| v.0).sum();
+                let answer = gateway.buckets(&key, "day").await;
+                let counted: u64 = answer.values().map(|v| v.0).sum();
                 assert!(counted <= ceiling, "doubled: {counted} rounds of {ceiling}");
                 assert!(counted >= last, "short: {counted} rounds after {last}");
                 (checks, last) = (checks + 1, counted);
@@ -278,7 +208,7 @@ async fn answers_stay_exact_with_duplicates_re_uploads_a_killed_consumer_and_two
 
     // Then the killed instances' leases run out and the processors catch up, days too.
     rounds::wait_until_processed(&database).await;
-    assert_eq!(answer(&http, &url, &key).await, expected(&last));
+    assert_eq!(gateway.buckets(&key, "day").await, expected(&last));
     stop.store(true, Ordering::SeqCst);
     let checks = checker.await.unwrap();
     assert!(checks >= 20, "the checker asked only {checks} times");

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use sluice_testkit::fault::FaultyLink;
-use sluice_testkit::{clickhouse, kafka, unique, Stack};
+use sluice_testkit::{clickhouse, http, kafka, unique, Stack};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_unreachable_for_20_seconds_loses_and_doubles_nothing() {
@@ -72,15 +72,7 @@ async fn ready_answers_within_a_second_naming_a_frozen_clickhouse_or_kafka() {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let handle = tokio::spawn(application.run_until_stopped(shutdown.clone()));
     let ready = || async {
-        let asked = Instant::now();
-        let response = reqwest::get(&url).await.unwrap();
-        let status = response.status().as_u16();
-        let body: serde_json::Value = response.json().await.unwrap();
-        assert!(
-            asked.elapsed() < Duration::from_millis(1_500),
-            "{:?}",
-            asked.elapsed()
-        );
+        let (status, body) = http::answer_within(&url, Duration::from_millis(1_500)).await;
         (status, body["clickhouse"].clone(), body["kafka"].clone())
     };
     let started = Instant::now();

@@ -6,18 +6,17 @@
 //! Rows are written the way the consumer writes them (docs/PROCESSING.md): a batch's hours, and
 //! the hours its rounds' earlier versions are in, are marked before the insert and after it.
 
-use std::collections::{BTreeMap, HashMap};
-use std::process::Stdio;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use clickhouse::Client;
 use sluice_rollup::dirty::DirtyHours;
-use sluice_testkit::names::unique;
+use sluice_testkit::gateway::{expected_buckets, Buckets, Gateway};
 use sluice_testkit::rounds::{redis_connection, COLUMNS};
-use sluice_testkit::stack::Stack;
-use tokio::process::{Child, Command};
+use sluice_testkit::{serve, Settings, Slice, Stack};
+use tokio::process::Child;
 
 const ADMIN_TOKEN: &str = "processor-crash-test-admin-token";
 const WAVES: u64 = 8;
@@ -35,28 +34,14 @@ fn player_id(player: u64) -> String {
 }
 
 fn spawn_processor(database: &str) -> Child {
-    let stack = Stack::get();
-    let output = || match std::env::var_os("TEST_LOG") {
-        Some(_) => Stdio::inherit(),
-        None => Stdio::null(),
-    };
-    Command::new(env!("CARGO_BIN_EXE_sluice-processor"))
-        .env("SLUICE_PROCESSOR_LISTEN_ADDR", "127.0.0.1:0")
-        .env("SLUICE_PROCESSOR_CLICKHOUSE_URL", &stack.clickhouse_url)
-        .env("SLUICE_PROCESSOR_CLICKHOUSE_DATABASE", database)
-        .env("SLUICE_PROCESSOR_CLICKHOUSE_USER", &stack.clickhouse_user)
-        .env(
-            "SLUICE_PROCESSOR_CLICKHOUSE_PASSWORD",
-            &stack.clickhouse_password,
-        )
-        .env("SLUICE_PROCESSOR_REDIS_URL", &stack.redis_url)
+    Settings::processor()
+        .clickhouse(database)
+        .redis()
         // Small steps, so a kill lands mid-step; a killed claim holds its hours this long.
-        .env("SLUICE_PROCESSOR_MAX_HOURS_PER_STEP", "4")
-        .env("SLUICE_PROCESSOR_CLAIM_HOLD_MS", "3000")
-        .env("SLUICE_PROCESSOR_IDLE_PAUSE_MS", "20")
-        .stdout(output())
-        .stderr(output())
-        .kill_on_drop(true)
+        .set("MAX_HOURS_PER_STEP", 4)
+        .set("CLAIM_HOLD_MS", 3000)
+        .set("IDLE_PAUSE_MS", 20)
+        .command(env!("CARGO_BIN_EXE_sluice-processor"))
         .spawn()
         .expect("the sluice-processor binary starts")
 }
@@ -112,103 +97,35 @@ async fn write(client: &Client, dirty: &DirtyHours, batch: u64, versions: &Round
     dirty.end(&mut redis, &name, &hours).await.unwrap();
 }
 
-async fn spawn_gateway(database: &str) -> String {
-    let stack = Stack::get();
-    let mut config = sluice_gateway::Config::with_endpoints(
-        &stack.redis_url,
-        &stack.clickhouse_url,
-        ADMIN_TOKEN,
-    );
-    config.clickhouse_user = stack.clickhouse_user.clone();
-    config.clickhouse_password = stack.clickhouse_password.clone().into();
-    config.listen_addr = "127.0.0.1:0".into();
-    config.clickhouse_database = database.into();
-    config.redis_key_prefix = format!("{}:", unique("crash"));
-    config.cursor_secret = Some("processor-crash-test-cursor-secret-32".to_owned().into());
-    let application = sluice_gateway::Application::build(config).await.unwrap();
-    let url = format!("http://127.0.0.1:{}", application.port());
-    tokio::spawn(application.run_until_stopped());
-    url
-}
-
-async fn create_key(http: &reqwest::Client, url: &str) -> String {
-    let created: serde_json::Value = http
-        .post(format!("{url}/admin/keys"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({
-            "name": "checker", "credits": 1_000_000,
-            "rate_limit": {"requests": 1_000_000, "per_seconds": 1},
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    created["key"].as_str().unwrap().to_owned()
-}
-
-/// (bucket, player, game) → (rounds, real bet).
-type Answer = BTreeMap<(String, String, u64), (u64, String)>;
-
-/// Every bucket of `granularity` (`hour` or `day`), in one page.
-async fn answer(http: &reqwest::Client, url: &str, key: &str, granularity: &str) -> Answer {
-    let page: serde_json::Value = http
-        .get(format!("{url}/aggregated_game_rounds"))
-        .header("X-API-Key", key)
-        .query(&[("granularity", granularity), ("page_size", "10000")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(page["has_more"], false, "{page}");
-    let buckets = page["data"].as_array().unwrap_or_else(|| panic!("{page}"));
-    buckets
-        .iter()
-        .map(|b| {
-            let bucket = b[granularity].as_str().unwrap().to_owned();
-            let key = (bucket, b["player_id"].as_str().unwrap().to_owned());
-            let value = (b["rounds"].as_u64().unwrap(), b["real_amount_bet"].as_str());
-            (
-                (key.0, key.1, b["game_id"].as_u64().unwrap()),
-                (value.0, value.1.unwrap().to_owned()),
-            )
-        })
-        .collect()
+async fn spawn_gateway(slice: &Slice) -> Gateway {
+    let settings = slice.gateway(ADMIN_TOKEN);
+    let settings = settings.set("CURSOR_SECRET", "processor-crash-test-cursor-secret-32");
+    let application = sluice_gateway::Application::build(settings.config()).await;
+    let application = application.unwrap();
+    let url = serve(application.port(), application.run_until_stopped());
+    Gateway::new(url, ADMIN_TOKEN)
 }
 
 /// What the answer must be: the last version of every round, summed per bucket of `seconds`.
-fn expected(last: &Rounds, seconds: u32) -> Answer {
-    let mut sums: BTreeMap<(String, String, u64), (u64, i64)> = BTreeMap::new();
-    for (player, at, game, bet) in last.values() {
-        let start = chrono::DateTime::from_timestamp(i64::from(at - at % seconds), 0).unwrap();
-        let start = start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let entry = sums.entry((start, player_id(*player), *game)).or_default();
-        entry.0 += 1;
-        entry.1 += bet;
-    }
-    let money = |bet: i64| sluice_schema::domain::format_scaled(i128::from(bet));
-    sums.into_iter()
-        .map(|(key, (rounds, bet))| (key, (rounds, money(bet))))
-        .collect()
+fn expected(last: &Rounds, seconds: u32) -> Buckets {
+    let rounds = last.values();
+    let rounds = rounds.map(|(player, at, game, bet)| (*at, player_id(*player), *game, *bet));
+    expected_buckets(rounds, seconds)
 }
 
 /// Asks for hours and days until `stop`: never more rounds than produced, never fewer than the
 /// last answer of the same granularity. Returns how many answers it checked.
 fn spawn_checker(
-    url: String,
+    gateway: Gateway,
     key: String,
     produced: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<u64> {
     tokio::spawn(async move {
-        let http = reqwest::Client::new();
         let (mut checks, mut last) = (0, [0, 0]);
         while !stop.load(Ordering::SeqCst) {
             for (n, granularity) in ["hour", "day"].into_iter().enumerate() {
-                let answer = answer(&http, &url, &key, granularity).await;
+                let answer = gateway.buckets(&key, granularity).await;
                 // Rounds are counted as produced before they are written.
                 let ceiling = produced.load(Ordering::SeqCst);
                 let counted: u64 = answer.values().map(|v| v.0).sum();
@@ -230,21 +147,21 @@ fn spawn_checker(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn answers_stay_exact_while_processors_are_killed_mid_work_and_rounds_keep_moving() {
-    let database = unique("crash");
+    let slice = Slice::new("crash");
+    let database = slice.database.clone();
     let client = Stack::get().clickhouse_client(&database);
     sluice_schema::migrations::apply(&client, &database)
         .await
         .unwrap();
     let dirty = DirtyHours::new(&database);
-    let url = spawn_gateway(&database).await;
-    let http = reqwest::Client::new();
-    let key = create_key(&http, &url).await;
+    let gateway = spawn_gateway(&slice).await;
+    let key = gateway.unlimited_key("checker", 1_000_000).await.unwrap();
     let mut processors = [spawn_processor(&database), spawn_processor(&database)];
     let (produced, stop) = (
         Arc::new(AtomicU64::new(0)),
         Arc::new(AtomicBool::new(false)),
     );
-    let checker = spawn_checker(url.clone(), key.clone(), produced.clone(), stop.clone());
+    let checker = spawn_checker(gateway.clone(), key.clone(), produced.clone(), stop.clone());
 
     let mut last = Rounds::new();
     for n in 0..WAVES {
@@ -264,14 +181,8 @@ async fn answers_stay_exact_while_processors_are_killed_mid_work_and_rounds_keep
     }
 
     sluice_testkit::rounds::wait_until_processed(&database).await;
-    assert_eq!(
-        answer(&http, &url, &key, "hour").await,
-        expected(&last, 3_600)
-    );
-    assert_eq!(
-        answer(&http, &url, &key, "day").await,
-        expected(&last, 86_400)
-    );
+    assert_eq!(gateway.buckets(&key, "hour").await, expected(&last, 3_600));
+    assert_eq!(gateway.buckets(&key, "day").await, expected(&last, 86_400));
     stop.store(true, Ordering::SeqCst);
     let checks = checker.await.unwrap();
     assert!(checks >= 10, "the checker asked only {checks} times");

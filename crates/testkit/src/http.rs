@@ -1,5 +1,7 @@
 //! HTTP helpers for tests that drive the services from outside.
 
+use std::time::{Duration, Instant};
+
 use reqwest::header::HeaderMap;
 
 /// What the producer answered to an upload.
@@ -53,4 +55,51 @@ pub async fn upload_csv_with_headers(
         headers,
         body,
     }
+}
+
+/// `GET {producer_url}/uploads/{id}`'s reconciliation, polled until it says `landed`;
+/// `authorization` is the header a producer with upload tokens wants (`Bearer …`).
+///
+/// # Panics
+/// When it says `unknown` (the producer cannot ask ClickHouse), or after `timeout`.
+pub async fn wait_until_landed(
+    producer_url: &str,
+    id: &str,
+    authorization: Option<&str>,
+    timeout: Duration,
+) -> serde_json::Value {
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        let mut request = http.get(format!("{producer_url}/uploads/{id}"));
+        if let Some(authorization) = authorization {
+            request = request.header("Authorization", authorization);
+        }
+        let response = request.send().await.expect("the producer answers");
+        let status: serde_json::Value = response.json().await.expect("a JSON answer");
+        let reconciliation = status["reconciliation"].clone();
+        assert_ne!(
+            reconciliation["status"], "unknown",
+            "the producer cannot ask ClickHouse (is its CLICKHOUSE_URL set?): {status}"
+        );
+        if reconciliation["status"] == "landed" {
+            return reconciliation;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "not everything landed: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// `GET {url}` (a `/ready`, say), which must answer within `limit`: its status and JSON body.
+pub async fn answer_within(url: &str, limit: Duration) -> (u16, serde_json::Value) {
+    let asked = Instant::now();
+    let response = reqwest::get(url).await.expect("the service answers");
+    let status = response.status().as_u16();
+    let body = response.json().await.expect("a JSON answer");
+    let took = asked.elapsed();
+    assert!(took < limit, "{url} answered after {took:?}");
+    (status, body)
 }

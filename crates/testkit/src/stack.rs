@@ -2,12 +2,14 @@
 //! (`SLUICE_KAFKA_BROKERS`, `SLUICE_CLICKHOUSE_URL`, `SLUICE_CLICKHOUSE_USER`,
 //! `SLUICE_CLICKHOUSE_PASSWORD`, `SLUICE_REDIS_URL` with its password) or, failing that, from
 //! `target/sluice/stack.env` written by `scripts/dev services`. A server that does not answer
-//! fails the test at once, naming the command that starts it.
+//! is a [`StackError`] naming the commands that start it and export its settings; tests fail
+//! with it ([`Stack::get`]), tools return it ([`Stack::try_get`]). Nothing is ever skipped.
 //!
 //! [`Programs`] are the four Sluice programs `scripts/dev up` runs on top (and `scripts/dev
 //! test` starts), with the tokens it gave them.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -18,6 +20,60 @@ pub const START_COMMAND: &str = "scripts/dev services";
 
 /// The command that starts the servers and the four programs.
 pub const UP_COMMAND: &str = "scripts/dev up";
+
+/// What puts the settings those commands wrote into this shell's environment, for tests run
+/// from another checkout or with other settings than `target/sluice/stack.env` of this one.
+pub const EXPORT_COMMAND: &str = "set -a; . target/sluice/stack.env; set +a";
+
+/// Why the stack (or the programs on it) cannot be used. Its message names what to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StackError {
+    /// A setting is neither in the environment nor in `stack.env`.
+    Unset {
+        variable: String,
+        file: PathBuf,
+        /// The command that writes it.
+        command: &'static str,
+    },
+    /// A server or program does not accept connections at the address its setting gives.
+    Unreachable {
+        what: String,
+        address: String,
+        /// The command that starts it.
+        command: &'static str,
+    },
+}
+
+impl fmt::Display for StackError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let command = match self {
+            StackError::Unset {
+                variable,
+                file,
+                command,
+            } => {
+                let file = file.display();
+                write!(f, "{variable} is not set and {file} has no value for it")?;
+                command
+            }
+            StackError::Unreachable {
+                what,
+                address,
+                command,
+            } => {
+                write!(f, "{what} at {address} is not reachable")?;
+                command
+            }
+        };
+        write!(
+            f,
+            ": run `{command}`, then `{EXPORT_COMMAND}` (or run the suite with \
+             `scripts/dev test`, which does both)"
+        )
+    }
+}
+
+impl std::error::Error for StackError {}
 
 #[derive(Debug, Clone)]
 pub struct Stack {
@@ -43,40 +99,45 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// The running stack; panics with instructions if a server is missing.
+    /// The running stack.
+    ///
+    /// # Panics
+    /// With the [`StackError`] of [`Stack::try_get`]: a test without its servers fails, saying
+    /// what to run.
     pub fn get() -> &'static Stack {
+        Stack::try_get().unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// The running stack, or what is missing and the commands that provide it.
+    pub fn try_get() -> Result<&'static Stack, StackError> {
         static STACK: OnceLock<Stack> = OnceLock::new();
-        STACK.get_or_init(|| {
-            let source = Source::new(START_COMMAND);
-            let (value, optional) = (|n| source.value(n), |n| source.optional(n));
-            let stack = Stack {
-                kafka_brokers: value("SLUICE_KAFKA_BROKERS"),
-                clickhouse_url: value("SLUICE_CLICKHOUSE_URL"),
-                clickhouse_user: optional("SLUICE_CLICKHOUSE_USER")
-                    .unwrap_or_else(|| "default".into()),
-                clickhouse_password: optional("SLUICE_CLICKHOUSE_PASSWORD").unwrap_or_default(),
-                redis_url: value("SLUICE_REDIS_URL"),
-                python_path: optional("SLUICE_PYTHONPATH"),
-                tansu_bin: optional("SLUICE_TANSU_BIN"),
-                schemathesis: optional("SLUICE_SCHEMATHESIS"),
-                chromium: optional("SLUICE_CHROMIUM"),
-                chromedriver: optional("SLUICE_CHROMEDRIVER"),
-            };
-            let kafka = stack
-                .kafka_brokers
-                .split(',')
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            require_reachable("Kafka", &kafka, START_COMMAND);
-            require_reachable(
-                "ClickHouse",
-                host_port(&stack.clickhouse_url),
-                START_COMMAND,
-            );
-            require_reachable("Redis", host_port(&stack.redis_url), START_COMMAND);
-            stack
-        })
+        read_once(&STACK, Stack::read)
+    }
+
+    fn read() -> Result<Stack, StackError> {
+        let source = Source::new(START_COMMAND);
+        let optional = |n| source.optional(n);
+        let stack = Stack {
+            kafka_brokers: source.value("SLUICE_KAFKA_BROKERS")?,
+            clickhouse_url: source.value("SLUICE_CLICKHOUSE_URL")?,
+            clickhouse_user: optional("SLUICE_CLICKHOUSE_USER").unwrap_or_else(|| "default".into()),
+            clickhouse_password: optional("SLUICE_CLICKHOUSE_PASSWORD").unwrap_or_default(),
+            redis_url: source.value("SLUICE_REDIS_URL")?,
+            python_path: optional("SLUICE_PYTHONPATH"),
+            tansu_bin: optional("SLUICE_TANSU_BIN"),
+            schemathesis: optional("SLUICE_SCHEMATHESIS"),
+            chromium: optional("SLUICE_CHROMIUM"),
+            chromedriver: optional("SLUICE_CHROMEDRIVER"),
+        };
+        let kafka = stack.kafka_brokers.split(',').next().unwrap_or_default();
+        require_reachable("Kafka", kafka, START_COMMAND)?;
+        require_reachable(
+            "ClickHouse",
+            host_port(&stack.clickhouse_url),
+            START_COMMAND,
+        )?;
+        require_reachable("Redis", host_port(&stack.redis_url), START_COMMAND)?;
+        Ok(stack)
     }
 
     /// ClickHouse's `host:port` (e.g. for a [`crate::fault::FaultyLink`]).
@@ -119,32 +180,54 @@ pub struct Programs {
 }
 
 impl Programs {
-    /// The running programs; panics with instructions if one is missing or does not answer.
+    /// The running programs.
+    ///
+    /// # Panics
+    /// With the [`StackError`] of [`Programs::try_get`].
     pub fn get() -> &'static Programs {
-        static PROGRAMS: OnceLock<Programs> = OnceLock::new();
-        PROGRAMS.get_or_init(|| {
-            Stack::get();
-            let source = Source::new(UP_COMMAND);
-            let value = |n| source.value(n);
-            let programs = Programs {
-                producer_url: value("SLUICE_PRODUCER_URL"),
-                consumer_url: value("SLUICE_CONSUMER_URL"),
-                gateway_url: value("SLUICE_GATEWAY_URL"),
-                watcher_url: value("SLUICE_WATCHER_URL"),
-                upload_token: value("SLUICE_UPLOAD_TOKEN"),
-                admin_token: value("SLUICE_ADMIN_TOKEN"),
-            };
-            for (what, url) in [
-                ("sluice-producer", &programs.producer_url),
-                ("sluice-consumer", &programs.consumer_url),
-                ("sluice-gateway", &programs.gateway_url),
-                ("sluice-watcher", &programs.watcher_url),
-            ] {
-                require_reachable(what, host_port(url), UP_COMMAND);
-            }
-            programs
-        })
+        Programs::try_get().unwrap_or_else(|error| panic!("{error}"))
     }
+
+    /// The running programs, or what is missing and the commands that provide it.
+    pub fn try_get() -> Result<&'static Programs, StackError> {
+        static PROGRAMS: OnceLock<Programs> = OnceLock::new();
+        Stack::try_get()?;
+        read_once(&PROGRAMS, Programs::read)
+    }
+
+    fn read() -> Result<Programs, StackError> {
+        let source = Source::new(UP_COMMAND);
+        let programs = Programs {
+            producer_url: source.value("SLUICE_PRODUCER_URL")?,
+            consumer_url: source.value("SLUICE_CONSUMER_URL")?,
+            gateway_url: source.value("SLUICE_GATEWAY_URL")?,
+            watcher_url: source.value("SLUICE_WATCHER_URL")?,
+            upload_token: source.value("SLUICE_UPLOAD_TOKEN")?,
+            admin_token: source.value("SLUICE_ADMIN_TOKEN")?,
+        };
+        for (what, url) in [
+            ("sluice-producer", &programs.producer_url),
+            ("sluice-consumer", &programs.consumer_url),
+            ("sluice-gateway", &programs.gateway_url),
+            ("sluice-watcher", &programs.watcher_url),
+        ] {
+            require_reachable(what, host_port(url), UP_COMMAND)?;
+        }
+        Ok(programs)
+    }
+}
+
+/// What `cell` holds, read into it the first time `read` succeeds (a failed read is tried
+/// again by the next caller).
+fn read_once<T>(
+    cell: &'static OnceLock<T>,
+    read: fn() -> Result<T, StackError>,
+) -> Result<&'static T, StackError> {
+    if let Some(value) = cell.get() {
+        return Ok(value);
+    }
+    let value = read()?;
+    Ok(cell.get_or_init(|| value))
 }
 
 /// Where settings come from: the environment first, then `stack.env`.
@@ -168,14 +251,11 @@ impl Source {
             .or_else(|| self.file.get(name).cloned())
     }
 
-    fn value(&self, name: &str) -> String {
-        self.optional(name).unwrap_or_else(|| {
-            panic!(
-                "{name} is not set and {} has no value for it: start them with `{}` (or run \
-                 the suite with `scripts/dev test`, which does)",
-                stack_env_path().display(),
-                self.command
-            )
+    fn value(&self, name: &str) -> Result<String, StackError> {
+        self.optional(name).ok_or_else(|| StackError::Unset {
+            variable: name.to_owned(),
+            file: stack_env_path(),
+            command: self.command,
         })
     }
 }
@@ -209,17 +289,20 @@ fn host_port(url: &str) -> &str {
         .map_or(authority, |(_, host)| host)
 }
 
-fn require_reachable(what: &str, address: &str, command: &str) {
+fn require_reachable(what: &str, address: &str, command: &'static str) -> Result<(), StackError> {
     let reachable = address
         .to_socket_addrs()
         .ok()
         .and_then(|mut addresses| addresses.next())
         .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
-    assert!(
-        reachable,
-        "{what} at {address} is not reachable: start it with `{command}` (or run the suite with \
-         `scripts/dev test`, which does)"
-    );
+    if reachable {
+        return Ok(());
+    }
+    Err(StackError::Unreachable {
+        what: what.to_owned(),
+        address: address.to_owned(),
+        command,
+    })
 }
 
 #[cfg(test)]
@@ -235,5 +318,25 @@ mod tests {
             host_port("redis://:p@ss@127.0.0.1:16379/"),
             "127.0.0.1:16379"
         );
+    }
+
+    #[test]
+    fn a_missing_stack_names_the_commands_that_start_and_export_it() {
+        let unset = StackError::Unset {
+            variable: "SLUICE_KAFKA_BROKERS".into(),
+            file: PathBuf::from("target/sluice/stack.env"),
+            command: START_COMMAND,
+        };
+        let unreachable = StackError::Unreachable {
+            what: "sluice-gateway".into(),
+            address: "127.0.0.1:8083".into(),
+            command: UP_COMMAND,
+        };
+        for (error, start) in [(unset, START_COMMAND), (unreachable, UP_COMMAND)] {
+            let message = error.to_string();
+            for command in [start, EXPORT_COMMAND] {
+                assert!(message.contains(&format!("`{command}`")), "{message}");
+            }
+        }
     }
 }

@@ -6,17 +6,17 @@
 //! hour). The batches are a live stream: rows of the current second, so one hour is hot. Not a
 //! test: nothing asserts on time.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sluice_rollup::dirty::DirtyHours;
 use sluice_rollup::spec::GAME_ROUNDS_HOURLY;
-use tokio::process::{Child, Command};
+use sluice_testkit::{Settings, Stack};
+use tokio::process::Child;
 
-use crate::bench::{build_release, println_table, release_binary, stack_value};
-use crate::bench_query::{start_gateway, ClickHouse};
+use crate::bench::{build_release, println_table};
+use crate::bench_query::{release_command, start_gateway, ClickHouse};
 
 /// 2025-06-01T00:00:00Z: the stream's first second.
 const START: u64 = 1_748_736_000;
@@ -27,30 +27,10 @@ const DRAIN: Duration = Duration::from_secs(600);
 
 /// The release processor on `database` of the stack.
 pub(crate) fn spawn_processor(database: &str) -> anyhow::Result<Child> {
-    Command::new(release_binary("sluice-processor"))
-        .env("SLUICE_PROCESSOR_LISTEN_ADDR", "127.0.0.1:0")
-        .env(
-            "SLUICE_PROCESSOR_CLICKHOUSE_URL",
-            stack_value("SLUICE_CLICKHOUSE_URL")?,
-        )
-        .env("SLUICE_PROCESSOR_CLICKHOUSE_DATABASE", database)
-        .env(
-            "SLUICE_PROCESSOR_CLICKHOUSE_USER",
-            stack_value("SLUICE_CLICKHOUSE_USER")?,
-        )
-        .env(
-            "SLUICE_PROCESSOR_CLICKHOUSE_PASSWORD",
-            stack_value("SLUICE_CLICKHOUSE_PASSWORD")?,
-        )
-        .env(
-            "SLUICE_PROCESSOR_REDIS_URL",
-            stack_value("SLUICE_REDIS_URL")?,
-        )
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting sluice-processor")
+    Stack::try_get()?;
+    let settings = Settings::processor().clickhouse(database).redis();
+    let mut command = release_command(&settings, "sluice-processor");
+    command.spawn().context("starting sluice-processor")
 }
 
 /// The probe player of batch `tick`.
@@ -150,12 +130,13 @@ fn spread(mut values: Vec<f64>) -> String {
 pub async fn freshness(rate: u64, seconds: u64) -> anyhow::Result<()> {
     let clickhouse = Arc::new(ClickHouse::of_stack()?);
     let database = format!("bench_{}_freshness", std::process::id());
-    let client = sluice_testkit::Stack::get().clickhouse_client(&database);
+    let client = Stack::get().clickhouse_client(&database);
     sluice_schema::migrations::apply(&client, &database).await?;
     build_release("sluice-gateway").await?;
     build_release("sluice-processor").await?;
     let http = reqwest::Client::new();
-    let (_gateway, url, key) = start_gateway(&http, &database).await?;
+    let (_gateway, gateway, key) = start_gateway(&database).await?;
+    let url = gateway.url;
     let _processor = spawn_processor(&database)?;
     let dirty = DirtyHours::new(&database);
     let mut redis = sluice_testkit::rounds::redis_connection().await;

@@ -11,9 +11,11 @@ use anyhow::{bail, Context};
 use sluice_rollup::dirty::DirtyHours;
 use sluice_rollup::process::{backfill, Processor};
 use sluice_rollup::spec::{Rollup, GAME_ROUNDS_DAILY, GAME_ROUNDS_HOURLY};
+use sluice_testkit::gateway::Gateway;
+use sluice_testkit::{Settings, Stack};
 use tokio::process::{Child, Command};
 
-use crate::bench::{build_release, println_table, release_binary, stack_value};
+use crate::bench::{build_release, println_table, release_binary};
 
 /// 2025-01-01T00:00:00Z: the generated year starts here.
 const YEAR_START: u64 = 1_735_689_600;
@@ -39,13 +41,14 @@ pub(crate) struct ClickHouse {
 }
 
 impl ClickHouse {
-    /// The stack's ClickHouse (from `stack.env`).
+    /// The stack's ClickHouse (from the environment or `stack.env`).
     pub(crate) fn of_stack() -> anyhow::Result<ClickHouse> {
+        let stack = Stack::try_get()?;
         Ok(ClickHouse {
             http: reqwest::Client::new(),
-            url: stack_value("SLUICE_CLICKHOUSE_URL")?,
-            user: stack_value("SLUICE_CLICKHOUSE_USER")?,
-            password: stack_value("SLUICE_CLICKHOUSE_PASSWORD")?,
+            url: stack.clickhouse_url.clone(),
+            user: stack.clickhouse_user.clone(),
+            password: stack.clickhouse_password.clone(),
         })
     }
 
@@ -192,76 +195,42 @@ where
     Ok((at(0.5), at(0.99)))
 }
 
-fn spawn_gateway(database: &str, port: u16) -> anyhow::Result<Child> {
-    Command::new(release_binary("sluice-gateway"))
-        .env("SLUICE_GATEWAY_LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("SLUICE_GATEWAY_REDIS_URL", stack_value("SLUICE_REDIS_URL")?)
-        .env("SLUICE_GATEWAY_REDIS_KEY_PREFIX", format!("{database}:"))
-        .env(
-            "SLUICE_GATEWAY_CLICKHOUSE_URL",
-            stack_value("SLUICE_CLICKHOUSE_URL")?,
-        )
-        .env("SLUICE_GATEWAY_CLICKHOUSE_DATABASE", database)
-        .env(
-            "SLUICE_GATEWAY_CLICKHOUSE_USER",
-            stack_value("SLUICE_CLICKHOUSE_USER")?,
-        )
-        .env(
-            "SLUICE_GATEWAY_CLICKHOUSE_PASSWORD",
-            stack_value("SLUICE_CLICKHOUSE_PASSWORD")?,
-        )
-        .env("SLUICE_GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env(
-            "SLUICE_GATEWAY_CURSOR_SECRET",
-            "bench-query-cursor-secret-of-32-bytes",
-        )
-        .env("SLUICE_GATEWAY_QUERY_TIMEOUT_MS", "600000")
-        .env("SLUICE_GATEWAY_CHARGE_LEASE_MS", "1200000")
+/// The release build of the service `name` with `settings`, logging warnings only (on stdout,
+/// discarded); what it panics with reaches the terminal.
+pub(crate) fn release_command(settings: &Settings, name: &str) -> Command {
+    let mut command = settings.command(release_binary(name));
+    command
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting sluice-gateway")
+        .stderr(Stdio::inherit());
+    command
+}
+
+fn spawn_gateway(database: &str, port: u16) -> anyhow::Result<Child> {
+    Stack::try_get()?;
+    let settings = Settings::gateway()
+        .set("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .redis()
+        .set("REDIS_KEY_PREFIX", format!("{database}:"))
+        .clickhouse(database)
+        .set("ADMIN_TOKEN", ADMIN_TOKEN)
+        .set("CURSOR_SECRET", "bench-query-cursor-secret-of-32-bytes")
+        .set("QUERY_TIMEOUT_MS", 600_000)
+        .set("CHARGE_LEASE_MS", 1_200_000);
+    let mut command = release_command(&settings, "sluice-gateway");
+    command.spawn().context("starting sluice-gateway")
 }
 
 /// The gateway's URL once it is ready, and a key with credits for the whole run.
-pub(crate) async fn start_gateway(
-    http: &reqwest::Client,
-    database: &str,
-) -> anyhow::Result<(Child, String, String)> {
+pub(crate) async fn start_gateway(database: &str) -> anyhow::Result<(Child, Gateway, String)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let gateway = spawn_gateway(database, port)?;
-    let url = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while http
-        .get(format!("{url}/ready"))
-        .send()
-        .await
-        .map(|r| r.status().is_success())
-        .ok()
-        != Some(true)
-    {
-        if started.elapsed() > Duration::from_secs(30) {
-            bail!("the gateway did not become ready");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let created: serde_json::Value = http
-        .post(format!("{url}/admin/keys"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({
-            "name": "bench", "credits": 1_000_000_000u64,
-            "rate_limit": {"requests": 1_000_000, "per_seconds": 1},
-        }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let key = created["key"].as_str().context("a key")?.to_owned();
-    Ok((gateway, url, key))
+    let child = spawn_gateway(database, port)?;
+    let gateway = Gateway::new(format!("http://127.0.0.1:{port}"), ADMIN_TOKEN);
+    gateway.wait_until_ready(Duration::from_secs(30)).await?;
+    let key = gateway.unlimited_key("bench", 1_000_000_000).await?;
+    Ok((child, gateway, key))
 }
 
 /// Asks one question of the gateway; the answer must be a 200 with data.
@@ -348,7 +317,8 @@ pub async fn query(rows: u64, samples: usize, raw_samples: usize) -> anyhow::Res
     let questions = questions(&database, &player, game, day);
 
     let http = reqwest::Client::new();
-    let (_gateway, url, key) = start_gateway(&http, &database).await?;
+    let (_gateway, gateway, key) = start_gateway(&database).await?;
+    let url = gateway.url;
     // Some raw answers fail at scale (ClickHouse's memory limit): shown as failed.
     let mut raw = Vec::new();
     for question in &questions {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sluice_testkit::{unique, Stack};
+use sluice_testkit::{serve, unique, Slice};
 use tokio_util::sync::CancellationToken;
 
 pub const ADMIN_TOKEN: &str = "cli-test-admin-token-0123456789";
@@ -25,60 +25,33 @@ impl Drop for Pipeline {
     }
 }
 
+/// Producer (upload token, two partitions), consumer and gateway over a slice of the stack of
+/// their own. (The workspace tests' `sluice_tests::Setup` starts the same three; this package
+/// does not depend on it.)
 pub async fn spawn_pipeline() -> Pipeline {
     if std::env::var_os("TEST_LOG").is_some() {
         sluice_schema::telemetry::init_tracing("info");
     }
-    let stack = Stack::get();
-    let topic = unique("cli_rounds");
-    let database = unique("cli");
-
-    let mut producer =
-        sluice_producer::Config::with_endpoints(&stack.kafka_brokers, &stack.redis_url);
-    producer.listen_addr = "127.0.0.1:0".into();
-    producer.redis_key_prefix = format!("{}:", unique("cli"));
-    producer.transactional_id_prefix = Some(unique("cli"));
-    producer.topic = topic.clone();
+    let slice = Slice::new("cli");
+    let mut producer: sluice_producer::Config = slice.producer().config();
     producer.topic_partitions = 2;
-    producer.clickhouse_url = stack.clickhouse_url.clone();
-    producer.clickhouse_database = database.clone();
-    producer.clickhouse_user = stack.clickhouse_user.clone();
-    producer.clickhouse_password = stack.clickhouse_password.clone().into();
     producer.upload_tokens = Some(UPLOAD_TOKEN.to_owned().into());
     let producer = sluice_producer::Application::build(producer).await.unwrap();
-    let producer_url = format!("http://127.0.0.1:{}", producer.port());
-    tokio::spawn(producer.run_until_stopped());
+    let producer_url = serve(producer.port(), producer.run_until_stopped());
 
-    let mut consumer = sluice_consumer::Config::with_endpoints(
-        &stack.kafka_brokers,
-        &stack.clickhouse_url,
-        &stack.redis_url,
-    );
-    consumer.listen_addr = "127.0.0.1:0".into();
-    consumer.topic = topic;
-    consumer.group_id = unique("cli_group");
-    consumer.clickhouse_database = database.clone();
-    consumer.clickhouse_user = stack.clickhouse_user.clone();
-    consumer.clickhouse_password = stack.clickhouse_password.clone().into();
+    let mut consumer: sluice_consumer::Config = slice.consumer().config();
     consumer.batch_max_rows = 1_000;
     consumer.batch_timeout_ms = 200;
     let consumer = sluice_consumer::Application::build(consumer).await.unwrap();
     let shutdown = CancellationToken::new();
-    tokio::spawn(consumer.run_until_stopped(shutdown.clone()));
-
-    let mut gateway = sluice_gateway::Config::with_endpoints(
-        &stack.redis_url,
-        &stack.clickhouse_url,
-        ADMIN_TOKEN,
+    serve(
+        consumer.port(),
+        consumer.run_until_stopped(shutdown.clone()),
     );
-    gateway.listen_addr = "127.0.0.1:0".into();
-    gateway.clickhouse_database = database;
-    gateway.clickhouse_user = stack.clickhouse_user.clone();
-    gateway.clickhouse_password = stack.clickhouse_password.clone().into();
-    gateway.redis_key_prefix = format!("{}:", unique("cli"));
+
+    let gateway = slice.gateway(ADMIN_TOKEN).config();
     let gateway = sluice_gateway::Application::build(gateway).await.unwrap();
-    let gateway_url = format!("http://127.0.0.1:{}", gateway.port());
-    tokio::spawn(gateway.run_until_stopped());
+    let gateway_url = serve(gateway.port(), gateway.run_until_stopped());
 
     let dir = std::env::temp_dir().join(unique("sluice_cli_test"));
     std::fs::create_dir_all(&dir).unwrap();

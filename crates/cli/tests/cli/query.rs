@@ -1,8 +1,9 @@
 //! `sluice query`.
 
+use sluice_testkit::gateway::Gateway;
 use sluice_testkit::generate::{self, Options};
 
-use crate::helpers::{path_arg, spawn_pipeline};
+use crate::helpers::{path_arg, spawn_pipeline, ADMIN_TOKEN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn query_all_follows_every_cursor_and_matches_the_rows_of_one_big_page() {
@@ -17,16 +18,9 @@ async fn query_all_follows_every_cursor_and_matches_the_rows_of_one_big_page() {
     let (_, key) = pipeline.create_key(1_000).await;
 
     // What one page of everything says.
-    let whole: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/aggregated_game_rounds", pipeline.gateway_url))
-        .query(&[("page_size", "10000")])
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let whole = Gateway::new(&pipeline.gateway_url, ADMIN_TOKEN)
+        .aggregated(&key, &[("page_size", "10000")])
+        .await;
     assert_eq!(whole["has_more"], false);
     let expected = whole["data"].as_array().unwrap();
     let page_size = 25;

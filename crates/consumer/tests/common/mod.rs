@@ -1,32 +1,26 @@
 //! Shared by the consumer's integration tests.
 #![allow(dead_code)]
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use sluice_consumer::{Application, Config};
 use sluice_schema::avro::GameRoundCodec;
 use sluice_schema::{GameRound, Money, PlayerId};
-use sluice_testkit::{kafka, Stack};
-use tokio::process::{Child, Command};
+use sluice_testkit::{kafka, Settings, Stack};
+use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
 pub const PARTITIONS: i32 = 4;
 
 pub fn config(topic: &str, group: &str, database: &str) -> Config {
-    let stack = Stack::get();
-    let mut config = Config::with_endpoints(
-        &stack.kafka_brokers,
-        &stack.clickhouse_url,
-        &stack.redis_url,
-    );
-    config.clickhouse_user = stack.clickhouse_user.clone();
-    config.clickhouse_password = stack.clickhouse_password.clone().into();
-    config.listen_addr = "127.0.0.1:0".into();
+    let mut config: Config = Settings::consumer()
+        .kafka()
+        .clickhouse(database)
+        .redis()
+        .config();
     config.topic = topic.into();
     config.topic_partitions = PARTITIONS;
     config.group_id = group.into();
-    config.clickhouse_database = database.into();
     config.batch_max_rows = 100;
     config.batch_timeout_ms = 100;
     config
@@ -100,38 +94,21 @@ pub fn spawn_binary_with(
     database: &str,
     settings: &[(&str, &str)],
 ) -> Child {
-    let stack = Stack::get();
-    let output = || {
-        if std::env::var_os("TEST_LOG").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        }
-    };
-    Command::new(env!("CARGO_BIN_EXE_sluice-consumer"))
-        .env("SLUICE_CONSUMER_LISTEN_ADDR", "127.0.0.1:0")
-        .env("SLUICE_CONSUMER_KAFKA_BROKERS", &stack.kafka_brokers)
-        .env("SLUICE_CONSUMER_CLICKHOUSE_URL", &stack.clickhouse_url)
-        .env("SLUICE_CONSUMER_CLICKHOUSE_DATABASE", database)
-        .env("SLUICE_CONSUMER_CLICKHOUSE_USER", &stack.clickhouse_user)
-        .env(
-            "SLUICE_CONSUMER_CLICKHOUSE_PASSWORD",
-            &stack.clickhouse_password,
-        )
-        .env("SLUICE_CONSUMER_REDIS_URL", &stack.redis_url)
+    Settings::consumer()
+        .kafka()
+        .clickhouse(database)
+        .redis()
         // A killed instance's marks hold their hours this long.
-        .env("SLUICE_CONSUMER_MARK_LEASE_MS", "3000")
-        .env("SLUICE_CONSUMER_TOPIC", topic)
-        .env("SLUICE_CONSUMER_TOPIC_PARTITIONS", PARTITIONS.to_string())
-        .env("SLUICE_CONSUMER_GROUP_ID", group)
-        .env("SLUICE_CONSUMER_SESSION_TIMEOUT_MS", "6000")
-        .env("SLUICE_CONSUMER_MAX_POLL_INTERVAL_MS", "10000")
-        .env("SLUICE_CONSUMER_BATCH_MAX_ROWS", "2000")
-        .env("SLUICE_CONSUMER_BATCH_TIMEOUT_MS", "200")
+        .set("MARK_LEASE_MS", 3000)
+        .set("TOPIC", topic)
+        .set("TOPIC_PARTITIONS", PARTITIONS)
+        .set("GROUP_ID", group)
+        .set("SESSION_TIMEOUT_MS", 6000)
+        .set("MAX_POLL_INTERVAL_MS", 10000)
+        .set("BATCH_MAX_ROWS", 2000)
+        .set("BATCH_TIMEOUT_MS", 200)
+        .command(env!("CARGO_BIN_EXE_sluice-consumer"))
         .envs(settings.iter().copied())
-        .stdout(output())
-        .stderr(output())
-        .kill_on_drop(true)
         .spawn()
         .expect("the sluice-consumer binary starts")
 }
