@@ -211,6 +211,7 @@ async fn every_service_reports_its_work_in_prometheus_format() {
         clickhouse_database: database.clone(),
         clickhouse_user: stack.clickhouse_user.clone(),
         clickhouse_password: stack.clickhouse_password.clone().into(),
+        clickhouse_cluster: None,
         redis_url: stack.redis_url.clone().into(),
         max_hours_per_step: 1,
         rows_per_statement: 2_000_000,

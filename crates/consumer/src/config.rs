@@ -57,6 +57,12 @@ pub struct Config {
     /// ClickHouse password. Default empty.
     #[serde(default = "defaults::clickhouse_password")]
     pub clickhouse_password: SecretString,
+    /// The ClickHouse cluster (a `remote_servers` name) the tables are sharded over; unset:
+    /// one server. On a cluster the migrations create a replicated `<table>_local` on every
+    /// server and a `Distributed` table over them, and every query carries the cluster's
+    /// settings (docs/SCALING.md). Default unset.
+    #[serde(default)]
+    pub clickhouse_cluster: Option<String>,
     /// Redis holding the rollups' dirty hours (docs/PROCESSING.md): every batch marks the
     /// hours it touches there before its insert. The same Redis as the processor's and the
     /// gateway's. Default `redis://127.0.0.1:6379/`.
@@ -126,6 +132,7 @@ impl Config {
             clickhouse_database: defaults::clickhouse_database(),
             clickhouse_user: defaults::clickhouse_user(),
             clickhouse_password: defaults::clickhouse_password(),
+            clickhouse_cluster: None,
             redis_url: SecretString::from(redis_url.into()),
             mark_lease_ms: defaults::mark_lease_ms(),
             batch_max_rows: defaults::batch_max_rows(),

@@ -25,6 +25,7 @@ use actix_web::dev::Server;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::ExposeSecret;
+use sluice_schema::migrations::Layout;
 use sluice_schema::telemetry::{answers_in_time, exposition, health, readiness, READY_TIMEOUT};
 use tokio_util::sync::CancellationToken;
 
@@ -49,13 +50,15 @@ struct HealthState {
 impl Application {
     /// Applies the ClickHouse migrations, makes sure the topic exists and joins the group.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        let clickhouse = sluice_schema::migrations::client(
+        let layout = Layout::from_setting(config.clickhouse_cluster.as_deref())?;
+        let clickhouse = sluice_schema::migrations::connect(
             &config.clickhouse_url,
             &config.clickhouse_database,
             &config.clickhouse_user,
             config.clickhouse_password.expose_secret(),
-        );
-        sluice_schema::migrations::apply(&clickhouse, &config.clickhouse_database).await?;
+            &layout,
+        )
+        .await?;
         sluice_schema::kafka::ensure_topic(
             &config.kafka_brokers,
             &config.topic,

@@ -135,6 +135,7 @@ async fn spawn_processor(database: &str, stop: CancellationToken) -> tokio::task
         clickhouse_database: database.into(),
         clickhouse_user: stack.clickhouse_user.clone(),
         clickhouse_password: stack.clickhouse_password.clone().into(),
+        clickhouse_cluster: None,
         redis_url: stack.redis_url.clone().into(),
         max_hours_per_step: 24,
         rows_per_statement: 500,

@@ -31,6 +31,12 @@ pub struct Config {
     /// ClickHouse password. Default empty.
     #[serde(default = "defaults::clickhouse_password")]
     pub clickhouse_password: SecretString,
+    /// The ClickHouse cluster (a `remote_servers` name) the tables are sharded over; unset:
+    /// one server. On a cluster the migrations create a replicated `<table>_local` on every
+    /// server and a `Distributed` table over them, and every query carries the cluster's
+    /// settings (docs/SCALING.md). Default unset.
+    #[serde(default)]
+    pub clickhouse_cluster: Option<String>,
     /// Credits charged for one `GET /aggregated_game_rounds`. Default 1.
     #[serde(default = "defaults::query_cost")]
     pub query_cost: u64,
@@ -126,6 +132,7 @@ impl Config {
             clickhouse_database: defaults::clickhouse_database(),
             clickhouse_user: defaults::clickhouse_user(),
             clickhouse_password: defaults::clickhouse_password(),
+            clickhouse_cluster: None,
             query_cost: defaults::query_cost(),
             query_timeout_ms: defaults::query_timeout_ms(),
             max_concurrent_queries: defaults::max_concurrent_queries(),

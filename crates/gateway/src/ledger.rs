@@ -12,6 +12,7 @@
 //! with `FINAL`, the event id being the entry's stream id. While ClickHouse is down, events
 //! wait in Redis (`sluice_gateway_ledger_outbox_events`); none is dropped.
 
+use sluice_schema::migrations::Layout;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -169,6 +170,7 @@ pub struct Ledger {
     outbox: String,
     client: Client,
     database: String,
+    layout: Layout,
     settings: LedgerSettings,
     table_ready: Arc<OnceCell<()>>,
 }
@@ -178,6 +180,7 @@ impl Ledger {
         credits: &CreditStore,
         client: Client,
         database: String,
+        layout: Layout,
         settings: LedgerSettings,
     ) -> Ledger {
         let (pool, prefix) = credits.pool();
@@ -186,6 +189,7 @@ impl Ledger {
             outbox: format!("{prefix}ledger:outbox"),
             client,
             database,
+            layout,
             settings,
             table_ready: Arc::new(OnceCell::new()),
         }
@@ -260,7 +264,7 @@ impl Ledger {
     async fn ensure_table(&self) -> Result<(), DrainError> {
         self.table_ready
             .get_or_try_init(|| async {
-                sluice_schema::migrations::apply(&self.client, &self.database)
+                sluice_schema::migrations::apply_on(&self.client, &self.database, &self.layout)
                     .await
                     .map_err(|e| DrainError::ClickHouse(Box::new(e)))
             })

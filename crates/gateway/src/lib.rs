@@ -45,6 +45,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::ErrorHandlers;
 use actix_web::{web, App, HttpServer};
 use secrecy::ExposeSecret;
+use sluice_schema::migrations::Layout;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -70,17 +71,19 @@ impl Application {
             &config.redis_key_prefix,
             config.default_rate_limit(),
         )?;
-        let clickhouse = sluice_schema::migrations::client(
+        let layout = Layout::from_setting(config.clickhouse_cluster.as_deref())?;
+        let clickhouse = layout.configure(sluice_schema::migrations::client(
             &config.clickhouse_url,
             &config.clickhouse_database,
             &config.clickhouse_user,
             config.clickhouse_password.expose_secret(),
-        );
+        ));
         let cursors = cursor_signer(&config);
         let ledger = ledger::Ledger::new(
             &credits,
             clickhouse.clone(),
             config.clickhouse_database.clone(),
+            layout,
             ledger::LedgerSettings {
                 batch_rows: config.ledger_batch_rows,
                 flush_interval: Duration::from_millis(config.ledger_flush_interval_ms),

@@ -21,6 +21,12 @@ pub struct Config {
     /// ClickHouse password. Default empty.
     #[serde(default = "defaults::secret")]
     pub clickhouse_password: SecretString,
+    /// The ClickHouse cluster (a `remote_servers` name) the tables are sharded over; unset:
+    /// one server. On a cluster the migrations create a replicated `<table>_local` on every
+    /// server and a `Distributed` table over them, and every query carries the cluster's
+    /// settings (docs/SCALING.md). Default unset.
+    #[serde(default)]
+    pub clickhouse_cluster: Option<String>,
     /// Redis holding the dirty hours (the gateway's Redis), password included.
     /// Default `redis://127.0.0.1:6379/`.
     #[serde(default = "defaults::redis_url")]

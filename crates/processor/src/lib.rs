@@ -24,6 +24,7 @@ use secrecy::ExposeSecret;
 use sluice_rollup::dirty::DirtyHours;
 use sluice_rollup::process::{CatchUp, ProcessError, Processor};
 use sluice_rollup::spec::{Rollup, GAME_ROUNDS_DAILY, GAME_ROUNDS_HOURLY};
+use sluice_schema::migrations::Layout;
 use sluice_schema::telemetry::{answers_in_time, exposition, health, readiness};
 use tokio_util::sync::CancellationToken;
 
@@ -89,13 +90,15 @@ struct HealthState {
 
 /// ClickHouse, with the tables, and the Redis pool of `config`.
 async fn connect(config: &Config) -> anyhow::Result<(clickhouse::Client, Pool)> {
-    let clickhouse = sluice_schema::migrations::client(
+    let layout = Layout::from_setting(config.clickhouse_cluster.as_deref())?;
+    let clickhouse = sluice_schema::migrations::connect(
         &config.clickhouse_url,
         &config.clickhouse_database,
         &config.clickhouse_user,
         config.clickhouse_password.expose_secret(),
-    );
-    sluice_schema::migrations::apply(&clickhouse, &config.clickhouse_database).await?;
+        &layout,
+    )
+    .await?;
     let redis = deadpool_redis::Config::from_url(config.redis_url.expose_secret())
         .create_pool(Some(Runtime::Tokio1))?;
     Ok((clickhouse, redis))

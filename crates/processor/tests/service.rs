@@ -24,6 +24,7 @@ fn config(database: &str) -> Config {
         clickhouse_database: database.into(),
         clickhouse_user: stack.clickhouse_user.clone(),
         clickhouse_password: SecretString::from(stack.clickhouse_password.clone()),
+        clickhouse_cluster: None,
         redis_url: SecretString::from(stack.redis_url.clone()),
         max_hours_per_step: 7,
         rows_per_statement: 1_000,

@@ -62,6 +62,12 @@ pub struct Config {
     /// ClickHouse password. Default empty.
     #[serde(default = "defaults::clickhouse_password")]
     pub clickhouse_password: SecretString,
+    /// The ClickHouse cluster (a `remote_servers` name) the tables are sharded over; unset:
+    /// one server. On a cluster the migrations create a replicated `<table>_local` on every
+    /// server and a `Distributed` table over them, and every query carries the cluster's
+    /// settings (docs/SCALING.md). Default unset.
+    #[serde(default)]
+    pub clickhouse_cluster: Option<String>,
     /// Run each upload in a Kafka transaction, so a failed or duplicate upload leaves nothing
     /// visible. Needs brokers with transactions and read-committed consumers. Default true.
     #[serde(default = "defaults::transactional")]
@@ -307,6 +313,7 @@ impl Config {
             clickhouse_database: defaults::clickhouse_database(),
             clickhouse_user: defaults::clickhouse_user(),
             clickhouse_password: defaults::clickhouse_password(),
+            clickhouse_cluster: None,
             transactional: defaults::transactional(),
             transactional_id_prefix: None,
             transaction_timeout_ms: defaults::transaction_timeout_ms(),

@@ -5,6 +5,9 @@ use clickhouse::Client;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
+use sluice_schema::migrations::cluster::BadClusterName;
+use sluice_schema::migrations::Layout;
+
 use crate::config::Config;
 
 /// Rejected rows listed per page, at most.
@@ -27,15 +30,17 @@ pub struct LandedReject {
 }
 
 impl Landing {
-    pub fn new(config: &Config) -> Landing {
-        Landing {
-            client: sluice_schema::migrations::client(
+    /// A reader of `config`'s ClickHouse; fails on a malformed cluster setting.
+    pub fn new(config: &Config) -> Result<Landing, BadClusterName> {
+        let layout = Layout::from_setting(config.clickhouse_cluster.as_deref())?;
+        Ok(Landing {
+            client: layout.configure(sluice_schema::migrations::client(
                 &config.clickhouse_url,
                 &config.clickhouse_database,
                 &config.clickhouse_user,
                 config.clickhouse_password.expose_secret(),
-            ),
-        }
+            )),
+        })
     }
 
     /// How many distinct rounds of an upload ClickHouse holds, the upload being `ids`: its own

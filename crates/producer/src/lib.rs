@@ -76,7 +76,7 @@ impl Application {
         let state = web::Data::new(routes::AppState {
             producer,
             receipts,
-            landing: landing::Landing::new(&config),
+            landing: landing::Landing::new(&config)?,
             config: config.clone(),
             metrics: sluice_schema::telemetry::prometheus(),
         });

@@ -5,9 +5,15 @@ use crate::stack::Stack;
 /// Runs `sql` as the stack's ClickHouse user and returns the body (TabSeparated), trimmed.
 /// Panics on an error status.
 pub async fn query(sql: &str) -> String {
+    query_at(&Stack::get().clickhouse_url, sql).await
+}
+
+/// Runs `sql` on the ClickHouse server at `url` (one of [`crate::cluster`]'s, say) as the
+/// stack's ClickHouse user and returns the body, trimmed. Panics on an error status.
+pub async fn query_at(url: &str, sql: &str) -> String {
     let stack = Stack::get();
     let response = reqwest::Client::new()
-        .post(&stack.clickhouse_url)
+        .post(url)
         .basic_auth(&stack.clickhouse_user, Some(&stack.clickhouse_password))
         .body(sql.to_owned())
         .send()

@@ -11,6 +11,8 @@
 //!   their binaries or read their `Config` for running them in-process, and a test's own
 //!   [`Slice`] of the stack.
 //! - [`clickhouse`]: a plain HTTP query helper for assertions.
+//! - [`cluster`]: the sharded ClickHouse layout of `scripts/cluster`: its servers, stopping and
+//!   starting one.
 //! - [`fault`]: a TCP relay that cuts and heals the link to a real server.
 //! - [`http`]: uploading a CSV to the producer as a client would, and waiting until it landed.
 //! - [`gateway`]: a running gateway over HTTP: keys, answers, and the answer rounds must give.
@@ -23,6 +25,7 @@
 //! types or starts them itself; its callers do, from the settings it gives.
 
 pub mod clickhouse;
+pub mod cluster;
 pub mod dashboard;
 pub mod fault;
 pub mod gateway;

@@ -219,7 +219,7 @@ impl Programs {
 
 /// What `cell` holds, read into it the first time `read` succeeds (a failed read is tried
 /// again by the next caller).
-fn read_once<T>(
+pub(crate) fn read_once<T>(
     cell: &'static OnceLock<T>,
     read: fn() -> Result<T, StackError>,
 ) -> Result<&'static T, StackError> {
@@ -231,30 +231,37 @@ fn read_once<T>(
 }
 
 /// Where settings come from: the environment first, then `stack.env`.
-struct Source {
+pub(crate) struct Source {
     file: HashMap<String, String>,
+    path: PathBuf,
     /// The command that would have written a missing value.
     command: &'static str,
 }
 
 impl Source {
     fn new(command: &'static str) -> Source {
+        Source::from_file(stack_env_path(), command)
+    }
+
+    /// Values from the environment, then from the `NAME=value` lines of `path`.
+    pub(crate) fn from_file(path: PathBuf, command: &'static str) -> Source {
         Source {
-            file: read_stack_env(),
+            file: read_env_file(&path),
+            path,
             command,
         }
     }
 
-    fn optional(&self, name: &str) -> Option<String> {
+    pub(crate) fn optional(&self, name: &str) -> Option<String> {
         std::env::var(name)
             .ok()
             .or_else(|| self.file.get(name).cloned())
     }
 
-    fn value(&self, name: &str) -> Result<String, StackError> {
+    pub(crate) fn value(&self, name: &str) -> Result<String, StackError> {
         self.optional(name).ok_or_else(|| StackError::Unset {
             variable: name.to_owned(),
-            file: stack_env_path(),
+            file: self.path.clone(),
             command: self.command,
         })
     }
@@ -270,8 +277,8 @@ pub fn stack_env_path() -> PathBuf {
     workspace_root().join("target/sluice/stack.env")
 }
 
-fn read_stack_env() -> HashMap<String, String> {
-    let Ok(text) = std::fs::read_to_string(stack_env_path()) else {
+fn read_env_file(path: &std::path::Path) -> HashMap<String, String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
         return HashMap::new();
     };
     text.lines()
@@ -281,7 +288,7 @@ fn read_stack_env() -> HashMap<String, String> {
 }
 
 /// `http://127.0.0.1:8123/` → `127.0.0.1:8123`; credentials (`redis://:pw@…`) are dropped.
-fn host_port(url: &str) -> &str {
+pub(crate) fn host_port(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let authority = rest.split('/').next().unwrap_or(rest);
     authority
@@ -289,7 +296,11 @@ fn host_port(url: &str) -> &str {
         .map_or(authority, |(_, host)| host)
 }
 
-fn require_reachable(what: &str, address: &str, command: &'static str) -> Result<(), StackError> {
+pub(crate) fn require_reachable(
+    what: &str,
+    address: &str,
+    command: &'static str,
+) -> Result<(), StackError> {
     let reachable = address
         .to_socket_addrs()
         .ok()
