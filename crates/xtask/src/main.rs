@@ -64,6 +64,16 @@ enum Task {
         #[arg(long)]
         totals: Option<PathBuf>,
     },
+    /// Print the statements the services apply on a ClickHouse cluster (their
+    /// `…_CLICKHOUSE_CLUSTER` setting), generated from `schemas/clickhouse/`.
+    ClusterDdl {
+        /// The database the services use.
+        #[arg(long, default_value = "sluice")]
+        database: String,
+        /// The cluster's name in `remote_servers`.
+        #[arg(long, default_value = "sluice")]
+        cluster: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -154,6 +164,7 @@ async fn main() -> anyhow::Result<()> {
                     rows,
                 },
         } => bench_watcher::watcher(files, rows_per_file, rows).await?,
+        Task::ClusterDdl { database, cluster } => print!("{}", cluster_ddl(&database, &cluster)),
         Task::Gen {
             rows,
             encoding,
@@ -201,4 +212,14 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Every statement of the sharded layout, in the order the services apply them.
+fn cluster_ddl(database: &str, cluster: &str) -> String {
+    use sluice_schema::migrations::{cluster, of_a_cluster};
+    let statements = of_a_cluster().flat_map(|m| cluster::statements(m, database, cluster));
+    std::iter::once(cluster::create_database(database, cluster))
+        .chain(statements)
+        .map(|s| format!("{};\n\n", s.trim_end()))
+        .collect()
 }

@@ -178,6 +178,15 @@ pub const GAME_ROUNDS_VIEW: Migration = Migration {
 /// database that still has that table, to bring it to the shape the copy expects.
 const OF_THE_RETIRED_TABLE: [u32; 2] = [1, 4];
 
+/// The migrations a cluster applies, in order: all but those of the table `game_rounds` was
+/// (a cluster never had it), the view last.
+pub fn of_a_cluster() -> impl Iterator<Item = &'static Migration> {
+    MIGRATIONS
+        .iter()
+        .chain([&GAME_ROUNDS_VIEW])
+        .filter(|m| !OF_THE_RETIRED_TABLE.contains(&m.version))
+}
+
 /// Copies the retired table's rows into `round_versions` (see the file).
 #[cfg(feature = "clickhouse")]
 const COPY_RETIRED_ROWS: &str =
@@ -434,8 +443,7 @@ async fn apply_cluster(
     database: &str,
     cluster: &str,
 ) -> Result<(), MigrationError> {
-    let migrations = MIGRATIONS.iter().chain([&GAME_ROUNDS_VIEW]);
-    for migration in migrations.filter(|m| !OF_THE_RETIRED_TABLE.contains(&m.version)) {
+    for migration in of_a_cluster() {
         let done = applied_here(client, &migration.object)
             .await
             .map_err(failed(migration.version, migration.name))?;
