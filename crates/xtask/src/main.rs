@@ -164,7 +164,9 @@ async fn main() -> anyhow::Result<()> {
                     rows,
                 },
         } => bench_watcher::watcher(files, rows_per_file, rows).await?,
-        Task::ClusterDdl { database, cluster } => print!("{}", cluster_ddl(&database, &cluster)),
+        Task::ClusterDdl { database, cluster } => {
+            std::io::stdout().write_all(cluster_ddl(&database, &cluster).as_bytes())?
+        }
         Task::Gen {
             rows,
             encoding,
