@@ -41,16 +41,16 @@ async fn start(label: &str, cluster: Option<&Cluster>) -> Run {
         let url = cluster.url("s1r1").to_owned();
         for (clickhouse_url, clickhouse_cluster) in [
             (
-                &mut setup.producer.clickhouse_url,
-                &mut setup.producer.clickhouse_cluster,
+                &mut setup.producer.clickhouse.url,
+                &mut setup.producer.clickhouse.cluster,
             ),
             (
-                &mut setup.consumer.clickhouse_url,
-                &mut setup.consumer.clickhouse_cluster,
+                &mut setup.consumer.clickhouse.url,
+                &mut setup.consumer.clickhouse.cluster,
             ),
             (
-                &mut setup.gateway.clickhouse_url,
-                &mut setup.gateway.clickhouse_cluster,
+                &mut setup.gateway.clickhouse.url,
+                &mut setup.gateway.clickhouse.cluster,
             ),
         ] {
             *clickhouse_url = url.clone();

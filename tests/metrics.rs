@@ -177,7 +177,7 @@ async fn every_service_reports_its_work_in_prometheus_format() {
 
     let gateway_config = |clickhouse_url: &str| {
         let mut gateway: sluice_gateway::Config = slice.gateway(ADMIN_TOKEN).config();
-        gateway.clickhouse_url = clickhouse_url.to_owned();
+        gateway.clickhouse.url = clickhouse_url.to_owned();
         gateway.redis_key_prefix = prefix.clone();
         gateway
     };
@@ -207,11 +207,13 @@ async fn every_service_reports_its_work_in_prometheus_format() {
     // The processor, over this test's database (the consumer created its tables).
     let processor = sluice_processor::Config {
         listen_addr: "127.0.0.1:0".into(),
-        clickhouse_url: stack.clickhouse_url.clone(),
-        clickhouse_database: database.clone(),
-        clickhouse_user: stack.clickhouse_user.clone(),
-        clickhouse_password: stack.clickhouse_password.clone().into(),
-        clickhouse_cluster: None,
+        clickhouse: sluice_schema::config::ClickHouseSettings {
+            url: stack.clickhouse_url.clone(),
+            database: database.clone(),
+            user: stack.clickhouse_user.clone(),
+            password: stack.clickhouse_password.clone().into(),
+            cluster: None,
+        },
         redis_url: stack.redis_url.clone().into(),
         max_hours_per_step: 1,
         rows_per_statement: 2_000_000,

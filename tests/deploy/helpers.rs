@@ -3,9 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_norway::Value;
+use sluice_schema::config::ServiceConfig;
 
 /// What the checks need to know of one service's configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,7 +60,7 @@ impl From<sluice_producer::Config> for Settings {
         Settings::listening_on(&c.listen_addr)
             .kafka(c.kafka_brokers, c.topic, c.topic_partitions)
             .redis(c.redis_url)
-            .clickhouse(c.clickhouse_url)
+            .clickhouse(c.clickhouse.url)
     }
 }
 
@@ -68,7 +68,7 @@ impl From<sluice_consumer::Config> for Settings {
     fn from(c: sluice_consumer::Config) -> Settings {
         Settings::listening_on(&c.listen_addr)
             .kafka(c.kafka_brokers, c.topic, c.topic_partitions)
-            .clickhouse(c.clickhouse_url)
+            .clickhouse(c.clickhouse.url)
     }
 }
 
@@ -84,7 +84,7 @@ impl From<sluice_gateway::Config> for Settings {
     fn from(c: sluice_gateway::Config) -> Settings {
         Settings::listening_on(&c.listen_addr)
             .redis(c.redis_url)
-            .clickhouse(c.clickhouse_url)
+            .clickhouse(c.clickhouse.url)
     }
 }
 
@@ -93,7 +93,7 @@ impl From<sluice_processor::Config> for Settings {
         use secrecy::ExposeSecret;
         Settings::listening_on(&c.listen_addr)
             .redis(c.redis_url.expose_secret().to_owned())
-            .clickhouse(c.clickhouse_url)
+            .clickhouse(c.clickhouse.url)
     }
 }
 
@@ -102,28 +102,29 @@ impl From<sluice_processor::Config> for Settings {
 pub struct Service {
     pub name: &'static str,
     pub prefix: &'static str,
-    pub fields: &'static [&'static str],
+    pub fields: Vec<String>,
     pub parse: fn(&'static str, &BTreeMap<String, String>) -> Result<Settings, String>,
 }
 
 impl Service {
-    pub fn of<C>(name: &'static str, prefix: &'static str) -> Service
+    /// `C` read as the service reads it ([`ServiceConfig`]).
+    pub fn of<C>(name: &'static str) -> Service
     where
-        C: DeserializeOwned + Into<Settings>,
+        C: ServiceConfig + Into<Settings>,
     {
-        fn parse<C: DeserializeOwned + Into<Settings>>(
-            prefix: &'static str,
+        fn parse<C: ServiceConfig + Into<Settings>>(
+            _prefix: &'static str,
             env: &BTreeMap<String, String>,
         ) -> Result<Settings, String> {
-            envy::prefixed(prefix)
-                .from_iter::<_, C>(env.clone())
+            let variables: Vec<(String, String)> = env.clone().into_iter().collect();
+            C::from_variables(&variables)
                 .map(Into::into)
                 .map_err(|e| e.to_string())
         }
         Service {
             name,
-            prefix,
-            fields: serde_aux::serde_introspection::serde_introspect::<C>(),
+            prefix: C::PREFIX,
+            fields: C::names(),
             parse: parse::<C>,
         }
     }
@@ -169,11 +170,11 @@ impl Service {
 /// Every program that reads `SLUICE_<NAME>_*` variables. Adding one is one line here.
 pub fn services() -> Vec<Service> {
     vec![
-        Service::of::<sluice_producer::Config>("producer", "SLUICE_PRODUCER_"),
-        Service::of::<sluice_consumer::Config>("consumer", "SLUICE_CONSUMER_"),
-        Service::of::<sluice_gateway::Config>("gateway", "SLUICE_GATEWAY_"),
-        Service::of::<sluice_watcher::Config>("watcher", "SLUICE_WATCHER_"),
-        Service::of::<sluice_processor::Config>("processor", "SLUICE_PROCESSOR_"),
+        Service::of::<sluice_producer::Config>("producer"),
+        Service::of::<sluice_consumer::Config>("consumer"),
+        Service::of::<sluice_gateway::Config>("gateway"),
+        Service::of::<sluice_watcher::Config>("watcher"),
+        Service::of::<sluice_processor::Config>("processor"),
     ]
 }
 

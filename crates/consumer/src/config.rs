@@ -2,6 +2,7 @@
 
 use secrecy::SecretString;
 use serde::Deserialize;
+use sluice_schema::config::{self, ClickHouseSettings, ServiceConfig};
 
 /// Every setting of the consumer. Each field is read from `SLUICE_CONSUMER_<FIELD>`.
 #[derive(Debug, Clone, Deserialize)]
@@ -45,24 +46,10 @@ pub struct Config {
     /// Default 5000.
     #[serde(default = "defaults::statistics_interval_ms")]
     pub statistics_interval_ms: u64,
-    /// ClickHouse HTTP endpoint. Default `http://127.0.0.1:8123`.
-    #[serde(default = "defaults::clickhouse_url")]
-    pub clickhouse_url: String,
-    /// ClickHouse database; created with the tables at start-up. Default `sluice`.
-    #[serde(default = "defaults::clickhouse_database")]
-    pub clickhouse_database: String,
-    /// ClickHouse user. Default `default`.
-    #[serde(default = "defaults::clickhouse_user")]
-    pub clickhouse_user: String,
-    /// ClickHouse password. Default empty.
-    #[serde(default = "defaults::clickhouse_password")]
-    pub clickhouse_password: SecretString,
-    /// The ClickHouse cluster (a `remote_servers` name) the tables are sharded over; unset:
-    /// one server. On a cluster the migrations create a replicated `<table>_local` on every
-    /// server and a `Distributed` table over them, and every query carries the cluster's
-    /// settings (docs/SCALING.md). Default unset.
-    #[serde(default)]
-    pub clickhouse_cluster: Option<String>,
+    /// ClickHouse, read from `SLUICE_CONSUMER_CLICKHOUSE_*` (`URL`, `DATABASE`, `USER`,
+    /// `PASSWORD`, `CLUSTER`: see `ClickHouseSettings`).
+    #[serde(skip)]
+    pub clickhouse: ClickHouseSettings,
     /// Redis holding the rollups' dirty hours (docs/PROCESSING.md): every batch marks the
     /// hours it touches there before its insert. The same Redis as the processor's and the
     /// gateway's. Default `redis://127.0.0.1:6379/`.
@@ -93,7 +80,7 @@ pub struct Config {
 impl Config {
     /// Reads the configuration from the environment, naming the bad variable on failure.
     pub fn from_env() -> Result<Config, envy::Error> {
-        envy::prefixed("SLUICE_CONSUMER_").from_env()
+        <Config as ServiceConfig>::from_env()
     }
 
     /// The rejects topic's name.
@@ -128,11 +115,7 @@ impl Config {
             max_poll_interval_ms: defaults::max_poll_interval_ms(),
             statistics_interval_ms: defaults::statistics_interval_ms(),
             prefetch_messages: defaults::prefetch_messages(),
-            clickhouse_url: clickhouse_url.into(),
-            clickhouse_database: defaults::clickhouse_database(),
-            clickhouse_user: defaults::clickhouse_user(),
-            clickhouse_password: defaults::clickhouse_password(),
-            clickhouse_cluster: None,
+            clickhouse: ClickHouseSettings::at(clickhouse_url),
             redis_url: SecretString::from(redis_url.into()),
             mark_lease_ms: defaults::mark_lease_ms(),
             batch_max_rows: defaults::batch_max_rows(),
@@ -141,6 +124,22 @@ impl Config {
             insert_retry_initial_ms: defaults::insert_retry_initial_ms(),
             insert_retry_max_ms: defaults::insert_retry_max_ms(),
         }
+    }
+}
+
+impl ServiceConfig for Config {
+    const PREFIX: &'static str = "SLUICE_CONSUMER_";
+
+    fn from_variables(variables: &[(String, String)]) -> Result<Config, envy::Error> {
+        let mut config: Config = config::read(Self::PREFIX, variables)?;
+        config.clickhouse = ClickHouseSettings::read(Self::PREFIX, variables)?;
+        Ok(config)
+    }
+
+    fn names() -> Vec<String> {
+        let mut names = config::names_of::<Config>("");
+        names.extend(ClickHouseSettings::names());
+        names
     }
 }
 
@@ -173,18 +172,6 @@ mod defaults {
     }
     pub fn statistics_interval_ms() -> u64 {
         5_000
-    }
-    pub fn clickhouse_url() -> String {
-        "http://127.0.0.1:8123".into()
-    }
-    pub fn clickhouse_database() -> String {
-        "sluice".into()
-    }
-    pub fn clickhouse_user() -> String {
-        "default".into()
-    }
-    pub fn clickhouse_password() -> SecretString {
-        SecretString::from("")
     }
     pub fn redis_url() -> SecretString {
         SecretString::from("redis://127.0.0.1:6379/")

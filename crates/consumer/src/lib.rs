@@ -24,8 +24,6 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use metrics_exporter_prometheus::PrometheusHandle;
-use secrecy::ExposeSecret;
-use sluice_schema::migrations::Layout;
 use sluice_schema::telemetry::{answers_in_time, exposition, health, readiness, READY_TIMEOUT};
 use tokio_util::sync::CancellationToken;
 
@@ -50,15 +48,7 @@ struct HealthState {
 impl Application {
     /// Applies the ClickHouse migrations, makes sure the topic exists and joins the group.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        let layout = Layout::from_setting(config.clickhouse_cluster.as_deref())?;
-        let clickhouse = sluice_schema::migrations::connect(
-            &config.clickhouse_url,
-            &config.clickhouse_database,
-            &config.clickhouse_user,
-            config.clickhouse_password.expose_secret(),
-            &layout,
-        )
-        .await?;
+        let clickhouse = config.clickhouse.connect().await?;
         sluice_schema::kafka::ensure_topic(
             &config.kafka_brokers,
             &config.topic,

@@ -49,7 +49,7 @@ impl Marks {
             .create_pool(Some(Runtime::Tokio1))?;
         Ok(Marks {
             redis,
-            dirty: DirtyHours::new(&config.clickhouse_database),
+            dirty: DirtyHours::new(&config.clickhouse.database),
             lease: Duration::from_millis(config.mark_lease_ms),
             instance: format!("{:016x}", rand::rng().random::<u64>()),
             batches: AtomicU64::new(0),

@@ -131,11 +131,13 @@ async fn spawn_processor(database: &str, stop: CancellationToken) -> tokio::task
     let stack = Stack::get();
     let config = sluice_processor::Config {
         listen_addr: "127.0.0.1:0".into(),
-        clickhouse_url: stack.clickhouse_url.clone(),
-        clickhouse_database: database.into(),
-        clickhouse_user: stack.clickhouse_user.clone(),
-        clickhouse_password: stack.clickhouse_password.clone().into(),
-        clickhouse_cluster: None,
+        clickhouse: sluice_schema::config::ClickHouseSettings {
+            url: stack.clickhouse_url.clone(),
+            database: database.into(),
+            user: stack.clickhouse_user.clone(),
+            password: stack.clickhouse_password.clone().into(),
+            cluster: None,
+        },
         redis_url: stack.redis_url.clone().into(),
         max_hours_per_step: 24,
         rows_per_statement: 500,

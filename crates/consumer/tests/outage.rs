@@ -17,7 +17,7 @@ async fn clickhouse_unreachable_for_20_seconds_loses_and_doubles_nothing() {
     let link = FaultyLink::start(stack.clickhouse_address()).await;
 
     let mut config = config(&topic, &group, &database);
-    config.clickhouse_url = format!("http://{}", link.address());
+    config.clickhouse.url = format!("http://{}", link.address());
     config.insert_retry_initial_ms = 100;
     config.insert_retry_max_ms = 1_000;
     let (shutdown, handle) = spawn_consumer(config).await;
@@ -64,7 +64,7 @@ async fn ready_answers_within_a_second_naming_a_frozen_clickhouse_or_kafka() {
     let clickhouse = FaultyLink::start(stack.clickhouse_address()).await;
     let mut config = config(&topic, &group, &database);
     config.kafka_brokers = broker.brokers();
-    config.clickhouse_url = format!("http://{}", clickhouse.address());
+    config.clickhouse.url = format!("http://{}", clickhouse.address());
     let application = sluice_consumer::Application::build(config)
         .await
         .expect("the consumer starts");

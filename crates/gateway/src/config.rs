@@ -2,6 +2,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use sluice_schema::config::{self, ClickHouseSettings, ServiceConfig};
 
 use crate::credits::{RateLimit, MAX_GRACE_SECONDS};
 
@@ -19,24 +20,10 @@ pub struct Config {
     /// Prefix of every Redis key the gateway writes. Default `sluice:`.
     #[serde(default = "defaults::redis_key_prefix")]
     pub redis_key_prefix: String,
-    /// ClickHouse HTTP endpoint. Default `http://127.0.0.1:8123`.
-    #[serde(default = "defaults::clickhouse_url")]
-    pub clickhouse_url: String,
-    /// ClickHouse database holding `game_rounds`. Default `sluice`.
-    #[serde(default = "defaults::clickhouse_database")]
-    pub clickhouse_database: String,
-    /// ClickHouse user. Default `default`.
-    #[serde(default = "defaults::clickhouse_user")]
-    pub clickhouse_user: String,
-    /// ClickHouse password. Default empty.
-    #[serde(default = "defaults::clickhouse_password")]
-    pub clickhouse_password: SecretString,
-    /// The ClickHouse cluster (a `remote_servers` name) the tables are sharded over; unset:
-    /// one server. On a cluster the migrations create a replicated `<table>_local` on every
-    /// server and a `Distributed` table over them, and every query carries the cluster's
-    /// settings (docs/SCALING.md). Default unset.
-    #[serde(default)]
-    pub clickhouse_cluster: Option<String>,
+    /// ClickHouse, read from `SLUICE_GATEWAY_CLICKHOUSE_*` (`URL`, `DATABASE`, `USER`,
+    /// `PASSWORD`, `CLUSTER`: see `ClickHouseSettings`).
+    #[serde(skip)]
+    pub clickhouse: ClickHouseSettings,
     /// Credits charged for one `GET /aggregated_game_rounds`. Default 1.
     #[serde(default = "defaults::query_cost")]
     pub query_cost: u64,
@@ -112,7 +99,7 @@ pub struct ConfigError {
 impl Config {
     /// Reads the configuration from the environment, naming the bad variable on failure.
     pub fn from_env() -> anyhow::Result<Config> {
-        let config: Config = envy::prefixed("SLUICE_GATEWAY_").from_env()?;
+        let config: Config = <Config as ServiceConfig>::from_env()?;
         config.validate()?;
         Ok(config)
     }
@@ -128,11 +115,7 @@ impl Config {
             admin_token: SecretString::from(admin_token.into()),
             redis_url: redis_url.into(),
             redis_key_prefix: defaults::redis_key_prefix(),
-            clickhouse_url: clickhouse_url.into(),
-            clickhouse_database: defaults::clickhouse_database(),
-            clickhouse_user: defaults::clickhouse_user(),
-            clickhouse_password: defaults::clickhouse_password(),
-            clickhouse_cluster: None,
+            clickhouse: ClickHouseSettings::at(clickhouse_url),
             query_cost: defaults::query_cost(),
             query_timeout_ms: defaults::query_timeout_ms(),
             max_concurrent_queries: defaults::max_concurrent_queries(),
@@ -225,8 +208,23 @@ impl Config {
     }
 }
 
+impl ServiceConfig for Config {
+    const PREFIX: &'static str = "SLUICE_GATEWAY_";
+
+    fn from_variables(variables: &[(String, String)]) -> Result<Config, envy::Error> {
+        let mut config: Config = config::read(Self::PREFIX, variables)?;
+        config.clickhouse = ClickHouseSettings::read(Self::PREFIX, variables)?;
+        Ok(config)
+    }
+
+    fn names() -> Vec<String> {
+        let mut names = config::names_of::<Config>("");
+        names.extend(ClickHouseSettings::names());
+        names
+    }
+}
+
 mod defaults {
-    use secrecy::SecretString;
 
     pub fn listen_addr() -> String {
         "127.0.0.1:8081".into()
@@ -236,18 +234,6 @@ mod defaults {
     }
     pub fn redis_key_prefix() -> String {
         "sluice:".into()
-    }
-    pub fn clickhouse_url() -> String {
-        "http://127.0.0.1:8123".into()
-    }
-    pub fn clickhouse_database() -> String {
-        "sluice".into()
-    }
-    pub fn clickhouse_user() -> String {
-        "default".into()
-    }
-    pub fn clickhouse_password() -> SecretString {
-        SecretString::from("")
     }
     pub fn query_timeout_ms() -> u64 {
         30_000

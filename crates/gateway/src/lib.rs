@@ -45,7 +45,6 @@ use actix_web::dev::Server;
 use actix_web::middleware::ErrorHandlers;
 use actix_web::{web, App, HttpServer};
 use secrecy::ExposeSecret;
-use sluice_schema::migrations::Layout;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -71,18 +70,13 @@ impl Application {
             &config.redis_key_prefix,
             config.default_rate_limit(),
         )?;
-        let layout = Layout::from_setting(config.clickhouse_cluster.as_deref())?;
-        let clickhouse = layout.configure(sluice_schema::migrations::client(
-            &config.clickhouse_url,
-            &config.clickhouse_database,
-            &config.clickhouse_user,
-            config.clickhouse_password.expose_secret(),
-        ));
+        let layout = config.clickhouse.layout()?;
+        let clickhouse = config.clickhouse.client()?;
         let cursors = cursor_signer(&config);
         let ledger = ledger::Ledger::new(
             &credits,
             clickhouse.clone(),
-            config.clickhouse_database.clone(),
+            config.clickhouse.database.clone(),
             layout,
             ledger::LedgerSettings {
                 batch_rows: config.ledger_batch_rows,
@@ -109,7 +103,7 @@ impl Application {
         let rounds = answer::Source::new(
             clickhouse.clone(),
             credits.pool().0.clone(),
-            &config.clickhouse_database,
+            &config.clickhouse.database,
         );
         let state = routes::AppState {
             credits,

@@ -2,6 +2,7 @@
 
 use secrecy::SecretString;
 use serde::Deserialize;
+use sluice_schema::config::{self, ClickHouseSettings, ServiceConfig};
 
 /// Every setting of the processor. Each field is read from `SLUICE_PROCESSOR_<FIELD>`.
 #[derive(Clone, Deserialize)]
@@ -9,24 +10,10 @@ pub struct Config {
     /// Address of the HTTP server for `/health`, `/ready` and `/metrics`. Default `127.0.0.1:8084`.
     #[serde(default = "defaults::listen_addr")]
     pub listen_addr: String,
-    /// ClickHouse HTTP endpoint. Default `http://127.0.0.1:8123`.
-    #[serde(default = "defaults::clickhouse_url")]
-    pub clickhouse_url: String,
-    /// ClickHouse database (the one the consumer writes). Default `sluice`.
-    #[serde(default = "defaults::clickhouse_database")]
-    pub clickhouse_database: String,
-    /// ClickHouse user. Default `default`.
-    #[serde(default = "defaults::clickhouse_user")]
-    pub clickhouse_user: String,
-    /// ClickHouse password. Default empty.
-    #[serde(default = "defaults::secret")]
-    pub clickhouse_password: SecretString,
-    /// The ClickHouse cluster (a `remote_servers` name) the tables are sharded over; unset:
-    /// one server. On a cluster the migrations create a replicated `<table>_local` on every
-    /// server and a `Distributed` table over them, and every query carries the cluster's
-    /// settings (docs/SCALING.md). Default unset.
-    #[serde(default)]
-    pub clickhouse_cluster: Option<String>,
+    /// ClickHouse, read from `SLUICE_PROCESSOR_CLICKHOUSE_*` (`URL`, `DATABASE`, `USER`,
+    /// `PASSWORD`, `CLUSTER`: see `ClickHouseSettings`).
+    #[serde(skip)]
+    pub clickhouse: ClickHouseSettings,
     /// Redis holding the dirty hours (the gateway's Redis), password included.
     /// Default `redis://127.0.0.1:6379/`.
     #[serde(default = "defaults::redis_url")]
@@ -59,9 +46,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("listen_addr", &self.listen_addr)
-            .field("clickhouse_url", &self.clickhouse_url)
-            .field("clickhouse_database", &self.clickhouse_database)
-            .field("clickhouse_user", &self.clickhouse_user)
+            .field("clickhouse", &self.clickhouse)
             .field("max_hours_per_step", &self.max_hours_per_step)
             .field("claim_hold_ms", &self.claim_hold_ms)
             .field("idle_pause_ms", &self.idle_pause_ms)
@@ -74,7 +59,23 @@ impl std::fmt::Debug for Config {
 impl Config {
     /// Reads the configuration from the environment, naming the bad variable on failure.
     pub fn from_env() -> Result<Config, envy::Error> {
-        envy::prefixed("SLUICE_PROCESSOR_").from_env()
+        <Config as ServiceConfig>::from_env()
+    }
+}
+
+impl ServiceConfig for Config {
+    const PREFIX: &'static str = "SLUICE_PROCESSOR_";
+
+    fn from_variables(variables: &[(String, String)]) -> Result<Config, envy::Error> {
+        let mut config: Config = config::read(Self::PREFIX, variables)?;
+        config.clickhouse = ClickHouseSettings::read(Self::PREFIX, variables)?;
+        Ok(config)
+    }
+
+    fn names() -> Vec<String> {
+        let mut names = config::names_of::<Config>("");
+        names.extend(ClickHouseSettings::names());
+        names
     }
 }
 
@@ -83,18 +84,6 @@ mod defaults {
 
     pub fn listen_addr() -> String {
         "127.0.0.1:8084".into()
-    }
-    pub fn clickhouse_url() -> String {
-        "http://127.0.0.1:8123".into()
-    }
-    pub fn clickhouse_database() -> String {
-        "sluice".into()
-    }
-    pub fn clickhouse_user() -> String {
-        "default".into()
-    }
-    pub fn secret() -> SecretString {
-        SecretString::from(String::new())
     }
     pub fn redis_url() -> SecretString {
         SecretString::from("redis://127.0.0.1:6379/".to_owned())

@@ -24,7 +24,6 @@ use secrecy::ExposeSecret;
 use sluice_rollup::dirty::DirtyHours;
 use sluice_rollup::process::{CatchUp, ProcessError, Processor};
 use sluice_rollup::spec::{Rollup, GAME_ROUNDS_DAILY, GAME_ROUNDS_HOURLY};
-use sluice_schema::migrations::Layout;
 use sluice_schema::telemetry::{answers_in_time, exposition, health, readiness};
 use tokio_util::sync::CancellationToken;
 
@@ -90,15 +89,7 @@ struct HealthState {
 
 /// ClickHouse, with the tables, and the Redis pool of `config`.
 async fn connect(config: &Config) -> anyhow::Result<(clickhouse::Client, Pool)> {
-    let layout = Layout::from_setting(config.clickhouse_cluster.as_deref())?;
-    let clickhouse = sluice_schema::migrations::connect(
-        &config.clickhouse_url,
-        &config.clickhouse_database,
-        &config.clickhouse_user,
-        config.clickhouse_password.expose_secret(),
-        &layout,
-    )
-    .await?;
+    let clickhouse = config.clickhouse.connect().await?;
     let redis = deadpool_redis::Config::from_url(config.redis_url.expose_secret())
         .create_pool(Some(Runtime::Tokio1))?;
     Ok((clickhouse, redis))
@@ -133,7 +124,7 @@ impl Application {
         .listen(listener)?
         .disable_signals()
         .run();
-        let database = &config.clickhouse_database;
+        let database = &config.clickhouse.database;
         let levels = [
             Level::of(database, GAME_ROUNDS_HOURLY, HOURS_PROCESSED),
             Level::of(database, GAME_ROUNDS_DAILY, DAYS_PROCESSED),
@@ -315,7 +306,7 @@ async fn report_lag(
 /// dirty, for the running processors to recompute. Idempotent and resumable.
 pub async fn backfill(config: &Config, first: u32, last: u32) -> anyhow::Result<usize> {
     let (clickhouse, redis) = connect(config).await?;
-    let dirty = DirtyHours::new(&config.clickhouse_database);
+    let dirty = DirtyHours::new(&config.clickhouse.database);
     let mut connection = redis.get().await?;
     let (first, last) = (sluice_rollup::hour_of(first), sluice_rollup::hour_of(last));
     let rollup = &GAME_ROUNDS_HOURLY;

@@ -20,11 +20,13 @@ fn config(database: &str) -> Config {
     let stack = Stack::get();
     Config {
         listen_addr: "127.0.0.1:0".into(),
-        clickhouse_url: stack.clickhouse_url.clone(),
-        clickhouse_database: database.into(),
-        clickhouse_user: stack.clickhouse_user.clone(),
-        clickhouse_password: SecretString::from(stack.clickhouse_password.clone()),
-        clickhouse_cluster: None,
+        clickhouse: sluice_schema::config::ClickHouseSettings {
+            url: stack.clickhouse_url.clone(),
+            database: database.into(),
+            user: stack.clickhouse_user.clone(),
+            password: SecretString::from(stack.clickhouse_password.clone()),
+            cluster: None,
+        },
         redis_url: SecretString::from(stack.redis_url.clone()),
         max_hours_per_step: 7,
         rows_per_statement: 1_000,

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use serde::Deserialize;
+use sluice_schema::config::{self, ClickHouseSettings, ServiceConfig};
 
 use crate::decode::ExpansionLimits;
 use crate::ingest::Limits;
@@ -48,26 +49,10 @@ pub struct Config {
     /// Prefix of every Redis key the producer writes. Default `sluice:`.
     #[serde(default = "defaults::redis_key_prefix")]
     pub redis_key_prefix: String,
-    /// ClickHouse HTTP endpoint, read (never written) by `GET /uploads/{id}` to count an
-    /// upload's rows that have landed, and by `GET /uploads/{id}/rejects`. Uploads work without
-    /// it. Default `http://127.0.0.1:8123`.
-    #[serde(default = "defaults::clickhouse_url")]
-    pub clickhouse_url: String,
-    /// ClickHouse database the consumer writes to. Default `sluice`.
-    #[serde(default = "defaults::clickhouse_database")]
-    pub clickhouse_database: String,
-    /// ClickHouse user. Default `default`.
-    #[serde(default = "defaults::clickhouse_user")]
-    pub clickhouse_user: String,
-    /// ClickHouse password. Default empty.
-    #[serde(default = "defaults::clickhouse_password")]
-    pub clickhouse_password: SecretString,
-    /// The ClickHouse cluster (a `remote_servers` name) the tables are sharded over; unset:
-    /// one server. On a cluster the migrations create a replicated `<table>_local` on every
-    /// server and a `Distributed` table over them, and every query carries the cluster's
-    /// settings (docs/SCALING.md). Default unset.
-    #[serde(default)]
-    pub clickhouse_cluster: Option<String>,
+    /// ClickHouse, read from `SLUICE_PRODUCER_CLICKHOUSE_*` (`URL`, `DATABASE`, `USER`,
+    /// `PASSWORD`, `CLUSTER`: see `ClickHouseSettings`).
+    #[serde(skip)]
+    pub clickhouse: ClickHouseSettings,
     /// Run each upload in a Kafka transaction, so a failed or duplicate upload leaves nothing
     /// visible. Needs brokers with transactions and read-committed consumers. Default true.
     #[serde(default = "defaults::transactional")]
@@ -168,7 +153,7 @@ pub struct Config {
 impl Config {
     /// Reads the configuration from the environment, naming the bad variable on failure.
     pub fn from_env() -> Result<Config, envy::Error> {
-        envy::prefixed("SLUICE_PRODUCER_").from_env()
+        <Config as ServiceConfig>::from_env()
     }
 
     /// Checks the values that parse but cannot work, naming the variable.
@@ -309,11 +294,7 @@ impl Config {
             kafka_brokers: kafka_brokers.into(),
             redis_url: redis_url.into(),
             redis_key_prefix: defaults::redis_key_prefix(),
-            clickhouse_url: defaults::clickhouse_url(),
-            clickhouse_database: defaults::clickhouse_database(),
-            clickhouse_user: defaults::clickhouse_user(),
-            clickhouse_password: defaults::clickhouse_password(),
-            clickhouse_cluster: None,
+            clickhouse: ClickHouseSettings::default(),
             transactional: defaults::transactional(),
             transactional_id_prefix: None,
             transaction_timeout_ms: defaults::transaction_timeout_ms(),
@@ -360,6 +341,22 @@ fn is_origin(text: &str) -> bool {
         && port.is_none_or(|port| !port.is_empty() && port.parse::<u16>().is_ok())
 }
 
+impl ServiceConfig for Config {
+    const PREFIX: &'static str = "SLUICE_PRODUCER_";
+
+    fn from_variables(variables: &[(String, String)]) -> Result<Config, envy::Error> {
+        let mut config: Config = config::read(Self::PREFIX, variables)?;
+        config.clickhouse = ClickHouseSettings::read(Self::PREFIX, variables)?;
+        Ok(config)
+    }
+
+    fn names() -> Vec<String> {
+        let mut names = config::names_of::<Config>("");
+        names.extend(ClickHouseSettings::names());
+        names
+    }
+}
+
 /// The default of every setting; the watcher's too, for the settings it shares with uploads
 /// but does not expose (record size, listed unknown columns, compression).
 pub mod defaults {
@@ -374,18 +371,6 @@ pub mod defaults {
     }
     pub fn redis_key_prefix() -> String {
         "sluice:".into()
-    }
-    pub fn clickhouse_url() -> String {
-        "http://127.0.0.1:8123".into()
-    }
-    pub fn clickhouse_database() -> String {
-        "sluice".into()
-    }
-    pub fn clickhouse_user() -> String {
-        "default".into()
-    }
-    pub fn clickhouse_password() -> super::SecretString {
-        super::SecretString::from(String::new())
     }
     pub fn transactional() -> bool {
         true

@@ -2,11 +2,9 @@
 //! consumer writes `round_versions` (each row with its `upload_id`) and `upload_rejects`.
 
 use clickhouse::Client;
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use sluice_schema::migrations::cluster::BadClusterName;
-use sluice_schema::migrations::Layout;
 
 use crate::config::Config;
 
@@ -32,14 +30,8 @@ pub struct LandedReject {
 impl Landing {
     /// A reader of `config`'s ClickHouse; fails on a malformed cluster setting.
     pub fn new(config: &Config) -> Result<Landing, BadClusterName> {
-        let layout = Layout::from_setting(config.clickhouse_cluster.as_deref())?;
         Ok(Landing {
-            client: layout.configure(sluice_schema::migrations::client(
-                &config.clickhouse_url,
-                &config.clickhouse_database,
-                &config.clickhouse_user,
-                config.clickhouse_password.expose_secret(),
-            )),
+            client: config.clickhouse.client()?,
         })
     }
 

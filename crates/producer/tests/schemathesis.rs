@@ -23,17 +23,17 @@ async fn the_openapi_document_agrees_with_the_server() {
     config.transactional_id_prefix = Some(unique("schemathesis"));
     config.topic = unique("schemathesis_rounds");
     config.topic_partitions = 1;
-    config.clickhouse_url = stack.clickhouse_url.clone();
-    config.clickhouse_user = stack.clickhouse_user.clone();
-    config.clickhouse_password = stack.clickhouse_password.clone().into();
-    config.clickhouse_database = unique("schemathesis");
+    config.clickhouse.url = stack.clickhouse_url.clone();
+    config.clickhouse.user = stack.clickhouse_user.clone();
+    config.clickhouse.password = stack.clickhouse_password.clone().into();
+    config.clickhouse.database = unique("schemathesis");
     let client = sluice_schema::migrations::client(
-        &config.clickhouse_url,
-        &config.clickhouse_database,
-        &config.clickhouse_user,
+        &config.clickhouse.url,
+        &config.clickhouse.database,
+        &config.clickhouse.user,
         &stack.clickhouse_password,
     );
-    sluice_schema::migrations::apply(&client, &config.clickhouse_database)
+    sluice_schema::migrations::apply(&client, &config.clickhouse.database)
         .await
         .expect("migrations apply");
     config.upload_tokens = Some(UPLOAD_TOKEN.to_owned().into());

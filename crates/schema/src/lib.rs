@@ -5,6 +5,8 @@
 //!
 //! # Layout
 //! - [`backoff`]: the exponential waits of every retry loop.
+//! - [`config`]: how every service reads its settings (`ServiceConfig`), and the ClickHouse
+//!   settings they share (`ClickHouseSettings`, feature `clickhouse`).
 //! - [`domain`]: value types with private fields and `parse` constructors ([`Money`], [`PlayerId`]).
 //! - [`round`]: the [`GameRound`] record itself, the unit that flows through the system.
 //! - [`csv`]: header mapping by name and row parsing with line/column/reason errors.
@@ -21,6 +23,7 @@
 
 pub mod avro;
 pub mod backoff;
+pub mod config;
 pub mod csv;
 #[cfg(feature = "docs")]
 pub mod docs;

@@ -15,7 +15,7 @@ use std::ffi::OsStr;
 use std::future::Future;
 use std::process::Stdio;
 
-use serde::de::DeserializeOwned;
+use sluice_schema::config::ServiceConfig;
 
 use crate::names::unique;
 use crate::stack::Stack;
@@ -97,18 +97,19 @@ impl Settings {
     /// # Panics
     /// When a variable is not a field of `C` (a misspelt setting would otherwise be ignored),
     /// or a value does not parse.
-    pub fn config<C: DeserializeOwned>(&self) -> C {
-        let fields = serde_aux::serde_introspection::serde_introspect::<C>();
+    pub fn config<C: ServiceConfig>(&self) -> C {
+        assert_eq!(self.prefix, C::PREFIX, "{}", std::any::type_name::<C>());
+        let names = C::names();
         for variable in self.variables.keys() {
-            let field = variable[self.prefix.len()..].to_lowercase();
+            let name = variable[self.prefix.len()..].to_lowercase();
             assert!(
-                fields.contains(&field.as_str()),
-                "{variable} is not a setting of {} (fields: {fields:?})",
+                names.contains(&name),
+                "{variable} is not a setting of {} (settings: {names:?})",
                 std::any::type_name::<C>()
             );
         }
-        envy::prefixed(self.prefix)
-            .from_iter(self.variables.clone())
+        let variables: Vec<(String, String)> = self.variables.clone().into_iter().collect();
+        C::from_variables(&variables)
             .unwrap_or_else(|e| panic!("{}: {e}", std::any::type_name::<C>()))
     }
 
@@ -203,6 +204,18 @@ mod tests {
         listen_addr: String,
         #[serde(default)]
         topic_partitions: i32,
+    }
+
+    impl ServiceConfig for Config {
+        const PREFIX: &'static str = "SLUICE_TEST_";
+
+        fn from_variables(variables: &[(String, String)]) -> Result<Config, envy::Error> {
+            sluice_schema::config::read(Self::PREFIX, variables)
+        }
+
+        fn names() -> Vec<String> {
+            sluice_schema::config::names_of::<Config>("")
+        }
     }
 
     #[test]

@@ -40,7 +40,7 @@ async fn a_failed_query_is_503_and_its_credit_is_refunded() {
     let key = healthy.create_key(3).await;
     // A second gateway whose ClickHouse is down.
     let broken = spawn_gateway(|config| {
-        config.clickhouse_url = format!("http://127.0.0.1:{}", dead_port());
+        config.clickhouse.url = format!("http://127.0.0.1:{}", dead_port());
     })
     .await;
     let broken_key = broken.create_key(3).await;
@@ -58,7 +58,7 @@ async fn a_failed_query_is_503_and_its_credit_is_refunded() {
 async fn a_query_that_outlives_its_timeout_is_504_and_refunded() {
     let address = silent_clickhouse().await;
     let gateway = spawn_gateway(|config| {
-        config.clickhouse_url = format!("http://{address}");
+        config.clickhouse.url = format!("http://{address}");
         config.query_timeout_ms = 300;
     })
     .await;
@@ -78,7 +78,7 @@ async fn a_refund_redis_missed_is_made_by_the_lease_sweep_once_redis_is_back_and
     let address = silent_clickhouse().await;
     let link = FaultyLink::start(Stack::get().redis_address()).await;
     let gateway = spawn_gateway(|config| {
-        config.clickhouse_url = format!("http://{address}");
+        config.clickhouse.url = format!("http://{address}");
         config.query_timeout_ms = 1_500;
         config.charge_lease_ms = 6_500;
         config.lease_sweep_interval_ms = 100;
@@ -179,7 +179,7 @@ async fn redis_unreachable_is_503_never_a_free_answer() {
 async fn when_every_query_slot_stays_busy_a_query_is_503_at_once_and_costs_nothing() {
     let address = silent_clickhouse().await;
     let gateway = spawn_gateway(|config| {
-        config.clickhouse_url = format!("http://{address}");
+        config.clickhouse.url = format!("http://{address}");
         config.query_timeout_ms = 4_000;
         config.charge_lease_ms = 9_000;
         config.max_concurrent_queries = 2;

@@ -17,7 +17,7 @@ pub async fn spawn_behind_clickhouse_link(
     let link = FaultyLink::start(Stack::get().clickhouse_address()).await;
     let link_url = format!("http://{}", link.address());
     let gateway = spawn_gateway(|config| {
-        config.clickhouse_url = link_url;
+        config.clickhouse.url = link_url;
         configure(config);
     })
     .await;

@@ -175,7 +175,7 @@ async fn while_clickhouse_is_down_ledger_events_wait_in_the_outbox_and_none_is_l
 #[tokio::test]
 async fn an_audit_before_any_ledger_write_creates_the_table_and_finds_no_difference() {
     let fresh = unique("gateway_fresh");
-    let gateway = spawn_gateway(|config| config.clickhouse_database = fresh.clone()).await;
+    let gateway = spawn_gateway(|config| config.clickhouse.database = fresh.clone()).await;
     let report = gateway.audit().await;
     assert_eq!(report, serde_json::json!({"checked": 0, "differences": []}));
     let tables = clickhouse::query(&format!("EXISTS TABLE {fresh}.usage_ledger")).await;

@@ -48,10 +48,10 @@ pub async fn spawn_gateway(configure: impl FnOnce(&mut Config)) -> Gateway {
     .await;
 
     let mut config = Config::with_endpoints(&stack.redis_url, &stack.clickhouse_url, ADMIN_TOKEN);
-    config.clickhouse_user = stack.clickhouse_user.clone();
-    config.clickhouse_password = stack.clickhouse_password.clone().into();
+    config.clickhouse.user = stack.clickhouse_user.clone();
+    config.clickhouse.password = stack.clickhouse_password.clone().into();
     config.listen_addr = "127.0.0.1:0".into();
-    config.clickhouse_database = database.clone();
+    config.clickhouse.database = database.clone();
     config.redis_key_prefix = format!("{}:", unique("gateway_test"));
     config.cursor_secret = Some("gateway-test-cursor-secret-of-32-bytes".to_owned().into());
     configure(&mut config);

@@ -204,27 +204,14 @@ pub fn client(url: &str, database: &str, user: &str, password: &str) -> clickhou
         .with_validation(false)
 }
 
-/// A client of `database` in `layout` (its query settings on every query), the migrations
-/// applied: what a service that writes starts with.
-#[cfg(feature = "clickhouse")]
-pub async fn connect(
-    url: &str,
-    database: &str,
-    user: &str,
-    password: &str,
-    layout: &Layout,
-) -> Result<clickhouse::Client, MigrationError> {
-    let client = layout.configure(client(url, database, user, password));
-    apply_on(&client, database, layout).await?;
-    Ok(client)
-}
-
 /// Why the migrations could not be applied.
 #[cfg(feature = "clickhouse")]
 #[derive(Debug, thiserror::Error)]
 pub enum MigrationError {
     #[error("`{0}` is not a valid database name (letters, digits and `_` only)")]
     BadDatabaseName(String),
+    #[error(transparent)]
+    BadCluster(#[from] cluster::BadClusterName),
     #[error(
         "table `{database}.{table}` is {engine}, which the {layout:?} layout does not use: \
          the database was made for the other layout (set the service's CLICKHOUSE_CLUSTER \

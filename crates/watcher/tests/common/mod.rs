@@ -58,12 +58,12 @@ pub async fn spawn_consumer(names: &Names) -> CancellationToken {
         &stack.clickhouse_url,
         &stack.redis_url,
     );
-    consumer.clickhouse_user = stack.clickhouse_user.clone();
-    consumer.clickhouse_password = stack.clickhouse_password.clone().into();
+    consumer.clickhouse.user = stack.clickhouse_user.clone();
+    consumer.clickhouse.password = stack.clickhouse_password.clone().into();
     consumer.listen_addr = "127.0.0.1:0".into();
     consumer.topic = names.topic.clone();
     consumer.group_id = unique("watch_group");
-    consumer.clickhouse_database = names.database.clone();
+    consumer.clickhouse.database = names.database.clone();
     consumer.batch_max_rows = 2_000;
     consumer.batch_timeout_ms = 200;
     let partitions = consumer.topic_partitions;
