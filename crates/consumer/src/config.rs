@@ -2,7 +2,7 @@
 
 use secrecy::SecretString;
 use serde::Deserialize;
-use sluice_schema::config::{self, ClickHouseSettings, ServiceConfig};
+use sluice_schema::config::{ClickHouseSettings, ServiceConfig};
 
 /// Every setting of the consumer. Each field is read from `SLUICE_CONSUMER_<FIELD>`.
 #[derive(Debug, Clone, Deserialize)]
@@ -127,21 +127,7 @@ impl Config {
     }
 }
 
-impl ServiceConfig for Config {
-    const PREFIX: &'static str = "SLUICE_CONSUMER_";
-
-    fn from_variables(variables: &[(String, String)]) -> Result<Config, envy::Error> {
-        let mut config: Config = config::read(Self::PREFIX, variables)?;
-        config.clickhouse = ClickHouseSettings::read(Self::PREFIX, variables)?;
-        Ok(config)
-    }
-
-    fn names() -> Vec<String> {
-        let mut names = config::names_of::<Config>("");
-        names.extend(ClickHouseSettings::names());
-        names
-    }
-}
+sluice_schema::service_config!(Config, "SLUICE_CONSUMER_", clickhouse: clickhouse);
 
 mod defaults {
     use secrecy::SecretString;

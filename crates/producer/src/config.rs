@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use serde::Deserialize;
-use sluice_schema::config::{self, ClickHouseSettings, ServiceConfig};
+use sluice_schema::config::{ClickHouseSettings, ServiceConfig};
 
 use crate::decode::ExpansionLimits;
 use crate::ingest::Limits;
@@ -341,21 +341,7 @@ fn is_origin(text: &str) -> bool {
         && port.is_none_or(|port| !port.is_empty() && port.parse::<u16>().is_ok())
 }
 
-impl ServiceConfig for Config {
-    const PREFIX: &'static str = "SLUICE_PRODUCER_";
-
-    fn from_variables(variables: &[(String, String)]) -> Result<Config, envy::Error> {
-        let mut config: Config = config::read(Self::PREFIX, variables)?;
-        config.clickhouse = ClickHouseSettings::read(Self::PREFIX, variables)?;
-        Ok(config)
-    }
-
-    fn names() -> Vec<String> {
-        let mut names = config::names_of::<Config>("");
-        names.extend(ClickHouseSettings::names());
-        names
-    }
-}
+sluice_schema::service_config!(Config, "SLUICE_PRODUCER_", clickhouse: clickhouse);
 
 /// The default of every setting; the watcher's too, for the settings it shares with uploads
 /// but does not expose (record size, listed unknown columns, compression).

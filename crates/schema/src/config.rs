@@ -4,6 +4,7 @@
 //! per service ([`ServiceConfig::from_variables`]) serves the service itself, the tests that
 //! build its `Config` from variables and the checks of the deployment files.
 
+pub use envy::Error;
 use serde::de::DeserializeOwned;
 
 /// A service's `Config`, read from its environment.
@@ -40,6 +41,47 @@ pub fn names_of<T: DeserializeOwned>(prefix: &str) -> Vec<String> {
         .iter()
         .map(|field| format!("{prefix}{field}"))
         .collect()
+}
+
+/// Implements [`ServiceConfig`] for a service's `Config` read under `$prefix`; with
+/// `clickhouse: field`, its `field` (`#[serde(skip)]`) is a [`ClickHouseSettings`] read under
+/// `<prefix>CLICKHOUSE_`.
+#[macro_export]
+macro_rules! service_config {
+    ($config:ty, $prefix:literal) => {
+        impl $crate::config::ServiceConfig for $config {
+            const PREFIX: &'static str = $prefix;
+
+            fn from_variables(
+                variables: &[(String, String)],
+            ) -> Result<$config, $crate::config::Error> {
+                $crate::config::read(Self::PREFIX, variables)
+            }
+
+            fn names() -> Vec<String> {
+                $crate::config::names_of::<$config>("")
+            }
+        }
+    };
+    ($config:ty, $prefix:literal, clickhouse: $field:ident) => {
+        impl $crate::config::ServiceConfig for $config {
+            const PREFIX: &'static str = $prefix;
+
+            fn from_variables(
+                variables: &[(String, String)],
+            ) -> Result<$config, $crate::config::Error> {
+                let mut config: $config = $crate::config::read(Self::PREFIX, variables)?;
+                config.$field = $crate::config::ClickHouseSettings::read(Self::PREFIX, variables)?;
+                Ok(config)
+            }
+
+            fn names() -> Vec<String> {
+                let mut names = $crate::config::names_of::<$config>("");
+                names.extend($crate::config::ClickHouseSettings::names());
+                names
+            }
+        }
+    };
 }
 
 #[cfg(feature = "clickhouse")]

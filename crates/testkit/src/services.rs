@@ -206,17 +206,7 @@ mod tests {
         topic_partitions: i32,
     }
 
-    impl ServiceConfig for Config {
-        const PREFIX: &'static str = "SLUICE_TEST_";
-
-        fn from_variables(variables: &[(String, String)]) -> Result<Config, envy::Error> {
-            sluice_schema::config::read(Self::PREFIX, variables)
-        }
-
-        fn names() -> Vec<String> {
-            sluice_schema::config::names_of::<Config>("")
-        }
-    }
+    sluice_schema::service_config!(Config, "SLUICE_TEST_");
 
     #[test]
     fn settings_read_as_the_service_reads_its_environment() {

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use sluice_producer::config::defaults as producer_defaults;
 use sluice_producer::ingest::Limits;
 use sluice_producer::kafka::ProducerSettings;
-use sluice_schema::config::{self, ServiceConfig};
+use sluice_schema::config::ServiceConfig;
 
 /// What happens to a file once its rows are committed (or it was a duplicate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -130,17 +130,7 @@ pub struct Config {
     pub max_attempts: u32,
 }
 
-impl ServiceConfig for Config {
-    const PREFIX: &'static str = "SLUICE_WATCHER_";
-
-    fn from_variables(variables: &[(String, String)]) -> Result<Config, envy::Error> {
-        config::read(Self::PREFIX, variables)
-    }
-
-    fn names() -> Vec<String> {
-        config::names_of::<Config>("")
-    }
-}
+sluice_schema::service_config!(Config, "SLUICE_WATCHER_");
 
 impl Config {
     /// Reads the configuration from the environment, naming the bad variable on failure.
