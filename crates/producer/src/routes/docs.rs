@@ -7,11 +7,10 @@ use std::sync::LazyLock;
 
 use actix_web::HttpResponse;
 use serde::Serialize;
-use sluice_schema::problem::{Problem, PROBLEM_JSON};
-use utoipa::openapi::header::HeaderBuilder;
+use sluice_schema::problem::Problem;
+use sluice_schema::problem_response;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Response, ResponseBuilder, Type};
-use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
+use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::upload;
 use crate::error::UPLOAD_CHALLENGE;
@@ -168,43 +167,6 @@ pub struct LandedRejectRow {
     /// The column at fault; empty for row-level problems.
     pub column: String,
     pub reason: String,
-}
-
-/// A problem-details answer with `description` and, optionally, one header.
-fn problem(description: &str, header: Option<(&str, &str)>) -> Response {
-    let mut response = ResponseBuilder::new().description(description).content(
-        PROBLEM_JSON,
-        ContentBuilder::new()
-            .schema(Some(Ref::from_schema_name("Problem")))
-            .build(),
-    );
-    if let Some((name, about)) = header {
-        response = response.header(
-            name,
-            HeaderBuilder::new()
-                .schema(ObjectBuilder::new().schema_type(Type::String))
-                .description(Some(about))
-                .build(),
-        );
-    }
-    response.build()
-}
-
-/// Declares a reusable problem-details answer (`components.responses`).
-macro_rules! problem_response {
-    ($name:ident, $description:expr $(, $header:expr)?) => {
-        pub struct $name;
-
-        impl<'s> ToResponse<'s> for $name {
-            fn response() -> (&'s str, RefOr<Response>) {
-                let header: Option<(&str, &str)> = None;
-                (
-                    stringify!($name),
-                    problem(&$description, header $(.or(Some($header)))?).into(),
-                )
-            }
-        }
-    };
 }
 
 problem_response!(
