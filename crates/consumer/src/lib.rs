@@ -25,6 +25,7 @@ use actix_web::dev::Server;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::ExposeSecret;
+use sluice_schema::kafka::MetadataProbe;
 use sluice_schema::telemetry::{answers_in_time, exposition, health, readiness, READY_TIMEOUT};
 use tokio_util::sync::CancellationToken;
 
@@ -41,7 +42,7 @@ struct HealthState {
     running: Arc<AtomicBool>,
     clickhouse: clickhouse::Client,
     /// A client of the same brokers, to ask whether they answer.
-    kafka: kafka::DeadLetters,
+    kafka: MetadataProbe,
     marks: Arc<marks::Marks>,
     metrics: PrometheusHandle,
 }
@@ -73,6 +74,7 @@ impl Application {
             .await?;
         }
         let dead_letters = kafka::DeadLetters::new(&config)?;
+        let probe = MetadataProbe::of_brokers(&config.kafka_brokers)?;
         let notes = kafka::RebalanceNotes::new(config.topic_partitions);
         let consumer = kafka::subscribe(&config, notes.clone())?;
         let running = Arc::new(AtomicBool::new(false));
@@ -80,7 +82,7 @@ impl Application {
         let state = web::Data::new(HealthState {
             running: Arc::clone(&running),
             clickhouse: clickhouse.clone(),
-            kafka: dead_letters.clone(),
+            kafka: probe.clone(),
             marks: Arc::clone(&marks),
             metrics: sluice_schema::telemetry::prometheus(),
         });
@@ -111,6 +113,7 @@ impl Application {
                 clickhouse,
                 marks,
                 dead_letters,
+                probe,
                 topics: kafka::Topics::new(&config),
                 config,
                 running,
@@ -138,7 +141,7 @@ async fn ready(state: web::Data<HealthState>) -> HttpResponse {
     let running = state.running.load(Ordering::SeqCst);
     let (clickhouse, kafka, redis) = futures::join!(
         answers_in_time(async { state.clickhouse.query("SELECT 1").execute().await.is_ok() }),
-        answers_in_time(state.kafka.kafka_answers(READY_TIMEOUT)),
+        answers_in_time(state.kafka.answers(READY_TIMEOUT)),
         answers_in_time(state.marks.redis_answers()),
     );
     readiness(
