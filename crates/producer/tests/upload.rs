@@ -1,38 +1,15 @@
 //! The producer against a real Kafka-protocol broker: formats, receipts and every error status.
 
+mod common;
+
 use std::time::Duration;
 
 use futures::StreamExt;
 
-use sluice_producer::{Application, Config};
+use common::{spawn_producer, HEADER};
 use sluice_schema::avro::GameRoundCodec;
 use sluice_testkit::generate::{self, Encoding, Options};
 use sluice_testkit::{http, kafka, unique, Stack};
-
-struct Producer {
-    url: String,
-    topic: String,
-}
-
-async fn spawn_producer(configure: impl FnOnce(&mut Config)) -> Producer {
-    if std::env::var_os("TEST_LOG").is_some() {
-        sluice_schema::telemetry::init_tracing("warn,sluice_producer=debug,rdkafka=info");
-    }
-    let mut config = Config::with_endpoints(&Stack::get().kafka_brokers, &Stack::get().redis_url);
-    config.listen_addr = "127.0.0.1:0".into();
-    config.redis_key_prefix = format!("{}:", unique("producer"));
-    config.transactional_id_prefix = Some(unique("producer"));
-    config.topic = unique("producer_test");
-    config.topic_partitions = 2;
-    configure(&mut config);
-    let topic = config.topic.clone();
-    let application = Application::build(config)
-        .await
-        .expect("the producer starts");
-    let url = format!("http://127.0.0.1:{}", application.port());
-    tokio::spawn(application.run_until_stopped());
-    Producer { url, topic }
-}
 
 async fn post_file(
     url: &str,
@@ -46,9 +23,6 @@ async fn post_file(
 fn csv(text: &str) -> Vec<u8> {
     text.as_bytes().to_vec()
 }
-
-const HEADER: &str = "created_timestamp,game_instance_id,user_id,game_id,real_amount_bet,\
-                      bonus_amount_bet,real_amount_win,bonus_amount_win,game_name,provider\n";
 
 #[tokio::test]
 async fn every_supported_encoding_gives_the_same_receipt() {
