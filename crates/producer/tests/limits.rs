@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{SinkExt, Stream, StreamExt};
 
-use common::{spawn_producer, HEADER};
+use common::{spawn_producer, streamed_file, HEADER};
 use sluice_testkit::http;
 
 fn good_row(game_instance_id: u64) -> String {
@@ -29,12 +29,7 @@ async fn upload_stream<S>(
 where
     S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static,
 {
-    let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(body))
-        .file_name("rounds.csv")
-        .mime_str("text/csv")
-        .unwrap();
-    let form = reqwest::multipart::Form::new().part("file", part);
-    answer(url, form, wait).await
+    answer(url, streamed_file("rounds.csv", body), wait).await
 }
 
 async fn answer(

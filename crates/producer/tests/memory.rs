@@ -8,7 +8,7 @@ mod common;
 use std::io::{self, Write};
 
 use bytes::Bytes;
-use common::{spawn_producer, HEADER};
+use common::{spawn_producer, streamed_file, HEADER};
 use sluice_testkit::generate::{self, Options};
 
 /// Peak resident set size of this process (`VmHWM`), in MiB.
@@ -51,13 +51,9 @@ async fn a_large_streamed_upload_keeps_peak_memory_flat() {
         generate::write(&Options::new(ROWS), ChannelWriter(sender)).expect("the whole file is sent")
     });
     let chunks = futures::stream::poll_fn(move |cx| receiver.poll_recv(cx));
-    let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(chunks))
-        .file_name("large.csv")
-        .mime_str("text/csv")
-        .unwrap();
     let response = reqwest::Client::new()
         .post(url)
-        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .multipart(streamed_file("large.csv", chunks))
         .send()
         .await
         .unwrap();
@@ -101,13 +97,9 @@ async fn a_huge_quoted_multi_line_cell_is_rejected_without_being_buffered() {
             .chain(std::iter::once(Bytes::from(tail)))
             .map(Ok::<_, io::Error>),
     );
-    let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(body))
-        .file_name("huge_cell.csv")
-        .mime_str("text/csv")
-        .unwrap();
     let response = reqwest::Client::new()
         .post(url)
-        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .multipart(streamed_file("huge_cell.csv", body))
         .send()
         .await
         .unwrap();

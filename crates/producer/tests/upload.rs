@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use common::{spawn_producer, HEADER};
+use common::{spawn_producer, streamed_file, HEADER};
 use sluice_schema::avro::GameRoundCodec;
 use sluice_testkit::generate::{self, Encoding, Options};
 use sluice_testkit::{http, kafka, unique, Stack};
@@ -211,15 +211,11 @@ async fn a_client_that_stops_sending_gets_408() {
     let first =
         futures::stream::once(async { Ok::<_, std::io::Error>(bytes::Bytes::from(HEADER)) });
     let stalled = first.chain(futures::stream::pending());
-    let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(stalled))
-        .file_name("slow.csv")
-        .mime_str("text/csv")
-        .unwrap();
     let response = tokio::time::timeout(
         Duration::from_secs(20),
         reqwest::Client::new()
             .post(format!("{}/csv_upload", producer.url))
-            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .multipart(streamed_file("slow.csv", stalled))
             .send(),
     )
     .await
@@ -325,14 +321,10 @@ type PendingResponse = tokio::task::JoinHandle<(u16, serde_json::Value)>;
 /// sender (closing it ends the file); the response arrives through the handle.
 fn streamed_upload(url: &str, idempotency_key: &str) -> (BodyPieces, PendingResponse) {
     let (pieces, body) = futures::channel::mpsc::channel(1);
-    let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(body))
-        .file_name("slow.csv")
-        .mime_str("text/csv")
-        .unwrap();
     let request = reqwest::Client::new()
         .post(format!("{url}/csv_upload"))
         .header("Idempotency-Key", idempotency_key)
-        .multipart(reqwest::multipart::Form::new().part("file", part));
+        .multipart(streamed_file("slow.csv", body));
     let response = tokio::spawn(async move {
         let response = request.send().await.unwrap();
         (response.status().as_u16(), response.json().await.unwrap())

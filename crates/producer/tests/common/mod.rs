@@ -1,5 +1,5 @@
-//! Shared by the producer's integration tests: a producer in-process over the stack, and the
-//! export's header.
+//! Shared by the producer's integration tests: a producer in-process over the stack, the
+//! export's header, and a multipart form whose file is streamed.
 #![allow(dead_code)]
 
 use sluice_producer::{Application, Config};
@@ -36,4 +36,19 @@ pub async fn spawn_producer(configure: impl FnOnce(&mut Config)) -> Producer {
     let url = format!("http://127.0.0.1:{}", application.port());
     tokio::spawn(application.run_until_stopped());
     Producer { url, topic }
+}
+
+/// A multipart form whose `file` part (`file_name`, `text/csv`) is streamed from `body`, as
+/// the test produces it.
+pub fn streamed_file<S>(file_name: &str, body: S) -> reqwest::multipart::Form
+where
+    S: futures::TryStream + Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    bytes::Bytes: From<S::Ok>,
+{
+    let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(body))
+        .file_name(file_name.to_owned())
+        .mime_str("text/csv")
+        .unwrap();
+    reqwest::multipart::Form::new().part("file", part)
 }
