@@ -3,10 +3,9 @@
 //! state of a running upload). Swagger UI over it, at `/docs/`, is served from the binary by
 //! [`sluice_schema::docs`].
 
-use std::sync::LazyLock;
-
 use actix_web::HttpResponse;
 use serde::Serialize;
+use sluice_schema::docs::OpenApiJson;
 use sluice_schema::problem::Problem;
 use sluice_schema::problem_response;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -185,15 +184,9 @@ problem_response!(
 );
 problem_response!(BadQuery, "A query parameter outside what the schema allows");
 
-static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
-    ApiDoc::openapi()
-        .to_pretty_json()
-        .expect("the OpenAPI document serialises")
-});
+static OPENAPI_JSON: OpenApiJson = OpenApiJson::new(ApiDoc::openapi);
 
 /// The OpenAPI 3.1 description of this API.
 pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(OPENAPI_JSON.as_str())
+    OPENAPI_JSON.answer()
 }
