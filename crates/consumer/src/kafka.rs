@@ -1,7 +1,7 @@
 //! The Kafka side of the consumer: a group member that stores offsets by hand (only after the
 //! insert) and lets librdkafka auto-commit what was stored.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList};
 
 use crate::batcher::{Poison, Source};
@@ -45,6 +45,12 @@ impl Topics {
         } else {
             None
         }
+    }
+
+    /// Whether the rounds and the rejects topic are among the topics `held`
+    /// ([`MetadataProbe::topics`](sluice_schema::kafka::MetadataProbe::topics)).
+    pub fn present_in(&self, held: &HashSet<String>) -> [bool; 2] {
+        [held.contains(&self.rounds), held.contains(&self.rejects)]
     }
 }
 
@@ -286,42 +292,6 @@ impl DeadLetters {
             producer,
             topic: config.dead_letter_topic(),
         })
-    }
-
-    /// Whether a broker answers a metadata request for the dead-letter topic within `timeout`
-    /// (the consumer's own client is busy in its polling loop; this one shares its brokers).
-    pub async fn kafka_answers(&self, timeout: Duration) -> bool {
-        let producer = self.producer.clone();
-        let topic = self.topic.clone();
-        tokio::task::spawn_blocking(move || {
-            producer
-                .client()
-                .fetch_metadata(Some(&topic), timeout)
-                .is_ok_and(|m| m.topics().iter().any(|t| t.error().is_none()))
-        })
-        .await
-        .unwrap_or(false)
-    }
-
-    /// Which of `topics` the brokers hold (with at least one partition), from one metadata
-    /// request for every topic (asking for a topic by name could make a broker auto-create
-    /// it with its own partition count); `None` when no broker answered within `timeout`.
-    pub async fn topics_present(&self, topics: &Topics, timeout: Duration) -> Option<[bool; 2]> {
-        let producer = self.producer.clone();
-        let names = [topics.rounds.clone(), topics.rejects.clone()];
-        tokio::task::spawn_blocking(move || {
-            let metadata = producer.client().fetch_metadata(None, timeout).ok()?;
-            let present = |name: &str| {
-                metadata
-                    .topics()
-                    .iter()
-                    .any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty())
-            };
-            Some([present(&names[0]), present(&names[1])])
-        })
-        .await
-        .ok()
-        .flatten()
     }
 
     /// Sends every message and waits until Kafka acknowledged them all.

@@ -17,22 +17,19 @@ pub mod kafka;
 pub mod marks;
 pub mod pipeline;
 
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use actix_web::dev::Server;
-use actix_web::{web, App, HttpResponse, HttpServer};
-use metrics_exporter_prometheus::PrometheusHandle;
-use sluice_schema::telemetry::{answers_in_time, exposition, health, readiness, READY_TIMEOUT};
+use actix_web::{web, HttpResponse};
+use sluice_schema::kafka::MetadataProbe;
+use sluice_schema::telemetry::{answers_in_time, readiness, HealthServer, READY_TIMEOUT};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 
 /// A consumer ready to run: migrations applied, group joined, listener bound.
 pub struct Application {
-    port: u16,
-    server: Server,
+    server: HealthServer,
     pipeline: pipeline::Pipeline,
 }
 
@@ -40,9 +37,8 @@ struct HealthState {
     running: Arc<AtomicBool>,
     clickhouse: clickhouse::Client,
     /// A client of the same brokers, to ask whether they answer.
-    kafka: kafka::DeadLetters,
+    kafka: MetadataProbe,
     marks: Arc<marks::Marks>,
-    metrics: PrometheusHandle,
 }
 
 impl Application {
@@ -66,37 +62,24 @@ impl Application {
             .await?;
         }
         let dead_letters = kafka::DeadLetters::new(&config)?;
+        let probe = MetadataProbe::of_brokers(&config.kafka_brokers)?;
         let notes = kafka::RebalanceNotes::new(config.topic_partitions);
         let consumer = kafka::subscribe(&config, notes.clone())?;
         let running = Arc::new(AtomicBool::new(false));
         let marks = Arc::new(marks::Marks::new(&config)?);
-        let state = web::Data::new(HealthState {
+        let state = HealthState {
             running: Arc::clone(&running),
             clickhouse: clickhouse.clone(),
-            kafka: dead_letters.clone(),
+            kafka: probe.clone(),
             marks: Arc::clone(&marks),
-            metrics: sluice_schema::telemetry::prometheus(),
-        });
+        };
         sluice_schema::telemetry::register_counters(&[
             "sluice_consumer_insert_failures_total",
             "sluice_consumer_poison_messages_total",
             "sluice_consumer_dead_letters_total",
         ]);
-        let listener = TcpListener::bind(&config.listen_addr)?;
-        let port = listener.local_addr()?.port();
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(sluice_schema::telemetry::HttpMetrics::new("consumer"))
-                .app_data(state.clone())
-                .route("/health", web::get().to(health))
-                .route("/ready", web::get().to(ready))
-                .route("/metrics", web::get().to(metrics))
-        })
-        .listen(listener)?
-        .disable_signals()
-        .run();
+        let server = HealthServer::bind("consumer", &config.listen_addr, None, state, ready)?;
         Ok(Application {
-            port,
             server,
             pipeline: pipeline::Pipeline {
                 consumer,
@@ -104,6 +87,7 @@ impl Application {
                 clickhouse,
                 marks,
                 dead_letters,
+                probe,
                 topics: kafka::Topics::new(&config),
                 config,
                 running,
@@ -112,16 +96,12 @@ impl Application {
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// Consumes until `shutdown` fires; then flushes and commits what it holds and returns.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        let handle = self.server.handle();
-        let server = tokio::spawn(self.server);
-        self.pipeline.run(shutdown).await;
-        handle.stop(true).await;
-        server.await.map_err(std::io::Error::other)?
+        self.server.serve_while(self.pipeline.run(shutdown)).await
     }
 }
 
@@ -131,7 +111,7 @@ async fn ready(state: web::Data<HealthState>) -> HttpResponse {
     let running = state.running.load(Ordering::SeqCst);
     let (clickhouse, kafka, redis) = futures::join!(
         answers_in_time(async { state.clickhouse.query("SELECT 1").execute().await.is_ok() }),
-        answers_in_time(state.kafka.kafka_answers(READY_TIMEOUT)),
+        answers_in_time(state.kafka.answers(READY_TIMEOUT)),
         answers_in_time(state.marks.redis_answers()),
     );
     readiness(
@@ -142,8 +122,4 @@ async fn ready(state: web::Data<HealthState>) -> HttpResponse {
             ("redis", redis),
         ],
     )
-}
-
-async fn metrics(state: web::Data<HealthState>) -> HttpResponse {
-    exposition(&state.metrics)
 }

@@ -15,6 +15,7 @@ use rdkafka::error::KafkaResult;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::Message;
 use sluice_schema::backoff::Backoff;
+use sluice_schema::kafka::MetadataProbe;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +35,8 @@ pub struct Pipeline {
     pub clickhouse: Client,
     pub marks: Arc<Marks>,
     pub dead_letters: DeadLetters,
+    /// Asks the brokers which topics they hold (the consumer's own client is busy polling).
+    pub probe: MetadataProbe,
     pub topics: Topics,
     pub config: Config,
     pub running: Arc<AtomicBool>,
@@ -215,13 +218,10 @@ impl Pipeline {
         if self.notes.take_brokers_lost() {
             presence.forget();
         }
-        let Some(now) = self
-            .dead_letters
-            .topics_present(&self.topics, Duration::from_secs(2))
-            .await
-        else {
+        let Some(held) = self.probe.topics(Duration::from_secs(2)).await else {
             return;
         };
+        let now = self.topics.present_in(&held);
         if !presence.came_back(now) {
             return;
         }

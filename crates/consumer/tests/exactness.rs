@@ -15,8 +15,8 @@ use std::time::Duration;
 use common::*;
 use sluice_schema::avro::GameRoundCodec;
 use sluice_schema::{GameRound, Money, PlayerId};
-use sluice_testkit::gateway::{expected_buckets, Buckets, Gateway};
-use sluice_testkit::{kafka, rounds, serve, Slice, Stack};
+use sluice_testkit::gateway::{self, expected_buckets, Buckets, Gateway};
+use sluice_testkit::{kafka, rounds, Slice, Stack};
 use tokio_util::sync::CancellationToken;
 
 const ADMIN_TOKEN: &str = "exactness-test-admin-token";
@@ -109,12 +109,16 @@ async fn produce(topic: &str, versions: &[Version]) {
 }
 
 async fn spawn_gateway(slice: &Slice) -> Gateway {
-    let settings = slice.gateway(ADMIN_TOKEN);
-    let settings = settings.set("CURSOR_SECRET", "exactness-test-cursor-secret-32-bytes");
-    let application = sluice_gateway::Application::build(settings.config()).await;
-    let application = application.unwrap();
-    let url = serve(application.port(), application.run_until_stopped());
-    Gateway::new(url, ADMIN_TOKEN)
+    gateway::in_process(
+        slice,
+        ADMIN_TOKEN,
+        "exactness-test-cursor-secret-32-bytes",
+        |config| async {
+            let application = sluice_gateway::Application::build(config).await.unwrap();
+            (application.port(), application.run_until_stopped())
+        },
+    )
+    .await
 }
 
 /// What the answer must be: the last version of every round, summed per day, player and game.

@@ -11,20 +11,17 @@
 
 pub mod config;
 
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::dev::Server;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, HttpResponse};
 use deadpool_redis::{Pool, Runtime};
-use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::ExposeSecret;
 use sluice_rollup::dirty::DirtyHours;
 use sluice_rollup::process::{CatchUp, ProcessError, Processor};
 use sluice_rollup::spec::{Rollup, GAME_ROUNDS_DAILY, GAME_ROUNDS_HOURLY};
-use sluice_schema::telemetry::{answers_in_time, exposition, health, readiness};
+use sluice_schema::telemetry::{answers_in_time, readiness, HealthServer};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -47,8 +44,7 @@ pub const STEP_SECONDS: &str = "sluice_processor_step_seconds";
 
 /// A processor ready to run: migrations applied, listener bound.
 pub struct Application {
-    port: u16,
-    server: Server,
+    server: HealthServer,
     worker: Worker,
 }
 
@@ -84,7 +80,6 @@ struct HealthState {
     running: Arc<AtomicBool>,
     clickhouse: clickhouse::Client,
     redis: Pool,
-    metrics: PrometheusHandle,
 }
 
 /// ClickHouse, with the tables, and the Redis pool of `config`.
@@ -105,32 +100,18 @@ impl Application {
             DAYS_PROCESSED,
             STEP_FAILURES,
         ]);
-        let state = web::Data::new(HealthState {
+        let state = HealthState {
             running: Arc::clone(&running),
             clickhouse: clickhouse.clone(),
             redis: redis.clone(),
-            metrics: sluice_schema::telemetry::prometheus(),
-        });
-        let listener = TcpListener::bind(&config.listen_addr)?;
-        let port = listener.local_addr()?.port();
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(sluice_schema::telemetry::HttpMetrics::new("processor"))
-                .app_data(state.clone())
-                .route("/health", web::get().to(health))
-                .route("/ready", web::get().to(ready))
-                .route("/metrics", web::get().to(metrics))
-        })
-        .listen(listener)?
-        .disable_signals()
-        .run();
+        };
+        let server = HealthServer::bind("processor", &config.listen_addr, None, state, ready)?;
         let database = &config.clickhouse.database;
         let levels = [
             Level::of(database, GAME_ROUNDS_HOURLY, HOURS_PROCESSED),
             Level::of(database, GAME_ROUNDS_DAILY, DAYS_PROCESSED),
         ];
         Ok(Application {
-            port,
             server,
             worker: Worker {
                 clickhouse,
@@ -143,26 +124,27 @@ impl Application {
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// Processes until `shutdown` fires (a step in progress is finished first).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        let handle = self.server.handle();
-        let server = tokio::spawn(self.server);
+        let worker = self.worker;
         let lag = tokio::spawn(report_lag(
-            self.worker.redis.clone(),
+            worker.redis.clone(),
             [
-                self.worker.levels[0].dirty.clone(),
-                self.worker.levels[1].dirty.clone(),
+                worker.levels[0].dirty.clone(),
+                worker.levels[1].dirty.clone(),
             ],
-            Duration::from_millis(self.worker.config.lag_interval_ms),
+            Duration::from_millis(worker.config.lag_interval_ms),
             shutdown.clone(),
         ));
-        self.worker.run(shutdown).await;
-        let _ = lag.await;
-        handle.stop(true).await;
-        server.await.map_err(std::io::Error::other)?
+        self.server
+            .serve_while(async {
+                worker.run(shutdown).await;
+                let _ = lag.await;
+            })
+            .await
     }
 }
 
@@ -335,8 +317,4 @@ async fn ready(state: web::Data<HealthState>) -> HttpResponse {
         answers_in_time(redis_answers(&state.redis)),
     );
     readiness(running, &[("clickhouse", clickhouse), ("redis", redis)])
-}
-
-async fn metrics(state: web::Data<HealthState>) -> HttpResponse {
-    exposition(&state.metrics)
 }

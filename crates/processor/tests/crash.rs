@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use clickhouse::Client;
 use sluice_rollup::dirty::DirtyHours;
-use sluice_testkit::gateway::{expected_buckets, Buckets, Gateway};
+use sluice_testkit::gateway::{self, expected_buckets, Buckets, Gateway};
 use sluice_testkit::rounds::{redis_connection, COLUMNS};
-use sluice_testkit::{serve, Settings, Slice, Stack};
+use sluice_testkit::{Settings, Slice, Stack};
 use tokio::process::Child;
 
 const ADMIN_TOKEN: &str = "processor-crash-test-admin-token";
@@ -98,12 +98,16 @@ async fn write(client: &Client, dirty: &DirtyHours, batch: u64, versions: &Round
 }
 
 async fn spawn_gateway(slice: &Slice) -> Gateway {
-    let settings = slice.gateway(ADMIN_TOKEN);
-    let settings = settings.set("CURSOR_SECRET", "processor-crash-test-cursor-secret-32");
-    let application = sluice_gateway::Application::build(settings.config()).await;
-    let application = application.unwrap();
-    let url = serve(application.port(), application.run_until_stopped());
-    Gateway::new(url, ADMIN_TOKEN)
+    gateway::in_process(
+        slice,
+        ADMIN_TOKEN,
+        "processor-crash-test-cursor-secret-32",
+        |config| async {
+            let application = sluice_gateway::Application::build(config).await.unwrap();
+            (application.port(), application.run_until_stopped())
+        },
+    )
+    .await
 }
 
 /// What the answer must be: the last version of every round, summed per bucket of `seconds`.

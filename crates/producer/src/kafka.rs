@@ -16,6 +16,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
+use sluice_schema::kafka::MetadataProbe;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A producer whose context counts deliveries; shared with blocking calls (commit, abort).
@@ -168,8 +169,8 @@ impl ProducerSettings {
 /// Produces uploads to the topic; shared by every request.
 #[derive(Clone)]
 pub struct RoundProducer {
-    /// For metadata (readiness).
-    plain: CountingProducer,
+    /// Asks the brokers whether they answer (readiness).
+    probe: MetadataProbe,
     topic: String,
     rejects_topic: String,
     pool: Arc<ProducerPool>,
@@ -178,7 +179,7 @@ pub struct RoundProducer {
 impl RoundProducer {
     pub fn new(settings: &ProducerSettings) -> Result<RoundProducer, KafkaError> {
         let base = base_config(settings);
-        let plain = create_producer(&base)?;
+        let probe = MetadataProbe::new(&base)?;
         let slots = settings.slots.max(1);
         let pool = Arc::new(ProducerPool {
             base,
@@ -191,7 +192,7 @@ impl RoundProducer {
             rows_per_transaction: settings.max_rows_per_transaction.max(1),
         });
         Ok(RoundProducer {
-            plain,
+            probe,
             topic: settings.topic.clone(),
             rejects_topic: settings.rejects_topic.clone(),
             pool,
@@ -262,18 +263,10 @@ impl RoundProducer {
         Ok(())
     }
 
-    /// Whether the brokers answer a metadata request for the topic within `timeout`.
+    /// Whether the brokers answer a metadata request (for every topic: asking for one by name
+    /// could make a broker auto-create it) within `timeout`.
     pub async fn is_ready(&self, timeout: Duration) -> bool {
-        let producer = self.plain.clone();
-        let topic = self.topic.clone();
-        tokio::task::spawn_blocking(move || {
-            producer
-                .client()
-                .fetch_metadata(Some(&topic), timeout)
-                .is_ok_and(|m| m.topics().iter().any(|t| t.error().is_none()))
-        })
-        .await
-        .unwrap_or(false)
+        self.probe.answers(timeout).await
     }
 }
 

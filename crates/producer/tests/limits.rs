@@ -2,39 +2,15 @@
 //! decompression bomb, slow and silent clients, full upload slots, a header of 100 000
 //! unknown columns. Each fails in a bounded way, quickly, and never costs the good rows.
 
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, Stream, StreamExt};
 
-use sluice_producer::{Application, Config};
-use sluice_testkit::{http, unique, Stack};
-
-struct Producer {
-    url: String,
-}
-
-async fn spawn_producer(configure: impl FnOnce(&mut Config)) -> Producer {
-    if std::env::var_os("TEST_LOG").is_some() {
-        sluice_schema::telemetry::init_tracing("warn,sluice_producer=debug,rdkafka=info");
-    }
-    let mut config = Config::with_endpoints(&Stack::get().kafka_brokers, &Stack::get().redis_url);
-    config.listen_addr = "127.0.0.1:0".into();
-    config.redis_key_prefix = format!("{}:", unique("producer"));
-    config.transactional_id_prefix = Some(unique("producer"));
-    config.topic = unique("limits_test");
-    config.topic_partitions = 2;
-    configure(&mut config);
-    let application = Application::build(config)
-        .await
-        .expect("the producer starts");
-    let url = format!("http://127.0.0.1:{}", application.port());
-    tokio::spawn(application.run_until_stopped());
-    Producer { url }
-}
-
-const HEADER: &str = "created_timestamp,game_instance_id,user_id,game_id,real_amount_bet,\
-                      bonus_amount_bet,real_amount_win,bonus_amount_win,game_name,provider\n";
+use common::{spawn_producer, streamed_file, HEADER};
+use sluice_testkit::http;
 
 fn good_row(game_instance_id: u64) -> String {
     format!(
@@ -53,12 +29,7 @@ async fn upload_stream<S>(
 where
     S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static,
 {
-    let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(body))
-        .file_name("rounds.csv")
-        .mime_str("text/csv")
-        .unwrap();
-    let form = reqwest::multipart::Form::new().part("file", part);
-    answer(url, form, wait).await
+    answer(url, streamed_file("rounds.csv", body), wait).await
 }
 
 async fn answer(

@@ -3,12 +3,13 @@
 //! quoted cell spanning millions of lines). Each test runs alone in its process
 //! (nextest runs each test in its own), so the process's peak RSS is client + producer.
 
+mod common;
+
 use std::io::{self, Write};
 
 use bytes::Bytes;
-use sluice_producer::{Application, Config};
+use common::{spawn_producer, streamed_file, HEADER};
 use sluice_testkit::generate::{self, Options};
-use sluice_testkit::{unique, Stack};
 
 /// Peak resident set size of this process (`VmHWM`), in MiB.
 fn peak_rss_mib() -> u64 {
@@ -41,15 +42,8 @@ impl Write for ChannelWriter {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_streamed_upload_keeps_peak_memory_flat() {
     const ROWS: u64 = 1_500_000;
-    let mut config = Config::with_endpoints(&Stack::get().kafka_brokers, &Stack::get().redis_url);
-    config.listen_addr = "127.0.0.1:0".into();
-    config.redis_key_prefix = format!("{}:", unique("producer"));
-    config.transactional_id_prefix = Some(unique("producer"));
-    config.topic = unique("memory");
-    config.topic_partitions = 4;
-    let producer = Application::build(config).await.unwrap();
-    let url = format!("http://127.0.0.1:{}/csv_upload", producer.port());
-    tokio::spawn(producer.run_until_stopped());
+    let producer = spawn_producer(|config| config.topic_partitions = 4).await;
+    let url = format!("{}/csv_upload", producer.url);
     let before = peak_rss_mib();
 
     let (sender, mut receiver) = tokio::sync::mpsc::channel(4);
@@ -57,13 +51,9 @@ async fn a_large_streamed_upload_keeps_peak_memory_flat() {
         generate::write(&Options::new(ROWS), ChannelWriter(sender)).expect("the whole file is sent")
     });
     let chunks = futures::stream::poll_fn(move |cx| receiver.poll_recv(cx));
-    let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(chunks))
-        .file_name("large.csv")
-        .mime_str("text/csv")
-        .unwrap();
     let response = reqwest::Client::new()
         .post(url)
-        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .multipart(streamed_file("large.csv", chunks))
         .send()
         .await
         .unwrap();
@@ -88,24 +78,15 @@ async fn a_huge_quoted_multi_line_cell_is_rejected_without_being_buffered() {
     // One record of 200 MB: a quoted cell of 2 million 100-byte lines, streamed on the fly.
     const MIB_LINES: usize = 10_000;
     const PIECES: usize = 200;
-    let mut config = Config::with_endpoints(&Stack::get().kafka_brokers, &Stack::get().redis_url);
-    config.listen_addr = "127.0.0.1:0".into();
-    config.redis_key_prefix = format!("{}:", unique("producer"));
-    config.transactional_id_prefix = Some(unique("producer"));
-    config.topic = unique("memory");
-    config.topic_partitions = 2;
-    let producer = Application::build(config).await.unwrap();
-    let url = format!("http://127.0.0.1:{}/csv_upload", producer.port());
-    tokio::spawn(producer.run_until_stopped());
+    let producer = spawn_producer(|_| {}).await;
+    let url = format!("{}/csv_upload", producer.url);
     let before = peak_rss_mib();
 
     let row = |id: u32| {
         format!("2019-10-22 08:20:42,{id},9ece8c4020f8aed10676cd1c56a41889,24002,2,0,0,0,Mental,Nolimit City\n")
     };
     let head = format!(
-        "created_timestamp,game_instance_id,user_id,game_id,real_amount_bet,bonus_amount_bet,\
-         real_amount_win,bonus_amount_win,game_name,provider\n{}\
-         2019-10-22 08:20:43,2,9ece8c4020f8aed10676cd1c56a41889,24002,2,0,0,0,\"",
+        "{HEADER}{}2019-10-22 08:20:43,2,9ece8c4020f8aed10676cd1c56a41889,24002,2,0,0,0,\"",
         row(1)
     );
     let lines = Bytes::from(format!("{}\n", "x".repeat(99)).repeat(MIB_LINES));
@@ -116,13 +97,9 @@ async fn a_huge_quoted_multi_line_cell_is_rejected_without_being_buffered() {
             .chain(std::iter::once(Bytes::from(tail)))
             .map(Ok::<_, io::Error>),
     );
-    let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(body))
-        .file_name("huge_cell.csv")
-        .mime_str("text/csv")
-        .unwrap();
     let response = reqwest::Client::new()
         .post(url)
-        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .multipart(streamed_file("huge_cell.csv", body))
         .send()
         .await
         .unwrap();

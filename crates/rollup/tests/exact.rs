@@ -42,24 +42,24 @@ struct HourRow {
     rounds: u64,
 }
 
-/// What the rollup answers for the two hours.
-async fn published(client: &Client) -> Vec<HourRow> {
+/// The rows `statement` (a rollup's reading or a recomputation) gives, as [`HourRow`]s in order.
+async fn rows_of(client: &Client, statement: impl std::fmt::Display) -> Vec<HourRow> {
     let sql = format!(
-        "SELECT toUInt32(bucket) AS hour, user_id, game_id, real_amount_bet, rounds FROM ({}) \
-         ORDER BY hour, user_id, game_id",
-        GAME_ROUNDS_HOURLY.published(JANUARY, FEBRUARY)
+        "SELECT toUInt32(bucket) AS hour, user_id, game_id, real_amount_bet, rounds FROM \
+         ({statement}) ORDER BY hour, user_id, game_id"
     );
     client.query(&sql).fetch_all().await.unwrap()
 }
 
+/// What the rollup answers for the two hours.
+async fn published(client: &Client) -> Vec<HourRow> {
+    rows_of(client, GAME_ROUNDS_HOURLY.published(JANUARY, FEBRUARY)).await
+}
+
 /// The same question asked of the raw rows' current versions.
 async fn from_raw(client: &Client) -> Vec<HourRow> {
-    let sql = format!(
-        "SELECT toUInt32(bucket) AS hour, user_id, game_id, real_amount_bet, rounds FROM ({}) \
-         ORDER BY hour, user_id, game_id",
-        GAME_ROUNDS_HOURLY.aggregate(&[JANUARY, FEBRUARY], 0, Part::WHOLE)
-    );
-    client.query(&sql).fetch_all().await.unwrap()
+    let statement = GAME_ROUNDS_HOURLY.aggregate(&[JANUARY, FEBRUARY], 0, Part::WHOLE);
+    rows_of(client, statement).await
 }
 
 /// Inserts versions of rounds: (seconds, user, game_instance_id, bet, version).
@@ -167,12 +167,7 @@ const FEBRUARY_DAY: u32 = FEBRUARY;
 
 /// `rollup`'s published rows of JANUARY_DAY to FEBRUARY (hours or days).
 async fn published_of(client: &Client, rollup: &Rollup) -> Vec<HourRow> {
-    let sql = format!(
-        "SELECT toUInt32(bucket) AS hour, user_id, game_id, real_amount_bet, rounds FROM ({}) \
-         ORDER BY hour, user_id, game_id",
-        rollup.published(JANUARY_DAY, FEBRUARY)
-    );
-    client.query(&sql).fetch_all().await.unwrap()
+    rows_of(client, rollup.published(JANUARY_DAY, FEBRUARY)).await
 }
 
 /// The published hours summed per day, as the daily rollup must hold them.

@@ -1,4 +1,5 @@
-//! Swagger UI served from the binary at `/docs/`, over the service's own `/openapi.json`.
+//! Swagger UI served from the binary at `/docs/`, over the service's own `/openapi.json`
+//! ([`OpenApiJson`]).
 //!
 //! The assets come from `utoipa-swagger-ui`'s `vendored` feature: the Swagger UI release is a
 //! crates.io package (`utoipa-swagger-ui-vendored`), unpacked at build time and embedded, so
@@ -6,13 +7,46 @@
 //! crate's default build downloads the release from GitHub; copying `swagger-ui-dist` from npm
 //! into the repository would add 1.5 MB of minified JavaScript to review in every upgrade.)
 
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
 use utoipa_swagger_ui::Config;
 
 use crate::problem::{Problem, PROBLEM_JSON};
+
+/// A service's OpenAPI document, serialised (pretty JSON) once, on first use, and served at
+/// `GET /openapi.json`: `static OPENAPI_JSON: OpenApiJson = OpenApiJson::new(ApiDoc::openapi);`.
+pub struct OpenApiJson {
+    openapi: fn() -> utoipa::openapi::OpenApi,
+    json: OnceLock<String>,
+}
+
+impl OpenApiJson {
+    /// The document `openapi` builds (a service's `ApiDoc::openapi`).
+    pub const fn new(openapi: fn() -> utoipa::openapi::OpenApi) -> OpenApiJson {
+        OpenApiJson {
+            openapi,
+            json: OnceLock::new(),
+        }
+    }
+
+    /// The document as JSON.
+    pub fn as_str(&self) -> &str {
+        self.json.get_or_init(|| {
+            (self.openapi)()
+                .to_pretty_json()
+                .expect("the OpenAPI document serialises")
+        })
+    }
+
+    /// The `GET /openapi.json` answer.
+    pub fn answer(&'static self) -> HttpResponse {
+        HttpResponse::Ok()
+            .content_type("application/json")
+            .body(self.as_str())
+    }
+}
 
 /// Swagger UI's settings: the document next to `/docs/` (relative, so a path prefix added by a
 /// proxy still works), and no validator badge (Swagger UI's default loads one from the

@@ -1,10 +1,15 @@
-//! Kafka helpers shared by the services.
+//! Kafka helpers shared by the services: topic creation, and [`MetadataProbe`], which asks the
+//! brokers whether they answer and which topics they hold.
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::metadata::Metadata;
+use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 
 /// Creates `topic` with `partitions` partitions unless it exists already. Safe to call from
@@ -69,5 +74,65 @@ async fn check_partitions(brokers: &str, topic: &str, expected: i32) {
              configured count to match."
         ),
         _ => tracing::warn!(topic, "Could not check the topic's partition count."),
+    }
+}
+
+/// A client of the brokers that asks them for cluster metadata: whether they answer, and which
+/// topics they hold. It always asks for every topic's metadata, never for one by name: a broker
+/// may auto-create a topic it is asked about, with its own partition count. Each request
+/// blocks, so it runs on tokio's blocking threads. Its client is its own (a producer that never
+/// sends, whose thread serves librdkafka's events), so a service's busy client is never asked.
+#[derive(Clone)]
+pub struct MetadataProbe {
+    client: Arc<ThreadedProducer<DefaultProducerContext>>,
+}
+
+impl MetadataProbe {
+    /// A probe of the brokers `config` names (its `bootstrap.servers` and any security
+    /// settings).
+    pub fn new(config: &ClientConfig) -> Result<MetadataProbe, KafkaError> {
+        Ok(MetadataProbe {
+            client: Arc::new(config.create()?),
+        })
+    }
+
+    /// A probe of `brokers` (comma separated).
+    pub fn of_brokers(brokers: &str) -> Result<MetadataProbe, KafkaError> {
+        MetadataProbe::new(ClientConfig::new().set("bootstrap.servers", brokers))
+    }
+
+    /// Whether a broker answers a metadata request within `timeout`.
+    pub async fn answers(&self, timeout: Duration) -> bool {
+        self.metadata(timeout, |_| ()).await.is_some()
+    }
+
+    /// The topics the brokers hold (without error, with at least one partition); `None` when no
+    /// broker answered within `timeout`.
+    pub async fn topics(&self, timeout: Duration) -> Option<HashSet<String>> {
+        self.metadata(timeout, |metadata| {
+            metadata
+                .topics()
+                .iter()
+                .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+                .map(|t| t.name().to_owned())
+                .collect()
+        })
+        .await
+    }
+
+    /// Every topic's metadata, read by `read` on the blocking thread that fetched it.
+    async fn metadata<T: Send + 'static>(
+        &self,
+        timeout: Duration,
+        read: impl FnOnce(&Metadata) -> T + Send + 'static,
+    ) -> Option<T> {
+        let client = Arc::clone(&self.client);
+        tokio::task::spawn_blocking(move || {
+            let metadata = client.client().fetch_metadata(None, timeout).ok()?;
+            Some(read(&metadata))
+        })
+        .await
+        .ok()
+        .flatten()
     }
 }

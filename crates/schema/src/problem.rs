@@ -1,6 +1,8 @@
 //! RFC 9457 problem details (`application/problem+json`), the shape of every error answer of
-//! the gateway and the producer, and [`problem_details`], which gives the answers actix-web
-//! makes itself (unknown path, unsupported method, an extractor's refusal) the same shape.
+//! the gateway and the producer, [`problem_details`], which gives the answers actix-web
+//! makes itself (unknown path, unsupported method, an extractor's refusal) the same shape, and
+//! [`problem_response!`](crate::problem_response), which declares such an answer for the
+//! OpenAPI documents (`components.responses`).
 
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::ServiceResponse;
@@ -8,7 +10,12 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::ErrorHandlerResponse;
 use serde::Serialize;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, Response, ResponseBuilder, Type};
 use utoipa::ToSchema;
+
+#[doc(hidden)]
+pub use utoipa as __utoipa;
 
 /// An RFC 9457 problem details body (`application/problem+json`).
 #[derive(Debug, Serialize, ToSchema)]
@@ -80,4 +87,50 @@ pub fn problem_details<B: MessageBody + 'static>(
     Ok(ErrorHandlerResponse::Response(
         ServiceResponse::new(request, answer).map_body(|_, body| EitherBody::right(body)),
     ))
+}
+
+/// A problem-details answer for an OpenAPI document: `description`, a [`Problem`] body and,
+/// optionally, one header (its name and what it holds).
+pub fn openapi_response(description: &str, header: Option<(&str, &str)>) -> Response {
+    let mut response = ResponseBuilder::new().description(description).content(
+        PROBLEM_JSON,
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Problem")))
+            .build(),
+    );
+    if let Some((name, about)) = header {
+        response = response.header(
+            name,
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::String))
+                .description(Some(about))
+                .build(),
+        );
+    }
+    response.build()
+}
+
+/// Declares a reusable problem-details answer (`components.responses`), named after the type
+/// it declares, for `#[utoipa::path(responses(...))]` and `components(responses(...))`:
+/// `problem_response!(NotFound, "No such thing");` or, with a header,
+/// `problem_response!(Busy, "Try later", ("Retry-After", "Seconds to wait"));`.
+#[macro_export]
+macro_rules! problem_response {
+    ($name:ident, $description:expr $(, $header:expr)?) => {
+        pub struct $name;
+
+        impl<'s> $crate::problem::__utoipa::ToResponse<'s> for $name {
+            fn response() -> (
+                &'s str,
+                $crate::problem::__utoipa::openapi::RefOr<$crate::problem::__utoipa::openapi::Response>,
+            ) {
+                let header: Option<(&str, &str)> = None;
+                (
+                    stringify!($name),
+                    $crate::problem::openapi_response(&$description, header $(.or(Some($header)))?)
+                        .into(),
+                )
+            }
+        }
+    };
 }

@@ -13,10 +13,10 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::{web, App, HttpResponse, HttpServer};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-/// Requests served, by service, method, matched route and status.
 /// How long a `/ready` waits for each dependency (all at once): every `/ready` answers within
 /// a second, naming what did not answer, even when a dependency is frozen.
 pub const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(800);
@@ -62,6 +62,71 @@ pub async fn answers_in_time(check: impl Future<Output = bool>) -> bool {
         .unwrap_or(false)
 }
 
+/// The HTTP server of a service whose work is a loop (consumer, processor, watcher): `GET
+/// /health`, `GET /ready` answered by its own handler over its state, and `GET /metrics` (the
+/// process-wide [`prometheus`] recorder), every request counted by [`HttpMetrics`].
+pub struct HealthServer {
+    port: u16,
+    server: actix_web::dev::Server,
+}
+
+impl HealthServer {
+    /// Binds `listen_addr` and builds the server (not yet running) of `service` on `workers`
+    /// threads (actix-web's default, one per core, when `None`); `ready` answers `/ready` from
+    /// `state`, within [`READY_TIMEOUT`] of each dependency ([`answers_in_time`]).
+    pub fn bind<S, F, R>(
+        service: &'static str,
+        listen_addr: &str,
+        workers: Option<usize>,
+        state: S,
+        ready: F,
+    ) -> std::io::Result<HealthServer>
+    where
+        S: Send + Sync + 'static,
+        F: Fn(web::Data<S>) -> R + Clone + Send + 'static,
+        R: Future<Output = HttpResponse> + 'static,
+    {
+        let state = web::Data::new(state);
+        let handle = web::Data::new(prometheus());
+        let listener = std::net::TcpListener::bind(listen_addr)?;
+        let port = listener.local_addr()?.port();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(HttpMetrics::new(service))
+                .app_data(state.clone())
+                .app_data(handle.clone())
+                .route("/health", web::get().to(health))
+                .route("/ready", web::get().to(ready.clone()))
+                .route("/metrics", web::get().to(metrics))
+        });
+        if let Some(workers) = workers {
+            server = server.workers(workers);
+        }
+        let server = server.listen(listener)?.disable_signals().run();
+        Ok(HealthServer { port, server })
+    }
+
+    /// The port it is bound to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves while `work` runs; then stops gracefully (requests in flight are answered).
+    pub async fn serve_while(self, work: impl Future<Output = ()>) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        work.await;
+        handle.stop(true).await;
+        server.await.map_err(std::io::Error::other)?
+    }
+}
+
+/// `GET /metrics` of a [`HealthServer`].
+async fn metrics(handle: web::Data<PrometheusHandle>) -> HttpResponse {
+    exposition(&handle)
+}
+
+/// Requests served, by service, method, matched route and status.
 pub const HTTP_REQUESTS: &str = "sluice_http_requests_total";
 /// Time from a request's arrival to its response's head, by the same labels.
 pub const HTTP_DURATION: &str = "sluice_http_request_duration_seconds";

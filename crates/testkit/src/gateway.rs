@@ -1,12 +1,16 @@
 //! A running gateway, used over HTTP as its admin and a key's holder use it. Whoever started it
 //! (a test in-process, a bench as a process, `scripts/dev up`) gives its URL and admin token:
-//! this crate sits below the services, whose tests depend on it, so it never starts one.
+//! this crate sits below the services, whose tests depend on it, so it never starts one:
+//! [`in_process`] runs one its caller builds.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use sluice_schema::domain::format_scaled;
+
+use crate::services::{serve, Slice};
 
 /// Buckets of an answer: (bucket start, player, game) → (rounds, real amount bet).
 pub type Buckets = BTreeMap<(String, String, u64), (u64, String)>;
@@ -113,6 +117,29 @@ impl Gateway {
             })
             .collect()
     }
+}
+
+/// A gateway in-process over `slice`, administered with `admin_token`, signing cursors with
+/// `cursor_secret`. `start` is the caller's (this crate names no service's types): it builds
+/// the application from its `Config` and returns its port and its `run_until_stopped()`, run
+/// here on the test's runtime.
+pub async fn in_process<C, F, Fut, R>(
+    slice: &Slice,
+    admin_token: &str,
+    cursor_secret: &str,
+    start: F,
+) -> Gateway
+where
+    C: sluice_schema::config::ServiceConfig,
+    F: FnOnce(C) -> Fut,
+    Fut: Future<Output = (u16, R)>,
+    R: Future + Send + 'static,
+    R::Output: Send + 'static,
+{
+    let settings = slice.gateway(admin_token);
+    let settings = settings.set("CURSOR_SECRET", cursor_secret);
+    let (port, run) = start(settings.config()).await;
+    Gateway::new(serve(port, run), admin_token)
 }
 
 /// What [`Gateway::buckets`] must answer for rounds given as (second, player, game, real bet

@@ -23,25 +23,21 @@ pub mod ledger;
 pub mod name;
 pub mod watch;
 
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::Server;
-use actix_web::{web, App, HttpResponse, HttpServer};
-use metrics_exporter_prometheus::PrometheusHandle;
+use actix_web::{web, HttpResponse};
 use sluice_producer::kafka::RoundProducer;
 use sluice_producer::receipts::ReceiptStore;
-use sluice_schema::telemetry::{answers_in_time, READY_TIMEOUT};
+use sluice_schema::telemetry::{answers_in_time, HealthServer, READY_TIMEOUT};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 
 /// A watcher ready to run: directories made, clients created, listener bound.
 pub struct Application {
-    port: u16,
-    server: Server,
+    server: HealthServer,
     context: Arc<file::Context>,
     running: Arc<AtomicBool>,
 }
@@ -49,7 +45,6 @@ pub struct Application {
 struct HealthState {
     running: Arc<AtomicBool>,
     context: Arc<file::Context>,
-    metrics: PrometheusHandle,
 }
 
 impl Application {
@@ -85,27 +80,13 @@ impl Application {
         });
         sluice_schema::telemetry::register_counters(&["sluice_watcher_bytes_total"]);
         let running = Arc::new(AtomicBool::new(false));
-        let state = web::Data::new(HealthState {
+        let state = HealthState {
             running: Arc::clone(&running),
             context: Arc::clone(&context),
-            metrics: sluice_schema::telemetry::prometheus(),
-        });
-        let listener = TcpListener::bind(&context.config.listen_addr)?;
-        let port = listener.local_addr()?.port();
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(sluice_schema::telemetry::HttpMetrics::new("watcher"))
-                .app_data(state.clone())
-                .route("/health", web::get().to(sluice_schema::telemetry::health))
-                .route("/ready", web::get().to(ready))
-                .route("/metrics", web::get().to(metrics))
-        })
-        .listen(listener)?
-        .disable_signals()
-        .workers(1)
-        .run();
+        };
+        let listen_addr = &context.config.listen_addr;
+        let server = HealthServer::bind("watcher", listen_addr, Some(1), state, ready)?;
         Ok(Application {
-            port,
             server,
             context,
             running,
@@ -113,26 +94,26 @@ impl Application {
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// Fences this instance's transactional ids (aborting what a previous run left open),
     /// gives back content claims that run left unsettled, then watches until `shutdown`.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        let handle = self.server.handle();
-        let server = tokio::spawn(self.server);
-        if recover(&self.context, &shutdown).await {
-            self.running.store(true, Ordering::SeqCst);
-            tracing::info!(
-                directory = %self.context.config.watch_dir.display(),
-                instance = %self.context.instance,
-                "Watching."
-            );
-            watch::run(Arc::clone(&self.context), shutdown).await;
-        }
-        self.running.store(false, Ordering::SeqCst);
-        handle.stop(true).await;
-        server.await.map_err(std::io::Error::other)?
+        let (context, running) = (self.context, self.running);
+        let work = async move {
+            if recover(&context, &shutdown).await {
+                running.store(true, Ordering::SeqCst);
+                tracing::info!(
+                    directory = %context.config.watch_dir.display(),
+                    instance = %context.instance,
+                    "Watching."
+                );
+                watch::run(Arc::clone(&context), shutdown).await;
+            }
+            running.store(false, Ordering::SeqCst);
+        };
+        self.server.serve_while(work).await
     }
 }
 
@@ -187,8 +168,4 @@ async fn ready(state: web::Data<HealthState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
-}
-
-async fn metrics(state: web::Data<HealthState>) -> HttpResponse {
-    sluice_schema::telemetry::exposition(&state.metrics)
 }

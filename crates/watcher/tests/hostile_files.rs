@@ -7,6 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::Stdio;
@@ -25,6 +26,17 @@ async fn start(config: sluice_watcher::Config) -> (String, CancellationToken) {
     let shutdown = CancellationToken::new();
     tokio::spawn(watcher.run_until_stopped(shutdown.clone()));
     (url, shutdown)
+}
+
+/// Creates `path` and writes the first half of `bytes` to it, up to the end of the line that
+/// crosses the middle (whole lines); the writer, still open, and where it stopped.
+fn write_first_half(path: &Path, bytes: &[u8]) -> (std::fs::File, usize) {
+    let middle = bytes.len() / 2;
+    let cut = middle + bytes[middle..].iter().position(|&b| b == b'\n').unwrap() + 1;
+    let mut writer = std::fs::File::create(path).unwrap();
+    writer.write_all(&bytes[..cut]).unwrap();
+    writer.flush().unwrap();
+    (writer, cut)
 }
 
 fn report(path: &Path) -> serde_json::Value {
@@ -256,17 +268,7 @@ async fn a_writer_that_pauses_past_the_stable_window_loses_no_rows() {
     merge(&mut expected, &export.summary);
     // The first half (whole lines), written in place; then the writer pauses, holding the
     // file open, until the watcher has read the half and moved it to processed/.
-    let cut = export.bytes[export.bytes.len() / 2..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .unwrap()
-        + export.bytes.len() / 2
-        + 1;
-    let path = dir.join("slow-writer.csv");
-    let mut writer = std::fs::File::create(&path).unwrap();
-    use std::io::Write;
-    writer.write_all(&export.bytes[..cut]).unwrap();
-    writer.flush().unwrap();
+    let (mut writer, cut) = write_first_half(&dir.join("slow-writer.csv"), &export.bytes);
     let processed = dir.join("processed/slow-writer.csv");
     wait_for_path(&processed, Duration::from_secs(60)).await;
     // The writer goes on, as writers do, through the descriptor it holds.
@@ -304,17 +306,7 @@ async fn a_file_that_grows_while_it_is_read_is_read_again_whole() {
     let export = generate::export(&options(1, 100_000, Encoding::Utf8, Some(1_000)));
     let mut expected = BTreeMap::new();
     merge(&mut expected, &export.summary);
-    let cut = export.bytes[export.bytes.len() / 2..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .unwrap()
-        + export.bytes.len() / 2
-        + 1;
-    let path = dir.join("growing.csv");
-    let mut writer = std::fs::File::create(&path).unwrap();
-    use std::io::Write;
-    writer.write_all(&export.bytes[..cut]).unwrap();
-    writer.flush().unwrap();
+    let (mut writer, cut) = write_first_half(&dir.join("growing.csv"), &export.bytes);
     // The writer goes on as soon as the watcher took the half: while it is hashed or sent.
     wait_for_metric(
         &url,

@@ -1,9 +1,8 @@
 //! `GET /openapi.json`, generated from the handlers' `#[utoipa::path]` annotations. Swagger UI
 //! over it, at `/docs/`, is served from the binary by [`sluice_schema::docs`].
 
-use std::sync::LazyLock;
-
 use actix_web::HttpResponse;
+use sluice_schema::docs::OpenApiJson;
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
@@ -106,17 +105,11 @@ impl Modify for AdminOperations {
     }
 }
 
-static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
-    ApiDoc::openapi()
-        .to_pretty_json()
-        .expect("the OpenAPI document serialises")
-});
+static OPENAPI_JSON: OpenApiJson = OpenApiJson::new(ApiDoc::openapi);
 
 /// The OpenAPI 3.1 description of this API.
 pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(OPENAPI_JSON.as_str())
+    OPENAPI_JSON.answer()
 }
 
 #[cfg(test)]
@@ -153,7 +146,7 @@ mod tests {
 
     #[test]
     fn a_name_pattern_requires_a_character_that_trimming_keeps() {
-        let document: serde_json::Value = serde_json::from_str(&OPENAPI_JSON).unwrap();
+        let document: serde_json::Value = serde_json::from_str(OPENAPI_JSON.as_str()).unwrap();
         let schemas = &document["components"]["schemas"];
         for name in [
             &schemas["CreateKey"]["properties"]["name"],
@@ -169,7 +162,7 @@ mod tests {
 
     #[test]
     fn integers_state_the_bounds_the_server_checks() {
-        let document: serde_json::Value = serde_json::from_str(&OPENAPI_JSON).unwrap();
+        let document: serde_json::Value = serde_json::from_str(OPENAPI_JSON.as_str()).unwrap();
         let schemas = &document["components"]["schemas"];
         let bounds =
             |schema: &serde_json::Value| (schema["minimum"].as_u64(), schema["maximum"].as_u64());

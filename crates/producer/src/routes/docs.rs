@@ -3,15 +3,13 @@
 //! state of a running upload). Swagger UI over it, at `/docs/`, is served from the binary by
 //! [`sluice_schema::docs`].
 
-use std::sync::LazyLock;
-
 use actix_web::HttpResponse;
 use serde::Serialize;
-use sluice_schema::problem::{Problem, PROBLEM_JSON};
-use utoipa::openapi::header::HeaderBuilder;
+use sluice_schema::docs::OpenApiJson;
+use sluice_schema::problem::Problem;
+use sluice_schema::problem_response;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Response, ResponseBuilder, Type};
-use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
+use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::upload;
 use crate::error::UPLOAD_CHALLENGE;
@@ -170,43 +168,6 @@ pub struct LandedRejectRow {
     pub reason: String,
 }
 
-/// A problem-details answer with `description` and, optionally, one header.
-fn problem(description: &str, header: Option<(&str, &str)>) -> Response {
-    let mut response = ResponseBuilder::new().description(description).content(
-        PROBLEM_JSON,
-        ContentBuilder::new()
-            .schema(Some(Ref::from_schema_name("Problem")))
-            .build(),
-    );
-    if let Some((name, about)) = header {
-        response = response.header(
-            name,
-            HeaderBuilder::new()
-                .schema(ObjectBuilder::new().schema_type(Type::String))
-                .description(Some(about))
-                .build(),
-        );
-    }
-    response.build()
-}
-
-/// Declares a reusable problem-details answer (`components.responses`).
-macro_rules! problem_response {
-    ($name:ident, $description:expr $(, $header:expr)?) => {
-        pub struct $name;
-
-        impl<'s> ToResponse<'s> for $name {
-            fn response() -> (&'s str, RefOr<Response>) {
-                let header: Option<(&str, &str)> = None;
-                (
-                    stringify!($name),
-                    problem(&$description, header $(.or(Some($header)))?).into(),
-                )
-            }
-        }
-    };
-}
-
 problem_response!(
     NoToken,
     "Missing or wrong upload token",
@@ -223,15 +184,9 @@ problem_response!(
 );
 problem_response!(BadQuery, "A query parameter outside what the schema allows");
 
-static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
-    ApiDoc::openapi()
-        .to_pretty_json()
-        .expect("the OpenAPI document serialises")
-});
+static OPENAPI_JSON: OpenApiJson = OpenApiJson::new(ApiDoc::openapi);
 
 /// The OpenAPI 3.1 description of this API.
 pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(OPENAPI_JSON.as_str())
+    OPENAPI_JSON.answer()
 }
