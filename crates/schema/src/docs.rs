@@ -95,3 +95,35 @@ async fn file(path: web::Path<String>) -> HttpResponse {
         .content_type(PROBLEM_JSON)
         .json(Problem::new(status, detail))
 }
+
+/// How a document's operations authenticate: each scheme by its name in
+/// `components.securitySchemes`. Given to utoipa as a modifier (`modifiers(&SECURITY)`).
+pub struct SecuritySchemes(pub &'static [(&'static str, Scheme)]);
+
+/// One security scheme.
+pub enum Scheme {
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// An API key in the named header.
+    Header(&'static str),
+}
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, scheme) in self.0 {
+            let scheme = match scheme {
+                Scheme::Bearer => {
+                    SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build())
+                }
+                Scheme::Header(header) => {
+                    SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new(*header)))
+                }
+            };
+            components.add_security_scheme(*name, scheme);
+        }
+    }
+}

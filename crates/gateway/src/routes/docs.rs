@@ -2,10 +2,8 @@
 //! over it, at `/docs/`, is served from the binary by [`sluice_schema::docs`].
 
 use actix_web::HttpResponse;
-use sluice_schema::docs::OpenApiJson;
-use utoipa::openapi::security::{
-    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
-};
+use sluice_schema::docs::{OpenApiJson, Scheme, SecuritySchemes};
+use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
@@ -46,7 +44,7 @@ use crate::usage::{Usage, UsageBucket, UsageGranularity};
         schemas(Problem, KeyInfo, RateLimit, Bucket, Usage, UsageBucket, UsageGranularity),
         responses(BadApiKey, NotAdmin, BadBody, KeyNotFound, TooLarge, WrongMediaType, Unavailable),
     ),
-    modifiers(&SecuritySchemes, &AdminOperations),
+    modifiers(&SECURITY, &AdminOperations),
     tags(
         (name = "rounds", description = "Aggregated game rounds and the key's own usage (X-API-Key)"),
         (name = "admin", description = "API keys, credits and rate limits (Bearer admin token)"),
@@ -54,21 +52,10 @@ use crate::usage::{Usage, UsageBucket, UsageGranularity};
 )]
 pub struct ApiDoc;
 
-struct SecuritySchemes;
-
-impl Modify for SecuritySchemes {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "api_key",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
-        );
-        components.add_security_scheme(
-            "admin_token",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
+const SECURITY: SecuritySchemes = SecuritySchemes(&[
+    ("api_key", Scheme::Header("X-API-Key")),
+    ("admin_token", Scheme::Bearer),
+]);
 
 /// What every operation tagged `admin` has, declared once: the admin token, 401 without it
 /// (checked before anything else of the request, `auth::admin_only`) and 503 when Redis or

@@ -5,11 +5,10 @@
 
 use actix_web::HttpResponse;
 use serde::Serialize;
-use sluice_schema::docs::OpenApiJson;
+use sluice_schema::docs::{OpenApiJson, Scheme, SecuritySchemes};
 use sluice_schema::problem::Problem;
 use sluice_schema::problem_response;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{OpenApi, ToSchema};
 
 use super::upload;
 use crate::error::UPLOAD_CHALLENGE;
@@ -38,22 +37,12 @@ use crate::ingest::{Receipt, RowReject};
             UploadState, UploadFailure, UploadLookup, InProgress, RejectsPage, LandedRejectRow),
         responses(NoToken, Unavailable, UnknownUpload, BadQuery),
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&SECURITY),
     tags((name = "uploads", description = "Uploads and their receipts (Bearer upload token)")),
 )]
 pub struct ApiDoc;
 
-struct SecuritySchemes;
-
-impl Modify for SecuritySchemes {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "upload_token",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
+const SECURITY: SecuritySchemes = SecuritySchemes(&[("upload_token", Scheme::Bearer)]);
 
 /// `POST /csv_upload`'s body: `multipart/form-data` with the export in the field `file`
 /// (other fields are read and ignored).
