@@ -24,7 +24,7 @@ pub enum Finished {
         first_upload_id: String,
         /// The earlier upload's receipt; `None` while it has none (still running, or it died
         /// between its claim and its receipt).
-        first_receipt: Option<serde_json::Value>,
+        first_receipt: Option<Box<Receipt>>,
     },
 }
 
@@ -48,7 +48,7 @@ pub async fn finish_upload(
         if let Err(error) = receipts.add_alias(&first, &receipt.upload_id).await {
             tracing::warn!(%error, first_upload_id = %first, upload_id = %receipt.upload_id, "Could not record a re-send; the first upload's reconciliation may stay short.");
         }
-        let first_receipt = receipts.get(&first).await?;
+        let first_receipt = receipts.get(&first).await?.map(Box::new);
         return Ok(Finished::Duplicate {
             first_upload_id: first,
             first_receipt,

@@ -11,6 +11,7 @@
 
 use deadpool_redis::{Pool, Runtime};
 use redis::AsyncCommands;
+use serde::de::DeserializeOwned;
 
 use crate::error::UploadError;
 use crate::ingest::Receipt;
@@ -53,15 +54,15 @@ impl ReceiptStore {
             .map_err(|e| UploadError::ReceiptsUnavailable(e.to_string()))
     }
 
-    /// The JSON stored at `key`, if any.
-    async fn json_at(&self, key: String) -> Result<Option<serde_json::Value>, UploadError> {
+    /// The JSON stored at `key`, if any, as a `T` (`None` when it does not read as one).
+    async fn json_at<T: DeserializeOwned>(&self, key: String) -> Result<Option<T>, UploadError> {
         let mut connection = self.connection().await?;
         let text: Option<String> = connection.get(key).await.map_err(unavailable)?;
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
     }
 
-    /// The receipt of upload `id`, as stored.
-    pub async fn get(&self, id: &str) -> Result<Option<serde_json::Value>, UploadError> {
+    /// The receipt of upload `id`.
+    pub async fn get(&self, id: &str) -> Result<Option<Receipt>, UploadError> {
         self.json_at(format!("{}upload:{id}", self.prefix)).await
     }
 
@@ -175,10 +176,7 @@ impl ReceiptStore {
     }
 
     /// The receipt of the upload made with this idempotency key, if any.
-    pub async fn by_idempotency_key(
-        &self,
-        key: &str,
-    ) -> Result<Option<serde_json::Value>, UploadError> {
+    pub async fn by_idempotency_key(&self, key: &str) -> Result<Option<Receipt>, UploadError> {
         let mut connection = self.connection().await?;
         let id: Option<String> = connection
             .get(format!("{}upload:key:{key}", self.prefix))

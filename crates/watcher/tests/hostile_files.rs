@@ -338,8 +338,8 @@ async fn a_file_that_grows_while_it_is_read_is_read_again_whole() {
         .unwrap()
         .expect("the whole file is claimed");
     let receipt = receipts.get(&id).await.unwrap().expect("a receipt");
-    assert_eq!(receipt["accepted"], export.summary.good_rows);
-    assert_eq!(receipt["bytes"], export.bytes.len());
+    assert_eq!(receipt.accepted, export.summary.good_rows);
+    assert_eq!(receipt.bytes, export.bytes.len() as u64);
     shutdown.cancel();
     consumer.cancel();
     std::fs::remove_dir_all(&dir).unwrap();

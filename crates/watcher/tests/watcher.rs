@@ -220,18 +220,13 @@ async fn two_hundred_dropped_files_are_ingested_exactly_once() {
     let receipt = receipts.get(&id).await.unwrap().expect("a receipt");
     let export = generate::export(&options(1, 40, Encoding::Utf8, Some(7)));
     // The original or its copy, whichever was read first.
-    let source = receipt["source"].as_str().unwrap();
+    let source = receipt.source.as_deref().unwrap();
     assert!(
         source == name || source == format!("copy-of-{name}"),
         "{source}"
     );
-    assert_eq!(receipt["accepted"], export.summary.good_rows);
-    let lines: Vec<u64> = receipt["rejects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["line"].as_u64().unwrap())
-        .collect();
+    assert_eq!(receipt.accepted, export.summary.good_rows);
+    let lines: Vec<u64> = receipt.rejects.iter().map(|r| r.line).collect();
     assert_eq!(lines, export.summary.bad_lines);
 
     shutdown.cancel();
@@ -268,7 +263,7 @@ async fn files_short(
             continue;
         };
         let accepted = match receipts.get(&id).await {
-            Ok(Some(receipt)) => receipt["accepted"].as_u64().unwrap_or(0),
+            Ok(Some(receipt)) => receipt.accepted,
             _ => 0,
         };
         let arrived = landed.get(id.as_str()).copied().unwrap_or(0);

@@ -275,7 +275,11 @@ mod tests {
             assert_eq!((receipt.accepted, receipt.rejected), (1_999, 1));
             let reject = &receipt.rejects[0];
             assert_eq!(
-                (reject.line, reject.column, reject.reason.as_str()),
+                (
+                    reject.line,
+                    reject.column.as_deref(),
+                    reject.reason.as_str()
+                ),
                 (line, Some("provider"), "contains a NUL character")
             );
         }

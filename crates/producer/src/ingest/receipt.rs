@@ -3,16 +3,16 @@
 
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sluice_schema::csv::RowError;
 
 /// What the producer tells the client once Kafka acknowledged every accepted record.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+// Stored in Redis as JSON and read back as this type (`ReceiptStore::get`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Receipt {
     pub upload_id: String,
     /// The file's text encoding as read: `UTF-8`, `UTF-16LE` or `UTF-16BE`.
-    #[schema(value_type = String)]
-    pub encoding: &'static str,
+    pub encoding: String,
     pub rows_read: u64,
     pub accepted: u64,
     pub rejected: u64,
@@ -25,21 +25,30 @@ pub struct Receipt {
     /// How many columns of the header are not used.
     pub unknown_columns_count: u64,
     /// The first rejected rows, in file order (at most `max_rejects_listed`).
-    #[schema(value_type = Vec<RowReject>)]
-    pub rejects: Vec<RowError>,
+    pub rejects: Vec<RowReject>,
     /// The file this came from, for files the watcher picked up (absent for uploads).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
 }
 
 /// One rejected row listed in a receipt.
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RowReject {
     /// 1-based, the header being line 1.
     pub line: u64,
     /// The column at fault; `null` for row-level problems.
     pub column: Option<String>,
     pub reason: String,
+}
+
+impl From<RowError> for RowReject {
+    fn from(error: RowError) -> RowReject {
+        RowReject {
+            line: error.line,
+            column: error.column.map(str::to_owned),
+            reason: error.reason,
+        }
+    }
 }
 
 /// What a receipt says besides the counts.
@@ -81,7 +90,7 @@ impl Tally {
         unknown_columns.truncate(self.unknown_columns_listed);
         Receipt {
             upload_id: summary.upload_id,
-            encoding: summary.encoding,
+            encoding: summary.encoding.to_owned(),
             rows_read: self.rows_read,
             accepted: self.accepted,
             rejected: self.rows_read - self.accepted,
@@ -90,7 +99,7 @@ impl Tally {
             sha256: summary.sha256,
             unknown_columns,
             unknown_columns_count,
-            rejects: self.rejects,
+            rejects: self.rejects.into_iter().map(RowReject::from).collect(),
             source: None,
         }
     }

@@ -133,7 +133,7 @@ pub async fn csv_upload(
 
 enum Outcome {
     Accepted(Receipt),
-    Replayed(serde_json::Value),
+    Replayed(Receipt),
 }
 
 /// A transaction on a free slot of the producer pool, waiting at most `upload_slot_wait_ms`
@@ -232,7 +232,7 @@ async fn upload(
         } => {
             tracing::info!(upload_id = %receipt.upload_id, %first_upload_id, "Duplicate upload discarded.");
             return first_receipt
-                .map(Outcome::Replayed)
+                .map(|receipt| Outcome::Replayed(*receipt))
                 .ok_or(UploadError::InProgress(first_upload_id));
         }
     }
@@ -304,14 +304,14 @@ pub async fn get_upload(
     id: web::Path<String>,
 ) -> Result<HttpResponse, UploadError> {
     authorize(&request, &state)?;
-    let Some(mut receipt) = state.receipts.get(&id).await? else {
+    let Some(receipt) = state.receipts.get(&id).await? else {
         // No receipt: running, or failed within the last day (`tracking`), or unknown.
         return match state.receipts.progress(&id).await? {
             Some(state) => Ok(HttpResponse::Ok().json(state)),
             None => Err(UploadError::UnknownUpload(id.clone())),
         };
     };
-    let accepted = receipt["accepted"].as_u64().unwrap_or(0);
+    let accepted = receipt.accepted;
     let mut ids = state.receipts.aliases(&id).await?;
     ids.push(id.to_string());
     let reconciliation = match state.landing.landed(&ids).await {
@@ -331,8 +331,18 @@ pub async fn get_upload(
             })
         }
     };
-    receipt["reconciliation"] = reconciliation;
-    Ok(HttpResponse::Ok().json(receipt))
+    Ok(HttpResponse::Ok().json(Reconciled {
+        receipt,
+        reconciliation,
+    }))
+}
+
+/// `GET /uploads/{id}`'s answer for a committed upload: its receipt and its reconciliation.
+#[derive(serde::Serialize)]
+struct Reconciled {
+    #[serde(flatten)]
+    receipt: Receipt,
+    reconciliation: serde_json::Value,
 }
 
 /// Query of `GET /uploads/{id}/rejects`.
@@ -408,13 +418,13 @@ pub async fn get_rejects(
     };
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "upload_id": id.as_str(),
-        "rejected": receipt["rejected"],
+        "rejected": receipt.rejected,
         "rejects": rejects,
         "next_after_line": next_after_line,
     })))
 }
 
-fn replay(receipt: serde_json::Value) -> HttpResponse {
+fn replay(receipt: Receipt) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("Idempotent-Replayed", "true"))
         .json(receipt)
