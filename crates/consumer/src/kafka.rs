@@ -80,7 +80,8 @@ impl RebalanceNotes {
     /// whenever it changes to another count than configured (a broker that lost its data
     /// auto-creates topics with its own default, and keys then land elsewhere).
     fn check_partitions(&self, topic: &str, found: usize) {
-        metrics::gauge!(TOPIC_PARTITIONS, "topic" => topic.to_owned()).set(found as f64);
+        metrics::gauge!(crate::metric::TOPIC_PARTITIONS, "topic" => topic.to_owned())
+            .set(found as f64);
         let mut seen = self
             .seen_partitions
             .lock()
@@ -113,12 +114,6 @@ impl RebalanceNotes {
     }
 }
 
-/// Gauge of the messages between a partition's end and this group's committed offset.
-pub const LAG: &str = "sluice_consumer_lag_messages";
-
-/// Gauge of each topic's partition count, as the brokers report it in every statistics round.
-pub const TOPIC_PARTITIONS: &str = "sluice_consumer_topic_partitions";
-
 impl ClientContext for RebalanceNotes {
     /// librdkafka's global errors, logged as its default does; "all brokers down" is noted.
     fn error(&self, error: KafkaError, reason: &str) {
@@ -142,7 +137,7 @@ impl ClientContext for RebalanceNotes {
                 if *partition < 0 || !stats.desired || stats.consumer_lag < 0 {
                     continue;
                 }
-                metrics::gauge!(LAG, "topic" => topic.clone(), "partition" => partition.to_string())
+                metrics::gauge!(crate::metric::LAG, "topic" => topic.clone(), "partition" => partition.to_string())
                     .set(stats.consumer_lag as f64);
             }
         }
@@ -160,7 +155,7 @@ impl ConsumerContext for RebalanceNotes {
             tracing::info!(?revoked, "Partitions revoked.");
             // Their new owner reports their lag from now on; summed over instances it counts once.
             for (topic, partition) in &revoked {
-                metrics::gauge!(LAG, "topic" => topic.clone(), "partition" => partition.to_string())
+                metrics::gauge!(crate::metric::LAG, "topic" => topic.clone(), "partition" => partition.to_string())
                     .set(0.0);
             }
             self.revoked
@@ -183,9 +178,6 @@ impl ConsumerContext for RebalanceNotes {
 }
 
 pub type RoundConsumer = StreamConsumer<RebalanceNotes>;
-
-/// Counter of re-subscriptions after a subscribed topic came back ([`TopicPresence`]).
-pub const RESUBSCRIBED: &str = "sluice_consumer_resubscribed_total";
 
 /// Whether each subscribed topic (rounds, rejects) existed when last asked, to notice one that
 /// comes back: a broker that restarted without its data, a topic deleted and created again.

@@ -15,6 +15,7 @@ pub mod config;
 pub mod inserter;
 pub mod kafka;
 pub mod marks;
+pub mod metric;
 pub mod pipeline;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,9 +75,9 @@ impl Application {
             marks: Arc::clone(&marks),
         };
         sluice_schema::telemetry::register_counters(&[
-            "sluice_consumer_insert_failures_total",
-            "sluice_consumer_poison_messages_total",
-            "sluice_consumer_dead_letters_total",
+            crate::metric::INSERT_FAILURES_TOTAL,
+            crate::metric::POISON_MESSAGES_TOTAL,
+            crate::metric::DEAD_LETTERS_TOTAL,
         ]);
         let server = HealthServer::bind("consumer", &config.listen_addr, None, state, ready)?;
         Ok(Application {

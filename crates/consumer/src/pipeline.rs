@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::inserter::{insert_batch, insert_quarantine, insert_rejects};
 use crate::kafka::{
     store_offsets, subscribe_topics, DeadLetters, RebalanceNotes, RoundConsumer, TopicPresence,
-    Topics, RESUBSCRIBED,
+    Topics,
 };
 use crate::marks::{MarkError, Marks};
 
@@ -230,7 +230,7 @@ impl Pipeline {
             "A subscribed topic is back after it was missing; subscribing again."
         );
         match subscribe_topics(&self.consumer, &self.topics) {
-            Ok(()) => metrics::counter!(RESUBSCRIBED).increment(1),
+            Ok(()) => metrics::counter!(crate::metric::RESUBSCRIBED).increment(1),
             Err(error) => tracing::error!(%error, "Subscribing again failed."),
         }
     }
@@ -325,7 +325,7 @@ impl Pipeline {
             let poison = batch.poison_count();
             if poison > 0 {
                 tracing::warn!(poison, "Quarantining undecodable messages.");
-                metrics::counter!("sluice_consumer_poison_messages_total").increment(poison as u64);
+                metrics::counter!(crate::metric::POISON_MESSAGES_TOTAL).increment(poison as u64);
             }
             let started = Instant::now();
             let mut progress = RoundsWrite {
@@ -347,7 +347,7 @@ impl Pipeline {
                 match attempt {
                     Ok(()) => break,
                     Err(error) => {
-                        metrics::counter!("sluice_consumer_insert_failures_total").increment(1);
+                        metrics::counter!(crate::metric::INSERT_FAILURES_TOTAL).increment(1);
                         if shutdown.is_cancelled() {
                             tracing::warn!(%error, rows, "Insert failed during shutdown; the records will be read again.");
                             return None;
@@ -361,14 +361,14 @@ impl Pipeline {
                     }
                 }
             }
-            metrics::counter!("sluice_consumer_rows_inserted_total").increment(rows as u64);
-            metrics::counter!("sluice_consumer_batches_total").increment(1);
-            metrics::histogram!("sluice_consumer_insert_seconds")
+            metrics::counter!(crate::metric::ROWS_INSERTED_TOTAL).increment(rows as u64);
+            metrics::counter!(crate::metric::BATCHES_TOTAL).increment(1);
+            metrics::histogram!(crate::metric::INSERT_SECONDS)
                 .record(started.elapsed().as_secs_f64());
-            metrics::histogram!("sluice_consumer_batch_rows").record(rows as f64);
+            metrics::histogram!(crate::metric::BATCH_ROWS).record(rows as f64);
             if poison > 0 {
                 // They reached the quarantine table and the dead-letter topic with this batch.
-                metrics::counter!("sluice_consumer_dead_letters_total").increment(poison as u64);
+                metrics::counter!(crate::metric::DEAD_LETTERS_TOTAL).increment(poison as u64);
             }
             tracing::debug!(rows, quarantined = batch.poison_count(), "Batch inserted.");
             Some(batch)
@@ -388,7 +388,7 @@ impl Pipeline {
             tracing::warn!(%error, "Could not pause fetching.");
         }
         tracing::info!("Fetching paused until the insert in flight succeeds.");
-        metrics::gauge!("sluice_consumer_paused").set(1.0);
+        metrics::gauge!(crate::metric::PAUSED).set(1.0);
         let outcome = loop {
             tokio::select! {
                 outcome = &mut *handle => break outcome,
@@ -397,7 +397,7 @@ impl Pipeline {
         };
         // Partitions revoked meanwhile cannot be resumed; that is fine.
         let _ = self.consumer.resume(&assignment);
-        metrics::gauge!("sluice_consumer_paused").set(0.0);
+        metrics::gauge!(crate::metric::PAUSED).set(0.0);
         tracing::info!("Fetching resumed.");
         outcome
     }

@@ -141,7 +141,7 @@ where
         match statement().await {
             Err(clickhouse::error::Error::Network(error)) if attempt < NETWORK_ATTEMPTS => {
                 tracing::info!(%error, attempt, "ClickHouse connection failed; retrying.");
-                metrics::counter!("sluice_gateway_query_retries_total").increment(1);
+                metrics::counter!(crate::metric::QUERY_RETRIES_TOTAL).increment(1);
                 attempt += 1;
             }
             answer => return answer,
@@ -390,7 +390,7 @@ pub async fn fetch(
         if before.still_hold(&after, &page) {
             return Ok(page.answer);
         }
-        metrics::counter!("sluice_gateway_reads_repeated_total").increment(1);
+        metrics::counter!(crate::metric::READS_REPEATED_TOTAL).increment(1);
     }
     unreachable!("the last attempt returns")
 }

@@ -29,7 +29,7 @@ pub async fn answered(credits: &CreditStore, lease: &Lease, http_status: u16) {
     match credits.settle(lease, http_status, false).await {
         Ok(Settlement::Closed { .. }) => {}
         Ok(Settlement::ClosedBefore) => {
-            metrics::counter!("sluice_gateway_leases_settled_late_total").increment(1);
+            metrics::counter!(crate::metric::LEASES_SETTLED_LATE_TOTAL).increment(1);
             tracing::warn!(key_id = %lease.key_id, lease_id = %lease.id, "Answer settled after its lease was swept: given free.");
         }
         Err(error) => {
@@ -43,7 +43,7 @@ pub async fn answered(credits: &CreditStore, lease: &Lease, http_status: u16) {
 pub async fn refund(credits: &CreditStore, lease: &Lease, http_status: u16) {
     match credits.settle(lease, http_status, true).await {
         Ok(Settlement::Closed { .. }) => {
-            metrics::counter!("sluice_gateway_credits_refunded_total").increment(lease.cost);
+            metrics::counter!(crate::metric::CREDITS_REFUNDED_TOTAL).increment(lease.cost);
         }
         Ok(Settlement::ClosedBefore) => {}
         Err(error) => {
@@ -63,7 +63,7 @@ pub async fn sweep_once(credits: &CreditStore) -> Result<u64, CreditError> {
         }
     }
     if total > 0 {
-        metrics::counter!("sluice_gateway_leases_expired_total").increment(total);
+        metrics::counter!(crate::metric::LEASES_EXPIRED_TOTAL).increment(total);
         tracing::warn!(leases = total, "Expired charges refunded.");
     }
     Ok(total)

@@ -233,7 +233,7 @@ impl Ledger {
             .query_async(&mut connection)
             .await
             .map_err(DrainError::redis)?;
-        metrics::gauge!("sluice_gateway_ledger_outbox_events").set(entries.len() as f64);
+        metrics::gauge!(crate::metric::LEDGER_OUTBOX_EVENTS).set(entries.len() as f64);
         if entries.is_empty() {
             return Ok(0);
         }
@@ -254,7 +254,7 @@ impl Ledger {
             .query_async::<u64>(&mut connection)
             .await
             .map_err(DrainError::redis)?;
-        metrics::counter!("sluice_gateway_ledger_events_written_total")
+        metrics::counter!(crate::metric::LEDGER_EVENTS_WRITTEN_TOTAL)
             .increment(events.len() as u64);
         Ok(entries.len())
     }
@@ -325,7 +325,7 @@ pub fn drainer(ledger: Ledger, shutdown: CancellationToken) -> JoinHandle<()> {
                     ledger.settings.flush_interval
                 }
                 Err(error) => {
-                    metrics::counter!("sluice_gateway_ledger_insert_failures_total").increment(1);
+                    metrics::counter!(crate::metric::LEDGER_INSERT_FAILURES_TOTAL).increment(1);
                     let wait = backoff.next_wait();
                     tracing::warn!(%error, ?wait, "Ledger drain failed, retrying.");
                     wait

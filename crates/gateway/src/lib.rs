@@ -33,6 +33,7 @@ pub mod credits;
 pub mod cursor;
 pub mod error;
 pub mod ledger;
+pub mod metric;
 pub mod query;
 pub mod routes;
 mod scripts;
@@ -91,12 +92,12 @@ impl Application {
             background.clone(),
         );
         sluice_schema::telemetry::register_counters(&[
-            "sluice_gateway_credits_charged_total",
-            "sluice_gateway_credits_refunded_total",
-            "sluice_gateway_leases_expired_total",
-            "sluice_gateway_leases_settled_late_total",
-            "sluice_gateway_query_retries_total",
-            "sluice_gateway_reads_repeated_total",
+            crate::metric::CREDITS_CHARGED_TOTAL,
+            crate::metric::CREDITS_REFUNDED_TOTAL,
+            crate::metric::LEASES_EXPIRED_TOTAL,
+            crate::metric::LEASES_SETTLED_LATE_TOTAL,
+            crate::metric::QUERY_RETRIES_TOTAL,
+            crate::metric::READS_REPEATED_TOTAL,
         ]);
         let listener = TcpListener::bind(&config.listen_addr)?;
         let port = listener.local_addr()?.port();

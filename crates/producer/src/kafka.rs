@@ -546,14 +546,14 @@ async fn abort(mut lease: Lease) {
 /// `abort_failed`. Step commits of long uploads are counted apart
 /// (`sluice_producer_intermediate_commits_total`).
 fn count_transaction(outcome: &'static str) {
-    metrics::counter!("sluice_producer_transactions_total", "outcome" => outcome).increment(1);
+    metrics::counter!(crate::metric::TRANSACTIONS_TOTAL, "outcome" => outcome).increment(1);
 }
 
 /// Shows every outcome of [`count_transaction`] at 0 from the start, for dashboards.
 pub fn register_transaction_outcomes() {
     sluice_schema::telemetry::prometheus();
     for outcome in ["committed", "commit_failed", "aborted", "abort_failed"] {
-        metrics::counter!("sluice_producer_transactions_total", "outcome" => outcome).increment(0);
+        metrics::counter!(crate::metric::TRANSACTIONS_TOTAL, "outcome" => outcome).increment(0);
     }
 }
 
@@ -613,7 +613,7 @@ impl DeliveryWindow<'_> {
         .await
         .map_err(|_| KafkaError::Canceled)??;
         self.since_commit = 0;
-        metrics::counter!("sluice_producer_intermediate_commits_total").increment(1);
+        metrics::counter!(crate::metric::INTERMEDIATE_COMMITS_TOTAL).increment(1);
         Ok(())
     }
 

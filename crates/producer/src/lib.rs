@@ -28,6 +28,7 @@ pub mod finish;
 pub mod ingest;
 pub mod kafka;
 pub mod landing;
+pub mod metric;
 pub mod pace;
 pub mod receipts;
 pub mod records;
@@ -65,9 +66,7 @@ impl Application {
                  and read receipts."
             );
         }
-        sluice_schema::telemetry::register_counters(&[
-            "sluice_producer_intermediate_commits_total",
-        ]);
+        sluice_schema::telemetry::register_counters(&[crate::metric::INTERMEDIATE_COMMITS_TOTAL]);
         kafka::register_transaction_outcomes();
         let producer = kafka::RoundProducer::new(&settings)?;
         let receipts = receipts::ReceiptStore::new(&config.redis_url, &config.redis_key_prefix)?;

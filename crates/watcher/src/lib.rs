@@ -20,6 +20,7 @@ pub mod error;
 pub mod file;
 pub mod format;
 pub mod ledger;
+pub mod metric;
 pub mod name;
 pub mod watch;
 
@@ -78,7 +79,7 @@ impl Application {
             instance,
             config,
         });
-        sluice_schema::telemetry::register_counters(&["sluice_watcher_bytes_total"]);
+        sluice_schema::telemetry::register_counters(&[crate::metric::BYTES_TOTAL]);
         let running = Arc::new(AtomicBool::new(false));
         let state = HealthState {
             running: Arc::clone(&running),

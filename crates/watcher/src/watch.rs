@@ -105,15 +105,15 @@ fn file_system_events(
 /// Shows every label of the watcher's counters at 0 from the start.
 fn register_metrics() {
     for outcome in Outcome::LABELS {
-        metrics::counter!("sluice_watcher_files_total", "outcome" => outcome).increment(0);
+        metrics::counter!(crate::metric::FILES_TOTAL, "outcome" => outcome).increment(0);
     }
     for reason in Ignored::ALL {
-        metrics::counter!("sluice_watcher_ignored_files_total", "reason" => reason.label())
+        metrics::counter!(crate::metric::IGNORED_FILES_TOTAL, "reason" => reason.label())
             .increment(0);
     }
-    metrics::counter!("sluice_watcher_rescans_total").increment(0);
-    for outcome in ["accepted", "rejected"] {
-        metrics::counter!("sluice_watcher_rows_total", "outcome" => outcome).increment(0);
+    metrics::counter!(crate::metric::RESCANS_TOTAL).increment(0);
+    for outcome in sluice_producer::metric::ROW_OUTCOMES {
+        metrics::counter!(crate::metric::ROWS_TOTAL, "outcome" => outcome).increment(0);
     }
 }
 
@@ -165,7 +165,7 @@ impl Scheduler {
     /// A full look at the directory: every candidate noted, every ignored entry reported once.
     async fn rescan(&mut self) {
         let listing = list(&self.context.config.watch_dir, self.stable).await;
-        metrics::counter!("sluice_watcher_rescans_total").increment(1);
+        metrics::counter!(crate::metric::RESCANS_TOTAL).increment(1);
         for path in listing.candidates {
             self.candidates.entry(path).or_default();
         }
@@ -177,7 +177,7 @@ impl Scheduler {
                 continue;
             };
             if self.reported.first_time(file_name) {
-                metrics::counter!("sluice_watcher_ignored_files_total", "reason" => why.label())
+                metrics::counter!(crate::metric::IGNORED_FILES_TOTAL, "reason" => why.label())
                     .increment(1);
                 tracing::info!(
                     file = %escaped(file_name),
@@ -250,7 +250,7 @@ impl Scheduler {
             }
             Outcome::Quarantined { .. } | Outcome::Gone => self.forget(&path),
         }
-        metrics::gauge!("sluice_watcher_files_in_flight").set(self.in_flight.len() as f64);
+        metrics::gauge!(crate::metric::FILES_IN_FLIGHT).set(self.in_flight.len() as f64);
     }
 
     /// Remembers where a file went after success, for the later look at it.
@@ -287,8 +287,8 @@ impl Scheduler {
         for path in self.take_ready(now) {
             self.start(path);
         }
-        metrics::gauge!("sluice_watcher_files_in_flight").set(self.in_flight.len() as f64);
-        metrics::gauge!("sluice_watcher_files_waiting").set(self.candidates.len() as f64);
+        metrics::gauge!(crate::metric::FILES_IN_FLIGHT).set(self.in_flight.len() as f64);
+        metrics::gauge!(crate::metric::FILES_WAITING).set(self.candidates.len() as f64);
     }
 
     /// The candidates ready now, taken out of the waiting set; vanished ones are forgotten.
@@ -436,7 +436,7 @@ fn recheck(inbox: &Path, moved: &Path, read: &Snapshot) {
     match file::recheck(moved, inbox, read) {
         Ok(false) => {}
         Ok(true) => {
-            metrics::counter!("sluice_watcher_files_total", "outcome" => "changed").increment(1);
+            metrics::counter!(crate::metric::FILES_TOTAL, "outcome" => "changed").increment(1);
             tracing::warn!(
                 %file,
                 "File changed after it was moved to processed; put back to be read again."
@@ -453,14 +453,10 @@ fn recheck(inbox: &Path, moved: &Path, read: &Snapshot) {
 /// Logs and counts one file's outcome.
 fn record(path: &Path, outcome: &Outcome) {
     let file = escaped(path.file_name().unwrap_or(path.as_os_str()));
-    metrics::counter!("sluice_watcher_files_total", "outcome" => outcome.label()).increment(1);
+    metrics::counter!(crate::metric::FILES_TOTAL, "outcome" => outcome.label()).increment(1);
     match outcome {
         Outcome::Ingested { receipt, .. } => {
-            metrics::counter!("sluice_watcher_rows_total", "outcome" => "accepted")
-                .increment(receipt.accepted);
-            metrics::counter!("sluice_watcher_rows_total", "outcome" => "rejected")
-                .increment(receipt.rejected);
-            metrics::counter!("sluice_watcher_bytes_total").increment(receipt.bytes);
+            receipt.count(crate::metric::ROWS_TOTAL, crate::metric::BYTES_TOTAL);
             tracing::info!(
                 %file,
                 upload_id = %receipt.upload_id,

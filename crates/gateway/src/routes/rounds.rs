@@ -115,7 +115,7 @@ async fn query_slot(state: &AppState) -> Result<SemaphorePermit<'_>, ApiError> {
     match tokio::time::timeout(queue_wait, state.query_slots.acquire()).await {
         Ok(Ok(slot)) => Ok(slot),
         _ => {
-            metrics::counter!("sluice_gateway_queries_total", "outcome" => "busy").increment(1);
+            metrics::counter!(crate::metric::QUERIES_TOTAL, "outcome" => "busy").increment(1);
             Err(ApiError::Busy)
         }
     }
@@ -128,10 +128,10 @@ async fn admit(state: &AppState, key: &ApiKey) -> Result<Admission, ApiError> {
     let lease = Duration::from_millis(state.config.charge_lease_ms);
     let admission = state.credits.admit(key, cost, ENDPOINT, lease).await;
     if let Err(CreditError::RateLimited(_)) = &admission {
-        metrics::counter!("sluice_gateway_queries_total", "outcome" => "rate_limited").increment(1);
+        metrics::counter!(crate::metric::QUERIES_TOTAL, "outcome" => "rate_limited").increment(1);
     }
     let admission = admission?;
-    metrics::counter!("sluice_gateway_credits_charged_total").increment(cost);
+    metrics::counter!(crate::metric::CREDITS_CHARGED_TOTAL).increment(cost);
     Ok(admission)
 }
 
@@ -147,7 +147,7 @@ async fn read_or_refund(
     let error = match read {
         Ok(Ok(page)) => {
             charge::answered(&state.credits, &admission.lease, 200).await;
-            metrics::counter!("sluice_gateway_queries_total", "outcome" => "ok").increment(1);
+            metrics::counter!(crate::metric::QUERIES_TOTAL, "outcome" => "ok").increment(1);
             return Ok(page);
         }
         Ok(Err(error)) => ApiError::from(error),
@@ -157,7 +157,7 @@ async fn read_or_refund(
     };
     let status = error.status_code().as_u16();
     charge::refund(&state.credits, &admission.lease, status).await;
-    metrics::counter!("sluice_gateway_queries_total", "outcome" => "failed").increment(1);
+    metrics::counter!(crate::metric::QUERIES_TOTAL, "outcome" => "failed").increment(1);
     Err(error)
 }
 

@@ -31,6 +31,16 @@ pub struct Receipt {
     pub source: Option<String>,
 }
 
+impl Receipt {
+    /// Counts its rows on the counter `rows` (by `outcome`) and its bytes on `bytes`.
+    pub fn count(&self, rows: &'static str, bytes: &'static str) {
+        use crate::metric::{ACCEPTED, REJECTED};
+        metrics::counter!(rows, "outcome" => ACCEPTED).increment(self.accepted);
+        metrics::counter!(rows, "outcome" => REJECTED).increment(self.rejected);
+        metrics::counter!(bytes).increment(self.bytes);
+    }
+}
+
 /// One rejected row listed in a receipt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RowReject {

@@ -150,7 +150,7 @@ async fn begin(state: &AppState) -> Result<UploadTransaction, UploadError> {
             error.into()
         }
     };
-    metrics::counter!("sluice_producer_uploads_total", "outcome" => "failed").increment(1);
+    metrics::counter!(crate::metric::UPLOADS_TOTAL, "outcome" => "failed").increment(1);
     Err(failure)
 }
 
@@ -196,7 +196,7 @@ fn answer(result: Result<Outcome, UploadError>) -> Result<HttpResponse, UploadEr
         Ok(Outcome::Replayed(_)) => "replayed",
         Err(_) => "failed",
     };
-    metrics::counter!("sluice_producer_uploads_total", "outcome" => outcome).increment(1);
+    metrics::counter!(crate::metric::UPLOADS_TOTAL, "outcome" => outcome).increment(1);
     match result {
         Ok(Outcome::Accepted(receipt)) => Ok(HttpResponse::Ok().json(receipt)),
         Ok(Outcome::Replayed(receipt)) => Ok(replay(receipt)),
@@ -236,12 +236,8 @@ async fn upload(
                 .ok_or(UploadError::InProgress(first_upload_id));
         }
     }
-    metrics::counter!("sluice_producer_rows_read_total").increment(receipt.rows_read);
-    metrics::counter!("sluice_producer_rows_total", "outcome" => "accepted")
-        .increment(receipt.accepted);
-    metrics::counter!("sluice_producer_rows_total", "outcome" => "rejected")
-        .increment(receipt.rejected);
-    metrics::counter!("sluice_producer_bytes_total").increment(receipt.bytes);
+    metrics::counter!(crate::metric::ROWS_READ_TOTAL).increment(receipt.rows_read);
+    receipt.count(crate::metric::ROWS_TOTAL, crate::metric::BYTES_TOTAL);
     tracing::info!(
         upload_id = %receipt.upload_id,
         rows_read = receipt.rows_read,
