@@ -6,7 +6,9 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn concurrent_requests_never_spend_more_credits_than_the_key_holds() {
-    let gateway = spawn_gateway(|_| {}).await;
+    // Every request waits for a query slot however loaded the machine is: a request refused
+    // for want of one (503, never charged; tested below) would stand for neither outcome.
+    let gateway = spawn_gateway(|config| config.query_queue_wait_ms = 120_000).await;
     let Key {
         secret: key, id, ..
     } = gateway.key_limited("test", 100, 100000, 1).await;
