@@ -9,6 +9,8 @@
 //!   settings they share (`ClickHouseSettings`, feature `clickhouse`).
 //! - [`domain`]: value types with private fields and `parse` constructors ([`Money`], [`PlayerId`]).
 //! - [`round`]: the [`GameRound`] record itself, the unit that flows through the system.
+//! - [`dataset`]: datasets declared in `datasets/<name>.toml` (issue 14's first step: the spec,
+//!   checked, and the Avro schema it generates).
 //! - [`csv`]: header mapping by name and row parsing with line/column/reason errors.
 //! - [`json`]: JSON objects (array elements, JSON Lines) mapped with the same value parsers.
 //! - `parquet` (feature `parquet`): Parquet rows mapped by column name, the same way.
@@ -25,6 +27,7 @@ pub mod avro;
 pub mod backoff;
 pub mod config;
 pub mod csv;
+pub mod dataset;
 #[cfg(feature = "docs")]
 pub mod docs;
 pub mod domain;

@@ -1,0 +1,355 @@
+//! Datasets declared in files (`datasets/<name>.toml`, issue 14): a dataset's columns, identity,
+//! Kafka key and time column, parsed into a [`Spec`] and checked at once, so that a mistake is
+//! an error naming the file, the field and the fix rather than a failure at run time.
+//!
+//! This is the first step of the generic pipeline: today's hand-written game-round mapping is
+//! checked against `datasets/game_rounds.toml` (its Avro schema, [`avro`], is the one in
+//! `schemas/game_round.avsc`). Routes, rollups and DDL from specs follow.
+
+pub mod avro;
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// A dataset as its file declares it, checked ([`Spec::parse`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// The dataset's name: its topic, tables and routes are named after it.
+    pub name: String,
+    /// What one record is, for people (the Avro record's `doc`).
+    #[serde(default)]
+    pub doc: Option<String>,
+    /// The columns that make a record's identity: records with the same values are versions of
+    /// one record, and the latest wins.
+    pub identity: Vec<String>,
+    /// The column whose value keys the Kafka messages (a record's versions stay in order).
+    pub kafka_key: String,
+    /// The timestamp column the data is bucketed and partitioned by.
+    pub time: String,
+    /// The Avro record's name and namespace.
+    pub avro: AvroName,
+    pub columns: Vec<Column>,
+}
+
+/// The Avro record's full name.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AvroName {
+    pub name: String,
+    pub namespace: String,
+}
+
+/// One column.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Column {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: Kind,
+    /// Decimals: digits after the point (carried as integers scaled by `10^scale`).
+    #[serde(default)]
+    pub scale: Option<u32>,
+    /// Timestamps: how the input writes them (`chrono` format, UTC).
+    #[serde(default)]
+    pub format: Option<String>,
+    /// Strings: a named check every value must pass.
+    #[serde(default)]
+    pub check: Option<Check>,
+    /// Whether a value may be missing.
+    #[serde(default)]
+    pub nullable: bool,
+    /// Nullable columns: the cells that mean "no value".
+    #[serde(default)]
+    pub null_tokens: Vec<String>,
+    /// Where the value comes from.
+    #[serde(default)]
+    pub source: Source,
+    /// The value records written before this column existed read as (strings only, for now).
+    #[serde(default)]
+    pub default: Option<String>,
+    #[serde(default)]
+    pub doc: Option<String>,
+}
+
+/// A column's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    String,
+    Int64,
+    Uint64,
+    Float32,
+    Float64,
+    Decimal,
+    Timestamp,
+}
+
+/// A named check of a string column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Check {
+    /// 32 lower-case hexadecimal characters.
+    Hex32,
+}
+
+/// Where a column's value comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// A column of the file.
+    #[default]
+    File,
+    /// The upload the record arrived in (its receipt's `upload_id`).
+    Upload,
+}
+
+/// The largest decimal scale: a value scaled by `10^18` still fits 64 bits for small numbers
+/// only, so larger scales are refused.
+pub const MAX_SCALE: u32 = 18;
+
+/// Why a spec was refused: the file, the field and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("{file}: {source}")]
+    Syntax {
+        file: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{file}: `{field}`: {problem}; {fix}")]
+    Invalid {
+        file: String,
+        field: String,
+        problem: String,
+        fix: String,
+    },
+}
+
+impl Spec {
+    /// Reads and checks the spec in `path`.
+    pub fn read(path: &Path) -> Result<Spec, SpecError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| SpecError::Invalid {
+            file: file.clone(),
+            field: "(file)".into(),
+            problem: e.to_string(),
+            fix: "give the path of a readable `datasets/<name>.toml`".into(),
+        })?;
+        Spec::parse(&file, &text)
+    }
+
+    /// Parses and checks the spec `text`, read from `file` (named in errors).
+    pub fn parse(file: &str, text: &str) -> Result<Spec, SpecError> {
+        let spec: Spec = toml::from_str(text).map_err(|source| SpecError::Syntax {
+            file: file.to_owned(),
+            source: Box::new(source),
+        })?;
+        spec.check()
+            .map_err(|(field, problem, fix)| SpecError::Invalid {
+                file: file.to_owned(),
+                field,
+                problem,
+                fix,
+            })?;
+        Ok(spec)
+    }
+
+    /// The column named `name`.
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// The first problem, as (field, problem, fix).
+    fn check(&self) -> Result<(), (String, String, String)> {
+        identifier("name", &self.name)?;
+        if self.columns.is_empty() {
+            return Err(problem(
+                "columns",
+                "no column",
+                "declare at least one [[columns]]",
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (i, column) in self.columns.iter().enumerate() {
+            let field = format!("columns[{i}]");
+            identifier(&format!("{field}.name"), &column.name)?;
+            if !seen.insert(column.name.as_str()) {
+                let fix = "give each column its own name";
+                return Err(problem(&field, &format!("`{}` twice", column.name), fix));
+            }
+            column.check(&field)?;
+        }
+        if self.identity.is_empty() {
+            let fix = "name the columns that identify a record, e.g. `identity = [\"id\"]`";
+            return Err(problem("identity", "empty", fix));
+        }
+        for name in &self.identity {
+            self.required("identity", name)?;
+        }
+        self.required("kafka_key", &self.kafka_key)?;
+        let time = self.required("time", &self.time)?;
+        if time.kind != Kind::Timestamp {
+            let fix = "name a column of type \"timestamp\"";
+            return Err(problem(
+                "time",
+                &format!("`{}` is not a timestamp", self.time),
+                fix,
+            ));
+        }
+        Ok(())
+    }
+
+    /// The column `name`, which `field` refers to: it must exist and never be missing.
+    fn required(&self, field: &str, name: &str) -> Result<&Column, (String, String, String)> {
+        let Some(column) = self.column(name) else {
+            let fix = "name one of the [[columns]]";
+            return Err(problem(field, &format!("no column `{name}`"), fix));
+        };
+        if column.nullable || column.source != Source::File {
+            let fix = "name a column of the file that is not nullable";
+            return Err(problem(field, &format!("`{name}` may be missing"), fix));
+        }
+        Ok(column)
+    }
+}
+
+impl Column {
+    fn check(&self, field: &str) -> Result<(), (String, String, String)> {
+        let misplaced = |what: &str, kind: &str| {
+            let fix = format!("remove `{what}`, or make the column a {kind}");
+            Err(problem(
+                field,
+                &format!("`{what}` is only for {kind}s"),
+                &fix,
+            ))
+        };
+        match (self.kind, self.scale) {
+            (Kind::Decimal, None) => {
+                let fix = "add `scale = N` (digits after the point)";
+                return Err(problem(field, "a decimal without a scale", fix));
+            }
+            (Kind::Decimal, Some(scale)) if scale > MAX_SCALE => {
+                let fix = format!("use a scale of at most {MAX_SCALE}");
+                return Err(problem(field, &format!("scale {scale}"), &fix));
+            }
+            (Kind::Decimal, Some(_)) | (_, None) => {}
+            (_, Some(_)) => return misplaced("scale", "decimal"),
+        }
+        match (self.kind, &self.format) {
+            (Kind::Timestamp, None) if self.source == Source::File => {
+                let fix = "add `format = \"%Y-%m-%d %H:%M:%S\"` (or the input's own)";
+                return Err(problem(field, "a timestamp without its input format", fix));
+            }
+            (Kind::Timestamp, _) | (_, None) => {}
+            (_, Some(_)) => return misplaced("format", "timestamp"),
+        }
+        if self.check.is_some() && self.kind != Kind::String {
+            return misplaced("check", "string");
+        }
+        if !self.nullable && !self.null_tokens.is_empty() {
+            let fix = "set `nullable = true`, or remove `null_tokens`";
+            return Err(problem(
+                field,
+                "null tokens on a column that cannot be null",
+                fix,
+            ));
+        }
+        if self.default.is_some() && self.kind != Kind::String {
+            return misplaced("default", "string");
+        }
+        Ok(())
+    }
+}
+
+/// `name` is a plain identifier (lower-case letters, digits, `_`, not starting with a digit):
+/// safe as a ClickHouse, Avro and URL name.
+fn identifier(field: &str, name: &str) -> Result<(), (String, String, String)> {
+    let mut bytes = name.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
+    if first_ok && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        return Ok(());
+    }
+    let fix = "use lower-case letters, digits and `_`, starting with a letter";
+    Err(problem(
+        field,
+        &format!("`{name}` is not a plain name"),
+        fix,
+    ))
+}
+
+fn problem(field: &str, problem: &str, fix: &str) -> (String, String, String) {
+    (field.to_owned(), problem.to_owned(), fix.to_owned())
+}
+
+/// `datasets/game_rounds.toml`, the first spec.
+pub const GAME_ROUNDS_TOML: &str = include_str!("../../../../datasets/game_rounds.toml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn game_rounds() -> Spec {
+        Spec::parse("datasets/game_rounds.toml", GAME_ROUNDS_TOML).unwrap()
+    }
+
+    fn refused(edit: impl FnOnce(&str) -> String) -> String {
+        let text = edit(GAME_ROUNDS_TOML);
+        Spec::parse("x.toml", &text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_game_rounds_spec_parses_with_its_identity_key_and_time() {
+        let spec = game_rounds();
+        assert_eq!(spec.identity, ["user_id", "game_instance_id"]);
+        assert_eq!(spec.column("real_amount_bet").unwrap().scale, Some(4));
+        assert_eq!(spec.column("upload_id").unwrap().source, Source::Upload);
+        assert_eq!(spec.columns.len(), 11);
+    }
+
+    #[test]
+    fn a_mistake_names_the_file_the_field_and_the_fix() {
+        let error = refused(|t| t.replace("time = \"created_timestamp\"", "time = \"game_id\""));
+        assert_eq!(
+            error,
+            "x.toml: `time`: `game_id` is not a timestamp; name a column of type \"timestamp\""
+        );
+        let error = refused(|t| {
+            t.replace("scale = 4\nnullable = true\nnull_tokens = [\"\", \"NaN\"]\ndoc = \"Scaled by 10^4.\"\n\n[[columns]]\nname = \"bonus_amount_bet\"", "nullable = true\nnull_tokens = [\"\", \"NaN\"]\ndoc = \"Scaled by 10^4.\"\n\n[[columns]]\nname = \"bonus_amount_bet\"")
+        });
+        assert!(
+            error.starts_with("x.toml: `columns[4]`: a decimal without a scale; add `scale"),
+            "{error}"
+        );
+        let error =
+            refused(|t| t.replace("kafka_key = \"user_id\"", "kafka_key = \"real_amount_bet\""));
+        assert!(
+            error.contains("`kafka_key`: `real_amount_bet` may be missing"),
+            "{error}"
+        );
+        let error = refused(|t| t.replace("name = \"game_id\"", "name = \"Game-Id\""));
+        assert!(
+            error.contains("`columns[3].name`: `Game-Id` is not a plain name"),
+            "{error}"
+        );
+        let error = refused(|t| t.replace("name = \"provider\"", "name = \"game_name\""));
+        assert!(error.contains("`columns[9]`: `game_name` twice"), "{error}");
+        let error = refused(|t| t.replace("check = \"hex32\"", "check = \"hex32\"\nscale = 2"));
+        assert!(error.contains("`scale` is only for decimals"), "{error}");
+    }
+
+    #[test]
+    fn unknown_fields_and_types_are_refused_with_their_place() {
+        let error = refused(|t| t.replace("type = \"uint64\"", "type = \"u64\""));
+        assert!(
+            error.starts_with("x.toml: TOML parse error at line"),
+            "{error}"
+        );
+        assert!(error.contains("unknown variant `u64`"), "{error}");
+        let error = refused(|t| t.replace("kafka_key =", "partition_by = \"day\"\nkafka_key ="));
+        assert!(error.contains("unknown field `partition_by`"), "{error}");
+    }
+}
