@@ -583,13 +583,14 @@ impl DeliveryWindow<'_> {
     /// every record so far is acknowledged, and goes on in a new transaction: an upload of
     /// up to that many records stays all or nothing, and a failed longer one leaves its
     /// committed part visible (which a retry makes whole; round identity de-duplicates).
-    pub async fn send(&mut self, key: &str, payload: &[u8]) -> Result<(), KafkaError> {
+    pub async fn send(&mut self, key: &[u8], payload: &[u8]) -> Result<(), KafkaError> {
         self.send_to(self.topic, key, payload).await
     }
 
     /// Hands one rejected row to the rejects topic, in the same transaction.
     pub async fn send_reject(&mut self, upload_id: &str, reject: &[u8]) -> Result<(), KafkaError> {
-        self.send_to(self.rejects_topic, upload_id, reject).await
+        self.send_to(self.rejects_topic, upload_id.as_bytes(), reject)
+            .await
     }
 
     async fn count_towards_commit(&mut self) -> Result<(), KafkaError> {
@@ -629,7 +630,7 @@ impl DeliveryWindow<'_> {
         deliveries.error().map_or(Ok(()), Err)
     }
 
-    async fn send_to(&mut self, topic: &str, key: &str, payload: &[u8]) -> Result<(), KafkaError> {
+    async fn send_to(&mut self, topic: &str, key: &[u8], payload: &[u8]) -> Result<(), KafkaError> {
         let deliveries = self.producer.context();
         if let Some(error) = deliveries.error() {
             return Err(error);

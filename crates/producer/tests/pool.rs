@@ -30,7 +30,7 @@ async fn concurrent_uploads(producer: &RoundProducer, slots: usize) {
     for (index, transaction) in transactions.iter().enumerate() {
         let mut window = transaction.window(10);
         window
-            .send(&format!("key-{index}"), b"payload")
+            .send(format!("key-{index}").as_bytes(), b"payload")
             .await
             .expect("sent");
         window.finish().await.expect("acknowledged");

@@ -1,5 +1,10 @@
-//! CSV mapping: columns are found by header name (order-free, case-insensitive) and each row
-//! becomes a [`GameRound`] or a [`RowError`] naming its line, column and reason.
+//! What every row source shares — the value parsers ([`fields`]), [`RowError`] and
+//! [`HeaderError`] — and the hand-written game-round CSV mapping ([`HeaderMap`]: columns by
+//! header name, each row a [`GameRound`] or a [`RowError`]).
+//!
+//! Rows are encoded through their dataset's plan (`crate::dataset::plan`) everywhere; the
+//! hand-written mapping stays as the plan's reference (a test holds the plan to its records and
+//! rejects over thousands of varied rows) and as the baseline of `cargo xtask bench plan`.
 
 use chrono::{DateTime, NaiveDateTime};
 use csv_async::ByteRecord;
@@ -182,7 +187,7 @@ impl HeaderMap {
 /// Where each required column is among `names` (a header's, or a file schema's fields, in
 /// order), and the names that are not game-round columns. Names are trimmed and compared
 /// case-insensitively; a column named twice or missing is refused.
-pub(crate) fn column_positions<'a>(
+fn column_positions<'a>(
     names: impl IntoIterator<Item = &'a str>,
 ) -> Result<([usize; COLUMNS.len()], Vec<String>), HeaderError> {
     let mut positions = [usize::MAX; COLUMNS.len()];
@@ -213,7 +218,7 @@ pub(crate) fn column_positions<'a>(
 /// fields given as text): each returns the value or the reason it was refused.
 pub(crate) mod fields {
     use super::{parse_timestamp, truncate};
-    use crate::domain::{check_text, stored_seconds, trim, Money, PlayerId};
+    use crate::domain::{check_text, stored_seconds, trim, Money};
 
     #[inline]
     pub(crate) fn money(text: &str) -> Result<Option<Money>, String> {
@@ -256,11 +261,6 @@ pub(crate) mod fields {
     #[inline]
     pub(crate) fn text(text: &str) -> Result<&str, String> {
         check_text(text).map_err(|e| e.to_string())
-    }
-
-    #[inline]
-    pub(crate) fn player(text: &str) -> Result<PlayerId, String> {
-        PlayerId::parse(text).map_err(|e| e.to_string())
     }
 }
 

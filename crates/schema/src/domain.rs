@@ -20,7 +20,7 @@ pub const MONEY_SCALE: u32 = 4;
 const MONEY_FACTOR: i64 = 10_i64.pow(MONEY_SCALE);
 /// The largest amount the store's `Decimal(18, 4)` holds, in 10^-4 units: 18 digits
 /// (99 999 999 999 999.9999); the smallest is its negation.
-pub const MONEY_MAX_SCALED: i64 = 999_999_999_999_999_999;
+pub const MONEY_MAX_SCALED: i64 = DECIMAL_MAX_SCALED;
 
 /// An exact amount of money, held as an integer number of 10^-4 units, always within what the
 /// store's `Decimal(18, 4)` holds (`±MONEY_MAX_SCALED`): a value outside is refused wherever it
@@ -55,48 +55,14 @@ impl Money {
         Money::parse(cell).map(Some)
     }
 
-    /// Parses a plain decimal such as `-12.5`, exactly. One pass over the bytes: this runs four
-    /// times per row of an upload.
+    /// Parses a plain decimal such as `-12.5`, exactly (see [`parse_decimal`]).
     pub fn parse(text: &str) -> Result<Money, MoneyError> {
-        let (negative, digits) = match text.as_bytes() {
-            [b'-', rest @ ..] => (true, rest),
-            [b'+', rest @ ..] => (false, rest),
-            all => (false, all),
-        };
-        let whole_length = digits.iter().take_while(|b| b.is_ascii_digit()).count();
-        let (whole, rest) = digits.split_at(whole_length);
-        let fraction = match rest {
-            [] => rest,
-            [b'.', fraction @ ..] if fraction.iter().all(u8::is_ascii_digit) => fraction,
-            _ => return Err(MoneyError::NotANumber),
-        };
-        if whole.is_empty() && fraction.is_empty() {
-            return Err(MoneyError::NotANumber);
-        }
-        let fraction = match fraction.iter().rposition(|b| *b != b'0') {
-            Some(last) => &fraction[..=last],
-            None => &[],
-        };
-        if fraction.len() > MONEY_SCALE as usize {
-            return Err(MoneyError::TooPrecise);
-        }
-        let mut units: i64 = 0;
-        for b in whole {
-            units = units
-                .checked_mul(10)
-                .and_then(|u| u.checked_add(i64::from(b - b'0')))
-                .ok_or(MoneyError::OutOfRange)?;
-        }
-        let mut scaled_fraction: i64 = 0;
-        for i in 0..MONEY_SCALE as usize {
-            let digit = fraction.get(i).map_or(0, |b| i64::from(b - b'0'));
-            scaled_fraction = scaled_fraction * 10 + digit;
-        }
-        let units = units
-            .checked_mul(MONEY_FACTOR)
-            .and_then(|u| u.checked_add(scaled_fraction))
-            .ok_or(MoneyError::OutOfRange)?;
-        Money::try_from_scaled(if negative { -units } else { units })
+        let units = parse_decimal(text, MONEY_SCALE).map_err(|e| match e {
+            DecimalError::NotANumber => MoneyError::NotANumber,
+            DecimalError::TooPrecise { .. } => MoneyError::TooPrecise,
+            DecimalError::OutOfRange { .. } => MoneyError::OutOfRange,
+        })?;
+        Ok(Money(units))
     }
 
     /// Builds an amount from its scaled integer form (10^-4 units); panics outside the store's
@@ -119,6 +85,80 @@ impl Money {
     pub const fn scaled(self) -> i64 {
         self.0
     }
+}
+
+/// The largest scaled value a `Decimal(18, S)` holds, whatever `S`: 18 digits.
+pub const DECIMAL_MAX_SCALED: i64 = 999_999_999_999_999_999;
+
+/// Why a decimal cell could not be read at scale `scale`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecimalError {
+    #[error("not a decimal number")]
+    NotANumber,
+    #[error("more than {scale} decimal places")]
+    TooPrecise { scale: u32 },
+    #[error("out of range (at most {} digits before the point: the store holds Decimal(18, {scale}))", 18 - scale)]
+    OutOfRange { scale: u32 },
+}
+
+/// `10^n` for every scale a decimal may have.
+const POWERS_OF_TEN: [i64; 19] = {
+    let mut powers = [1_i64; 19];
+    let mut n = 1;
+    while n < 19 {
+        powers[n] = powers[n - 1] * 10;
+        n += 1;
+    }
+    powers
+};
+
+/// Parses a plain decimal such as `-12.5` into an integer scaled by `10^scale` (at most 18),
+/// exactly: more places than `scale` are refused, never rounded, and so is a value a
+/// `Decimal(18, scale)` cannot hold. One pass over the bytes: this runs for every decimal cell.
+pub fn parse_decimal(text: &str, scale: u32) -> Result<i64, DecimalError> {
+    let (negative, digits) = match text.as_bytes() {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        all => (false, all),
+    };
+    let whole_length = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (whole, rest) = digits.split_at(whole_length);
+    let fraction = match rest {
+        [] => rest,
+        [b'.', fraction @ ..] if fraction.iter().all(u8::is_ascii_digit) => fraction,
+        _ => return Err(DecimalError::NotANumber),
+    };
+    if whole.is_empty() && fraction.is_empty() {
+        return Err(DecimalError::NotANumber);
+    }
+    let fraction = match fraction.iter().rposition(|b| *b != b'0') {
+        Some(last) => &fraction[..=last],
+        None => &[],
+    };
+    if fraction.len() > scale as usize {
+        return Err(DecimalError::TooPrecise { scale });
+    }
+    let out_of_range = DecimalError::OutOfRange { scale };
+    let mut units: i64 = 0;
+    for b in whole {
+        units = units
+            .checked_mul(10)
+            .and_then(|u| u.checked_add(i64::from(b - b'0')))
+            .ok_or(out_of_range)?;
+    }
+    // At most `scale` (≤ 18) digits: no overflow.
+    let fraction_digits = fraction
+        .iter()
+        .fold(0_i64, |n, b| n * 10 + i64::from(b - b'0'));
+    let factor = *POWERS_OF_TEN.get(scale as usize).ok_or(out_of_range)?;
+    let units = units
+        .checked_mul(factor)
+        .and_then(|u| {
+            u.checked_add(fraction_digits * POWERS_OF_TEN[scale as usize - fraction.len()])
+        })
+        .filter(|u| *u <= DECIMAL_MAX_SCALED)
+        .ok_or(out_of_range)?;
+    Ok(if negative { -units } else { units })
 }
 
 impl TryFrom<i64> for Money {

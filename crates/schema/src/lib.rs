@@ -1,7 +1,8 @@
 //! The one record every Sluice service agrees on: a game round.
 //!
-//! Raw CSV becomes a [`GameRound`] at the edge (parse, don't validate), travels through Kafka as
-//! Avro single-object encoded bytes, and lands in ClickHouse through the migrations kept here.
+//! Raw rows become Avro records at the edge through their dataset's plan (parse, don't
+//! validate), travel through Kafka as Avro single-object encoded bytes, and land in ClickHouse
+//! through the migrations kept here; a game round decodes into a [`GameRound`].
 //!
 //! # Layout
 //! - [`backoff`]: the exponential waits of every retry loop.
@@ -9,11 +10,12 @@
 //!   settings they share (`ClickHouseSettings`, feature `clickhouse`).
 //! - [`domain`]: value types with private fields and `parse` constructors ([`Money`], [`PlayerId`]).
 //! - [`round`]: the [`GameRound`] record itself, the unit that flows through the system.
-//! - [`dataset`]: datasets declared in `datasets/<name>.toml` (issue 14's first step: the spec,
-//!   checked, and the Avro schema it generates).
-//! - [`csv`]: header mapping by name and row parsing with line/column/reason errors.
-//! - [`json`]: JSON objects (array elements, JSON Lines) mapped with the same value parsers.
-//! - `parquet` (feature `parquet`): Parquet rows mapped by column name, the same way.
+//! - [`dataset`]: datasets declared in `datasets/<name>.toml`: the spec, checked; the Avro
+//!   schema and versions table it generates; its column plan, which every row source (CSV,
+//!   JSON, Parquet with feature `parquet`) encodes records with.
+//! - [`csv`]: the value parsers every row source shares (`csv::fields`), row and header
+//!   errors, and the hand-written game-round CSV mapping (`HeaderMap`), kept as the plan's
+//!   reference in tests and the benchmark's baseline.
 //! - [`avro`]: the Avro schema from `schemas/` and the single-object codec on the serde path.
 //! - [`migrations`]: numbered ClickHouse DDL files from `schemas/clickhouse/`.
 //! - [`rejects`]: the rejects topic's JSON record, written by the producer, read by the consumer.
@@ -31,12 +33,9 @@ pub mod dataset;
 #[cfg(feature = "docs")]
 pub mod docs;
 pub mod domain;
-pub mod json;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod migrations;
-#[cfg(feature = "parquet")]
-pub mod parquet;
 #[cfg(feature = "docs")]
 pub mod problem;
 pub mod rejects;

@@ -43,7 +43,7 @@ use sluice_producer::ingest::{
 };
 use sluice_producer::kafka::{RoundProducer, UploadTransaction};
 use sluice_producer::receipts::ReceiptStore;
-use sluice_schema::parquet::ParquetColumns;
+use sluice_schema::dataset::plan::{self, Plan, Record};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt as _, BufReader};
 use tokio_util::io::ReaderStream;
 use tracing::Instrument as _;
@@ -357,7 +357,7 @@ async fn ingest_file(
             let content = ReaderStream::with_capacity(open(&opened, compression)?, CHUNK);
             let options = IngestOptions {
                 sha256: Some(sha256.clone()),
-                ..IngestOptions::new(text, context.limits)
+                ..IngestOptions::new(text, plan::game_rounds(), context.limits)
             };
             ingest_body(content, window, options)
                 .await
@@ -550,7 +550,8 @@ async fn ingest_parquet(
             (Local::Scratch(scratch.clone()), Some(scratch))
         }
     };
-    let mut reader = BlockingRows::spawn(move |batches| read_parquet(local, batches));
+    let (plan, id) = (plan::game_rounds(), upload_id.clone());
+    let mut reader = BlockingRows::spawn(move |batches| read_parquet(local, &plan, &id, batches));
     let mut rows = Rows::new(sink, &upload_id, &context.limits);
     let pushed = reader.push_into(&mut rows).await;
     let read = reader
@@ -600,20 +601,28 @@ async fn decompress_into(
 
 /// The Parquet row source, on the blocking thread: every row, numbered from 1, into `batches`.
 /// Returns the file's unknown columns.
-fn read_parquet(local: Local, mut batches: RowBatches) -> Result<Vec<String>, WatchError> {
+fn read_parquet(
+    local: Local,
+    plan: &Plan,
+    upload_id: &str,
+    mut batches: RowBatches,
+) -> Result<Vec<String>, WatchError> {
     let parquet = |e: parquet::errors::ParquetError| WatchError::Parquet(e.to_string());
     let file = match local {
         Local::Open(file) => file,
         Local::Scratch(scratch) => std::fs::File::open(scratch)?,
     };
     let reader = SerializedFileReader::new(file).map_err(parquet)?;
-    let columns = ParquetColumns::from_schema(reader.metadata().file_metadata().schema_descr())
+    let columns = plan
+        .bind_parquet(reader.metadata().file_metadata().schema_descr())
         .map_err(UploadError::from)?;
     let mut record = 0_u64;
     for row in reader.get_row_iter(None).map_err(parquet)? {
         let row = row.map_err(parquet)?;
         record += 1;
-        if !batches.push(columns.parse_row(&row, record)) {
+        let mut encoded = Record::new();
+        let encoding = columns.encode_parquet(plan, &row, record, upload_id, &mut encoded);
+        if !batches.push(encoding.map(|()| encoded)) {
             return Ok(columns.unknown_columns().to_vec());
         }
     }

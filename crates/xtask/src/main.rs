@@ -5,6 +5,7 @@
 //!   with `--totals`.
 //! - `bench producer`: upload → acknowledged rows/s beside the parse + encode baseline.
 //! - `bench parse`: the parse + encode baseline alone (no services), wall clock and per core.
+//! - `bench plan`: game rounds mapped by the dataset plan against the hand-written mapping.
 //! - `bench consumer`: topic → ClickHouse rows/s beside a `clickhouse-client` CSV load.
 //! - `bench watcher`: files/hour for many small files and rows/s for one large file, beside
 //!   the upload path's rate from the same run.
@@ -15,6 +16,7 @@
 
 mod bench;
 mod bench_freshness;
+mod bench_plan;
 mod bench_query;
 mod bench_watcher;
 
@@ -91,6 +93,15 @@ enum Bench {
         #[arg(long, default_value_t = 3)]
         runs: u32,
     },
+    /// CSV records → Avro messages for game rounds: the dataset plan (`datasets/game_rounds.toml`)
+    /// against the hand-written mapping, over the same records held in memory.
+    Plan {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// Repetitions of each measurement (alternated; the best of each is compared).
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+    },
     /// Pre-filled topic → ClickHouse, against `clickhouse-client` (needs `scripts/dev services`).
     Consumer {
         #[arg(long, default_value_t = 1_000_000)]
@@ -142,6 +153,9 @@ async fn main() -> anyhow::Result<()> {
         Task::Bench {
             what: Bench::Parse { rows, runs },
         } => bench::parse(rows, runs).await?,
+        Task::Bench {
+            what: Bench::Plan { rows, runs },
+        } => bench_plan::plan(rows, runs).await?,
         Task::Bench {
             what: Bench::Consumer { rows },
         } => bench::consumer(rows).await?,

@@ -5,15 +5,15 @@
 //! batches waiting: the thread reads only as fast as the sink takes rows.
 
 use sluice_schema::csv::RowError;
-use sluice_schema::GameRound;
+use sluice_schema::dataset::plan::Record;
 use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinHandle};
 
 use super::{RecordSink, Rows};
 use crate::error::UploadError;
 
-/// One row as a source reads it: a round, or why it is rejected.
-pub type Row = Result<GameRound, RowError>;
+/// One row as a source reads it: its encoded record, or why it is rejected.
+pub type Row = Result<Record, RowError>;
 
 /// Rows handed over together.
 pub const BATCH: usize = 1024;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use csv_async::{AsyncReaderBuilder, ByteRecord, Position};
 use futures::Stream;
-use sluice_schema::csv::{HeaderMap, RowBytes, RowError};
-use sluice_schema::GameRound;
+use sluice_schema::csv::{RowBytes, RowError};
+use sluice_schema::dataset::plan::{Bound, Plan, Record};
 use tokio_util::io::StreamReader;
 
 use super::{Limits, RecordSink, Rows};
@@ -25,6 +25,7 @@ const CSV_BUFFER_BYTES: usize = 64 * 1024;
 /// Reads every record of `text` into `rows`; returns the header's unknown columns.
 pub(super) async fn csv_rows<S>(
     text: S,
+    plan: &Plan,
     rows: &mut Rows<'_, impl RecordSink>,
     limits: Limits,
 ) -> Result<Vec<String>, UploadError>
@@ -39,9 +40,11 @@ where
         .create_reader(StreamReader::new(Box::pin(text)));
     let header = reader.byte_headers().await.map_err(read_failure)?;
     let mut parser = RecordParser {
-        columns: HeaderMap::parse(header)?,
+        columns: plan.bind_csv(header)?,
+        plan,
+        upload_id: rows.upload_id(),
         marks,
-        scratch: None,
+        scratch: Record::new(),
         dropped_lines: 0,
         max_record_bytes: limits.max_record_bytes,
     };
@@ -50,8 +53,8 @@ where
         let reject = match reader.read_byte_record(&mut record).await {
             Ok(false) => break,
             Ok(true) => match parser.parse(&record, reader.position().byte()) {
-                Ok((round, line)) => {
-                    rows.accept(round, line).await?;
+                Ok((record, line)) => {
+                    rows.accept(record, line).await?;
                     continue;
                 }
                 Err(reject) => reject,
@@ -105,18 +108,20 @@ where
     (text, Marks { crlf, nul, cuts })
 }
 
-/// Records into rounds, by the header's columns.
-struct RecordParser {
-    columns: HeaderMap,
+/// CSV records into encoded records, by the header's columns.
+struct RecordParser<'a> {
+    columns: Bound,
+    plan: &'a Plan,
+    upload_id: &'a str,
     marks: Marks,
-    /// One round's buffers, reused row after row: the hot loop allocates nothing per row.
-    scratch: Option<GameRound>,
+    /// One record's buffer, reused row after row: the hot loop allocates nothing per row.
+    scratch: Record,
     /// Line feeds of cut records the parser never saw (see `records`).
     dropped_lines: u64,
     max_record_bytes: usize,
 }
 
-impl RecordParser {
+impl RecordParser<'_> {
     /// The line of the file a record (or a parse error) at the parser's `position` is on.
     #[inline]
     fn line(&self, position: Option<&Position>) -> u64 {
@@ -126,9 +131,9 @@ impl RecordParser {
             + self.dropped_lines
     }
 
-    /// The round of one record ending at byte `end`, with its line, or its reject.
+    /// The encoded record of one CSV record ending at byte `end`, with its line, or its reject.
     #[inline]
-    fn parse(&mut self, record: &ByteRecord, end: u64) -> Result<(&GameRound, u64), RowError> {
+    fn parse(&mut self, record: &ByteRecord, end: u64) -> Result<(&Record, u64), RowError> {
         let line = self.line(record.position());
         // A record cut short for its size is rejected, never parsed.
         if let Some(lines) = self.marks.cuts.take_if_cut(end) {
@@ -142,18 +147,15 @@ impl RecordParser {
                 ),
             });
         }
-        match self.scratch.as_mut() {
-            Some(round) => {
-                let bytes = if self.marks.nul.load(Ordering::Relaxed) {
-                    RowBytes::Unchecked
-                } else {
-                    RowBytes::NulFree
-                };
-                self.columns.parse_row_into(record, line, round, bytes)?;
-            }
-            None => self.scratch = Some(self.columns.parse_row(record, line)?),
-        }
-        Ok((self.scratch.as_ref().expect("a parsed row is kept"), line))
+        let bytes = if self.marks.nul.load(Ordering::Relaxed) {
+            RowBytes::Unchecked
+        } else {
+            RowBytes::NulFree
+        };
+        let (plan, upload_id) = (self.plan, self.upload_id);
+        self.columns
+            .encode_csv(plan, record, line, upload_id, bytes, &mut self.scratch)?;
+        Ok((&self.scratch, line))
     }
 }
 

@@ -1,11 +1,15 @@
 //! The ingest pipeline, shared by uploads and the watcher: body bytes → (transcoding) → rows →
-//! `GameRound` → Avro → Kafka, as one bounded stream. Memory stays flat: a few body chunks, one
-//! record, and the window of unacknowledged Kafka deliveries.
+//! Avro records (through the dataset's [`Plan`]) → Kafka, as one bounded stream. Memory stays
+//! flat: a few body chunks, one record, and the window of unacknowledged Kafka deliveries.
 //!
-//! A row source turns text into `Result<GameRound, RowError>`s: CSV (uploads), JSON Lines and
-//! JSON arrays here ([`TextFormat`]), Parquet in the watcher. Everything after that is one
-//! format-agnostic [`Rows`]: encode each round to the [`RecordSink`], send every reject to the
-//! rejects sink, count, keep the first rejects for the [`Receipt`].
+//! A row source turns text into encoded records or [`RowError`]s with the dataset's plan
+//! (`sluice_schema::dataset::plan`): CSV (uploads), JSON Lines and JSON arrays here
+//! ([`TextFormat`]), Parquet in the watcher. Everything after that is one format-agnostic
+//! [`Rows`]: send each record to the [`RecordSink`], send every reject to the rejects sink,
+//! count, keep the first rejects for the [`Receipt`].
+//!
+//! [`Plan`]: sluice_schema::dataset::plan::Plan
+//! [`RowError`]: sluice_schema::csv::RowError
 //!
 //! # Stages
 //! One body is ingested by [`ingest_body`], as its [`IngestOptions`] say:
@@ -37,6 +41,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use encoding_rs::Encoding;
 use futures::channel::mpsc;
+use sluice_schema::dataset::plan::{self, Plan};
 
 use crate::error::UploadError;
 
@@ -94,6 +99,8 @@ impl TextFormat {
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
     pub format: TextFormat,
+    /// The dataset's plan: how rows become records.
+    pub plan: Arc<Plan>,
     pub limits: Limits,
     /// The upload's id, on every record and reject (see [`new_upload_id`]).
     pub upload_id: String,
@@ -105,11 +112,12 @@ pub struct IngestOptions {
 }
 
 impl IngestOptions {
-    /// A body in `format` within `limits`, under a fresh upload id, hashed here, its counts
-    /// followed by no one.
-    pub fn new(format: TextFormat, limits: Limits) -> IngestOptions {
+    /// A body in `format` of the dataset of `plan` within `limits`, under a fresh upload id,
+    /// hashed here, its counts followed by no one.
+    pub fn new(format: TextFormat, plan: Arc<Plan>, limits: Limits) -> IngestOptions {
         IngestOptions {
             format,
+            plan,
             limits,
             upload_id: new_upload_id(),
             sha256: None,
@@ -127,6 +135,7 @@ pub async fn ingest_body(
 ) -> Result<Receipt, UploadError> {
     let IngestOptions {
         format,
+        plan,
         limits,
         upload_id,
         sha256,
@@ -140,7 +149,7 @@ pub async fn ingest_body(
     // rather than after the client sent the rest or went quiet for the idle timeout.
     let (body, (tally, unknown_columns)) = futures::future::try_join(
         body::forward_body(body, sender, limits, sha256.is_none(), progress),
-        text::parse_and_produce(format, receiver, Arc::clone(&encoding), rows, limits),
+        text::parse_and_produce(format, plan, receiver, Arc::clone(&encoding), rows, limits),
     )
     .await?;
     Ok(tally.into_receipt(Summary {
@@ -153,17 +162,18 @@ pub async fn ingest_body(
     }))
 }
 
-/// [`ingest_body`] of a CSV body under a fresh upload id, hashed here.
+/// [`ingest_body`] of a game-round CSV body under a fresh upload id, hashed here.
 pub async fn ingest(
     body: impl Body,
     sink: impl RecordSink,
     limits: Limits,
 ) -> Result<Receipt, UploadError> {
-    ingest_body(body, sink, IngestOptions::new(TextFormat::Csv, limits)).await
+    let options = IngestOptions::new(TextFormat::Csv, plan::game_rounds(), limits);
+    ingest_body(body, sink, options).await
 }
 
-/// [`ingest_body`] of a body whose SHA-256 the caller already has. Kept for the benchmark
-/// (`cargo xtask bench`); new callers set [`IngestOptions::sha256`].
+/// [`ingest_body`] of a game-round body whose SHA-256 the caller already has. Kept for the
+/// benchmark (`cargo xtask bench`); new callers set [`IngestOptions::sha256`].
 pub async fn ingest_text_prehashed(
     format: TextFormat,
     body: impl Body,
@@ -173,7 +183,7 @@ pub async fn ingest_text_prehashed(
 ) -> Result<Receipt, UploadError> {
     let options = IngestOptions {
         sha256: Some(sha256),
-        ..IngestOptions::new(format, limits)
+        ..IngestOptions::new(format, plan::game_rounds(), limits)
     };
     ingest_body(body, sink, options).await
 }

@@ -1,24 +1,22 @@
-//! The stage after every row source: each round encoded to Avro and sent, each reject sent to
-//! the rejects topic (the first ones kept for the receipt), every row counted.
+//! The stage after every row source: each record (encoded by the source through the dataset's
+//! plan) sent, each reject sent to the rejects topic (the first ones kept for the receipt),
+//! every row counted.
 
 use std::sync::Arc;
 
-use sluice_schema::avro::GameRoundCodec;
 use sluice_schema::csv::RowError;
+use sluice_schema::dataset::plan::Record;
 use sluice_schema::rejects::RejectRecord;
-use sluice_schema::GameRound;
 
 use super::{Limits, Progress, RecordSink, Tally, PROGRESS_EVERY_ROWS};
 use crate::error::UploadError;
 
 /// The format-agnostic half of ingest: every row of a source goes through [`push`](Self::push),
-/// which encodes a round to the sink or keeps a reject; [`finish`](Self::finish) waits until
+/// which sends a record to the sink or keeps a reject; [`finish`](Self::finish) waits until
 /// the sink made everything durable.
 pub struct Rows<'a, K: RecordSink> {
     sink: K,
     upload_id: &'a str,
-    codec: &'static GameRoundCodec,
-    message: Vec<u8>,
     max_rejects_listed: usize,
     max_record_bytes: usize,
     tally: Tally,
@@ -30,13 +28,16 @@ impl<'a, K: RecordSink> Rows<'a, K> {
         Rows {
             sink,
             upload_id,
-            codec: GameRoundCodec::get(),
-            message: Vec::with_capacity(256),
             max_rejects_listed: limits.max_rejects_listed,
             max_record_bytes: limits.max_record_bytes,
             tally: Tally::new(limits.max_unknown_columns_listed),
             progress: None,
         }
+    }
+
+    /// The id of the upload every record and reject carries.
+    pub fn upload_id(&self) -> &'a str {
+        self.upload_id
     }
 
     /// Publishes the counts to `progress` as rows go by.
@@ -60,12 +61,12 @@ impl<'a, K: RecordSink> Rows<'a, K> {
         }
     }
 
-    /// Takes one row: a round is encoded and sent, a reject sent to the rejects sink and kept
-    /// for the receipt if there is room. Waits while the sink applies backpressure. A round
-    /// whose record is too large is rejected as the row numbered by its place in the source
-    /// (the element of a JSON array, the record of a Parquet file).
+    /// Takes one row: a record is sent, a reject sent to the rejects sink and kept for the
+    /// receipt if there is room. Waits while the sink applies backpressure. A record too large
+    /// is rejected as the row numbered by its place in the source (the element of a JSON
+    /// array, the record of a Parquet file).
     #[inline]
-    pub async fn push(&mut self, row: Result<GameRound, RowError>) -> Result<(), UploadError> {
+    pub async fn push(&mut self, row: Result<Record, RowError>) -> Result<(), UploadError> {
         let number = self.tally.rows_read + 1;
         self.push_at(row, number).await
     }
@@ -74,26 +75,24 @@ impl<'a, K: RecordSink> Rows<'a, K> {
     #[inline]
     pub async fn push_at(
         &mut self,
-        row: Result<GameRound, RowError>,
+        row: Result<Record, RowError>,
         line: u64,
     ) -> Result<(), UploadError> {
         match row {
-            Ok(round) => self.accept(&round, line).await,
+            Ok(record) => self.accept(&record, line).await,
             Err(reject) => self.reject(reject).await,
         }
     }
 
-    /// [`push`](Self::push) for a round found at `line`, borrowed: the hot path moves no round
-    /// around. An encoded record over `max_record_bytes` is rejected instead of sent: Kafka
+    /// [`push`](Self::push) for a record found at `line`, borrowed: the hot path moves no
+    /// record around. A record over `max_record_bytes` is rejected instead of sent: Kafka
     /// would refuse it (`MessageSizeTooLarge`) and fail the whole upload.
     #[inline]
-    pub async fn accept(&mut self, round: &GameRound, line: u64) -> Result<(), UploadError> {
-        self.message.clear();
-        self.codec.encode(round, self.upload_id, &mut self.message);
-        if self.message.len() > self.max_record_bytes {
+    pub async fn accept(&mut self, record: &Record, line: u64) -> Result<(), UploadError> {
+        if record.bytes().len() > self.max_record_bytes {
             let reason = format!(
                 "record too large: {} bytes encoded, more than {} (SLUICE_PRODUCER_MAX_RECORD_BYTES)",
-                self.message.len(),
+                record.bytes().len(),
                 self.max_record_bytes
             );
             return self
@@ -105,9 +104,7 @@ impl<'a, K: RecordSink> Rows<'a, K> {
                 .await;
         }
         self.tally.rows_read += 1;
-        self.sink
-            .send(round.user_id.as_str(), &self.message)
-            .await?;
+        self.sink.send(record.key(), record.bytes()).await?;
         self.tally.accepted += 1;
         self.counted();
         Ok(())

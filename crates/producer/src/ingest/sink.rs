@@ -8,7 +8,7 @@ use crate::kafka::DeliveryWindow;
 #[allow(async_fn_in_trait)]
 pub trait RecordSink {
     /// Takes one record; may wait (backpressure).
-    async fn send(&mut self, key: &str, payload: &[u8]) -> Result<(), UploadError>;
+    async fn send(&mut self, key: &[u8], payload: &[u8]) -> Result<(), UploadError>;
     /// Keeps one rejected row (JSON), keyed by its upload.
     async fn reject(&mut self, upload_id: &str, reject: &[u8]) -> Result<(), UploadError>;
     /// Waits until every record sent is durable.
@@ -16,7 +16,7 @@ pub trait RecordSink {
 }
 
 impl RecordSink for DeliveryWindow<'_> {
-    async fn send(&mut self, key: &str, payload: &[u8]) -> Result<(), UploadError> {
+    async fn send(&mut self, key: &[u8], payload: &[u8]) -> Result<(), UploadError> {
         Ok(DeliveryWindow::send(self, key, payload).await?)
     }
 
@@ -34,7 +34,7 @@ impl RecordSink for DeliveryWindow<'_> {
 pub struct DiscardSink;
 
 impl RecordSink for DiscardSink {
-    async fn send(&mut self, _key: &str, _payload: &[u8]) -> Result<(), UploadError> {
+    async fn send(&mut self, _key: &[u8], _payload: &[u8]) -> Result<(), UploadError> {
         Ok(())
     }
 

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use encoding_rs::Encoding;
 use futures::channel::mpsc;
+use sluice_schema::dataset::plan::Plan;
 
 use super::csv::csv_rows;
 use super::json::{json_array_rows, json_lines_rows};
@@ -17,6 +18,7 @@ use crate::error::UploadError;
 /// into `rows`. Returns the counts and the unknown columns (CSV only).
 pub(super) async fn parse_and_produce(
     format: TextFormat,
+    plan: Arc<Plan>,
     body: mpsc::Receiver<io::Result<Bytes>>,
     encoding: Arc<OnceLock<&'static Encoding>>,
     mut rows: Rows<'_, impl RecordSink>,
@@ -26,12 +28,16 @@ pub(super) async fn parse_and_produce(
         let _ = encoding.set(detected);
     });
     let read = match format {
-        TextFormat::Csv => csv_rows(text, &mut rows, limits).await,
+        TextFormat::Csv => csv_rows(text, &plan, &mut rows, limits).await,
         TextFormat::JsonLines => {
             let text = crate::decode::limit_line_length(text, limits.max_line_bytes);
-            json_lines_rows(text, &mut rows).await.map(|()| Vec::new())
+            json_lines_rows(text, &plan, &mut rows)
+                .await
+                .map(|()| Vec::new())
         }
-        TextFormat::Json => json_array_rows(text, &mut rows).await.map(|()| Vec::new()),
+        TextFormat::Json => json_array_rows(text, plan, &mut rows)
+            .await
+            .map(|()| Vec::new()),
     };
     // The counts at the failure too, for the upload's failed state.
     rows.publish_progress();

@@ -177,6 +177,7 @@ async fn tracked(
     ));
     let options = IngestOptions {
         format: TextFormat::Csv,
+        plan: sluice_schema::dataset::plan::game_rounds(),
         limits: state.config.limits(),
         upload_id,
         sha256: None,

@@ -4,9 +4,15 @@
 //!
 //! This is the first step of the generic pipeline: today's hand-written game-round mapping is
 //! checked against `datasets/game_rounds.toml` (its Avro schema, [`avro`], is the one in
-//! `schemas/game_round.avsc`). Routes, rollups and DDL from specs follow.
+//! `schemas/game_round.avsc`), and so is its table of versions ([`clickhouse`], migration 6).
+//! Routes, rollups and the other tables from specs follow.
 
 pub mod avro;
+pub mod clickhouse;
+pub mod json;
+#[cfg(feature = "parquet")]
+pub mod parquet;
+pub mod plan;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -31,6 +37,9 @@ pub struct Spec {
     pub time: String,
     /// The Avro record's name and namespace.
     pub avro: AvroName,
+    /// The table of every record version; default `<name>_versions`.
+    #[serde(default)]
+    pub versions_table: Option<String>,
     pub columns: Vec<Column>,
 }
 
@@ -52,10 +61,11 @@ pub struct Column {
     /// Decimals: digits after the point (carried as integers scaled by `10^scale`).
     #[serde(default)]
     pub scale: Option<u32>,
-    /// Timestamps: how the input writes them (`chrono` format, UTC).
+    /// Timestamps: how the input writes them: `epoch_ms`, `epoch_s` or a `chrono` format (UTC);
+    /// `%Y-%m-%d %H:%M:%S` also reads fractions of a second, a `T` and RFC 3339.
     #[serde(default)]
     pub format: Option<String>,
-    /// Strings: a named check every value must pass.
+    /// Strings: a named check every value must pass (and the form it is stored in).
     #[serde(default)]
     pub check: Option<Check>,
     /// Whether a value may be missing.
@@ -91,8 +101,10 @@ pub enum Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Check {
-    /// 32 lower-case hexadecimal characters.
+    /// 32 hexadecimal characters, trimmed, stored in lower case.
     Hex32,
+    /// 3 ASCII letters (an ISO 3166 alpha-3 country code), trimmed, stored in upper case.
+    Alpha3,
 }
 
 /// Where a column's value comes from.
@@ -156,6 +168,13 @@ impl Spec {
         Ok(spec)
     }
 
+    /// The table of every record version.
+    pub fn versions_table(&self) -> String {
+        self.versions_table
+            .clone()
+            .unwrap_or_else(|| format!("{}_versions", self.name))
+    }
+
     /// The column named `name`.
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
@@ -164,6 +183,7 @@ impl Spec {
     /// The first problem, as (field, problem, fix).
     fn check(&self) -> Result<(), (String, String, String)> {
         identifier("name", &self.name)?;
+        identifier("versions_table", &self.versions_table())?;
         if self.columns.is_empty() {
             return Err(problem(
                 "columns",
@@ -242,6 +262,15 @@ impl Column {
                 let fix = "add `format = \"%Y-%m-%d %H:%M:%S\"` (or the input's own)";
                 return Err(problem(field, "a timestamp without its input format", fix));
             }
+            (Kind::Timestamp, Some(format)) if !plan::valid_time_format(format) => {
+                let fix =
+                    "use `epoch_ms`, `epoch_s` or a chrono format such as \"%Y-%m-%d %H:%M:%S\"";
+                return Err(problem(
+                    field,
+                    &format!("`{format}` is not a timestamp format"),
+                    fix,
+                ));
+            }
             (Kind::Timestamp, _) | (_, None) => {}
             (_, Some(_)) => return misplaced("format", "timestamp"),
         }
@@ -283,6 +312,100 @@ fn identifier(field: &str, name: &str) -> Result<(), (String, String, String)> {
 
 fn problem(field: &str, problem: &str, fix: &str) -> (String, String, String) {
     (field.to_owned(), problem.to_owned(), fix.to_owned())
+}
+
+/// A dataset a service serves: its spec and its compiled plan.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub spec: Spec,
+    pub plan: std::sync::Arc<plan::Plan>,
+}
+
+impl Dataset {
+    fn of(spec: Spec) -> Dataset {
+        let plan = std::sync::Arc::new(plan::Plan::compile(&spec));
+        Dataset { spec, plan }
+    }
+}
+
+/// The datasets of a directory (`SLUICE_DATASETS_DIR`): every `<name>.toml` in it, each named
+/// after its file. `game_rounds` is built in (the services' hand-written parts follow its
+/// spec): it is there whether or not the directory holds it, and a `game_rounds.toml` there
+/// must declare the same dataset.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    datasets: Vec<Dataset>,
+}
+
+impl Catalog {
+    /// `game_rounds` alone.
+    pub fn builtin() -> Catalog {
+        let spec = Spec::parse("datasets/game_rounds.toml", GAME_ROUNDS_TOML)
+            .expect("the game_rounds spec is valid (tested)");
+        Catalog {
+            datasets: vec![Dataset::of(spec)],
+        }
+    }
+
+    /// The built-in datasets and every spec in `dir`, checked.
+    pub fn read(dir: &Path) -> Result<Catalog, SpecError> {
+        let invalid = |file: &Path, field: &str, problem: String, fix: &str| SpecError::Invalid {
+            file: file.display().to_string(),
+            field: field.to_owned(),
+            problem,
+            fix: fix.to_owned(),
+        };
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            let fix = "set SLUICE_DATASETS_DIR to a readable directory of `<name>.toml` files";
+            invalid(dir, "(directory)", e.to_string(), fix)
+        })?;
+        let mut paths: Vec<_> = entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        paths.sort();
+        let mut catalog = Catalog::builtin();
+        for path in paths {
+            let spec = Spec::read(&path)?;
+            if path.file_stem().and_then(|s| s.to_str()) != Some(spec.name.as_str()) {
+                let fix = format!(
+                    "name the file `{}.toml`, or the dataset after the file",
+                    spec.name
+                );
+                return Err(invalid(
+                    &path,
+                    "name",
+                    format!("`{}` in another file", spec.name),
+                    &fix,
+                ));
+            }
+            match catalog.get(&spec.name) {
+                Some(builtin) if builtin.spec == spec => {}
+                Some(_) => {
+                    let fix = "declare a new dataset instead; the built-in one cannot change yet";
+                    return Err(invalid(
+                        &path,
+                        "name",
+                        format!("`{}` is built in and differs", spec.name),
+                        fix,
+                    ));
+                }
+                None => catalog.datasets.push(Dataset::of(spec)),
+            }
+        }
+        Ok(catalog)
+    }
+
+    /// The dataset named `name`.
+    pub fn get(&self, name: &str) -> Option<&Dataset> {
+        self.datasets.iter().find(|d| d.spec.name == name)
+    }
+
+    /// Every dataset, the built-in ones first, then by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Dataset> {
+        self.datasets.iter()
+    }
 }
 
 /// `datasets/game_rounds.toml`, the first spec.
@@ -351,5 +474,35 @@ mod tests {
         assert!(error.contains("unknown variant `u64`"), "{error}");
         let error = refused(|t| t.replace("kafka_key =", "partition_by = \"day\"\nkafka_key ="));
         assert!(error.contains("unknown field `partition_by`"), "{error}");
+    }
+
+    #[test]
+    fn every_shipped_spec_is_valid_and_named_after_its_file() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets");
+        let catalog = Catalog::read(&dir).unwrap();
+        let names: Vec<&str> = catalog.iter().map(|d| d.spec.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["game_rounds", "amazon_reviews", "events", "records"]
+        );
+    }
+
+    #[test]
+    fn a_spec_in_a_file_of_another_name_or_changing_game_rounds_is_refused() {
+        let dir = std::env::temp_dir().join(format!("sluice-catalog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("rounds.toml"), GAME_ROUNDS_TOML).unwrap();
+        let error = Catalog::read(&dir).unwrap_err().to_string();
+        assert!(error.ends_with("rounds.toml: `name`: `game_rounds` in another file; name the file `game_rounds.toml`, or the dataset after the file"), "{error}");
+        std::fs::remove_file(dir.join("rounds.toml")).unwrap();
+        let changed =
+            GAME_ROUNDS_TOML.replace("kafka_key = \"user_id\"", "kafka_key = \"game_id\"");
+        std::fs::write(dir.join("game_rounds.toml"), changed).unwrap();
+        let error = Catalog::read(&dir).unwrap_err().to_string();
+        assert!(
+            error.contains("`game_rounds` is built in and differs"),
+            "{error}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

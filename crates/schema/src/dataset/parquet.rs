@@ -1,10 +1,11 @@
-//! Parquet mapping: columns are found by name (case-insensitive, like a CSV header) in the
-//! file's schema, and each row becomes a [`GameRound`] or a [`RowError`] naming its row number
-//! (1-based), column and reason, with the same value parsers as the CSV mapping.
+//! Parquet rows through a [`Plan`]: columns are found by name in the file's schema (like a CSV
+//! header's, [`Plan::bind`]), and each row becomes a record or a [`RowError`] naming its row
+//! number (1-based), column and reason.
 //!
 //! Text, integer and `DECIMAL` values are read exactly (a decimal from its unscaled integer
-//! and scale); timestamps may be text or `TIMESTAMP` (milli- or microseconds). Money stored as
-//! a floating-point number is refused per row: a float cannot say which decimal it meant.
+//! and scale); timestamps may be text or `TIMESTAMP` (milli- or microseconds). A decimal column
+//! stored as a floating-point number is refused per row: a float cannot say which decimal it
+//! meant.
 
 use std::borrow::Cow;
 
@@ -12,85 +13,46 @@ use parquet::data_type::Decimal;
 use parquet::record::{Field, Row};
 use parquet::schema::types::SchemaDescriptor;
 
-use crate::csv::{column_positions, fields, HeaderError, RowError, COLUMNS};
-use crate::round::GameRound;
+use super::plan::{Bound, Cell, Plan, Record};
+use crate::csv::{HeaderError, RowError};
 
-/// Positions of the required columns among a file's top-level fields.
-#[derive(Debug, Clone)]
-pub struct ParquetColumns {
-    positions: [usize; COLUMNS.len()],
-    unknown: Vec<String>,
+impl Plan {
+    /// Binds a Parquet file's top-level fields; extra fields are ignored and reported.
+    pub fn bind_parquet(&self, schema: &SchemaDescriptor) -> Result<Bound, HeaderError> {
+        let fields = schema.root_schema().get_fields();
+        self.bind(fields.iter().map(|field| field.name()))
+    }
 }
 
-impl ParquetColumns {
-    /// Finds the required columns in a file's schema; extra columns are ignored and reported.
-    pub fn from_schema(schema: &SchemaDescriptor) -> Result<ParquetColumns, HeaderError> {
-        let fields = schema.root_schema().get_fields();
-        let (positions, unknown) = column_positions(fields.iter().map(|field| field.name()))?;
-        Ok(ParquetColumns { positions, unknown })
-    }
-
-    /// Column names that are not game-round columns (ignored).
-    pub fn unknown_columns(&self) -> &[String] {
-        &self.unknown
-    }
-
-    /// Parses row number `record` (1-based).
-    pub fn parse_row(&self, row: &Row, record: u64) -> Result<GameRound, RowError> {
+impl Bound {
+    /// Encodes row number `record` (1-based) of a file bound by `plan`.
+    pub fn encode_parquet(
+        &self,
+        plan: &Plan,
+        row: &Row,
+        record: u64,
+        upload_id: &str,
+        out: &mut Record,
+    ) -> Result<(), RowError> {
         let values: Vec<&Field> = row.get_column_iter().map(|(_, field)| field).collect();
-        let fail = |column: usize, reason: String| RowError {
-            line: record,
-            column: Some(COLUMNS[column]),
-            reason,
-        };
-        let text = |column: usize| -> Result<Option<Cow<'_, str>>, RowError> {
-            match values.get(self.positions[column]) {
-                Some(field) => field_text(field).map_err(|reason| fail(column, reason)),
-                None => Err(fail(column, "missing from the row".to_owned())),
-            }
-        };
-        let required = |column: usize| -> Result<Cow<'_, str>, RowError> {
-            text(column)?.ok_or_else(|| fail(column, "missing or null".to_owned()))
-        };
-        let money = |column: usize| -> Result<_, RowError> {
-            if let Some(Field::Float(_) | Field::Double(_)) = values.get(self.positions[column]) {
-                return Err(fail(
-                    column,
+        plan.encode(record, upload_id, true, out, |column| {
+            let fail = |reason: String| RowError {
+                line: record,
+                column: Some(plan.column_name(column)),
+                reason,
+            };
+            let position = self.position(column).expect("file columns are bound");
+            match values.get(position) {
+                None => Err(fail("missing from the row".to_owned())),
+                Some(Field::TimestampMillis(millis)) => Ok(Some(Cell::Millis(*millis))),
+                Some(Field::TimestampMicros(micros)) => {
+                    Ok(Some(Cell::Millis(micros.div_euclid(1000))))
+                }
+                Some(Field::Float(_) | Field::Double(_)) if plan.is_decimal(column) => Err(fail(
                     "a floating-point amount is not exact; store DECIMAL or text".to_owned(),
-                ));
+                )),
+                Some(field) => field_text(field).map(|t| t.map(Cell::Text)).map_err(fail),
             }
-            match text(column)? {
-                Some(text) => fields::money(&text).map_err(|reason| fail(column, reason)),
-                None => Ok(None),
-            }
-        };
-        let integer = |column: usize| -> Result<i64, RowError> {
-            fields::integer(&required(column)?).map_err(|reason| fail(column, reason))
-        };
-        let created_timestamp = match values.get(self.positions[0]) {
-            Some(Field::TimestampMillis(millis)) => fields::storable_millis(*millis),
-            Some(Field::TimestampMicros(micros)) => {
-                fields::storable_millis(micros.div_euclid(1000))
-            }
-            _ => fields::timestamp(&required(0)?),
-        }
-        .map_err(|reason| fail(0, reason))?;
-        let text = |column: usize| -> Result<String, RowError> {
-            let text = required(column)?;
-            fields::text(&text).map_err(|reason| fail(column, reason))?;
-            Ok(text.into_owned())
-        };
-        Ok(GameRound {
-            created_timestamp,
-            game_instance_id: integer(1)?,
-            user_id: fields::player(&required(2)?).map_err(|reason| fail(2, reason))?,
-            game_id: integer(3)?,
-            real_amount_bet: money(4)?,
-            bonus_amount_bet: money(5)?,
-            real_amount_win: money(6)?,
-            bonus_amount_win: money(7)?,
-            game_name: text(8)?,
-            provider: text(9)?,
         })
     }
 }
@@ -141,7 +103,11 @@ fn decimal_text(decimal: &Decimal) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::plan;
     use super::*;
+    use crate::avro::GameRoundCodec;
+    use crate::csv::COLUMNS;
+    use crate::domain::Money;
 
     #[test]
     fn decimals_become_exact_text() {
@@ -178,17 +144,67 @@ mod tests {
         )
     }
 
+    /// A row's reject: its column and reason.
+    type Reject = (Option<&'static str>, String);
+
+    /// The created timestamp and the real bet of `row`, or its reject.
+    fn parse(row: &Row) -> Result<(i64, Option<Money>), Reject> {
+        let plan = plan::game_rounds();
+        let bound = plan.bind(COLUMNS).unwrap();
+        let mut out = Record::new();
+        match bound.encode_parquet(&plan, row, 3, "u-1", &mut out) {
+            Ok(()) => {
+                let round = GameRoundCodec::get().decode(out.bytes()).unwrap().round;
+                Ok((round.created_timestamp, round.real_amount_bet))
+            }
+            Err(error) => {
+                assert_eq!(error.line, 3);
+                Err((error.column, error.reason))
+            }
+        }
+    }
+
+    #[test]
+    fn timestamps_and_decimals_are_read_exactly() {
+        let millis = 1_571_732_442_000;
+        let good = || Field::TimestampMillis(millis);
+        let bet = || Field::Str("2.5".into());
+        let cases = [
+            (row(good(), bet(), "NetEnt"), (millis, Some(25_000))),
+            (
+                row(
+                    Field::TimestampMicros(millis * 1000 + 123_456),
+                    bet(),
+                    "NetEnt",
+                ),
+                (millis + 123, Some(25_000)),
+            ),
+            (
+                row(
+                    Field::Str("2019-10-22 08:20:42".into()),
+                    Field::Null,
+                    "NetEnt",
+                ),
+                (millis, None),
+            ),
+            (
+                row(
+                    good(),
+                    Field::Decimal(Decimal::from_i32(12_345, 9, 4)),
+                    "NetEnt",
+                ),
+                (millis, Some(12_345)),
+            ),
+        ];
+        for (row, (at, bet)) in cases {
+            assert_eq!(parse(&row), Ok((at, bet.map(Money::from_scaled))));
+        }
+    }
+
     #[test]
     fn values_the_store_cannot_hold_are_rejected_with_their_column() {
-        let columns = ParquetColumns {
-            positions: std::array::from_fn(|i| i),
-            unknown: Vec::new(),
-        };
-        let good = Field::TimestampMillis(1_571_732_442_000);
+        let good = || Field::TimestampMillis(1_571_732_442_000);
         let bet = || Field::Str("2.5".into());
-        assert!(columns
-            .parse_row(&row(good.clone(), bet(), "NetEnt"), 1)
-            .is_ok());
         let out_of_range =
             "out of range: the store holds 1970-01-01 00:00:00 to 2105-12-31 23:59:59 UTC";
         let cases = [
@@ -213,7 +229,7 @@ mod tests {
             ),
             (
                 row(
-                    good.clone(),
+                    good(),
                     Field::Decimal(Decimal::from_i64(i64::MAX, 18, 4)),
                     "NetEnt",
                 ),
@@ -221,17 +237,23 @@ mod tests {
                 "out of range (at most 14 digits before the point: the store holds Decimal(18, 4))",
             ),
             (
-                row(good.clone(), bet(), "Net\0Ent"),
+                row(good(), Field::Double(2.5), "NetEnt"),
+                "real_amount_bet",
+                "a floating-point amount is not exact; store DECIMAL or text",
+            ),
+            (
+                row(good(), bet(), "Net\0Ent"),
                 "provider",
                 "contains a NUL character",
             ),
+            (
+                row(good(), Field::Bool(true), "NetEnt"),
+                "real_amount_bet",
+                "unsupported Parquet value `true`",
+            ),
         ];
         for (row, column, reason) in cases {
-            let error = columns.parse_row(&row, 3).unwrap_err();
-            assert_eq!(
-                (error.line, error.column, error.reason.as_str()),
-                (3, Some(column), reason)
-            );
+            assert_eq!(parse(&row), Err((Some(column), reason.to_owned())));
         }
     }
 }
