@@ -87,6 +87,7 @@ impl Config {
     pub fn rejects_topic(&self) -> String {
         self.rejects_topic
             .clone()
+            .filter(|topic| !topic.is_empty())
             .unwrap_or_else(|| format!("{}.rejects", self.topic))
     }
 

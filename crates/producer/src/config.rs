@@ -1,16 +1,18 @@
 //! Producer configuration, read once at start-up from `SLUICE_PRODUCER_*` environment variables.
 
+use std::path::Path;
 use std::time::Duration;
 
 use secrecy::SecretString;
 use serde::Deserialize;
 use sluice_schema::config::{ClickHouseSettings, ServiceConfig};
+use sluice_schema::dataset::{Catalog, SpecError, GAME_ROUNDS};
 
 use crate::decode::ExpansionLimits;
 use crate::ingest::Limits;
 
 pub use crate::kafka::Compression;
-use crate::kafka::{ProducerSettings, MESSAGE_MAX_BYTES, MESSAGE_OVERHEAD_BYTES};
+use crate::kafka::{ProducerSettings, Topics, MESSAGE_MAX_BYTES, MESSAGE_OVERHEAD_BYTES};
 
 /// A setting that parses but cannot work.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,15 @@ pub struct Config {
     /// transaction. Default: the topic's name followed by `.rejects`.
     #[serde(default)]
     pub rejects_topic: Option<String>,
+    /// Directory of dataset specs (`<name>.toml`, see `datasets/`) served at
+    /// `POST /datasets/{name}/upload` besides the built-in `game_rounds`. Default: none
+    /// (`game_rounds` only).
+    #[serde(default)]
+    pub datasets_dir: Option<String>,
+    /// Prefix of the topics of datasets other than `game_rounds`: a dataset's records go to
+    /// `<prefix><name>`, its rejects to `<prefix><name>.rejects`. Default empty.
+    #[serde(default)]
+    pub dataset_topic_prefix: String,
     /// Partitions of the topic when the producer has to create it. Default 8.
     #[serde(default = "defaults::topic_partitions")]
     pub topic_partitions: i32,
@@ -204,7 +215,32 @@ impl Config {
     pub fn rejects_topic(&self) -> String {
         self.rejects_topic
             .clone()
+            .filter(|topic| !topic.is_empty())
             .unwrap_or_else(|| format!("{}.rejects", self.topic))
+    }
+
+    /// The datasets served: `game_rounds`, and those of `datasets_dir`.
+    pub fn datasets(&self) -> Result<Catalog, SpecError> {
+        match self.datasets_dir.as_deref() {
+            Some(dir) if !dir.is_empty() => Catalog::read(Path::new(dir)),
+            _ => Ok(Catalog::builtin()),
+        }
+    }
+
+    /// The topics of `dataset`'s records and rejects: the configured ones for `game_rounds`,
+    /// `<dataset_topic_prefix><name>` and its `.rejects` for the others.
+    pub fn topics(&self, dataset: &str) -> Topics {
+        if dataset == GAME_ROUNDS {
+            return Topics {
+                records: self.topic.clone(),
+                rejects: self.rejects_topic(),
+            };
+        }
+        let records = format!("{}{dataset}", self.dataset_topic_prefix);
+        Topics {
+            rejects: format!("{records}.rejects"),
+            records,
+        }
     }
 
     /// Whether a request presenting `token` (from `Authorization: Bearer …`) may upload and
@@ -303,6 +339,8 @@ impl Config {
             upload_slot_wait_ms: defaults::upload_slot_wait_ms(),
             topic: defaults::topic(),
             rejects_topic: None,
+            datasets_dir: None,
+            dataset_topic_prefix: String::new(),
             topic_partitions: defaults::topic_partitions(),
             topic_replication_factor: defaults::topic_replication_factor(),
             max_upload_bytes: defaults::max_upload_bytes(),
@@ -428,6 +466,32 @@ mod tests {
         let mut config = Config::with_endpoints("unused:9092", "redis://unused");
         config.upload_tokens = tokens.map(|t| SecretString::from(t.to_owned()));
         config
+    }
+
+    #[test]
+    fn the_shipped_env_file_reads_as_the_defaults_its_empty_values_meaning_unset() {
+        let file = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../config/producer.env"
+        ))
+        .unwrap();
+        let variables: Vec<(String, String)> = file
+            .lines()
+            .filter(|line| !line.starts_with('#') && line.contains('='))
+            .map(|line| {
+                let (name, value) = line.split_once('=').unwrap();
+                (name.to_owned(), value.to_owned())
+            })
+            .collect();
+        let config = Config::from_variables(&variables).unwrap();
+        assert_eq!(config.rejects_topic(), "game_rounds.rejects");
+        let catalog = config.datasets().unwrap();
+        assert_eq!(catalog.iter().count(), 1, "game_rounds only");
+        let topics = config.topics("records");
+        assert_eq!(
+            (topics.records.as_str(), topics.rejects.as_str()),
+            ("records", "records.rejects")
+        );
     }
 
     #[test]

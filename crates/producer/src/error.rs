@@ -48,6 +48,8 @@ pub enum UploadError {
     ClickHouseUnavailable(String),
     #[error("no upload has the id `{0}` (running, committed, or failed in the last day)")]
     UnknownUpload(String),
+    #[error("there is no dataset `{0}`")]
+    UnknownDataset(String),
     #[error("an upload of the same content ({0}) is still in progress; retry when it is done")]
     InProgress(String),
     #[error("the Idempotency-Key header must be 1 to 200 visible ASCII characters")]
@@ -68,7 +70,7 @@ impl ResponseError for UploadError {
             | UploadError::BadQuery(_) => StatusCode::BAD_REQUEST,
             UploadError::Unauthorized => StatusCode::UNAUTHORIZED,
             UploadError::InProgress(_) => StatusCode::CONFLICT,
-            UploadError::UnknownUpload(_) => StatusCode::NOT_FOUND,
+            UploadError::UnknownUpload(_) | UploadError::UnknownDataset(_) => StatusCode::NOT_FOUND,
             UploadError::TooLarge { .. }
             | UploadError::LineTooLong { .. }
             | UploadError::HeaderTooLarge { .. }

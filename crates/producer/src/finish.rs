@@ -36,7 +36,10 @@ pub async fn finish_upload(
     receipt: &Receipt,
     idempotency_key: Option<&str>,
 ) -> Result<Finished, UploadError> {
-    let claim = match receipts.claim(&receipt.sha256, &receipt.upload_id).await {
+    let claim = match receipts
+        .claim(&receipt.content_key(), &receipt.upload_id)
+        .await
+    {
         Ok(claim) => claim,
         Err(error) => {
             transaction.abort().await;
@@ -55,7 +58,9 @@ pub async fn finish_upload(
         });
     }
     if let Err(error) = transaction.commit().await {
-        receipts.release(&receipt.sha256, &receipt.upload_id).await;
+        receipts
+            .release(&receipt.content_key(), &receipt.upload_id)
+            .await;
         return Err(error.into());
     }
     if let Err(error) = receipts.save(receipt, idempotency_key).await {

@@ -118,6 +118,13 @@ fn create_producer(config: &ClientConfig) -> Result<CountingProducer, KafkaError
     Ok(Arc::new(config.create_with_context(Deliveries::default())?))
 }
 
+/// Where one dataset's uploads go: its records' topic and its rejects' topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    pub records: String,
+    pub rejects: String,
+}
+
 /// What a [`RoundProducer`] needs, built from each service's configuration: the producer's
 /// (`Config::kafka`) or the watcher's.
 #[derive(Debug, Clone)]
@@ -146,11 +153,13 @@ pub struct ProducerSettings {
 }
 
 impl ProducerSettings {
-    /// Makes sure the rounds and the rejects topics exist, creating a missing one with
-    /// `partitions` and `replication_factor`. Kafka being down at start-up is not fatal (`/ready`
-    /// says so, and uploads fail until it is back): the failure is logged, the rest skipped.
-    pub async fn ensure_topics(&self, partitions: i32, replication_factor: i32) {
-        for topic in [&self.topic, &self.rejects_topic] {
+    /// Makes sure the rounds and the rejects topics exist, and those of `others` (other
+    /// datasets), creating a missing one with `partitions` and `replication_factor`. Kafka being
+    /// down at start-up is not fatal (`/ready` says so, and uploads fail until it is back): the
+    /// failure is logged, the rest skipped.
+    pub async fn ensure_topics(&self, others: &[Topics], partitions: i32, replication_factor: i32) {
+        let others = others.iter().flat_map(|t| [&t.records, &t.rejects]);
+        for topic in [&self.topic, &self.rejects_topic].into_iter().chain(others) {
             let created = sluice_schema::kafka::ensure_topic(
                 &self.brokers,
                 topic,
@@ -457,6 +466,13 @@ pub struct UploadTransaction {
 }
 
 impl UploadTransaction {
+    /// The same transaction, its records and rejects sent to `topics` (another dataset's).
+    pub fn to(mut self, topics: Topics) -> UploadTransaction {
+        self.topic = topics.records;
+        self.rejects_topic = topics.rejects;
+        self
+    }
+
     /// A window of at most `max_in_flight` unacknowledged records. When transactional, every
     /// `max_rows_per_transaction` records it commits what was sent and begins the next
     /// transaction on the same producer (see [`DeliveryWindow::send`]).

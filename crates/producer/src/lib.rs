@@ -55,10 +55,20 @@ impl Application {
     /// listener.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         config.validate()?;
+        let datasets = config.datasets()?;
         let settings = config.kafka();
+        let others: Vec<_> = datasets
+            .iter()
+            .filter(|d| d.spec.name != sluice_schema::dataset::GAME_ROUNDS)
+            .map(|d| config.topics(&d.spec.name))
+            .collect();
         // Kafka being down at start-up is not fatal: `/ready` says so and uploads get 503.
         settings
-            .ensure_topics(config.topic_partitions, config.topic_replication_factor)
+            .ensure_topics(
+                &others,
+                config.topic_partitions,
+                config.topic_replication_factor,
+            )
             .await;
         if !config.authenticates_uploads() {
             tracing::warn!(
@@ -74,6 +84,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let state = web::Data::new(routes::AppState {
             producer,
+            datasets,
             receipts,
             landing: landing::Landing::new(&config)?,
             config: config.clone(),

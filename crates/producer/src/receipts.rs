@@ -1,7 +1,8 @@
 //! Upload receipts in Redis: what makes re-uploads idempotent and `GET /uploads/{id}` possible.
 //!
 //! Keys (`P` = the configured prefix): `P upload:{id}` → the receipt as JSON;
-//! `P upload:sha256:{hex}` → the id of the upload that claimed that content;
+//! `P upload:sha256:{hex}` (`P upload:sha256:{dataset}/{hex}` for a dataset other than
+//! `game_rounds`) → the id of the upload that claimed that content;
 //! `P upload:key:{idempotency key}` → the id of the upload made with that key;
 //! `P upload:aliases:{id}` → set of the ids under which the same content was sent again (each
 //! re-send's records carry its own id, and may land: see [`ReceiptStore::add_alias`]);

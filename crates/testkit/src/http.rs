@@ -34,11 +34,23 @@ pub async fn upload_csv_with_headers(
     mime: &str,
     headers: &[(&str, &str)],
 ) -> Upload {
+    upload_to(producer_url, "/csv_upload", bytes, mime, headers).await
+}
+
+/// Uploads `bytes` as the `file` part to the producer's `path` (`/csv_upload`,
+/// `/datasets/{name}/upload`), with extra request headers.
+pub async fn upload_to(
+    producer_url: &str,
+    path: &str,
+    bytes: Vec<u8>,
+    mime: &str,
+    headers: &[(&str, &str)],
+) -> Upload {
     let part = reqwest::multipart::Part::bytes(bytes)
-        .file_name("game_rounds.csv")
+        .file_name("upload.csv")
         .mime_str(mime)
         .expect("a valid media type");
-    let mut request = reqwest::Client::new().post(format!("{producer_url}/csv_upload"));
+    let mut request = reqwest::Client::new().post(format!("{producer_url}{path}"));
     for (name, value) in headers {
         request = request.header(*name, *value);
     }

@@ -206,6 +206,7 @@ impl Config {
     pub fn rejects_topic(&self) -> String {
         self.rejects_topic
             .clone()
+            .filter(|topic| !topic.is_empty())
             .unwrap_or_else(|| format!("{}.rejects", self.topic))
     }
 

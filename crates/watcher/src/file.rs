@@ -570,6 +570,7 @@ async fn ingest_parquet(
         bytes: 0,
         sha256: String::new(),
         unknown_columns,
+        dataset: None,
         started,
     }))
 }

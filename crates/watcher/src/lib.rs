@@ -63,7 +63,11 @@ impl Application {
         }
         let kafka = config.kafka();
         kafka
-            .ensure_topics(config.topic_partitions, config.topic_replication_factor)
+            .ensure_topics(
+                &[],
+                config.topic_partitions,
+                config.topic_replication_factor,
+            )
             .await;
         let instance = config.instance_id();
         let context = Arc::new(file::Context {

@@ -142,6 +142,9 @@ pub async fn ingest_body(
         progress,
     } = options;
     let started = Instant::now();
+    let dataset = Some(plan.dataset())
+        .filter(|name| *name != sluice_schema::dataset::GAME_ROUNDS)
+        .map(str::to_owned);
     let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(BODY_CHUNKS_BUFFERED);
     let encoding = Arc::new(OnceLock::new());
     let rows = Rows::new(sink, &upload_id, &limits).with_progress(progress.clone());
@@ -158,6 +161,7 @@ pub async fn ingest_body(
         bytes: body.bytes,
         sha256: sha256.or(body.sha256.map(hex::encode)).unwrap_or_default(),
         unknown_columns,
+        dataset,
         started,
     }))
 }

@@ -29,9 +29,21 @@ pub struct Receipt {
     /// The file this came from, for files the watcher picked up (absent for uploads).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// The dataset the rows went to; absent for `game_rounds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
 }
 
 impl Receipt {
+    /// What identifies the upload's content for de-duplication: its SHA-256, within its
+    /// dataset (the same file sent to two datasets is two uploads).
+    pub fn content_key(&self) -> String {
+        match &self.dataset {
+            Some(dataset) => format!("{dataset}/{}", self.sha256),
+            None => self.sha256.clone(),
+        }
+    }
+
     /// Counts its rows on the counter `rows` (by `outcome`) and its bytes on `bytes`.
     pub fn count(&self, rows: &'static str, bytes: &'static str) {
         use crate::metric::{ACCEPTED, REJECTED};
@@ -68,6 +80,8 @@ pub struct Summary {
     pub bytes: u64,
     pub sha256: String,
     pub unknown_columns: Vec<String>,
+    /// The dataset, when not `game_rounds`.
+    pub dataset: Option<String>,
     /// When the ingest started, for `duration_ms`.
     pub started: Instant,
 }
@@ -111,6 +125,7 @@ impl Tally {
             unknown_columns_count,
             rejects: self.rejects.into_iter().map(RowReject::from).collect(),
             source: None,
+            dataset: summary.dataset,
         }
     }
 }

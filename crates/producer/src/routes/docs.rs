@@ -18,8 +18,9 @@ use crate::ingest::{Receipt, RowReject};
 #[openapi(
     info(
         title = "Sluice producer",
-        description = "Uploads of game-round exports (CSV, plain or gzip/zstd) into Kafka, one \
-            transaction per upload, and what became of them.\n\n\
+        description = "Uploads of game-round exports and of files of the datasets declared in \
+            `datasets/<name>.toml` (CSV, plain or gzip/zstd) into Kafka, one transaction per \
+            upload, and what became of them.\n\n\
             Every error is RFC 9457 problem details (`application/problem+json`). A method a \
             path does not have is answered 405 with an `Allow` header; an unknown path 404. \
             When the producer is configured with upload tokens \
@@ -28,6 +29,7 @@ use crate::ingest::{Receipt, RowReject};
     ),
     paths(
         upload::csv_upload,
+        upload::dataset_upload,
         upload::list_uploads,
         upload::get_upload,
         upload::get_rejects,

@@ -7,6 +7,8 @@ mod upload;
 use actix_web::web;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use sluice_schema::dataset::Catalog;
+
 use crate::config::Config;
 use crate::kafka::RoundProducer;
 use crate::landing::Landing;
@@ -15,6 +17,8 @@ use crate::receipts::ReceiptStore;
 /// Shared by every request.
 pub struct AppState {
     pub producer: RoundProducer,
+    /// The datasets uploads may go to.
+    pub datasets: Catalog,
     pub receipts: ReceiptStore,
     pub landing: Landing,
     pub config: Config,
@@ -26,6 +30,9 @@ pub struct AppState {
 /// [`sluice_schema::problem::problem_details`]), never a 404.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/csv_upload").route(web::post().to(upload::csv_upload)))
+        .service(
+            web::resource("/datasets/{name}/upload").route(web::post().to(upload::dataset_upload)),
+        )
         .service(web::resource("/uploads").route(web::get().to(upload::list_uploads)))
         .service(web::resource("/uploads/{id}").route(web::get().to(upload::get_upload)))
         .service(web::resource("/uploads/{id}/rejects").route(web::get().to(upload::get_rejects)))

@@ -17,6 +17,8 @@ use crate::ingest::{ingest_body, new_upload_id, IngestOptions, Progress, Receipt
 use crate::kafka::UploadTransaction;
 use crate::pace::{PaceLimits, Paced};
 use crate::tracking::Tracker;
+use sluice_schema::dataset::plan::Plan;
+use sluice_schema::dataset::GAME_ROUNDS;
 use sluice_schema::problem::Problem;
 
 /// Refuses (401) a request without one of the configured upload tokens; admits every request
@@ -89,8 +91,71 @@ pub async fn csv_upload(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, UploadError> {
-    authorize(&request, &state)?;
-    let idempotency_key = idempotency_key(&request)?;
+    upload_to(&state, &request, payload, GAME_ROUNDS).await
+}
+
+/// Uploads a file of the dataset `name` (`multipart/form-data`, the file in the field `file`).
+///
+/// The same contract as `POST /csv_upload` — one Kafka transaction, receipts, idempotency by
+/// content and `Idempotency-Key` (both within the dataset) — with the rows read by the
+/// dataset's spec (`datasets/<name>.toml`) and sent to its topic. `game_rounds` is
+/// `POST /csv_upload`.
+#[utoipa::path(
+    post,
+    path = "/datasets/{name}/upload",
+    tag = "uploads",
+    security(("upload_token" = [])),
+    params(
+        ("name" = String, Path, description = "The dataset, as `GET /datasets` of the gateway \
+            lists them"),
+        ("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,200}$",
+            description = "1 to 200 visible ASCII characters, within the dataset."),
+    ),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "Every accepted row is committed to Kafka; the receipt \
+            names the dataset", body = Receipt),
+        (status = 400, description = "Not multipart/form-data, no `file` field, or a body that \
+            cannot be read", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = NoToken),
+        (status = 404, description = "No dataset of that name", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 413, description = "Too large", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 422, description = "The header cannot be used (a column of the dataset \
+            missing)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
+    )
+)]
+#[instrument(skip_all, fields(dataset = %name))]
+pub async fn dataset_upload(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    name: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, UploadError> {
+    upload_to(&state, &request, payload, &name).await
+}
+
+/// An upload of a file of `dataset`.
+async fn upload_to(
+    state: &AppState,
+    request: &HttpRequest,
+    payload: web::Payload,
+    dataset: &str,
+) -> Result<HttpResponse, UploadError> {
+    authorize(request, state)?;
+    let dataset = state
+        .datasets
+        .get(dataset)
+        .ok_or_else(|| UploadError::UnknownDataset(dataset.to_owned()))?;
+    let name = dataset.spec.name.as_str();
+    // A key is the client's for one dataset: another dataset's upload with it is not a replay.
+    let idempotency_key = idempotency_key(request)?.map(|key| match name {
+        GAME_ROUNDS => key.to_owned(),
+        _ => format!("{name}/{key}"),
+    });
+    let idempotency_key = idempotency_key.as_deref();
     if let Some(key) = idempotency_key {
         if let Some(receipt) = state.receipts.by_idempotency_key(key).await? {
             return Ok(replay(receipt));
@@ -125,8 +190,12 @@ pub async fn csv_upload(
             }
         }
         // A slot first: a request refused for want of one never started (nothing tracked).
-        let transaction = begin(&state).await?;
-        return answer(tracked(&state, transaction, field, idempotency_key, too_slow).await);
+        let transaction = begin(state).await?.to(state.config.topics(name));
+        let upload = Upload {
+            plan: Arc::clone(&dataset.plan),
+            idempotency_key,
+        };
+        return answer(tracked(state, transaction, field, upload, too_slow).await);
     }
     Err(UploadError::NoFileField)
 }
@@ -154,15 +223,22 @@ async fn begin(state: &AppState) -> Result<UploadTransaction, UploadError> {
     Err(failure)
 }
 
+/// What one upload request asks for: its dataset's plan and its idempotency key, if any.
+struct Upload<'a> {
+    plan: Arc<Plan>,
+    idempotency_key: Option<&'a str>,
+}
+
 /// Runs the upload of `field` in `transaction`, its counts reported while it runs and its end
 /// recorded ([`Tracker`]); `too_slow` says when a failure was the client's pace.
 async fn tracked(
     state: &AppState,
     transaction: UploadTransaction,
     field: actix_multipart::Field,
-    idempotency_key: Option<&str>,
+    upload: Upload<'_>,
     too_slow: impl Fn(UploadError) -> UploadError,
 ) -> Result<Outcome, UploadError> {
+    let idempotency_key = upload.idempotency_key;
     let upload_id = new_upload_id();
     let progress = Arc::new(Progress::default());
     let tracker = Tracker::start(
@@ -177,13 +253,13 @@ async fn tracked(
     ));
     let options = IngestOptions {
         format: TextFormat::Csv,
-        plan: sluice_schema::dataset::plan::game_rounds(),
+        plan: upload.plan,
         limits: state.config.limits(),
         upload_id,
         sha256: None,
         progress: Some(progress),
     };
-    let result = upload(state, transaction, body, options, idempotency_key)
+    let result = ingest_and_finish(state, transaction, body, options, idempotency_key)
         .await
         .map_err(too_slow);
     tracker.end(result.as_ref().err()).await;
@@ -210,7 +286,7 @@ fn answer(result: Result<Outcome, UploadError>) -> Result<HttpResponse, UploadEr
 
 /// Streams the file in a transaction, then commits it or, for a duplicate, aborts it
 /// ([`finish_upload`]).
-async fn upload(
+async fn ingest_and_finish(
     state: &AppState,
     transaction: UploadTransaction,
     body: impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Unpin,
@@ -309,6 +385,18 @@ pub async fn get_upload(
         };
     };
     let accepted = receipt.accepted;
+    if let Some(dataset) = &receipt.dataset {
+        let reconciliation = serde_json::json!({
+            "accepted": accepted,
+            "landed": null,
+            "status": "unknown",
+            "error": format!("the rows of dataset `{dataset}` are not counted in ClickHouse yet"),
+        });
+        return Ok(HttpResponse::Ok().json(Reconciled {
+            receipt,
+            reconciliation,
+        }));
+    }
     let mut ids = state.receipts.aliases(&id).await?;
     ids.push(id.to_string());
     let reconciliation = match state.landing.landed(&ids).await {

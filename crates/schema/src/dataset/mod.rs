@@ -408,6 +408,9 @@ impl Catalog {
     }
 }
 
+/// The built-in dataset's name.
+pub const GAME_ROUNDS: &str = "game_rounds";
+
 /// `datasets/game_rounds.toml`, the first spec.
 pub const GAME_ROUNDS_TOML: &str = include_str!("../../../../datasets/game_rounds.toml");
 

@@ -1,0 +1,138 @@
+//! Uploads of a dataset declared in a file (`datasets/records.toml`) through
+//! `POST /datasets/{name}/upload`: rows read by the spec, records on the dataset's own topic
+//! in the spec's Avro schema, rejects naming the spec's column, receipts and idempotency within
+//! the dataset; `game_rounds` through the same route is `POST /csv_upload`.
+
+mod common;
+
+use std::time::Duration;
+
+use apache_avro::types::Value;
+use common::{spawn_producer, HEADER};
+use sluice_schema::dataset::plan::Plan;
+use sluice_schema::dataset::Spec;
+use sluice_testkit::stack::workspace_root;
+use sluice_testkit::{http, kafka, unique};
+
+const RECORDS: &str = "id,created_at,country,category,amount\n\
+                       1,2024-01-02 03:04:05,usa,Books,12.5\n\
+                       2,2024-01-02 03:04:06, GBR ,Toys,0.01\n\
+                       3,2024-01-02 03:04:07,US,Toys,1\n";
+
+fn records_spec() -> Spec {
+    Spec::read(&workspace_root().join("datasets/records.toml")).unwrap()
+}
+
+/// The fields of a record on the topic, decoded with the spec's schema after checking its
+/// single-object header.
+fn decode(spec: &Spec, message: &[u8]) -> Vec<Value> {
+    let plan = Plan::compile(spec);
+    let (header, mut datum) = message.split_at(plan.header().len());
+    assert_eq!(header, plan.header(), "the spec's schema fingerprint");
+    let schema = apache_avro::Schema::parse(&sluice_schema::dataset::avro::schema(spec)).unwrap();
+    match apache_avro::from_avro_datum(&schema, &mut datum, None).unwrap() {
+        Value::Record(fields) => fields.into_iter().map(|(_, value)| value).collect(),
+        other => panic!("not a record: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_records_file_is_read_by_its_spec_and_sent_to_the_datasets_own_topic() {
+    let prefix = format!("{}.", unique("datasets"));
+    let producer = spawn_producer(|config| {
+        config.datasets_dir = Some(workspace_root().join("datasets").display().to_string());
+        config.dataset_topic_prefix = prefix.clone();
+    })
+    .await;
+    let path = "/datasets/records/upload";
+    let upload = http::upload_to(&producer.url, path, RECORDS.into(), "text/csv", &[]).await;
+    assert_eq!(upload.status, 200, "{}", upload.body);
+    let receipt = &upload.body;
+    assert_eq!(receipt["dataset"], "records");
+    assert_eq!(
+        (receipt["accepted"].as_u64(), receipt["rejected"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(
+        receipt["rejects"][0],
+        serde_json::json!({"line": 4, "column": "country", "reason": "not 3 letters"})
+    );
+
+    let topic = format!("{prefix}records");
+    let messages = kafka::consume(&topic, 2, 3, Duration::from_secs(8)).await;
+    assert_eq!(messages.len(), 2, "the two accepted rows, and nothing else");
+    let spec = records_spec();
+    let mut rows: Vec<Vec<Value>> = messages.iter().map(|m| decode(&spec, &m.payload)).collect();
+    rows.sort_by_key(|fields| format!("{:?}", fields[0]));
+    let upload_id = Value::String(receipt["upload_id"].as_str().unwrap().to_owned());
+    let text = |t: &str| Value::String(t.to_owned());
+    assert_eq!(
+        rows,
+        [
+            vec![
+                Value::Long(1),
+                Value::Long(1_704_164_645_000),
+                text("USA"),
+                text("Books"),
+                Value::Long(1250),
+                upload_id.clone()
+            ],
+            vec![
+                Value::Long(2),
+                Value::Long(1_704_164_646_000),
+                text("GBR"),
+                text("Toys"),
+                Value::Long(1),
+                upload_id
+            ],
+        ]
+    );
+    let rejects = kafka::consume(&format!("{topic}.rejects"), 2, 2, Duration::from_secs(5)).await;
+    assert_eq!(rejects.len(), 1);
+
+    // The same content again is the same upload; to game_rounds it is another upload, whose
+    // header lacks the game-round columns.
+    let again = http::upload_to(&producer.url, path, RECORDS.into(), "text/csv", &[]).await;
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(again.body["upload_id"], receipt["upload_id"]);
+    let rounds = http::upload_csv(&producer.url, RECORDS.into(), "text/csv").await;
+    assert_eq!(rounds.status, 422, "{}", rounds.body);
+    assert!(rounds.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("game_instance_id"));
+}
+
+#[tokio::test]
+async fn game_rounds_through_the_dataset_route_is_a_csv_upload_and_an_unknown_dataset_is_404() {
+    let producer = spawn_producer(|_| {}).await;
+    let csv = format!(
+        "{HEADER}2019-10-22 08:20:42,20000,9ece8c4020f8aed10676cd1c56a41889,24002,2.5,NaN,,0,\
+         Reactoonz,Play'n GO\n"
+    );
+    let path = "/datasets/game_rounds/upload";
+    let upload = http::upload_to(&producer.url, path, csv.clone().into(), "text/csv", &[]).await;
+    assert_eq!(upload.status, 200, "{}", upload.body);
+    assert_eq!(
+        upload.body.get("dataset"),
+        None,
+        "a game-round receipt is unchanged"
+    );
+    let messages = kafka::consume(&producer.topic, 2, 2, Duration::from_secs(6)).await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].key, b"9ece8c4020f8aed10676cd1c56a41889");
+    let replay = http::upload_csv(&producer.url, csv.into(), "text/csv").await;
+    assert_eq!(replay.body["upload_id"], upload.body["upload_id"]);
+
+    // Without a datasets directory, only game_rounds is served.
+    let unknown = http::upload_to(
+        &producer.url,
+        "/datasets/records/upload",
+        RECORDS.into(),
+        "text/csv",
+        &[],
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.body["detail"], "there is no dataset `records`");
+}
