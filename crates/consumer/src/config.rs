@@ -1,8 +1,11 @@
 //! Consumer configuration, read once at start-up from `SLUICE_CONSUMER_*` environment variables.
 
+use std::path::Path;
+
 use secrecy::SecretString;
 use serde::Deserialize;
 use sluice_schema::config::{ClickHouseSettings, ServiceConfig};
+use sluice_schema::dataset::{Catalog, Dataset, SpecError, GAME_ROUNDS};
 
 /// Every setting of the consumer. Each field is read from `SLUICE_CONSUMER_<FIELD>`.
 #[derive(Debug, Clone, Deserialize)]
@@ -27,6 +30,18 @@ pub struct Config {
     /// Default: the topic's name followed by `.dlq`.
     #[serde(default)]
     pub dead_letter_topic: Option<String>,
+    /// Directory of dataset specs (`<name>.toml`, see `datasets/`). Default: none.
+    #[serde(default)]
+    pub datasets_dir: Option<String>,
+    /// The datasets of `datasets_dir` this instance serves besides `game_rounds`, comma
+    /// separated: each is read from its topic into its versions table (`<name>_versions`,
+    /// created if missing). Default: none.
+    #[serde(default)]
+    pub datasets: String,
+    /// Prefix of the served datasets' topics (`<prefix><name>`), as the producer's
+    /// `SLUICE_PRODUCER_DATASET_TOPIC_PREFIX`. Default empty.
+    #[serde(default)]
+    pub dataset_topic_prefix: String,
     /// Consumer group; every instance of one group shares the partitions. Default `sluice-consumer`.
     #[serde(default = "defaults::group_id")]
     pub group_id: String,
@@ -91,10 +106,47 @@ impl Config {
             .unwrap_or_else(|| format!("{}.rejects", self.topic))
     }
 
+    /// The datasets this instance serves besides `game_rounds`, from `datasets_dir`.
+    pub fn served_datasets(&self) -> Result<Vec<Dataset>, SpecError> {
+        let names: Vec<&str> = self
+            .datasets
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .collect();
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dir = self
+            .datasets_dir
+            .as_deref()
+            .filter(|d| !d.is_empty())
+            .unwrap_or(".");
+        let catalog = Catalog::read(Path::new(dir))?;
+        names
+            .into_iter()
+            .map(|name| match catalog.get(name) {
+                Some(dataset) if name != GAME_ROUNDS => Ok(dataset.clone()),
+                _ => Err(SpecError::Invalid {
+                    file: dir.to_owned(),
+                    field: "SLUICE_CONSUMER_DATASETS".to_owned(),
+                    problem: format!("no dataset `{name}` to serve besides game_rounds"),
+                    fix: "name datasets of SLUICE_CONSUMER_DATASETS_DIR (game_rounds is always served)".to_owned(),
+                }),
+            })
+            .collect()
+    }
+
+    /// The topic of the dataset `name`'s records.
+    pub fn dataset_topic(&self, name: &str) -> String {
+        format!("{}{name}", self.dataset_topic_prefix)
+    }
+
     /// The dead-letter topic's name.
     pub fn dead_letter_topic(&self) -> String {
         self.dead_letter_topic
             .clone()
+            .filter(|topic| !topic.is_empty())
             .unwrap_or_else(|| format!("{}.dlq", self.topic))
     }
 
@@ -111,6 +163,9 @@ impl Config {
             topic_partitions: defaults::topic_partitions(),
             rejects_topic: None,
             dead_letter_topic: None,
+            datasets_dir: None,
+            datasets: String::new(),
+            dataset_topic_prefix: String::new(),
             group_id: defaults::group_id(),
             session_timeout_ms: defaults::session_timeout_ms(),
             max_poll_interval_ms: defaults::max_poll_interval_ms(),

@@ -9,9 +9,12 @@
 //! - [`marks`]: the hours each batch changes, marked dirty in Redis around its insert, so the
 //!   rollups' readers take them from raw rows until they are recomputed (docs/PROCESSING.md).
 //! - [`pipeline`]: the loop tying them together, with retries and graceful shutdown.
+//! - [`datasets`]: the other datasets it serves (issue 14), each from its topic into its
+//!   versions table.
 
 pub mod batcher;
 pub mod config;
+pub mod datasets;
 pub mod inserter;
 pub mod kafka;
 pub mod marks;
@@ -32,6 +35,7 @@ pub use config::Config;
 pub struct Application {
     server: HealthServer,
     pipeline: pipeline::Pipeline,
+    datasets: Vec<datasets::DatasetIngest>,
 }
 
 struct HealthState {
@@ -62,6 +66,7 @@ impl Application {
             )
             .await?;
         }
+        let datasets = start_datasets(&config, &clickhouse).await?;
         let dead_letters = kafka::DeadLetters::new(&config)?;
         let probe = MetadataProbe::of_brokers(&config.kafka_brokers)?;
         let notes = kafka::RebalanceNotes::new(config.topic_partitions);
@@ -82,6 +87,7 @@ impl Application {
         let server = HealthServer::bind("consumer", &config.listen_addr, None, state, ready)?;
         Ok(Application {
             server,
+            datasets,
             pipeline: pipeline::Pipeline {
                 consumer,
                 notes,
@@ -102,8 +108,34 @@ impl Application {
 
     /// Consumes until `shutdown` fires; then flushes and commits what it holds and returns.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        self.server.serve_while(self.pipeline.run(shutdown)).await
+        let datasets = self
+            .datasets
+            .into_iter()
+            .map(|ingest| ingest.run(shutdown.clone()));
+        let datasets = futures::future::join_all(datasets);
+        let pipeline = self.pipeline.run(shutdown);
+        self.server
+            .serve_while(async move {
+                futures::join!(pipeline, datasets);
+            })
+            .await
     }
+}
+
+/// The ingest of every dataset served besides game rounds (on one server only, for now).
+async fn start_datasets(
+    config: &Config,
+    clickhouse: &clickhouse::Client,
+) -> anyhow::Result<Vec<datasets::DatasetIngest>> {
+    let served = config.served_datasets()?;
+    if !served.is_empty() && config.clickhouse.cluster.is_some() {
+        anyhow::bail!("SLUICE_CONSUMER_DATASETS is served on one ClickHouse server only for now; unset SLUICE_CONSUMER_CLICKHOUSE_CLUSTER or SLUICE_CONSUMER_DATASETS");
+    }
+    let mut started = Vec::with_capacity(served.len());
+    for dataset in &served {
+        started.push(datasets::DatasetIngest::start(config, dataset, clickhouse.clone()).await?);
+    }
+    Ok(started)
 }
 
 /// Readiness: the loop runs (group joined, migrations applied), and ClickHouse, Kafka and Redis

@@ -13,6 +13,7 @@ pub mod json;
 #[cfg(feature = "parquet")]
 pub mod parquet;
 pub mod plan;
+pub mod rowbinary;
 
 use std::collections::HashSet;
 use std::path::Path;

@@ -1,0 +1,224 @@
+//! Datasets other than game rounds (issue 14). Each dataset the consumer serves
+//! (`SLUICE_CONSUMER_DATASETS`) is read from its own topic by a Kafka consumer of its own
+//! (group `<group_id>.<name>`, read-committed), each record converted by its spec
+//! ([`Converter`]) and the batch inserted into the dataset's versions table in one `RowBinary`
+//! insert, retried until ClickHouse acknowledges it; only then are the batch's offsets stored
+//! for the next auto-commit.
+//!
+//! Effectively once: a record redelivered after a crash comes back with the same Kafka
+//! timestamp and offset, so the same `version`, and the versions table (a `ReplacingMergeTree`
+//! whose key ends with `version`) keeps one row of it; a record's later version (a re-upload)
+//! has a greater one. A record the table cannot hold is kept in the `quarantine` table with the
+//! reason, in the same round as its batch, never dropped and never stored as something else.
+//!
+//! Game rounds keep their own pipeline (`pipeline`): dirty hours, rollups and the dead-letter
+//! topic are theirs alone so far.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use clickhouse::Client;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use sluice_rollup::version_of;
+use sluice_schema::backoff::Backoff;
+use sluice_schema::dataset::rowbinary::Converter;
+use sluice_schema::dataset::{clickhouse::versions_table, Dataset};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::inserter::{QuarantineRow, QUARANTINE_TABLE};
+
+/// One served dataset's ingest: its consumer, converter and ClickHouse client.
+pub struct DatasetIngest {
+    name: String,
+    topic: String,
+    consumer: StreamConsumer,
+    converter: Converter,
+    clickhouse: Client,
+    max_rows: usize,
+    timeout: Duration,
+}
+
+/// A batch as converted: the rows, the messages the table cannot hold, and where each
+/// partition resumes.
+#[derive(Default)]
+struct Batch {
+    rows: Vec<u8>,
+    count: usize,
+    poison: Vec<(i32, i64, String, Vec<u8>)>,
+    next_offsets: BTreeMap<i32, i64>,
+}
+
+impl DatasetIngest {
+    /// Creates the dataset's versions table if missing and joins its consumer group.
+    pub async fn start(
+        config: &Config,
+        dataset: &Dataset,
+        clickhouse: Client,
+    ) -> anyhow::Result<DatasetIngest> {
+        let name = dataset.spec.name.clone();
+        clickhouse
+            .query(&versions_table(&dataset.spec))
+            .execute()
+            .await?;
+        let topic = config.dataset_topic(&name);
+        sluice_schema::kafka::ensure_topic(
+            &config.kafka_brokers,
+            &topic,
+            config.topic_partitions,
+            1,
+        )
+        .await?;
+        let consumer = subscribe(config, &name, &topic)?;
+        Ok(DatasetIngest {
+            converter: Converter::compile(&dataset.spec),
+            name,
+            topic,
+            consumer,
+            clickhouse,
+            max_rows: config.batch_max_rows,
+            timeout: Duration::from_millis(config.batch_timeout_ms),
+        })
+    }
+
+    /// Consumes until `shutdown` fires, writing each batch before the next; the batch being
+    /// filled when it fires is written first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!(dataset = %self.name, topic = %self.topic, "Dataset ingest running.");
+        loop {
+            let batch = self.fill(&shutdown).await;
+            if !batch.next_offsets.is_empty() && !self.write(&batch, &shutdown).await {
+                return;
+            }
+            if shutdown.is_cancelled() {
+                return;
+            }
+        }
+    }
+
+    /// Reads messages until `max_rows`, the batch timeout after the first, or shutdown.
+    async fn fill(&self, shutdown: &CancellationToken) -> Batch {
+        let mut batch = Batch::default();
+        let mut deadline = None;
+        while batch.count < self.max_rows {
+            let next = async {
+                match deadline {
+                    Some(at) => tokio::time::timeout_at(at, self.consumer.recv()).await.ok(),
+                    None => Some(self.consumer.recv().await),
+                }
+            };
+            let message = tokio::select! {
+                message = next => message,
+                () = shutdown.cancelled() => None,
+            };
+            let Some(message) = message else { break };
+            let message = match message {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::warn!(%error, dataset = %self.name, "Could not consume; retrying.");
+                    continue;
+                }
+            };
+            deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.timeout);
+            let (partition, offset) = (message.partition(), message.offset());
+            let version = version_of(message.timestamp().to_millis(), offset);
+            let payload = message.payload().unwrap_or_default();
+            match self.converter.append(payload, version, &mut batch.rows) {
+                Ok(()) => batch.count += 1,
+                Err(reason) => batch
+                    .poison
+                    .push((partition, offset, reason, payload.to_vec())),
+            }
+            batch.next_offsets.insert(partition, offset + 1);
+        }
+        batch
+    }
+
+    /// Inserts the batch's rows and poison, retrying until ClickHouse takes them, then stores
+    /// its offsets. False when shutdown came first (nothing stored: the batch is read again).
+    async fn write(&self, batch: &Batch, shutdown: &CancellationToken) -> bool {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            match self.insert(batch).await {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::warn!(%error, dataset = %self.name, "Insert failed; retrying.");
+                    metrics::counter!(crate::metric::INSERT_FAILURES_TOTAL).increment(1);
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff.next_wait()) => {}
+                () = shutdown.cancelled() => return false,
+            }
+        }
+        if !batch.poison.is_empty() {
+            tracing::warn!(dataset = %self.name, count = batch.poison.len(), "Records the table cannot hold were quarantined.");
+            metrics::counter!(crate::metric::POISON_MESSAGES_TOTAL)
+                .increment(batch.poison.len() as u64);
+        }
+        if let Err(error) = self.store_offsets(batch) {
+            // Not stored: the batch is read again and lands as the same rows.
+            tracing::warn!(%error, dataset = %self.name, "Could not store offsets.");
+        }
+        true
+    }
+
+    async fn insert(&self, batch: &Batch) -> Result<(), clickhouse::error::Error> {
+        if batch.count > 0 {
+            let mut insert = self
+                .clickhouse
+                .insert_formatted_with(self.converter.insert_statement());
+            insert
+                .send(bytes::Bytes::copy_from_slice(&batch.rows))
+                .await?;
+            insert.end().await?;
+        }
+        if batch.poison.is_empty() {
+            return Ok(());
+        }
+        let mut insert = self
+            .clickhouse
+            .insert::<QuarantineRow<'_>>(QUARANTINE_TABLE)
+            .await?;
+        for (partition, offset, error, payload) in &batch.poison {
+            insert
+                .write(&QuarantineRow {
+                    source_topic: &self.topic,
+                    source_partition: *partition,
+                    source_offset: *offset,
+                    error,
+                    payload_hex: hex::encode(payload),
+                })
+                .await?;
+        }
+        insert.end().await
+    }
+
+    fn store_offsets(&self, batch: &Batch) -> KafkaResult<()> {
+        let mut list = TopicPartitionList::new();
+        for (partition, next) in &batch.next_offsets {
+            list.add_partition_offset(&self.topic, *partition, Offset::Offset(*next))?;
+        }
+        self.consumer.store_offsets(&list)
+    }
+}
+
+/// A read-committed consumer of `topic` in the dataset's own group; offsets are stored by
+/// [`DatasetIngest::write`] and auto-committed.
+fn subscribe(config: &Config, name: &str, topic: &str) -> KafkaResult<StreamConsumer> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka_brokers)
+        .set("group.id", format!("{}.{name}", config.group_id))
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.commit.interval.ms", "1000")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("session.timeout.ms", config.session_timeout_ms.to_string())
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    Ok(consumer)
+}

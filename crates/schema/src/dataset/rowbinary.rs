@@ -1,0 +1,288 @@
+//! A dataset's records, from their Avro single-object encoding (as [`super::plan`] writes them)
+//! to rows of its versions table ([`super::clickhouse::versions_table`]) in ClickHouse's
+//! `RowBinary`: every column in the spec's order, then `version`.
+//!
+//! Read field by field like the plan writes them, and checked as the table will hold them: a
+//! moment outside `DateTime`'s range, a negative `UInt64`, a decimal beyond `Decimal(18, S)`,
+//! text that is not UTF-8 or holds a NUL is refused with its column, never stored as something
+//! else.
+
+use integer_encoding::VarInt;
+
+use super::{Column, Kind, Spec};
+use crate::domain::{check_text, stored_seconds, DECIMAL_MAX_SCALED};
+
+/// How one field is read and written.
+#[derive(Debug, Clone, Copy)]
+enum Field {
+    String,
+    Int64,
+    Uint64,
+    Float32,
+    Float64,
+    Decimal,
+    Timestamp,
+}
+
+/// A spec compiled for conversion; see the module.
+#[derive(Debug, Clone)]
+pub struct Converter {
+    header: Vec<u8>,
+    table: String,
+    columns: Vec<(String, Field, bool)>,
+}
+
+impl Converter {
+    /// Compiles `spec` (checked when it was parsed).
+    pub fn compile(spec: &Spec) -> Converter {
+        let header = super::plan::Plan::compile(spec).header().to_vec();
+        let columns = spec
+            .columns
+            .iter()
+            .map(|c| (c.name.clone(), field(c), c.nullable))
+            .collect();
+        Converter {
+            header,
+            table: spec.versions_table(),
+            columns,
+        }
+    }
+
+    /// `INSERT INTO <table> (<columns>, version) FORMAT RowBinary` for rows of this converter.
+    pub fn insert_statement(&self) -> String {
+        let names: Vec<&str> = self
+            .columns
+            .iter()
+            .map(|(name, ..)| name.as_str())
+            .collect();
+        format!(
+            "INSERT INTO {} ({}, version) FORMAT RowBinary",
+            self.table,
+            names.join(", ")
+        )
+    }
+
+    /// Appends the row of `message` as version `version` to `out`, or says why the table
+    /// cannot hold it (`out` is then as it was).
+    pub fn append(&self, message: &[u8], version: u64, out: &mut Vec<u8>) -> Result<(), String> {
+        let Some(mut datum) = message.strip_prefix(self.header.as_slice()) else {
+            return Err("not a record of this dataset's schema (unknown header)".to_owned());
+        };
+        let start = out.len();
+        let converted = self.columns.iter().try_for_each(|(name, field, nullable)| {
+            convert(&mut datum, *field, *nullable, out)
+                .map_err(|reason| format!("{name}: {reason}"))
+        });
+        let result = converted.and_then(|()| match datum.is_empty() {
+            true => Ok(()),
+            false => Err(format!("{} bytes after the record", datum.len())),
+        });
+        match result {
+            Ok(()) => {
+                out.extend_from_slice(&version.to_le_bytes());
+                Ok(())
+            }
+            Err(reason) => {
+                out.truncate(start);
+                Err(reason)
+            }
+        }
+    }
+}
+
+fn field(column: &Column) -> Field {
+    match column.kind {
+        Kind::String => Field::String,
+        Kind::Int64 => Field::Int64,
+        Kind::Uint64 => Field::Uint64,
+        Kind::Float32 => Field::Float32,
+        Kind::Float64 => Field::Float64,
+        Kind::Decimal => Field::Decimal,
+        Kind::Timestamp => Field::Timestamp,
+    }
+}
+
+/// One field: a nullable one's union branch (`0` null, `1` the value) becomes RowBinary's
+/// null byte.
+fn convert(
+    datum: &mut &[u8],
+    field: Field,
+    nullable: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    if nullable {
+        match long(datum)? {
+            0 => {
+                out.push(1);
+                return Ok(());
+            }
+            1 => out.push(0),
+            other => return Err(format!("union branch {other}")),
+        }
+    }
+    match field {
+        Field::String => {
+            let length = usize::try_from(long(datum)?).map_err(|_| "a negative length")?;
+            let bytes = take(datum, length)?;
+            let text = std::str::from_utf8(bytes).map_err(|_| "not valid text".to_owned())?;
+            check_text(text).map_err(|e| e.to_string())?;
+            let mut buffer = [0_u8; 10];
+            let written = (length as u64).encode_var(&mut buffer);
+            out.extend_from_slice(&buffer[..written]);
+            out.extend_from_slice(bytes);
+        }
+        Field::Int64 => out.extend_from_slice(&long(datum)?.to_le_bytes()),
+        Field::Uint64 => {
+            let value = u64::try_from(long(datum)?).map_err(|_| "negative")?;
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+        Field::Float32 => out.extend_from_slice(take(datum, 4)?),
+        Field::Float64 => out.extend_from_slice(take(datum, 8)?),
+        Field::Decimal => {
+            let value = long(datum)?;
+            if value.unsigned_abs() > DECIMAL_MAX_SCALED.unsigned_abs() {
+                return Err("out of the range of Decimal(18, S)".to_owned());
+            }
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+        Field::Timestamp => {
+            let seconds = stored_seconds(long(datum)?).map_err(|e| e.to_string())?;
+            out.extend_from_slice(&seconds.to_le_bytes());
+        }
+    }
+    Ok(())
+}
+
+/// An Avro `long` (zigzag varint) from the front of `datum`.
+fn long(datum: &mut &[u8]) -> Result<i64, String> {
+    let (value, length) = i64::decode_var(datum).ok_or("the record ends early")?;
+    *datum = &datum[length..];
+    Ok(value)
+}
+
+/// The next `length` bytes of `datum`.
+fn take<'a>(datum: &mut &'a [u8], length: usize) -> Result<&'a [u8], String> {
+    if datum.len() < length {
+        return Err("the record ends early".to_owned());
+    }
+    let (bytes, rest) = datum.split_at(length);
+    *datum = rest;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::super::plan::{Cell, Plan, Record};
+    use super::*;
+
+    const SPEC: &str = r#"
+name = "things"
+identity = ["id"]
+kafka_key = "id"
+time = "at"
+[avro]
+name = "Thing"
+namespace = "test"
+[[columns]]
+name = "id"
+type = "uint64"
+[[columns]]
+name = "at"
+type = "timestamp"
+format = "epoch_ms"
+[[columns]]
+name = "name"
+type = "string"
+[[columns]]
+name = "amount"
+type = "decimal"
+scale = 2
+nullable = true
+null_tokens = [""]
+[[columns]]
+name = "score"
+type = "float64"
+"#;
+
+    fn encoded(cells: [&str; 5]) -> Vec<u8> {
+        let spec = Spec::parse("things.toml", SPEC).unwrap();
+        let mut record = Record::new();
+        Plan::compile(&spec)
+            .encode(1, "u", true, &mut record, |c| {
+                Ok(Some(Cell::Text(Cow::Borrowed(cells[c]))))
+            })
+            .unwrap();
+        record.bytes().to_vec()
+    }
+
+    #[test]
+    fn a_record_becomes_its_rowbinary_row_with_its_version() {
+        let spec = Spec::parse("things.toml", SPEC).unwrap();
+        let converter = Converter::compile(&spec);
+        assert_eq!(
+            converter.insert_statement(),
+            "INSERT INTO things_versions (id, at, name, amount, score, version) FORMAT RowBinary"
+        );
+        let mut out = vec![0xAA];
+        converter
+            .append(&encoded(["7", "1500", "Ünï", "", "0.5"]), 9, &mut out)
+            .unwrap();
+        converter
+            .append(&encoded(["8", "2000", "", "-1.25", "1"]), 10, &mut out)
+            .unwrap();
+        let mut expected = vec![0xAA];
+        for (id, seconds, name, amount, score, version) in [
+            (7_u64, 1_u32, "Ünï", None, 0.5_f64, 9_u64),
+            (8, 2, "", Some(-125_i64), 1.0, 10),
+        ] {
+            expected.extend(id.to_le_bytes());
+            expected.extend(seconds.to_le_bytes());
+            expected.push(name.len() as u8);
+            expected.extend(name.as_bytes());
+            match amount {
+                None => expected.push(1),
+                Some(amount) => {
+                    expected.push(0);
+                    expected.extend(amount.to_le_bytes());
+                }
+            }
+            expected.extend(score.to_le_bytes());
+            expected.extend(version.to_le_bytes());
+        }
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn a_record_the_table_cannot_hold_is_refused_and_nothing_appended() {
+        let spec = Spec::parse("things.toml", SPEC).unwrap();
+        let converter = Converter::compile(&spec);
+        let good = encoded(["7", "1500", "x", "", "0.5"]);
+        let mut out = vec![1, 2, 3];
+        let mut other_header = good.clone();
+        other_header[2] ^= 1;
+        let mut nul = good.clone();
+        let at = nul.iter().position(|b| *b == b'x').unwrap();
+        nul[at] = 0;
+        let cases = [
+            (
+                other_header,
+                "not a record of this dataset's schema (unknown header)",
+            ),
+            (
+                good[..good.len() - 3].to_vec(),
+                "score: the record ends early",
+            ),
+            ([good.as_slice(), &[0]].concat(), "1 bytes after the record"),
+            (nul, "name: contains a NUL character"),
+        ];
+        for (message, reason) in cases {
+            assert_eq!(
+                converter.append(&message, 1, &mut out),
+                Err(reason.to_owned())
+            );
+            assert_eq!(out, [1, 2, 3]);
+        }
+    }
+}
