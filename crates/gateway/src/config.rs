@@ -3,6 +3,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sluice_schema::config::{ClickHouseSettings, ServiceConfig};
+use sluice_schema::dataset::{Catalog, SpecError};
 
 use crate::credits::{RateLimit, MAX_GRACE_SECONDS};
 
@@ -24,6 +25,10 @@ pub struct Config {
     /// `PASSWORD`, `CLUSTER`: see `ClickHouseSettings`).
     #[serde(skip)]
     pub clickhouse: ClickHouseSettings,
+    /// Directory of dataset specs (`<name>.toml`, see `datasets/`) listed by `GET /datasets`
+    /// besides the built-in `game_rounds`. Default: none.
+    #[serde(default)]
+    pub datasets_dir: Option<String>,
     /// Credits charged for one `GET /aggregated_game_rounds`. Default 1.
     #[serde(default = "defaults::query_cost")]
     pub query_cost: u64,
@@ -97,6 +102,14 @@ pub struct ConfigError {
 }
 
 impl Config {
+    /// The datasets known: `game_rounds`, and those of `datasets_dir`.
+    pub fn datasets(&self) -> Result<Catalog, SpecError> {
+        match self.datasets_dir.as_deref() {
+            Some(dir) if !dir.is_empty() => Catalog::read(std::path::Path::new(dir)),
+            _ => Ok(Catalog::builtin()),
+        }
+    }
+
     /// Reads the configuration from the environment, naming the bad variable on failure.
     pub fn from_env() -> anyhow::Result<Config> {
         let config: Config = <Config as ServiceConfig>::from_env()?;
@@ -116,6 +129,7 @@ impl Config {
             redis_url: redis_url.into(),
             redis_key_prefix: defaults::redis_key_prefix(),
             clickhouse: ClickHouseSettings::at(clickhouse_url),
+            datasets_dir: None,
             query_cost: defaults::query_cost(),
             query_timeout_ms: defaults::query_timeout_ms(),
             max_concurrent_queries: defaults::max_concurrent_queries(),

@@ -21,7 +21,7 @@
 //!   the movements, and the drainer that moves them into ClickHouse exactly once.
 //! - [`audit`]: Redis balances against the ledger, and rebuilding a balance from it.
 //! - [`usage`]: a key's usage over time from the ledger, for its holder (`GET /usage`).
-//! - [`routes`]: the HTTP surface (`/aggregated_game_rounds`, `/usage`, the `/admin/keys`
+//! - [`routes`]: the HTTP surface (`/aggregated_game_rounds`, `/datasets`, `/usage`, the `/admin/keys`
 //!   API, the audit, health, metrics, `/openapi.json`, Swagger UI at `/docs/` and the web
 //!   console at `/console`).
 
@@ -113,6 +113,7 @@ impl Application {
             ledger: ledger.clone(),
             cursors,
             query_slots: tokio::sync::Semaphore::new(config.max_concurrent_queries),
+            datasets: config.datasets()?,
             config,
             metrics: sluice_schema::telemetry::prometheus(),
         };

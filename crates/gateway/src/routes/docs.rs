@@ -7,6 +7,7 @@ use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
+use super::datasets::{self, ColumnInfo, DatasetInfo, DatasetList, EndpointInfo};
 use super::problems::{
     BadApiKey, BadBody, KeyNotFound, NotAdmin, TooLarge, Unavailable, WrongMediaType,
 };
@@ -28,6 +29,7 @@ use crate::usage::{Usage, UsageBucket, UsageGranularity};
     ),
     paths(
         rounds::aggregated_game_rounds,
+        datasets::list_datasets,
         usage::usage,
         admin::create_key,
         admin::list_keys,
@@ -41,13 +43,15 @@ use crate::usage::{Usage, UsageBucket, UsageGranularity};
         admin::create_user,
     ),
     components(
-        schemas(Problem, KeyInfo, RateLimit, Bucket, Usage, UsageBucket, UsageGranularity),
+        schemas(Problem, KeyInfo, RateLimit, Bucket, Usage, UsageBucket, UsageGranularity,
+            DatasetList, DatasetInfo, ColumnInfo, EndpointInfo),
         responses(BadApiKey, NotAdmin, BadBody, KeyNotFound, TooLarge, WrongMediaType, Unavailable),
     ),
     modifiers(&SECURITY, &AdminOperations),
     tags(
         (name = "rounds", description = "Aggregated game rounds and the key's own usage (X-API-Key)"),
         (name = "admin", description = "API keys, credits and rate limits (Bearer admin token)"),
+        (name = "datasets", description = "The datasets declared in files, their columns and endpoints"),
     )
 )]
 pub struct ApiDoc;

@@ -4,6 +4,7 @@ pub mod admin;
 mod auth;
 pub mod body;
 mod console;
+pub mod datasets;
 pub mod docs;
 mod health;
 mod problems;
@@ -24,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/aggregated_game_rounds")
             .route(web::get().to(rounds::aggregated_game_rounds)),
     )
+    .service(web::resource("/datasets").route(web::get().to(datasets::list_datasets)))
     .service(web::resource("/usage").route(web::get().to(usage::usage)))
     .service(
         web::scope("/admin")

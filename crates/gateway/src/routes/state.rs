@@ -17,6 +17,8 @@ pub struct AppState {
     pub ledger: Ledger,
     pub cursors: CursorSigner,
     pub config: Config,
+    /// The datasets `GET /datasets` lists.
+    pub datasets: sluice_schema::dataset::Catalog,
     pub metrics: PrometheusHandle,
     /// Slots for metered queries running against ClickHouse (`max_concurrent_queries`).
     pub query_slots: tokio::sync::Semaphore,

@@ -9,6 +9,7 @@ mod helpers;
 
 mod admin;
 mod charges;
+mod datasets;
 mod errors;
 mod ledger;
 mod queries;

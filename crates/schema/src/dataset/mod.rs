@@ -9,6 +9,7 @@
 
 pub mod avro;
 pub mod clickhouse;
+pub mod endpoint;
 pub mod json;
 #[cfg(feature = "parquet")]
 pub mod parquet;
@@ -42,6 +43,9 @@ pub struct Spec {
     #[serde(default)]
     pub versions_table: Option<String>,
     pub columns: Vec<Column>,
+    /// What the gateway serves of it (`GET /datasets/{name}/{endpoint}`).
+    #[serde(default)]
+    pub endpoints: Vec<endpoint::Endpoint>,
 }
 
 /// The Avro record's full name.
@@ -96,6 +100,21 @@ pub enum Kind {
     Float64,
     Decimal,
     Timestamp,
+}
+
+impl Kind {
+    /// The name a spec writes it with.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::String => "string",
+            Kind::Int64 => "int64",
+            Kind::Uint64 => "uint64",
+            Kind::Float32 => "float32",
+            Kind::Float64 => "float64",
+            Kind::Decimal => "decimal",
+            Kind::Timestamp => "timestamp",
+        }
+    }
 }
 
 /// A named check of a string column.
@@ -218,6 +237,15 @@ impl Spec {
                 &format!("`{}` is not a timestamp", self.time),
                 fix,
             ));
+        }
+        let mut names = HashSet::new();
+        for (index, endpoint) in self.endpoints.iter().enumerate() {
+            if !names.insert(endpoint.name.as_str()) {
+                let fix = "give each endpoint a name of its own";
+                let field = format!("endpoints[{index}]");
+                return Err(problem(&field, &format!("`{}` twice", endpoint.name), fix));
+            }
+            endpoint.check(self, index)?;
         }
         Ok(())
     }
