@@ -164,6 +164,95 @@ async fn the_readme_flow_lands_lists_rejects_and_sums_exactly() {
 
 /// Nothing the script generated (tokens, cursor secret, passwords) is in any log it or the
 /// programs write, and every file holding one is readable by its owner only.
+/// A dataset declared in a file, through the stack as `scripts/dev up` runs it: a `records`
+/// file uploaded at `POST /datasets/records/upload`, read by its spec (a bad country is a
+/// reject), carried on its own topic, written by the consumer into `records_versions`, and
+/// listed by the gateway at `GET /datasets/records/rows` for its cost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_records_file_goes_through_the_whole_stack_by_its_spec() {
+    let programs = Programs::get();
+    let client = reqwest::Client::new();
+    // Ids and a second of their own, so earlier runs' records do not answer.
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let base = nanos % 1_000_000_000 * 10;
+    let at =
+        chrono::DateTime::from_timestamp(1_893_456_000 + (nanos / 1000 % 100_000_000) as i64, 0)
+            .unwrap();
+    let when = at.format("%Y-%m-%d %H:%M:%S").to_string();
+    let csv = format!(
+        "id,created_at,country,category,amount\n{a},{when},usa,Books,12.5\n{b},{when},GBR,Toys,0.01\n{c},{when},US,Toys,1\n",
+        a = base + 1,
+        b = base + 2,
+        c = base + 3,
+    );
+    let bearer = format!("Bearer {}", programs.upload_token);
+    let upload = http::upload_to(
+        &programs.producer_url,
+        "/datasets/records/upload",
+        csv.into_bytes(),
+        "text/csv",
+        &[("Authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(upload.status, 200, "{}", upload.body);
+    assert_eq!(
+        (
+            upload.body["accepted"].as_u64(),
+            upload.body["rejected"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
+
+    let created = Gateway::new(&programs.gateway_url, &programs.admin_token)
+        .create_key(&serde_json::json!({"name": unique("datasets"), "credits": 1000}))
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let from = at.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let to = (at + chrono::Duration::seconds(1))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let started = Instant::now();
+    let page = loop {
+        let response = client
+            .get(format!("{}/datasets/records/rows", programs.gateway_url))
+            .query(&[("from", from.as_str()), ("to", to.as_str())])
+            .header("X-API-Key", &key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let page: serde_json::Value = response.json().await.unwrap();
+        if page["data"].as_array().unwrap().len() == 2 {
+            break page;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "after 60 s: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let rows: Vec<(u64, &str, &str)> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_u64().unwrap(),
+                r["country"].as_str().unwrap(),
+                r["amount"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [(base + 1, "USA", "12.50"), (base + 2, "GBR", "0.01")]
+    );
+}
+
 #[test]
 fn no_secret_is_logged_and_files_holding_secrets_are_private() {
     Programs::get();

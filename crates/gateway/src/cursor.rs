@@ -74,49 +74,26 @@ impl CursorSigner {
     pub fn encode(&self, filters: &str, position: &Position) -> String {
         let player = position.player_id.as_bytes();
         let player_len = u8::try_from(player.len()).expect("player ids are 32 characters");
-        let mut bytes = Vec::with_capacity(FIXED_BYTES + player.len() + MAC_BYTES);
-        bytes.push(VERSION);
-        bytes.extend_from_slice(&filters_digest(filters));
-        bytes.extend_from_slice(&position.start.to_be_bytes());
-        bytes.extend_from_slice(&position.game_id.to_be_bytes());
-        bytes.push(player_len);
-        bytes.extend_from_slice(player);
-        let mut mac = self.mac();
-        mac.update(&bytes);
-        bytes.extend_from_slice(&mac.finalize().into_bytes());
-        URL_SAFE_NO_PAD.encode(bytes)
+        let mut payload = Vec::with_capacity(4 + 8 + 1 + player.len());
+        payload.extend_from_slice(&position.start.to_be_bytes());
+        payload.extend_from_slice(&position.game_id.to_be_bytes());
+        payload.push(player_len);
+        payload.extend_from_slice(player);
+        self.seal(filters, &payload)
     }
 
     /// The position a cursor names, if this gateway signed it for these `filters`.
     pub fn decode(&self, filters: &str, cursor: &str) -> Result<Position, CursorError> {
         let invalid = || CursorError::NotIssued;
-        if cursor.len() > MAX_CURSOR_CHARS {
+        let payload = self.open(filters, cursor)?;
+        if payload.len() < FIXED_BYTES - 1 - DIGEST_BYTES {
             return Err(invalid());
         }
-        let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-        if bytes.len() < FIXED_BYTES + MAC_BYTES {
-            return Err(invalid());
-        }
-        let (signed, tag) = bytes.split_at(bytes.len() - MAC_BYTES);
-        let mut mac = self.mac();
-        mac.update(signed);
-        mac.verify_slice(tag).map_err(|_| invalid())?;
-        // Signed by us: the layout below is the one `encode` wrote.
-        if signed[0] != VERSION {
-            return Err(invalid());
-        }
-        if signed[1..1 + DIGEST_BYTES] != filters_digest(filters) {
-            return Err(CursorError::OtherFilters);
-        }
-        let mut at = 1 + DIGEST_BYTES;
-        let start = u32::from_be_bytes(signed[at..at + 4].try_into().map_err(|_| invalid())?);
-        at += 4;
-        let game_id = u64::from_be_bytes(signed[at..at + 8].try_into().map_err(|_| invalid())?);
-        at += 8;
-        let player_len = usize::from(signed[at]);
-        at += 1;
-        let player = signed.get(at..at + player_len).ok_or_else(invalid)?;
-        if at + player_len != signed.len() {
+        let start = u32::from_be_bytes(payload[0..4].try_into().map_err(|_| invalid())?);
+        let game_id = u64::from_be_bytes(payload[4..12].try_into().map_err(|_| invalid())?);
+        let player_len = usize::from(payload[12]);
+        let player = payload.get(13..13 + player_len).ok_or_else(invalid)?;
+        if 13 + player_len != payload.len() {
             return Err(invalid());
         }
         let player_id = String::from_utf8(player.to_vec()).map_err(|_| invalid())?;
@@ -125,6 +102,41 @@ impl CursorSigner {
             player_id,
             game_id,
         })
+    }
+
+    /// `payload` signed for `filters`: `version | filters digest | payload | HMAC`, base64url.
+    pub fn seal(&self, filters: &str, payload: &[u8]) -> String {
+        let mut bytes = Vec::with_capacity(1 + DIGEST_BYTES + payload.len() + MAC_BYTES);
+        bytes.push(VERSION);
+        bytes.extend_from_slice(&filters_digest(filters));
+        bytes.extend_from_slice(payload);
+        let mut mac = self.mac();
+        mac.update(&bytes);
+        bytes.extend_from_slice(&mac.finalize().into_bytes());
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// The payload of a cursor this gateway [sealed](Self::seal) for these `filters`.
+    pub fn open(&self, filters: &str, cursor: &str) -> Result<Vec<u8>, CursorError> {
+        let invalid = || CursorError::NotIssued;
+        if cursor.len() > MAX_CURSOR_CHARS {
+            return Err(invalid());
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+        if bytes.len() < 1 + DIGEST_BYTES + MAC_BYTES {
+            return Err(invalid());
+        }
+        let (signed, tag) = bytes.split_at(bytes.len() - MAC_BYTES);
+        let mut mac = self.mac();
+        mac.update(signed);
+        mac.verify_slice(tag).map_err(|_| invalid())?;
+        if signed[0] != VERSION {
+            return Err(invalid());
+        }
+        if signed[1..1 + DIGEST_BYTES] != filters_digest(filters) {
+            return Err(CursorError::OtherFilters);
+        }
+        Ok(signed[1 + DIGEST_BYTES..].to_vec())
     }
 }
 

@@ -36,6 +36,7 @@ pub mod ledger;
 pub mod metric;
 pub mod query;
 pub mod routes;
+pub mod rows;
 mod scripts;
 pub mod usage;
 

@@ -2,13 +2,22 @@
 //! their specs declare them (`datasets/<name>.toml`, `SLUICE_GATEWAY_DATASETS_DIR`). Public,
 //! like `/openapi.json`: it describes the API, not the data.
 
-use actix_web::{web, HttpResponse};
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse, ResponseError};
 use serde::Serialize;
-use sluice_schema::dataset::endpoint::Endpoint;
+use sluice_schema::dataset::endpoint::{Endpoint, EndpointKind};
+use sluice_schema::dataset::plan::intern;
 use sluice_schema::dataset::{Column, Dataset};
 use utoipa::ToSchema;
 
+use super::auth::ClientKey;
+use super::problems::BadApiKey;
+use super::rounds::{admit, query_slot};
 use super::state::AppState;
+use crate::charge;
+use crate::error::{ApiError, Problem};
+use crate::rows::{self, RowsQuery};
 
 /// Every dataset.
 #[derive(Debug, Serialize, ToSchema)]
@@ -92,4 +101,113 @@ fn column(column: &Column) -> ColumnInfo {
         nullable: column.nullable,
         doc: column.doc.clone(),
     }
+}
+
+/// A page of a dataset's endpoint: `data` (its rows), `next_cursor` and `has_more`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DatasetPage {
+    #[schema(value_type = Vec<Object>)]
+    pub data: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// Send it as `cursor` (with the same filters) for the next page; `null`: this is the last.
+    pub next_cursor: Option<String>,
+    pub has_more: bool,
+}
+
+/// One page of a dataset's endpoint, as `GET /datasets` describes it: its `filters` as query
+/// parameters (any other is a 400), `limit` and `cursor`. Each page costs the endpoint's
+/// `cost`, charged like `GET /aggregated_game_rounds` (a malformed request costs nothing, a
+/// failed query is refunded). Listings of rows (`kind = "rows"`) are served; rollups of
+/// datasets are not yet (501, nothing charged).
+#[utoipa::path(
+    get, path = "/datasets/{name}/{endpoint}", tag = "datasets",
+    params(
+        ("name" = String, Path, description = "The dataset"),
+        ("endpoint" = String, Path, description = "The endpoint, as `GET /datasets` lists it"),
+    ),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of rows", body = DatasetPage),
+        (status = 400, description = "An unknown parameter, a malformed value or cursor (not charged)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = BadApiKey),
+        (status = 402, description = "Not enough credits", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such dataset or endpoint", body = Problem, content_type = "application/problem+json"),
+        (status = 501, description = "A rollup of a dataset: not served yet (not charged)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis or ClickHouse unavailable (refunded)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn dataset_endpoint(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    params: web::Query<Vec<(String, String)>>,
+    ClientKey(key): ClientKey,
+) -> Result<HttpResponse, ApiError> {
+    let (name, endpoint_name) = path.into_inner();
+    let dataset = state
+        .datasets
+        .get(&name)
+        .ok_or_else(|| ApiError::NotFound(format!("there is no dataset `{name}`")))?;
+    let endpoint = dataset
+        .spec
+        .endpoints
+        .iter()
+        .find(|e| e.name == endpoint_name)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "dataset `{name}` has no endpoint `{endpoint_name}`"
+            ))
+        })?;
+    if endpoint.kind != EndpointKind::Rows {
+        return Err(ApiError::NotImplemented(format!(
+            "`{endpoint_name}` is a rollup; rollups of datasets are not served yet"
+        )));
+    }
+    let query = RowsQuery::parse(dataset, endpoint, &params, &state.cursors)?;
+    let _slot = query_slot(&state).await?;
+    let label = intern(&format!("GET /datasets/{name}/{endpoint_name}"));
+    let admission = admit(&state, &key, endpoint.cost, label).await?;
+    let timeout = Duration::from_millis(state.config.query_timeout_ms);
+    let read = tokio::time::timeout(
+        timeout,
+        rows::fetch(&state.clickhouse, &dataset.spec, &query),
+    )
+    .await;
+    let (rows, has_more) = match read {
+        Ok(Ok(page)) => {
+            charge::answered(&state.credits, &admission.lease, 200).await;
+            page
+        }
+        failed => {
+            let error = match failed {
+                Ok(Err(error)) => ApiError::ClickHouseUnavailable(Box::new(error)),
+                _ => ApiError::QueryTimedOut {
+                    after_ms: state.config.query_timeout_ms,
+                },
+            };
+            charge::refund(
+                &state.credits,
+                &admission.lease,
+                error.status_code().as_u16(),
+            )
+            .await;
+            return Err(error);
+        }
+    };
+    let next_cursor = match rows.last() {
+        Some((_, position)) if has_more => Some(query.cursor_after(position, &state.cursors)),
+        _ => None,
+    };
+    let rate = admission.rate;
+    Ok(HttpResponse::Ok()
+        .insert_header((
+            "X-Credits-Remaining",
+            admission.credits_remaining.to_string(),
+        ))
+        .insert_header(("X-RateLimit-Limit", rate.limit.to_string()))
+        .insert_header(("X-RateLimit-Remaining", rate.remaining.to_string()))
+        .insert_header(("X-RateLimit-Reset", rate.reset_secs.to_string()))
+        .json(DatasetPage {
+            data: rows.into_iter().map(|(row, _)| row).collect(),
+            next_cursor,
+            has_more,
+        }))
 }

@@ -7,7 +7,7 @@ use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
-use super::datasets::{self, ColumnInfo, DatasetInfo, DatasetList, EndpointInfo};
+use super::datasets::{self, ColumnInfo, DatasetInfo, DatasetList, DatasetPage, EndpointInfo};
 use super::problems::{
     BadApiKey, BadBody, KeyNotFound, NotAdmin, TooLarge, Unavailable, WrongMediaType,
 };
@@ -30,6 +30,7 @@ use crate::usage::{Usage, UsageBucket, UsageGranularity};
     paths(
         rounds::aggregated_game_rounds,
         datasets::list_datasets,
+        datasets::dataset_endpoint,
         usage::usage,
         admin::create_key,
         admin::list_keys,
@@ -44,7 +45,7 @@ use crate::usage::{Usage, UsageBucket, UsageGranularity};
     ),
     components(
         schemas(Problem, KeyInfo, RateLimit, Bucket, Usage, UsageBucket, UsageGranularity,
-            DatasetList, DatasetInfo, ColumnInfo, EndpointInfo),
+            DatasetList, DatasetInfo, ColumnInfo, EndpointInfo, DatasetPage),
         responses(BadApiKey, NotAdmin, BadBody, KeyNotFound, TooLarge, WrongMediaType, Unavailable),
     ),
     modifiers(&SECURITY, &AdminOperations),

@@ -26,6 +26,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(rounds::aggregated_game_rounds)),
     )
     .service(web::resource("/datasets").route(web::get().to(datasets::list_datasets)))
+    .service(
+        web::resource("/datasets/{name}/{endpoint}")
+            .route(web::get().to(datasets::dataset_endpoint)),
+    )
     .service(web::resource("/usage").route(web::get().to(usage::usage)))
     .service(
         web::scope("/admin")

@@ -94,7 +94,7 @@ pub async fn aggregated_game_rounds(
     )?;
     // A slot first: a request refused for want of one (503) is never charged.
     let _slot = query_slot(&state).await?;
-    let admission = admit(&state, &key).await?;
+    let admission = admit(&state, &key, state.config.query_cost, ENDPOINT).await?;
     let (buckets, has_more) = read_or_refund(&state, &query, &admission).await?;
     let rate = admission.rate;
     Ok(HttpResponse::Ok()
@@ -110,7 +110,7 @@ pub async fn aggregated_game_rounds(
 
 /// One of the `max_concurrent_queries` slots, waited for `query_queue_wait_ms` at most;
 /// else 503 (`Busy`).
-async fn query_slot(state: &AppState) -> Result<SemaphorePermit<'_>, ApiError> {
+pub(super) async fn query_slot(state: &AppState) -> Result<SemaphorePermit<'_>, ApiError> {
     let queue_wait = Duration::from_millis(state.config.query_queue_wait_ms);
     match tokio::time::timeout(queue_wait, state.query_slots.acquire()).await {
         Ok(Ok(slot)) => Ok(slot),
@@ -121,12 +121,16 @@ async fn query_slot(state: &AppState) -> Result<SemaphorePermit<'_>, ApiError> {
     }
 }
 
-/// The key admitted and charged `query_cost` under a lease (key, credits and rate limit
-/// checked in one script).
-async fn admit(state: &AppState, key: &ApiKey) -> Result<Admission, ApiError> {
-    let cost = state.config.query_cost;
+/// The key admitted and charged `cost` for `endpoint` under a lease (key, credits and rate
+/// limit checked in one script).
+pub(super) async fn admit(
+    state: &AppState,
+    key: &ApiKey,
+    cost: u64,
+    endpoint: &'static str,
+) -> Result<Admission, ApiError> {
     let lease = Duration::from_millis(state.config.charge_lease_ms);
-    let admission = state.credits.admit(key, cost, ENDPOINT, lease).await;
+    let admission = state.credits.admit(key, cost, endpoint, lease).await;
     if let Err(CreditError::RateLimited(_)) = &admission {
         metrics::counter!(crate::metric::QUERIES_TOTAL, "outcome" => "rate_limited").increment(1);
     }

@@ -188,6 +188,18 @@ impl Endpoint {
                     ));
                 }
                 column
+                    if !spec.column(column).is_some_and(|c| {
+                        matches!(c.kind, Kind::String | Kind::Int64 | Kind::Uint64)
+                    }) =>
+                {
+                    let fix = "filter on a string or integer column";
+                    return Err(problem(
+                        field,
+                        &format!("`{column}` cannot be filtered on"),
+                        fix,
+                    ));
+                }
+                column
                     if self.kind == EndpointKind::Rollup
                         && !self.group_by.iter().any(|g| g == column) =>
                 {

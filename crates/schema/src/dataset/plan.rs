@@ -168,6 +168,29 @@ impl Plan {
         self.columns[column].name
     }
 
+    /// A query's value for the column `name`, read as the column's cells are (trimmed, a
+    /// code in its stored case, an integer checked), as text; for string and integer columns.
+    pub fn filter_value(&self, name: &str, text: &str) -> Result<String, String> {
+        let column = self
+            .columns
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| format!("no column `{name}`"))?;
+        let mut out = Vec::new();
+        match column.op {
+            Op::Text | Op::Code(_) => {
+                let range = column
+                    .op
+                    .write(text, true, &mut out)?
+                    .expect("strings say where");
+                Ok(String::from_utf8(out[range].to_vec()).expect("written from text"))
+            }
+            Op::Int64 => integer(text).map(|v| v.to_string()),
+            Op::Uint64 => fields::integer(text).map(|v| v.to_string()),
+            _ => Err(format!("`{name}` cannot be filtered on")),
+        }
+    }
+
     /// Whether column `column` is a decimal.
     pub fn is_decimal(&self, column: usize) -> bool {
         matches!(self.columns[column].op, Op::Decimal { .. })
@@ -486,7 +509,7 @@ fn planned(column: &Column) -> Planned {
 
 /// `name` as a `&'static str`, leaked once per distinct name: rejects name their column as a
 /// `&'static str`, and a process compiles its few specs once.
-fn intern(name: &str) -> &'static str {
+pub fn intern(name: &str) -> &'static str {
     static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
     let mut names = NAMES
         .get_or_init(Default::default)
