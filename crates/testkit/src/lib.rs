@@ -7,6 +7,7 @@
 //! - [`names`]: unique topic, group, database and key-prefix names per test.
 //! - [`generate`]: deterministic game-round CSV exports shaped like the real one, with the
 //!   exact totals a correct pipeline must report for them.
+//! - [`records`]: deterministic files (CSV, JSON Lines) of any dataset, from its spec.
 //! - [`services`]: the services' settings over the stack (the variables they read), to start
 //!   their binaries or read their `Config` for running them in-process, and a test's own
 //!   [`Slice`] of the stack.
@@ -33,6 +34,7 @@ pub mod generate;
 pub mod http;
 pub mod kafka;
 pub mod names;
+pub mod records;
 pub mod rounds;
 pub mod schemathesis;
 pub mod services;

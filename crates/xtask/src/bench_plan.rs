@@ -9,7 +9,7 @@ use anyhow::Context;
 use csv_async::ByteRecord;
 use sluice_schema::avro::GameRoundCodec;
 use sluice_schema::csv::{HeaderMap, RowBytes};
-use sluice_schema::dataset::plan::{Plan, Record};
+use sluice_schema::dataset::plan::{Bound, Plan, Record};
 use sluice_schema::dataset::{Spec, GAME_ROUNDS_TOML};
 use sluice_testkit::generate::{self, Options};
 
@@ -17,8 +17,12 @@ use crate::bench::println_table;
 
 const UPLOAD_ID: &str = "bench-plan-0123456789abcdef";
 
-pub async fn plan(rows: u64, runs: u32) -> anyhow::Result<()> {
+pub async fn plan(rows: u64, runs: u32, dataset: Option<String>) -> anyhow::Result<()> {
     let (header, records) = records(rows).await?;
+    let other = match &dataset {
+        Some(name) => Some(dataset_records(name, rows).await?),
+        None => None,
+    };
     let hand = HeaderMap::parse(&header)?;
     let spec = Spec::parse("datasets/game_rounds.toml", GAME_ROUNDS_TOML)?;
     let plan = Plan::compile(&spec);
@@ -31,14 +35,17 @@ pub async fn plan(rows: u64, runs: u32) -> anyhow::Result<()> {
         best_hand = best_hand.min(hand_time);
         best_plan = best_plan.min(plan_time);
         let rate = |d: Duration| format!("{:.0} rows/s", rows as f64 / d.as_secs_f64());
-        table.push((
-            "run",
-            format!(
-                "{run}: hand-written {}, plan {}",
-                rate(hand_time),
-                rate(plan_time)
-            ),
-        ));
+        let mut line = format!(
+            "{run}: hand-written {}, plan {}",
+            rate(hand_time),
+            rate(plan_time)
+        );
+        if let (Some(name), Some((plan, bound, records, bytes))) = (&dataset, &other) {
+            let time = planned(plan, bound, records)?;
+            let mib = *bytes as f64 / 1_048_576.0 / time.as_secs_f64();
+            line += &format!("; {name} through its plan: {}, {mib:.0} MiB/s", rate(time));
+        }
+        table.push(("run", line));
     }
     let ratio = best_hand.as_secs_f64() / best_plan.as_secs_f64();
     table.push((
@@ -47,6 +54,25 @@ pub async fn plan(rows: u64, runs: u32) -> anyhow::Result<()> {
     ));
     println_table(&table);
     Ok(())
+}
+
+/// A dataset's generated rows (CSV), its plan bound to their header, and their size.
+async fn dataset_records(
+    name: &str,
+    rows: u64,
+) -> anyhow::Result<(Plan, Bound, Vec<ByteRecord>, usize)> {
+    let path = sluice_testkit::stack::workspace_root().join(format!("datasets/{name}.toml"));
+    let spec = Spec::read(&path)?;
+    let plan = Plan::compile(&spec);
+    let bytes = sluice_testkit::records::file(&spec, rows, 7, sluice_testkit::records::Format::Csv);
+    let mut reader = csv_async::AsyncReaderBuilder::new().create_reader(&bytes[..]);
+    let bound = plan.bind_csv(reader.byte_headers().await?)?;
+    let mut records = Vec::with_capacity(rows as usize);
+    let mut record = ByteRecord::new();
+    while reader.read_byte_record(&mut record).await? {
+        records.push(record.clone());
+    }
+    Ok((plan, bound, records, bytes.len()))
 }
 
 /// A generated export's header and its records (UTF-8, in memory).

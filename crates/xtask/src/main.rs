@@ -42,8 +42,15 @@ enum Task {
         #[command(subcommand)]
         what: Bench,
     },
-    /// Write a generated game-round export.
+    /// Write a generated game-round export, or rows of another dataset (`--dataset`).
     Gen {
+        /// A dataset of `datasets/` other than game_rounds: write its rows, generated from its
+        /// spec, in `--format` (the game-round options below do not apply).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// With `--dataset`: csv or jsonl.
+        #[arg(long, default_value = "csv")]
+        format: String,
         /// Data rows to write.
         #[arg(long, default_value_t = 10_000)]
         rows: u64,
@@ -98,6 +105,9 @@ enum Bench {
     Plan {
         #[arg(long, default_value_t = 1_000_000)]
         rows: u64,
+        /// Also the plan's rate for this dataset's generated rows (`datasets/<name>.toml`).
+        #[arg(long)]
+        dataset: Option<String>,
         /// Repetitions of each measurement (alternated; the best of each is compared).
         #[arg(long, default_value_t = 5)]
         runs: u32,
@@ -154,8 +164,13 @@ async fn main() -> anyhow::Result<()> {
             what: Bench::Parse { rows, runs },
         } => bench::parse(rows, runs).await?,
         Task::Bench {
-            what: Bench::Plan { rows, runs },
-        } => bench_plan::plan(rows, runs).await?,
+            what:
+                Bench::Plan {
+                    rows,
+                    runs,
+                    dataset,
+                },
+        } => bench_plan::plan(rows, runs, dataset).await?,
         Task::Bench {
             what: Bench::Consumer { rows },
         } => bench::consumer(rows).await?,
@@ -182,6 +197,25 @@ async fn main() -> anyhow::Result<()> {
             std::io::stdout().write_all(cluster_ddl(&database, &cluster).as_bytes())?
         }
         Task::Gen {
+            dataset: Some(dataset),
+            format,
+            rows,
+            seed,
+            out,
+            ..
+        } => {
+            let Some(format) = sluice_testkit::records::Format::parse(&format) else {
+                bail!("unknown format `{format}`: use csv or jsonl");
+            };
+            let path =
+                sluice_testkit::stack::workspace_root().join(format!("datasets/{dataset}.toml"));
+            let spec = sluice_schema::dataset::Spec::read(&path)?;
+            let bytes = sluice_testkit::records::file(&spec, rows, seed, format);
+            std::fs::write(&out, bytes).with_context(|| format!("writing {}", out.display()))?;
+        }
+        Task::Gen {
+            dataset: None,
+            format: _,
             rows,
             encoding,
             bad_every,
