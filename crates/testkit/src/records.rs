@@ -138,7 +138,7 @@ fn text(column: &Column, row: u64, identity: bool, random: &mut StdRng) -> Strin
             let mut text: Vec<&str> = (0..words)
                 .map(|_| WORDS[random.random_range(0..WORDS.len())])
                 .collect();
-            if row % 7 == 0 {
+            if row.is_multiple_of(7) {
                 text.push("\nsecond line");
             }
             text.join(" ")
