@@ -78,9 +78,10 @@ fn write_datum(round: &GameRound, upload_id: &str, out: &mut Vec<u8>) {
     write_string(upload_id, out);
 }
 
-/// An Avro `long`: a zigzag varint (integer-encoding's `i64` encoding).
+/// An Avro `long`: a zigzag varint (integer-encoding's `i64` encoding). The dataset plan
+/// writes its longs with it too.
 #[inline]
-fn write_long(value: i64, out: &mut Vec<u8>) {
+pub(crate) fn write_long(value: i64, out: &mut Vec<u8>) {
     let mut buffer = [0_u8; 10];
     let length = value.encode_var(&mut buffer);
     out.extend_from_slice(&buffer[..length]);

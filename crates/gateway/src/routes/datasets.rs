@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::auth::ClientKey;
 use super::problems::BadApiKey;
-use super::rounds::{admit, query_slot};
+use super::rounds::{admit, metered, query_slot};
 use super::state::AppState;
 use crate::charge;
 use crate::error::{ApiError, Problem};
@@ -196,18 +196,9 @@ pub async fn dataset_endpoint(
         Some((_, position)) if has_more => Some(query.cursor_after(position, &state.cursors)),
         _ => None,
     };
-    let rate = admission.rate;
-    Ok(HttpResponse::Ok()
-        .insert_header((
-            "X-Credits-Remaining",
-            admission.credits_remaining.to_string(),
-        ))
-        .insert_header(("X-RateLimit-Limit", rate.limit.to_string()))
-        .insert_header(("X-RateLimit-Remaining", rate.remaining.to_string()))
-        .insert_header(("X-RateLimit-Reset", rate.reset_secs.to_string()))
-        .json(DatasetPage {
-            data: rows.into_iter().map(|(row, _)| row).collect(),
-            next_cursor,
-            has_more,
-        }))
+    Ok(metered(&admission).json(DatasetPage {
+        data: rows.into_iter().map(|(row, _)| row).collect(),
+        next_cursor,
+        has_more,
+    }))
 }

@@ -96,16 +96,22 @@ pub async fn aggregated_game_rounds(
     let _slot = query_slot(&state).await?;
     let admission = admit(&state, &key, state.config.query_cost, ENDPOINT).await?;
     let (buckets, has_more) = read_or_refund(&state, &query, &admission).await?;
+    Ok(metered(&admission).json(render(&state, &query, buckets, has_more)))
+}
+
+/// A 200 for an admitted request, with its meter: `X-Credits-Remaining` and `X-RateLimit-*`.
+pub(super) fn metered(admission: &Admission) -> actix_web::HttpResponseBuilder {
     let rate = admission.rate;
-    Ok(HttpResponse::Ok()
+    let mut response = HttpResponse::Ok();
+    response
         .insert_header((
             "X-Credits-Remaining",
             admission.credits_remaining.to_string(),
         ))
         .insert_header(("X-RateLimit-Limit", rate.limit.to_string()))
         .insert_header(("X-RateLimit-Remaining", rate.remaining.to_string()))
-        .insert_header(("X-RateLimit-Reset", rate.reset_secs.to_string()))
-        .json(render(&state, &query, buckets, has_more)))
+        .insert_header(("X-RateLimit-Reset", rate.reset_secs.to_string()));
+    response
 }
 
 /// One of the `max_concurrent_queries` slots, waited for `query_queue_wait_ms` at most;

@@ -15,11 +15,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use apache_avro::headers::{HeaderBuilder, RabinFingerprintHeader};
 use chrono::{NaiveDate, NaiveDateTime};
-use integer_encoding::VarInt;
 
 use super::{Check, Column, Kind, Source, Spec};
 use csv_async::ByteRecord;
 
+use crate::avro::write_long;
 use crate::csv::{fields, HeaderError, RowBytes, RowError};
 use crate::domain::{parse_decimal, trim};
 
@@ -575,14 +575,6 @@ impl Code {
         }
         Ok(start..out.len())
     }
-}
-
-/// An Avro `long`: a zigzag varint.
-#[inline]
-fn write_long(value: i64, out: &mut Vec<u8>) {
-    let mut buffer = [0_u8; 10];
-    let length = value.encode_var(&mut buffer);
-    out.extend_from_slice(&buffer[..length]);
 }
 
 /// An Avro `string`; returns where its text is in `out`.

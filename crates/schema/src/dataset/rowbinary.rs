@@ -9,27 +9,15 @@
 
 use integer_encoding::VarInt;
 
-use super::{Column, Kind, Spec};
+use super::{Kind, Spec};
 use crate::domain::{check_text, stored_seconds, DECIMAL_MAX_SCALED};
-
-/// How one field is read and written.
-#[derive(Debug, Clone, Copy)]
-enum Field {
-    String,
-    Int64,
-    Uint64,
-    Float32,
-    Float64,
-    Decimal,
-    Timestamp,
-}
 
 /// A spec compiled for conversion; see the module.
 #[derive(Debug, Clone)]
 pub struct Converter {
     header: Vec<u8>,
     table: String,
-    columns: Vec<(String, Field, bool)>,
+    columns: Vec<(String, Kind, bool)>,
 }
 
 impl Converter {
@@ -39,7 +27,7 @@ impl Converter {
         let columns = spec
             .columns
             .iter()
-            .map(|c| (c.name.clone(), field(c), c.nullable))
+            .map(|c| (c.name.clone(), c.kind, c.nullable))
             .collect();
         Converter {
             header,
@@ -69,9 +57,8 @@ impl Converter {
             return Err("not a record of this dataset's schema (unknown header)".to_owned());
         };
         let start = out.len();
-        let converted = self.columns.iter().try_for_each(|(name, field, nullable)| {
-            convert(&mut datum, *field, *nullable, out)
-                .map_err(|reason| format!("{name}: {reason}"))
+        let converted = self.columns.iter().try_for_each(|(name, kind, nullable)| {
+            convert(&mut datum, *kind, *nullable, out).map_err(|reason| format!("{name}: {reason}"))
         });
         let result = converted.and_then(|()| match datum.is_empty() {
             true => Ok(()),
@@ -90,26 +77,9 @@ impl Converter {
     }
 }
 
-fn field(column: &Column) -> Field {
-    match column.kind {
-        Kind::String => Field::String,
-        Kind::Int64 => Field::Int64,
-        Kind::Uint64 => Field::Uint64,
-        Kind::Float32 => Field::Float32,
-        Kind::Float64 => Field::Float64,
-        Kind::Decimal => Field::Decimal,
-        Kind::Timestamp => Field::Timestamp,
-    }
-}
-
 /// One field: a nullable one's union branch (`0` null, `1` the value) becomes RowBinary's
 /// null byte.
-fn convert(
-    datum: &mut &[u8],
-    field: Field,
-    nullable: bool,
-    out: &mut Vec<u8>,
-) -> Result<(), String> {
+fn convert(datum: &mut &[u8], kind: Kind, nullable: bool, out: &mut Vec<u8>) -> Result<(), String> {
     if nullable {
         match long(datum)? {
             0 => {
@@ -120,8 +90,8 @@ fn convert(
             other => return Err(format!("union branch {other}")),
         }
     }
-    match field {
-        Field::String => {
+    match kind {
+        Kind::String => {
             let length = usize::try_from(long(datum)?).map_err(|_| "a negative length")?;
             let bytes = take(datum, length)?;
             let text = std::str::from_utf8(bytes).map_err(|_| "not valid text".to_owned())?;
@@ -131,21 +101,21 @@ fn convert(
             out.extend_from_slice(&buffer[..written]);
             out.extend_from_slice(bytes);
         }
-        Field::Int64 => out.extend_from_slice(&long(datum)?.to_le_bytes()),
-        Field::Uint64 => {
+        Kind::Int64 => out.extend_from_slice(&long(datum)?.to_le_bytes()),
+        Kind::Uint64 => {
             let value = u64::try_from(long(datum)?).map_err(|_| "negative")?;
             out.extend_from_slice(&value.to_le_bytes());
         }
-        Field::Float32 => out.extend_from_slice(take(datum, 4)?),
-        Field::Float64 => out.extend_from_slice(take(datum, 8)?),
-        Field::Decimal => {
+        Kind::Float32 => out.extend_from_slice(take(datum, 4)?),
+        Kind::Float64 => out.extend_from_slice(take(datum, 8)?),
+        Kind::Decimal => {
             let value = long(datum)?;
             if value.unsigned_abs() > DECIMAL_MAX_SCALED.unsigned_abs() {
                 return Err("out of the range of Decimal(18, S)".to_owned());
             }
             out.extend_from_slice(&value.to_le_bytes());
         }
-        Field::Timestamp => {
+        Kind::Timestamp => {
             let seconds = stored_seconds(long(datum)?).map_err(|e| e.to_string())?;
             out.extend_from_slice(&seconds.to_le_bytes());
         }
