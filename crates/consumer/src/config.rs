@@ -100,10 +100,7 @@ impl Config {
 
     /// The rejects topic's name.
     pub fn rejects_topic(&self) -> String {
-        self.rejects_topic
-            .clone()
-            .filter(|topic| !topic.is_empty())
-            .unwrap_or_else(|| format!("{}.rejects", self.topic))
+        sluice_schema::config::topic_or(&self.rejects_topic, || format!("{}.rejects", self.topic))
     }
 
     /// The datasets this instance serves besides `game_rounds`, from `datasets_dir`.
@@ -144,10 +141,7 @@ impl Config {
 
     /// The dead-letter topic's name.
     pub fn dead_letter_topic(&self) -> String {
-        self.dead_letter_topic
-            .clone()
-            .filter(|topic| !topic.is_empty())
-            .unwrap_or_else(|| format!("{}.dlq", self.topic))
+        sluice_schema::config::topic_or(&self.dead_letter_topic, || format!("{}.dlq", self.topic))
     }
 
     /// The defaults with the given endpoints: what tests and examples start from.

@@ -18,7 +18,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use clickhouse::Client;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -209,16 +208,8 @@ impl DatasetIngest {
 /// A read-committed consumer of `topic` in the dataset's own group; offsets are stored by
 /// [`DatasetIngest::write`] and auto-committed.
 fn subscribe(config: &Config, name: &str, topic: &str) -> KafkaResult<StreamConsumer> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka_brokers)
-        .set("group.id", format!("{}.{name}", config.group_id))
-        .set("enable.auto.commit", "true")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.commit.interval.ms", "1000")
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed")
-        .set("session.timeout.ms", config.session_timeout_ms.to_string())
-        .create()?;
+    let group = format!("{}.{name}", config.group_id);
+    let consumer: StreamConsumer = crate::kafka::group_member(config, &group).create()?;
     consumer.subscribe(&[topic])?;
     Ok(consumer)
 }

@@ -215,18 +215,26 @@ pub fn subscribe_topics(consumer: &RoundConsumer, topics: &Topics) -> KafkaResul
     consumer.subscribe(&[&topics.rounds, &topics.rejects])
 }
 
-/// Joins the consumer group and subscribes to the rounds and rejects topics.
-pub fn subscribe(config: &Config, notes: RebalanceNotes) -> KafkaResult<RoundConsumer> {
-    let consumer: RoundConsumer = ClientConfig::new()
+/// A member of consumer group `group`: read-committed (uploads are transactions: only
+/// committed ones are read, aborted ones never), from the earliest offset of a new group,
+/// offsets auto-committed once the ingest stores them (after their insert).
+pub fn group_member(config: &Config, group: &str) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client
         .set("bootstrap.servers", &config.kafka_brokers)
-        .set("group.id", &config.group_id)
+        .set("group.id", group)
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
         .set("auto.commit.interval.ms", "1000")
         .set("auto.offset.reset", "earliest")
-        // Uploads are transactions: only committed ones are read, aborted ones never.
         .set("isolation.level", "read_committed")
-        .set("session.timeout.ms", config.session_timeout_ms.to_string())
+        .set("session.timeout.ms", config.session_timeout_ms.to_string());
+    client
+}
+
+/// Joins the consumer group and subscribes to the rounds and rejects topics.
+pub fn subscribe(config: &Config, notes: RebalanceNotes) -> KafkaResult<RoundConsumer> {
+    let consumer: RoundConsumer = group_member(config, &config.group_id)
         .set(
             "max.poll.interval.ms",
             config.max_poll_interval_ms.to_string(),

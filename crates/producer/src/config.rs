@@ -213,10 +213,7 @@ impl Config {
 
     /// The rejects topic's name.
     pub fn rejects_topic(&self) -> String {
-        self.rejects_topic
-            .clone()
-            .filter(|topic| !topic.is_empty())
-            .unwrap_or_else(|| format!("{}.rejects", self.topic))
+        sluice_schema::config::topic_or(&self.rejects_topic, || format!("{}.rejects", self.topic))
     }
 
     /// The datasets served: `game_rounds`, and those of `datasets_dir`.

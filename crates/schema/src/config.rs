@@ -35,6 +35,15 @@ pub fn read<T: DeserializeOwned>(
     envy::prefixed(prefix).from_iter(variables.iter().cloned())
 }
 
+/// A topic setting's value; unset or empty (as the shipped `config/*.env` files leave it),
+/// `default`.
+pub fn topic_or(setting: &Option<String>, default: impl FnOnce() -> String) -> String {
+    setting
+        .clone()
+        .filter(|topic| !topic.is_empty())
+        .unwrap_or_else(default)
+}
+
 /// The names of `T`'s fields (those serde reads), each after `prefix` (`"clickhouse_"`).
 pub fn names_of<T: DeserializeOwned>(prefix: &str) -> Vec<String> {
     serde_aux::serde_introspection::serde_introspect::<T>()
