@@ -202,6 +202,23 @@ impl Answers {
     }
 }
 
+/// Waits until `replica` has fetched every part its peers logged for each replicated table
+/// of `database`.
+async fn sync_replicas(cluster: &Cluster, replica: &str, database: &str) {
+    let tables = clickhouse::query_at(
+        cluster.url(replica),
+        &format!(
+            "SELECT name FROM system.tables WHERE database = '{database}' \
+             AND engine LIKE 'Replicated%'"
+        ),
+    )
+    .await;
+    for table in tables.lines().filter(|t| !t.is_empty()) {
+        let sync = format!("SYSTEM SYNC REPLICA {database}.{table}");
+        clickhouse::query_at(cluster.url(replica), &sync).await;
+    }
+}
+
 /// A file of `rows` rounds numbered from `first`.
 fn file(rows: u64, first: u64, seed: u64, encoding: Encoding) -> Export {
     let mut options = Options::new(rows);
@@ -235,11 +252,7 @@ async fn the_cluster_answers_as_one_server_through_a_replica_and_a_shard_down() 
     cluster.start("s2r2");
     let database = &on_cluster.pipeline.slice.database;
     let local_rows = format!("SELECT count() FROM {database}.round_versions_local");
-    clickhouse::query_at(
-        cluster.url("s2r2"),
-        &format!("SYSTEM SYNC REPLICA {database}.round_versions_local"),
-    )
-    .await;
+    sync_replicas(cluster, "s2r2", database).await;
     assert_eq!(
         clickhouse::query_at(cluster.url("s2r2"), &local_rows).await,
         clickhouse::query_at(cluster.url("s2r1"), &local_rows).await,
@@ -270,6 +283,11 @@ async fn the_cluster_answers_as_one_server_through_a_replica_and_a_shard_down() 
         run.landed(&replay).await;
         let again = run.upload(&second_again).await;
         run.landed(&again).await;
+    }
+
+    // A returning replica is read while it catches up (docs/SCALING.md): wait for both.
+    for replica in ["s2r1", "s2r2"] {
+        sync_replicas(cluster, replica, database).await;
     }
 
     let player = first.summary.totals.keys().next().unwrap().clone();

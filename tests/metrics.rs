@@ -221,6 +221,8 @@ async fn every_service_reports_its_work_in_prometheus_format() {
         idle_pause_ms: 50,
         failure_pause_ms: 200,
         lag_interval_ms: 100,
+        datasets_dir: None,
+        datasets: String::new(),
     };
     let processor_app = sluice_processor::Application::build(processor.clone())
         .await

@@ -1,11 +1,9 @@
 //! Consumer configuration, read once at start-up from `SLUICE_CONSUMER_*` environment variables.
 
-use std::path::Path;
-
 use secrecy::SecretString;
 use serde::Deserialize;
 use sluice_schema::config::{ClickHouseSettings, ServiceConfig};
-use sluice_schema::dataset::{Catalog, Dataset, SpecError, GAME_ROUNDS};
+use sluice_schema::dataset::{Catalog, Dataset, SpecError};
 
 /// Every setting of the consumer. Each field is read from `SLUICE_CONSUMER_<FIELD>`.
 #[derive(Debug, Clone, Deserialize)]
@@ -105,33 +103,8 @@ impl Config {
 
     /// The datasets this instance serves besides `game_rounds`, from `datasets_dir`.
     pub fn served_datasets(&self) -> Result<Vec<Dataset>, SpecError> {
-        let names: Vec<&str> = self
-            .datasets
-            .split(',')
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .collect();
-        if names.is_empty() {
-            return Ok(Vec::new());
-        }
-        let dir = self
-            .datasets_dir
-            .as_deref()
-            .filter(|d| !d.is_empty())
-            .unwrap_or(".");
-        let catalog = Catalog::read(Path::new(dir))?;
-        names
-            .into_iter()
-            .map(|name| match catalog.get(name) {
-                Some(dataset) if name != GAME_ROUNDS => Ok(dataset.clone()),
-                _ => Err(SpecError::Invalid {
-                    file: dir.to_owned(),
-                    field: "SLUICE_CONSUMER_DATASETS".to_owned(),
-                    problem: format!("no dataset `{name}` to serve besides game_rounds"),
-                    fix: "name datasets of SLUICE_CONSUMER_DATASETS_DIR (game_rounds is always served)".to_owned(),
-                }),
-            })
-            .collect()
+        let dir = self.datasets_dir.as_deref();
+        Catalog::served(dir, &self.datasets, "SLUICE_CONSUMER_DATASETS")
     }
 
     /// The topic of the dataset `name`'s records.

@@ -11,8 +11,14 @@
 //! has a greater one. A record the table cannot hold is kept in the `quarantine` table with the
 //! reason, in the same round as its batch, never dropped and never stored as something else.
 //!
-//! Game rounds keep their own pipeline (`pipeline`): dirty hours, rollups and the dead-letter
-//! topic are theirs alone so far.
+//! Rollups (docs/PROCESSING.md): when the spec declares rollup endpoints, each batch is written
+//! inside the dirty-hours protocol of every rollup of the dataset's rows
+//! (`sluice_rollup::datasets`), as the rounds are: the hours of its rows and of their records'
+//! earlier versions (looked up by identity) are leased before the insert and marked once it is
+//! acknowledged.
+//!
+//! Game rounds keep their own pipeline (`pipeline`); the dead-letter topic is theirs alone so
+//! far.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -21,14 +27,21 @@ use clickhouse::Client;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use sluice_rollup::version_of;
+use sluice_rollup::datasets::{bind_key, hours_of_keys, EndpointRollups};
+use sluice_rollup::dirty::DirtyHours;
+use sluice_rollup::{hour_of, version_of};
 use sluice_schema::backoff::Backoff;
-use sluice_schema::dataset::rowbinary::Converter;
-use sluice_schema::dataset::{clickhouse::versions_table, Dataset};
+use sluice_schema::dataset::rowbinary::{Converter, Keyed};
+use sluice_schema::dataset::{Dataset, Spec};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::inserter::{QuarantineRow, QUARANTINE_TABLE};
+use crate::marks::{MarkError, Marks};
+
+/// Records per lookup of earlier versions: far below ClickHouse's `max_query_size` (256 KiB)
+/// and `max_ast_elements` (50,000) for identities of a few columns.
+const KEYS_PER_LOOKUP: usize = 1_000;
 
 /// One served dataset's ingest: its consumer, converter and ClickHouse client.
 pub struct DatasetIngest {
@@ -39,30 +52,55 @@ pub struct DatasetIngest {
     clickhouse: Client,
     max_rows: usize,
     timeout: Duration,
+    /// The marks of its rollups' dirty hours, when it has rollups.
+    marks: Option<Marks>,
+    spec: Spec,
 }
 
-/// A batch as converted: the rows, the messages the table cannot hold, and where each
-/// partition resumes.
+/// A batch as converted: the rows (with each one's time and identity, when the dataset has
+/// rollups), the messages the table cannot hold, and where each partition resumes.
 #[derive(Default)]
 struct Batch {
     rows: Vec<u8>,
     count: usize,
+    keyed: Vec<Keyed>,
     poison: Vec<(i32, i64, String, Vec<u8>)>,
     next_offsets: BTreeMap<i32, i64>,
 }
 
+/// How far a batch's write got, kept across its attempts.
+struct Progress {
+    batch_id: String,
+    /// The hours its rows change, once looked up.
+    hours: Option<Vec<u32>>,
+    inserted: bool,
+}
+
+/// Why an attempt to write a batch failed; every kind is retried.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error("ClickHouse: {0}")]
+    ClickHouse(#[from] clickhouse::error::Error),
+    #[error("dirty hours: {0}")]
+    Marks(#[from] MarkError),
+}
+
 impl DatasetIngest {
-    /// Creates the dataset's versions table if missing and joins its consumer group.
+    /// Creates the dataset's tables if missing and joins its consumer group; its batches are
+    /// marked through `marks`' Redis when it has rollups.
     pub async fn start(
         config: &Config,
         dataset: &Dataset,
         clickhouse: Client,
+        marks: &Marks,
     ) -> anyhow::Result<DatasetIngest> {
         let name = dataset.spec.name.clone();
-        clickhouse
-            .query(&versions_table(&dataset.spec))
-            .execute()
-            .await?;
+        sluice_rollup::datasets::create_tables(&clickhouse, &dataset.spec).await?;
+        let dirty: Vec<DirtyHours> = EndpointRollups::all(&dataset.spec)
+            .iter()
+            .map(|(_, rollups)| DirtyHours::of(&config.clickhouse.database, &rollups.hourly))
+            .collect();
+        let marks = (!dirty.is_empty()).then(|| marks.of(&name, dirty));
         let topic = config.dataset_topic(&name);
         sluice_schema::kafka::ensure_topic(
             &config.kafka_brokers,
@@ -80,6 +118,8 @@ impl DatasetIngest {
             clickhouse,
             max_rows: config.batch_max_rows,
             timeout: Duration::from_millis(config.batch_timeout_ms),
+            marks,
+            spec: dataset.spec.clone(),
         })
     }
 
@@ -125,7 +165,14 @@ impl DatasetIngest {
             let (partition, offset) = (message.partition(), message.offset());
             let version = version_of(message.timestamp().to_millis(), offset);
             let payload = message.payload().unwrap_or_default();
-            match self.converter.append(payload, version, &mut batch.rows) {
+            let appended = match self.marks {
+                Some(_) => (self
+                    .converter
+                    .append_keyed(payload, version, &mut batch.rows))
+                .map(|keyed| batch.keyed.push(keyed)),
+                None => self.converter.append(payload, version, &mut batch.rows),
+            };
+            match appended {
                 Ok(()) => batch.count += 1,
                 Err(reason) => batch
                     .poison
@@ -140,8 +187,13 @@ impl DatasetIngest {
     /// its offsets. False when shutdown came first (nothing stored: the batch is read again).
     async fn write(&self, batch: &Batch, shutdown: &CancellationToken) -> bool {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut progress = Progress {
+            batch_id: self.marks.as_ref().map(Marks::batch_id).unwrap_or_default(),
+            hours: None,
+            inserted: false,
+        };
         loop {
-            match self.insert(batch).await {
+            match self.write_once(batch, &mut progress).await {
                 Ok(()) => break,
                 Err(error) => {
                     tracing::warn!(%error, dataset = %self.name, "Insert failed; retrying.");
@@ -163,6 +215,47 @@ impl DatasetIngest {
             tracing::warn!(%error, dataset = %self.name, "Could not store offsets.");
         }
         true
+    }
+
+    /// One attempt: the rows inside the dirty-hours protocol (when there are rollups), then
+    /// the poison.
+    async fn write_once(&self, batch: &Batch, progress: &mut Progress) -> Result<(), WriteError> {
+        let Some(marks) = &self.marks else {
+            return Ok(self.insert(batch).await?);
+        };
+        let hours = match &progress.hours {
+            Some(hours) => hours,
+            None => progress.hours.insert(self.hours(&batch.keyed).await?),
+        };
+        if !progress.inserted {
+            marks.begin(&progress.batch_id, hours).await?;
+            self.insert(batch).await?;
+            progress.inserted = true;
+        }
+        marks.end(&progress.batch_id, hours).await?;
+        Ok(())
+    }
+
+    /// The hours `keyed` rows fall in and those of every stored version of their records,
+    /// sorted: what their insert changes.
+    async fn hours(&self, keyed: &[Keyed]) -> Result<Vec<u32>, clickhouse::error::Error> {
+        let mut hours: std::collections::BTreeSet<u32> =
+            keyed.iter().map(|k| hour_of(k.seconds)).collect();
+        let scales: Vec<u32> = (self.spec.identity.iter())
+            .map(|c| self.spec.column(c).and_then(|c| c.scale).unwrap_or(0))
+            .collect();
+        for chunk in keyed.chunks(KEYS_PER_LOOKUP) {
+            let mut lookup = self
+                .clickhouse
+                .query(&hours_of_keys(&self.spec, chunk.len()));
+            for record in chunk {
+                for (value, scale) in record.key.iter().zip(&scales) {
+                    lookup = bind_key(lookup, value, *scale);
+                }
+            }
+            hours.extend(lookup.fetch_all::<u32>().await?);
+        }
+        Ok(hours.into_iter().collect())
     }
 
     async fn insert(&self, batch: &Batch) -> Result<(), clickhouse::error::Error> {

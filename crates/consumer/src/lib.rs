@@ -66,13 +66,13 @@ impl Application {
             )
             .await?;
         }
-        let datasets = start_datasets(&config, &clickhouse).await?;
+        let marks = Arc::new(marks::Marks::new(&config)?);
+        let datasets = start_datasets(&config, &clickhouse, &marks).await?;
         let dead_letters = kafka::DeadLetters::new(&config)?;
         let probe = MetadataProbe::of_brokers(&config.kafka_brokers)?;
         let notes = kafka::RebalanceNotes::new(config.topic_partitions);
         let consumer = kafka::subscribe(&config, notes.clone())?;
         let running = Arc::new(AtomicBool::new(false));
-        let marks = Arc::new(marks::Marks::new(&config)?);
         let state = HealthState {
             running: Arc::clone(&running),
             clickhouse: clickhouse.clone(),
@@ -126,6 +126,7 @@ impl Application {
 async fn start_datasets(
     config: &Config,
     clickhouse: &clickhouse::Client,
+    marks: &marks::Marks,
 ) -> anyhow::Result<Vec<datasets::DatasetIngest>> {
     let served = config.served_datasets()?;
     if !served.is_empty() && config.clickhouse.cluster.is_some() {
@@ -133,7 +134,9 @@ async fn start_datasets(
     }
     let mut started = Vec::with_capacity(served.len());
     for dataset in &served {
-        started.push(datasets::DatasetIngest::start(config, dataset, clickhouse.clone()).await?);
+        started.push(
+            datasets::DatasetIngest::start(config, dataset, clickhouse.clone(), marks).await?,
+        );
     }
     Ok(started)
 }

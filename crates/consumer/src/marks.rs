@@ -33,10 +33,11 @@ pub enum MarkError {
     Redis(#[from] redis::RedisError),
 }
 
-/// Marks the hours of this consumer's batches, under batch ids unique to this process.
+/// Marks the hours of this consumer's batches in the dirty sets of the rollups of their rows,
+/// under batch ids unique to this process.
 pub struct Marks {
     redis: Pool,
-    dirty: DirtyHours,
+    dirty: Vec<DirtyHours>,
     lease: Duration,
     instance: String,
     batches: AtomicU64,
@@ -49,11 +50,23 @@ impl Marks {
             .create_pool(Some(Runtime::Tokio1))?;
         Ok(Marks {
             redis,
-            dirty: DirtyHours::new(&config.clickhouse.database),
+            dirty: vec![DirtyHours::new(&config.clickhouse.database)],
             lease: Duration::from_millis(config.mark_lease_ms),
             instance: format!("{:016x}", rand::rng().random::<u64>()),
             batches: AtomicU64::new(0),
         })
+    }
+
+    /// The marks of other rollups' dirty sets (a dataset's), through the same Redis, their
+    /// batch ids told apart by `label`.
+    pub fn of(&self, label: &str, dirty: Vec<DirtyHours>) -> Marks {
+        Marks {
+            redis: self.redis.clone(),
+            dirty,
+            lease: self.lease,
+            instance: format!("{}-{label}", self.instance),
+            batches: AtomicU64::new(0),
+        }
     }
 
     /// A new batch's id: unique across instances and restarts, the name of its leases.
@@ -105,9 +118,11 @@ impl Marks {
     /// Before the insert (every attempt): `hours` are dirty and leased to `batch`.
     pub async fn begin(&self, batch: &str, hours: &[u32]) -> Result<(), MarkError> {
         let mut connection = self.redis.get().await?;
-        self.dirty
-            .begin(&mut connection, batch, hours, self.lease)
-            .await?;
+        for dirty in &self.dirty {
+            dirty
+                .begin(&mut connection, batch, hours, self.lease)
+                .await?;
+        }
         Ok(())
     }
 
@@ -115,7 +130,9 @@ impl Marks {
     /// drawn so far, and `batch`'s leases end.
     pub async fn end(&self, batch: &str, hours: &[u32]) -> Result<(), MarkError> {
         let mut connection = self.redis.get().await?;
-        self.dirty.end(&mut connection, batch, hours).await?;
+        for dirty in &self.dirty {
+            dirty.end(&mut connection, batch, hours).await?;
+        }
         Ok(())
     }
 }

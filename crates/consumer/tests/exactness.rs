@@ -149,6 +149,8 @@ async fn spawn_processor(database: &str, stop: CancellationToken) -> tokio::task
         idle_pause_ms: 50,
         failure_pause_ms: 200,
         lag_interval_ms: 1_000,
+        datasets_dir: None,
+        datasets: String::new(),
     };
     let application = sluice_processor::Application::build(config).await.unwrap();
     tokio::spawn(async move { application.run_until_stopped(stop).await.unwrap() })

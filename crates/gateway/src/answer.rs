@@ -1,4 +1,5 @@
-//! Reading a page of `GET /aggregated_game_rounds` (docs/PROCESSING.md, "Reads"): every hour
+//! Reading a page of buckets — `GET /aggregated_game_rounds`, and a dataset's rollup endpoint
+//! (`crate::rollups`) — from an endpoint's rollups ([`Shape`]; docs/PROCESSING.md, "Reads"): every hour
 //! of the range from the hourly rollup at its published version, except the hours not processed
 //! yet (dirty in Redis) and those only partly inside the range, which are summed from their
 //! current raw rows, and — for a page of days — the whole days whose day and hours are all
@@ -12,7 +13,7 @@ use chrono::{DateTime, Utc};
 use clickhouse::Client;
 use serde::{Deserialize, Serialize};
 use sluice_rollup::dirty::{DirtyHours, Snapshot};
-use sluice_rollup::spec::{Period, GAME_ROUNDS_DAILY, GAME_ROUNDS_HOURLY};
+use sluice_rollup::spec::{Period, Rollup, GAME_ROUNDS_DAILY, GAME_ROUNDS_HOURLY};
 use sluice_rollup::{hour_of, DAY_SECONDS, HOUR_SECONDS};
 use sluice_schema::domain::{format_scaled, TIMESTAMP_MAX_SECONDS};
 use utoipa::ToSchema;
@@ -43,7 +44,7 @@ pub struct Bucket {
 }
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
-struct BucketRow {
+pub struct BucketRow {
     start: u32,
     user_id: String,
     game_id: u64,
@@ -102,13 +103,12 @@ pub enum FetchError {
 }
 
 /// Where answers are read from: the rollups and their raw rows in ClickHouse, and which hours
-/// and days are not processed yet in Redis (docs/PROCESSING.md).
+/// and days are not processed yet in Redis (docs/PROCESSING.md); the game rounds' shape.
 #[derive(Clone)]
 pub struct Source {
     clickhouse: Client,
     redis: deadpool_redis::Pool,
-    hours: DirtyHours,
-    days: DirtyHours,
+    rounds: Shape,
 }
 
 impl Source {
@@ -118,8 +118,90 @@ impl Source {
         Source {
             clickhouse,
             redis,
-            hours: DirtyHours::of(database, &GAME_ROUNDS_HOURLY),
-            days: DirtyHours::of(database, &GAME_ROUNDS_DAILY),
+            rounds: Shape::game_rounds(database),
+        }
+    }
+}
+
+/// What a page of buckets is read from: an endpoint's hourly rollup of raw rows and, for pages
+/// of days, the daily rollup of its hours, with their dirty buckets; and the page's columns.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    hourly: Rollup,
+    daily: Option<Rollup>,
+    hours: DirtyHours,
+    days: Option<DirtyHours>,
+    /// The page's columns after `start`, over the rows of the rollups and the raw hours (their
+    /// bucket as `at`, the group-by columns, each measure under its rollup column's name).
+    columns: String,
+}
+
+impl Shape {
+    /// `hourly` (and `daily`) of database `database`, answered as `columns`.
+    pub fn new(database: &str, hourly: Rollup, daily: Option<Rollup>, columns: String) -> Shape {
+        Shape {
+            hours: DirtyHours::of(database, &hourly),
+            days: daily.as_ref().map(|daily| DirtyHours::of(database, daily)),
+            hourly,
+            daily,
+            columns,
+        }
+    }
+
+    /// The game rounds' buckets per player and game, read as [`BucketRow`]s.
+    pub fn game_rounds(database: &str) -> Shape {
+        // Sums of Nullable(Decimal) skip NULLs and come back as Nullable(Decimal(38, 4)).
+        let columns = "user_id, game_id, \
+             sum(real_amount_bet) AS real_amount_bet, sum(bonus_amount_bet) AS bonus_amount_bet, \
+             sum(real_amount_win) AS real_amount_win, sum(bonus_amount_win) AS bonus_amount_win, \
+             sum(rounds) AS rounds";
+        let (hourly, daily) = (GAME_ROUNDS_HOURLY, GAME_ROUNDS_DAILY);
+        Shape::new(database, hourly, Some(daily), columns.to_owned())
+    }
+}
+
+/// A request for a page of buckets, in the rollups' terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageQuery {
+    /// The range, in seconds: `from` included, `to` excluded.
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub granularity: Granularity,
+    pub order: Order,
+    pub page_size: u32,
+    /// Group-by columns equal to a value.
+    pub equals: Vec<(String, Value)>,
+    /// The page starts after this bucket and these group-by values (in the rollup's order).
+    pub after: Option<(u32, Vec<Value>)>,
+}
+
+impl PageQuery {
+    /// `query` of the game rounds.
+    fn rounds(query: &RoundsQuery) -> PageQuery {
+        let mut equals = Vec::new();
+        if let Some(player_id) = &query.player_id {
+            equals.push((
+                "user_id".to_owned(),
+                Value::Text(player_id.as_str().to_owned()),
+            ));
+        }
+        if let Some(game_id) = query.game_id {
+            equals.push(("game_id".to_owned(), Value::Number(game_id)));
+        }
+        PageQuery {
+            from: query.from.map(|t| t.timestamp()),
+            to: query.to.map(|t| t.timestamp()),
+            granularity: query.granularity,
+            order: query.order,
+            page_size: query.page_size,
+            equals,
+            after: query.after.as_ref().map(|after| {
+                let groups = vec![
+                    Value::Text(after.player_id.clone()),
+                    Value::Number(after.game_id),
+                ];
+                (after.start, groups)
+            }),
         }
     }
 }
@@ -173,11 +255,9 @@ impl Span {
     }
 
     /// The span of `query`, narrowed to what lies past its cursor; `None` when empty.
-    fn of(query: &RoundsQuery) -> Option<Span> {
-        let from = query.from.map_or(0, |t| t.timestamp());
-        let to = query
-            .to
-            .map_or(i64::from(TIMESTAMP_MAX_SECONDS) + 1, |t| t.timestamp());
+    fn of(query: &PageQuery) -> Option<Span> {
+        let from = query.from.unwrap_or(0).max(0);
+        let to = query.to.unwrap_or(i64::from(TIMESTAMP_MAX_SECONDS) + 1);
         if to <= from {
             return None;
         }
@@ -190,12 +270,12 @@ impl Span {
         if to % i64::from(HOUR_SECONDS) != 0 && partial.last() != Some(&last) {
             partial.push(last);
         }
-        if let Some(after) = &query.after {
+        if let Some((after, _)) = &query.after {
             match query.order {
-                Order::Ascending => first = first.max(after.start),
+                Order::Ascending => first = first.max(*after),
                 Order::Descending => {
                     let bucket = bucket_seconds(query.granularity);
-                    last = last.min(after.start.saturating_add(bucket - HOUR_SECONDS));
+                    last = last.min(after.saturating_add(bucket - HOUR_SECONDS));
                 }
             }
         }
@@ -213,9 +293,10 @@ struct Statement {
 
 /// A value bound to a statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Value {
+pub enum Value {
     Text(String),
     Number(u64),
+    Signed(i64),
     Seconds(i64),
 }
 
@@ -233,12 +314,12 @@ impl Statement {
 /// Conditions joined by `AND`, with their values in order.
 #[derive(Default)]
 struct Filter {
-    conditions: Vec<&'static str>,
+    conditions: Vec<String>,
     values: Vec<Value>,
 }
 
 impl Filter {
-    fn condition(&mut self, sql: &'static str, values: impl IntoIterator<Item = Value>) {
+    fn condition(&mut self, sql: String, values: impl IntoIterator<Item = Value>) {
         self.conditions.push(sql);
         self.values.extend(values);
     }
@@ -252,14 +333,11 @@ impl Filter {
     }
 }
 
-/// The player and game filters, over the rollup's group-by columns.
-fn group_filter(query: &RoundsQuery) -> Filter {
+/// The query's filters over the rollup's group-by columns.
+fn group_filter(query: &PageQuery) -> Filter {
     let mut filter = Filter::default();
-    if let Some(player_id) = &query.player_id {
-        filter.condition("user_id = ?", [Value::Text(player_id.as_str().to_owned())]);
-    }
-    if let Some(game_id) = query.game_id {
-        filter.condition("game_id = ?", [Value::Number(game_id)]);
+    for (column, value) in &query.equals {
+        filter.condition(format!("{column} = ?"), [value.clone()]);
     }
     filter
 }
@@ -309,12 +387,12 @@ fn coarsen(hours: &[u32], max_runs: usize) -> Vec<u32> {
 /// How many times wider each window is than the one before.
 const WIDENING: u32 = 8;
 
-/// The first window, in buckets: a day of hours or a week of days when every player and game
-/// is asked for (dense: a page fills soon); the whole span for one player or one game, whose
-/// few buckets would otherwise take several widenings (measured: a player's year took three
-/// statements, 49 ms against 12 ms for one).
-fn first_window(query: &RoundsQuery) -> u32 {
-    if query.player_id.is_some() || query.game_id.is_some() {
+/// The first window, in buckets: a day of hours or a week of days when every group is asked
+/// for (dense: a page fills soon); the whole span for one player, one game or any group filter,
+/// whose few buckets would otherwise take several widenings (measured: a player's year took
+/// three statements, 49 ms against 12 ms for one).
+fn first_window(query: &PageQuery) -> u32 {
+    if !query.equals.is_empty() {
         return u32::MAX;
     }
     match query.granularity {
@@ -365,28 +443,43 @@ impl Span {
 /// Attempts at a consistent read; the last reads every hour of its window raw.
 const CONSISTENT_ATTEMPTS: usize = 4;
 
-/// Reads one page (see the module's documentation): at most `page_size` buckets, and whether
-/// more exist. Redis is asked for the dirty hours before and after the read: if an hour the
-/// page took from the rollup changed meanwhile (a batch began on it, or hours were cleared),
-/// the page is read again, and the last attempt reads its hours only from raw rows — exact
-/// without Redis, only slower.
+/// Reads one page of the game rounds (see [`fetch_page`]).
 pub async fn fetch(
     source: &Source,
     query: &RoundsQuery,
 ) -> Result<(Vec<Bucket>, bool), FetchError> {
+    let page = PageQuery::rounds(query);
+    let (rows, has_more) = fetch_page::<BucketRow>(source, &source.rounds, &page).await?;
+    Ok((rows.into_iter().map(Bucket::from).collect(), has_more))
+}
+
+/// Reads one page of `shape` (see the module's documentation): at most `page_size` buckets,
+/// each a row `R` of `start` and the shape's columns, and whether more exist. Redis is asked
+/// for the dirty hours before and after the read: if an hour the page took from the rollup
+/// changed meanwhile (a batch began on it, or hours were cleared), the page is read again, and
+/// the last attempt reads its hours only from raw rows — exact without Redis, only slower.
+pub async fn fetch_page<R>(
+    source: &Source,
+    shape: &Shape,
+    query: &PageQuery,
+) -> Result<(Vec<R>, bool), FetchError>
+where
+    R: clickhouse::RowOwned + clickhouse::RowRead,
+{
     let Some(span) = Span::of(query) else {
         return Ok((Vec::new(), false));
     };
     for attempt in 1..=CONSISTENT_ATTEMPTS {
-        let before = snapshot(source, &span, query.granularity).await?;
+        let before = snapshot(source, shape, &span, query.granularity).await?;
         let all_raw = attempt == CONSISTENT_ATTEMPTS;
-        let Some(page) = read_page(source, query, &span, &before, all_raw).await? else {
+        let read = read_page(source, shape, query, &span, &before, all_raw).await?;
+        let Some(page) = read else {
             return Ok((Vec::new(), false));
         };
         if all_raw {
             return Ok(page.answer);
         }
-        let after = snapshot(source, &span, query.granularity).await?;
+        let after = snapshot(source, shape, &span, query.granularity).await?;
         if before.still_hold(&after, &page) {
             return Ok(page.answer);
         }
@@ -404,7 +497,7 @@ struct Snapshots {
 impl Snapshots {
     /// The hours of `page` taken from the hourly rollup stayed clean from `self` to `later`,
     /// and so did the days it took from the daily one (see [`Snapshot::still_holds`]).
-    fn still_hold(&self, later: &Snapshots, page: &Page) -> bool {
+    fn still_hold<R>(&self, later: &Snapshots, page: &Page<R>) -> bool {
         let Page { window, .. } = page;
         let hours = self
             .hours
@@ -427,26 +520,27 @@ impl Snapshots {
 /// admissions of other requests.
 async fn snapshot(
     source: &Source,
+    shape: &Shape,
     span: &Span,
     granularity: Granularity,
 ) -> Result<Snapshots, FetchError> {
     let mut redis = source.redis.get().await?;
-    let hours = source.hours.snapshot(&mut redis, span.first, span.last);
+    let hours = shape.hours.snapshot(&mut redis, span.first, span.last);
     let hours = hours.await?;
-    let days = match granularity {
-        Granularity::Hour => None,
-        Granularity::Day => {
+    let days = match (granularity, &shape.days) {
+        (Granularity::Day, Some(days)) => {
             let (first, last) = (Period::Day.start(span.first), Period::Day.start(span.last));
-            Some(source.days.snapshot(&mut redis, first, last).await?)
+            Some(days.snapshot(&mut redis, first, last).await?)
         }
+        _ => None,
     };
     Ok(Snapshots { hours, days })
 }
 
 /// A page read, with the hours it covers, those it read raw and the days it took from the
 /// daily rollup.
-struct Page {
-    answer: (Vec<Bucket>, bool),
+struct Page<R> {
+    answer: (Vec<R>, bool),
     window: Span,
     raw: Vec<u32>,
     daily: Vec<u32>,
@@ -472,9 +566,13 @@ fn whole_clean_days(window: &Span, raw: &[u32], dirty_days: &[u32]) -> Vec<u32> 
         .collect()
 }
 
-/// Those of `days` (not empty) the daily rollup has published, sorted.
-async fn published_days(source: &Source, days: &[u32]) -> Result<Vec<u32>, FetchError> {
-    let sql = GAME_ROUNDS_DAILY.published_among(days);
+/// Those of `days` (not empty) `daily` has published, sorted.
+async fn published_days(
+    source: &Source,
+    daily: &Rollup,
+    days: &[u32],
+) -> Result<Vec<u32>, FetchError> {
+    let sql = daily.published_among(days);
     let mut days: Vec<u32> = retrying(|| source.clickhouse.query(&sql).fetch_all()).await?;
     days.sort_unstable();
     Ok(days)
@@ -482,14 +580,18 @@ async fn published_days(source: &Source, days: &[u32]) -> Result<Vec<u32>, Fetch
 
 /// Reads one page with `dirty`'s hours (and days) as the unprocessed ones, or every hour
 /// raw; `None` when no hour of the span can hold rows.
-async fn read_page(
+async fn read_page<R>(
     source: &Source,
-    query: &RoundsQuery,
+    shape: &Shape,
+    query: &PageQuery,
     span: &Span,
     dirty: &Snapshots,
     all_raw: bool,
-) -> Result<Option<Page>, FetchError> {
-    let Some(span) = data_span(source, query, span, &dirty.hours.hours).await? else {
+) -> Result<Option<Page<R>>, FetchError>
+where
+    R: clickhouse::RowOwned + clickhouse::RowRead,
+{
+    let Some(span) = data_span(source, shape, query, span, &dirty.hours.hours).await? else {
         return Ok(None);
     };
     let mut buckets = first_window(query);
@@ -502,19 +604,20 @@ async fn read_page(
             false => raw_hours(&window, &dirty.hours.hours),
         };
         let mut daily = Vec::new();
-        if query.granularity == Granularity::Day && !all_raw {
+        if let (Granularity::Day, Some(rollup), false) = (query.granularity, &shape.daily, all_raw)
+        {
             let days = whole_clean_days(&window, &raw, dirty.dirty_days());
             if !days.is_empty() {
-                daily = published_days(source, &days).await?;
+                daily = published_days(source, rollup, &days).await?;
             }
         }
-        let statement = page_statement(query, &window, &raw, &daily);
-        let mut rows = retrying(|| read(&source.clickhouse, &statement)).await?;
+        let statement = page_statement(shape, query, &window, &raw, &daily);
+        let mut rows = retrying(|| read::<R>(&source.clickhouse, &statement)).await?;
         let has_more = rows.len() > query.page_size as usize;
         if has_more || whole {
             rows.truncate(query.page_size as usize);
             return Ok(Some(Page {
-                answer: (rows.into_iter().map(Bucket::from).collect(), has_more),
+                answer: (rows, has_more),
                 window,
                 raw,
                 daily,
@@ -543,14 +646,15 @@ fn raw_hours(window: &Span, dirty: &[u32]) -> Vec<u32> {
 /// can still be taken from the daily rollup. `None` when there are none.
 async fn data_span(
     source: &Source,
-    query: &RoundsQuery,
+    shape: &Shape,
+    query: &PageQuery,
     span: &Span,
     dirty: &[u32],
 ) -> Result<Option<Span>, FetchError> {
     if query.from.is_some() && query.to.is_some() {
         return Ok(Some(span.clone()));
     }
-    let bounds = GAME_ROUNDS_HOURLY.published_bounds();
+    let bounds = shape.hourly.published_bounds();
     let (first, last, hours): (u32, u32, u64) =
         retrying(|| source.clickhouse.query(&bounds).fetch_one()).await?;
     let published = (hours > 0).then_some((first, last));
@@ -571,16 +675,22 @@ async fn data_span(
 
 /// The rows of `window` the rollups hold: the `daily` days from the daily rollup, every other
 /// hour but `raw_hours` from the hourly one.
-fn rollup_rows(query: &RoundsQuery, window: &Span, raw_hours: &[u32], daily: &[u32]) -> Statement {
-    let rollup = &GAME_ROUNDS_HOURLY;
+fn rollup_rows(
+    shape: &Shape,
+    query: &PageQuery,
+    window: &Span,
+    raw_hours: &[u32],
+    daily: &[u32],
+) -> Statement {
+    let rollup = &shape.hourly;
     let published = group_filter(query);
     let filter = published.sql();
-    if daily.is_empty() {
+    let Some(daily_rollup) = shape.daily.as_ref().filter(|_| !daily.is_empty()) else {
         return Statement {
             sql: rollup.published_rows(window.first, window.last, raw_hours, &filter),
             values: published.values,
         };
-    }
+    };
     // The hours left between the days and the raw hours, named one by one (as ranges):
     // a range with the days cut out would still scan their hours.
     let day = |hour: &u32| Period::Day.start(*hour);
@@ -590,7 +700,7 @@ fn rollup_rows(query: &RoundsQuery, window: &Span, raw_hours: &[u32], daily: &[u
         .filter(|h| daily.binary_search(&day(h)).is_err())
         .collect();
     let days = Statement {
-        sql: GAME_ROUNDS_DAILY.published_rows_of(daily, &filter),
+        sql: daily_rollup.published_rows_of(daily, &filter),
         values: published.values.clone(),
     };
     if hours.is_empty() {
@@ -604,23 +714,18 @@ fn rollup_rows(query: &RoundsQuery, window: &Span, raw_hours: &[u32], daily: &[u
 }
 
 /// The current raw rows of `raw_hours` (not empty) inside the asked range.
-fn raw_rows(query: &RoundsQuery, raw_hours: &[u32]) -> Statement {
+fn raw_rows(shape: &Shape, query: &PageQuery, raw_hours: &[u32]) -> Statement {
     let mut raw = group_filter(query);
+    let time = shape.hourly.time_column();
     // Instants are bound as seconds: `toDateTime` of a number is exact on every ClickHouse
     // version, where text beyond 2105 is read as garbage by 18.16.
     if let Some(from) = query.from {
-        raw.condition(
-            "created_timestamp >= toDateTime(?)",
-            [Value::Seconds(from.timestamp())],
-        );
+        raw.condition(format!("{time} >= toDateTime(?)"), [Value::Seconds(from)]);
     }
     if let Some(to) = query.to {
-        raw.condition(
-            "created_timestamp < toDateTime(?)",
-            [Value::Seconds(to.timestamp())],
-        );
+        raw.condition(format!("{time} < toDateTime(?)"), [Value::Seconds(to)]);
     }
-    let sql = GAME_ROUNDS_HOURLY.current_inputs(raw_hours, &raw.sql());
+    let sql = shape.hourly.current_inputs(raw_hours, &raw.sql());
     // The filter appears twice: on the rows and on the keys looked up.
     let mut values = raw.values.clone();
     values.extend(raw.values);
@@ -631,63 +736,70 @@ fn raw_rows(query: &RoundsQuery, raw_hours: &[u32]) -> Statement {
 /// (days) from the daily rollup, `raw_hours` from their current raw rows, every other hour
 /// from the hourly rollup, summed in one statement.
 fn page_statement(
-    query: &RoundsQuery,
+    shape: &Shape,
+    query: &PageQuery,
     window: &Span,
     raw_hours: &[u32],
     daily: &[u32],
 ) -> Statement {
-    let mut rows = rollup_rows(query, window, raw_hours, daily);
+    let mut rows = rollup_rows(shape, query, window, raw_hours, daily);
     if !raw_hours.is_empty() {
-        rows = rows.union(raw_rows(query, raw_hours));
+        rows = rows.union(raw_rows(shape, query, raw_hours));
     }
     let bucket = match query.granularity {
         Granularity::Hour => "toUInt32(toStartOfHour(at))",
         Granularity::Day => "toUInt32(toStartOfDay(at))",
     };
+    let groups = shape.hourly.group_by;
+    let sort_key: Vec<&str> = std::iter::once("start")
+        .chain(groups.iter().copied())
+        .collect();
     let (keyset, order_by) = match query.order {
-        Order::Ascending => (">", "start, user_id, game_id"),
-        Order::Descending => ("<", "start DESC, user_id DESC, game_id DESC"),
+        Order::Ascending => (">", sort_key.join(", ")),
+        Order::Descending => ("<", sort_key.join(" DESC, ") + " DESC"),
     };
     let mut values = rows.values;
     let keyset = match &query.after {
-        Some(after) => {
-            values.extend([
-                Value::Number(u64::from(after.start)),
-                Value::Text(after.player_id.clone()),
-                Value::Number(after.game_id),
-            ]);
-            format!("WHERE ({bucket}, user_id, game_id) {keyset} (?, ?, ?)")
+        Some((start, after)) => {
+            values.push(Value::Number(u64::from(*start)));
+            values.extend(after.iter().cloned());
+            let key: Vec<&str> = std::iter::once(bucket)
+                .chain(groups.iter().copied())
+                .collect();
+            let marks = vec!["?"; key.len()].join(", ");
+            format!("WHERE ({}) {keyset} ({marks})", key.join(", "))
         }
         None => String::new(),
     };
     values.push(Value::Number(u64::from(query.page_size) + 1));
-    // Sums of Nullable(Decimal) skip NULLs and come back as Nullable(Decimal(38, 4)).
     let sql = format!(
-        "SELECT {bucket} AS start, user_id, game_id, \
-         sum(real_amount_bet) AS real_amount_bet, sum(bonus_amount_bet) AS bonus_amount_bet, \
-         sum(real_amount_win) AS real_amount_win, sum(bonus_amount_win) AS bonus_amount_win, \
-         sum(rounds) AS rounds \
-         FROM ({rows}) {keyset} \
-         GROUP BY start, user_id, game_id ORDER BY {order_by} LIMIT ?",
+        "SELECT {bucket} AS start, {columns} FROM ({rows}) {keyset} \
+         GROUP BY {group_by} ORDER BY {order_by} LIMIT ?",
+        columns = shape.columns,
         rows = rows.sql,
+        group_by = sort_key.join(", "),
     );
     Statement { sql, values }
 }
 
 /// Runs a page's statement (see [`page_statement`]).
-async fn read(
+async fn read<R>(
     clickhouse: &Client,
     statement: &Statement,
-) -> Result<Vec<BucketRow>, clickhouse::error::Error> {
+) -> Result<Vec<R>, clickhouse::error::Error>
+where
+    R: clickhouse::RowOwned + clickhouse::RowRead,
+{
     let mut query = clickhouse.query(&statement.sql);
     for value in &statement.values {
         query = match value {
             Value::Text(text) => query.bind(text.as_str()),
             Value::Number(number) => query.bind(*number),
+            Value::Signed(number) => query.bind(*number),
             Value::Seconds(seconds) => query.bind(*seconds),
         };
     }
-    query.fetch_all::<BucketRow>().await
+    query.fetch_all::<R>().await
 }
 
 #[cfg(test)]
@@ -823,8 +935,10 @@ mod tests {
     fn a_page_statement_binds_its_values_in_the_order_of_its_placeholders() {
         let h = |n: u32| DAY + n * HOUR_SECONDS;
         let window = span(h(0), h(47));
+        let shape = Shape::game_rounds("db");
         let plain = page_statement(
-            &query(Granularity::Hour, Order::Ascending),
+            &shape,
+            &PageQuery::rounds(&query(Granularity::Hour, Order::Ascending)),
             &window,
             &[],
             &[],
@@ -849,7 +963,8 @@ mod tests {
             player_id: player.to_owned(),
             game_id: 7,
         });
-        let statement = page_statement(&filtered, &window, &[h(1), h(5)], &[2 * DAY]);
+        let filtered = PageQuery::rounds(&filtered);
+        let statement = page_statement(&shape, &filtered, &window, &[h(1), h(5)], &[2 * DAY]);
         let text = || Value::Text(player.to_owned());
         let (from, to) = (
             Value::Seconds(i64::from(h(1)) + 30),

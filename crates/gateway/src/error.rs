@@ -37,9 +37,6 @@ pub enum ApiError {
     /// No such dataset or endpoint.
     #[error("{0}")]
     NotFound(String),
-    /// Declared, but not served by this version.
-    #[error("{0}")]
-    NotImplemented(String),
     /// A body sent as something other than `application/json`.
     #[error("send the body as application/json")]
     UnsupportedMediaType,
@@ -74,7 +71,6 @@ impl ResponseError for ApiError {
             ApiError::OutOfCredits => StatusCode::PAYMENT_REQUIRED,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::KeyNotFound | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::KeyRevoked | ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

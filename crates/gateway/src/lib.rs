@@ -35,6 +35,7 @@ pub mod error;
 pub mod ledger;
 pub mod metric;
 pub mod query;
+pub mod rollups;
 pub mod routes;
 pub mod rows;
 mod scripts;
@@ -107,14 +108,17 @@ impl Application {
             credits.pool().0.clone(),
             &config.clickhouse.database,
         );
+        let datasets = config.datasets()?;
+        let rollups = rollups::Shapes::of(&datasets, &config.clickhouse.database);
         let state = routes::AppState {
             credits,
             clickhouse,
             rounds,
+            rollups,
             ledger: ledger.clone(),
             cursors,
             query_slots: tokio::sync::Semaphore::new(config.max_concurrent_queries),
-            datasets: config.datasets()?,
+            datasets,
             config,
             metrics: sluice_schema::telemetry::prometheus(),
         };

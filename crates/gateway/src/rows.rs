@@ -97,7 +97,7 @@ impl RowsQuery {
     }
 }
 
-fn limit(value: &str, max: u32) -> Result<u32, BadQuery> {
+pub(crate) fn limit(value: &str, max: u32) -> Result<u32, BadQuery> {
     match value.parse::<u32>() {
         Ok(limit) if (1..=max).contains(&limit) => Ok(limit),
         _ => Err(BadQuery(format!(
@@ -107,7 +107,7 @@ fn limit(value: &str, max: u32) -> Result<u32, BadQuery> {
 }
 
 /// `2024-01-02`, `2024-01-02 03:04:05` (UTC) or RFC 3339, as Unix seconds.
-fn moment(name: &str, value: &str) -> Result<u32, BadQuery> {
+pub(crate) fn moment(name: &str, value: &str) -> Result<u32, BadQuery> {
     let seconds = DateTime::parse_from_rfc3339(value)
         .map(|t| t.timestamp())
         .or_else(|_| {
@@ -286,7 +286,7 @@ fn row(spec: &Spec, line: &[u8]) -> (Map<String, Value>, Position) {
 
 /// A value read as text, as its answer: numbers for integers and floats, RFC 3339 for
 /// timestamps, exact text for decimals and strings; null stays null.
-fn typed(kind: Kind, text: Value) -> Value {
+pub(crate) fn typed(kind: Kind, text: Value) -> Value {
     let Value::String(text) = text else {
         return text;
     };

@@ -3,6 +3,7 @@
 use secrecy::SecretString;
 use serde::Deserialize;
 use sluice_schema::config::{ClickHouseSettings, ServiceConfig};
+use sluice_schema::dataset::{Catalog, Dataset, SpecError};
 
 /// Every setting of the processor. Each field is read from `SLUICE_PROCESSOR_<FIELD>`.
 #[derive(Clone, Deserialize)]
@@ -39,6 +40,14 @@ pub struct Config {
     /// How often the lag gauges are refreshed, in milliseconds. Default 2000.
     #[serde(default = "defaults::lag_interval_ms")]
     pub lag_interval_ms: u64,
+    /// Directory of dataset specs (`<name>.toml`, see `datasets/`). Default: none.
+    #[serde(default)]
+    pub datasets_dir: Option<String>,
+    /// The datasets of `datasets_dir` whose rollups this instance keeps besides the game
+    /// rounds', comma separated (as the consumer's `SLUICE_CONSUMER_DATASETS`; their tables
+    /// are created if missing). Default: none.
+    #[serde(default)]
+    pub datasets: String,
 }
 
 impl std::fmt::Debug for Config {
@@ -52,6 +61,8 @@ impl std::fmt::Debug for Config {
             .field("idle_pause_ms", &self.idle_pause_ms)
             .field("failure_pause_ms", &self.failure_pause_ms)
             .field("lag_interval_ms", &self.lag_interval_ms)
+            .field("datasets_dir", &self.datasets_dir)
+            .field("datasets", &self.datasets)
             .finish_non_exhaustive()
     }
 }
@@ -60,6 +71,12 @@ impl Config {
     /// Reads the configuration from the environment, naming the bad variable on failure.
     pub fn from_env() -> Result<Config, envy::Error> {
         <Config as ServiceConfig>::from_env()
+    }
+
+    /// The datasets whose rollups this instance keeps besides the game rounds'.
+    pub fn served_datasets(&self) -> Result<Vec<Dataset>, SpecError> {
+        let dir = self.datasets_dir.as_deref();
+        Catalog::served(dir, &self.datasets, "SLUICE_PROCESSOR_DATASETS")
     }
 }
 

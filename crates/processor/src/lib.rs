@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use actix_web::{web, HttpResponse};
 use deadpool_redis::{Pool, Runtime};
 use secrecy::ExposeSecret;
+use sluice_rollup::datasets::EndpointRollups;
 use sluice_rollup::dirty::DirtyHours;
 use sluice_rollup::process::{CatchUp, ProcessError, Processor};
-use sluice_rollup::spec::{Rollup, GAME_ROUNDS_DAILY, GAME_ROUNDS_HOURLY};
+use sluice_rollup::spec::{Period, Rollup, GAME_ROUNDS_DAILY, GAME_ROUNDS_HOURLY};
 use sluice_schema::telemetry::{answers_in_time, readiness, HealthServer};
 use tokio_util::sync::CancellationToken;
 
@@ -51,8 +52,8 @@ pub struct Application {
 struct Worker {
     clickhouse: clickhouse::Client,
     redis: Pool,
-    /// The hourly rollup (of raw rows), then the daily one (of published hours).
-    levels: [Level; 2],
+    /// The game rounds' rollups, then each served dataset's rollup endpoints'.
+    chains: Vec<Chain>,
     config: Config,
     running: Arc<AtomicBool>,
 }
@@ -67,13 +68,50 @@ struct Level {
 }
 
 impl Level {
-    fn of(database: &str, rollup: Rollup, processed: &'static str) -> Level {
+    fn of(database: &str, rollup: Rollup) -> Level {
         Level {
             rollup,
             dirty: DirtyHours::of(database, &rollup),
-            processed,
+            processed: match rollup.period {
+                Period::Hour => HOURS_PROCESSED,
+                Period::Day => DAYS_PROCESSED,
+            },
         }
     }
+}
+
+/// The rollups of one endpoint, finest first: an hourly rollup of raw rows and, when it
+/// answers days, the daily rollup its publications feed.
+#[derive(Clone)]
+struct Chain {
+    levels: Vec<Level>,
+}
+
+impl Chain {
+    fn of(database: &str, rollups: impl IntoIterator<Item = Rollup>) -> Chain {
+        let levels = rollups.into_iter().map(|r| Level::of(database, r));
+        Chain {
+            levels: levels.collect(),
+        }
+    }
+}
+
+/// The chains of `config`: the game rounds' and every served dataset's rollup endpoints',
+/// whose tables are created if missing.
+async fn chains(config: &Config, clickhouse: &clickhouse::Client) -> anyhow::Result<Vec<Chain>> {
+    let database = &config.clickhouse.database;
+    let mut chains = vec![Chain::of(database, [GAME_ROUNDS_HOURLY, GAME_ROUNDS_DAILY])];
+    let served = config.served_datasets()?;
+    if !served.is_empty() && config.clickhouse.cluster.is_some() {
+        anyhow::bail!("SLUICE_PROCESSOR_DATASETS is served on one ClickHouse server only for now; unset SLUICE_PROCESSOR_CLICKHOUSE_CLUSTER or SLUICE_PROCESSOR_DATASETS");
+    }
+    for dataset in &served {
+        sluice_rollup::datasets::create_tables(clickhouse, &dataset.spec).await?;
+        for (_, rollups) in EndpointRollups::all(&dataset.spec) {
+            chains.push(Chain::of(database, rollups.levels()));
+        }
+    }
+    Ok(chains)
 }
 
 struct HealthState {
@@ -106,17 +144,13 @@ impl Application {
             redis: redis.clone(),
         };
         let server = HealthServer::bind("processor", &config.listen_addr, None, state, ready)?;
-        let database = &config.clickhouse.database;
-        let levels = [
-            Level::of(database, GAME_ROUNDS_HOURLY, HOURS_PROCESSED),
-            Level::of(database, GAME_ROUNDS_DAILY, DAYS_PROCESSED),
-        ];
+        let chains = chains(&config, &clickhouse).await?;
         Ok(Application {
             server,
             worker: Worker {
                 clickhouse,
                 redis,
-                levels,
+                chains,
                 config,
                 running,
             },
@@ -130,12 +164,10 @@ impl Application {
     /// Processes until `shutdown` fires (a step in progress is finished first).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let worker = self.worker;
+        let levels = worker.chains.iter().flat_map(|c| c.levels.clone());
         let lag = tokio::spawn(report_lag(
             worker.redis.clone(),
-            [
-                worker.levels[0].dirty.clone(),
-                worker.levels[1].dirty.clone(),
-            ],
+            levels.collect(),
             Duration::from_millis(worker.config.lag_interval_ms),
             shutdown.clone(),
         ));
@@ -203,44 +235,53 @@ impl Worker {
         Ok(())
     }
 
-    /// The processors of the levels, caught up; the first feeds the second.
-    async fn processors(&self) -> Result<[Processor; 2], StepError> {
+    /// The processors of every chain's levels, caught up; in a chain, each feeds the next.
+    async fn processors(&self) -> Result<Vec<Vec<Processor>>, StepError> {
         let hold = Duration::from_millis(self.config.claim_hold_ms);
         let max = self.config.max_hours_per_step;
-        let mut processors = Vec::with_capacity(2);
-        for level in &self.levels {
-            self.catch_up(level).await?;
-            let dirty = level.dirty.clone();
-            let processor = Processor::new(&self.clickhouse, level.rollup, dirty, max, hold);
-            let rows = self.config.rows_per_statement;
-            processors.push(processor.await?.in_statements_of(rows));
+        let mut chains = Vec::with_capacity(self.chains.len());
+        for chain in &self.chains {
+            let mut processors: Vec<Processor> = Vec::with_capacity(chain.levels.len());
+            for level in &chain.levels {
+                self.catch_up(level).await?;
+                let dirty = level.dirty.clone();
+                let processor = Processor::new(&self.clickhouse, level.rollup, dirty, max, hold);
+                let processor = processor
+                    .await?
+                    .in_statements_of(self.config.rows_per_statement);
+                if let Some(finer) = processors.pop() {
+                    processors.push(finer.feeding(level.rollup, level.dirty.clone()));
+                }
+                processors.push(processor);
+            }
+            chains.push(processors);
         }
-        let [hourly, daily] = <[Processor; 2]>::try_from(processors).expect("two levels");
-        let [_, coarser] = &self.levels;
-        let hourly = hourly.feeding(coarser.rollup, coarser.dirty.clone());
-        Ok([hourly, daily])
+        Ok(chains)
     }
 
-    /// One step of each level; returns how many buckets they recomputed.
-    async fn step(&self, processors: &mut Option<[Processor; 2]>) -> Result<usize, StepError> {
+    /// One step of each level of each chain; returns how many buckets they recomputed.
+    async fn step(&self, processors: &mut Option<Vec<Vec<Processor>>>) -> Result<usize, StepError> {
         if processors.is_none() {
             *processors = Some(self.processors().await?);
         }
         let processors = processors.as_mut().expect("set above");
         let mut redis = self.redis.get().await?;
         let mut recomputed = 0;
-        for (processor, level) in processors.iter_mut().zip(&self.levels) {
+        let levels = self.chains.iter().flat_map(|c| &c.levels);
+        for (processor, level) in processors.iter_mut().flatten().zip(levels) {
             let started = Instant::now();
             let step = processor.step(&self.clickhouse, &mut redis).await?;
             if step.hours.is_empty() {
                 continue;
             }
             recomputed += step.hours.len();
-            metrics::counter!(level.processed).increment(step.hours.len() as u64);
-            metrics::histogram!(STEP_SECONDS, "rollup" => level.rollup.name)
+            let rollup = level.rollup.name;
+            metrics::counter!(level.processed, "rollup" => rollup)
+                .increment(step.hours.len() as u64);
+            metrics::histogram!(STEP_SECONDS, "rollup" => rollup)
                 .record(started.elapsed().as_secs_f64());
             tracing::debug!(
-                rollup = level.rollup.name,
+                rollup,
                 version = step.version,
                 buckets = step.hours.len(),
                 cleared = step.cleared,
@@ -260,21 +301,27 @@ enum StepError {
     Pool(#[from] deadpool_redis::PoolError),
 }
 
-/// Refreshes the lag gauges (hours, then days) every `every` until `shutdown`.
-async fn report_lag(
-    redis: Pool,
-    [hours, days]: [DirtyHours; 2],
-    every: Duration,
-    shutdown: CancellationToken,
-) {
+/// Refreshes the lag gauges of every level (labelled by rollup) every `every` until
+/// `shutdown`: dirty hours and their lag for the hourly rollups, dirty days for the daily ones.
+async fn report_lag(redis: Pool, levels: Vec<Level>, every: Duration, shutdown: CancellationToken) {
     loop {
         if let Ok(mut connection) = redis.get().await {
-            if let Ok(lag) = hours.lag(&mut connection).await {
-                metrics::gauge!(DIRTY_HOURS).set(lag.dirty_hours as f64);
-                metrics::gauge!(LAG_SECONDS).set(lag.behind.as_secs_f64());
-            }
-            if let Ok(lag) = days.lag(&mut connection).await {
-                metrics::gauge!(DIRTY_DAYS).set(lag.dirty_hours as f64);
+            for level in &levels {
+                let Ok(lag) = level.dirty.lag(&mut connection).await else {
+                    continue;
+                };
+                let rollup = level.rollup.name;
+                match level.rollup.period {
+                    Period::Hour => {
+                        metrics::gauge!(DIRTY_HOURS, "rollup" => rollup)
+                            .set(lag.dirty_hours as f64);
+                        metrics::gauge!(LAG_SECONDS, "rollup" => rollup)
+                            .set(lag.behind.as_secs_f64());
+                    }
+                    Period::Day => {
+                        metrics::gauge!(DIRTY_DAYS, "rollup" => rollup).set(lag.dirty_hours as f64)
+                    }
+                }
             }
         }
         tokio::select! {
@@ -285,16 +332,26 @@ async fn report_lag(
 }
 
 /// Marks every hour from `first` to `last` (inclusive, any second of them) that holds rows
-/// dirty, for the running processors to recompute. Idempotent and resumable.
+/// dirty in each hourly rollup kept (the game rounds' and the served datasets'), for the
+/// running processors to recompute. Idempotent and resumable. Returns the hours marked, summed
+/// over the rollups.
 pub async fn backfill(config: &Config, first: u32, last: u32) -> anyhow::Result<usize> {
     let (clickhouse, redis) = connect(config).await?;
-    let dirty = DirtyHours::new(&config.clickhouse.database);
     let mut connection = redis.get().await?;
     let (first, last) = (sluice_rollup::hour_of(first), sluice_rollup::hour_of(last));
-    let rollup = &GAME_ROUNDS_HOURLY;
-    let hours =
-        sluice_rollup::process::backfill(&clickhouse, &mut connection, rollup, &dirty, first, last)
-            .await?;
+    let mut hours = 0;
+    for chain in chains(config, &clickhouse).await? {
+        let Level { rollup, dirty, .. } = &chain.levels[0];
+        hours += sluice_rollup::process::backfill(
+            &clickhouse,
+            &mut connection,
+            rollup,
+            dirty,
+            first,
+            last,
+        )
+        .await?;
+    }
     Ok(hours)
 }
 

@@ -34,6 +34,8 @@ fn config(database: &str) -> Config {
         idle_pause_ms: 50,
         failure_pause_ms: 200,
         lag_interval_ms: 100,
+        datasets_dir: None,
+        datasets: String::new(),
     }
 }
 
@@ -103,8 +105,8 @@ async fn caught_up(base: &str) -> String {
         let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap();
         let metrics = metrics.text().await.unwrap();
         let done = [
-            "sluice_processor_dirty_hours 0",
-            "sluice_processor_dirty_days 0",
+            "sluice_processor_dirty_hours{rollup=\"game_rounds_hourly\"} 0",
+            "sluice_processor_dirty_days{rollup=\"game_rounds_daily\"} 0",
         ]
         .iter()
         .all(|gauge| metrics.lines().any(|l| l == *gauge));

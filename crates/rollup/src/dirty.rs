@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::aio::ConnectionLike;
 use redis::{RedisResult, Script};
 
-use crate::spec::{Input, Rollup};
+use crate::spec::{Input, Rollup, GAME_ROUNDS_HOURLY};
 
 /// The Redis keys of one database's dirty hours, in the order every script takes them.
 #[derive(Debug, Clone)]
@@ -116,13 +116,15 @@ impl DirtyHours {
         DirtyHours::under(&format!("rollup:{database}:"))
     }
 
-    /// The dirty buckets of `rollup` in database `database`: the raw rows' hours
-    /// ([`DirtyHours::new`]) for a rollup of raw rows; for one computed from a finer rollup,
-    /// its own, under `rollup:{database}:{name}:`.
+    /// The dirty buckets of `rollup` in database `database`: for the game rounds' hourly
+    /// rollup, the raw rows' hours ([`DirtyHours::new`], the layout from before datasets);
+    /// for any other, its own, under `rollup:{database}:{name}:` (each rollup of a dataset's
+    /// raw rows has its own set, which the consumer marks, so one processor's clear never
+    /// clears another rollup's hour).
     pub fn of(database: &str, rollup: &Rollup) -> DirtyHours {
         match rollup.input {
-            Input::Raw(_) => DirtyHours::new(database),
-            Input::Finer(_) => DirtyHours::under(&format!("rollup:{database}:{}:", rollup.name)),
+            Input::Raw(_) if rollup.name == GAME_ROUNDS_HOURLY.name => DirtyHours::new(database),
+            _ => DirtyHours::under(&format!("rollup:{database}:{}:", rollup.name)),
         }
     }
 

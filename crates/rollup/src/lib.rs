@@ -7,11 +7,13 @@
 //! # Layout
 //! - [`spec`]: a rollup defined as data (group-by columns, bucket, measures) and the SQL it
 //!   implies: the current rows of a set of hours and their recomputation under a version.
+//! - [`datasets`]: the rollups a dataset's spec declares, and the tables they need.
 //! - [`dirty`]: the dirty-hours protocol in Redis (`begin`/`end` by the consumer,
 //!   `claim`/`clear` by the processor, `between` and `lag` for readers), one Lua script per step.
 //! - [`process`]: one processing step (claim → recompute → publish → clear) and the backfill
 //!   that marks existing hours dirty: the core of the processor service.
 
+pub mod datasets;
 pub mod dirty;
 pub mod process;
 pub mod spec;

@@ -30,6 +30,12 @@ pub enum Measure {
     Sum(&'static str),
     /// `count()` of the group's current rows, into the named column.
     Count(&'static str),
+    /// How many of the group's current rows have a value in `column` (not NULL), into `into`:
+    /// the divisor of a mean.
+    CountOf {
+        column: &'static str,
+        into: &'static str,
+    },
 }
 
 impl Measure {
@@ -37,6 +43,7 @@ impl Measure {
     pub fn name(&self) -> &'static str {
         match self {
             Measure::Sum(column) | Measure::Count(column) => column,
+            Measure::CountOf { into, .. } => into,
         }
     }
 
@@ -44,6 +51,17 @@ impl Measure {
         match self {
             Measure::Sum(column) => format!("sum({column})"),
             Measure::Count(_) => "count()".to_owned(),
+            Measure::CountOf { column, .. } => format!("count({column})"),
+        }
+    }
+
+    /// What one current row adds to the measure, named as the measure: summing these over a
+    /// group equals [`Measure::aggregate`].
+    fn input(&self) -> String {
+        match self {
+            Measure::Sum(column) => (*column).to_owned(),
+            Measure::Count(name) => format!("toUInt64(1) AS {name}"),
+            Measure::CountOf { column, into } => format!("toUInt64(isNotNull({column})) AS {into}"),
         }
     }
 }
@@ -234,6 +252,11 @@ impl Rollup {
         }
     }
 
+    /// The `DateTime` column of the raw rows (for a rollup of raw rows; see [`Rollup::raw`]).
+    pub fn time_column(&self) -> &'static str {
+        self.raw().time_column
+    }
+
     /// The condition a row of the versions table meets when it is its key's current version,
     /// falls in one of `hours` (not empty) and meets `filter` (SQL over the row's own columns;
     /// `1` for none): the one definition of "current" (docs/PROCESSING.md). The filter also
@@ -408,14 +431,7 @@ impl Rollup {
     /// in the statement (see [`Rollup::current_rows`]), so its parameters are bound twice.
     /// For a rollup of raw rows.
     pub fn current_inputs(&self, hours: &[u32], filter: &str) -> String {
-        let inputs: Vec<String> = self
-            .measures
-            .iter()
-            .map(|m| match m {
-                Measure::Sum(column) => (*column).to_owned(),
-                Measure::Count(name) => format!("toUInt64(1) AS {name}"),
-            })
-            .collect();
+        let inputs: Vec<String> = self.measures.iter().map(Measure::input).collect();
         format!(
             "SELECT {time} AS at, {group_by}, {inputs} FROM {table} FINAL WHERE {current}",
             time = self.raw().time_column,

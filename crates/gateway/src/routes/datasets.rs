@@ -2,9 +2,7 @@
 //! their specs declare them (`datasets/<name>.toml`, `SLUICE_GATEWAY_DATASETS_DIR`). Public,
 //! like `/openapi.json`: it describes the API, not the data.
 
-use std::time::Duration;
-
-use actix_web::{web, HttpResponse, ResponseError};
+use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use sluice_schema::dataset::endpoint::{Endpoint, EndpointKind};
 use sluice_schema::dataset::plan::intern;
@@ -13,10 +11,10 @@ use utoipa::ToSchema;
 
 use super::auth::ClientKey;
 use super::problems::BadApiKey;
-use super::rounds::{admit, metered, query_slot};
+use super::rounds::{admit, metered, query_slot, read_or_refund};
 use super::state::AppState;
-use crate::charge;
 use crate::error::{ApiError, Problem};
+use crate::rollups::{self, RollupQuery};
 use crate::rows::{self, RowsQuery};
 
 /// Every dataset.
@@ -114,10 +112,13 @@ pub struct DatasetPage {
 }
 
 /// One page of a dataset's endpoint, as `GET /datasets` describes it: its `filters` as query
-/// parameters (any other is a 400), `limit` and `cursor`. Each page costs the endpoint's
-/// `cost`, charged like `GET /aggregated_game_rounds` (a malformed request costs nothing, a
-/// failed query is refunded). Listings of rows (`kind = "rows"`) are served; rollups of
-/// datasets are not yet (501, nothing charged).
+/// parameters (any other is a 400), `limit` and `cursor`. A listing of rows (`kind = "rows"`)
+/// answers the latest version of each record in the order (time, identity); a rollup
+/// (`kind = "rollup"`) answers its measures per bucket (`hour` or `day`, its `bucket` or the
+/// request's `granularity`) and group, in the order (bucket, group), exact like
+/// `GET /aggregated_game_rounds`. Each page costs the endpoint's `cost`, charged like
+/// `GET /aggregated_game_rounds` (a malformed request costs nothing, a failed query is
+/// refunded).
 #[utoipa::path(
     get, path = "/datasets/{name}/{endpoint}", tag = "datasets",
     params(
@@ -131,7 +132,6 @@ pub struct DatasetPage {
         (status = 401, response = BadApiKey),
         (status = 402, description = "Not enough credits", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such dataset or endpoint", body = Problem, content_type = "application/problem+json"),
-        (status = 501, description = "A rollup of a dataset: not served yet (not charged)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis or ClickHouse unavailable (refunded)", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -156,49 +156,38 @@ pub async fn dataset_endpoint(
                 "dataset `{name}` has no endpoint `{endpoint_name}`"
             ))
         })?;
-    if endpoint.kind != EndpointKind::Rows {
-        return Err(ApiError::NotImplemented(format!(
-            "`{endpoint_name}` is a rollup; rollups of datasets are not served yet"
-        )));
-    }
-    let query = RowsQuery::parse(dataset, endpoint, &params, &state.cursors)?;
-    let _slot = query_slot(&state).await?;
     let label = intern(&format!("GET /datasets/{name}/{endpoint_name}"));
-    let admission = admit(&state, &key, endpoint.cost, label).await?;
-    let timeout = Duration::from_millis(state.config.query_timeout_ms);
-    let read = tokio::time::timeout(
-        timeout,
-        rows::fetch(&state.clickhouse, &dataset.spec, &query),
-    )
-    .await;
-    let (rows, has_more) = match read {
-        Ok(Ok(page)) => {
-            charge::answered(&state.credits, &admission.lease, 200).await;
-            page
-        }
-        failed => {
-            let error = match failed {
-                Ok(Err(error)) => ApiError::ClickHouseUnavailable(Box::new(error)),
-                _ => ApiError::QueryTimedOut {
-                    after_ms: state.config.query_timeout_ms,
-                },
+    let (data, next_cursor, admission) = match endpoint.kind {
+        EndpointKind::Rows => {
+            let query = RowsQuery::parse(dataset, endpoint, &params, &state.cursors)?;
+            let _slot = query_slot(&state).await?;
+            let admission = admit(&state, &key, endpoint.cost, label).await?;
+            let read = rows::fetch(&state.clickhouse, &dataset.spec, &query);
+            let (rows, has_more) = read_or_refund(&state, &admission, read).await?;
+            let next_cursor = match rows.last() {
+                Some((_, position)) if has_more => {
+                    Some(query.cursor_after(position, &state.cursors))
+                }
+                _ => None,
             };
-            charge::refund(
-                &state.credits,
-                &admission.lease,
-                error.status_code().as_u16(),
-            )
-            .await;
-            return Err(error);
+            let data = rows.into_iter().map(|(row, _)| row).collect();
+            (data, next_cursor, admission)
         }
-    };
-    let next_cursor = match rows.last() {
-        Some((_, position)) if has_more => Some(query.cursor_after(position, &state.cursors)),
-        _ => None,
+        EndpointKind::Rollup => {
+            let shape = (state.rollups.get(&name, &endpoint_name))
+                .expect("every rollup endpoint of the catalog has its shape");
+            let query = RollupQuery::parse(dataset, endpoint, &params, &state.cursors)?;
+            let _slot = query_slot(&state).await?;
+            let admission = admit(&state, &key, endpoint.cost, label).await?;
+            let spec = &dataset.spec;
+            let read = rollups::fetch(&state.rounds, shape, spec, endpoint, &query, &state.cursors);
+            let (data, next_cursor) = read_or_refund(&state, &admission, read).await?;
+            (data, next_cursor, admission)
+        }
     };
     Ok(metered(&admission).json(DatasetPage {
-        data: rows.into_iter().map(|(row, _)| row).collect(),
+        data,
+        has_more: next_cursor.is_some(),
         next_cursor,
-        has_more,
     }))
 }

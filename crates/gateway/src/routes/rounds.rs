@@ -95,7 +95,8 @@ pub async fn aggregated_game_rounds(
     // A slot first: a request refused for want of one (503) is never charged.
     let _slot = query_slot(&state).await?;
     let admission = admit(&state, &key, state.config.query_cost, ENDPOINT).await?;
-    let (buckets, has_more) = read_or_refund(&state, &query, &admission).await?;
+    let read = answer::fetch(&state.rounds, &query);
+    let (buckets, has_more) = read_or_refund(&state, &admission, read).await?;
     Ok(metered(&admission).json(render(&state, &query, buckets, has_more)))
 }
 
@@ -145,15 +146,18 @@ pub(super) async fn admit(
     Ok(admission)
 }
 
-/// The page, read within `query_timeout_ms`: its charge then stands; if it cannot be read in
-/// time, the charge is refunded and the error answered.
-async fn read_or_refund(
+/// The page `read` reads, within `query_timeout_ms`: its charge then stands; if it cannot be
+/// read in time, the charge is refunded and the error answered.
+pub(super) async fn read_or_refund<T, E>(
     state: &AppState,
-    query: &RoundsQuery,
     admission: &Admission,
-) -> Result<(Vec<Bucket>, bool), ApiError> {
+    read: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, ApiError>
+where
+    ApiError: From<E>,
+{
     let timeout = Duration::from_millis(state.config.query_timeout_ms);
-    let read = tokio::time::timeout(timeout, answer::fetch(&state.rounds, query)).await;
+    let read = tokio::time::timeout(timeout, read).await;
     let error = match read {
         Ok(Ok(page)) => {
             charge::answered(&state.credits, &admission.lease, 200).await;

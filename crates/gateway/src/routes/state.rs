@@ -14,6 +14,8 @@ pub struct AppState {
     pub clickhouse: Client,
     /// Where `GET /aggregated_game_rounds` reads its answers.
     pub rounds: crate::answer::Source,
+    /// The rollup endpoints of the datasets, read through `rounds`' source.
+    pub rollups: crate::rollups::Shapes,
     pub ledger: Ledger,
     pub cursors: CursorSigner,
     pub config: Config,

@@ -164,7 +164,7 @@ async fn rows_of_a_dataset_are_the_latest_versions_a_page_at_a_time_for_their_co
     );
 
     // Refused before any charge: an unknown parameter, a value of the wrong form, a cursor
-    // with other filters; a rollup of a dataset is not served yet.
+    // with other filters; a rollup endpoint's unknown granularity.
     let refusals = [
         (vec![("player", "x")], 400),
         (vec![("country", "US")], 400),
@@ -179,12 +179,15 @@ async fn rows_of_a_dataset_are_the_latest_versions_a_page_at_a_time_for_their_co
     }
     let rollup = gateway
         .http
-        .get(format!("{}/datasets/events/by_type", gateway.url))
+        .get(format!(
+            "{}/datasets/events/by_type?granularity=week",
+            gateway.url
+        ))
         .header("X-API-Key", &key)
         .send()
         .await
         .unwrap();
-    assert_eq!(rollup.status(), 501);
+    assert_eq!(rollup.status(), 400);
     let unknown = rows(&gateway, &key, &[]).await;
     assert_eq!(
         unknown.headers()["X-Credits-Remaining"],

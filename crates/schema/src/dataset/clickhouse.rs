@@ -27,7 +27,7 @@ pub fn versions_table(spec: &Spec) -> String {
 }
 
 /// The ClickHouse type of `column`'s values.
-fn column_type(column: &Column) -> String {
+pub fn column_type(column: &Column) -> String {
     let kind = match (column.kind, column.scale) {
         (Kind::String, _) => "String".to_owned(),
         (Kind::Int64, _) => "Int64".to_owned(),

@@ -139,11 +139,29 @@ impl Endpoint {
             return Err(problem(field, "a rollup without measures", fix));
         }
         for name in &self.group_by {
-            if spec.column(name).is_none() {
+            let Some(column) = spec.column(name) else {
                 let fix = "group by columns of the dataset";
                 return Err(problem(
                     field,
                     &format!("no column `{name}` to group by"),
+                    fix,
+                ));
+            };
+            // Groups are a page's sort key (keyset cursors compare them exactly).
+            if column.nullable || !matches!(column.kind, Kind::String | Kind::Int64 | Kind::Uint64)
+            {
+                let fix = "group by a string or integer column that is not nullable";
+                return Err(problem(
+                    field,
+                    &format!("`{name}` cannot be grouped by"),
+                    fix,
+                ));
+            }
+            if name.ends_with("__n") {
+                let fix = "rename the column: names ending in `__n` hold a mean's count";
+                return Err(problem(
+                    field,
+                    &format!("`{name}` cannot be grouped by"),
                     fix,
                 ));
             }
@@ -318,6 +336,10 @@ mod tests {
             (
                 "name = \"x\"\nkind = \"rows\"\nfilters = [\"country\"]",
                 "`endpoints[0]`: no column `country` to filter; filter on columns of the dataset, `from`, `to` or `granularity`",
+            ),
+            (
+                "name = \"x\"\nkind = \"rollup\"\nbucket = \"day\"\ngroup_by = [\"value\"]\nmeasures = [{ name = \"n\", fn = \"count\" }]",
+                "`endpoints[0]`: `value` cannot be grouped by; group by a string or integer column that is not nullable",
             ),
             (
                 "name = \"x\"\nkind = \"rows\"\npage_size = 5000",

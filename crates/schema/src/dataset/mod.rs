@@ -426,6 +426,39 @@ impl Catalog {
         Ok(catalog)
     }
 
+    /// The datasets besides `game_rounds` that a service serves: `names` (comma separated, as
+    /// the setting `setting` — e.g. `SLUICE_CONSUMER_DATASETS` — holds them) of the specs in
+    /// `dir` (the service's `…_DATASETS_DIR`; the working directory when unset). None when
+    /// `names` is empty, and then `dir` is not read.
+    pub fn served(
+        dir: Option<&str>,
+        names: &str,
+        setting: &str,
+    ) -> Result<Vec<Dataset>, SpecError> {
+        let names: Vec<&str> = names
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .collect();
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dir = dir.filter(|d| !d.is_empty()).unwrap_or(".");
+        let catalog = Catalog::read(Path::new(dir))?;
+        names
+            .into_iter()
+            .map(|name| match catalog.get(name) {
+                Some(dataset) if name != GAME_ROUNDS => Ok(dataset.clone()),
+                _ => Err(SpecError::Invalid {
+                    file: dir.to_owned(),
+                    field: setting.to_owned(),
+                    problem: format!("no dataset `{name}` to serve besides game_rounds"),
+                    fix: format!("name datasets of {setting}_DIR (game_rounds is always served)"),
+                }),
+            })
+            .collect()
+    }
+
     /// The dataset named `name`.
     pub fn get(&self, name: &str) -> Option<&Dataset> {
         self.datasets.iter().find(|d| d.spec.name == name)

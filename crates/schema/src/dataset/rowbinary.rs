@@ -18,6 +18,32 @@ pub struct Converter {
     header: Vec<u8>,
     table: String,
     columns: Vec<(String, Kind, bool)>,
+    /// The identity's columns (indices, in the identity's order) and the time column's.
+    identity: Vec<usize>,
+    time: usize,
+}
+
+/// A converted record's place in the rollups: its time and its identity, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Keyed {
+    /// The time column, in seconds since the epoch.
+    pub seconds: u32,
+    /// The identity's values, in the identity's order.
+    pub key: Vec<KeyValue>,
+}
+
+/// One stored value of an identity column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyValue {
+    Null,
+    Text(String),
+    Int(i64),
+    Uint(u64),
+    Float32(f32),
+    Float64(f64),
+    /// The unscaled value: `Decimal(18, S)`'s integer.
+    Decimal(i64),
+    Seconds(u32),
 }
 
 impl Converter {
@@ -29,10 +55,16 @@ impl Converter {
             .iter()
             .map(|c| (c.name.clone(), c.kind, c.nullable))
             .collect();
+        let index = |name: &str| {
+            let index = spec.columns.iter().position(|c| c.name == name);
+            index.expect("a checked spec declares its identity and time columns")
+        };
         Converter {
             header,
             table: spec.versions_table(),
             columns,
+            identity: spec.identity.iter().map(|c| index(c)).collect(),
+            time: index(&spec.time),
         }
     }
 
@@ -53,13 +85,50 @@ impl Converter {
     /// Appends the row of `message` as version `version` to `out`, or says why the table
     /// cannot hold it (`out` is then as it was).
     pub fn append(&self, message: &[u8], version: u64, out: &mut Vec<u8>) -> Result<(), String> {
+        self.append_at(message, version, out, &mut Vec::new())
+    }
+
+    /// [`Converter::append`], and the row's time and identity as stored.
+    pub fn append_keyed(
+        &self,
+        message: &[u8],
+        version: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<Keyed, String> {
+        let mut starts = Vec::with_capacity(self.columns.len() + 1);
+        self.append_at(message, version, out, &mut starts)?;
+        let value = |i: usize| {
+            let (_, kind, nullable) = &self.columns[i];
+            stored_value(*kind, *nullable, &out[starts[i]..starts[i + 1]])
+        };
+        let seconds = match value(self.time) {
+            KeyValue::Seconds(seconds) => seconds,
+            _ => 0,
+        };
+        Ok(Keyed {
+            seconds,
+            key: self.identity.iter().map(|i| value(*i)).collect(),
+        })
+    }
+
+    /// Appends the row, noting in `starts` where each column's bytes begin (and where the
+    /// last ends).
+    fn append_at(
+        &self,
+        message: &[u8],
+        version: u64,
+        out: &mut Vec<u8>,
+        starts: &mut Vec<usize>,
+    ) -> Result<(), String> {
         let Some(mut datum) = message.strip_prefix(self.header.as_slice()) else {
             return Err("not a record of this dataset's schema (unknown header)".to_owned());
         };
         let start = out.len();
         let converted = self.columns.iter().try_for_each(|(name, kind, nullable)| {
+            starts.push(out.len());
             convert(&mut datum, *kind, *nullable, out).map_err(|reason| format!("{name}: {reason}"))
         });
+        starts.push(out.len());
         let result = converted.and_then(|()| match datum.is_empty() {
             true => Ok(()),
             false => Err(format!("{} bytes after the record", datum.len())),
@@ -121,6 +190,30 @@ fn convert(datum: &mut &[u8], kind: Kind, nullable: bool, out: &mut Vec<u8>) -> 
         }
     }
     Ok(())
+}
+
+/// A value as [`convert`] wrote it in RowBinary.
+fn stored_value(kind: Kind, nullable: bool, bytes: &[u8]) -> KeyValue {
+    let bytes = match (nullable, bytes.split_first()) {
+        (true, Some((1, _))) => return KeyValue::Null,
+        (true, Some((_, rest))) => rest,
+        _ => bytes,
+    };
+    let eight = || <[u8; 8]>::try_from(&bytes[..8]).expect("8 bytes written");
+    let four = || <[u8; 4]>::try_from(&bytes[..4]).expect("4 bytes written");
+    match kind {
+        Kind::String => {
+            let (length, read) = u64::decode_var(bytes).expect("a length written");
+            let text = &bytes[read..read + length as usize];
+            KeyValue::Text(String::from_utf8_lossy(text).into_owned())
+        }
+        Kind::Int64 => KeyValue::Int(i64::from_le_bytes(eight())),
+        Kind::Uint64 => KeyValue::Uint(u64::from_le_bytes(eight())),
+        Kind::Float32 => KeyValue::Float32(f32::from_le_bytes(four())),
+        Kind::Float64 => KeyValue::Float64(f64::from_le_bytes(eight())),
+        Kind::Decimal => KeyValue::Decimal(i64::from_le_bytes(eight())),
+        Kind::Timestamp => KeyValue::Seconds(u32::from_le_bytes(four())),
+    }
 }
 
 /// An Avro `long` (zigzag varint) from the front of `datum`.
@@ -222,6 +315,46 @@ type = "float64"
             expected.extend(version.to_le_bytes());
         }
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn a_converted_record_tells_its_time_and_identity_as_stored() {
+        let spec = Spec::parse("things.toml", SPEC).unwrap();
+        let mut spec = spec;
+        spec.identity = vec!["name".to_owned(), "id".to_owned(), "amount".to_owned()];
+        let converter = Converter::compile(&spec);
+        let mut out = Vec::new();
+        let keyed = converter
+            .append_keyed(
+                &encoded(["7", "3600500", "Ünï", "-1.25", "0.5"]),
+                9,
+                &mut out,
+            )
+            .unwrap();
+        assert_eq!(
+            keyed,
+            Keyed {
+                seconds: 3600,
+                key: vec![
+                    KeyValue::Text("Ünï".to_owned()),
+                    KeyValue::Uint(7),
+                    KeyValue::Decimal(-125)
+                ]
+            }
+        );
+        let mut again = Vec::new();
+        converter
+            .append(
+                &encoded(["7", "3600500", "Ünï", "-1.25", "0.5"]),
+                9,
+                &mut again,
+            )
+            .unwrap();
+        assert_eq!(out, again, "the same row either way");
+        let keyed = converter
+            .append_keyed(&encoded(["7", "3600500", "", "", "0.5"]), 9, &mut out)
+            .unwrap();
+        assert_eq!(keyed.key[2], KeyValue::Null);
     }
 
     #[test]
