@@ -291,9 +291,12 @@ pub(crate) fn typed(kind: Kind, text: Value) -> Value {
         return text;
     };
     match kind {
-        Kind::Int64 | Kind::Uint64 | Kind::Float32 | Kind::Float64 => {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        }
+        Kind::Int64 | Kind::Uint64 => serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        // A float stays a float in JSON, also when ClickHouse writes it without a point (`4`).
+        Kind::Float32 | Kind::Float64 => match text.parse::<f64>() {
+            Ok(number) if number.is_finite() => Value::from(number),
+            _ => Value::String(text),
+        },
         Kind::Timestamp => Value::String(format!("{}Z", text.replacen(' ', "T", 1))),
         Kind::String | Kind::Decimal => Value::String(text),
     }

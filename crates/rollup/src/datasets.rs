@@ -393,7 +393,10 @@ mod tests {
         let sql = rollups
             .hourly
             .recompute(&[3600], 5, crate::spec::Part::WHOLE);
-        assert!(sql.contains("count(rating) AS rating__n"), "{sql}");
+        assert!(
+            sql.contains("sum(rating) AS __rating, count(rating) AS __rating__n"),
+            "{sql}"
+        );
         assert!(
             sql.contains("FROM amazon_reviews_identity WHERE (asin, timestamp, user_id) IN"),
             "{sql}"

@@ -302,10 +302,13 @@ impl Rollup {
                 ("at", format!("({rows})"), measures.collect::<Vec<_>>())
             }
         };
+        // Aliased apart from every column: an alias stands for its expression everywhere in
+        // a ClickHouse query, so `sum(x) AS x` would turn a mean's `count(x)` into
+        // `count(sum(x))`. The insert takes the columns by position.
         let measures: Vec<String> = measures
             .iter()
             .zip(self.measures)
-            .map(|(aggregate, m)| format!("{aggregate} AS {}", m.name()))
+            .map(|(aggregate, m)| format!("{aggregate} AS __{}", m.name()))
             .collect();
         format!(
             "SELECT {bucket} AS bucket, {group_by}, {measures}, toUInt64({version}) AS rollup_version \
@@ -588,7 +591,7 @@ mod tests {
         let sql = GAME_ROUNDS_DAILY.recompute(&[86_400], 7, Part::WHOLE);
         assert!(sql.starts_with("INSERT INTO rollup_daily (bucket, user_id, game_id,"));
         assert!(sql.contains("SELECT toStartOfDay(at) AS bucket"), "{sql}");
-        assert!(sql.contains("sum(rounds) AS rounds"), "{sql}");
+        assert!(sql.contains("sum(rounds) AS __rounds"), "{sql}");
         assert!(sql.contains("FROM rollup_hourly WHERE bucket >= toDateTime(86400) AND bucket < toDateTime(172800)"), "{sql}");
         assert!(sql.contains("rollup = 'game_rounds_hourly'"), "{sql}");
         let backfill = GAME_ROUNDS_DAILY.buckets_with_rows(0, 86_400);
