@@ -8,8 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::error::EXIT_CODES_HELP;
 use crate::output::Format;
 
-/// Upload game-round exports to Sluice, follow them into ClickHouse, query the gateway and
-/// manage API keys.
+/// Upload game-round exports (or files of any dataset) to Sluice, follow them into
+/// ClickHouse, query the gateway and manage API keys.
 ///
 /// Settings come from the flags, then the environment (SLUICE_PRODUCER_URL,
 /// SLUICE_GATEWAY_URL, SLUICE_UPLOAD_TOKEN, SLUICE_ADMIN_TOKEN, SLUICE_API_KEY: the names
@@ -77,11 +77,15 @@ pub struct SettingsArgs {
 pub enum Command {
     /// Upload files to the producer (one Kafka transaction each) and print their receipts.
     ///
-    /// A progress bar on stderr shows the bytes sent. The Idempotency-Key is the file's
-    /// SHA-256 unless given, so running the same command again is answered from the first
-    /// receipt without sending the file twice. After the receipt, the upload's
-    /// reconciliation is polled for up to --wait seconds to show its rows landing in
-    /// ClickHouse. Exit code 3 when rows were rejected.
+    /// Game rounds go to `POST /csv_upload`; with --dataset NAME the files are rows of that
+    /// dataset (`datasets/NAME.toml`) and go to `POST /datasets/NAME/upload`, and the receipt
+    /// names the dataset. A progress bar on stderr shows the bytes sent. The Idempotency-Key
+    /// is the file's SHA-256 unless given (the producer scopes it within the dataset), so
+    /// running the same command again is answered from the first receipt without sending the
+    /// file twice. After the receipt, the upload's reconciliation is polled for up to --wait
+    /// seconds to show its rows landing in ClickHouse (game rounds only: for other datasets
+    /// the producer does not count them yet, and says `unknown`). Exit code 3 when rows were
+    /// rejected; 4 for a dataset the producer does not serve.
     Upload(UploadArgs),
     /// The uploads running now, or one upload's receipt, reconciliation or failure.
     Uploads {
@@ -94,7 +98,9 @@ pub enum Command {
     ///
     /// ENDPOINT is `aggregated_game_rounds` or `datasets/<name>/<endpoint>`; every
     /// name=value is a query parameter (player_id, game_id, from, to, granularity, sort,
-    /// page_size, cursor…). Each page costs credits.
+    /// page_size, cursor…; a dataset's endpoint takes its filters, limit and cursor). Each
+    /// page costs credits. A dataset's rows are printed in its columns' order, as the
+    /// gateway's `GET /datasets` declares them.
     Query(QueryArgs),
     /// Manage API keys through the gateway's admin API (admin token).
     Keys {
@@ -110,6 +116,11 @@ pub struct UploadArgs {
     /// The files (CSV; gzip or zstd compressed ones are sent as they are).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
+    /// The dataset the files' rows belong to, as the producer serves it: `game_rounds` (the
+    /// default, `POST /csv_upload`) or a `NAME.toml` of its SLUICE_PRODUCER_DATASETS_DIR
+    /// (`POST /datasets/NAME/upload`; the gateway's `GET /datasets` lists them).
+    #[arg(long, value_name = "NAME")]
+    pub dataset: Option<DatasetName>,
     /// Compress with zstd on the fly (the producer recognises zstd by its first bytes; the
     /// receipt describes the file inside, so it is the same upload as the plain file).
     #[arg(long)]
@@ -118,7 +129,8 @@ pub struct UploadArgs {
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
     /// Seconds to wait, after the receipt, for the accepted rows to land in ClickHouse (0:
-    /// do not wait).
+    /// do not wait; a reconciliation `unknown`, as for datasets other than game_rounds, ends
+    /// the wait at once).
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub wait: u64,
 }
@@ -171,6 +183,36 @@ impl FromStr for Param {
                 value: value.to_owned(),
             }),
             _ => Err(format!("`{text}`: write parameters as name=value")),
+        }
+    }
+}
+
+/// A dataset's name as specs declare them: lower-case letters, digits and `_`, not starting
+/// with a digit (so also one URL path segment as it is).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetName(String);
+
+impl DatasetName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for DatasetName {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<DatasetName, String> {
+        let mut bytes = text.bytes();
+        let first_ok = bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
+        if first_ok && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            Ok(DatasetName(text.to_owned()))
+        } else {
+            Err(format!(
+                "`{text}` is not a dataset name: datasets are named in lower-case letters, \
+                 digits and `_`, starting with a letter (e.g. records)"
+            ))
         }
     }
 }
@@ -268,5 +310,16 @@ mod tests {
         );
         assert_eq!("5/60s".parse::<RateLimit>().unwrap().per_seconds, 60);
         assert!("10".parse::<RateLimit>().is_err());
+    }
+
+    #[test]
+    fn dataset_names_are_plain_identifiers() {
+        for name in ["records", "game_rounds", "_x1"] {
+            assert_eq!(name.parse::<DatasetName>().unwrap().as_str(), name);
+        }
+        for bad in ["", "Records", "1x", "..", "a/b", "a-b"] {
+            let error = bad.parse::<DatasetName>().unwrap_err();
+            assert!(error.contains("lower-case"), "{bad}: {error}");
+        }
     }
 }

@@ -15,6 +15,8 @@ use crate::settings::Settings;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest answer to anything but an upload.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// The longest wait for `GET /datasets`, asked only to describe (a hint, an order of columns).
+const DESCRIPTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rate-limited answers (429, never charged) waited out per request before giving up.
 const MAX_RATE_LIMITED_RETRIES: u32 = 30;
 
@@ -75,15 +77,16 @@ impl Producer {
         }
     }
 
-    /// `POST /csv_upload` with `form`.
+    /// `POST {path}` (`/csv_upload`, or `/datasets/{name}/upload`) with `form`.
     pub async fn upload(
         &self,
+        path: &str,
         form: reqwest::multipart::Form,
         idempotency_key: &str,
     ) -> Result<Answer, CliError> {
         let request = self
             .upload_http
-            .post(format!("{}/csv_upload", self.url))
+            .post(format!("{}{path}", self.url))
             .header("Idempotency-Key", idempotency_key)
             .multipart(form);
         send(self.context(), self.authorized(request)).await
@@ -157,6 +160,21 @@ impl Gateway {
                 result => return result,
             }
         }
+    }
+
+    /// `GET /datasets`: every dataset the gateway knows, with its columns and endpoints (no
+    /// key: it describes the API, not the data).
+    pub async fn datasets(&self) -> Result<Value, CliError> {
+        let context = Context {
+            service: Service::Gateway,
+            url: &self.url,
+            credential_set: self.api_key.is_some(),
+        };
+        let request = self
+            .http
+            .get(format!("{}/datasets", self.url))
+            .timeout(DESCRIPTION_TIMEOUT);
+        send(context, request).await?.json(Service::Gateway)
     }
 
     /// An admin API call with the admin token; `body` is sent as JSON.

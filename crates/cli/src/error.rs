@@ -15,8 +15,8 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// The upload was committed, but some of its rows were rejected.
     pub const ROWS_REJECTED: u8 = 3;
-    /// The server refused the request (4xx: bad credentials, bad filter, unknown id, no
-    /// credits…): sending it again unchanged will fail again.
+    /// The server refused the request (4xx: bad credentials, bad filter, unknown id or
+    /// dataset, no credits…): sending it again unchanged will fail again.
     pub const CLIENT_ERROR: u8 = 4;
     /// Worth retrying as is: the server failed or was busy (5xx, 408, 429, or an answer with
     /// `Retry-After`), or could not be reached.
@@ -30,7 +30,7 @@ Exit codes:
   1  local failure (unreadable file, bad settings, unexpected answer)
   2  bad command line
   3  upload committed, but some rows were rejected (see `sluice rejects ID`)
-  4  refused by the server (4xx: credentials, filters, unknown id, no credits): fix, then retry
+  4  refused by the server (4xx: credentials, filters, unknown id or dataset, no credits): fix, then retry
   5  retryable: server error or busy (5xx, 408, 429), or server unreachable
 With several files, `sluice upload` goes on past a failed one and exits with the highest
 code of the failed ones (5, then 4, then 1); 3 if none failed but some rows were rejected.";

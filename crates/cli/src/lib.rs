@@ -1,7 +1,8 @@
-//! `sluice`, the command-line client of Sluice: uploads files to the producer with a progress
-//! bar and an idempotency key, follows them into ClickHouse, lists their rejects, queries the
-//! gateway page by page and manages API keys. `main.rs` only parses the command line and runs
-//! [`run`]; everything here is callable from tests.
+//! `sluice`, the command-line client of Sluice: uploads files (game rounds, or any dataset's
+//! with `--dataset`) to the producer with a progress bar and an idempotency key, follows them
+//! into ClickHouse, lists their rejects, queries the gateway page by page and manages API keys.
+//! `main.rs` only parses the command line and runs [`run`]; everything here is callable from
+//! tests.
 //!
 //! # Layout
 //! - [`args`]: the command line (clap derive), including the exit codes `--help` lists.

@@ -16,7 +16,7 @@ pub enum Format {
     Table,
     /// RFC 4180 CSV with a header row.
     Csv,
-    /// One JSON object per line, as the server sent it.
+    /// One JSON object per line, as the server sent it (fields in the columns' order).
     Jsonl,
 }
 
@@ -85,9 +85,28 @@ pub fn cell(value: &Value) -> String {
     }
 }
 
+/// A cell's text on one line of a table: line breaks, tabs and other control characters
+/// escaped (`\n`), so a multi-line text cell cannot break the columns.
+fn table_cell(value: &Value) -> String {
+    let text = cell(value);
+    if !text.chars().any(char::is_control) {
+        return text;
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped
+}
+
 /// Writes rows as they come, page by page: CSV and JSON Lines at once, a table at
-/// [`Rows::finish`] (its column widths need every row). Columns are the first row's, plus
-/// any a later row adds.
+/// [`Rows::finish`] (its column widths need every row). Columns are the given ones (e.g. a
+/// dataset's, in its spec's order), else the first row's, plus any a later row adds; a JSON
+/// line has its fields in that order too.
 pub struct Rows {
     format: Format,
     columns: Vec<String>,
@@ -125,7 +144,7 @@ impl Rows {
             Format::Table => self.held.extend(records),
             Format::Jsonl => {
                 for record in &records {
-                    serde_json::to_writer(&mut *out, record)?;
+                    serde_json::to_writer(&mut *out, &self.ordered(record))?;
                     out.write_all(b"\n")?;
                 }
             }
@@ -147,6 +166,23 @@ impl Rows {
             }
         }
         Ok(())
+    }
+
+    /// `record`'s fields in the columns' order (any other after them, as they came).
+    fn ordered(&self, record: &Record) -> Record {
+        let mut fields: Vec<(String, Value)> = self
+            .columns
+            .iter()
+            .filter_map(|c| record.get(c).map(|v| (c.clone(), v.clone())))
+            .collect();
+        fields.extend(
+            record
+                .0
+                .iter()
+                .filter(|(name, _)| !self.columns.contains(name))
+                .cloned(),
+        );
+        Record(fields)
     }
 
     pub fn finish(mut self, out: &mut dyn Write) -> std::io::Result<()> {
@@ -179,7 +215,7 @@ pub fn write_table(
         .map(|r| {
             columns
                 .iter()
-                .map(|c| r.get(c).map(cell).unwrap_or_default())
+                .map(|c| r.get(c).map(table_cell).unwrap_or_default())
                 .collect()
         })
         .collect();
@@ -261,6 +297,10 @@ pub fn upload_summary(name: Option<&str>, body: &Value, replayed: bool) -> Strin
     let name = name.map(|n| format!("{n}: ")).unwrap_or_default();
     let n = |field: &str| body[field].as_u64().unwrap_or(0);
     let id = body["upload_id"].as_str().unwrap_or("?");
+    let dataset = body["dataset"]
+        .as_str()
+        .map(|d| format!(" (dataset {d})"))
+        .unwrap_or_default();
     if let Some(status @ ("in_progress" | "failed")) = body["status"].as_str() {
         let _ = writeln!(
             text,
@@ -284,7 +324,7 @@ pub fn upload_summary(name: Option<&str>, body: &Value, replayed: bool) -> Strin
     }
     let _ = writeln!(
         text,
-        "{name}upload {id}: {} rows read, {} accepted, {} rejected ({}, {} in {})",
+        "{name}upload {id}{dataset}: {} rows read, {} accepted, {} rejected ({}, {} in {})",
         n("rows_read"),
         n("accepted"),
         n("rejected"),
@@ -461,6 +501,68 @@ mod tests {
         );
     }
 
+    /// A page of a dataset's rows as the gateway sends it: fields sorted by name, a text cell
+    /// with a line break, a null.
+    const ROWS_PAGE: &str = r#"[{"amount":"12.50","category":"a week\n\"five stars\"","country":"USA","created_at":"2024-01-01T00:00:01Z","id":1,"upload_id":"u1"},
+                               {"amount":"0.01","category":"ok","country":null,"created_at":"2024-01-01T00:00:02Z","id":22,"upload_id":"u1"}]"#;
+    const RECORDS_COLUMNS: [&str; 6] = [
+        "id",
+        "created_at",
+        "country",
+        "category",
+        "amount",
+        "upload_id",
+    ];
+
+    fn render_rows(format: Format, pages: &[&str]) -> String {
+        let mut out = Vec::new();
+        let columns = RECORDS_COLUMNS.iter().map(|&c| c.to_owned()).collect();
+        let mut rows = Rows::with_columns(format, columns);
+        for page in pages {
+            rows.push(&mut out, records(page)).unwrap();
+        }
+        rows.finish(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_datasets_rows_come_in_its_columns_order_in_every_format() {
+        // The line break of a text cell is escaped, so each row stays one line.
+        let table = render_rows(Format::Table, &[ROWS_PAGE]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "id  created_at            country  category              amount  upload_id",
+                r#" 1  2024-01-01T00:00:01Z  USA      a week\n"five stars"   12.50  u1"#,
+                "22  2024-01-01T00:00:02Z           ok                      0.01  u1",
+            ]
+        );
+        let csv = render_rows(Format::Csv, &[ROWS_PAGE]);
+        let mut lines = csv.lines();
+        assert_eq!(
+            lines.next(),
+            Some("id,created_at,country,category,amount,upload_id")
+        );
+        assert_eq!(lines.next(), Some("1,2024-01-01T00:00:01Z,USA,\"a week"));
+        let jsonl = render_rows(Format::Jsonl, &[ROWS_PAGE]);
+        assert_eq!(
+            jsonl.lines().nth(1),
+            Some(
+                r#"{"id":22,"created_at":"2024-01-01T00:00:02Z","country":null,"category":"ok","amount":"0.01","upload_id":"u1"}"#
+            )
+        );
+        // An empty answer still has its header.
+        assert_eq!(
+            render_rows(Format::Csv, &["[]"]),
+            "id,created_at,country,category,amount,upload_id\n"
+        );
+        assert_eq!(
+            render_rows(Format::Table, &["[]"]),
+            "id  created_at  country  category  amount  upload_id\n"
+        );
+    }
+
     #[test]
     fn a_receipt_summary_names_counts_rejects_and_landing() {
         let receipt = serde_json::json!({
@@ -483,6 +585,21 @@ mod tests {
         assert!(text.contains("1 of 2 accepted rows"), "{text}");
         assert!(text.contains("sluice rejects u1"), "{text}");
         assert!(upload_summary(None, &receipt, true).contains("already uploaded"));
+        let dataset = serde_json::json!({
+            "upload_id": "u2", "encoding": "UTF-8", "rows_read": 3, "accepted": 3, "rejected": 0,
+            "bytes": 90, "duration_ms": 8, "dataset": "records",
+            "reconciliation": {"accepted": 3, "landed": null, "status": "unknown",
+                "error": "the rows of dataset `records` are not counted in ClickHouse yet"}
+        });
+        let text = upload_summary(Some("r.csv"), &dataset, false);
+        assert!(
+            text.starts_with("r.csv: upload u2 (dataset records): 3 rows read, 3 accepted"),
+            "{text}"
+        );
+        assert!(
+            text.contains("landed: unknown (the rows of dataset `records` are not counted"),
+            "{text}"
+        );
         assert_eq!(duration(28), "28 ms");
         assert_eq!(duration(245_000), "4 min 5 s");
     }

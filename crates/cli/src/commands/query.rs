@@ -1,5 +1,6 @@
 //! `sluice query ENDPOINT [name=value…] [--all]`: a metered GET on the gateway, its rows
-//! printed; `--all` follows `next_cursor` to the last page.
+//! printed; `--all` follows `next_cursor` to the last page. A dataset's rows come in its
+//! columns' order, as `GET /datasets` declares them.
 
 use std::io::Write;
 
@@ -41,6 +42,47 @@ pub fn endpoint(text: &str) -> Result<String, CliError> {
     }
 }
 
+/// The columns of a dataset's listing of rows (`kind = "rows"`), in its spec's order, as the
+/// gateway's `GET /datasets` declares them: a page's objects do not keep that order (the
+/// gateway's JSON objects sort their fields by name). None for anything else, or when the
+/// gateway does not say (then the first row's order is used).
+async fn declared_columns(gateway: &Gateway, endpoint: &str) -> Vec<String> {
+    let ["datasets", name, endpoint] = endpoint.split('/').collect::<Vec<_>>()[..] else {
+        return Vec::new();
+    };
+    let Ok(list) = gateway.datasets().await else {
+        return Vec::new();
+    };
+    rows_columns(&list, name, endpoint)
+}
+
+/// In `GET /datasets`' answer `list`: the columns of dataset `name`, if `endpoint` is one of
+/// its listings of rows.
+fn rows_columns(list: &serde_json::Value, name: &str, endpoint: &str) -> Vec<String> {
+    let Some(dataset) = list["datasets"]
+        .as_array()
+        .and_then(|all| all.iter().find(|d| d["name"] == name))
+    else {
+        return Vec::new();
+    };
+    let is_rows = dataset["endpoints"].as_array().is_some_and(|all| {
+        all.iter()
+            .any(|e| e["name"] == endpoint && e["kind"] == "rows")
+    });
+    if !is_rows {
+        return Vec::new();
+    }
+    dataset["columns"]
+        .as_array()
+        .map(|columns| {
+            columns
+                .iter()
+                .filter_map(|c| c["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub async fn run(
     settings: &Settings,
     args: QueryArgs,
@@ -50,8 +92,9 @@ pub async fn run(
     let gateway = Gateway::new(settings);
     let mut params: Vec<(String, String)> =
         args.params.into_iter().map(|p| (p.name, p.value)).collect();
+    let columns = declared_columns(&gateway, &endpoint).await;
     let progress = args.all.then(|| spinner("querying"));
-    let mut rows = Rows::new(args.format);
+    let mut rows = Rows::with_columns(args.format, columns);
     let mut pages = 0u64;
     let mut credits = None;
     loop {
@@ -125,5 +168,23 @@ mod tests {
         ] {
             assert!(matches!(endpoint(bad), Err(CliError::Usage(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_datasets_rows_take_its_declared_columns_and_nothing_else_does() {
+        let list = serde_json::json!({"datasets": [
+            {"name": "game_rounds", "columns": [{"name": "user_id"}], "endpoints": []},
+            {"name": "records",
+             "columns": [{"name": "id"}, {"name": "created_at"}, {"name": "amount"}],
+             "endpoints": [{"name": "rows", "kind": "rows"}, {"name": "daily", "kind": "rollup"}]},
+        ]});
+        assert_eq!(
+            rows_columns(&list, "records", "rows"),
+            ["id", "created_at", "amount"]
+        );
+        assert!(rows_columns(&list, "records", "daily").is_empty());
+        assert!(rows_columns(&list, "records", "nope").is_empty());
+        assert!(rows_columns(&list, "nope", "rows").is_empty());
+        assert!(rows_columns(&serde_json::json!({}), "records", "rows").is_empty());
     }
 }

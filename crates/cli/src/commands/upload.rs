@@ -1,5 +1,6 @@
-//! `sluice upload FILE…`: hash, stream (optionally zstd-compressed) with a progress bar, print
-//! the receipt, then watch the rows land.
+//! `sluice upload FILE… [--dataset NAME]`: hash, stream (optionally zstd-compressed) with a
+//! progress bar to game rounds' or a dataset's upload, print the receipt, then watch the rows
+//! land.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -12,8 +13,8 @@ use sha2::{Digest, Sha256};
 use tokio_util::io::{ReaderStream, StreamReader};
 
 use super::{byte_bar, segment, spinner};
-use crate::args::UploadArgs;
-use crate::client::Producer;
+use crate::args::{DatasetName, UploadArgs};
+use crate::client::{Gateway, Producer};
 use crate::error::{CliError, Outcome, Service};
 use crate::output::upload_summary;
 use crate::settings::Settings;
@@ -25,6 +26,43 @@ const CHUNK_BYTES: usize = 256 * 1024;
 const RUNNING_POLL: Duration = Duration::from_secs(1);
 /// How often the reconciliation is asked while rows land.
 const LANDING_POLL: Duration = Duration::from_millis(500);
+
+/// The built-in dataset, uploaded through `POST /csv_upload`.
+const GAME_ROUNDS: &str = "game_rounds";
+
+/// Where the files go: game rounds, or a dataset the producer reads from its directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    GameRounds,
+    Dataset(String),
+}
+
+impl Target {
+    /// `--dataset NAME` (`game_rounds` is the default's other name, as for the producer).
+    pub fn new(dataset: Option<&DatasetName>) -> Target {
+        match dataset.map(DatasetName::as_str) {
+            None | Some(GAME_ROUNDS) => Target::GameRounds,
+            Some(name) => Target::Dataset(name.to_owned()),
+        }
+    }
+
+    /// The upload's path on the producer (a dataset's name is one path segment as it is).
+    pub fn path(&self) -> String {
+        match self {
+            Target::GameRounds => "/csv_upload".to_owned(),
+            Target::Dataset(name) => format!("/datasets/{name}/upload"),
+        }
+    }
+
+    /// The key as the producer keeps it, and lists it in `GET /uploads`: a dataset's keys are
+    /// scoped within it (`<dataset>/<key>`), game rounds' are as sent.
+    pub fn scoped_key(&self, key: &str) -> String {
+        match self {
+            Target::GameRounds => key.to_owned(),
+            Target::Dataset(name) => format!("{name}/{key}"),
+        }
+    }
+}
 
 /// How a file is compressed, from its first bytes (as the producer tells).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,13 +104,30 @@ pub async fn run(
         ));
     }
     let producer = Producer::new(settings);
+    let target = Target::new(args.dataset.as_ref());
     let total = args.files.len();
     let mut outcome = Outcome::Done;
     let mut failures: Vec<CliError> = Vec::new();
     for path in &args.files {
-        match upload_one(&producer, path, &args, json, out).await {
+        match upload_one(&producer, &target, path, &args, json, out).await {
             Ok(done) => outcome = outcome.max(done),
             Err(error @ CliError::Output(_)) => return Err(error),
+            // The upload's only 404: every other file would get it too.
+            Err(CliError::Refused {
+                status: 404,
+                service,
+                detail,
+                retry_after,
+                ..
+            }) if matches!(target, Target::Dataset(_)) => {
+                return Err(CliError::Refused {
+                    status: 404,
+                    service,
+                    detail,
+                    retry_after,
+                    hint: Some(unknown_dataset_hint(settings).await),
+                })
+            }
             Err(error) if total == 1 => return Err(error),
             Err(error) => {
                 match &error {
@@ -100,6 +155,7 @@ pub async fn run(
 
 async fn upload_one(
     producer: &Producer,
+    target: &Target,
     path: &Path,
     args: &UploadArgs,
     json: bool,
@@ -148,15 +204,17 @@ async fn upload_one(
         .file_name(name.clone())
         .mime_str(media_type)
         .expect("a valid media type");
-    let upload = producer.upload(Form::new().part("file", part), &key);
+    let upload_path = target.path();
+    let upload = producer.upload(&upload_path, Form::new().part("file", part), &key);
     tokio::pin!(upload);
     // While the body streams (the connection is driven by its own task), the producer's
     // counts of this upload (found by its key) go into the bar's message.
+    let scoped_key = target.scoped_key(&key);
     let answer = loop {
         tokio::select! {
             answer = &mut upload => break answer,
             () = tokio::time::sleep(RUNNING_POLL) => {
-                if let Some(counts) = running_counts(producer, &key).await {
+                if let Some(counts) = running_counts(producer, &scoped_key).await {
                     bar.set_message(counts);
                 }
             }
@@ -176,6 +234,9 @@ async fn upload_one(
         if let Some(landed) = wait_landed(producer, &id, Duration::from_secs(args.wait)).await {
             receipt = landed;
         }
+        if receipt["reconciliation"]["status"] == "unknown" {
+            eprintln!("note: {name}: whether its rows landed cannot be told; not waiting for them");
+        }
     }
     let rejected = receipt["rejected"].as_u64().unwrap_or(0);
     if json {
@@ -192,7 +253,30 @@ async fn upload_one(
     })
 }
 
-/// "N rows read, M rejected" of the running upload with this key, if the producer lists it.
+/// What to do about a dataset the producer does not serve: the datasets the gateway knows (if
+/// it answers), and where the producer's come from.
+async fn unknown_dataset_hint(settings: &Settings) -> String {
+    let gateway = Gateway::new(settings);
+    let known = match gateway.datasets().await {
+        Ok(list) => list["datasets"]
+            .as_array()
+            .map(|datasets| {
+                let names: Vec<&str> = datasets.iter().filter_map(|d| d["name"].as_str()).collect();
+                format!(" (it lists {})", names.join(", "))
+            })
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    format!(
+        "name one the producer serves with --dataset: game_rounds (the default) or a NAME.toml \
+         of its SLUICE_PRODUCER_DATASETS_DIR; `GET {}/datasets` on the gateway lists the \
+         datasets{known}",
+        gateway.url
+    )
+}
+
+/// "N rows read, M rejected" of the running upload with this key (as the producer keeps it:
+/// [`Target::scoped_key`]), if the producer lists it.
 async fn running_counts(producer: &Producer, key: &str) -> Option<String> {
     let running = producer.get("/uploads", &[]).await.ok()?;
     let upload = running["in_progress"]
@@ -246,7 +330,9 @@ async fn hash(path: &Path) -> std::io::Result<Hashed> {
 }
 
 /// Polls `GET /uploads/{id}` until the reconciliation is no longer `landing` or `wait` has
-/// passed; the last answer, if any (a failure to ask leaves the receipt as it was).
+/// passed; the last answer, if any (a failure to ask leaves the receipt as it was). `unknown`
+/// is final: a dataset's rows are not counted (nor, while it is away, anything in
+/// ClickHouse), so nothing would change by waiting.
 async fn wait_landed(producer: &Producer, id: &str, wait: Duration) -> Option<serde_json::Value> {
     let spinner = spinner("waiting for the rows to land in ClickHouse");
     let deadline = Instant::now() + wait;
@@ -287,5 +373,17 @@ mod tests {
         );
         assert_eq!(Compression::sniff(b"crea"), Compression::None);
         assert_eq!(Compression::sniff(&[0xfe, 0xff]), Compression::None);
+    }
+
+    #[test]
+    fn a_dataset_has_its_own_path_and_scopes_the_key_as_the_producer_does() {
+        let name = |n: &str| n.parse::<DatasetName>().unwrap();
+        let rounds = Target::new(None);
+        assert_eq!(rounds.path(), "/csv_upload");
+        assert_eq!(rounds.scoped_key("ab12"), "ab12");
+        assert_eq!(Target::new(Some(&name("game_rounds"))), rounds);
+        let records = Target::new(Some(&name("records")));
+        assert_eq!(records.path(), "/datasets/records/upload");
+        assert_eq!(records.scoped_key("ab12"), "records/ab12");
     }
 }

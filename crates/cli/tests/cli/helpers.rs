@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use sluice_testkit::stack::workspace_root;
 use sluice_testkit::{serve, unique, Slice};
 use tokio_util::sync::CancellationToken;
 
@@ -25,23 +26,36 @@ impl Drop for Pipeline {
     }
 }
 
+/// The repository's `datasets/`: every service of a pipeline knows its specs.
+pub fn datasets_dir() -> String {
+    workspace_root().join("datasets").display().to_string()
+}
+
 /// Producer (upload token, two partitions), consumer and gateway over a slice of the stack of
-/// their own. (The workspace tests' `sluice_tests::Setup` starts the same three; this package
+/// their own, each knowing the datasets of [`datasets_dir`]: the producer takes uploads of
+/// them (onto topics of the slice's own prefix), the consumer writes `records`, the gateway
+/// serves it. (The workspace tests' `sluice_tests::Setup` starts the same three; this package
 /// does not depend on it.)
 pub async fn spawn_pipeline() -> Pipeline {
     if std::env::var_os("TEST_LOG").is_some() {
         sluice_schema::telemetry::init_tracing("info");
     }
     let slice = Slice::new("cli");
+    let dataset_topic_prefix = format!("{}.", slice.topic);
     let mut producer: sluice_producer::Config = slice.producer().config();
     producer.topic_partitions = 2;
     producer.upload_tokens = Some(UPLOAD_TOKEN.to_owned().into());
+    producer.datasets_dir = Some(datasets_dir());
+    producer.dataset_topic_prefix = dataset_topic_prefix.clone();
     let producer = sluice_producer::Application::build(producer).await.unwrap();
     let producer_url = serve(producer.port(), producer.run_until_stopped());
 
     let mut consumer: sluice_consumer::Config = slice.consumer().config();
     consumer.batch_max_rows = 1_000;
     consumer.batch_timeout_ms = 200;
+    consumer.datasets_dir = Some(datasets_dir());
+    consumer.datasets = "records".into();
+    consumer.dataset_topic_prefix = dataset_topic_prefix;
     let consumer = sluice_consumer::Application::build(consumer).await.unwrap();
     let shutdown = CancellationToken::new();
     serve(
@@ -49,7 +63,8 @@ pub async fn spawn_pipeline() -> Pipeline {
         consumer.run_until_stopped(shutdown.clone()),
     );
 
-    let gateway = slice.gateway(ADMIN_TOKEN).config();
+    let mut gateway: sluice_gateway::Config = slice.gateway(ADMIN_TOKEN).config();
+    gateway.datasets_dir = Some(datasets_dir());
     let gateway = sluice_gateway::Application::build(gateway).await.unwrap();
     let gateway_url = serve(gateway.port(), gateway.run_until_stopped());
 

@@ -3,6 +3,7 @@
 //! test with its own topic, database and key prefixes, and the built binary is run as a user
 //! would, with its settings in the environment.
 
+mod datasets;
 mod errors;
 mod helpers;
 mod keys;
