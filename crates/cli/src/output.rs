@@ -65,7 +65,7 @@ impl Serialize for Record {
 }
 
 impl From<&Value> for Record {
-    /// From an already parsed object (its fields sorted by name).
+    /// From an already parsed object, its fields in their order.
     fn from(value: &Value) -> Record {
         Record(
             value
@@ -501,8 +501,8 @@ mod tests {
         );
     }
 
-    /// A page of a dataset's rows as the gateway sends it: fields sorted by name, a text cell
-    /// with a line break, a null.
+    /// A page of a dataset's rows with fields sorted by name (as gateways sent them before
+    /// objects kept their order), a text cell with a line break, a null.
     const ROWS_PAGE: &str = r#"[{"amount":"12.50","category":"a week\n\"five stars\"","country":"USA","created_at":"2024-01-01T00:00:01Z","id":1,"upload_id":"u1"},
                                {"amount":"0.01","category":"ok","country":null,"created_at":"2024-01-01T00:00:02Z","id":22,"upload_id":"u1"}]"#;
     const RECORDS_COLUMNS: [&str; 6] = [

@@ -43,8 +43,9 @@ pub fn endpoint(text: &str) -> Result<String, CliError> {
 }
 
 /// The columns of a dataset's listing of rows (`kind = "rows"`), in its spec's order, as the
-/// gateway's `GET /datasets` declares them: a page's objects do not keep that order (the
-/// gateway's JSON objects sort their fields by name). None for anything else, or when the
+/// gateway's `GET /datasets` declares them: the order its pages write them in too, known
+/// before the first page (an empty answer still gets its header, and a gateway from before
+/// objects kept their order still prints in spec order). None for anything else, or when the
 /// gateway does not say (then the first row's order is used).
 async fn declared_columns(gateway: &Gateway, endpoint: &str) -> Vec<String> {
     let ["datasets", name, endpoint] = endpoint.split('/').collect::<Vec<_>>()[..] else {
