@@ -302,19 +302,24 @@ impl Rollup {
                 ("at", format!("({rows})"), measures.collect::<Vec<_>>())
             }
         };
-        // Aliased apart from every column: an alias stands for its expression everywhere in
-        // a ClickHouse query, so `sum(x) AS x` would turn a mean's `count(x)` into
-        // `count(sum(x))`. The insert takes the columns by position.
-        let measures: Vec<String> = measures
+        // Aliased apart from every column, then renamed outside: an alias stands for its
+        // expression everywhere in a ClickHouse query, so `sum(x) AS x` would turn a mean's
+        // `count(x)` into `count(sum(x))`.
+        let aliased: Vec<String> = measures
             .iter()
             .zip(self.measures)
             .map(|(aggregate, m)| format!("{aggregate} AS __{}", m.name()))
             .collect();
+        let renamed: Vec<String> = (self.measures.iter())
+            .map(|m| format!("__{name} AS {name}", name = m.name()))
+            .collect();
         format!(
-            "SELECT {bucket} AS bucket, {group_by}, {measures}, toUInt64({version}) AS rollup_version \
-             FROM {from} GROUP BY bucket, {group_by}",
+            "SELECT bucket, {group_by}, {renamed}, rollup_version FROM (\
+             SELECT {bucket} AS bucket, {group_by}, {aliased}, toUInt64({version}) AS rollup_version \
+             FROM {from} GROUP BY bucket, {group_by})",
             bucket = self.period.start_of(time),
-            measures = measures.join(", "),
+            aliased = aliased.join(", "),
+            renamed = renamed.join(", "),
         )
     }
 
