@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 
 use serde_norway::Value;
 
-use crate::helpers::{services, str_of, yaml, yaml_documents};
+use sluice_rollup::datasets::EndpointRollups;
+use sluice_schema::dataset::Catalog;
+
+use crate::helpers::{read, root, services, str_of, yaml, yaml_documents, Compose};
 
 /// Every k8s object in `deploy/k8s/`, by kind and name.
 fn k8s_objects() -> Vec<Value> {
@@ -229,4 +232,74 @@ fn k8s_workloads_read_only_their_config_and_probe_their_listen_port() {
         "producer and consumer create the topic with different partitions"
     );
     assert!(hpa["spec"]["maxReplicas"].as_u64().unwrap() <= partitions);
+}
+
+/// The settings of `service` (e.g. `consumer`) as compose and as k8s give them.
+fn deployed_settings(
+    objects: &[Value],
+    service: &str,
+) -> [(&'static str, BTreeMap<String, String>); 2] {
+    let config_map = find(objects, "ConfigMap", &format!("sluice-{service}"))
+        .unwrap_or_else(|| panic!("deploy/k8s has no ConfigMap sluice-{service}"));
+    let k8s = config_map["data"]
+        .as_mapping()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (str_of(k), str_of(v)))
+        .collect();
+    [
+        ("compose", Compose::load().environment(service)),
+        ("k8s", k8s),
+    ]
+}
+
+#[test]
+fn every_deployment_serves_the_shipped_datasets_from_the_specs_in_the_image() {
+    const DIR: &str = "/etc/sluice/datasets";
+    assert!(
+        read("deploy/Dockerfile").contains(&format!("COPY --from=build /src/datasets {DIR}")),
+        "the image holds the specs"
+    );
+    let objects = k8s_objects();
+    let compose = Compose::load();
+    let shipped = root().join("datasets").display().to_string();
+    for service in ["producer", "consumer", "gateway", "processor"] {
+        let prefix = format!("SLUICE_{}_", service.to_uppercase());
+        for (deployment, env) in deployed_settings(&objects, service) {
+            let dir = env.get(&format!("{prefix}DATASETS_DIR"));
+            assert_eq!(
+                dir.map(String::as_str),
+                Some(DIR),
+                "{deployment}: {service}"
+            );
+        }
+        let mounts: Vec<String> = (compose.service(service)["volumes"].as_sequence())
+            .into_iter()
+            .flatten()
+            .map(str_of)
+            .collect();
+        assert!(
+            mounts.contains(&format!("./datasets:{DIR}:ro")),
+            "compose: {service} reads ./datasets"
+        );
+    }
+    for (deployment, env) in deployed_settings(&objects, "consumer") {
+        let written = &env["SLUICE_CONSUMER_DATASETS"];
+        // As the consumer reads its setting at start.
+        let served = Catalog::served(Some(&shipped), written, "SLUICE_CONSUMER_DATASETS");
+        let served = served.unwrap_or_else(|e| panic!("{deployment}: {e}"));
+        let processor = deployed_settings(&objects, "processor");
+        let (_, processor) = processor.iter().find(|(d, _)| *d == deployment).unwrap();
+        let kept = &processor["SLUICE_PROCESSOR_DATASETS"];
+        let kept = Catalog::served(Some(&shipped), kept, "SLUICE_PROCESSOR_DATASETS").unwrap();
+        let with_rollups: Vec<&str> = (served.iter())
+            .filter(|d| !EndpointRollups::all(&d.spec).is_empty())
+            .map(|d| d.spec.name.as_str())
+            .collect();
+        let kept: Vec<&str> = kept.iter().map(|d| d.spec.name.as_str()).collect();
+        assert_eq!(
+            kept, with_rollups,
+            "{deployment}: the processor keeps the rollups of exactly the datasets written that declare some"
+        );
+    }
 }

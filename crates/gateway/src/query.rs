@@ -246,7 +246,7 @@ fn page_size(
 /// Whether a range's end is included; an exclusive end may be one second past the last moment
 /// the store holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Bound {
+pub(crate) enum Bound {
     Inclusive,
     Exclusive,
 }
@@ -263,7 +263,11 @@ fn decimal<T: std::str::FromStr>(text: &str) -> Option<T> {
 /// `sluice_schema::domain::stored_seconds`): a moment no row can have is a 400, not an empty
 /// or wrong page that costs a credit. A fraction of a second rounds up: rows have whole
 /// seconds, and `t >= 08:00:00.5` (or `t < 08:00:00.5`) is `t >= 08:00:01` (`t < 08:00:01`).
-fn parse_instant(name: &str, text: &str, bound: Bound) -> Result<DateTime<Utc>, BadQuery> {
+pub(crate) fn parse_instant(
+    name: &str,
+    text: &str,
+    bound: Bound,
+) -> Result<DateTime<Utc>, BadQuery> {
     let instant = instant_of(text).ok_or_else(|| {
         BadQuery(format!(
             "{name}: must be a date (YYYY-MM-DD) or an RFC 3339 date and time \

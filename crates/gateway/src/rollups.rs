@@ -20,8 +20,8 @@ use sluice_schema::dataset::{Catalog, Dataset, Kind, Spec};
 
 use crate::answer::{self, FetchError, PageQuery, Shape, Value};
 use crate::cursor::CursorSigner;
-use crate::query::{BadQuery, Granularity, Order};
-use crate::rows::{limit, moment, typed};
+use crate::query::{BadQuery, Bound, Granularity, Order};
+use crate::rows::{limit, moment, ordered, typed};
 
 /// The shapes of every rollup endpoint of a catalog, built once at start (a rollup's names
 /// live as long as the process), by `dataset/endpoint`.
@@ -117,8 +117,10 @@ impl RollupQuery {
             match name.as_str() {
                 "limit" => page.page_size = limit(value, endpoint.max_page_size)?,
                 "cursor" => cursor = Some(value.as_str()),
-                FROM if takes(FROM) => page.from = Some(i64::from(moment(FROM, value)?)),
-                TO if takes(TO) => page.to = Some(i64::from(moment(TO, value)?)),
+                FROM if takes(FROM) => {
+                    page.from = Some(i64::from(moment(FROM, value, Bound::Inclusive)?))
+                }
+                TO if takes(TO) => page.to = Some(i64::from(moment(TO, value, Bound::Exclusive)?)),
                 GRANULARITY if takes(GRANULARITY) => page.granularity = granularity(value)?,
                 column if takes(column) => {
                     let stored = dataset.plan.filter_value(column, value);
@@ -132,6 +134,8 @@ impl RollupQuery {
                 }
             }
         }
+        let seconds = |t: Option<i64>| t.map(|t| t as u32);
+        ordered(seconds(page.from), seconds(page.to))?;
         page.equals.sort_by(|a, b| a.0.cmp(&b.0));
         let filters = format!(
             "{}/{}|{:?}|{:?}|{:?}|{:?}",
@@ -315,7 +319,13 @@ mod tests {
             ("cursor", &cursor),
         ]);
         assert!(RollupQuery::parse(&events, endpoint, &other, &cursors).is_err());
-        for bad in [("granularity", "week"), ("user_id", "u"), ("limit", "0")] {
+        for bad in [
+            ("granularity", "week"),
+            ("user_id", "u"),
+            ("limit", "0"),
+            ("from", "2024-01-02 03:04"),
+            ("to", "2106-01-02"),
+        ] {
             let error = RollupQuery::parse(&events, endpoint, &params(&[bad]), &cursors);
             assert!(error.is_err(), "{bad:?}");
         }

@@ -6,14 +6,13 @@
 //! cursors are a 400 before anything is charged); [`fetch`] then reads one page. Every value
 //! is bound, never spliced into the SQL; identifiers come from checked specs.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use clickhouse::Client;
 use serde_json::{Map, Value};
 use sluice_schema::dataset::endpoint::{Endpoint, FROM, TO};
 use sluice_schema::dataset::{Dataset, Kind, Spec};
 
 use crate::cursor::CursorSigner;
-use crate::query::BadQuery;
+use crate::query::{parse_instant, BadQuery, Bound};
 
 /// The prefix of the answer's columns in the statement: an alias named like its column would
 /// stand for the column in `WHERE` and `ORDER BY` too.
@@ -58,10 +57,10 @@ impl RowsQuery {
                 "limit" => query.limit = limit(value, endpoint.max_page_size)?,
                 "cursor" => cursor = Some(value.as_str()),
                 FROM if endpoint.filters.iter().any(|f| f == FROM) => {
-                    query.from = Some(moment(FROM, value)?)
+                    query.from = Some(moment(FROM, value, Bound::Inclusive)?)
                 }
                 TO if endpoint.filters.iter().any(|f| f == TO) => {
-                    query.to = Some(moment(TO, value)?)
+                    query.to = Some(moment(TO, value, Bound::Exclusive)?)
                 }
                 column if endpoint.filters.iter().any(|f| f == column) => {
                     let stored = dataset.plan.filter_value(column, value);
@@ -74,6 +73,7 @@ impl RowsQuery {
                 }
             }
         }
+        ordered(query.from, query.to)?;
         query.equals.sort();
         query.filters = format!(
             "{}|{:?}|{:?}|{:?}",
@@ -106,26 +106,25 @@ pub(crate) fn limit(value: &str, max: u32) -> Result<u32, BadQuery> {
     }
 }
 
-/// `2024-01-02`, `2024-01-02 03:04:05` (UTC) or RFC 3339, as Unix seconds.
-pub(crate) fn moment(name: &str, value: &str) -> Result<u32, BadQuery> {
-    let seconds = DateTime::parse_from_rfc3339(value)
-        .map(|t| t.timestamp())
-        .or_else(|_| {
-            NaiveDateTime::parse_from_str(value, "%Y-%m-%d %H:%M:%S")
-                .map(|t| t.and_utc().timestamp())
-        })
-        .or_else(|_| {
-            NaiveDate::parse_from_str(value, "%Y-%m-%d").map(|d| {
-                d.and_hms_opt(0, 0, 0)
-                    .expect("midnight")
-                    .and_utc()
-                    .timestamp()
-            })
-        });
-    seconds
-        .ok()
-        .and_then(|s| u32::try_from(s).ok())
-        .ok_or_else(|| BadQuery(format!("`{name}` must be a date (2024-01-02), a UTC time (2024-01-02 03:04:05) or RFC 3339")))
+/// A `from` (`Bound::Inclusive`) or `to` (`Bound::Exclusive`) value, read as
+/// `GET /aggregated_game_rounds` reads it (a date, or an RFC 3339 date and time where a space
+/// may replace the `T`; within what the store holds), as Unix seconds.
+pub(crate) fn moment(name: &str, value: &str, bound: Bound) -> Result<u32, BadQuery> {
+    let instant = parse_instant(name, value, bound)?;
+    Ok(
+        u32::try_from(instant.timestamp())
+            .expect("parse_instant keeps within what the store holds"),
+    )
+}
+
+/// `from` not after `to`, as the rounds require.
+pub(crate) fn ordered(from: Option<u32>, to: Option<u32>) -> Result<(), BadQuery> {
+    match (from, to) {
+        (Some(from), Some(to)) if from > to => {
+            Err(BadQuery("from: must not be after `to`".to_owned()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// One page: its rows as JSON objects, with the position of each, and whether more follow.
