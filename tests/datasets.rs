@@ -66,7 +66,8 @@ impl Run {
         (url, stop)
     }
 
-    async fn upload(&self, dataset: &str, csv: &str, accepted: u64, rejected: u64) {
+    /// Uploads `csv` to `dataset`; the upload id.
+    async fn upload(&self, dataset: &str, csv: &str, accepted: u64, rejected: u64) -> String {
         let path = format!("/datasets/{dataset}/upload");
         let upload = http::upload_to(
             &self.pipeline.producer_url,
@@ -84,6 +85,7 @@ impl Run {
             "{}",
             upload.body
         );
+        upload.body["upload_id"].as_str().unwrap().to_owned()
     }
 
     /// Every row of `path` with `params`, two per page, following `next_cursor`; and the
@@ -226,8 +228,29 @@ async fn product_reviews_are_counted_once_per_review_and_day_however_often_they_
     ];
     let path = "/datasets/amazon_reviews/daily_by_asin";
     let bad_rating = "abc,t,x,B03,u9,1709251200000\n";
-    run.upload("amazon_reviews", &reviews_csv(first, bad_rating), 5, 1)
+    let id = run
+        .upload("amazon_reviews", &reviews_csv(first, bad_rating), 5, 1)
         .await;
+    // Reconciled like the rounds: all five accepted rows land (the review sent twice is one
+    // review, but two rows, each its own version), and the bad one is listed.
+    let producer = &run.pipeline.producer_url;
+    let landed = http::wait_until_landed(producer, &id, None, WITHIN).await;
+    assert_eq!(
+        (&landed["accepted"], &landed["landed"]),
+        (&json!(5), &json!(5))
+    );
+    let started = Instant::now();
+    loop {
+        let rejects = reqwest::get(format!("{producer}/uploads/{id}/rejects")).await;
+        let rejects: Value = rejects.unwrap().json().await.unwrap();
+        let listed = rejects["rejects"].as_array().map_or(0, Vec::len);
+        if listed == 1 {
+            assert_eq!(rejects["rejects"][0]["column"], "rating", "{rejects}");
+            break;
+        }
+        assert!(started.elapsed() < WITHIN, "{rejects}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     let expected = expected_daily(&[first], 0, None);
     assert_eq!(expected.len(), 2, "{expected:?}");
     run.answers(path, &[], &expected, "read raw").await;

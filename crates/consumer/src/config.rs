@@ -112,6 +112,12 @@ impl Config {
         format!("{}{name}", self.dataset_topic_prefix)
     }
 
+    /// The topic of the rows of dataset `name` the producer rejected (its records' topic and
+    /// `.rejects`, as the producer names it).
+    pub fn dataset_rejects_topic(&self, name: &str) -> String {
+        format!("{}.rejects", self.dataset_topic(name))
+    }
+
     /// The dead-letter topic's name.
     pub fn dead_letter_topic(&self) -> String {
         sluice_schema::config::topic_or(&self.dead_letter_topic, || format!("{}.dlq", self.topic))

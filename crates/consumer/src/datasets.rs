@@ -5,6 +5,9 @@
 //! insert, retried until ClickHouse acknowledges it; only then are the batch's offsets stored
 //! for the next auto-commit.
 //!
+//! The producer's rejects of the dataset's rows (`<topic>.rejects`, JSON) are read by the same
+//! consumer into `upload_rejects`, where `GET /uploads/{id}/rejects` lists them.
+//!
 //! Effectively once: a record redelivered after a crash comes back with the same Kafka
 //! timestamp and offset, so the same `version`, and the versions table (a `ReplacingMergeTree`
 //! whose key ends with `version`) keeps one row of it; a record's later version (a re-upload)
@@ -33,10 +36,12 @@ use sluice_rollup::{hour_of, version_of};
 use sluice_schema::backoff::Backoff;
 use sluice_schema::dataset::rowbinary::{Converter, Keyed};
 use sluice_schema::dataset::{Dataset, Spec};
+use sluice_schema::rejects::RejectRecord;
 use tokio_util::sync::CancellationToken;
 
+use crate::batcher::Reject;
 use crate::config::Config;
-use crate::inserter::{QuarantineRow, QUARANTINE_TABLE};
+use crate::inserter::{insert_rejects, QuarantineRow, QUARANTINE_TABLE};
 use crate::marks::{MarkError, Marks};
 
 /// Records per lookup of earlier versions: far below ClickHouse's `max_query_size` (256 KiB)
@@ -47,6 +52,7 @@ const KEYS_PER_LOOKUP: usize = 1_000;
 pub struct DatasetIngest {
     name: String,
     topic: String,
+    rejects_topic: String,
     consumer: StreamConsumer,
     converter: Converter,
     clickhouse: Client,
@@ -64,8 +70,11 @@ struct Batch {
     rows: Vec<u8>,
     count: usize,
     keyed: Vec<Keyed>,
-    poison: Vec<(i32, i64, String, Vec<u8>)>,
-    next_offsets: BTreeMap<i32, i64>,
+    rejects: Vec<Reject>,
+    /// Topic, partition, offset, reason and payload of each.
+    poison: Vec<(String, i32, i64, String, Vec<u8>)>,
+    /// By topic and partition.
+    next_offsets: BTreeMap<(String, i32), i64>,
 }
 
 /// How far a batch's write got, kept across its attempts.
@@ -102,18 +111,17 @@ impl DatasetIngest {
             .collect();
         let marks = (!dirty.is_empty()).then(|| marks.of(&name, dirty));
         let topic = config.dataset_topic(&name);
-        sluice_schema::kafka::ensure_topic(
-            &config.kafka_brokers,
-            &topic,
-            config.topic_partitions,
-            1,
-        )
-        .await?;
-        let consumer = subscribe(config, &name, &topic)?;
+        let rejects_topic = config.dataset_rejects_topic(&name);
+        for topic in [&topic, &rejects_topic] {
+            let partitions = config.topic_partitions;
+            sluice_schema::kafka::ensure_topic(&config.kafka_brokers, topic, partitions, 1).await?;
+        }
+        let consumer = subscribe(config, &name, &[&topic, &rejects_topic])?;
         Ok(DatasetIngest {
             converter: Converter::compile(&dataset.spec),
             name,
             topic,
+            rejects_topic,
             consumer,
             clickhouse,
             max_rows: config.batch_max_rows,
@@ -163,8 +171,25 @@ impl DatasetIngest {
             };
             deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.timeout);
             let (partition, offset) = (message.partition(), message.offset());
-            let version = version_of(message.timestamp().to_millis(), offset);
+            let topic = message.topic().to_owned();
             let payload = message.payload().unwrap_or_default();
+            batch
+                .next_offsets
+                .insert((topic.clone(), partition), offset + 1);
+            if topic == self.rejects_topic {
+                match RejectRecord::from_json(payload) {
+                    Ok(reject) => batch.rejects.push(reject),
+                    Err(error) => (batch.poison).push((
+                        topic,
+                        partition,
+                        offset,
+                        error.to_string(),
+                        payload.to_vec(),
+                    )),
+                }
+                continue;
+            }
+            let version = version_of(message.timestamp().to_millis(), offset);
             let appended = match self.marks {
                 Some(_) => (self
                     .converter
@@ -174,11 +199,12 @@ impl DatasetIngest {
             };
             match appended {
                 Ok(()) => batch.count += 1,
-                Err(reason) => batch
-                    .poison
-                    .push((partition, offset, reason, payload.to_vec())),
+                Err(reason) => {
+                    batch
+                        .poison
+                        .push((topic, partition, offset, reason, payload.to_vec()))
+                }
             }
-            batch.next_offsets.insert(partition, offset + 1);
         }
         batch
     }
@@ -218,8 +244,16 @@ impl DatasetIngest {
     }
 
     /// One attempt: the rows inside the dirty-hours protocol (when there are rollups), then
-    /// the poison.
+    /// the rejects and the poison (each safe to repeat: `upload_rejects` keeps a row once).
     async fn write_once(&self, batch: &Batch, progress: &mut Progress) -> Result<(), WriteError> {
+        self.write_rows(batch, progress).await?;
+        if !batch.rejects.is_empty() {
+            insert_rejects(&self.clickhouse, batch.rejects.iter()).await?;
+        }
+        Ok(self.insert_poison(batch).await?)
+    }
+
+    async fn write_rows(&self, batch: &Batch, progress: &mut Progress) -> Result<(), WriteError> {
         let Some(marks) = &self.marks else {
             return Ok(self.insert(batch).await?);
         };
@@ -268,6 +302,10 @@ impl DatasetIngest {
                 .await?;
             insert.end().await?;
         }
+        Ok(())
+    }
+
+    async fn insert_poison(&self, batch: &Batch) -> Result<(), clickhouse::error::Error> {
         if batch.poison.is_empty() {
             return Ok(());
         }
@@ -275,10 +313,10 @@ impl DatasetIngest {
             .clickhouse
             .insert::<QuarantineRow<'_>>(QUARANTINE_TABLE)
             .await?;
-        for (partition, offset, error, payload) in &batch.poison {
+        for (topic, partition, offset, error, payload) in &batch.poison {
             insert
                 .write(&QuarantineRow {
-                    source_topic: &self.topic,
+                    source_topic: topic,
                     source_partition: *partition,
                     source_offset: *offset,
                     error,
@@ -291,18 +329,18 @@ impl DatasetIngest {
 
     fn store_offsets(&self, batch: &Batch) -> KafkaResult<()> {
         let mut list = TopicPartitionList::new();
-        for (partition, next) in &batch.next_offsets {
-            list.add_partition_offset(&self.topic, *partition, Offset::Offset(*next))?;
+        for ((topic, partition), next) in &batch.next_offsets {
+            list.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
         }
         self.consumer.store_offsets(&list)
     }
 }
 
-/// A read-committed consumer of `topic` in the dataset's own group; offsets are stored by
+/// A read-committed consumer of `topics` in the dataset's own group; offsets are stored by
 /// [`DatasetIngest::write`] and auto-committed.
-fn subscribe(config: &Config, name: &str, topic: &str) -> KafkaResult<StreamConsumer> {
+fn subscribe(config: &Config, name: &str, topics: &[&str]) -> KafkaResult<StreamConsumer> {
     let group = format!("{}.{name}", config.group_id);
     let consumer: StreamConsumer = crate::kafka::group_member(config, &group).create()?;
-    consumer.subscribe(&[topic])?;
+    consumer.subscribe(topics)?;
     Ok(consumer)
 }

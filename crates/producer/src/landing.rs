@@ -4,6 +4,7 @@
 use clickhouse::Client;
 use serde::{Deserialize, Serialize};
 
+use sluice_schema::dataset::{Source, Spec};
 use sluice_schema::migrations::cluster::BadClusterName;
 
 use crate::config::Config;
@@ -35,19 +36,27 @@ impl Landing {
         })
     }
 
-    /// How many distinct rounds of an upload ClickHouse holds, the upload being `ids`: its own
-    /// id and those its content was sent again under (`ReceiptStore::aliases`). A round
-    /// delivered twice (redelivery) counts once. Every version of a round is kept, so a round
-    /// that a later, different upload sent again still counts as landed for this one.
-    pub async fn landed(&self, ids: &[String]) -> Result<u64, clickhouse::error::Error> {
-        self.client
-            .query(
-                "SELECT uniqExact(user_id, game_instance_id) FROM round_versions \
-                 WHERE has(?, upload_id)",
-            )
-            .bind(ids)
-            .fetch_one::<u64>()
-            .await
+    /// How many of an upload's accepted rows ClickHouse holds, in `spec`'s dataset, the upload
+    /// being `ids`: its own id and those its content was sent again under
+    /// (`ReceiptStore::aliases`). Each accepted row is one message, so one version of its
+    /// record (identity and `version`): a message delivered twice (redelivery) counts once,
+    /// and a record sent twice in one file counts twice, as the receipt accepted it twice.
+    /// Every version is kept, so a record that a later, different upload sent again still
+    /// counts as landed for this one. `None` when the dataset keeps no upload id (no column
+    /// with `source = "upload"`).
+    pub async fn landed(
+        &self,
+        spec: &Spec,
+        ids: &[String],
+    ) -> Option<Result<u64, clickhouse::error::Error>> {
+        let upload = spec.columns.iter().find(|c| c.source == Source::Upload)?;
+        let sql = format!(
+            "SELECT uniqExact({identity}, version) FROM {table} WHERE has(?, {upload})",
+            identity = spec.identity.join(", "),
+            table = spec.versions_table(),
+            upload = upload.name,
+        );
+        Some(self.client.query(&sql).bind(ids).fetch_one::<u64>().await)
     }
 
     /// The upload's rejected rows after line `after_line`, in line order, at most `limit`.

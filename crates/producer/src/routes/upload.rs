@@ -385,28 +385,28 @@ pub async fn get_upload(
         };
     };
     let accepted = receipt.accepted;
-    if let Some(dataset) = &receipt.dataset {
-        let reconciliation = serde_json::json!({
+    let name = receipt.dataset.as_deref().unwrap_or(GAME_ROUNDS);
+    let dataset = state.datasets.get(name);
+    let mut ids = state.receipts.aliases(&id).await?;
+    ids.push(id.to_string());
+    let landed = match dataset {
+        Some(dataset) => state.landing.landed(&dataset.spec, &ids).await,
+        None => None,
+    };
+    let reconciliation = match landed {
+        None => serde_json::json!({
             "accepted": accepted,
             "landed": null,
             "status": "unknown",
-            "error": format!("the rows of dataset `{dataset}` are not counted in ClickHouse yet"),
-        });
-        return Ok(HttpResponse::Ok().json(Reconciled {
-            receipt,
-            reconciliation,
-        }));
-    }
-    let mut ids = state.receipts.aliases(&id).await?;
-    ids.push(id.to_string());
-    let reconciliation = match state.landing.landed(&ids).await {
-        Ok(landed) => serde_json::json!({
+            "error": format!("dataset `{name}` keeps no upload id (or is not served here): its rows cannot be counted"),
+        }),
+        Some(Ok(landed)) => serde_json::json!({
             "accepted": accepted,
             "landed": landed,
             "pending": accepted.saturating_sub(landed),
             "status": if landed >= accepted { "landed" } else { "landing" },
         }),
-        Err(error) => {
+        Some(Err(error)) => {
             tracing::warn!(%error, upload_id = %id, "Could not reconcile an upload.");
             serde_json::json!({
                 "accepted": accepted,
