@@ -447,3 +447,32 @@ async fn values_the_store_cannot_hold_are_row_rejects_and_never_land_as_substitu
         .collect();
     assert_eq!(starts, ["1970-01-01T00:00:00Z", "2105-12-31T00:00:00Z"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upload_holding_a_round_twice_lands_whole() {
+    // Each accepted row is one version of its round: the round counts once in the answers,
+    // and the upload is landed once both rows are in (counting distinct rounds, it stayed
+    // `landing` forever: 1 of 2).
+    let pipeline = spawn_pipeline().await;
+    let header = "created_timestamp,game_instance_id,user_id,game_id,real_amount_bet,\
+                  bonus_amount_bet,real_amount_win,bonus_amount_win,game_name,provider\r\n";
+    let row = csv_row("2019-10-22 08:00:00", 41, "2.5", "Gonzo's Quest", "NetEnt");
+    let later = csv_row("2019-10-22 08:00:00", 41, "3.5", "Gonzo's Quest", "NetEnt");
+    let file = format!("{header}{row}{later}");
+    let upload = http::upload_csv(&pipeline.producer_url, file.into_bytes(), "text/csv").await;
+    assert_eq!(upload.status, 200, "{}", upload.body);
+    assert_eq!(upload.body["accepted"], 2, "{}", upload.body);
+    let id = upload.body["upload_id"].as_str().unwrap();
+    let reconciliation = reconciled(&pipeline.producer_url, id).await;
+    assert_eq!(
+        (&reconciliation["landed"], &reconciliation["pending"]),
+        (&serde_json::json!(2), &serde_json::json!(0))
+    );
+    let table = format!("{}.game_rounds", pipeline.slice.database);
+    let bet = format!("SELECT toString(sum(real_amount_bet)), count() FROM {table}");
+    assert_eq!(
+        clickhouse::query(&bet).await,
+        "3.5000\t1",
+        "the later row wins"
+    );
+}

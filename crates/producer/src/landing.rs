@@ -42,7 +42,7 @@ impl Landing {
     /// record (identity and `version`): a message delivered twice (redelivery) counts once,
     /// and a record sent twice in one file counts twice, as the receipt accepted it twice.
     /// Every version is kept, so a record that a later, different upload sent again still
-    /// counts as landed for this one. `None` when the dataset keeps no upload id (no column
+    /// counts as landed for this one; rows of the aliases may count beyond the upload's own. `None` when the dataset keeps no upload id (no column
     /// with `source = "upload"`).
     pub async fn landed(
         &self,

@@ -400,9 +400,11 @@ pub async fn get_upload(
             "status": "unknown",
             "error": format!("dataset `{name}` keeps no upload id (or is not served here): its rows cannot be counted"),
         }),
+        // Rows landed under an alias too (a re-send's, or a failed attempt's) may count beyond
+        // `accepted`: every accepted record is then in, and `landed` says so as `accepted`.
         Some(Ok(landed)) => serde_json::json!({
             "accepted": accepted,
-            "landed": landed,
+            "landed": landed.min(accepted),
             "pending": accepted.saturating_sub(landed),
             "status": if landed >= accepted { "landed" } else { "landing" },
         }),
