@@ -6,8 +6,10 @@
 //! cursors are a 400 before anything is charged); [`fetch`] then reads one page. Every value
 //! is bound, never spliced into the SQL; identifiers come from checked specs.
 
+use chrono::{NaiveDate, NaiveTime};
 use clickhouse::Client;
 use serde_json::{Map, Value};
+use sluice_rollup::datasets::identity_table_name;
 use sluice_schema::dataset::endpoint::{Endpoint, FROM, TO};
 use sluice_schema::dataset::{Dataset, Kind, Spec};
 
@@ -127,14 +129,74 @@ pub(crate) fn ordered(from: Option<u32>, to: Option<u32>) -> Result<(), BadQuery
     }
 }
 
+/// Seconds in the first window a page is read in; each next one is [`WIDENING`] times wider.
+const FIRST_WINDOW: u64 = 3_600;
+const WIDENING: u64 = 8;
+
 /// One page: its rows as JSON objects, with the position of each, and whether more follow.
+/// Read window by window of the time column from the page's start (its cursor, `from`, or
+/// the first month the table holds), each window wider than the one before, until the page
+/// is full or the range ends: a page costs what its rows' windows hold, not what the table
+/// holds.
 pub async fn fetch(
     client: &Client,
     spec: &Spec,
     query: &RowsQuery,
 ) -> Result<(Vec<(Map<String, Value>, Position)>, bool), clickhouse::error::Error> {
-    let table = spec.versions_table();
+    let wanted = query.limit as usize + 1;
+    let end = query.to.map_or(u64::from(u32::MAX) + 1, u64::from);
+    let start = match (&query.after, query.from) {
+        (Some((time, _)), _) => Some(*time),
+        (None, Some(from)) => Some(from),
+        (None, None) => first_month(client, spec).await?,
+    };
+    let Some(start) = start else {
+        return Ok((Vec::new(), false));
+    };
+    let (mut start, mut width) = (u64::from(start), FIRST_WINDOW);
+    let mut rows = Vec::new();
+    while rows.len() < wanted && start < end {
+        let window = (start, (start + width).min(end));
+        rows.extend(read_window(client, spec, query, window, wanted - rows.len()).await?);
+        (start, width) = (window.1, width.saturating_mul(WIDENING));
+    }
+    let has_more = rows.len() > query.limit as usize;
+    rows.truncate(query.limit as usize);
+    Ok((rows, has_more))
+}
+
+/// The current rows of `window` (seconds, end excluded) that meet the query, past its cursor,
+/// in the order (time, identity), at most `limit`: the rows of the versions table that meet
+/// it whose version is their record's greatest, looked up by key in the identity table for
+/// the keys of the window's rows only.
+async fn read_window(
+    client: &Client,
+    spec: &Spec,
+    query: &RowsQuery,
+    (first, end): (u64, u64),
+    limit: usize,
+) -> Result<Vec<(Map<String, Value>, Position)>, clickhouse::error::Error> {
+    let (table, time) = (spec.versions_table(), spec.time.as_str());
     let identity = spec.identity.join(", ");
+    let key = match spec.identity.as_slice() {
+        [one] => one.clone(),
+        _ => format!("({identity})"),
+    };
+    // `end` may be one past the last second a `DateTime` holds.
+    let mut conditions = vec![format!(
+        "{time} >= toDateTime({first}) AND {time} <= toDateTime({last})",
+        last = end - 1
+    )];
+    conditions.extend(
+        query
+            .equals
+            .iter()
+            .map(|(column, _)| format!("{column} = ?")),
+    );
+    if query.after.is_some() {
+        conditions.push(after(spec));
+    }
+    let matching = conditions.join(" AND ");
     let columns: Vec<String> = spec
         .columns
         .iter()
@@ -147,51 +209,53 @@ pub async fn fetch(
             format!("toString({name}{utc}) AS {OUT}{name}", name = c.name)
         })
         .collect();
-    let mut conditions = vec![format!(
-        "({identity}, version) IN (SELECT {identity}, max(version) FROM {table} GROUP BY {identity})"
-    )];
-    conditions.extend(
-        query
-            .equals
-            .iter()
-            .map(|(column, _)| format!("{column} = ?")),
-    );
-    if query.from.is_some() {
-        conditions.push(format!("{} >= toDateTime(?)", spec.time));
-    }
-    if query.to.is_some() {
-        conditions.push(format!("{} < toDateTime(?)", spec.time));
-    }
-    if query.after.is_some() {
-        conditions.push(after(spec));
-    }
     let sql = format!(
-        "SELECT {columns}, toUInt32({time}) AS __time FROM {table} FINAL WHERE {conditions} \
-         ORDER BY {time}, {identity} LIMIT ?",
+        "SELECT {columns}, toUInt32({time}) AS __time FROM {table} FINAL WHERE {matching} \
+         AND ({identity}, version) IN (SELECT {identity}, max(version) FROM {identities} \
+         WHERE {key} IN (SELECT {identity} FROM {table} WHERE {matching}) GROUP BY {identity}) \
+         ORDER BY {time}, {identity} LIMIT {limit}",
         columns = columns.join(", "),
-        time = spec.time,
-        conditions = conditions.join(" AND "),
+        identities = identity_table_name(spec),
     );
     let mut statement = client.query(&sql);
-    for (_, value) in &query.equals {
-        statement = statement.bind(value.as_str());
+    // The conditions appear twice: on the rows and on the keys looked up.
+    for _ in 0..2 {
+        for (_, value) in &query.equals {
+            statement = statement.bind(value.as_str());
+        }
+        if let Some((time, values)) = &query.after {
+            statement = bind_after(statement, spec, *time, values);
+        }
     }
-    for moment in [query.from, query.to].into_iter().flatten() {
-        statement = statement.bind(moment);
-    }
-    if let Some((time, values)) = &query.after {
-        statement = bind_after(statement, spec, *time, values);
-    }
-    let statement = statement.bind(query.limit + 1);
     let bytes = statement.fetch_bytes("JSONEachRow")?.collect().await?;
-    let mut rows: Vec<_> = bytes
+    Ok(bytes
         .split(|b| *b == b'\n')
         .filter(|line| !line.is_empty())
         .map(|line| row(spec, line))
-        .collect();
-    let has_more = rows.len() > query.limit as usize;
-    rows.truncate(query.limit as usize);
-    Ok((rows, has_more))
+        .collect())
+}
+
+/// The first second of the first month the versions table holds rows of (its partitions are
+/// months of the time column: read from the table's parts, not its rows); `None` when it holds
+/// none.
+async fn first_month(
+    client: &Client,
+    spec: &Spec,
+) -> Result<Option<u32>, clickhouse::error::Error> {
+    let partition: String = client
+        .query(
+            "SELECT min(partition) FROM system.parts \
+             WHERE database = currentDatabase() AND table = ? AND active",
+        )
+        .bind(spec.versions_table())
+        .fetch_one()
+        .await?;
+    let month = |yyyymm: u32| NaiveDate::from_ymd_opt(yyyymm as i32 / 100, yyyymm % 100, 1);
+    Ok(partition
+        .parse::<u32>()
+        .ok()
+        .and_then(month)
+        .and_then(|day| u32::try_from(day.and_time(NaiveTime::MIN).and_utc().timestamp()).ok()))
 }
 
 /// `(time, identity…) > (?, ?…)`, spelled out (ClickHouse 18.16 compares no tuples).

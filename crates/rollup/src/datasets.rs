@@ -204,31 +204,28 @@ fn decimal_text(unscaled: i64, scale: u32) -> String {
     format!("{sign}{whole}.{fraction}")
 }
 
-fn identity_table_name(spec: &Spec) -> String {
+/// The table of `spec`'s record identities and their versions (`<name>_identity`).
+pub fn identity_table_name(spec: &Spec) -> String {
     format!("{}_identity", spec.name)
 }
 
-/// The statements that create what `spec`'s rollups need, in order (each `IF NOT EXISTS`, so
-/// every service may run them at start): the identity table and the view that fills it from
-/// the versions table (which must exist first), then each rollup's table. Nothing for a spec
-/// without rollup endpoints.
+/// The statements that create what `spec`'s readers need besides its versions table, in order
+/// (each `IF NOT EXISTS`, so every service may run them at start): the identity table (how
+/// rollups and listings of rows find a record's current version) and the view that fills it
+/// from the versions table (which must exist first), then each rollup's table.
 pub fn tables(spec: &Spec) -> Vec<String> {
-    let rollups = EndpointRollups::all(spec);
-    if rollups.is_empty() {
-        return Vec::new();
-    }
     let mut statements = identity_tables(spec);
-    for (_, rollups) in &rollups {
+    for (_, rollups) in &EndpointRollups::all(spec) {
         statements.extend(rollups.levels().map(|r| rollup_table(spec, &r)));
     }
     statements
 }
 
 /// Creates what `spec`'s dataset needs in `client`'s database, if missing: its versions table
-/// and, when it declares rollups, [`tables`]. An identity table found empty beside a versions
-/// table with rows (rows stored before the dataset declared a rollup) is filled from it once
-/// its view is in place, so every stored version is found by key; a row written twice there is
-/// one (`ReplacingMergeTree`, read by `max(version)`).
+/// and [`tables`]. An identity table found empty beside a versions table with rows (rows
+/// stored before identity tables existed) is filled from it once its view is in place, so
+/// every stored version is found by key; a row written twice there is one
+/// (`ReplacingMergeTree`, read by `max(version)`).
 pub async fn create_tables(
     client: &clickhouse::Client,
     spec: &Spec,
@@ -236,9 +233,6 @@ pub async fn create_tables(
     let versions = sluice_schema::dataset::clickhouse::versions_table(spec);
     client.query(&versions).execute().await?;
     let statements = tables(spec);
-    if statements.is_empty() {
-        return Ok(());
-    }
     for statement in &statements {
         client.query(statement).execute().await?;
     }
@@ -432,7 +426,11 @@ mod tests {
             tables[2]
         );
         assert!(tables[3].starts_with("CREATE TABLE IF NOT EXISTS events_by_type_daily"));
-        assert!(super::tables(&shipped("records")).is_empty(), "no rollup");
+        assert_eq!(
+            super::tables(&shipped("records")).len(),
+            2,
+            "no rollup, an identity"
+        );
     }
 
     #[test]
