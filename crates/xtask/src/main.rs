@@ -48,7 +48,7 @@ enum Task {
         /// spec, in `--format` (the game-round options below do not apply).
         #[arg(long)]
         dataset: Option<String>,
-        /// With `--dataset`: csv or jsonl.
+        /// With `--dataset`: csv, jsonl or parquet.
         #[arg(long, default_value = "csv")]
         format: String,
         /// Data rows to write.
@@ -205,7 +205,7 @@ async fn main() -> anyhow::Result<()> {
             ..
         } => {
             let Some(format) = sluice_testkit::records::Format::parse(&format) else {
-                bail!("unknown format `{format}`: use csv or jsonl");
+                bail!("unknown format `{format}`: use csv, jsonl or parquet");
             };
             let path =
                 sluice_testkit::stack::workspace_root().join(format!("datasets/{dataset}.toml"));

@@ -73,6 +73,9 @@ fn field_text(field: &Field) -> Result<Option<Cow<'_, str>>, String> {
         Field::UShort(n) => Cow::Owned(n.to_string()),
         Field::UInt(n) => Cow::Owned(n.to_string()),
         Field::ULong(n) => Cow::Owned(n.to_string()),
+        // The shortest text that reads back as the same number.
+        Field::Float(x) => Cow::Owned(x.to_string()),
+        Field::Double(x) => Cow::Owned(x.to_string()),
         Field::Decimal(decimal) => Cow::Owned(decimal_text(decimal)?),
         other => return Err(format!("unsupported Parquet value `{other}`")),
     }))
