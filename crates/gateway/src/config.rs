@@ -104,10 +104,7 @@ pub struct ConfigError {
 impl Config {
     /// The datasets known: `game_rounds`, and those of `datasets_dir`.
     pub fn datasets(&self) -> Result<Catalog, SpecError> {
-        match self.datasets_dir.as_deref() {
-            Some(dir) if !dir.is_empty() => Catalog::read(std::path::Path::new(dir)),
-            _ => Ok(Catalog::builtin()),
-        }
+        Catalog::of_dir(self.datasets_dir.as_deref())
     }
 
     /// Reads the configuration from the environment, naming the bad variable on failure.

@@ -1,6 +1,5 @@
 //! Producer configuration, read once at start-up from `SLUICE_PRODUCER_*` environment variables.
 
-use std::path::Path;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -218,10 +217,7 @@ impl Config {
 
     /// The datasets served: `game_rounds`, and those of `datasets_dir`.
     pub fn datasets(&self) -> Result<Catalog, SpecError> {
-        match self.datasets_dir.as_deref() {
-            Some(dir) if !dir.is_empty() => Catalog::read(Path::new(dir)),
-            _ => Ok(Catalog::builtin()),
-        }
+        Catalog::of_dir(self.datasets_dir.as_deref())
     }
 
     /// The topics of `dataset`'s records and rejects: the configured ones for `game_rounds`,
@@ -233,11 +229,7 @@ impl Config {
                 rejects: self.rejects_topic(),
             };
         }
-        let records = format!("{}{dataset}", self.dataset_topic_prefix);
-        Topics {
-            rejects: format!("{records}.rejects"),
-            records,
-        }
+        Topics::of_dataset(&self.dataset_topic_prefix, dataset)
     }
 
     /// Whether a request presenting `token` (from `Authorization: Bearer …`) may upload and

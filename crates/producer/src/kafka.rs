@@ -125,6 +125,18 @@ pub struct Topics {
     pub rejects: String,
 }
 
+impl Topics {
+    /// The topics of a dataset other than `game_rounds` (whose are configured): `<prefix><name>`
+    /// and `<prefix><name>.rejects`, `prefix` being the service's `…_DATASET_TOPIC_PREFIX`.
+    pub fn of_dataset(prefix: &str, name: &str) -> Topics {
+        let records = format!("{prefix}{name}");
+        Topics {
+            rejects: format!("{records}.rejects"),
+            records,
+        }
+    }
+}
+
 /// What a [`RoundProducer`] needs, built from each service's configuration: the producer's
 /// (`Config::kafka`) or the watcher's.
 #[derive(Debug, Clone)]

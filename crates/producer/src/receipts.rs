@@ -189,19 +189,23 @@ impl ReceiptStore {
         }
     }
 
-    /// The id of the upload holding a file's content, if any (without claiming it).
-    pub async fn holder(&self, sha256: &str) -> Result<Option<String>, UploadError> {
+    /// The id of the upload holding a file's content (its [`content_key`]), if any (without
+    /// claiming it).
+    ///
+    /// [`content_key`]: crate::ingest::content_key
+    pub async fn holder(&self, content_key: &str) -> Result<Option<String>, UploadError> {
         let mut connection = self.connection().await?;
         connection
-            .get(format!("{}upload:sha256:{sha256}", self.prefix))
+            .get(format!("{}upload:sha256:{content_key}", self.prefix))
             .await
             .map_err(unavailable)
     }
 
-    /// Claims a file's content for `upload_id`, unless an earlier upload holds it.
-    pub async fn claim(&self, sha256: &str, upload_id: &str) -> Result<Claim, UploadError> {
+    /// Claims a file's content (its [`content_key`](crate::ingest::content_key)) for
+    /// `upload_id`, unless an earlier upload holds it.
+    pub async fn claim(&self, content_key: &str, upload_id: &str) -> Result<Claim, UploadError> {
         let mut connection = self.connection().await?;
-        let key = format!("{}upload:sha256:{sha256}", self.prefix);
+        let key = format!("{}upload:sha256:{content_key}", self.prefix);
         let claimed: bool = redis::cmd("SET")
             .arg(&key)
             .arg(upload_id)
@@ -221,13 +225,13 @@ impl ReceiptStore {
     }
 
     /// Gives a claim back (the upload failed after claiming).
-    pub async fn release(&self, sha256: &str, upload_id: &str) {
+    pub async fn release(&self, content_key: &str, upload_id: &str) {
         const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
         let Ok(mut connection) = self.connection().await else {
             return;
         };
         let result = redis::Script::new(RELEASE)
-            .key(format!("{}upload:sha256:{sha256}", self.prefix))
+            .key(format!("{}upload:sha256:{content_key}", self.prefix))
             .arg(upload_id)
             .invoke_async::<i64>(&mut connection)
             .await;

@@ -6,8 +6,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use sluice_producer::config::defaults as producer_defaults;
 use sluice_producer::ingest::Limits;
-use sluice_producer::kafka::ProducerSettings;
+use sluice_producer::kafka::{ProducerSettings, Topics};
 use sluice_schema::config::ServiceConfig;
+use sluice_schema::dataset::{Catalog, Dataset, SpecError, GAME_ROUNDS};
 
 /// What happens to a file once its rows are committed (or it was a duplicate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -32,6 +33,18 @@ pub struct Config {
     /// The directory watched for dropped files (not recursive). Default `inbox`.
     #[serde(default = "defaults::watch_dir")]
     pub watch_dir: PathBuf,
+    /// The dataset every file of `watch_dir` holds rows of: `game_rounds` (built in) or one
+    /// declared in `datasets_dir`. Its plan reads the rows, its topics take the records and
+    /// rejects, receipts name it, and content is claimed within it as its uploads at the
+    /// producer's `POST /datasets/{name}/upload` claim theirs. One watcher serves one folder
+    /// and one dataset: run a watcher per dataset. An unknown name stops the start-up. Default
+    /// `game_rounds`.
+    #[serde(default = "defaults::dataset")]
+    pub dataset: String,
+    /// Directory of dataset specs (`<name>.toml`, see `datasets/`), where `dataset` is looked
+    /// up unless it is `game_rounds`. Default: none (`game_rounds` only).
+    #[serde(default)]
+    pub datasets_dir: Option<String>,
     /// Where ingested files (and duplicates) are moved. Default `<watch_dir>/processed`.
     #[serde(default)]
     pub processed_dir: Option<PathBuf>,
@@ -61,12 +74,19 @@ pub struct Config {
     /// Kafka bootstrap servers, comma separated. Default `127.0.0.1:9092`.
     #[serde(default = "defaults::kafka_brokers")]
     pub kafka_brokers: String,
-    /// Topic the game rounds are written to. Default `game_rounds`.
+    /// Topic the game rounds are written to (with `dataset` `game_rounds`). Default
+    /// `game_rounds`.
     #[serde(default = "defaults::topic")]
     pub topic: String,
     /// Topic every rejected row is kept on. Default: the topic's name followed by `.rejects`.
     #[serde(default)]
     pub rejects_topic: Option<String>,
+    /// Prefix of the topics of a dataset other than `game_rounds` (whose are `topic` and
+    /// `rejects_topic`): its records go to `<prefix><name>`, its rejects to
+    /// `<prefix><name>.rejects`, as the producer's `SLUICE_PRODUCER_DATASET_TOPIC_PREFIX`.
+    /// Default empty.
+    #[serde(default)]
+    pub dataset_topic_prefix: String,
     /// Partitions of the topics when the watcher has to create them. Default 8.
     #[serde(default = "defaults::topic_partitions")]
     pub topic_partitions: i32,
@@ -148,6 +168,8 @@ impl Config {
         Config {
             listen_addr: defaults::listen_addr(),
             watch_dir: watch_dir.into(),
+            dataset: defaults::dataset(),
+            datasets_dir: None,
             processed_dir: None,
             quarantine_dir: None,
             after_success: defaults::after_success(),
@@ -158,6 +180,7 @@ impl Config {
             kafka_brokers: kafka_brokers.into(),
             topic: defaults::topic(),
             rejects_topic: None,
+            dataset_topic_prefix: String::new(),
             topic_partitions: defaults::topic_partitions(),
             topic_replication_factor: defaults::topic_replication_factor(),
             redis_url: redis_url.into(),
@@ -202,19 +225,69 @@ impl Config {
         })
     }
 
-    /// The rejects topic's name.
+    /// The rejects topic's name (of the game rounds).
     pub fn rejects_topic(&self) -> String {
         sluice_schema::config::topic_or(&self.rejects_topic, || format!("{}.rejects", self.topic))
     }
 
-    /// The settings of this watcher's producer: its own transactional ids
-    /// (`<prefix>-<instance id>-<slot>`), one transactional producer per concurrent file, the
-    /// producer's default compression.
+    /// The dataset `dataset` names, from `datasets_dir` (`game_rounds` is built in); an unknown
+    /// one is an error naming `SLUICE_WATCHER_DATASET`, the datasets there are and the fix.
+    pub fn dataset(&self) -> Result<Dataset, SpecError> {
+        let catalog = Catalog::of_dir(self.datasets_dir.as_deref())?;
+        if let Some(dataset) = catalog.get(&self.dataset) {
+            return Ok(dataset.clone());
+        }
+        let known: Vec<&str> = catalog.iter().map(|d| d.spec.name.as_str()).collect();
+        let (file, fix) = match self.datasets_dir.as_deref().filter(|d| !d.is_empty()) {
+            Some(dir) => (
+                dir.to_owned(),
+                format!(
+                    "name one of them, or declare it in `{dir}/{}.toml`",
+                    self.dataset
+                ),
+            ),
+            None => (
+                "SLUICE_WATCHER_DATASETS_DIR unset".to_owned(),
+                format!(
+                    "set SLUICE_WATCHER_DATASETS_DIR to the directory holding `{}.toml`",
+                    self.dataset
+                ),
+            ),
+        };
+        Err(SpecError::Invalid {
+            file,
+            field: "SLUICE_WATCHER_DATASET".into(),
+            problem: format!(
+                "there is no dataset `{}` (known: {})",
+                self.dataset,
+                known.join(", ")
+            ),
+            fix,
+        })
+    }
+
+    /// The topics of `dataset`'s records and rejects: `topic` and `rejects_topic` for
+    /// `game_rounds`, `<dataset_topic_prefix><name>` and its `.rejects` for another, as the
+    /// producer names them.
+    pub fn topics(&self) -> Topics {
+        if self.dataset == GAME_ROUNDS {
+            return Topics {
+                records: self.topic.clone(),
+                rejects: self.rejects_topic(),
+            };
+        }
+        Topics::of_dataset(&self.dataset_topic_prefix, &self.dataset)
+    }
+
+    /// The settings of this watcher's producer: the dataset's topics ([`topics`](Self::topics)),
+    /// its own transactional ids (`<prefix>-<instance id>-<slot>`), one transactional producer
+    /// per concurrent file, the producer's default compression.
     pub fn kafka(&self) -> ProducerSettings {
+        let topics = self.topics();
         ProducerSettings {
             brokers: self.kafka_brokers.clone(),
-            topic: self.topic.clone(),
-            rejects_topic: self.rejects_topic(),
+            topic: topics.records,
+            rejects_topic: topics.rejects,
             compression: producer_defaults::compression(),
             delivery_timeout_ms: self.delivery_timeout_ms,
             transactional: true,
@@ -254,6 +327,9 @@ mod defaults {
     }
     pub fn watch_dir() -> PathBuf {
         PathBuf::from("inbox")
+    }
+    pub fn dataset() -> String {
+        sluice_schema::dataset::GAME_ROUNDS.into()
     }
     pub fn after_success() -> AfterSuccess {
         AfterSuccess::Move
@@ -320,5 +396,67 @@ mod defaults {
     }
     pub fn max_attempts() -> u32 {
         10
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn datasets_dir() -> String {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../datasets").to_owned()
+    }
+
+    #[test]
+    fn game_rounds_by_default_on_the_configured_topics() {
+        let mut config = Config::with_endpoints("inbox", "unused:9092", "redis://unused");
+        config.dataset_topic_prefix = "ignored.".into();
+        assert_eq!(config.dataset().unwrap().spec.name, GAME_ROUNDS);
+        let settings = config.kafka();
+        assert_eq!(
+            (settings.topic.as_str(), settings.rejects_topic.as_str()),
+            ("game_rounds", "game_rounds.rejects")
+        );
+        config.topic = "rounds".into();
+        config.rejects_topic = Some("rounds.bad".into());
+        let topics = config.topics();
+        assert_eq!(
+            (topics.records.as_str(), topics.rejects.as_str()),
+            ("rounds", "rounds.bad")
+        );
+    }
+
+    #[test]
+    fn another_dataset_is_read_from_the_directory_onto_its_own_topics() {
+        let mut config = Config::with_endpoints("inbox", "unused:9092", "redis://unused");
+        config.dataset = "records".into();
+        config.datasets_dir = Some(datasets_dir());
+        config.dataset_topic_prefix = "test.".into();
+        assert_eq!(config.dataset().unwrap().plan.dataset(), "records");
+        let settings = config.kafka();
+        assert_eq!(
+            (settings.topic.as_str(), settings.rejects_topic.as_str()),
+            ("test.records", "test.records.rejects")
+        );
+    }
+
+    #[test]
+    fn an_unknown_dataset_is_an_error_naming_the_setting_and_the_fix() {
+        let mut config = Config::with_endpoints("inbox", "unused:9092", "redis://unused");
+        config.dataset = "records".into();
+        let error = config.dataset().unwrap_err().to_string();
+        assert!(error.contains("`SLUICE_WATCHER_DATASET`"), "{error}");
+        assert!(
+            error.contains("there is no dataset `records` (known: game_rounds)"),
+            "{error}"
+        );
+        assert!(error.contains("set SLUICE_WATCHER_DATASETS_DIR"), "{error}");
+
+        config.dataset = "nope".into();
+        config.datasets_dir = Some(datasets_dir());
+        let error = config.dataset().unwrap_err().to_string();
+        assert!(error.contains("there is no dataset `nope`"), "{error}");
+        assert!(error.contains("records"), "{error}");
+        assert!(error.contains("nope.toml"), "{error}");
     }
 }

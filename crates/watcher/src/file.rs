@@ -2,8 +2,10 @@
 //!
 //! 1. take the file's lock (another watcher holding it → leave the file to it);
 //! 2. hash it (SHA-256 of the bytes as stored) and check its name against its content;
-//! 3. content already claimed with a receipt → a duplicate: skipped, logged, disposed of;
-//! 4. stream its rows through the producer's pipeline into a transaction;
+//! 3. content already claimed with a receipt (within the dataset, as uploads of the dataset
+//!    claim it: [`content_key`]) → a duplicate: skipped, logged, disposed of;
+//! 4. stream its rows through the producer's pipeline, read by the dataset's plan, into a
+//!    transaction on the dataset's topics;
 //! 5. claim the content (`SET NX`): taken meanwhile → abort, duplicate (recorded as a re-send
 //!    of the first upload, as for an upload); ours → commit, store the receipt (visible at the
 //!    producer's `GET /uploads/{id}`) — the producer's own [`finish_upload`];
@@ -25,11 +27,13 @@
 //! start.
 //!
 //! [`sidecar_name`]: crate::name::sidecar_name
+//! [`content_key`]: sluice_producer::ingest::content_key
 
 use std::io::{self, Seek as _};
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
@@ -38,12 +42,13 @@ use sha2::{Digest, Sha256};
 use sluice_producer::error::UploadError;
 use sluice_producer::finish::{finish_upload, Finished};
 use sluice_producer::ingest::{
-    ingest_body, new_upload_id, BlockingRows, IngestOptions, Limits, Receipt, RecordSink,
-    RowBatches, Rows, Summary, Tally,
+    content_key, dataset_of, ingest_body, new_upload_id, BlockingRows, IngestOptions, Limits,
+    Receipt, RecordSink, RowBatches, Rows, Summary, Tally,
 };
 use sluice_producer::kafka::{RoundProducer, UploadTransaction};
 use sluice_producer::receipts::ReceiptStore;
-use sluice_schema::dataset::plan::{self, Plan, Record};
+use sluice_schema::dataset::plan::{Plan, Record};
+use sluice_schema::dataset::Dataset;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt as _, BufReader};
 use tokio_util::io::ReaderStream;
 use tracing::Instrument as _;
@@ -62,11 +67,22 @@ const HEAD: usize = 8 * 1024;
 /// Everything a file's processing needs; shared by every task.
 pub struct Context {
     pub config: Config,
+    /// The dataset every file holds rows of (`SLUICE_WATCHER_DATASET`); the producer's
+    /// transactions go to its topics.
+    pub dataset: Dataset,
     pub producer: RoundProducer,
     pub receipts: ReceiptStore,
     pub ledger: Ledger,
     pub limits: Limits,
     pub instance: String,
+}
+
+impl Context {
+    /// What content with this SHA-256 is claimed under: the key an upload of the same bytes to
+    /// the dataset claims (the same key as the file's receipt's `content_key`).
+    fn content_key(&self, sha256: &str) -> String {
+        content_key(dataset_of(&self.dataset.plan).as_deref(), sha256)
+    }
 }
 
 /// What a file was when it was opened: which inode, how long, last modified when. A file
@@ -192,8 +208,8 @@ pub async fn process(context: &Context, path: &Path, failures: u32) -> Outcome {
     let renewal = renew_locks(context, &name, &token, &content);
     let result = ingest_file(context, path, &name, &token, &content).await;
     renewal.abort();
-    if let Some(sha256) = content.get() {
-        context.ledger.unlock_content(sha256, &token).await;
+    if let Some(key) = content.get() {
+        context.ledger.unlock_content(key, &token).await;
     }
     let result = match result {
         Ok(done) => settle(context, path, &name, done, &token).await,
@@ -230,8 +246,8 @@ fn renew_locks(
             if !matches!(ledger.renew(&name).await, Ok(true)) {
                 tracing::warn!(file = %escaped(&name), "Could not renew a file lock.");
             }
-            if let Some(sha256) = content.get() {
-                if !matches!(ledger.renew_content(sha256, &token).await, Ok(true)) {
+            if let Some(key) = content.get() {
+                if !matches!(ledger.renew_content(key, &token).await, Ok(true)) {
                     tracing::warn!(file = %escaped(&name), "Could not renew a content lock.");
                 }
             }
@@ -335,11 +351,12 @@ async fn ingest_file(
 ) -> Result<Done, WatchError> {
     let started = Instant::now();
     let (opened, sha256, format, compression) = open_and_hash(path, name).await?;
-    if !context.ledger.lock_content(&sha256, token).await? {
+    let key = context.content_key(&sha256);
+    if !context.ledger.lock_content(&key, token).await? {
         return Ok(Done::Busy);
     }
-    let _ = content.set(sha256.clone());
-    if let Some(first) = context.receipts.holder(&sha256).await? {
+    let _ = content.set(key.clone());
+    if let Some(first) = context.receipts.holder(&key).await? {
         let has_receipt = context.receipts.get(&first).await?.is_some();
         return duplicate_of(first, has_receipt, opened);
     }
@@ -357,7 +374,7 @@ async fn ingest_file(
             let content = ReaderStream::with_capacity(open(&opened, compression)?, CHUNK);
             let options = IngestOptions {
                 sha256: Some(sha256.clone()),
-                ..IngestOptions::new(text, plan::game_rounds(), context.limits)
+                ..IngestOptions::new(text, Arc::clone(&context.dataset.plan), context.limits)
             };
             ingest_body(content, window, options)
                 .await
@@ -381,6 +398,7 @@ async fn ingest_file(
     receipt.sha256 = sha256;
     receipt.bytes = opened.read.len();
     receipt.source = Some(name.to_owned());
+    debug_assert_eq!(receipt.content_key(), key, "claimed as it was looked up");
     commit(context, transaction, receipt, name, opened).await
 }
 
@@ -419,7 +437,7 @@ async fn commit(
 ) -> Result<Done, WatchError> {
     if let Err(error) = context
         .ledger
-        .add_pending(&receipt.upload_id, &receipt.sha256)
+        .add_pending(&receipt.upload_id, &receipt.content_key())
         .await
     {
         transaction.abort().await;
@@ -550,7 +568,7 @@ async fn ingest_parquet(
             (Local::Scratch(scratch.clone()), Some(scratch))
         }
     };
-    let (plan, id) = (plan::game_rounds(), upload_id.clone());
+    let (plan, id) = (Arc::clone(&context.dataset.plan), upload_id.clone());
     let mut reader = BlockingRows::spawn(move |batches| read_parquet(local, &plan, &id, batches));
     let mut rows = Rows::new(sink, &upload_id, &context.limits);
     let pushed = reader.push_into(&mut rows).await;
@@ -570,7 +588,7 @@ async fn ingest_parquet(
         bytes: 0,
         sha256: String::new(),
         unknown_columns,
-        dataset: None,
+        dataset: dataset_of(&context.dataset.plan),
         started,
     }))
 }

@@ -1,7 +1,8 @@
-//! The Sluice watcher: picks up game-round files dropped into a directory — CSV (UTF-8 ± BOM,
-//! UTF-16 LE/BE with BOM), JSON arrays, JSON Lines and Parquet, optionally gzip- or
-//! zstd-compressed — and ingests each exactly once through the producer's own pipeline: the
-//! same row validation, one Kafka transaction per file, the same SHA-256 content ledger and
+//! The Sluice watcher: picks up the files of one dataset (game rounds by default, or one declared
+//! in `datasets/<name>.toml`) dropped into a directory — CSV (UTF-8 ± BOM, UTF-16 LE/BE with
+//! BOM), JSON arrays, JSON Lines and Parquet, optionally gzip- or zstd-compressed — and ingests
+//! each exactly once through the producer's own pipeline: the dataset's plan and topics, one
+//! Kafka transaction per file, the same SHA-256 content ledger (within the dataset) and
 //! receipts in Redis (visible at the producer's `GET /uploads/{id}`).
 //!
 //! # Layout
@@ -49,9 +50,11 @@ struct HealthState {
 }
 
 impl Application {
-    /// Makes the directories, makes sure the topics exist (if Kafka answers), creates the
-    /// producer and the Redis clients and binds the listener.
+    /// Finds the dataset (an unknown one is an error naming `SLUICE_WATCHER_DATASET`, before
+    /// anything is made), makes the directories, makes sure the dataset's topics exist (if
+    /// Kafka answers), creates the producer and the Redis clients and binds the listener.
     pub async fn build(mut config: Config) -> anyhow::Result<Application> {
+        let dataset = config.dataset()?;
         std::fs::create_dir_all(&config.watch_dir)?;
         config.watch_dir = config.watch_dir.canonicalize()?;
         for directory in [
@@ -76,10 +79,12 @@ impl Application {
             ledger: ledger::Ledger::new(
                 &config.redis_url,
                 &config.redis_key_prefix,
+                &dataset.spec.name,
                 &instance,
                 Duration::from_millis(config.lock_ttl_ms.max(300)),
             )?,
             limits: config.limits(),
+            dataset,
             instance,
             config,
         });
@@ -111,6 +116,8 @@ impl Application {
                 running.store(true, Ordering::SeqCst);
                 tracing::info!(
                     directory = %context.config.watch_dir.display(),
+                    dataset = %context.dataset.spec.name,
+                    topic = %context.config.topics().records,
                     instance = %context.instance,
                     "Watching."
                 );
@@ -149,10 +156,10 @@ async fn recover(context: &file::Context, shutdown: &CancellationToken) -> bool 
 
 async fn try_recover(context: &file::Context) -> anyhow::Result<()> {
     context.producer.init_all_transactions().await?;
-    for (upload_id, sha256) in context.ledger.pending().await? {
+    for (upload_id, content) in context.ledger.pending().await? {
         if context.receipts.get(&upload_id).await?.is_none() {
             // Its transaction was just aborted by the fencing above: the content is free again.
-            context.receipts.release(&sha256, &upload_id).await;
+            context.receipts.release(&content, &upload_id).await;
             tracing::info!(%upload_id, "Released the content claim of an interrupted file.");
         }
         context.ledger.remove_pending(&upload_id).await?;
@@ -160,7 +167,7 @@ async fn try_recover(context: &file::Context) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Ready: watching, Kafka answers for the topic and Redis answers.
+/// Ready: watching, Kafka answers and Redis answers.
 async fn ready(state: web::Data<HealthState>) -> HttpResponse {
     let running = state.running.load(Ordering::SeqCst);
     let (kafka, redis) = futures::join!(

@@ -48,7 +48,7 @@ use crate::error::UploadError;
 pub use blocking::{BlockingRows, Row, RowBatches};
 pub use body::Body;
 pub use progress::{Progress, ProgressSnapshot, PROGRESS_EVERY_ROWS};
-pub use receipt::{Receipt, RowReject, Summary, Tally};
+pub use receipt::{content_key, dataset_of, Receipt, RowReject, Summary, Tally};
 pub use rows::Rows;
 pub use sink::{DiscardSink, RecordSink};
 
@@ -142,9 +142,7 @@ pub async fn ingest_body(
         progress,
     } = options;
     let started = Instant::now();
-    let dataset = Some(plan.dataset())
-        .filter(|name| *name != sluice_schema::dataset::GAME_ROUNDS)
-        .map(str::to_owned);
+    let dataset = receipt::dataset_of(&plan);
     let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(BODY_CHUNKS_BUFFERED);
     let encoding = Arc::new(OnceLock::new());
     let rows = Rows::new(sink, &upload_id, &limits).with_progress(progress.clone());

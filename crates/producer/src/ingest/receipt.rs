@@ -5,6 +5,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use sluice_schema::csv::RowError;
+use sluice_schema::dataset::plan::Plan;
+use sluice_schema::dataset::GAME_ROUNDS;
 
 /// What the producer tells the client once Kafka acknowledged every accepted record.
 // Stored in Redis as JSON and read back as this type (`ReceiptStore::get`).
@@ -38,10 +40,7 @@ impl Receipt {
     /// What identifies the upload's content for de-duplication: its SHA-256, within its
     /// dataset (the same file sent to two datasets is two uploads).
     pub fn content_key(&self) -> String {
-        match &self.dataset {
-            Some(dataset) => format!("{dataset}/{}", self.sha256),
-            None => self.sha256.clone(),
-        }
+        content_key(self.dataset.as_deref(), &self.sha256)
     }
 
     /// Counts its rows on the counter `rows` (by `outcome`) and its bytes on `bytes`.
@@ -51,6 +50,23 @@ impl Receipt {
         metrics::counter!(rows, "outcome" => REJECTED).increment(self.rejected);
         metrics::counter!(bytes).increment(self.bytes);
     }
+}
+
+/// What identifies content for de-duplication: its SHA-256 (hex) within `dataset`, as a
+/// receipt names it ([`dataset_of`]): `<dataset>/<sha256>`, the bare SHA-256 for `game_rounds`.
+/// Uploads and the watcher's files of one dataset claim their content under this key.
+pub fn content_key(dataset: Option<&str>, sha256: &str) -> String {
+    match dataset {
+        Some(dataset) => format!("{dataset}/{sha256}"),
+        None => sha256.to_owned(),
+    }
+}
+
+/// The dataset a receipt names for rows read by `plan`: its name, none for `game_rounds`.
+pub fn dataset_of(plan: &Plan) -> Option<String> {
+    Some(plan.dataset())
+        .filter(|name| *name != GAME_ROUNDS)
+        .map(str::to_owned)
 }
 
 /// One rejected row listed in a receipt.

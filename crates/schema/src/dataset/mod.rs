@@ -376,6 +376,15 @@ impl Catalog {
         }
     }
 
+    /// The datasets a service knows from its `…_DATASETS_DIR` setting: the built-in ones, and
+    /// every spec in `dir` when it is set (and not empty).
+    pub fn of_dir(dir: Option<&str>) -> Result<Catalog, SpecError> {
+        match dir {
+            Some(dir) if !dir.is_empty() => Catalog::read(Path::new(dir)),
+            _ => Ok(Catalog::builtin()),
+        }
+    }
+
     /// The built-in datasets and every spec in `dir`, checked.
     pub fn read(dir: &Path) -> Result<Catalog, SpecError> {
         let invalid = |file: &Path, field: &str, problem: String, fix: &str| SpecError::Invalid {

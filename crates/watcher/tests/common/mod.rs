@@ -52,6 +52,15 @@ impl Names {
 
 /// Starts a consumer in-process, reading `names.topic` into `names.database`.
 pub async fn spawn_consumer(names: &Names) -> CancellationToken {
+    spawn_consumer_with(names, |_| {}).await
+}
+
+/// [`spawn_consumer`], its settings changed by `configure` (datasets to serve, say) before it
+/// starts.
+pub async fn spawn_consumer_with(
+    names: &Names,
+    configure: impl FnOnce(&mut sluice_consumer::Config),
+) -> CancellationToken {
     let stack = Stack::get();
     let mut consumer = sluice_consumer::Config::with_endpoints(
         &stack.kafka_brokers,
@@ -66,7 +75,17 @@ pub async fn spawn_consumer(names: &Names) -> CancellationToken {
     consumer.clickhouse.database = names.database.clone();
     consumer.batch_max_rows = 2_000;
     consumer.batch_timeout_ms = 200;
+    configure(&mut consumer);
     let partitions = consumer.topic_partitions;
+    let mut topics = vec![consumer.topic.clone()];
+    topics.extend(
+        consumer
+            .datasets
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(|name| consumer.dataset_topic(name)),
+    );
     let consumer = sluice_consumer::Application::build(consumer).await.unwrap();
     let shutdown = CancellationToken::new();
     tokio::spawn(consumer.run_until_stopped(shutdown.clone()));
@@ -74,9 +93,11 @@ pub async fn spawn_consumer(names: &Names) -> CancellationToken {
     // when several transactional producers wrote to it at once: acknowledged and committed,
     // yet the partition's log then started at offset 16. One plain record per partition first
     // keeps these tests about the watcher. Not Avro, so the consumer quarantines it; nothing
-    // reaches `game_rounds`.
-    for partition in 0..partitions {
-        produce_to(&names.topic, partition, b"warm-up").await;
+    // reaches `game_rounds` (or a served dataset's versions table).
+    for topic in &topics {
+        for partition in 0..partitions {
+            produce_to(topic, partition, b"warm-up").await;
+        }
     }
     shutdown
 }
