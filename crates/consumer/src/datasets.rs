@@ -20,6 +20,11 @@
 //! earlier versions (looked up by identity) are leased before the insert and marked once it is
 //! acknowledged.
 //!
+//! Evolution (`sluice_schema::dataset::history`): the converter also reads the records of every
+//! version of the spec recorded in `<datasets dir>/history/`, the columns appended since filled
+//! with null or their default; at start the versions table gets the columns the spec appended
+//! since it was made, and a table whose columns differ otherwise is refused, naming the column.
+//!
 //! Game rounds keep their own pipeline (`pipeline`); the dead-letter topic is theirs alone so
 //! far.
 
@@ -34,8 +39,10 @@ use sluice_rollup::datasets::{bind_key, hours_of_keys, EndpointRollups};
 use sluice_rollup::dirty::DirtyHours;
 use sluice_rollup::{hour_of, version_of};
 use sluice_schema::backoff::Backoff;
+use sluice_schema::dataset::clickhouse::{add_column, missing_columns};
+use sluice_schema::dataset::history::History;
 use sluice_schema::dataset::rowbinary::{Converter, Keyed};
-use sluice_schema::dataset::{Dataset, Spec};
+use sluice_schema::dataset::{directory, Dataset, Spec};
 use sluice_schema::rejects::RejectRecord;
 use tokio_util::sync::CancellationToken;
 
@@ -104,7 +111,9 @@ impl DatasetIngest {
         marks: &Marks,
     ) -> anyhow::Result<DatasetIngest> {
         let name = dataset.spec.name.clone();
+        let history = History::read(directory(config.datasets_dir.as_deref()), &dataset.spec)?;
         sluice_rollup::datasets::create_tables(&clickhouse, &dataset.spec).await?;
+        add_appended_columns(&clickhouse, &dataset.spec).await?;
         let dirty: Vec<DirtyHours> = EndpointRollups::all(&dataset.spec)
             .iter()
             .map(|(_, rollups)| DirtyHours::of(&config.clickhouse.database, &rollups.hourly))
@@ -118,7 +127,7 @@ impl DatasetIngest {
         }
         let consumer = subscribe(config, &name, &[&topic, &rejects_topic])?;
         Ok(DatasetIngest {
-            converter: Converter::compile(&dataset.spec),
+            converter: Converter::reading(&history),
             name,
             topic,
             rejects_topic,
@@ -334,6 +343,51 @@ impl DatasetIngest {
         }
         self.consumer.store_offsets(&list)
     }
+}
+
+/// Adds to `spec`'s versions table the columns the spec appended since the table was made
+/// (nullable, or with their default, which the rows already stored take); refuses a table with
+/// a column of another type or one the spec lacks.
+async fn add_appended_columns(clickhouse: &Client, spec: &Spec) -> anyhow::Result<()> {
+    let columns = table_columns(clickhouse, spec).await?;
+    for column in missing_columns(spec, &columns)? {
+        let (statement, default) = add_column(spec, column);
+        let mut alter = clickhouse.query(&statement);
+        if let Some(value) = &default {
+            alter = bind_key(alter, value, column.scale.unwrap_or(0));
+        }
+        let Err(error) = alter.execute().await else {
+            let (dataset, column) = (&spec.name, &column.name);
+            tracing::info!(%dataset, %column, "Column added to the versions table.");
+            continue;
+        };
+        // Another consumer may have added it meanwhile (18.16 has no `ADD COLUMN IF NOT
+        // EXISTS`): the table's columns decide.
+        let now = table_columns(clickhouse, spec).await?;
+        if !now.iter().any(|(name, _)| *name == column.name) {
+            return Err(error.into());
+        }
+        missing_columns(spec, &now)?;
+    }
+    Ok(())
+}
+
+/// The columns of `spec`'s versions table: name and type, as ClickHouse describes them.
+async fn table_columns(
+    clickhouse: &Client,
+    spec: &Spec,
+) -> Result<Vec<(String, String)>, clickhouse::error::Error> {
+    #[derive(clickhouse::Row, serde::Deserialize)]
+    struct TableColumn {
+        name: String,
+        kind: String,
+    }
+    let sql = "SELECT name, type FROM system.columns \
+               WHERE database = currentDatabase() AND table = ?";
+    let columns = (clickhouse.query(sql).bind(spec.versions_table()))
+        .fetch_all::<TableColumn>()
+        .await?;
+    Ok(columns.into_iter().map(|c| (c.name, c.kind)).collect())
 }
 
 /// A read-committed consumer of `topics` in the dataset's own group; offsets are stored by

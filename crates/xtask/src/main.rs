@@ -3,6 +3,8 @@
 //! - `gen`: writes a generated game-round export (the real export's shape: UTF-16 BE with a
 //!   BOM, CRLF, `NaN`/empty money, quoted names) and prints per-player totals as JSON lines
 //!   with `--totals`.
+//! - `datasets check`: every spec of `datasets/` against its recorded versions
+//!   (`datasets/history/`): as recorded, compatible (`--record` records it) or refused.
 //! - `bench producer`: upload → acknowledged rows/s beside the parse + encode baseline.
 //! - `bench parse`: the parse + encode baseline alone (no services), wall clock and per core.
 //! - `bench plan`: game rounds mapped by the dataset plan against the hand-written mapping.
@@ -19,6 +21,7 @@ mod bench_freshness;
 mod bench_plan;
 mod bench_query;
 mod bench_watcher;
+mod datasets;
 
 use std::fs::File;
 use std::io::Write;
@@ -73,6 +76,11 @@ enum Task {
         #[arg(long)]
         totals: Option<PathBuf>,
     },
+    /// Dataset specs and their recorded versions.
+    Datasets {
+        #[command(subcommand)]
+        what: Datasets,
+    },
     /// Print the statements the services apply on a ClickHouse cluster (their
     /// `…_CLICKHOUSE_CLUSTER` setting), generated from `schemas/clickhouse/`.
     ClusterDdl {
@@ -82,6 +90,23 @@ enum Task {
         /// The cluster's name in `remote_servers`.
         #[arg(long, default_value = "sluice")]
         cluster: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum Datasets {
+    /// Compare every `<name>.toml` with its latest recorded version (`history/<name>.v<N>.toml`):
+    /// as recorded → ok; only nullable or defaulted columns appended at the end → compatible,
+    /// to be recorded; anything else → refused, with the field and the fix. Exits 1 unless
+    /// every dataset is ok.
+    Check {
+        /// The directory of the specs (default: the workspace's `datasets/`).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Record each compatible spec (and each spec without a recorded version) as its next
+        /// version.
+        #[arg(long)]
+        record: bool,
     },
 }
 
@@ -193,6 +218,15 @@ async fn main() -> anyhow::Result<()> {
                     rows,
                 },
         } => bench_watcher::watcher(files, rows_per_file, rows).await?,
+        Task::Datasets {
+            what: Datasets::Check { dir, record },
+        } => {
+            let shipped = || sluice_testkit::stack::workspace_root().join("datasets");
+            let dir = dir.unwrap_or_else(|| shipped().canonicalize().unwrap_or_else(|_| shipped()));
+            if !datasets::check(&dir, record)? {
+                std::process::exit(1);
+            }
+        }
         Task::ClusterDdl { database, cluster } => {
             std::io::stdout().write_all(cluster_ddl(&database, &cluster).as_bytes())?
         }

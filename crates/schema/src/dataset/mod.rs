@@ -6,10 +6,14 @@
 //! checked against `datasets/game_rounds.toml` (its Avro schema, [`avro`], is the one in
 //! `schemas/game_round.avsc`), and so is its table of versions ([`clickhouse`], migration 6).
 //! Routes, rollups and the other tables from specs follow.
+//!
+//! A spec evolves only by appending nullable or defaulted columns; its earlier versions are
+//! recorded in `datasets/history/` and their records still read ([`history`]).
 
 pub mod avro;
 pub mod clickhouse;
 pub mod endpoint;
+pub mod history;
 pub mod json;
 #[cfg(feature = "parquet")]
 pub mod parquet;
@@ -82,8 +86,11 @@ pub struct Column {
     /// Where the value comes from.
     #[serde(default)]
     pub source: Source,
-    /// The value records written before this column existed read as (strings only, for now).
-    #[serde(default)]
+    /// The value records written before this column existed read as (the Avro field's
+    /// default): written as one of the column's cells is (`"0.00"`, a time in its `format`; a
+    /// TOML number is taken as its text), and checked like one. Not on a nullable column,
+    /// whose default is null.
+    #[serde(default, deserialize_with = "literal")]
     pub default: Option<String>,
     #[serde(default)]
     pub doc: Option<String>,
@@ -314,11 +321,33 @@ impl Column {
                 fix,
             ));
         }
-        if self.default.is_some() && self.kind != Kind::String {
-            return misplaced("default", "string");
+        if self.default.is_some() && self.nullable {
+            let fix = "remove `default` (a nullable column's default is null), or `nullable`";
+            return Err(problem(field, "a default on a nullable column", fix));
+        }
+        if let Err(reason) = plan::default_datum(self) {
+            let fix = "give a value of the column's type, written as its cells are";
+            let field = format!("{field}.default");
+            return Err(problem(&field, &reason, fix));
         }
         Ok(())
     }
+}
+
+/// A `default` as text: a TOML string as it is, a number as it is written in Rust.
+fn literal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "a string or a number")]
+    enum Literal {
+        Text(String),
+        Integer(i64),
+        Float(f64),
+    }
+    Ok(Some(match Literal::deserialize(d)? {
+        Literal::Text(text) => text,
+        Literal::Integer(n) => n.to_string(),
+        Literal::Float(x) => x.to_string(),
+    }))
 }
 
 /// `name` is a plain identifier (lower-case letters, digits, `_`, not starting with a digit):
@@ -452,14 +481,14 @@ impl Catalog {
         if names.is_empty() {
             return Ok(Vec::new());
         }
-        let dir = dir.filter(|d| !d.is_empty()).unwrap_or(".");
-        let catalog = Catalog::read(Path::new(dir))?;
+        let dir = directory(dir);
+        let catalog = Catalog::read(dir)?;
         names
             .into_iter()
             .map(|name| match catalog.get(name) {
                 Some(dataset) if name != GAME_ROUNDS => Ok(dataset.clone()),
                 _ => Err(SpecError::Invalid {
-                    file: dir.to_owned(),
+                    file: dir.display().to_string(),
                     field: setting.to_owned(),
                     problem: format!("no dataset `{name}` to serve besides game_rounds"),
                     fix: format!("name datasets of {setting}_DIR (game_rounds is always served)"),
@@ -477,6 +506,12 @@ impl Catalog {
     pub fn iter(&self) -> impl Iterator<Item = &Dataset> {
         self.datasets.iter()
     }
+}
+
+/// The directory of a service's specs, as its `…_DATASETS_DIR` setting names it: the working
+/// directory when unset or empty.
+pub fn directory(setting: Option<&str>) -> &Path {
+    Path::new(setting.filter(|d| !d.is_empty()).unwrap_or("."))
 }
 
 /// The built-in dataset's name.
@@ -536,6 +571,50 @@ mod tests {
         assert!(error.contains("`columns[9]`: `game_name` twice"), "{error}");
         let error = refused(|t| t.replace("check = \"hex32\"", "check = \"hex32\"\nscale = 2"));
         assert!(error.contains("`scale` is only for decimals"), "{error}");
+    }
+
+    #[test]
+    fn a_default_is_a_value_of_its_column_written_as_its_cells_are() {
+        let with = |default: &str| {
+            GAME_ROUNDS_TOML.replace(
+                "name = \"game_id\"\ntype = \"uint64\"",
+                &format!("name = \"game_id\"\ntype = \"uint64\"\ndefault = {default}"),
+            )
+        };
+        let spec = Spec::parse("x.toml", &with("24002")).unwrap();
+        assert_eq!(
+            spec.column("game_id").unwrap().default.as_deref(),
+            Some("24002")
+        );
+        let error = refused(|_| with("\"x\""));
+        assert!(
+            error.starts_with(
+                "x.toml: `columns[3].default`: `x` is not a non-negative integer; give a value"
+            ),
+            "{error}"
+        );
+        let error = refused(|_| with("true"));
+        assert!(error.contains("a string or a number"), "{error}");
+        let error = refused(|t| {
+            t.replace(
+                "null_tokens = [\"\", \"NaN\"]\ndoc = \"Scaled by 10^4.\"\n\n[[columns]]\nname = \"bonus_amount_bet\"",
+                "null_tokens = [\"\", \"NaN\"]\ndefault = \"0\"\ndoc = \"Scaled by 10^4.\"\n\n[[columns]]\nname = \"bonus_amount_bet\"",
+            )
+        });
+        assert!(
+            error.contains("`columns[4]`: a default on a nullable column"),
+            "{error}"
+        );
+        let error = refused(|t| {
+            t.replace(
+                "check = \"hex32\"",
+                "check = \"hex32\"\ndefault = \"nobody\"",
+            )
+        });
+        assert!(
+            error.contains("`columns[2].default`: not 32 hexadecimal characters"),
+            "{error}"
+        );
     }
 
     #[test]

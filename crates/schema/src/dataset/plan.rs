@@ -507,6 +507,19 @@ fn planned(column: &Column) -> Planned {
     }
 }
 
+/// The Avro datum of the value a record written before `column` existed reads as (the
+/// field's default): null for a nullable column, its `default` read like one of its cells,
+/// nothing for a column with neither. An error says why the default is not a value of it.
+pub fn default_datum(column: &Column) -> Result<Option<Vec<u8>>, String> {
+    let mut out = Vec::new();
+    match &column.default {
+        _ if column.nullable => write_null(&mut out),
+        Some(default) => planned(column).op.write(default, true, &mut out)?,
+        None => return Ok(None),
+    };
+    Ok(Some(out))
+}
+
 /// `name` as a `&'static str`, leaked once per distinct name: rejects name their column as a
 /// `&'static str`, and a process compiles its few specs once.
 pub fn intern(name: &str) -> &'static str {

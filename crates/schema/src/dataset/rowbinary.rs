@@ -6,21 +6,38 @@
 //! moment outside `DateTime`'s range, a negative `UInt64`, a decimal beyond `Decimal(18, S)`,
 //! text that is not UTF-8 or holds a NUL is refused with its column, never stored as something
 //! else.
+//!
+//! A record of an earlier version of the spec ([`super::history`]), recognised by its header,
+//! is read as Avro's schema resolution reads it: its fields, then the columns appended since,
+//! each null or its default.
 
 use integer_encoding::VarInt;
 
-use super::{Kind, Spec};
+use super::history::History;
+use super::plan::{default_datum, Plan};
+use super::{Column, Kind, Spec};
 use crate::domain::{check_text, stored_seconds, DECIMAL_MAX_SCALED};
 
 /// A spec compiled for conversion; see the module.
 #[derive(Debug, Clone)]
 pub struct Converter {
-    header: Vec<u8>,
+    /// The versions whose records it reads: the spec's first, then earlier ones.
+    readers: Vec<Reader>,
     table: String,
     columns: Vec<(String, Kind, bool)>,
     /// The identity's columns (indices, in the identity's order) and the time column's.
     identity: Vec<usize>,
     time: usize,
+}
+
+/// The records of one version of the spec.
+#[derive(Debug, Clone)]
+struct Reader {
+    header: Vec<u8>,
+    /// How many of the spec's columns its records hold (the first ones).
+    fields: usize,
+    /// The Avro datum of the columns they lack: each one's default (or null).
+    defaults: Vec<u8>,
 }
 
 /// A converted record's place in the rollups: its time and its identity, as stored.
@@ -47,9 +64,13 @@ pub enum KeyValue {
 }
 
 impl Converter {
-    /// Compiles `spec` (checked when it was parsed).
+    /// Compiles `spec` (checked when it was parsed); it reads records of `spec` alone.
     pub fn compile(spec: &Spec) -> Converter {
-        let header = super::plan::Plan::compile(spec).header().to_vec();
+        let reader = Reader {
+            header: Plan::compile(spec).header().to_vec(),
+            fields: spec.columns.len(),
+            defaults: Vec::new(),
+        };
         let columns = spec
             .columns
             .iter()
@@ -60,12 +81,33 @@ impl Converter {
             index.expect("a checked spec declares its identity and time columns")
         };
         Converter {
-            header,
+            readers: vec![reader],
             table: spec.versions_table(),
             columns,
             identity: spec.identity.iter().map(|c| index(c)).collect(),
             time: index(&spec.time),
         }
+    }
+
+    /// Compiles `history`'s spec, which reads the records of every version recorded in it too.
+    pub fn reading(history: &History) -> Converter {
+        let spec = history.spec();
+        let mut converter = Converter::compile(spec);
+        for earlier in history.earlier() {
+            let fields = earlier.columns.len();
+            let defaults = spec.columns[fields..].iter().flat_map(|column| {
+                let datum = default_datum(column).expect("a checked spec's default is a value");
+                datum.expect(
+                    "a column appended since a recorded version is nullable or has a default",
+                )
+            });
+            converter.readers.push(Reader {
+                header: Plan::compile(earlier).header().to_vec(),
+                fields,
+                defaults: defaults.collect(),
+            });
+        }
+        converter
     }
 
     /// `INSERT INTO <table> (<columns>, version) FORMAT RowBinary` for rows of this converter.
@@ -120,14 +162,27 @@ impl Converter {
         out: &mut Vec<u8>,
         starts: &mut Vec<usize>,
     ) -> Result<(), String> {
-        let Some(mut datum) = message.strip_prefix(self.header.as_slice()) else {
+        let Some((reader, mut datum)) = (self.readers.iter())
+            .find_map(|r| Some((r, message.strip_prefix(r.header.as_slice())?)))
+        else {
             return Err("not a record of this dataset's schema (unknown header)".to_owned());
         };
+        let mut defaults = reader.defaults.as_slice();
         let start = out.len();
-        let converted = self.columns.iter().try_for_each(|(name, kind, nullable)| {
-            starts.push(out.len());
-            convert(&mut datum, *kind, *nullable, out).map_err(|reason| format!("{name}: {reason}"))
-        });
+        let converted = self
+            .columns
+            .iter()
+            .enumerate()
+            .try_for_each(|(index, column)| {
+                let (name, kind, nullable) = column;
+                let from = if index < reader.fields {
+                    &mut datum
+                } else {
+                    &mut defaults
+                };
+                starts.push(out.len());
+                convert(from, *kind, *nullable, out).map_err(|reason| format!("{name}: {reason}"))
+            });
         starts.push(out.len());
         let result = converted.and_then(|()| match datum.is_empty() {
             true => Ok(()),
@@ -144,6 +199,18 @@ impl Converter {
             }
         }
     }
+}
+
+/// The value `column`'s `default` is stored as; none for a column without one.
+pub fn stored_default(column: &Column) -> Option<KeyValue> {
+    if column.nullable || column.default.is_none() {
+        return None;
+    }
+    let datum = default_datum(column).expect("a checked spec's default is a value")?;
+    let mut stored = Vec::new();
+    convert(&mut datum.as_slice(), column.kind, false, &mut stored)
+        .expect("a checked default is a value the table holds");
+    Some(stored_value(column.kind, false, &stored))
 }
 
 /// One field: a nullable one's union branch (`0` null, `1` the value) becomes RowBinary's
@@ -270,9 +337,13 @@ type = "float64"
 "#;
 
     fn encoded(cells: [&str; 5]) -> Vec<u8> {
-        let spec = Spec::parse("things.toml", SPEC).unwrap();
+        encoded_as(&Spec::parse("things.toml", SPEC).unwrap(), &cells)
+    }
+
+    /// The message of `cells` under `spec`.
+    fn encoded_as(spec: &Spec, cells: &[&str]) -> Vec<u8> {
         let mut record = Record::new();
-        Plan::compile(&spec)
+        Plan::compile(spec)
             .encode(1, "u", true, &mut record, |c| {
                 Ok(Some(Cell::Text(Cow::Borrowed(cells[c]))))
             })
@@ -387,5 +458,67 @@ type = "float64"
             );
             assert_eq!(out, [1, 2, 3]);
         }
+    }
+
+    #[test]
+    fn a_record_of_a_recorded_version_reads_with_the_columns_appended_since() {
+        let text = format!(
+            "{SPEC}[[columns]]\nname = \"note\"\ntype = \"string\"\nnullable = true\n\
+             [[columns]]\nname = \"rank\"\ntype = \"uint64\"\ndefault = 3\n"
+        );
+        let spec = Spec::parse("things.toml", &text).unwrap();
+        let dir = std::env::temp_dir().join(format!("sluice-rowbinary-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("history")).unwrap();
+        std::fs::write(dir.join("history/things.v1.toml"), SPEC).unwrap();
+        let history = History::read(&dir, &spec).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let converter = Converter::reading(&history);
+        assert_eq!(
+            converter.insert_statement(),
+            "INSERT INTO things_versions (id, at, name, amount, score, note, rank, version) \
+             FORMAT RowBinary"
+        );
+        let old = encoded(["7", "1500", "x", "", "0.5"]);
+        let new = encoded_as(&spec, &["7", "1500", "x", "", "0.5", "hi", "5"]);
+        let mut out = Vec::new();
+        converter.append(&old, 9, &mut out).unwrap();
+        converter.append(&new, 10, &mut out).unwrap();
+        let mut expected = Vec::new();
+        for (note, rank, version) in [(None, 3_u64, 9_u64), (Some("hi"), 5, 10)] {
+            expected.extend(7_u64.to_le_bytes());
+            expected.extend(1_u32.to_le_bytes());
+            expected.extend([1, b'x', 1]);
+            expected.extend(0.5_f64.to_le_bytes());
+            match note {
+                None => expected.push(1),
+                Some(note) => {
+                    expected.extend([[0, note.len() as u8].as_slice(), note.as_bytes()].concat())
+                }
+            }
+            expected.extend(rank.to_le_bytes());
+            expected.extend(version.to_le_bytes());
+        }
+        assert_eq!(out, expected);
+        let keyed = converter.append_keyed(&old, 9, &mut out).unwrap();
+        assert_eq!(
+            (keyed.seconds, &keyed.key[..]),
+            (1, &[KeyValue::Uint(7)][..])
+        );
+        let mut cut = old.clone();
+        cut.push(0);
+        assert_eq!(
+            converter.append(&cut, 9, &mut out),
+            Err("1 bytes after the record".into())
+        );
+        // Without the history, the earlier version's records are not this dataset's.
+        assert_eq!(
+            Converter::compile(&spec).append(&old, 9, &mut out),
+            Err("not a record of this dataset's schema (unknown header)".to_owned())
+        );
+        assert_eq!(
+            stored_default(spec.column("rank").unwrap()),
+            Some(KeyValue::Uint(3))
+        );
+        assert_eq!(stored_default(spec.column("note").unwrap()), None);
     }
 }
