@@ -17,6 +17,7 @@
 //!   in the gateway's answers and in the hourly rollup.
 
 mod bench;
+mod bench_convert;
 mod bench_freshness;
 mod bench_plan;
 mod bench_query;
@@ -137,6 +138,18 @@ enum Bench {
         #[arg(long, default_value_t = 5)]
         runs: u32,
     },
+    /// Game-round messages → ClickHouse rows: the generic converter (`datasets/game_rounds.toml`)
+    /// against the hand-written path's decoding alone, in memory.
+    Convert {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// Also the converter's rate for this dataset's generated records.
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Repetitions of each measurement (alternated; the best of each is compared).
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+    },
     /// Pre-filled topic → ClickHouse, against `clickhouse-client` (needs `scripts/dev services`).
     Consumer {
         #[arg(long, default_value_t = 1_000_000)]
@@ -196,6 +209,14 @@ async fn main() -> anyhow::Result<()> {
                     dataset,
                 },
         } => bench_plan::plan(rows, runs, dataset).await?,
+        Task::Bench {
+            what:
+                Bench::Convert {
+                    rows,
+                    dataset,
+                    runs,
+                },
+        } => bench_convert::convert(rows, runs, dataset).await?,
         Task::Bench {
             what: Bench::Consumer { rows },
         } => bench::consumer(rows).await?,
