@@ -22,8 +22,9 @@
 //! - [`audit`]: Redis balances against the ledger, and rebuilding a balance from it.
 //! - [`usage`]: a key's usage over time from the ledger, for its holder (`GET /usage`).
 //! - [`routes`]: the HTTP surface (`/aggregated_game_rounds`, `/datasets`, `/usage`, the `/admin/keys`
-//!   API, the audit, health, metrics, `/openapi.json`, Swagger UI at `/docs/` and the web
-//!   console at `/console`).
+//!   API, the audit, health, metrics, `/openapi.json` — built at start, with an operation per
+//!   endpoint of the datasets served —, Swagger UI at `/docs/` and the web console at
+//!   `/console`).
 
 pub mod answer;
 pub mod audit;
@@ -48,6 +49,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::ErrorHandlers;
 use actix_web::{web, App, HttpServer};
 use secrecy::ExposeSecret;
+use sluice_schema::docs::OpenApiJson;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -110,6 +112,7 @@ impl Application {
         );
         let datasets = config.datasets()?;
         let rollups = rollups::Shapes::of(&datasets, &config.clickhouse.database);
+        let openapi = OpenApiJson::of(&routes::docs::openapi(&datasets));
         let state = routes::AppState {
             credits,
             clickhouse,
@@ -121,6 +124,7 @@ impl Application {
             datasets,
             config,
             metrics: sluice_schema::telemetry::prometheus(),
+            openapi,
         };
         let server = http_server(web::Data::new(state), listener)?;
         Ok(Application {

@@ -15,37 +15,60 @@ use utoipa_swagger_ui::Config;
 
 use crate::problem::{Problem, PROBLEM_JSON};
 
-/// A service's OpenAPI document, serialised (pretty JSON) once, on first use, and served at
-/// `GET /openapi.json`: `static OPENAPI_JSON: OpenApiJson = OpenApiJson::new(ApiDoc::openapi);`.
-pub struct OpenApiJson {
-    openapi: fn() -> utoipa::openapi::OpenApi,
-    json: OnceLock<String>,
+/// A service's OpenAPI document, serialised (pretty JSON) once and served at
+/// `GET /openapi.json`: either built at start from what the service serves and kept in its
+/// state (`OpenApiJson::of(&document)`), or fixed at compile time and serialised on first use
+/// (`static OPENAPI_JSON: OpenApiJson = OpenApiJson::new(ApiDoc::openapi);`).
+pub struct OpenApiJson(Json);
+
+enum Json {
+    /// Built by the function on first use.
+    Lazy {
+        openapi: fn() -> utoipa::openapi::OpenApi,
+        json: OnceLock<web::Bytes>,
+    },
+    Built(web::Bytes),
 }
 
 impl OpenApiJson {
-    /// The document `openapi` builds (a service's `ApiDoc::openapi`).
+    /// The document `openapi` builds (a service's `ApiDoc::openapi`), on first use.
     pub const fn new(openapi: fn() -> utoipa::openapi::OpenApi) -> OpenApiJson {
-        OpenApiJson {
+        OpenApiJson(Json::Lazy {
             openapi,
             json: OnceLock::new(),
+        })
+    }
+
+    /// `document`, serialised now.
+    pub fn of(document: &utoipa::openapi::OpenApi) -> OpenApiJson {
+        OpenApiJson(Json::Built(serialise(document)))
+    }
+
+    fn bytes(&self) -> &web::Bytes {
+        match &self.0 {
+            Json::Lazy { openapi, json } => json.get_or_init(|| serialise(&openapi())),
+            Json::Built(json) => json,
         }
     }
 
     /// The document as JSON.
     pub fn as_str(&self) -> &str {
-        self.json.get_or_init(|| {
-            (self.openapi)()
-                .to_pretty_json()
-                .expect("the OpenAPI document serialises")
-        })
+        std::str::from_utf8(self.bytes()).expect("serialised from a `String`")
     }
 
     /// The `GET /openapi.json` answer.
-    pub fn answer(&'static self) -> HttpResponse {
+    pub fn answer(&self) -> HttpResponse {
         HttpResponse::Ok()
             .content_type("application/json")
-            .body(self.as_str())
+            .body(self.bytes().clone())
     }
+}
+
+fn serialise(document: &utoipa::openapi::OpenApi) -> web::Bytes {
+    let json = document
+        .to_pretty_json()
+        .expect("the OpenAPI document serialises");
+    web::Bytes::from(json)
 }
 
 /// Swagger UI's settings: the document next to `/docs/` (relative, so a path prefix added by a

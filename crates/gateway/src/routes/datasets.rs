@@ -112,7 +112,8 @@ pub struct DatasetPage {
 }
 
 /// One page of a dataset's endpoint, as `GET /datasets` describes it: its `filters` as query
-/// parameters (any other is a 400), `limit` and `cursor`. A listing of rows (`kind = "rows"`)
+/// parameters (any other is a 400), `limit` and `cursor`. Each endpoint of the gateway's
+/// datasets is also documented at its own path, typed from its spec (`dataset_docs.rs`). A listing of rows (`kind = "rows"`)
 /// answers the latest version of each record in the order (time, identity); a rollup
 /// (`kind = "rollup"`) answers its measures per bucket (`hour` or `day`, its `bucket` or the
 /// request's `granularity`) and group, in the order (bucket, group), exact like
@@ -127,12 +128,28 @@ pub struct DatasetPage {
     ),
     security(("api_key" = [])),
     responses(
-        (status = 200, description = "A page of rows", body = DatasetPage),
+        (status = 200, description = "A page of rows", body = DatasetPage,
+            headers(
+                ("X-Credits-Remaining" = u64, description = "Credits left after this request"),
+                ("X-RateLimit-Limit" = u32, description = "Requests allowed per window"),
+                ("X-RateLimit-Remaining" = u64, description = "Requests that may be sent right now"),
+                ("X-RateLimit-Reset" = u64, description = "Seconds until the budget is full again"),
+            )),
         (status = 400, description = "An unknown parameter, a malformed value or cursor (not charged)", body = Problem, content_type = "application/problem+json"),
         (status = 401, response = BadApiKey),
         (status = 402, description = "Not enough credits", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such dataset or endpoint", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis or ClickHouse unavailable (refunded)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited (not charged)", body = Problem, content_type = "application/problem+json",
+            headers(
+                ("Retry-After" = u64, description = "Seconds to wait before the next request is allowed"),
+                ("X-RateLimit-Limit" = u32, description = "Requests allowed per window"),
+                ("X-RateLimit-Remaining" = u64, description = "Always 0"),
+                ("X-RateLimit-Reset" = u64, description = "Seconds until the budget is full again"),
+            )),
+        (status = 503, description = "Redis or ClickHouse unavailable, or the dataset's tables not created yet (refunded); or every query slot stayed busy for `SLUICE_GATEWAY_QUERY_QUEUE_WAIT_MS` (not charged)", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait before trying again"))),
+        (status = 504, description = "ClickHouse did not answer in time (refunded)", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait before trying again"))),
     )
 )]
 pub async fn dataset_endpoint(

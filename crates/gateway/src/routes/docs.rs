@@ -1,8 +1,11 @@
-//! `GET /openapi.json`, generated from the handlers' `#[utoipa::path]` annotations. Swagger UI
-//! over it, at `/docs/`, is served from the binary by [`sluice_schema::docs`].
+//! `GET /openapi.json`, generated from the handlers' `#[utoipa::path]` annotations and, for each
+//! endpoint of the datasets the gateway serves, from its spec ([`super::dataset_docs`]): built
+//! once at start ([`openapi`]) and kept in the application's state. Swagger UI over it, at
+//! `/docs/`, is served from the binary by [`sluice_schema::docs`].
 
-use actix_web::HttpResponse;
-use sluice_schema::docs::{OpenApiJson, Scheme, SecuritySchemes};
+use actix_web::{web, HttpResponse};
+use sluice_schema::dataset::Catalog;
+use sluice_schema::docs::{Scheme, SecuritySchemes};
 use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi};
@@ -11,7 +14,7 @@ use super::datasets::{self, ColumnInfo, DatasetInfo, DatasetList, DatasetPage, E
 use super::problems::{
     BadApiKey, BadBody, KeyNotFound, NotAdmin, TooLarge, Unavailable, WrongMediaType,
 };
-use super::{admin, rounds, usage};
+use super::{admin, rounds, usage, AppState};
 use crate::answer::Bucket;
 use crate::credits::{KeyInfo, RateLimit};
 use crate::error::Problem;
@@ -97,19 +100,31 @@ impl Modify for AdminOperations {
     }
 }
 
-static OPENAPI_JSON: OpenApiJson = OpenApiJson::new(ApiDoc::openapi);
+/// The OpenAPI 3.1 description of this API serving `catalog`'s datasets: the annotated
+/// operations, and one operation per dataset endpoint.
+pub fn openapi(catalog: &Catalog) -> utoipa::openapi::OpenApi {
+    let mut document = ApiDoc::openapi();
+    super::dataset_docs::add_operations(&mut document, catalog);
+    document
+}
 
-/// The OpenAPI 3.1 description of this API.
-pub async fn openapi_json() -> HttpResponse {
-    OPENAPI_JSON.answer()
+/// The document built at start ([`openapi`]).
+pub async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
+    state.openapi.answer()
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
+    /// The document serving `catalog`, as `GET /openapi.json` answers it.
+    pub(crate) fn document(catalog: &Catalog) -> serde_json::Value {
+        let json = sluice_schema::docs::OpenApiJson::of(&openapi(catalog));
+        serde_json::from_str(json.as_str()).unwrap()
+    }
+
     /// `[^…]` of every character `str::trim` drops, as a JSON Schema (ECMA-262) class.
-    fn not_white_space() -> String {
+    pub(crate) fn not_white_space() -> String {
         let escape = |c: char| match c {
             '\t' => "\\t".to_owned(),
             '\r' => "\\r".to_owned(),
@@ -138,7 +153,7 @@ mod tests {
 
     #[test]
     fn a_name_pattern_requires_a_character_that_trimming_keeps() {
-        let document: serde_json::Value = serde_json::from_str(OPENAPI_JSON.as_str()).unwrap();
+        let document = document(&Catalog::builtin());
         let schemas = &document["components"]["schemas"];
         for name in [
             &schemas["CreateKey"]["properties"]["name"],
@@ -154,7 +169,7 @@ mod tests {
 
     #[test]
     fn integers_state_the_bounds_the_server_checks() {
-        let document: serde_json::Value = serde_json::from_str(OPENAPI_JSON.as_str()).unwrap();
+        let document = document(&Catalog::builtin());
         let schemas = &document["components"]["schemas"];
         let bounds =
             |schema: &serde_json::Value| (schema["minimum"].as_u64(), schema["maximum"].as_u64());

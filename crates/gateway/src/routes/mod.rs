@@ -4,6 +4,7 @@ pub mod admin;
 mod auth;
 pub mod body;
 mod console;
+mod dataset_docs;
 pub mod datasets;
 pub mod docs;
 mod health;

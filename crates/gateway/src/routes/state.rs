@@ -22,6 +22,8 @@ pub struct AppState {
     /// The datasets `GET /datasets` lists.
     pub datasets: sluice_schema::dataset::Catalog,
     pub metrics: PrometheusHandle,
+    /// `GET /openapi.json`: the document of this API serving `datasets`, built at start.
+    pub openapi: sluice_schema::docs::OpenApiJson,
     /// Slots for metered queries running against ClickHouse (`max_concurrent_queries`).
     pub query_slots: tokio::sync::Semaphore,
 }

@@ -59,7 +59,30 @@ async fn the_datasets_are_listed_with_their_columns_and_endpoints_without_a_key(
         ])
     );
 
-    // Without a directory, only the built-in dataset.
+    // The served document has each endpoint's own operation, built from the same catalog.
+    let document: serde_json::Value = gateway
+        .http
+        .get(format!("{}/openapi.json", gateway.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let operations: Vec<&String> = (document["paths"].as_object().unwrap().keys())
+        .filter(|path| path.starts_with("/datasets/"))
+        .collect();
+    assert_eq!(
+        operations,
+        [
+            "/datasets/amazon_reviews/daily_by_asin",
+            "/datasets/events/by_type",
+            "/datasets/records/rows",
+            "/datasets/{name}/{endpoint}",
+        ]
+    );
+
+    // Without a directory, only the built-in dataset (and the generic operation).
     let bare = spawn_gateway(|_| {}).await;
     let list: serde_json::Value = bare
         .http
@@ -71,6 +94,16 @@ async fn the_datasets_are_listed_with_their_columns_and_endpoints_without_a_key(
         .await
         .unwrap();
     assert_eq!(list["datasets"].as_array().unwrap().len(), 1);
+    let document: serde_json::Value = bare
+        .http
+        .get(format!("{}/openapi.json", bare.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(document["paths"]["/datasets/records/rows"].is_null());
 }
 
 /// `GET /datasets/records/rows` with `params` and `key`.
