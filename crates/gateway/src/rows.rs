@@ -10,6 +10,7 @@ use chrono::{NaiveDate, NaiveTime};
 use clickhouse::Client;
 use serde_json::{Map, Value};
 use sluice_rollup::datasets::identity_table_name;
+use sluice_rollup::spec::Rows;
 use sluice_schema::dataset::endpoint::{Endpoint, FROM, TO};
 use sluice_schema::dataset::{Dataset, Kind, Spec};
 
@@ -177,10 +178,13 @@ async fn read_window(
     limit: usize,
 ) -> Result<Vec<(Map<String, Value>, Position)>, clickhouse::error::Error> {
     let (table, time) = (spec.versions_table(), spec.time.as_str());
-    let identity = spec.identity.join(", ");
-    let key = match spec.identity.as_slice() {
-        [one] => one.clone(),
-        _ => format!("({identity})"),
+    let (identity, identities) = (spec.identity.join(", "), identity_table_name(spec));
+    let key: Vec<&str> = spec.identity.iter().map(String::as_str).collect();
+    let rows = Rows {
+        versions_table: &table,
+        identity_table: &identities,
+        key: &key,
+        version_column: "version",
     };
     // `end` may be one past the last second a `DateTime` holds.
     let mut conditions = vec![format!(
@@ -196,7 +200,7 @@ async fn read_window(
     if query.after.is_some() {
         conditions.push(after(spec));
     }
-    let matching = conditions.join(" AND ");
+    let current = rows.current_where(&conditions.join(" AND "));
     let columns: Vec<String> = spec
         .columns
         .iter()
@@ -210,12 +214,9 @@ async fn read_window(
         })
         .collect();
     let sql = format!(
-        "SELECT {columns}, toUInt32({time}) AS __time FROM {table} FINAL WHERE {matching} \
-         AND ({identity}, version) IN (SELECT {identity}, max(version) FROM {identities} \
-         WHERE {key} IN (SELECT {identity} FROM {table} WHERE {matching}) GROUP BY {identity}) \
+        "SELECT {columns}, toUInt32({time}) AS __time FROM {table} FINAL WHERE {current} \
          ORDER BY {time}, {identity} LIMIT {limit}",
         columns = columns.join(", "),
-        identities = identity_table_name(spec),
     );
     let mut statement = client.query(&sql);
     // The conditions appear twice: on the rows and on the keys looked up.

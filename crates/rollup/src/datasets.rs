@@ -16,7 +16,7 @@ use sluice_schema::dataset::endpoint::{Bucket, Endpoint, EndpointKind, Function}
 use sluice_schema::dataset::rowbinary::KeyValue;
 use sluice_schema::dataset::{Column, Kind, Spec};
 
-use crate::spec::{Input, Measure, Period, Rollup, Source};
+use crate::spec::{tuple, Input, Measure, Period, Rollup, Source};
 
 /// One rollup endpoint's rollups.
 #[derive(Debug, Clone, Copy)]
@@ -156,14 +156,9 @@ pub fn hours_of_keys(spec: &Spec, records: usize) -> String {
             Kind::Timestamp => "toDateTime(?)".to_owned(),
         })
         .collect();
-    let one = match placeholders.as_slice() {
-        [single] => single.clone(),
-        several => format!("({})", several.join(", ")),
-    };
-    let key = match spec.identity.as_slice() {
-        [single] => single.clone(),
-        several => format!("({})", several.join(", ")),
-    };
+    let placeholders: Vec<&str> = placeholders.iter().map(String::as_str).collect();
+    let identity: Vec<&str> = spec.identity.iter().map(String::as_str).collect();
+    let (one, key) = (tuple(&placeholders), tuple(&identity));
     format!(
         "SELECT DISTINCT toUInt32(toStartOfHour({time})) FROM {table} WHERE {key} IN ({list})",
         time = spec.time,

@@ -156,7 +156,7 @@ pub const GAME_ROUNDS_DAILY: Rollup = Rollup {
 };
 
 /// `(a, b, …)`, or the one name alone.
-fn tuple(names: &[&str]) -> String {
+pub fn tuple(names: &[&str]) -> String {
     match names {
         [one] => (*one).to_owned(),
         names => format!("({})", names.join(", ")),
@@ -187,6 +187,39 @@ impl Part {
             0 | 1 => "1".to_owned(),
             of => format!("cityHash64({column}) % {of} = {}", self.index),
         }
+    }
+}
+
+/// Versioned rows and how their current versions are found: every version in
+/// `versions_table`, key → version in `identity_table` (ordered by key).
+#[derive(Debug, Clone, Copy)]
+pub struct Rows<'a> {
+    pub versions_table: &'a str,
+    pub identity_table: &'a str,
+    pub key: &'a [&'a str],
+    pub version_column: &'a str,
+}
+
+impl Rows<'_> {
+    /// The condition a row of the versions table meets when it meets `condition` (SQL over
+    /// the row's own columns) and is its key's current version: the one definition of
+    /// "current" (docs/PROCESSING.md). `condition` also narrows the keys whose versions are
+    /// looked up — exact, since a key's current row meets it or the key does not count. It
+    /// appears twice, so its parameters are bound twice.
+    pub fn current_where(&self, condition: &str) -> String {
+        let Rows {
+            versions_table,
+            identity_table,
+            key,
+            version_column,
+        } = *self;
+        let (key_tuple, key) = (tuple(key), key.join(", "));
+        format!(
+            "{condition} AND ({key}, {version_column}) IN (\
+             SELECT {key}, max({version_column}) FROM {identity_table} \
+             WHERE {key_tuple} IN (SELECT {key} FROM {versions_table} \
+             WHERE {condition}) GROUP BY {key})"
+        )
     }
 }
 
@@ -271,13 +304,13 @@ impl Rollup {
             time_column,
         } = *self.raw();
         let in_hours = within(time_column, hours, self.period);
-        let (key_tuple, key) = (tuple(key), key.join(", "));
-        format!(
-            "{in_hours} AND ({filter}) AND ({key}, {version_column}) IN (\
-             SELECT {key}, max({version_column}) FROM {identity_table} \
-             WHERE {key_tuple} IN (SELECT {key} FROM {versions_table} \
-             WHERE {in_hours} AND ({filter})) GROUP BY {key})"
-        )
+        let rows = Rows {
+            versions_table,
+            identity_table,
+            key,
+            version_column,
+        };
+        rows.current_where(&format!("{in_hours} AND ({filter})"))
     }
 
     /// The aggregate of `buckets` from this rollup's input — the current raw rows, or the
