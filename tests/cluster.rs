@@ -24,9 +24,41 @@ const LANDED_WITHIN: Duration = Duration::from_secs(120);
 /// cluster's first server, with the cluster named), else on the single server.
 struct Run {
     pipeline: Pipeline,
-    processor_url: String,
+    processor: Processing,
     key: String,
-    _processor: CancellationToken,
+}
+
+/// A running processor: its URL, and the token that stops it.
+struct Processing {
+    config: sluice_processor::Config,
+    url: String,
+    stop: CancellationToken,
+}
+
+impl Processing {
+    async fn start(config: sluice_processor::Config) -> Processing {
+        let processor = sluice_processor::Application::build(config.clone())
+            .await
+            .expect("the processor starts");
+        let stop = CancellationToken::new();
+        let url = serve(processor.port(), processor.run_until_stopped(stop.clone()));
+        Processing { config, url, stop }
+    }
+
+    /// Stops it; [`Processing::restart`] starts it again on the same settings.
+    fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    async fn restart(&mut self) {
+        *self = Processing::start(self.config.clone()).await;
+    }
+}
+
+impl Drop for Processing {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 async fn start(label: &str, cluster: Option<&Cluster>) -> Run {
@@ -61,17 +93,12 @@ async fn start(label: &str, cluster: Option<&Cluster>) -> Run {
             .set("CLICKHOUSE_CLUSTER", &cluster.name);
     }
     let pipeline = setup.spawn().await;
-    let processor = sluice_processor::Application::build(processor.config())
-        .await
-        .expect("the processor starts");
-    let stop = CancellationToken::new();
-    let processor_url = serve(processor.port(), processor.run_until_stopped(stop.clone()));
+    let processor = Processing::start(processor.config()).await;
     let key = pipeline.gateway.unlimited_key(label, 1_000_000).await;
     Run {
         key: key.expect("a key"),
         pipeline,
-        processor_url,
-        _processor: stop,
+        processor,
     }
 }
 
@@ -111,19 +138,21 @@ impl Run {
         }
     }
 
+    /// The processor's metric `name` now (its first series), if it reports it.
+    async fn metric(&self, name: &str) -> Option<f64> {
+        let metrics = format!("{}/metrics", self.processor.url);
+        let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+        let line = text.lines().find(|line| line.starts_with(name));
+        line.and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    }
+
     /// Waits until the processor has no dirty hour or day left: answers come from rollups.
     async fn processed(&self) {
         let started = Instant::now();
-        let metrics = format!("{}/metrics", self.processor_url);
         loop {
-            let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
-            let dirty = |name: &str| {
-                let line = text.lines().find(|line| line.starts_with(name));
-                line.and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            };
             let (hours, days) = (
-                dirty(sluice_processor::DIRTY_HOURS),
-                dirty(sluice_processor::DIRTY_DAYS),
+                self.metric(sluice_processor::DIRTY_HOURS).await,
+                self.metric(sluice_processor::DIRTY_DAYS).await,
             );
             if hours == Some(0.0) && days == Some(0.0) {
                 return;
@@ -231,7 +260,7 @@ fn file(rows: u64, first: u64, seed: u64, encoding: Encoding) -> Export {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_cluster_answers_as_one_server_through_a_replica_and_a_shard_down() {
     let cluster = Cluster::get();
-    let (on_cluster, single) =
+    let (mut on_cluster, single) =
         tokio::join!(start("cluster", Some(cluster)), start("cluster_ref", None));
     let first = file(3_000, 1_000_000, 7, Encoding::Utf16Be);
     let second = file(3_000, 2_000_000, 8, Encoding::Utf16Be);
@@ -250,7 +279,7 @@ async fn the_cluster_answers_as_one_server_through_a_replica_and_a_shard_down() 
         run.landed(&id).await;
     }
     cluster.start("s2r2");
-    let database = &on_cluster.pipeline.slice.database;
+    let database = &on_cluster.pipeline.slice.database.clone();
     let local_rows = format!("SELECT count() FROM {database}.round_versions_local");
     sync_replicas(cluster, "s2r2", database).await;
     assert_eq!(
@@ -270,11 +299,35 @@ async fn the_cluster_answers_as_one_server_through_a_replica_and_a_shard_down() 
         offsets,
         "no offset moves while a shard cannot take its rows"
     );
-    cluster.start("s2r1");
+    // The shard comes back second replica first, which takes the rows (their hours stay dirty:
+    // the processor is down meanwhile); then that replica fails and the first returns without
+    // them, unable to fetch them until its peer is back. The first replica is what every
+    // service reads: a processor started now must not publish those hours from it.
+    on_cluster.processor.stop();
     cluster.start("s2r2");
     on_cluster.landed(&third_on_cluster).await;
+    cluster.stop("s2r2");
+    cluster.start("s2r1");
+    on_cluster.processor.restart().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        on_cluster.metric(sluice_processor::REPLICA_WAITS).await > Some(0.0),
+        "the processor saw the first replica behind and waited"
+    );
+    cluster.start("s2r2");
     let id = single.upload(&third).await;
     single.landed(&id).await;
+    for replica in ["s2r1", "s2r2"] {
+        sync_replicas(cluster, replica, database).await;
+    }
+    on_cluster.processed().await;
+    single.processed().await;
+    let player = first.summary.totals.keys().next().unwrap().clone();
+    let answers = on_cluster.answers(&player).await;
+    answers.assert_same(
+        &single.answers(&player).await,
+        "after the first replica returned behind its peer",
+    );
 
     // Re-sent and re-uploaded files collapse; retried inserts (shard 1 took its part of every
     // batch the shard outage failed) too.
@@ -290,7 +343,6 @@ async fn the_cluster_answers_as_one_server_through_a_replica_and_a_shard_down() 
         sync_replicas(cluster, replica, database).await;
     }
 
-    let player = first.summary.totals.keys().next().unwrap().clone();
     let expected = single.answers(&player).await;
     assert!(expected.hours.len() > 10, "{expected:?}");
     for answer in [&expected.player_days, &expected.game_hours] {

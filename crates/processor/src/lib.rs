@@ -22,6 +22,7 @@ use sluice_rollup::datasets::EndpointRollups;
 use sluice_rollup::dirty::DirtyHours;
 use sluice_rollup::process::{CatchUp, ProcessError, Processor};
 use sluice_rollup::spec::{Period, Rollup, GAME_ROUNDS_DAILY, GAME_ROUNDS_HOURLY};
+use sluice_schema::migrations::ReadReplicas;
 use sluice_schema::telemetry::{answers_in_time, readiness, HealthServer};
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +41,9 @@ pub const DIRTY_DAYS: &str = "sluice_processor_dirty_days";
 pub const DAYS_PROCESSED: &str = "sluice_processor_days_processed_total";
 /// Steps that failed; their hours are taken again under a new version (counter).
 pub const STEP_FAILURES: &str = "sluice_processor_step_failures_total";
+/// Steps that gave their hours back because a replica they would read was still fetching
+/// rows its peer had acknowledged (counter; a cluster only).
+pub const REPLICA_WAITS: &str = "sluice_processor_replica_waits_total";
 /// Duration of the steps that recomputed at least one hour (histogram, seconds).
 pub const STEP_SECONDS: &str = "sluice_processor_step_seconds";
 
@@ -54,6 +58,8 @@ struct Worker {
     redis: Pool,
     /// The game rounds' rollups, then each served dataset's rollup endpoints'.
     chains: Vec<Chain>,
+    /// On a cluster, what each step checks before it reads and publishes.
+    replicas: Option<ReadReplicas>,
     config: Config,
     running: Arc<AtomicBool>,
 }
@@ -137,6 +143,7 @@ impl Application {
             HOURS_PROCESSED,
             DAYS_PROCESSED,
             STEP_FAILURES,
+            REPLICA_WAITS,
         ]);
         let state = HealthState {
             running: Arc::clone(&running),
@@ -145,12 +152,14 @@ impl Application {
         };
         let server = HealthServer::bind("processor", &config.listen_addr, None, state, ready)?;
         let chains = chains(&config, &clickhouse).await?;
+        let replicas = ReadReplicas::of(&config.clickhouse.layout()?, &config.clickhouse.database);
         Ok(Application {
             server,
             worker: Worker {
                 clickhouse,
                 redis,
                 chains,
+                replicas,
                 config,
                 running,
             },
@@ -188,6 +197,11 @@ impl Worker {
             let wait = match self.step(&mut processors).await {
                 Ok(0) => self.config.idle_pause_ms,
                 Ok(_) => 0,
+                Err(StepError::Process(behind)) if behind.is_replica_behind() => {
+                    tracing::info!(error = %behind, "Hours wait for a replica to catch up.");
+                    metrics::counter!(REPLICA_WAITS).increment(1);
+                    self.config.idle_pause_ms
+                }
                 Err(error) => {
                     tracing::warn!(%error, "Processing step failed; its hours go to a later one.");
                     metrics::counter!(STEP_FAILURES).increment(1);
@@ -248,7 +262,8 @@ impl Worker {
                 let processor = Processor::new(&self.clickhouse, level.rollup, dirty, max, hold);
                 let processor = processor
                     .await?
-                    .in_statements_of(self.config.rows_per_statement);
+                    .in_statements_of(self.config.rows_per_statement)
+                    .reading(self.replicas.clone());
                 if let Some(finer) = processors.pop() {
                     processors.push(finer.feeding(level.rollup, level.dirty.clone()));
                 }

@@ -5,7 +5,8 @@
 //! - consumer: [`DirtyHours::begin`] before an insert (its hours, and the hours earlier versions
 //!   of its rounds are in), [`DirtyHours::end`] once ClickHouse acknowledged it;
 //! - processor: [`DirtyHours::claim`] (a version and hours to recompute), then, once that
-//!   version of the hours is published, [`DirtyHours::clear`];
+//!   version of the hours is published, [`DirtyHours::clear`] — or [`DirtyHours::unclaim`]
+//!   when it cannot recompute them yet;
 //! - readers: [`DirtyHours::snapshot`] before and after a read (the hours to read from raw
 //!   rows, and whether the answer still holds), [`DirtyHours::between`] and
 //!   [`DirtyHours::lag`].
@@ -82,6 +83,7 @@ struct Scripts {
     end: Script,
     claim: Script,
     clear: Script,
+    unclaim: Script,
     lag: Script,
     snapshot: Script,
 }
@@ -96,6 +98,7 @@ fn scripts() -> &'static Scripts {
             end: with_prelude(include_str!("lua/end.lua")),
             claim: with_prelude(include_str!("lua/claim.lua")),
             clear: with_prelude(include_str!("lua/clear.lua")),
+            unclaim: with_prelude(include_str!("lua/unclaim.lua")),
             lag: with_prelude(include_str!("lua/lag.lua")),
             snapshot: with_prelude(include_str!("lua/snapshot.lua")),
         }
@@ -231,6 +234,22 @@ impl DirtyHours {
         hours: &[u32],
     ) -> RedisResult<u64> {
         let mut invocation = self.invocation(&scripts().clear);
+        invocation.arg(version);
+        for hour in hours {
+            invocation.arg(*hour);
+        }
+        invocation.invoke_async(connection).await
+    }
+
+    /// The claim of `version` on `hours` is given back unused: they stay dirty and the next
+    /// claim may take them at once. Returns how many were given back.
+    pub async fn unclaim(
+        &self,
+        connection: &mut impl ConnectionLike,
+        version: u64,
+        hours: &[u32],
+    ) -> RedisResult<u64> {
+        let mut invocation = self.invocation(&scripts().unclaim);
         invocation.arg(version);
         for hour in hours {
             invocation.arg(*hour);

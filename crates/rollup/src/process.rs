@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clickhouse::Client;
 use redis::aio::ConnectionLike;
+use sluice_schema::migrations::{ReadReplicas, ReplicaError};
 
 use crate::dirty::DirtyHours;
 use crate::spec::{Part, Rollup};
@@ -19,6 +20,16 @@ pub enum ProcessError {
     ClickHouse(#[from] clickhouse::error::Error),
     #[error("Redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// On a cluster: a replica the recomputation would read lacks rows its peer acknowledged.
+    #[error("{0}")]
+    Replicas(#[from] ReplicaError),
+}
+
+impl ProcessError {
+    /// A replica read is still fetching from its peer: the hours wait, nothing failed.
+    pub fn is_replica_behind(&self) -> bool {
+        matches!(self, ProcessError::Replicas(ReplicaError::Behind { .. }))
+    }
 }
 
 /// What one step did.
@@ -47,6 +58,8 @@ pub struct Processor {
     floor: u64,
     /// Input rows one statement recomputes, at most (about: parts split by hash).
     rows_per_statement: u64,
+    /// On a cluster, the check that the replicas read hold every acknowledged row.
+    replicas: Option<ReadReplicas>,
 }
 
 /// Input rows one recomputation statement takes by default: an hour's identity lookup holds
@@ -75,6 +88,7 @@ impl Processor {
             hold,
             floor,
             rows_per_statement: ROWS_PER_STATEMENT,
+            replicas: None,
         })
     }
 
@@ -82,6 +96,16 @@ impl Processor {
     /// holding more are recomputed in parts (see [`Part`]).
     pub fn in_statements_of(mut self, rows: u64) -> Processor {
         self.rows_per_statement = rows.max(1);
+        self
+    }
+
+    /// Reads a cluster's replicas: each step recomputes only once `replicas` says the
+    /// replicas it reads hold every row acknowledged before its version was drawn, and
+    /// publishes only when they are still the ones read afterwards. A replica still fetching
+    /// from its peer (back from an outage, or its peer holding rows it took meanwhile) would
+    /// otherwise make a published bucket miss rows until it is dirty again.
+    pub fn reading(mut self, replicas: Option<ReadReplicas>) -> Processor {
+        self.replicas = replicas;
         self
     }
 
@@ -117,7 +141,11 @@ impl Processor {
         if step.hours.is_empty() {
             return Ok(step);
         }
+        let read = self.replicas_caught_up(client, redis, &step).await?;
         self.recompute(client, &step).await?;
+        if let (Some(replicas), Some(read)) = (&self.replicas, read) {
+            replicas.still(client, read).await?;
+        }
         self.publish(client, redis, &step).await?;
         self.floor = self.floor.max(step.version);
         step.cleared = self.dirty.clear(redis, step.version, &step.hours).await?;
@@ -126,6 +154,26 @@ impl Processor {
 }
 
 impl Processor {
+    /// The replicas the recomputation will read (none on one server), once they hold every
+    /// row acknowledged before `step`'s version was drawn; else its claim is given back.
+    async fn replicas_caught_up(
+        &self,
+        client: &Client,
+        redis: &mut impl ConnectionLike,
+        step: &Step,
+    ) -> Result<Option<Vec<String>>, ProcessError> {
+        let Some(replicas) = &self.replicas else {
+            return Ok(None);
+        };
+        match replicas.caught_up(client).await {
+            Ok(read) => Ok(Some(read)),
+            Err(behind) => {
+                self.dirty.unclaim(redis, step.version, &step.hours).await?;
+                Err(behind.into())
+            }
+        }
+    }
+
     /// Recomputes `step`'s buckets under its version, in as many parts as their input rows
     /// need; each part's snapshot is taken after the version was drawn.
     async fn recompute(&self, client: &Client, step: &Step) -> Result<(), ProcessError> {

@@ -412,6 +412,43 @@ async fn claimed_hours_go_to_one_processor_newest_first_until_the_claim_runs_out
 }
 
 #[tokio::test]
+async fn a_claim_given_back_leaves_its_hours_dirty_and_claimable_at_once() {
+    let dirty = DirtyHours::new(&unique("rollup"));
+    let mut redis = redis().await;
+    dirty
+        .end(&mut redis, "b1", &[JANUARY, FEBRUARY])
+        .await
+        .unwrap();
+    let given_back = dirty.claim(&mut redis, 5, LEASE, 0).await.unwrap();
+    let other = dirty.claim(&mut redis, 5, LEASE, 0).await.unwrap();
+    assert!(other.hours.is_empty(), "claimed for {LEASE:?}");
+
+    let stale_version = other.version;
+    assert_eq!(
+        dirty
+            .unclaim(&mut redis, stale_version, &given_back.hours)
+            .await
+            .unwrap(),
+        0,
+        "only the claimant gives its hours back"
+    );
+    assert_eq!(
+        dirty
+            .unclaim(&mut redis, given_back.version, &given_back.hours)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        dirty.between(&mut redis, 0, u32::MAX).await.unwrap(),
+        [JANUARY, FEBRUARY],
+        "still dirty"
+    );
+    let again = dirty.claim(&mut redis, 5, LEASE, 0).await.unwrap();
+    assert_eq!(again.hours, [FEBRUARY, JANUARY]);
+}
+
+#[tokio::test]
 async fn a_lease_that_ran_out_no_longer_holds_its_hour() {
     let dirty = DirtyHours::new(&unique("rollup"));
     let mut redis = redis().await;

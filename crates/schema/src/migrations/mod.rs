@@ -9,8 +9,12 @@
 //! a database holding the other's tables, so no server keeps a plain table inside a cluster.
 
 pub mod cluster;
+#[cfg(feature = "clickhouse")]
+pub mod replicas;
 
 pub use cluster::Layout;
+#[cfg(feature = "clickhouse")]
+pub use replicas::{ReadReplicas, ReplicaError};
 
 /// One migration: its number, name and SQL (a single statement, no trailing semicolon), and
 /// what it creates or changes (how it is applied on a cluster).
