@@ -4,6 +4,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use sluice_schema::config::{ClickHouseSettings, ServiceConfig};
 use sluice_schema::dataset::{Catalog, Dataset, SpecError};
+use sluice_schema::kafka::DatasetTopics;
 
 /// Every setting of the consumer. Each field is read from `SLUICE_CONSUMER_<FIELD>`.
 #[derive(Debug, Clone, Deserialize)]
@@ -109,13 +110,12 @@ impl Config {
 
     /// The topic of the dataset `name`'s records.
     pub fn dataset_topic(&self, name: &str) -> String {
-        format!("{}{name}", self.dataset_topic_prefix)
+        DatasetTopics::of(&self.dataset_topic_prefix, name).records
     }
 
-    /// The topic of the rows of dataset `name` the producer rejected (its records' topic and
-    /// `.rejects`, as the producer names it).
+    /// The topic of the rows of dataset `name` the producer rejected.
     pub fn dataset_rejects_topic(&self, name: &str) -> String {
-        format!("{}.rejects", self.dataset_topic(name))
+        DatasetTopics::of(&self.dataset_topic_prefix, name).rejects
     }
 
     /// The dead-letter topic's name.

@@ -129,9 +129,7 @@ async fn start_datasets(
     marks: &marks::Marks,
 ) -> anyhow::Result<Vec<datasets::DatasetIngest>> {
     let served = config.served_datasets()?;
-    if !served.is_empty() && config.clickhouse.cluster.is_some() {
-        anyhow::bail!("SLUICE_CONSUMER_DATASETS is served on one ClickHouse server only for now; unset SLUICE_CONSUMER_CLICKHOUSE_CLUSTER or SLUICE_CONSUMER_DATASETS");
-    }
+    (config.clickhouse).refuse_datasets_on_cluster("SLUICE_CONSUMER", served.len())?;
     let mut started = Vec::with_capacity(served.len());
     for dataset in &served {
         started.push(

@@ -108,9 +108,7 @@ async fn chains(config: &Config, clickhouse: &clickhouse::Client) -> anyhow::Res
     let database = &config.clickhouse.database;
     let mut chains = vec![Chain::of(database, [GAME_ROUNDS_HOURLY, GAME_ROUNDS_DAILY])];
     let served = config.served_datasets()?;
-    if !served.is_empty() && config.clickhouse.cluster.is_some() {
-        anyhow::bail!("SLUICE_PROCESSOR_DATASETS is served on one ClickHouse server only for now; unset SLUICE_PROCESSOR_CLICKHOUSE_CLUSTER or SLUICE_PROCESSOR_DATASETS");
-    }
+    (config.clickhouse).refuse_datasets_on_cluster("SLUICE_PROCESSOR", served.len())?;
     for dataset in &served {
         sluice_rollup::datasets::create_tables(clickhouse, &dataset.spec).await?;
         for (_, rollups) in EndpointRollups::all(&dataset.spec) {

@@ -16,7 +16,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
-use sluice_schema::kafka::MetadataProbe;
+use sluice_schema::kafka::{DatasetTopics, MetadataProbe};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A producer whose context counts deliveries; shared with blocking calls (commit, abort).
@@ -129,11 +129,8 @@ impl Topics {
     /// The topics of a dataset other than `game_rounds` (whose are configured): `<prefix><name>`
     /// and `<prefix><name>.rejects`, `prefix` being the service's `…_DATASET_TOPIC_PREFIX`.
     pub fn of_dataset(prefix: &str, name: &str) -> Topics {
-        let records = format!("{prefix}{name}");
-        Topics {
-            rejects: format!("{records}.rejects"),
-            records,
-        }
+        let DatasetTopics { records, rejects } = DatasetTopics::of(prefix, name);
+        Topics { records, rejects }
     }
 }
 

@@ -1,5 +1,6 @@
-//! Kafka helpers shared by the services: topic creation, and [`MetadataProbe`], which asks the
-//! brokers whether they answer and which topics they hold.
+//! Kafka helpers shared by the services: the names of a dataset's topics ([`DatasetTopics`]),
+//! topic creation, and [`MetadataProbe`], which asks the brokers whether they answer and which
+//! topics they hold.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -11,6 +12,25 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::metadata::Metadata;
 use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
+
+/// The topics of a dataset other than `game_rounds` (whose are configured): its records on
+/// `<prefix><name>`, the rows its producers rejected on `<prefix><name>.rejects`, `prefix`
+/// being each service's `…_DATASET_TOPIC_PREFIX`. Every service names them here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetTopics {
+    pub records: String,
+    pub rejects: String,
+}
+
+impl DatasetTopics {
+    pub fn of(prefix: &str, name: &str) -> DatasetTopics {
+        let records = format!("{prefix}{name}");
+        DatasetTopics {
+            rejects: format!("{records}.rejects"),
+            records,
+        }
+    }
+}
 
 /// Creates `topic` with `partitions` partitions unless it exists already. Safe to call from
 /// several processes at once: "already exists" counts as success. An existing topic with
