@@ -136,3 +136,53 @@ async fn game_rounds_through_the_dataset_route_is_a_csv_upload_and_an_unknown_da
     assert_eq!(unknown.status, 404);
     assert_eq!(unknown.body["detail"], "there is no dataset `records`");
 }
+
+/// `tests/fixtures/evolved_datasets/`: `records` recorded as `datasets/records.toml` (v1), then
+/// evolved by `note` (nullable) and `rank` (default 3) appended (v2).
+fn evolved_dir() -> std::path::PathBuf {
+    workspace_root().join("crates/producer/tests/fixtures/evolved_datasets")
+}
+
+#[tokio::test]
+async fn a_file_of_the_previous_version_is_read_by_the_evolved_spec() {
+    let prefix = format!("{}.", unique("evolved"));
+    let producer = spawn_producer(|config| {
+        config.datasets_dir = Some(evolved_dir().display().to_string());
+        config.dataset_topic_prefix = prefix.clone();
+    })
+    .await;
+    let path = "/datasets/records/upload";
+    // RECORDS is a file of v1: no `note`, no `rank`.
+    let upload = http::upload_to(&producer.url, path, RECORDS.into(), "text/csv", &[]).await;
+    assert_eq!(upload.status, 200, "{}", upload.body);
+    let receipt = &upload.body;
+    assert_eq!(
+        (receipt["accepted"].as_u64(), receipt["rejected"].as_u64()),
+        (Some(2), Some(1)),
+        "{receipt}"
+    );
+
+    let topic = format!("{prefix}records");
+    let messages = kafka::consume(&topic, 2, 2, Duration::from_secs(8)).await;
+    assert_eq!(messages.len(), 2);
+    let spec = Spec::read(&evolved_dir().join("records.toml")).unwrap();
+    assert_eq!(spec.columns.len(), 8);
+    for message in &messages {
+        let fields = decode(&spec, &message.payload);
+        assert_eq!(
+            fields[6..],
+            [Value::Union(0, Box::new(Value::Null)), Value::Long(3)],
+            "{fields:?}"
+        );
+    }
+
+    // A column of the first version is still required: the file is refused, naming it.
+    let without = "id,created_at,country,amount,note\n1,2024-01-02 03:04:05,USA,1,x\n";
+    let refused = http::upload_to(&producer.url, path, without.into(), "text/csv", &[]).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    let detail = refused.body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("missing required column(s): category"),
+        "{detail}"
+    );
+}

@@ -14,7 +14,9 @@
 //! `cargo xtask datasets check` holds `datasets/` to these rules, and records the current
 //! version with `--record`; the consumer reads a served dataset's history at start
 //! ([`History::read`]) and converts the records of every version recorded in it
-//! ([`super::rowbinary::Converter::reading`]).
+//! ([`super::rowbinary::Converter::reading`]). Files written for an earlier version are read
+//! too: every plan a [`super::Catalog`] compiles lets a file lack the columns appended since
+//! the first recorded version ([`first_recorded`], [`super::plan::Plan::compile_since`]).
 
 use std::path::{Path, PathBuf};
 
@@ -249,6 +251,17 @@ impl History {
     pub fn next_file(&self, dir: &Path) -> PathBuf {
         let number = self.latest().map_or(1, |v| v.number + 1);
         history_dir(dir).join(format!("{}.v{number}.toml", self.spec.name))
+    }
+}
+
+/// The first recorded version of the dataset `name` (the oldest of `dir/history`), if any:
+/// the columns a file of the dataset must have are its columns
+/// ([`super::plan::Plan::compile_since`]). Read as it is written, not compared with the spec
+/// ([`History::read`] and `cargo xtask datasets check` do that).
+pub fn first_recorded(dir: &Path, name: &str) -> Result<Option<Spec>, SpecError> {
+    match recorded_files(dir, name)?.first() {
+        Some((_, file)) => Spec::read(file).map(Some),
+        None => Ok(None),
     }
 }
 

@@ -4,8 +4,10 @@
 //! Keys are the dataset's column names, matched like a CSV header's (trimmed, in any case; a
 //! name given twice is refused); other keys are ignored. Values are strings or numbers; a
 //! number is read from its JSON text, never through a float, so `12.5` is exactly 12.5 and
-//! `0.1` exactly 0.1. A missing or `null` field is null: a reject unless the column is
-//! nullable.
+//! `0.1` exactly 0.1. A `null` field is null: a reject unless the column is nullable. A
+//! missing field is null too, except that a column appended since the dataset's first recorded
+//! version ([`Plan::compile_since`]) reads as its default when it has one (a record written for
+//! an earlier version).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -47,21 +49,25 @@ impl Plan {
                 })
             })?;
         self.encode(record, upload_id, true, out, |column| {
-            values[column]
-                .map(|raw| {
-                    scalar_text(raw).map(Cell::Text).map_err(|reason| RowError {
-                        line: record,
-                        column: Some(self.column_name(column)),
-                        reason,
-                    })
-                })
-                .transpose()
+            match values[column] {
+                None => Ok(Some(Cell::Absent)),
+                Some(raw) if raw.get() == "null" => Ok(None),
+                Some(raw) => {
+                    scalar_text(raw)
+                        .map(|text| Some(Cell::Text(text)))
+                        .map_err(|reason| RowError {
+                            line: record,
+                            column: Some(self.column_name(column)),
+                            reason,
+                        })
+                }
+            }
         })
     }
 }
 
 /// The fields of one object as their raw JSON text (borrowed from the input), by plan column;
-/// `null` is absent.
+/// `None`: not in the object.
 struct Object<'p>(&'p Plan);
 
 impl<'de> DeserializeSeed<'de> for Object<'_> {
@@ -93,7 +99,7 @@ impl<'de> Visitor<'de> for Object<'_> {
                 }
                 Some(column) => {
                     seen[column] = true;
-                    values[column] = map.next_value::<Option<&RawValue>>()?;
+                    values[column] = Some(map.next_value::<&RawValue>()?);
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -251,6 +257,45 @@ mod tests {
                 .starts_with("not valid JSON: trailing characters"),
             "{}",
             error.reason
+        );
+    }
+
+    #[test]
+    fn an_object_of_an_earlier_version_reads_the_appended_columns_as_null_or_default() {
+        use apache_avro::types::Value;
+        let (spec, plan) = super::super::plan::evolved_records();
+        let first = r#"{"id": 42, "created_at": "2024-01-02 03:04:05", "country": "usa",
+            "category": "Books", "amount": 12.5"#;
+        let encode = |json: String| {
+            let mut out = Record::new();
+            plan.encode_json(&json, 3, "u", &mut out)
+                .map(|()| super::super::plan::decode(&spec, &out))
+        };
+        let values = encode(format!("{first}}}")).unwrap();
+        assert_eq!(values[4], Value::Long(1250));
+        assert_eq!(
+            values[6..],
+            [Value::Union(0, Box::new(Value::Null)), Value::Long(3)]
+        );
+        let values = encode(format!(r#"{first}, "note": "hi", "RANK": "7"}}"#)).unwrap();
+        let note = Value::Union(1, Box::new(Value::String("hi".into())));
+        assert_eq!(values[6..], [note, Value::Long(7)]);
+
+        // Null is not absent: a column with a default is not nullable.
+        let error = encode(format!(r#"{first}, "rank": null}}"#)).unwrap_err();
+        assert_eq!(
+            (error.line, error.column, error.reason.as_str()),
+            (3, Some("rank"), "missing or null")
+        );
+        // A column of the first version is still required.
+        let error = encode(format!(
+            "{}}}",
+            first.replace(r#""category": "Books","#, "")
+        ));
+        let error = error.unwrap_err();
+        assert_eq!(
+            (error.line, error.column, error.reason.as_str()),
+            (3, Some("category"), "missing or null")
         );
     }
 

@@ -8,7 +8,8 @@
 //! Routes, rollups and the other tables from specs follow.
 //!
 //! A spec evolves only by appending nullable or defaulted columns; its earlier versions are
-//! recorded in `datasets/history/` and their records still read ([`history`]).
+//! recorded in `datasets/history/` and their records still read ([`history`]), and so are
+//! files written for them ([`plan::Plan::compile_since`]).
 
 pub mod avro;
 pub mod clickhouse;
@@ -376,13 +377,22 @@ fn problem(field: &str, problem: &str, fix: &str) -> (String, String, String) {
 #[derive(Debug, Clone)]
 pub struct Dataset {
     pub spec: Spec,
+    /// Reads files of every version since `first` (so a column appended since may be absent).
     pub plan: std::sync::Arc<plan::Plan>,
 }
 
 impl Dataset {
-    fn of(spec: Spec) -> Dataset {
-        let plan = std::sync::Arc::new(plan::Plan::compile(&spec));
-        Dataset { spec, plan }
+    /// `spec`, its files read as written for any version since `first`, its first recorded
+    /// version (none: every column required).
+    fn of(spec: Spec, first: Option<&Spec>) -> Dataset {
+        let plan = match first {
+            Some(first) => plan::Plan::compile_since(&spec, first),
+            None => plan::Plan::compile(&spec),
+        };
+        Dataset {
+            spec,
+            plan: std::sync::Arc::new(plan),
+        }
     }
 }
 
@@ -401,7 +411,7 @@ impl Catalog {
         let spec = Spec::parse("datasets/game_rounds.toml", GAME_ROUNDS_TOML)
             .expect("the game_rounds spec is valid (tested)");
         Catalog {
-            datasets: vec![Dataset::of(spec)],
+            datasets: vec![Dataset::of(spec, None)],
         }
     }
 
@@ -414,7 +424,8 @@ impl Catalog {
         }
     }
 
-    /// The built-in datasets and every spec in `dir`, checked.
+    /// The built-in datasets and every spec in `dir`, checked; each plan reads the files of
+    /// every version since the first recorded in `dir/history` (see [`history::first_recorded`]).
     pub fn read(dir: &Path) -> Result<Catalog, SpecError> {
         let invalid = |file: &Path, field: &str, problem: String, fix: &str| SpecError::Invalid {
             file: file.display().to_string(),
@@ -458,7 +469,10 @@ impl Catalog {
                         fix,
                     ));
                 }
-                None => catalog.datasets.push(Dataset::of(spec)),
+                None => {
+                    let first = history::first_recorded(dir, &spec.name)?;
+                    catalog.datasets.push(Dataset::of(spec, first.as_ref()));
+                }
             }
         }
         Ok(catalog)
@@ -638,6 +652,36 @@ mod tests {
             names,
             ["game_rounds", "amazon_reviews", "events", "records"]
         );
+    }
+
+    #[test]
+    fn a_catalog_reads_the_files_of_every_version_since_the_first_recorded() {
+        let dir = std::env::temp_dir().join(format!("sluice-evolved-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("history")).unwrap();
+        let (evolved, _) = plan::evolved_records();
+        let first = include_str!("../../../../datasets/records.toml");
+        let appended = first.replace(
+            "[[endpoints]]",
+            "[[columns]]\nname = \"note\"\ntype = \"string\"\nnullable = true\n\n\
+             [[columns]]\nname = \"rank\"\ntype = \"uint64\"\ndefault = 3\n\n[[endpoints]]",
+        );
+        std::fs::write(dir.join("records.toml"), &appended).unwrap();
+        let header = ["id", "created_at", "country", "category", "amount"];
+        // Without a history, the spec is its own first version.
+        let catalog = Catalog::read(&dir).unwrap();
+        let records = catalog.get("records").unwrap();
+        assert_eq!(records.spec, evolved);
+        let error = records.plan.bind(header).unwrap_err();
+        assert_eq!(
+            error,
+            crate::csv::HeaderError::MissingColumns(vec!["note", "rank"])
+        );
+        std::fs::write(dir.join("history/records.v1.toml"), first).unwrap();
+        std::fs::write(dir.join("history/records.v2.toml"), &appended).unwrap();
+        let catalog = Catalog::read(&dir).unwrap();
+        let bound = catalog.get("records").unwrap().plan.bind(header).unwrap();
+        assert_eq!(bound.position(6), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Parquet rows through a [`Plan`]: columns are found by name in the file's schema (like a CSV
-//! header's, [`Plan::bind`]), and each row becomes a record or a [`RowError`] naming its row
-//! number (1-based), column and reason.
+//! header's, [`Plan::bind`]; a column appended since the first recorded version may be absent,
+//! and is then null or its default), and each row becomes a record or a [`RowError`] naming its
+//! row number (1-based), column and reason.
 //!
 //! Text, integer and `DECIMAL` values are read exactly (a decimal from its unscaled integer
 //! and scale); timestamps may be text or `TIMESTAMP` (milli- or microseconds). A decimal column
@@ -41,7 +42,9 @@ impl Bound {
                 column: Some(plan.column_name(column)),
                 reason,
             };
-            let position = self.position(column).expect("file columns are bound");
+            let Some(position) = self.position(column) else {
+                return Ok(Some(Cell::Absent));
+            };
             match values.get(position) {
                 None => Err(fail("missing from the row".to_owned())),
                 Some(Field::TimestampMillis(millis)) => Ok(Some(Cell::Millis(*millis))),
@@ -202,6 +205,47 @@ mod tests {
         for (row, (at, bet)) in cases {
             assert_eq!(parse(&row), Ok((at, bet.map(Money::from_scaled))));
         }
+    }
+
+    #[test]
+    fn a_file_of_an_earlier_version_reads_the_appended_columns_as_null_or_default() {
+        use apache_avro::types::Value;
+        use parquet::schema::parser::parse_message_type;
+        let (spec, plan) = plan::evolved_records();
+        let schema = |fields: &str| {
+            let message = parse_message_type(&format!("message records {{ {fields} }}")).unwrap();
+            SchemaDescriptor::new(std::sync::Arc::new(message))
+        };
+        let first = "required int64 id; required binary created_at (UTF8); \
+                     required binary country (UTF8); required binary category (UTF8); \
+                     required binary amount (UTF8);";
+        let bound = plan.bind_parquet(&schema(first)).unwrap();
+        let row = Row::new(vec![
+            ("id".to_owned(), Field::Long(42)),
+            (
+                "created_at".to_owned(),
+                Field::TimestampMillis(1_704_164_645_000),
+            ),
+            ("country".to_owned(), Field::Str("usa".into())),
+            ("category".to_owned(), Field::Str("Books".into())),
+            ("amount".to_owned(), Field::Str("12.5".into())),
+        ]);
+        let mut out = Record::new();
+        bound.encode_parquet(&plan, &row, 1, "u", &mut out).unwrap();
+        let values = plan::decode(&spec, &out);
+        assert_eq!(
+            values[..2],
+            [Value::Long(42), Value::Long(1_704_164_645_000)]
+        );
+        assert_eq!(
+            values[6..],
+            [Value::Union(0, Box::new(Value::Null)), Value::Long(3)]
+        );
+
+        // A column of the first version is still required.
+        let without = first.replace("required binary category (UTF8);", "");
+        let error = plan.bind_parquet(&schema(&without)).unwrap_err();
+        assert_eq!(error, HeaderError::MissingColumns(vec!["category"]));
     }
 
     #[test]

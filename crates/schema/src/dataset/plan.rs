@@ -7,6 +7,13 @@
 //! buffer, field by field; no name is looked up, no JSON value built and nothing allocated per
 //! row. Values are refused with the same reasons as the hand-written game-round mapping it
 //! replaces (`crate::csv`), and a value the store cannot hold is a reject, never a substitute.
+//!
+//! A file may have been written for an earlier version of the spec ([`Plan::compile_since`]):
+//! a column appended since the dataset's first recorded version, nullable or with a default,
+//! may be absent from it (its header, its objects, its Parquet schema), and is then null or its
+//! default in every record. Every column of the first version is required: a nullable one
+//! too, so that a misspelt or forgotten header is refused rather than read as nulls (JSON, whose
+//! objects have no header, has always read a missing nullable field as null).
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -68,6 +75,10 @@ struct Planned {
     op: Op,
     /// `Some` for a nullable column: the cells (trimmed, any case) that mean "no value".
     null_tokens: Option<Vec<String>>,
+    /// `Some` for a column a file may lack (appended since the dataset's first recorded
+    /// version, nullable or with a default): the datum written when it does (null or the
+    /// default).
+    absent: Option<Vec<u8>>,
 }
 
 /// The plan of `datasets/game_rounds.toml`, compiled once.
@@ -97,6 +108,10 @@ pub enum Cell<'c> {
     Text(Cow<'c, str>),
     /// A moment in milliseconds since the epoch (a Parquet `TIMESTAMP`), for timestamp columns.
     Millis(i64),
+    /// The file has no such field (its header, object or schema lacks the column): null or the
+    /// default for a column appended since the first recorded version; for any other column
+    /// the same as a missing value (`None`).
+    Absent,
 }
 
 /// One encoded record: the single-object message, and where its Kafka key is in it.
@@ -135,9 +150,30 @@ pub struct Bound {
 }
 
 impl Plan {
-    /// Compiles `spec` (checked when it was parsed).
+    /// Compiles `spec` (checked when it was parsed) for files holding every one of its columns:
+    /// a dataset without recorded versions, or a version's own files.
     pub fn compile(spec: &Spec) -> Plan {
-        let columns = spec.columns.iter().map(planned).collect();
+        Plan::compile_with(spec, |_| false)
+    }
+
+    /// Compiles `spec` for files written under any of its versions since `first`, its first
+    /// recorded version (`history::first_recorded`): a column `first` lacks that is nullable
+    /// or has a default may be absent from a file, and is then null or its default; every
+    /// other column is required.
+    pub fn compile_since(spec: &Spec, first: &Spec) -> Plan {
+        Plan::compile_with(spec, |column| first.column(&column.name).is_none())
+    }
+
+    fn compile_with(spec: &Spec, appended: impl Fn(&Column) -> bool) -> Plan {
+        let columns = (spec.columns.iter())
+            .map(|column| {
+                let mut planned = planned(column);
+                if column.source == Source::File && appended(column) {
+                    planned.absent = default_datum(column).ok().flatten();
+                }
+                planned
+            })
+            .collect();
         let schema = apache_avro::Schema::parse(&super::avro::schema(spec))
             .expect("a checked spec generates a valid Avro schema");
         let key = spec
@@ -211,7 +247,8 @@ impl Plan {
 
     /// Binds a header's `names` (or a file schema's fields, in order): names are trimmed,
     /// compared case-insensitively and may carry a leading byte-order mark; other names are
-    /// ignored and reported; a column missing or named twice is refused.
+    /// ignored and reported; a column named twice, or missing and not appended since the first
+    /// recorded version ([`compile_since`](Self::compile_since)), is refused.
     pub fn bind<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Result<Bound, HeaderError> {
         let mut positions = vec![usize::MAX; self.columns.len()];
         let mut unknown = Vec::new();
@@ -231,7 +268,7 @@ impl Plan {
             .columns
             .iter()
             .zip(&positions)
-            .filter(|(c, p)| !matches!(c.op, Op::Upload) && **p == usize::MAX)
+            .filter(|(c, p)| !matches!(c.op, Op::Upload) && c.absent.is_none() && **p == usize::MAX)
             .map(|(c, _)| c.name)
             .collect();
         if !missing.is_empty() {
@@ -312,7 +349,8 @@ impl Bound {
         self.width
     }
 
-    /// Where plan column `column` is among the file's fields (`None`: not from the file).
+    /// Where plan column `column` is among the file's fields (`None`: not from the file, or
+    /// absent from it).
     #[inline]
     pub fn position(&self, column: usize) -> Option<usize> {
         Some(self.positions[column]).filter(|p| *p != usize::MAX)
@@ -353,6 +391,9 @@ impl Bound {
         let nul = bytes == RowBytes::Unchecked && memchr::memchr(0, record.as_slice()).is_some();
         plan.encode(line, upload_id, nul, out, |column| {
             let index = self.positions[column];
+            if index == usize::MAX {
+                return Ok(Some(Cell::Absent));
+            }
             let text = match row {
                 Some(row) => record.range(index).and_then(|range| row.get(range)),
                 None => std::str::from_utf8(&record[index]).ok(),
@@ -376,6 +417,16 @@ impl Planned {
         nul: bool,
         out: &mut Vec<u8>,
     ) -> Result<Option<Range<usize>>, String> {
+        let cell = match cell {
+            Some(Cell::Absent) => match &self.absent {
+                Some(datum) => {
+                    out.extend_from_slice(datum);
+                    return Ok(None);
+                }
+                None => None,
+            },
+            cell => cell,
+        };
         let cell = match (&self.null_tokens, cell) {
             (Some(_), None) => return Ok(write_null(out)),
             (Some(tokens), Some(Cell::Text(text))) if is_null(tokens, &text) => {
@@ -395,6 +446,7 @@ impl Planned {
                 Ok(None)
             }
             (Cell::Millis(_), _) => Err("a timestamp where another type is expected".to_owned()),
+            (Cell::Absent, _) => unreachable!("an absent cell was resolved above"),
         }
     }
 }
@@ -504,6 +556,7 @@ fn planned(column: &Column) -> Planned {
         name: intern(&column.name),
         op,
         null_tokens: column.nullable.then(|| column.null_tokens.clone()),
+        absent: None,
     }
 }
 
@@ -612,6 +665,38 @@ pub(super) fn valid_time_format(format: &str) -> bool {
     use chrono::format::{Item, StrftimeItems};
     matches!(format, EPOCH_MILLIS | EPOCH_SECONDS)
         || StrftimeItems::new(format).all(|item| !matches!(item, Item::Error))
+}
+
+/// `datasets/records.toml` — its first recorded version — with `note` (a nullable string)
+/// and `rank` (a `uint64`, default 3) appended, compiled to read the files of either version.
+#[cfg(test)]
+pub(super) fn evolved_records() -> (Spec, Plan) {
+    let first = include_str!("../../../../datasets/records.toml");
+    let at = first
+        .find("[[endpoints]]")
+        .expect("records.toml has endpoints");
+    let appended = "[[columns]]\nname = \"note\"\ntype = \"string\"\nnullable = true\n\n\
+                    [[columns]]\nname = \"rank\"\ntype = \"uint64\"\ndefault = 3\n\n";
+    let text = format!("{}{appended}{}", &first[..at], &first[at..]);
+    let spec = Spec::parse("records.toml", &text).unwrap();
+    let first = Spec::parse("history/records.v1.toml", first).unwrap();
+    let plan = Plan::compile_since(&spec, &first);
+    (spec, plan)
+}
+
+/// `record`'s fields, decoded by apache-avro under `spec`'s schema.
+#[cfg(test)]
+pub(super) fn decode(spec: &Spec, record: &Record) -> Vec<apache_avro::types::Value> {
+    use apache_avro::types::Value;
+    let schema = apache_avro::Schema::parse(&super::avro::schema(spec)).unwrap();
+    let header = Plan::compile(spec).header().len();
+    let mut datum = &record.bytes()[header..];
+    let Value::Record(fields) = apache_avro::from_avro_datum(&schema, &mut datum, None).unwrap()
+    else {
+        panic!("a record");
+    };
+    assert!(datum.is_empty(), "the whole datum is read");
+    fields.into_iter().map(|(_, v)| v).collect()
 }
 
 #[cfg(test)]
@@ -824,15 +909,7 @@ null_tokens = ["", "n/a"]
         plan.encode(3, "u", true, &mut record, |c| {
             Ok(cells[c].map(|t| Cell::Text(Cow::Borrowed(t))))
         })?;
-        let schema = apache_avro::Schema::parse(&super::super::avro::schema(spec)).unwrap();
-        let mut datum = &record.bytes()[plan.header().len()..];
-        let Value::Record(fields) =
-            apache_avro::from_avro_datum(&schema, &mut datum, None).unwrap()
-        else {
-            panic!("a record");
-        };
-        assert!(datum.is_empty(), "the whole datum is read");
-        Ok(fields.into_iter().map(|(_, v)| v).collect())
+        Ok(decode(spec, &record))
     }
 
     #[test]
@@ -930,6 +1007,62 @@ null_tokens = ["", "n/a"]
             plan.file_columns().collect::<Vec<_>>(),
             ["id", "at", "day", "rating", "share", "amount", "note"]
         );
+    }
+
+    #[test]
+    fn a_csv_file_of_an_earlier_version_reads_the_appended_columns_as_null_or_default() {
+        let (spec, plan) = evolved_records();
+        let first = ["id", "created_at", "country", "category", "amount"];
+        let row = ["42", "2024-01-02 03:04:05", "usa", "Books", "12.5"];
+        let encode = |names: &[&str], cells: &[&str]| {
+            let bound = plan.bind_csv(&ByteRecord::from(names.to_vec())).unwrap();
+            let mut record = Record::new();
+            let row = ByteRecord::from(cells.to_vec());
+            bound
+                .encode_csv(&plan, &row, 2, "u", RowBytes::Unchecked, &mut record)
+                .unwrap();
+            decode(&spec, &record)
+        };
+        let values = encode(&first, &row);
+        assert_eq!(
+            values[..2],
+            [Value::Long(42), Value::Long(1_704_164_645_000)]
+        );
+        assert_eq!(
+            values[6..],
+            [Value::Union(0, Box::new(Value::Null)), Value::Long(3)]
+        );
+        // One appended column there, the other not; then both, in another order.
+        let values = encode(
+            &[&first[..], &["rank"]].concat(),
+            &[&row[..], &["7"]].concat(),
+        );
+        assert_eq!(
+            values[6..],
+            [Value::Union(0, Box::new(Value::Null)), Value::Long(7)]
+        );
+        let names = [&["Rank", "note"], &first[..]].concat();
+        let values = encode(&names, &[&["8", "hi"], &row[..]].concat());
+        let note = Value::Union(1, Box::new(Value::String("hi".into())));
+        assert_eq!(values[6..], [note, Value::Long(8)]);
+
+        // A column of the first version is still required; so is every column of a plan
+        // compiled without its history.
+        let error = plan
+            .bind(["id", "created_at", "country", "amount"])
+            .unwrap_err();
+        assert_eq!(error, HeaderError::MissingColumns(vec!["category"]));
+        let error = Plan::compile(&spec).bind(first).unwrap_err();
+        assert_eq!(error, HeaderError::MissingColumns(vec!["note", "rank"]));
+    }
+
+    #[test]
+    fn a_nullable_column_of_the_first_version_stays_required() {
+        let (spec, _) = other();
+        let plan = Plan::compile_since(&spec, &spec);
+        let names = ["id", "at", "day", "rating", "share", "amount"];
+        let error = plan.bind(names).unwrap_err();
+        assert_eq!(error, HeaderError::MissingColumns(vec!["note"]));
     }
 
     fn shipped(name: &str) -> (Spec, Plan) {
