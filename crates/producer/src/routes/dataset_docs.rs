@@ -91,7 +91,7 @@ fn description(dataset: &Dataset) -> String {
          case (white space around a name is ignored); other columns are ignored and listed on \
          the receipt (`unknown_columns`). Each further row is one record, identified by \
          {identity}: a later version of a record replaces the earlier one. A row with a cell its \
-         column does not take is rejected (counted, and listed by line, column and reason on the \
+         column does not take, or with another number of cells than the header, is rejected (counted, and listed by line, column and reason on the \
          receipt and at `GET /uploads/{{id}}/rejects`); the other rows are accepted.\n\n\
          | Column | Type | Null | A cell | About |\n\
          | --- | --- | --- | --- | --- |\n"
