@@ -18,8 +18,9 @@
 //! - [`landing`]: reconciliation — how many of an upload's rows ClickHouse holds, and its
 //!   rejected rows (read only; the consumer writes them).
 //! - [`tracking`]: a running upload's counts in Redis, and how it ended if it failed.
-//! - [`routes`]: the HTTP surface (`/csv_upload`, `/uploads…`, `/health`, `/ready`, `/metrics`,
-//!   `/openapi.json` and Swagger UI at `/docs/`).
+//! - [`routes`]: the HTTP surface (`/csv_upload`, `/datasets/{name}/upload`, `/uploads…`,
+//!   `/health`, `/ready`, `/metrics`, `/openapi.json` — built at start, with an upload operation
+//!   per dataset served — and Swagger UI at `/docs/`).
 
 pub mod config;
 pub mod decode;
@@ -40,6 +41,7 @@ use std::net::TcpListener;
 use actix_web::dev::Server;
 use actix_web::middleware::{Condition, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
+use sluice_schema::docs::OpenApiJson;
 use sluice_schema::problem::problem_details;
 
 pub use config::Config;
@@ -82,6 +84,7 @@ impl Application {
         let receipts = receipts::ReceiptStore::new(&config.redis_url, &config.redis_key_prefix)?;
         let listener = TcpListener::bind(&config.listen_addr)?;
         let port = listener.local_addr()?.port();
+        let openapi = OpenApiJson::of(&routes::docs::openapi(&datasets));
         let state = web::Data::new(routes::AppState {
             producer,
             datasets,
@@ -89,6 +92,7 @@ impl Application {
             landing: landing::Landing::new(&config)?,
             config: config.clone(),
             metrics: sluice_schema::telemetry::prometheus(),
+            openapi,
         });
         let cors_config = config.clone();
         let server = HttpServer::new(move || {

@@ -1,7 +1,8 @@
 //! Uploads of a dataset declared in a file (`datasets/records.toml`) through
 //! `POST /datasets/{name}/upload`: rows read by the spec, records on the dataset's own topic
 //! in the spec's Avro schema, rejects naming the spec's column, receipts and idempotency within
-//! the dataset; `game_rounds` through the same route is `POST /csv_upload`.
+//! the dataset; `game_rounds` through the same route is `POST /csv_upload`; the document's
+//! upload operation of each dataset served, its example accepted.
 
 mod common;
 
@@ -185,4 +186,52 @@ async fn a_file_of_the_previous_version_is_read_by_the_evolved_spec() {
         detail.contains("missing required column(s): category"),
         "{detail}"
     );
+}
+
+/// `/openapi.json` is built at start from the datasets served: an upload operation per
+/// dataset, whose example file is a valid upload of it.
+#[tokio::test]
+async fn the_document_has_an_upload_per_dataset_served_and_its_example_is_accepted() {
+    let prefix = format!("{}.", unique("datasets"));
+    let producer = spawn_producer(|config| {
+        config.datasets_dir = Some(workspace_root().join("datasets").display().to_string());
+        config.dataset_topic_prefix = prefix.clone();
+    })
+    .await;
+    let document: serde_json::Value = reqwest::get(format!("{}/openapi.json", producer.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = document["paths"].as_object().unwrap();
+    let uploads: Vec<&str> = (paths.keys().map(String::as_str))
+        .filter(|path| path.starts_with("/datasets/"))
+        .collect();
+    assert_eq!(
+        uploads,
+        [
+            "/datasets/amazon_reviews/upload",
+            "/datasets/events/upload",
+            "/datasets/game_rounds/upload",
+            "/datasets/records/upload",
+            "/datasets/{name}/upload",
+        ]
+    );
+    for path in &uploads[..4] {
+        let operation = &paths[*path]["post"];
+        let example = &operation["requestBody"]["content"]["multipart/form-data"]["example"];
+        let file = example["file"].as_str().unwrap().to_owned();
+        let upload = http::upload_to(&producer.url, path, file.into(), "text/csv", &[]).await;
+        assert_eq!(upload.status, 200, "{path}: {}", upload.body);
+        assert_eq!(
+            (
+                upload.body["accepted"].as_u64(),
+                upload.body["rejected"].as_u64()
+            ),
+            (Some(1), Some(0)),
+            "{path}: {}",
+            upload.body
+        );
+    }
 }

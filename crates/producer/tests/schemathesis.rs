@@ -1,9 +1,10 @@
 //! The producer's OpenAPI document against the server, as the gateway's is checked: every
 //! operation with valid and broken requests (multipart uploads with generated files
-//! included), every answer checked against the document. One real upload (with rejected
-//! rows) is made first and its id given to the operations that take one, so receipts,
-//! reconciliation (ClickHouse migrated, nothing landed: `landing`) and rejects are checked
-//! too. Bounded to about a minute.
+//! included), every answer checked against the document. The producer serves the
+//! repository's datasets (`datasets/`), so each one's own upload operation is checked too. One
+//! real upload (with rejected rows) is made first and its id given to the operations that take
+//! one, so receipts, reconciliation (ClickHouse migrated, nothing landed: `landing`) and
+//! rejects are checked too. Bounded to about a minute.
 
 use std::time::Duration;
 
@@ -23,6 +24,9 @@ async fn the_openapi_document_agrees_with_the_server() {
     config.transactional_id_prefix = Some(unique("schemathesis"));
     config.topic = unique("schemathesis_rounds");
     config.topic_partitions = 1;
+    let datasets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets");
+    config.datasets_dir = Some(datasets.display().to_string());
+    config.dataset_topic_prefix = format!("{}.", unique("schemathesis"));
     config.clickhouse.url = stack.clickhouse_url.clone();
     config.clickhouse.user = stack.clickhouse_user.clone();
     config.clickhouse.password = stack.clickhouse_password.clone().into();

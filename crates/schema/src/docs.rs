@@ -1,5 +1,7 @@
 //! Swagger UI served from the binary at `/docs/`, over the service's own `/openapi.json`
-//! ([`OpenApiJson`]).
+//! ([`OpenApiJson`]), and what the services' documents built at start share: an operation per
+//! dataset at its literal path, copied from the generic one ([`generic_operation`],
+//! [`instance_responses`]).
 //!
 //! The assets come from `utoipa-swagger-ui`'s `vendored` feature: the Swagger UI release is a
 //! crates.io package (`utoipa-swagger-ui-vendored`), unpacked at build time and embedded, so
@@ -7,60 +9,37 @@
 //! crate's default build downloads the release from GitHub; copying `swagger-ui-dist` from npm
 //! into the repository would add 1.5 MB of minified JavaScript to review in every upgrade.)
 
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock};
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
+use utoipa::openapi::path::{HttpMethod, Operation};
+use utoipa::openapi::Responses;
 use utoipa_swagger_ui::Config;
 
 use crate::problem::{Problem, PROBLEM_JSON};
 
 /// A service's OpenAPI document, serialised (pretty JSON) once and served at
-/// `GET /openapi.json`: either built at start from what the service serves and kept in its
-/// state (`OpenApiJson::of(&document)`), or fixed at compile time and serialised on first use
-/// (`static OPENAPI_JSON: OpenApiJson = OpenApiJson::new(ApiDoc::openapi);`).
-pub struct OpenApiJson(Json);
-
-enum Json {
-    /// Built by the function on first use.
-    Lazy {
-        openapi: fn() -> utoipa::openapi::OpenApi,
-        json: OnceLock<web::Bytes>,
-    },
-    Built(web::Bytes),
-}
+/// `GET /openapi.json`: built at start from what the service serves (its datasets) and kept in
+/// its state.
+pub struct OpenApiJson(web::Bytes);
 
 impl OpenApiJson {
-    /// The document `openapi` builds (a service's `ApiDoc::openapi`), on first use.
-    pub const fn new(openapi: fn() -> utoipa::openapi::OpenApi) -> OpenApiJson {
-        OpenApiJson(Json::Lazy {
-            openapi,
-            json: OnceLock::new(),
-        })
-    }
-
     /// `document`, serialised now.
     pub fn of(document: &utoipa::openapi::OpenApi) -> OpenApiJson {
-        OpenApiJson(Json::Built(serialise(document)))
-    }
-
-    fn bytes(&self) -> &web::Bytes {
-        match &self.0 {
-            Json::Lazy { openapi, json } => json.get_or_init(|| serialise(&openapi())),
-            Json::Built(json) => json,
-        }
+        OpenApiJson(serialise(document))
     }
 
     /// The document as JSON.
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(self.bytes()).expect("serialised from a `String`")
+        std::str::from_utf8(&self.0).expect("serialised from a `String`")
     }
 
     /// The `GET /openapi.json` answer.
     pub fn answer(&self) -> HttpResponse {
         HttpResponse::Ok()
             .content_type("application/json")
-            .body(self.bytes().clone())
+            .body(self.0.clone())
     }
 }
 
@@ -149,4 +128,28 @@ impl utoipa::Modify for SecuritySchemes {
             components.add_security_scheme(*name, scheme);
         }
     }
+}
+
+/// The operation `method` at `path` of `document`, as its handler's annotation documents it:
+/// a generic operation (its path has parameters, such as `/datasets/{name}/upload`), copied
+/// for each of its literal instances that a service documents at start from its datasets
+/// (`/datasets/records/upload`).
+pub fn generic_operation(
+    document: &utoipa::openapi::OpenApi,
+    path: &str,
+    method: HttpMethod,
+) -> Operation {
+    document
+        .paths
+        .get_path_operation(path, method)
+        .unwrap_or_else(|| panic!("the generic operation `{path}` is documented"))
+        .clone()
+}
+
+/// The answers of an instance of `generic` at a literal path: `generic`'s, but its 404 (the
+/// path names what exists).
+pub fn instance_responses(generic: &Operation) -> Responses {
+    let mut responses = generic.responses.clone();
+    responses.responses.remove("404");
+    responses
 }

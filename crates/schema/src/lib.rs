@@ -20,7 +20,8 @@
 //! - [`migrations`]: numbered ClickHouse DDL files from `schemas/clickhouse/`.
 //! - [`rejects`]: the rejects topic's JSON record, written by the producer, read by the consumer.
 //! - `kafka` (feature `kafka`): topic creation shared by the producer and the consumer.
-//! - `docs` (feature `docs`): Swagger UI at `/docs/`, embedded at build time.
+//! - `docs` (feature `docs`): Swagger UI at `/docs/`, embedded at build time; the OpenAPI
+//!   document served, and the operations documents add per dataset (`generic_operation`).
 //! - `problem` (feature `docs`): RFC 9457 problem details, for handlers and actix-web's own
 //!   refusals.
 //! - `telemetry` (feature `telemetry`): tracing and Prometheus set-up shared by the services.

@@ -12,6 +12,7 @@
 use sluice_schema::dataset::endpoint::{Bucket, Endpoint, EndpointKind, Function};
 use sluice_schema::dataset::endpoint::{FROM, GRANULARITY, TO};
 use sluice_schema::dataset::{Catalog, Check, Column, Dataset, Kind, Source};
+use sluice_schema::docs;
 use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, Parameter};
 use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, KnownFormat, Object, ObjectBuilder};
@@ -33,11 +34,7 @@ pub const WHITE_SPACE: &str =
 /// Adds an operation per endpoint of `catalog`'s datasets to `document`, which holds the
 /// generic one.
 pub fn add_operations(document: &mut OpenApi, catalog: &Catalog) {
-    let generic = document
-        .paths
-        .get_path_operation(GENERIC, HttpMethod::Get)
-        .expect("the generic dataset operation is documented")
-        .clone();
+    let generic = docs::generic_operation(document, GENERIC, HttpMethod::Get);
     for dataset in catalog.iter() {
         for endpoint in &dataset.spec.endpoints {
             let path = format!("/datasets/{}/{}", dataset.spec.name, endpoint.name);
@@ -52,8 +49,7 @@ pub fn add_operations(document: &mut OpenApi, catalog: &Catalog) {
 /// `endpoint`'s operation: the generic operation's answers, its own parameters and rows.
 fn operation(generic: &Operation, dataset: &Dataset, endpoint: &Endpoint) -> Operation {
     let spec = &dataset.spec;
-    let mut responses = generic.responses.clone();
-    responses.responses.remove("404");
+    let mut responses = docs::instance_responses(generic);
     if let Some(RefOr::T(ok)) = responses.responses.get_mut("200") {
         for content in ok.content.values_mut() {
             content.schema = Some(page(dataset, endpoint).into());

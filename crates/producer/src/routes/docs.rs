@@ -1,16 +1,18 @@
-//! `GET /openapi.json`, generated from the handlers' `#[utoipa::path]` annotations, and the
+//! `GET /openapi.json`, generated from the handlers' `#[utoipa::path]` annotations, the
 //! schemas of the answers that are built as JSON values (receipts read back from Redis, the
-//! state of a running upload). Swagger UI over it, at `/docs/`, is served from the binary by
-//! [`sluice_schema::docs`].
+//! state of a running upload) and, for each dataset the producer serves, from its spec
+//! ([`super::dataset_docs`]): built once at start ([`openapi`]) and kept in the application's
+//! state. Swagger UI over it, at `/docs/`, is served from the binary by [`sluice_schema::docs`].
 
-use actix_web::HttpResponse;
+use actix_web::{web, HttpResponse};
 use serde::Serialize;
-use sluice_schema::docs::{OpenApiJson, Scheme, SecuritySchemes};
+use sluice_schema::dataset::Catalog;
+use sluice_schema::docs::{Scheme, SecuritySchemes};
 use sluice_schema::problem::Problem;
 use sluice_schema::problem_response;
 use utoipa::{OpenApi, ToSchema};
 
-use super::upload;
+use super::{upload, AppState};
 use crate::error::UPLOAD_CHALLENGE;
 use crate::ingest::{Receipt, RowReject};
 
@@ -20,7 +22,8 @@ use crate::ingest::{Receipt, RowReject};
         title = "Sluice producer",
         description = "Uploads of game-round exports and of files of the datasets declared in \
             `datasets/<name>.toml` (CSV, plain or gzip/zstd) into Kafka, one transaction per \
-            upload, and what became of them.\n\n\
+            upload, and what became of them. Each dataset this producer serves has its upload \
+            operation, its file's columns described from its spec.\n\n\
             Every error is RFC 9457 problem details (`application/problem+json`). A method a \
             path does not have is answered 405 with an `Allow` header; an unknown path 404. \
             When the producer is configured with upload tokens \
@@ -175,9 +178,15 @@ problem_response!(
 );
 problem_response!(BadQuery, "A query parameter outside what the schema allows");
 
-static OPENAPI_JSON: OpenApiJson = OpenApiJson::new(ApiDoc::openapi);
+/// The OpenAPI 3.1 description of this API serving `catalog`'s datasets: the annotated
+/// operations, and one upload operation per dataset.
+pub fn openapi(catalog: &Catalog) -> utoipa::openapi::OpenApi {
+    let mut document = ApiDoc::openapi();
+    super::dataset_docs::add_operations(&mut document, catalog);
+    document
+}
 
-/// The OpenAPI 3.1 description of this API.
-pub async fn openapi_json() -> HttpResponse {
-    OPENAPI_JSON.answer()
+/// The document built at start ([`openapi`]).
+pub async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
+    state.openapi.answer()
 }

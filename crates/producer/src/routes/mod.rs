@@ -1,5 +1,6 @@
 //! The producer's HTTP surface.
 
+mod dataset_docs;
 pub mod docs;
 mod health;
 mod upload;
@@ -23,6 +24,8 @@ pub struct AppState {
     pub landing: Landing,
     pub config: Config,
     pub metrics: PrometheusHandle,
+    /// `GET /openapi.json`: the document of this API serving `datasets`, built at start.
+    pub openapi: sluice_schema::docs::OpenApiJson,
 }
 
 /// One resource per path, holding all of its methods: a method the path does not have is a

@@ -99,7 +99,8 @@ pub async fn csv_upload(
 /// The same contract as `POST /csv_upload` — one Kafka transaction, receipts, idempotency by
 /// content and `Idempotency-Key` (both within the dataset) — with the rows read by the
 /// dataset's spec (`datasets/<name>.toml`) and sent to its topic. `game_rounds` is
-/// `POST /csv_upload`.
+/// `POST /csv_upload`. Each dataset served here also has an operation of its own,
+/// `POST /datasets/<dataset>/upload`, describing its file's columns.
 #[utoipa::path(
     post,
     path = "/datasets/{name}/upload",
@@ -113,15 +114,28 @@ pub async fn csv_upload(
     ),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses(
-        (status = 200, description = "Every accepted row is committed to Kafka; the receipt \
-            names the dataset", body = Receipt),
-        (status = 400, description = "Not multipart/form-data, no `file` field, or a body that \
-            cannot be read", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Every accepted row is committed to Kafka (rejected rows \
+            are listed, the first ones, and counted); the receipt names the dataset. A \
+            re-upload of the same content or `Idempotency-Key` replays the first receipt.",
+            body = Receipt,
+            headers(("Idempotent-Replayed" = String,
+                description = "`true` when this is the first upload's receipt, replayed"))),
+        (status = 400, description = "Not multipart/form-data, no `file` field, a body that \
+            cannot be read (corrupt compression), or a bad `Idempotency-Key`",
+            body = Problem, content_type = "application/problem+json"),
         (status = 401, response = NoToken),
         (status = 404, description = "No dataset of that name", body = Problem,
             content_type = "application/problem+json"),
-        (status = 413, description = "Too large", body = Problem,
+        (status = 408, description = "The client stopped sending, or sent too slowly",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An identical upload is still in progress",
+            body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait"))),
+        (status = 413, description = "Too large, a line or the header over the limit, or a \
+            compressed file expanding too far", body = Problem,
             content_type = "application/problem+json"),
+        (status = 415, description = "The `file` part's media type is not CSV-like",
+            body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The header cannot be used (a column of the dataset \
             missing)", body = Problem, content_type = "application/problem+json"),
         (status = 503, response = Unavailable),
