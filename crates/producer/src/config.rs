@@ -46,6 +46,11 @@ pub struct Config {
     /// `<prefix><name>`, its rejects to `<prefix><name>.rejects`. Default empty.
     #[serde(default)]
     pub dataset_topic_prefix: String,
+    /// Where a Parquet upload is stored while it is read (Parquet needs random access; the
+    /// file is removed once read). Each takes up to `max_upload_bytes` there. Default: the
+    /// system's temporary directory.
+    #[serde(default)]
+    pub scratch_dir: Option<String>,
     /// Partitions of the topic when the producer has to create it. Default 8.
     #[serde(default = "defaults::topic_partitions")]
     pub topic_partitions: i32,
@@ -215,6 +220,13 @@ impl Config {
         sluice_schema::config::topic_or(&self.rejects_topic, || format!("{}.rejects", self.topic))
     }
 
+    /// Where Parquet uploads are stored while read; `None` (unset or empty): the system's
+    /// temporary directory.
+    pub fn scratch_dir(&self) -> Option<std::path::PathBuf> {
+        let dir = self.scratch_dir.as_deref().map(str::trim);
+        dir.filter(|dir| !dir.is_empty()).map(Into::into)
+    }
+
     /// The datasets served: `game_rounds`, and those of `datasets_dir`.
     pub fn datasets(&self) -> Result<Catalog, SpecError> {
         Catalog::of_dir(self.datasets_dir.as_deref())
@@ -330,6 +342,7 @@ impl Config {
             rejects_topic: None,
             datasets_dir: None,
             dataset_topic_prefix: String::new(),
+            scratch_dir: None,
             topic_partitions: defaults::topic_partitions(),
             topic_replication_factor: defaults::topic_replication_factor(),
             max_upload_bytes: defaults::max_upload_bytes(),

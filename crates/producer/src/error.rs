@@ -36,10 +36,14 @@ pub enum UploadError {
     },
     #[error("every upload slot ({slots}) is busy; retry later")]
     Busy { slots: usize },
-    #[error("the file is `{0}`, not CSV")]
+    #[error("the file is `{0}`, not CSV, JSON, JSON Lines or Parquet")]
     NotCsv(String),
     #[error("the header cannot be used: {0}")]
     Header(#[from] HeaderError),
+    #[error("not a usable Parquet file: {0}")]
+    Parquet(String),
+    #[error("the file's content does not match its name or type: {0}")]
+    FormatMismatch(String),
     #[error("Kafka did not acknowledge the records: {0}")]
     Kafka(#[from] KafkaError),
     #[error("the receipt store is unavailable: {0}")]
@@ -78,8 +82,10 @@ impl ResponseError for UploadError {
             UploadError::ClientTooSlow { .. } | UploadError::ClientBelowMinRate { .. } => {
                 StatusCode::REQUEST_TIMEOUT
             }
-            UploadError::NotCsv(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            UploadError::Header(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            UploadError::NotCsv(_) | UploadError::FormatMismatch(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            UploadError::Header(_) | UploadError::Parquet(_) => StatusCode::UNPROCESSABLE_ENTITY,
             UploadError::Kafka(_)
             | UploadError::ReceiptsUnavailable(_)
             | UploadError::ClickHouseUnavailable(_)

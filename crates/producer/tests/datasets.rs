@@ -235,3 +235,105 @@ async fn the_document_has_an_upload_per_dataset_served_and_its_example_is_accept
         );
     }
 }
+
+/// `bytes` compressed with gzip.
+async fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut encoder = async_compression::tokio::write::GzipEncoder::new(Vec::new());
+    encoder.write_all(bytes).await.unwrap();
+    encoder.shutdown().await.unwrap();
+    encoder.into_inner()
+}
+
+/// JSON Lines as one JSON array of the same objects.
+fn json_array(lines: &[u8]) -> Vec<u8> {
+    let text = std::str::from_utf8(lines).unwrap();
+    let objects: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    format!("[\n{}\n]", objects.join(",\n")).into_bytes()
+}
+
+/// The same records as CSV, a JSON array, JSON Lines (also gzipped) and Parquet, each told by
+/// its content whatever its name says or when it says nothing, give the same records on the
+/// topic; a file whose content contradicts its name or type is refused before any row is sent.
+#[tokio::test]
+async fn every_format_is_read_by_its_content_into_the_same_records() {
+    use sluice_testkit::records::{file, Format};
+    let prefix = format!("{}.", unique("formats"));
+    let producer = spawn_producer(|config| {
+        config.datasets_dir = Some(workspace_root().join("datasets").display().to_string());
+        config.dataset_topic_prefix = prefix.clone();
+    })
+    .await;
+    let spec = Spec::read(&workspace_root().join("datasets/events.toml")).unwrap();
+    let rows = 300;
+    let csv = file(&spec, rows, 5, Format::Csv);
+    let lines = file(&spec, rows, 5, Format::JsonLines);
+    let parquet = file(&spec, rows, 5, Format::Parquet);
+    let octets = "application/octet-stream";
+    let files = [
+        (Some("events.csv"), "text/csv", csv),
+        (Some("events.json"), "application/json", json_array(&lines)),
+        (None, "application/x-ndjson", lines.clone()),
+        (Some("events.jsonl.gz"), octets, gzip(&lines).await),
+        (None, octets, parquet.clone()),
+        (
+            Some("events.parquet"),
+            "application/vnd.apache.parquet",
+            parquet,
+        ),
+    ];
+    let path = "/datasets/events/upload";
+    let mut ids = Vec::new();
+    for (name, mime, bytes) in files {
+        let upload = http::File { name, mime, bytes };
+        let upload = http::upload_file(&producer.url, path, upload, &[]).await;
+        let receipt = &upload.body;
+        assert_eq!(upload.status, 200, "{name:?} {mime}: {receipt}");
+        assert_eq!(
+            (receipt["accepted"].as_u64(), receipt["rejected"].as_u64()),
+            (Some(rows), Some(0)),
+            "{name:?} {mime}: {receipt}"
+        );
+        ids.push(receipt["upload_id"].as_str().unwrap().to_owned());
+    }
+
+    let topic = format!("{prefix}events");
+    let expected = 6 * rows as usize;
+    let messages = kafka::consume(&topic, 2, expected, Duration::from_secs(15)).await;
+    assert_eq!(messages.len(), expected);
+    // Each upload's records, without their upload id (the last field), in identity order.
+    let mut by_upload: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for message in &messages {
+        let mut fields = decode(&spec, &message.payload);
+        let Some(Value::String(upload_id)) = fields.pop() else {
+            panic!("the upload id last: {fields:?}")
+        };
+        by_upload
+            .entry(upload_id)
+            .or_default()
+            .push(format!("{fields:?}"));
+    }
+    let mut uploads: Vec<Vec<String>> = ids.iter().map(|id| by_upload[id].clone()).collect();
+    for records in &mut uploads {
+        records.sort();
+    }
+    assert_eq!(uploads[0].len(), rows as usize);
+    for (i, records) in uploads.iter().enumerate().skip(1) {
+        assert_eq!(records, &uploads[0], "upload {i} differs from the CSV's");
+    }
+
+    // Named one thing, holding another: refused, nothing sent.
+    let contradicted = [
+        (Some("events.json"), octets, lines.clone()),
+        (Some("events.csv"), octets, lines.clone()),
+        (None, "application/json", lines),
+        (None, "image/png", vec![0x89, b'P', b'N', b'G']),
+    ];
+    for (name, mime, bytes) in contradicted {
+        let upload = http::File { name, mime, bytes };
+        let refused = http::upload_file(&producer.url, path, upload, &[]).await;
+        assert_eq!(refused.status, 415, "{name:?} {mime}: {}", refused.body);
+    }
+    let after = kafka::consume(&topic, 2, expected + 1, Duration::from_secs(3)).await;
+    assert_eq!(after.len(), expected, "nothing of the refused files");
+}

@@ -46,10 +46,33 @@ pub async fn upload_to(
     mime: &str,
     headers: &[(&str, &str)],
 ) -> Upload {
-    let part = reqwest::multipart::Part::bytes(bytes)
-        .file_name("upload.csv")
-        .mime_str(mime)
-        .expect("a valid media type");
+    let file = File {
+        name: Some("upload.csv"),
+        mime,
+        bytes,
+    };
+    upload_file(producer_url, path, file, headers).await
+}
+
+/// A `file` part: its file name (none: no `filename` parameter), media type and bytes.
+pub struct File<'a> {
+    pub name: Option<&'a str>,
+    pub mime: &'a str,
+    pub bytes: Vec<u8>,
+}
+
+/// Uploads `file` as the `file` part to the producer's `path`, with extra request headers.
+pub async fn upload_file(
+    producer_url: &str,
+    path: &str,
+    file: File<'_>,
+    headers: &[(&str, &str)],
+) -> Upload {
+    let mut part = reqwest::multipart::Part::bytes(file.bytes);
+    if let Some(name) = file.name {
+        part = part.file_name(name.to_owned());
+    }
+    let part = part.mime_str(file.mime).expect("a valid media type");
     let mut request = reqwest::Client::new().post(format!("{producer_url}{path}"));
     for (name, value) in headers {
         request = request.header(*name, *value);

@@ -21,8 +21,6 @@ pub enum WatchError {
     Ingest(#[from] UploadError),
     #[error("the file cannot be decompressed: {0}")]
     Corrupt(String),
-    #[error("not a usable Parquet file: {0}")]
-    Parquet(String),
     #[error("the file changed while it was read")]
     Changed,
     #[error("a symbolic link: only regular files in the watched directory are read, never a link's target")]
@@ -47,7 +45,6 @@ impl WatchError {
             WatchError::Unsupported(_)
             | WatchError::Mismatch(_)
             | WatchError::Corrupt(_)
-            | WatchError::Parquet(_)
             | WatchError::Symlink
             | WatchError::NotRegular
             | WatchError::GaveUp { .. } => RetryHint::NoRetry,
@@ -72,9 +69,9 @@ impl WatchError {
             WatchError::Ingest(UploadError::Header(_)) => "bad_header",
             WatchError::Ingest(UploadError::LineTooLong { .. }) => "line_too_long",
             WatchError::Ingest(UploadError::TooLarge { .. }) => "too_large",
+            WatchError::Ingest(UploadError::Parquet(_)) => "bad_parquet",
             WatchError::Ingest(_) => "unreadable",
             WatchError::Corrupt(_) => "corrupt",
-            WatchError::Parquet(_) => "bad_parquet",
             WatchError::Changed => "changed",
             WatchError::Symlink => "symlink",
             WatchError::NotRegular => "not_a_file",

@@ -37,17 +37,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
-use parquet::file::reader::{FileReader, SerializedFileReader};
 use sha2::{Digest, Sha256};
 use sluice_producer::error::UploadError;
 use sluice_producer::finish::{finish_upload, Finished};
 use sluice_producer::ingest::{
-    content_key, dataset_of, ingest_body, new_upload_id, BlockingRows, IngestOptions, Limits,
-    Receipt, RecordSink, RowBatches, Rows, Summary, Tally,
+    content_key, dataset_of, ingest_body, ingest_parquet_file, IngestOptions, Limits, Receipt,
+    RecordSink,
 };
 use sluice_producer::kafka::{RoundProducer, UploadTransaction};
 use sluice_producer::receipts::ReceiptStore;
-use sluice_schema::dataset::plan::{Plan, Record};
 use sluice_schema::dataset::Dataset;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt as _, BufReader};
 use tokio_util::io::ReaderStream;
@@ -540,15 +538,8 @@ async fn content_head(opened: &Opened, compression: Compression) -> Result<Vec<u
     Ok(head)
 }
 
-/// The Parquet file to read: the watched file itself, through its open descriptor, or its
-/// decompressed copy.
-enum Local {
-    Open(std::fs::File),
-    Scratch(PathBuf),
-}
-
-/// Rows of a Parquet file, read on a blocking thread (Parquet needs random access, so a
-/// compressed one is first decompressed into the work directory) and handed over in batches.
+/// Rows of a Parquet file, read by the producer's Parquet source (Parquet needs random access,
+/// so a compressed one is first decompressed into the work directory).
 async fn ingest_parquet(
     context: &Context,
     opened: &Opened,
@@ -556,41 +547,25 @@ async fn ingest_parquet(
     sink: impl RecordSink,
     started: Instant,
 ) -> Result<Receipt, WatchError> {
-    let upload_id = new_upload_id();
-    let (local, scratch) = match compression {
-        Compression::None => (Local::Open(opened.file.try_clone()?), None),
+    let options = IngestOptions::new(
+        Format::Parquet,
+        Arc::clone(&context.dataset.plan),
+        context.limits,
+    );
+    let (file, scratch) = match compression {
+        Compression::None => (opened.file.try_clone()?, None),
         _ => {
-            let scratch = context
-                .config
-                .work_dir()
-                .join(format!("{upload_id}.parquet"));
+            let scratch =
+                (context.config.work_dir()).join(format!("{}.parquet", options.upload_id));
             decompress_into(context, opened, compression, &scratch).await?;
-            (Local::Scratch(scratch.clone()), Some(scratch))
+            (std::fs::File::open(&scratch)?, Some(scratch))
         }
     };
-    let (plan, id) = (Arc::clone(&context.dataset.plan), upload_id.clone());
-    let mut reader = BlockingRows::spawn(move |batches| read_parquet(local, &plan, &id, batches));
-    let mut rows = Rows::new(sink, &upload_id, &context.limits);
-    let pushed = reader.push_into(&mut rows).await;
-    let read = reader
-        .join()
-        .await
-        .map_err(|e| WatchError::Parquet(e.to_string()));
+    let read = ingest_parquet_file(file, sink, options, started).await;
     if let Some(scratch) = scratch {
         let _ = tokio::fs::remove_file(scratch).await;
     }
-    pushed?;
-    let unknown_columns = read??;
-    let tally: Tally = rows.finish().await?;
-    Ok(tally.into_receipt(Summary {
-        upload_id: upload_id.clone(),
-        encoding: "binary",
-        bytes: 0,
-        sha256: String::new(),
-        unknown_columns,
-        dataset: dataset_of(&context.dataset.plan),
-        started,
-    }))
+    Ok(read?)
 }
 
 /// Decompresses the open file into `scratch`, at most `max_upload_bytes` of it; the scratch
@@ -616,37 +591,6 @@ async fn decompress_into(
         return Err(UploadError::TooLarge { limit }.into());
     }
     Ok(())
-}
-
-/// The Parquet row source, on the blocking thread: every row, numbered from 1, into `batches`.
-/// Returns the file's unknown columns.
-fn read_parquet(
-    local: Local,
-    plan: &Plan,
-    upload_id: &str,
-    mut batches: RowBatches,
-) -> Result<Vec<String>, WatchError> {
-    let parquet = |e: parquet::errors::ParquetError| WatchError::Parquet(e.to_string());
-    let file = match local {
-        Local::Open(file) => file,
-        Local::Scratch(scratch) => std::fs::File::open(scratch)?,
-    };
-    let reader = SerializedFileReader::new(file).map_err(parquet)?;
-    let columns = plan
-        .bind_parquet(reader.metadata().file_metadata().schema_descr())
-        .map_err(UploadError::from)?;
-    let mut record = 0_u64;
-    for row in reader.get_row_iter(None).map_err(parquet)? {
-        let row = row.map_err(parquet)?;
-        record += 1;
-        let mut encoded = Record::new();
-        let encoding = columns.encode_parquet(plan, &row, record, upload_id, &mut encoded);
-        if !batches.push(encoding.map(|()| encoded)) {
-            return Ok(columns.unknown_columns().to_vec());
-        }
-    }
-    batches.finish();
-    Ok(columns.unknown_columns().to_vec())
 }
 
 /// After success (or for a duplicate): move, delete or leave the file. The file is checked

@@ -83,9 +83,11 @@ impl Compression {
         }
     }
 
+    /// The part's media type: a plain file's format is told by its name and content (CSV,
+    /// JSON, JSON Lines, Parquet), so it is sent as bytes.
     fn media_type(self) -> &'static str {
         match self {
-            Compression::None => "text/csv",
+            Compression::None => "application/octet-stream",
             Compression::Gzip => "application/gzip",
             Compression::Zstd => "application/zstd",
         }

@@ -99,3 +99,28 @@ fn body_failure<E: std::fmt::Display + 'static>(error: E) -> UploadError {
         None => UploadError::BadBody(error.to_string()),
     }
 }
+
+/// The first bytes of `body` (at least `at_least`, unless it ends or fails sooner), and the
+/// whole body again, those bytes first: what a body is can be told before it is read. A
+/// failure met on the way is handed on in its place.
+pub async fn peek<B: Body>(
+    mut body: B,
+    at_least: usize,
+) -> (Vec<u8>, impl Body<Failure = B::Failure>) {
+    let mut head = Vec::new();
+    let mut chunks = Vec::new();
+    while head.len() < at_least {
+        match body.next().await {
+            Some(Ok(chunk)) => {
+                head.extend_from_slice(&chunk);
+                chunks.push(Ok(chunk));
+            }
+            Some(Err(failure)) => {
+                chunks.push(Err(failure));
+                break;
+            }
+            None => break,
+        }
+    }
+    (head, futures::stream::iter(chunks).chain(body))
+}

@@ -2,9 +2,10 @@
 //! Avro records (through the dataset's [`Plan`]) → Kafka, as one bounded stream. Memory stays
 //! flat: a few body chunks, one record, and the window of unacknowledged Kafka deliveries.
 //!
-//! A row source turns text into encoded records or [`RowError`]s with the dataset's plan
-//! (`sluice_schema::dataset::plan`): CSV (uploads), JSON Lines and JSON arrays here
-//! ([`TextFormat`]), Parquet in the watcher. Everything after that is one format-agnostic
+//! A row source turns a body into encoded records or [`RowError`]s with the dataset's plan
+//! (`sluice_schema::dataset::plan`): CSV, JSON Lines and JSON arrays ([`TextFormat`]) as the
+//! body streams in, Parquet once it is stored ([`Format`], told by the body's first bytes and
+//! checked against its name). Everything after that is one format-agnostic
 //! [`Rows`]: send each record to the [`RecordSink`], send every reject to the rejects sink,
 //! count, keep the first rejects for the [`Receipt`].
 //!
@@ -17,8 +18,9 @@
 //!   thread of its own, `hash`) — handed to the parser over a bounded channel;
 //! - `text`: transcoding to UTF-8, then the format's row source: `csv` (header by name,
 //!   records bounded while they stream in, numbered by line) or `json` (JSON Lines, JSON
-//!   arrays); `blocking` runs a synchronous source (a JSON array, Parquet) on a blocking thread
-//!   and hands its rows over in batches;
+//!   arrays); `parquet`: the body stored in a scratch file, then read; `blocking` runs a
+//!   synchronous source (a JSON array, Parquet) on a blocking thread and hands its rows over in
+//!   batches; `format`: which of them a body is;
 //! - `rows`: each row encoded to Avro and sent, or rejected, and counted;
 //! - `sink`: where records go ([`RecordSink`]): Kafka, or nowhere;
 //! - `receipt`: what the client is told at the end; `progress`: the counts while it runs.
@@ -26,8 +28,10 @@
 mod blocking;
 mod body;
 mod csv;
+mod format;
 mod hash;
 mod json;
+mod parquet;
 mod progress;
 mod receipt;
 mod rows;
@@ -35,6 +39,7 @@ mod sink;
 mod text;
 
 use std::io;
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -46,7 +51,9 @@ use sluice_schema::dataset::plan::{self, Plan};
 use crate::error::UploadError;
 
 pub use blocking::{BlockingRows, Row, RowBatches};
-pub use body::Body;
+pub use body::{peek, Body};
+pub use format::{Format, HEAD_BYTES};
+pub use parquet::ingest_parquet_file;
 pub use progress::{Progress, ProgressSnapshot, PROGRESS_EVERY_ROWS};
 pub use receipt::{content_key, dataset_of, Receipt, RowReject, Summary, Tally};
 pub use rows::Rows;
@@ -98,7 +105,7 @@ impl TextFormat {
 /// How one body is ingested ([`ingest_body`]).
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
-    pub format: TextFormat,
+    pub format: Format,
     /// The dataset's plan: how rows become records.
     pub plan: Arc<Plan>,
     pub limits: Limits,
@@ -109,14 +116,18 @@ pub struct IngestOptions {
     pub sha256: Option<String>,
     /// Where the counts are published while the upload runs (`GET /uploads/…`).
     pub progress: Option<Arc<Progress>>,
+    /// Where a Parquet body is stored while it is read; `None`: the system's temporary
+    /// directory.
+    pub scratch_dir: Option<PathBuf>,
 }
 
 impl IngestOptions {
     /// A body in `format` of the dataset of `plan` within `limits`, under a fresh upload id,
     /// hashed here, its counts followed by no one.
-    pub fn new(format: TextFormat, plan: Arc<Plan>, limits: Limits) -> IngestOptions {
+    pub fn new(format: impl Into<Format>, plan: Arc<Plan>, limits: Limits) -> IngestOptions {
         IngestOptions {
-            format,
+            format: format.into(),
+            scratch_dir: None,
             plan,
             limits,
             upload_id: new_upload_id(),
@@ -133,13 +144,23 @@ pub async fn ingest_body(
     sink: impl RecordSink,
     options: IngestOptions,
 ) -> Result<Receipt, UploadError> {
+    let format = match options.format {
+        Format::Text(text) => text,
+        Format::Parquet => {
+            let scratch = options
+                .scratch_dir
+                .clone()
+                .unwrap_or_else(std::env::temp_dir);
+            return parquet::ingest_parquet_body(body, sink, options, &scratch).await;
+        }
+    };
     let IngestOptions {
-        format,
         plan,
         limits,
         upload_id,
         sha256,
         progress,
+        ..
     } = options;
     let started = Instant::now();
     let dataset = receipt::dataset_of(&plan);

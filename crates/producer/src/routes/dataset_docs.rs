@@ -48,7 +48,8 @@ fn operation(generic: &Operation, dataset: &Dataset) -> Operation {
     }
     if let Some(body) = &mut operation.request_body {
         body.description = Some(format!(
-            "`multipart/form-data`, the file in the field `file`: CSV whose header names {header}."
+            "`multipart/form-data`, the file in the field `file`: CSV whose header names \
+             {header}, or JSON, JSON Lines or Parquet with those columns."
         ));
         for content in body.content.values_mut() {
             content.example = Some(serde_json::json!({ "file": example(dataset) }));
@@ -85,12 +86,15 @@ fn description(dataset: &Dataset) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     text.push_str(&format!(
-        "\n\nThe file is CSV, in UTF-8 (with or without a byte-order mark) or in UTF-16 LE or BE \
-         with a byte-order mark, plain or compressed with gzip or zstd (recognised by its first \
-         bytes). Its first row is the header: it names every column below, in any order and \
-         case (white space around a name is ignored); other columns are ignored and listed on \
-         the receipt (`unknown_columns`). Each further row is one record, identified by \
-         {identity}: a later version of a record replaces the earlier one. A row with a cell its \
+        "\n\nThe file is CSV, a JSON array of objects, JSON Lines (an object per line) or \
+         Parquet, told by its first bytes (a file name or media type that names another format \
+         is refused with 415); text in UTF-8 (with or without a byte-order mark) or in UTF-16 \
+         LE or BE with a byte-order mark; plain or compressed with gzip or zstd (recognised by \
+         its first bytes). A CSV file's first row is the header: it names every column below, \
+         in any order and case (white space around a name is ignored); JSON keys and Parquet \
+         columns are the same names. Other columns are ignored and listed on the receipt \
+         (`unknown_columns`). Each row is one record, identified by {identity}: a later \
+         version of a record replaces the earlier one. A row with a cell its \
          column does not take, or with another number of cells than the header, is rejected (counted, and listed by line, column and reason on the \
          receipt and at `GET /uploads/{{id}}/rejects`); the other rows are accepted.\n\n\
          | Column | Type | Null | A cell | About |\n\
@@ -386,10 +390,9 @@ mod tests {
                 }
             }
             let header_names = columns.join(", ");
-            assert!(body["description"]
-                .as_str()
-                .unwrap()
-                .ends_with(&format!("header names {header_names}.")));
+            assert!(body["description"].as_str().unwrap().ends_with(&format!(
+                "header names {header_names}, or JSON, JSON Lines or Parquet with those columns."
+            )));
             assert!(header.as_str().unwrap().contains(&header_names), "{header}");
         }
 

@@ -13,7 +13,10 @@ use super::docs::{
 use super::AppState;
 use crate::error::UploadError;
 use crate::finish::{finish_upload, Finished};
-use crate::ingest::{ingest_body, new_upload_id, IngestOptions, Progress, Receipt, TextFormat};
+use crate::ingest::{
+    self, ingest_body, new_upload_id, Format, IngestOptions, Progress, Receipt, TextFormat,
+    HEAD_BYTES,
+};
 use crate::kafka::UploadTransaction;
 use crate::pace::{PaceLimits, Paced};
 use crate::tracking::Tracker;
@@ -78,7 +81,8 @@ fn authorize(request: &HttpRequest, state: &AppState) -> Result<(), UploadError>
         (status = 413, description = "Too large, a line or the header over the limit, or a \
             compressed file expanding too far", body = Problem,
             content_type = "application/problem+json"),
-        (status = 415, description = "The `file` part's media type is not CSV-like",
+        (status = 415, description = "The `file` part's media type is no format uploads take, \
+            or its name or media type names a format its content is not (a `.json` holding CSV)",
             body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The header cannot be used (a required column missing)",
             body = Problem, content_type = "application/problem+json"),
@@ -98,8 +102,10 @@ pub async fn csv_upload(
 ///
 /// The same contract as `POST /csv_upload` — one Kafka transaction, receipts, idempotency by
 /// content and `Idempotency-Key` (both within the dataset) — with the rows read by the
-/// dataset's spec (`datasets/<name>.toml`) and sent to its topic. `game_rounds` is
-/// `POST /csv_upload`. Each dataset served here also has an operation of its own,
+/// dataset's spec (`datasets/<name>.toml`) and sent to its topic. The file is CSV, a JSON
+/// array, JSON Lines or Parquet, told by its first bytes (decompressed); a name or media type
+/// naming another format is refused. `game_rounds` is `POST /csv_upload`, which reads the same
+/// formats. Each dataset served here also has an operation of its own,
 /// `POST /datasets/<dataset>/upload`, describing its file's columns.
 #[utoipa::path(
     post,
@@ -134,7 +140,8 @@ pub async fn csv_upload(
         (status = 413, description = "Too large, a line or the header over the limit, or a \
             compressed file expanding too far", body = Problem,
             content_type = "application/problem+json"),
-        (status = 415, description = "The `file` part's media type is not CSV-like",
+        (status = 415, description = "The `file` part's media type is no format uploads take, \
+            or its name or media type names a format its content is not (a `.json` holding CSV)",
             body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The header cannot be used (a column of the dataset \
             missing)", body = Problem, content_type = "application/problem+json"),
@@ -198,16 +205,13 @@ async fn upload_to(
         if field.name() != Some("file") {
             continue;
         }
-        if let Some(mime) = field.content_type() {
-            if !is_csv_like(mime.essence_str()) {
-                return Err(UploadError::NotCsv(mime.essence_str().to_owned()));
-            }
-        }
+        let named = named_format(&field)?;
         // A slot first: a request refused for want of one never started (nothing tracked).
         let transaction = begin(state).await?.to(state.config.topics(name));
         let upload = Upload {
             plan: Arc::clone(&dataset.plan),
             idempotency_key,
+            named,
         };
         return answer(tracked(state, transaction, field, upload, too_slow).await);
     }
@@ -237,10 +241,12 @@ async fn begin(state: &AppState) -> Result<UploadTransaction, UploadError> {
     Err(failure)
 }
 
-/// What one upload request asks for: its dataset's plan and its idempotency key, if any.
+/// What one upload request asks for: its dataset's plan, its idempotency key, if any, and
+/// the format its file part is named in, if it is.
 struct Upload<'a> {
     plan: Arc<Plan>,
     idempotency_key: Option<&'a str>,
+    named: Option<Format>,
 }
 
 /// Runs the upload of `field` in `transaction`, its counts reported while it runs and its end
@@ -265,17 +271,27 @@ async fn tracked(
         field,
         state.config.expansion_limits(),
     ));
-    let options = IngestOptions {
-        format: TextFormat::Csv,
-        plan: upload.plan,
-        limits: state.config.limits(),
-        upload_id,
-        sha256: None,
-        progress: Some(progress),
+    let (head, body) = ingest::peek(body, HEAD_BYTES).await;
+    let result = match format_of(upload.named, &head) {
+        Ok(format) => {
+            let options = IngestOptions {
+                format,
+                plan: upload.plan,
+                limits: state.config.limits(),
+                upload_id,
+                sha256: None,
+                progress: Some(progress),
+                scratch_dir: state.config.scratch_dir(),
+            };
+            ingest_and_finish(state, transaction, body, options, idempotency_key)
+                .await
+                .map_err(too_slow)
+        }
+        Err(mismatch) => {
+            transaction.abort().await;
+            Err(mismatch)
+        }
     };
-    let result = ingest_and_finish(state, transaction, body, options, idempotency_key)
-        .await
-        .map_err(too_slow);
     tracker.end(result.as_ref().err()).await;
     result
 }
@@ -542,17 +558,51 @@ fn idempotency_key(request: &HttpRequest) -> Result<Option<&str>, UploadError> {
     Ok(Some(key))
 }
 
-/// Media types a CSV export may arrive with; browsers and curl differ.
-fn is_csv_like(essence: &str) -> bool {
-    essence.starts_with("text/")
-        || matches!(
-            essence,
-            "application/octet-stream"
-                | "application/csv"
-                | "application/vnd.ms-excel"
-                // Compressed CSV (see `decode::decompress`).
-                | "application/gzip"
-                | "application/x-gzip"
-                | "application/zstd"
-        )
+/// The format the `file` part is named in: its media type when that names one, else its file
+/// name's extension; `None` when neither does (its content decides). A media type that is no
+/// format uploads take is refused.
+fn named_format(field: &actix_multipart::Field) -> Result<Option<Format>, UploadError> {
+    let by_type = match field.content_type() {
+        Some(mime) => media_format(mime.essence_str())?,
+        None => None,
+    };
+    let file_name = || field.content_disposition()?.get_filename();
+    Ok(by_type.or_else(|| file_name().and_then(Format::of_file_name)))
+}
+
+/// The format a media type names; `None` for the generic ones (`text/plain`, bytes, a
+/// compression) browsers and curl send for any file. Anything else is refused.
+fn media_format(essence: &str) -> Result<Option<Format>, UploadError> {
+    Ok(match essence {
+        "text/csv" | "application/csv" | "application/vnd.ms-excel" => {
+            Some(Format::Text(TextFormat::Csv))
+        }
+        "application/json" => Some(Format::Text(TextFormat::Json)),
+        "application/x-ndjson"
+        | "application/ndjson"
+        | "application/jsonl"
+        | "application/x-jsonlines"
+        | "application/jsonlines" => Some(Format::Text(TextFormat::JsonLines)),
+        "application/vnd.apache.parquet" | "application/x-parquet" | "application/parquet" => {
+            Some(Format::Parquet)
+        }
+        generic if generic.starts_with("text/") => None,
+        "application/octet-stream"
+        | "application/gzip"
+        | "application/x-gzip"
+        | "application/zstd" => None,
+        other => return Err(UploadError::NotCsv(other.to_owned())),
+    })
+}
+
+/// The format of a body whose decompressed content starts with `head`: as named, unless the
+/// content contradicts the name; as the content shows when unnamed.
+fn format_of(named: Option<Format>, head: &[u8]) -> Result<Format, UploadError> {
+    match named {
+        None => Ok(Format::of_content(head)),
+        Some(format) => match format.contradicted_by(head) {
+            None => Ok(format),
+            Some(why) => Err(UploadError::FormatMismatch(why.to_owned())),
+        },
+    }
 }
