@@ -22,6 +22,7 @@ use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{OpenApi, RefOr, Required};
 use utoipa::IntoParams;
 
+use super::rounds;
 use crate::query::RawRoundsQuery;
 
 /// The operation every dataset endpoint is also served by.
@@ -34,6 +35,7 @@ pub const WHITE_SPACE: &str =
 /// Adds an operation per endpoint of `catalog`'s datasets to `document`, which holds the
 /// generic one.
 pub fn add_operations(document: &mut OpenApi, catalog: &Catalog) {
+    add_rounds_alias(document);
     let generic = docs::generic_operation(document, GENERIC, HttpMethod::Get);
     for dataset in catalog.iter() {
         for endpoint in &dataset.spec.endpoints {
@@ -44,6 +46,21 @@ pub fn add_operations(document: &mut OpenApi, catalog: &Catalog) {
                 .add_path_operation(path, vec![HttpMethod::Get], operation);
         }
     }
+}
+
+/// `game_rounds`' endpoint among the datasets' ([`rounds::ALIAS`]): the operation of
+/// `GET /aggregated_game_rounds`, which answers it.
+fn add_rounds_alias(document: &mut OpenApi) {
+    let rounds = (document.paths.paths.get("/aggregated_game_rounds"))
+        .and_then(|item| item.get.clone())
+        .expect("`GET /aggregated_game_rounds` is annotated");
+    let mut alias = rounds;
+    alias.operation_id = Some("datasets.game_rounds.aggregated".to_owned());
+    alias.tags = Some(vec!["datasets".to_owned()]);
+    alias.summary = Some("`GET /aggregated_game_rounds`, as `game_rounds`' endpoint".to_owned());
+    document
+        .paths
+        .add_path_operation(rounds::ALIAS, vec![HttpMethod::Get], alias);
 }
 
 /// `endpoint`'s operation: the generic operation's answers, its own parameters and rows.
@@ -474,12 +491,20 @@ mod tests {
     }
 
     #[test]
-    fn without_a_directory_only_the_generic_operation() {
+    fn without_a_directory_the_generic_operation_and_the_rounds_under_their_dataset() {
         let document = document(&Catalog::builtin());
-        let datasets: Vec<&String> = (document["paths"].as_object().unwrap().keys())
+        let paths = document["paths"].as_object().unwrap();
+        let datasets: Vec<&String> = (paths.keys())
             .filter(|path| path.starts_with("/datasets/"))
             .collect();
-        assert_eq!(datasets, [GENERIC]);
+        assert_eq!(datasets, [rounds::ALIAS, GENERIC]);
+        let (alias, rounds) = (
+            &paths[rounds::ALIAS]["get"],
+            &paths["/aggregated_game_rounds"]["get"],
+        );
+        assert_eq!(alias["parameters"], rounds["parameters"]);
+        assert_eq!(alias["responses"], rounds["responses"]);
+        assert_eq!(alias["operationId"], "datasets.game_rounds.aggregated");
     }
 
     /// A dataset with a filter of every kind, read from a directory of its own.

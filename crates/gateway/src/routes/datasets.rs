@@ -4,14 +4,14 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
-use sluice_schema::dataset::endpoint::{Endpoint, EndpointKind};
+use sluice_schema::dataset::endpoint::{Bucket, Endpoint, EndpointKind, Function, Measure};
 use sluice_schema::dataset::plan::intern;
-use sluice_schema::dataset::{Column, Dataset};
+use sluice_schema::dataset::{Column, Dataset, GAME_ROUNDS};
 use utoipa::ToSchema;
 
 use super::auth::ClientKey;
 use super::problems::BadApiKey;
-use super::rounds::{admit, metered, query_slot, read_or_refund};
+use super::rounds::{self, admit, metered, query_slot, read_or_refund};
 use super::state::AppState;
 use crate::error::{ApiError, Problem};
 use crate::rollups::{self, RollupQuery};
@@ -57,6 +57,10 @@ pub struct ColumnInfo {
 pub struct EndpointInfo {
     /// Where it is served: `/datasets/{dataset}/{endpoint}`.
     pub path: String,
+    /// Another path that answers exactly the same (parameters, answer, credits, ledger line,
+    /// cursors): `game_rounds`' `aggregated` is `/aggregated_game_rounds`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub same_as: Option<String>,
     #[serde(flatten)]
     #[schema(value_type = Object)]
     pub endpoint: Endpoint,
@@ -68,26 +72,75 @@ pub struct EndpointInfo {
     responses((status = 200, description = "Every dataset this gateway knows of", body = DatasetList)),
 )]
 pub async fn list_datasets(state: web::Data<AppState>) -> HttpResponse {
-    let datasets = state.datasets.iter().map(info).collect();
+    let datasets = state.datasets.iter().map(|d| info(d, &state)).collect();
     HttpResponse::Ok().json(DatasetList { datasets })
 }
 
-fn info(dataset: &Dataset) -> DatasetInfo {
+fn info(dataset: &Dataset, state: &AppState) -> DatasetInfo {
     let spec = &dataset.spec;
+    let mut endpoints: Vec<EndpointInfo> = (spec.endpoints.iter())
+        .map(|endpoint| EndpointInfo {
+            path: format!("/datasets/{}/{}", spec.name, endpoint.name),
+            same_as: None,
+            endpoint: endpoint.clone(),
+        })
+        .collect();
+    if spec.name == GAME_ROUNDS {
+        endpoints.push(rounds_endpoint(state));
+    }
     DatasetInfo {
         name: spec.name.clone(),
         doc: spec.doc.clone(),
         identity: spec.identity.clone(),
         time: spec.time.clone(),
         columns: spec.columns.iter().map(column).collect(),
-        endpoints: spec
-            .endpoints
-            .iter()
-            .map(|endpoint| EndpointInfo {
-                path: format!("/datasets/{}/{}", spec.name, endpoint.name),
-                endpoint: endpoint.clone(),
-            })
-            .collect(),
+        endpoints,
+    }
+}
+
+/// `GET /aggregated_game_rounds` as `game_rounds`' endpoint: its own rollups (not the spec's),
+/// its own filter names (`player_id`, `game_id`) and its computed `ggr`, so its declaration
+/// here says what it sums and where it is documented.
+fn rounds_endpoint(state: &AppState) -> EndpointInfo {
+    let sum = |column: &str| Measure {
+        name: column.to_owned(),
+        function: Function::Sum,
+        column: Some(column.to_owned()),
+    };
+    let mut measures: Vec<Measure> = ["real_amount_bet", "bonus_amount_bet"]
+        .into_iter()
+        .chain(["real_amount_win", "bonus_amount_win"])
+        .map(sum)
+        .collect();
+    measures.push(Measure {
+        name: "rounds".to_owned(),
+        function: Function::Count,
+        column: None,
+    });
+    let config = &state.config;
+    EndpointInfo {
+        path: rounds::ALIAS.to_owned(),
+        same_as: Some("/aggregated_game_rounds".to_owned()),
+        endpoint: Endpoint {
+            name: "aggregated".to_owned(),
+            kind: EndpointKind::Rollup,
+            doc: Some(
+                "Exact totals per player (`player_id`, the column `user_id`) and game per hour \
+                 or day, with `ggr` (bets minus wins); filtered by `player_id`, `game_id`, \
+                 `from`, `to`, `granularity`; paged by `page_size` and `cursor` \
+                 (`GET /aggregated_game_rounds` in the OpenAPI document)."
+                    .to_owned(),
+            ),
+            bucket: Some(Bucket::Granularity),
+            group_by: vec!["user_id".to_owned(), "game_id".to_owned()],
+            measures,
+            filters: ["player_id", "game_id", "from", "to", "granularity"]
+                .map(str::to_owned)
+                .to_vec(),
+            page_size: config.default_limit,
+            max_page_size: config.max_limit,
+            cost: config.query_cost,
+        },
     }
 }
 

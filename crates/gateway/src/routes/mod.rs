@@ -27,6 +27,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(rounds::aggregated_game_rounds)),
     )
     .service(web::resource("/datasets").route(web::get().to(datasets::list_datasets)))
+    // Before the generic path, which would take it.
+    .service(web::resource(rounds::ALIAS).route(web::get().to(rounds::aggregated_game_rounds)))
     .service(
         web::resource("/datasets/{name}/{endpoint}")
             .route(web::get().to(datasets::dataset_endpoint)),

@@ -18,6 +18,10 @@ use crate::query::{Granularity, RawRoundsQuery, RoundsQuery};
 
 const ENDPOINT: &str = "GET /aggregated_game_rounds";
 
+/// `game_rounds`' endpoint among the datasets' (`GET /datasets` lists it): the same handler,
+/// credits, ledger line and cursors as `GET /aggregated_game_rounds`.
+pub const ALIAS: &str = "/datasets/game_rounds/aggregated";
+
 /// `GET /aggregated_game_rounds` answer: one page of buckets, in the order
 /// `(start, player_id, game_id)`.
 #[derive(Debug, Serialize, ToSchema)]

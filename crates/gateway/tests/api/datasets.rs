@@ -77,6 +77,7 @@ async fn the_datasets_are_listed_with_their_columns_and_endpoints_without_a_key(
         [
             "/datasets/amazon_reviews/daily_by_asin",
             "/datasets/events/by_type",
+            "/datasets/game_rounds/aggregated",
             "/datasets/records/rows",
             "/datasets/{name}/{endpoint}",
         ]
@@ -231,4 +232,71 @@ async fn rows_of_a_dataset_are_the_latest_versions_a_page_at_a_time_for_their_co
         .map(|r| r["id"].as_u64().unwrap())
         .collect();
     assert_eq!(ids, [3, 1, 2, 4, 5], "{all}");
+}
+
+/// `GET /datasets/game_rounds/aggregated` is `GET /aggregated_game_rounds`: the same pages,
+/// cursors that carry over between the two paths, the same cost; `GET /datasets` lists it.
+#[tokio::test]
+async fn game_rounds_aggregated_is_the_rounds_endpoint_under_the_datasets_path() {
+    let gateway = spawn_gateway(|_| {}).await;
+    crate::helpers::insert_many_rounds(&gateway.database).await;
+    let key = gateway.create_key(10).await;
+    let alias = |filters: Vec<(&str, String)>| {
+        let request = gateway
+            .http
+            .get(format!("{}/datasets/game_rounds/aggregated", gateway.url));
+        request.header("X-API-Key", &key).query(&filters).send()
+    };
+    let filters = [("granularity", "hour"), ("page_size", "7")];
+    let direct = gateway.query(&key, &filters).await;
+    assert_eq!(direct.headers()["X-Credits-Remaining"], "9");
+    let direct = crate::helpers::answer(direct, 200).await;
+    let owned = |extra: Option<&str>| {
+        let mut filters: Vec<(&str, String)> =
+            filters.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        if let Some(cursor) = extra {
+            filters.push(("cursor", cursor.to_owned()));
+        }
+        filters
+    };
+    let aliased = alias(owned(None)).await.unwrap();
+    assert_eq!(
+        aliased.headers()["X-Credits-Remaining"],
+        "8",
+        "the same cost"
+    );
+    let aliased = crate::helpers::answer(aliased, 200).await;
+    assert_eq!(aliased["data"], direct["data"]);
+    assert_eq!(aliased["data"].as_array().unwrap().len(), 7);
+
+    // A cursor of either path pages the other.
+    let cursor = direct["next_cursor"].as_str().unwrap();
+    let second = alias(owned(Some(cursor))).await.unwrap();
+    let second = crate::helpers::answer(second, 200).await;
+    let again = gateway
+        .query(&key, &[filters[0], filters[1], ("cursor", cursor)])
+        .await;
+    assert_eq!(
+        crate::helpers::answer(again, 200).await["data"],
+        second["data"]
+    );
+    let cursor = second["next_cursor"].as_str().unwrap();
+    let third = gateway
+        .query(&key, &[filters[0], filters[1], ("cursor", cursor)])
+        .await;
+    assert_eq!(
+        crate::helpers::answer(third, 200).await["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        7
+    );
+
+    let list: serde_json::Value = gateway.get("/datasets").await.json().await.unwrap();
+    let endpoint = &list["datasets"][0]["endpoints"][0];
+    assert_eq!(list["datasets"][0]["name"], "game_rounds");
+    assert_eq!(endpoint["path"], "/datasets/game_rounds/aggregated");
+    assert_eq!(endpoint["same_as"], "/aggregated_game_rounds");
+    assert_eq!(endpoint["kind"], "rollup");
+    assert_eq!(endpoint["bucket"], "granularity");
 }
