@@ -37,14 +37,20 @@ fn decode(spec: &Spec, message: &[u8]) -> Vec<Value> {
     }
 }
 
-#[tokio::test]
-async fn a_records_file_is_read_by_its_spec_and_sent_to_the_datasets_own_topic() {
-    let prefix = format!("{}.", unique("datasets"));
+/// A producer serving the datasets of `dir`, their topics under a fresh prefix (returned).
+async fn serving(dir: std::path::PathBuf, label: &str) -> (common::Producer, String) {
+    let prefix = format!("{}.", unique(label));
     let producer = spawn_producer(|config| {
-        config.datasets_dir = Some(workspace_root().join("datasets").display().to_string());
+        config.datasets_dir = Some(dir.display().to_string());
         config.dataset_topic_prefix = prefix.clone();
     })
     .await;
+    (producer, prefix)
+}
+
+#[tokio::test]
+async fn a_records_file_is_read_by_its_spec_and_sent_to_the_datasets_own_topic() {
+    let (producer, prefix) = serving(workspace_root().join("datasets"), "datasets").await;
     let path = "/datasets/records/upload";
     let upload = http::upload_to(&producer.url, path, RECORDS.into(), "text/csv", &[]).await;
     assert_eq!(upload.status, 200, "{}", upload.body);
@@ -146,12 +152,7 @@ fn evolved_dir() -> std::path::PathBuf {
 
 #[tokio::test]
 async fn a_file_of_the_previous_version_is_read_by_the_evolved_spec() {
-    let prefix = format!("{}.", unique("evolved"));
-    let producer = spawn_producer(|config| {
-        config.datasets_dir = Some(evolved_dir().display().to_string());
-        config.dataset_topic_prefix = prefix.clone();
-    })
-    .await;
+    let (producer, prefix) = serving(evolved_dir(), "evolved").await;
     let path = "/datasets/records/upload";
     // RECORDS is a file of v1: no `note`, no `rank`.
     let upload = http::upload_to(&producer.url, path, RECORDS.into(), "text/csv", &[]).await;
@@ -192,12 +193,7 @@ async fn a_file_of_the_previous_version_is_read_by_the_evolved_spec() {
 /// dataset, whose example file is a valid upload of it.
 #[tokio::test]
 async fn the_document_has_an_upload_per_dataset_served_and_its_example_is_accepted() {
-    let prefix = format!("{}.", unique("datasets"));
-    let producer = spawn_producer(|config| {
-        config.datasets_dir = Some(workspace_root().join("datasets").display().to_string());
-        config.dataset_topic_prefix = prefix.clone();
-    })
-    .await;
+    let (producer, _) = serving(workspace_root().join("datasets"), "datasets").await;
     let document: serde_json::Value = reqwest::get(format!("{}/openapi.json", producer.url))
         .await
         .unwrap()
@@ -258,12 +254,7 @@ fn json_array(lines: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn every_format_is_read_by_its_content_into_the_same_records() {
     use sluice_testkit::records::{file, Format};
-    let prefix = format!("{}.", unique("formats"));
-    let producer = spawn_producer(|config| {
-        config.datasets_dir = Some(workspace_root().join("datasets").display().to_string());
-        config.dataset_topic_prefix = prefix.clone();
-    })
-    .await;
+    let (producer, prefix) = serving(workspace_root().join("datasets"), "formats").await;
     let spec = Spec::read(&workspace_root().join("datasets/events.toml")).unwrap();
     let rows = 300;
     let csv = file(&spec, rows, 5, Format::Csv);
