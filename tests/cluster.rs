@@ -483,20 +483,17 @@ async fn events_tables_without_value(cluster: &Cluster, database: &str) {
         .unwrap();
     let spec = shipped("events");
     let cluster_name = &cluster.name;
+    let create = || sluice_rollup::datasets::create_tables(&client, &spec, &layout, database);
+    create().await.unwrap();
     for drop in [
         format!("ALTER TABLE {database}.events_versions_local ON CLUSTER {cluster_name} DROP COLUMN value"),
         // 18.16 alters no `Distributed` table `ON CLUSTER` (its shards are replicated): made
         // again below, over the local tables as they are now.
         format!("DROP TABLE {database}.events_versions ON CLUSTER {cluster_name}"),
     ] {
-        sluice_rollup::datasets::create_tables(&client, &spec, &layout, database)
-            .await
-            .unwrap();
         clickhouse::query_at(cluster.url("s1r1"), &drop).await;
     }
-    sluice_rollup::datasets::create_tables(&client, &spec, &layout, database)
-        .await
-        .unwrap();
+    create().await.unwrap();
 }
 
 /// An event row: id, type, moment, value.
