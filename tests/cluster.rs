@@ -3,16 +3,23 @@
 //! (rollups) → gateway, beside the same pipeline on the single server. The same files go to
 //! both; on the cluster a replica is stopped while rows arrive, then a whole shard; after
 //! re-uploads and re-sent files every answer of the cluster's gateway equals the single
-//! server's, read raw and read from the rollups. One test: it stops and starts the cluster's
-//! servers, which no other test shares.
+//! server's, read raw and read from the rollups. Datasets declared in files (issue 14) go the
+//! same way, beside one server too. The binary's tests run one at a time (nextest's `cluster`
+//! group): one stops and starts the cluster's servers, which no other test shares.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+use sluice_rollup::datasets::EndpointRollups;
+use sluice_rollup::dirty::DirtyHours;
+use sluice_schema::dataset::{Catalog, Spec};
 use sluice_schema::migrations::{self, Layout, MigrationError};
 use sluice_testkit::cluster::Cluster;
 use sluice_testkit::gateway::Buckets;
 use sluice_testkit::generate::{self, Encoding, Export, Options};
-use sluice_testkit::{clickhouse, http, kafka, serve, Settings};
+use sluice_testkit::stack::workspace_root;
+use sluice_testkit::{clickhouse, http, kafka, serve, Settings, Stack};
 use sluice_tests::{Pipeline, Setup};
 use tokio_util::sync::CancellationToken;
 
@@ -61,7 +68,20 @@ impl Drop for Processing {
     }
 }
 
-async fn start(label: &str, cluster: Option<&Cluster>) -> Run {
+/// The repository's `datasets/`.
+fn datasets_dir() -> String {
+    workspace_root().join("datasets").display().to_string()
+}
+
+/// A spec of the repository's `datasets/`.
+fn shipped(name: &str) -> Spec {
+    let catalog = Catalog::read(&workspace_root().join("datasets")).unwrap();
+    catalog.get(name).unwrap().spec.clone()
+}
+
+/// Starts a run; every service serves `datasets` (besides game rounds) from the repository's
+/// `datasets/`, on topics of the run's own prefix.
+async fn start(label: &str, cluster: Option<&Cluster>, datasets: &[&str]) -> Run {
     let mut setup = Setup::new(label, ADMIN_TOKEN);
     setup.producer.topic_partitions = PARTITIONS;
     let mut processor = Settings::processor()
@@ -69,6 +89,18 @@ async fn start(label: &str, cluster: Option<&Cluster>) -> Run {
         .redis()
         .set("IDLE_PAUSE_MS", 50)
         .set("FAILURE_PAUSE_MS", 200);
+    if !datasets.is_empty() {
+        let prefix = format!("{}.", setup.slice.topic);
+        setup.producer.datasets_dir = Some(datasets_dir());
+        setup.producer.dataset_topic_prefix = prefix.clone();
+        setup.consumer.datasets_dir = Some(datasets_dir());
+        setup.consumer.datasets = datasets.join(",");
+        setup.consumer.dataset_topic_prefix = prefix;
+        setup.gateway.datasets_dir = Some(datasets_dir());
+        processor = processor
+            .set("DATASETS_DIR", datasets_dir())
+            .set("DATASETS", datasets.join(","));
+    }
     if let Some(cluster) = cluster {
         let url = cluster.url("s1r1").to_owned();
         for (clickhouse_url, clickhouse_cluster) in [
@@ -91,6 +123,9 @@ async fn start(label: &str, cluster: Option<&Cluster>) -> Run {
         processor = processor
             .set("CLICKHOUSE_URL", &url)
             .set("CLICKHOUSE_CLUSTER", &cluster.name);
+    }
+    if let (Some(cluster), true) = (cluster, datasets.contains(&"events")) {
+        events_tables_without_value(cluster, &setup.slice.database).await;
     }
     let pipeline = setup.spawn().await;
     let processor = Processing::start(processor.config()).await;
@@ -260,8 +295,10 @@ fn file(rows: u64, first: u64, seed: u64, encoding: Encoding) -> Export {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_cluster_answers_as_one_server_through_a_replica_and_a_shard_down() {
     let cluster = Cluster::get();
-    let (mut on_cluster, single) =
-        tokio::join!(start("cluster", Some(cluster)), start("cluster_ref", None));
+    let (mut on_cluster, single) = tokio::join!(
+        start("cluster", Some(cluster), &[]),
+        start("cluster_ref", None, &[])
+    );
     let first = file(3_000, 1_000_000, 7, Encoding::Utf16Be);
     let second = file(3_000, 2_000_000, 8, Encoding::Utf16Be);
     let third = file(3_000, 3_000_000, 9, Encoding::Utf16Be);
@@ -423,4 +460,402 @@ async fn a_database_of_one_layout_is_refused_by_the_other() {
     .await;
     cluster.start("s2r2");
     again.expect("applied again at once").unwrap();
+}
+
+/// The datasets [`datasets_answer_on_the_cluster_as_on_one_server`] serves.
+const DATASETS: [&str; 3] = ["events", "records", "amazon_reviews"];
+
+/// The events tables on the cluster as a spec without the column `value` made them, before
+/// the consumer starts: it must add it to every server's `events_versions_local` and to the
+/// `Distributed` table (the evolution of `datasets/README.md`).
+async fn events_tables_without_value(cluster: &Cluster, database: &str) {
+    let stack = Stack::get();
+    let layout = Layout::Cluster(cluster.name.clone());
+    let client = migrations::client(
+        cluster.url("s1r1"),
+        database,
+        &stack.clickhouse_user,
+        &stack.clickhouse_password,
+    );
+    let client = layout.configure(client);
+    migrations::apply_on(&client, database, &layout)
+        .await
+        .unwrap();
+    let spec = shipped("events");
+    let cluster_name = &cluster.name;
+    let create = || sluice_rollup::datasets::create_tables(&client, &spec, &layout, database);
+    create().await.unwrap();
+    for drop in [
+        format!("ALTER TABLE {database}.events_versions_local ON CLUSTER {cluster_name} DROP COLUMN value"),
+        // 18.16 alters no `Distributed` table `ON CLUSTER` (its shards are replicated): made
+        // again below, over the local tables as they are now.
+        format!("DROP TABLE {database}.events_versions ON CLUSTER {cluster_name}"),
+    ] {
+        clickhouse::query_at(cluster.url("s1r1"), &drop).await;
+    }
+    create().await.unwrap();
+}
+
+/// An event row: id, type, moment, value.
+type Event = (&'static str, &'static str, &'static str, &'static str);
+
+fn events_csv(rows: &[Event]) -> String {
+    let mut csv = "event_id,event_type,occurred_at,user_id,value\n".to_owned();
+    for (id, kind, at, value) in rows {
+        csv.push_str(&format!("{id},{kind},{at},user-{id},{value}\n"));
+    }
+    csv
+}
+
+/// A record row: id, moment, country, category, amount.
+type Record = (u64, &'static str, &'static str, &'static str, &'static str);
+
+fn records_csv(rows: &[Record]) -> String {
+    let mut csv = "id,created_at,country,category,amount\n".to_owned();
+    for (id, at, country, category, amount) in rows {
+        csv.push_str(&format!("{id},{at},{country},{category},{amount}\n"));
+    }
+    csv
+}
+
+/// A review row: rating, asin, user, moment (ms).
+type Review = (&'static str, &'static str, &'static str, i64);
+
+fn reviews_csv(rows: &[Review]) -> String {
+    let mut csv = "rating,title,text,asin,user_id,timestamp\n".to_owned();
+    for (rating, asin, user, ms) in rows {
+        csv.push_str(&format!("{rating},t,\"a, b\",{asin},{user},{ms}\n"));
+    }
+    csv
+}
+
+/// 2024-03-01T00:00:00Z, in milliseconds.
+const DAY_ONE_MS: i64 = 1_709_251_200_000;
+const HOUR_MS: i64 = 3_600_000;
+
+/// One file of each dataset, as CSV.
+struct Files {
+    events: String,
+    records: String,
+    reviews: String,
+}
+
+impl Run {
+    /// Uploads `csv` to `dataset` and waits until its records landed.
+    async fn upload_dataset(&self, dataset: &str, csv: &str) {
+        let producer = &self.pipeline.producer_url;
+        let path = format!("/datasets/{dataset}/upload");
+        let bytes = csv.as_bytes().to_vec();
+        let upload = http::upload_to(producer, &path, bytes, "text/csv", &[]).await;
+        assert_eq!(upload.status, 200, "{}", upload.body);
+        assert_eq!(upload.body["rejected"], 0, "{}", upload.body);
+        let id = upload.body["upload_id"].as_str().unwrap();
+        http::wait_until_landed(producer, id, None, LANDED_WITHIN).await;
+    }
+
+    async fn upload_files(&self, files: &Files) {
+        self.upload_dataset("events", &files.events).await;
+        self.upload_dataset("records", &files.records).await;
+        self.upload_dataset("amazon_reviews", &files.reviews).await;
+    }
+
+    /// Every row `path` answers with `params`, two per page, following `next_cursor`.
+    async fn all(&self, path: &str, params: &[(&str, &str)]) -> Vec<Value> {
+        let client = reqwest::Client::new();
+        let (mut rows, mut cursor) = (Vec::new(), None::<String>);
+        loop {
+            let mut query: Vec<(&str, &str)> = params.to_vec();
+            query.push(("limit", "2"));
+            if let Some(cursor) = &cursor {
+                query.push(("cursor", cursor));
+            }
+            let response = client
+                .get(format!("{}{path}", self.pipeline.gateway_url))
+                .query(&query)
+                .header("X-API-Key", &self.key)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let page: Value = response.json().await.unwrap();
+            assert_eq!(status, 200, "{path} {query:?}: {page}");
+            rows.extend(page["data"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return rows,
+            }
+        }
+    }
+
+    /// Every answer of the datasets the comparison looks at; records without their
+    /// `upload_id` (each run's own).
+    async fn dataset_answers(&self) -> Vec<(&'static str, Vec<Value>)> {
+        let by_type = "/datasets/events/by_type";
+        let (records_path, reviews) = (
+            "/datasets/records/rows",
+            "/datasets/amazon_reviews/daily_by_asin",
+        );
+        let without_upload = |mut rows: Vec<Value>| {
+            for row in &mut rows {
+                row.as_object_mut().unwrap().remove("upload_id");
+            }
+            rows
+        };
+        vec![
+            (
+                "event hours",
+                self.all(by_type, &[("granularity", "hour")]).await,
+            ),
+            (
+                "event days",
+                self.all(by_type, &[("granularity", "day")]).await,
+            ),
+            ("records", without_upload(self.all(records_path, &[]).await)),
+            (
+                "records of USA",
+                without_upload(self.all(records_path, &[("country", "USA")]).await),
+            ),
+            ("reviews", self.all(reviews, &[]).await),
+        ]
+    }
+
+    /// Waits until no hour or day of the datasets' rollups is dirty in this run's database
+    /// (asked of Redis: the processors' gauges of both runs share their series in one process).
+    async fn drained(&self) {
+        let database = &self.pipeline.slice.database;
+        let dirty: Vec<DirtyHours> = ["events", "amazon_reviews"]
+            .iter()
+            .flat_map(|name| EndpointRollups::all(&shipped(name)))
+            .flat_map(|(_, rollups)| rollups.levels().collect::<Vec<_>>())
+            .map(|rollup| DirtyHours::of(database, &rollup))
+            .collect();
+        let mut redis = sluice_testkit::rounds::redis_connection().await;
+        let started = Instant::now();
+        loop {
+            let mut left = 0;
+            for hours in &dirty {
+                left += hours.lag(&mut redis).await.unwrap().dirty_hours;
+            }
+            if left == 0 {
+                return;
+            }
+            assert!(
+                started.elapsed() < LANDED_WITHIN,
+                "{database}: {left} hours still dirty"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Fails naming the answers of the cluster (`got`) that differ from one server's.
+fn assert_same_answers(
+    got: &[(&'static str, Vec<Value>)],
+    want: &[(&'static str, Vec<Value>)],
+    when: &str,
+) {
+    for ((name, got), (_, want)) in got.iter().zip(want) {
+        assert!(!want.is_empty(), "{when}: one server answers no {name}");
+        assert_eq!(
+            got, want,
+            "{when}: the cluster (left) answers other {name} than one server"
+        );
+    }
+}
+
+/// `SELECT`s `columns` of every row of `table` (a `_local` one) on the first replica of each
+/// shard: what the shards hold, as `columns` joined by tabs, with the shard they are on.
+async fn on_shards(
+    cluster: &Cluster,
+    database: &str,
+    table: &str,
+    columns: &str,
+) -> Vec<(usize, String)> {
+    let mut rows = Vec::new();
+    for (shard, node) in ["s1r1", "s2r1"].iter().enumerate() {
+        let sql = format!("SELECT DISTINCT {columns} FROM {database}.{table}");
+        let text = clickhouse::query_at(cluster.url(node), &sql).await;
+        rows.extend(text.lines().map(|line| (shard, line.to_owned())));
+    }
+    rows
+}
+
+/// Fails unless no value of `columns` in `table` (a `_local` one) is on both shards.
+async fn assert_on_one_shard(cluster: &Cluster, database: &str, table: &str, columns: &str) {
+    let rows = on_shards(cluster, database, table, columns).await;
+    assert!(!rows.is_empty(), "{table} holds rows");
+    let first: BTreeSet<&String> = rows
+        .iter()
+        .filter(|(s, _)| *s == 0)
+        .map(|(_, r)| r)
+        .collect();
+    let both: Vec<&String> = rows
+        .iter()
+        .filter(|(s, r)| *s == 1 && first.contains(r))
+        .map(|(_, r)| r)
+        .collect();
+    assert!(
+        both.is_empty(),
+        "{table}: ({columns}) = {both:?} on both shards"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn datasets_answer_on_the_cluster_as_on_one_server() {
+    let cluster = Cluster::get();
+    let (mut on_cluster, mut single) = tokio::join!(
+        start("cluster_datasets", Some(cluster), &DATASETS),
+        start("cluster_datasets_ref", None, &DATASETS)
+    );
+    // Read raw first: no processor until the first files are compared.
+    for run in [&on_cluster, &single] {
+        run.processor.stop();
+    }
+    let database = on_cluster.pipeline.slice.database.clone();
+
+    // The consumer added the column the cluster's versions table lacked, on every server.
+    let has_value = format!(
+        "SELECT count() FROM system.columns WHERE database = '{database}' \
+         AND table IN ('events_versions', 'events_versions_local') AND name = 'value'"
+    );
+    for node in ["s1r1", "s1r2", "s2r1", "s2r2"] {
+        let columns = clickhouse::query_at(cluster.url(node), &has_value).await;
+        assert_eq!(columns, "2", "`value` added on {node}");
+    }
+
+    let d2 = DAY_ONE_MS + 24 * HOUR_MS;
+    let first = Files {
+        events: events_csv(&[
+            ("e1", "click", "2024-03-01 10:15:00", "1.5"),
+            ("e2", "click", "2024-03-01 10:45:00", ""),
+            ("e3", "view", "2024-03-01 11:05:00", "2"),
+            ("e4", "click", "2024-03-02 09:00:00", "0.25"),
+            // The same event twice in one file.
+            ("e1", "click", "2024-03-01 10:15:00", "1.5"),
+            ("e6", "scroll", "2024-03-01 12:00:00", ""),
+        ]),
+        records: records_csv(&[
+            (1, "2024-01-02 03:00:00", "usa", "Books", "12.5"),
+            (2, "2024-01-02 03:00:00", "USA", "Toys", "1"),
+            (3, "2024-01-02 02:00:00", "USA", "Toys", "2"),
+            (3, "2024-01-02 02:00:00", "USA", "Toys", "2"),
+            (4, "2024-02-10 04:00:00", "FRA", "Games", "0.01"),
+            (6, "2024-01-03 00:00:00", "USA", "Games", "7"),
+        ]),
+        reviews: reviews_csv(&[
+            ("5.0", "B01", "u1", DAY_ONE_MS + HOUR_MS + 123),
+            ("3.0", "B01", "u2", DAY_ONE_MS + 2 * HOUR_MS),
+            ("4.0", "B02", "u1", d2 + 10),
+            ("5.0", "B01", "u1", DAY_ONE_MS + HOUR_MS + 123),
+            ("1.0", "B02", "u3", d2 + 5 * HOUR_MS),
+        ]),
+    };
+    // Later versions: e2 became a view worth 3, e4 moved a day back (its published hour and
+    // day must stop counting it), e5 is new, e1 is re-sent; record 3 moved to GBR; a review's
+    // rating changed.
+    let second = Files {
+        events: events_csv(&[
+            ("e2", "view", "2024-03-01 10:45:00", "3"),
+            ("e4", "click", "2024-03-01 13:10:00", "0.25"),
+            ("e5", "view", "2024-03-01 10:59:59", ""),
+            ("e1", "click", "2024-03-01 10:15:00", "1.5"),
+        ]),
+        records: records_csv(&[
+            (3, "2024-01-02 02:00:00", "GBR", "Toys", "2"),
+            (1, "2024-01-02 03:00:00", "USA", "Books", "12.5"),
+            (5, "2024-03-05 00:00:00", "USA", "Books", "3.25"),
+        ]),
+        reviews: reviews_csv(&[
+            ("4.0", "B01", "u2", DAY_ONE_MS + 2 * HOUR_MS),
+            ("4.0", "B02", "u1", d2 + 10),
+            ("2.5", "B01", "u3", d2 + 1),
+        ]),
+    };
+    tokio::join!(on_cluster.upload_files(&first), single.upload_files(&first));
+
+    // A retried insert: every stored version of the events inserted again, which collapses
+    // only where its copies meet (one shard, under `FINAL`).
+    let retried =
+        format!("INSERT INTO {database}.events_versions SELECT * FROM {database}.events_versions");
+    let sync = format!("{}?insert_distributed_sync=1", cluster.url("s1r1"));
+    clickhouse::query_at(&sync, &retried).await;
+    let single_database = &single.pipeline.slice.database;
+    clickhouse::query(&retried.replace(&database, single_database)).await;
+
+    let expected = single.dataset_answers().await;
+    let days = |rows: &[(&str, &str, u64, Value)]| -> Vec<Value> {
+        rows.iter()
+            .map(|(day, kind, events, value)| {
+                serde_json::json!({"day": day, "event_type": kind, "events": events, "value": value})
+            })
+            .collect()
+    };
+    let first_days = days(&[
+        ("2024-03-01T00:00:00Z", "click", 2, "1.5000".into()),
+        ("2024-03-01T00:00:00Z", "scroll", 1, Value::Null),
+        ("2024-03-01T00:00:00Z", "view", 1, "2.0000".into()),
+        ("2024-03-02T00:00:00Z", "click", 1, "0.2500".into()),
+    ]);
+    assert_eq!(expected[1].1, first_days, "one server, read raw");
+    assert_eq!(expected[2].1.len(), 5, "five records: {:?}", expected[2].1);
+    assert_same_answers(&on_cluster.dataset_answers().await, &expected, "read raw");
+
+    for run in [&mut on_cluster, &mut single] {
+        run.processor.restart().await;
+    }
+    tokio::join!(on_cluster.drained(), single.drained());
+    let expected = single.dataset_answers().await;
+    assert_eq!(expected[1].1, first_days, "one server, from the rollups");
+    assert_same_answers(
+        &on_cluster.dataset_answers().await,
+        &expected,
+        "from the rollups",
+    );
+
+    tokio::join!(
+        on_cluster.upload_files(&second),
+        single.upload_files(&second)
+    );
+    let expected = single.dataset_answers().await;
+    assert_same_answers(
+        &on_cluster.dataset_answers().await,
+        &expected,
+        "after later versions",
+    );
+    tokio::join!(on_cluster.drained(), single.drained());
+    let expected = single.dataset_answers().await;
+    let later_days = days(&[
+        ("2024-03-01T00:00:00Z", "click", 2, "1.7500".into()),
+        ("2024-03-01T00:00:00Z", "scroll", 1, Value::Null),
+        ("2024-03-01T00:00:00Z", "view", 3, "5.0000".into()),
+    ]);
+    assert_eq!(
+        expected[1].1, later_days,
+        "one server, later versions from the rollups"
+    );
+    assert_eq!(
+        expected[0].1.len(),
+        5,
+        "five hours of types: {:?}",
+        expected[0].1
+    );
+    assert_same_answers(
+        &on_cluster.dataset_answers().await,
+        &expected,
+        "later versions from the rollups",
+    );
+
+    // Every version of a record, its identity rows, and every version of a rollup's bucket
+    // and group are on one shard.
+    for (table, columns) in [
+        ("events_versions_local", "event_id"),
+        ("events_identity_local", "event_id"),
+        ("records_versions_local", "id"),
+        ("amazon_reviews_versions_local", "asin, timestamp, user_id"),
+        ("events_by_type_hourly_local", "bucket, event_type"),
+        ("events_by_type_daily_local", "bucket, event_type"),
+        ("amazon_reviews_daily_by_asin_daily_local", "bucket, asin"),
+    ] {
+        assert_on_one_shard(cluster, &database, table, columns).await;
+    }
 }

@@ -35,7 +35,7 @@ use clickhouse::Client;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use sluice_rollup::datasets::{bind_key, hours_of_keys, EndpointRollups};
+use sluice_rollup::datasets::{bind_key, by_identity, hours_of_keys, EndpointRollups};
 use sluice_rollup::dirty::DirtyHours;
 use sluice_rollup::{hour_of, version_of};
 use sluice_schema::backoff::Backoff;
@@ -43,6 +43,8 @@ use sluice_schema::dataset::clickhouse::{add_column, missing_columns};
 use sluice_schema::dataset::history::History;
 use sluice_schema::dataset::rowbinary::{Converter, Keyed};
 use sluice_schema::dataset::{directory, Dataset, Spec};
+use sluice_schema::migrations::cluster::statements_of;
+use sluice_schema::migrations::{Layout, Object};
 use sluice_schema::rejects::RejectRecord;
 use tokio_util::sync::CancellationToken;
 
@@ -112,8 +114,10 @@ impl DatasetIngest {
     ) -> anyhow::Result<DatasetIngest> {
         let name = dataset.spec.name.clone();
         let history = History::read(directory(config.datasets_dir.as_deref()), &dataset.spec)?;
-        sluice_rollup::datasets::create_tables(&clickhouse, &dataset.spec).await?;
-        add_appended_columns(&clickhouse, &dataset.spec).await?;
+        let (layout, database) = (config.clickhouse.layout()?, &config.clickhouse.database);
+        sluice_rollup::datasets::create_tables(&clickhouse, &dataset.spec, &layout, database)
+            .await?;
+        add_appended_columns(&clickhouse, &dataset.spec, &layout, database).await?;
         let dirty: Vec<DirtyHours> = EndpointRollups::all(&dataset.spec)
             .iter()
             .map(|(_, rollups)| DirtyHours::of(&config.clickhouse.database, &rollups.hourly))
@@ -347,35 +351,75 @@ impl DatasetIngest {
 
 /// Adds to `spec`'s versions table the columns the spec appended since the table was made
 /// (nullable, or with their default, which the rows already stored take); refuses a table with
-/// a column of another type or one the spec lacks.
-async fn add_appended_columns(clickhouse: &Client, spec: &Spec) -> anyhow::Result<()> {
-    let columns = table_columns(clickhouse, spec).await?;
+/// a column of another type or one the spec lacks. On a cluster each column is added `ON
+/// CLUSTER` to every server's `<table>_local`, then the `Distributed` table is made again over
+/// them (`migrations::cluster::statements_of`), each where this server lacks it: other
+/// services' queries of the table fail for that moment (inserts and the processor's steps are
+/// retried; a gateway answers 503).
+async fn add_appended_columns(
+    clickhouse: &Client,
+    spec: &Spec,
+    layout: &Layout,
+    database: &str,
+) -> anyhow::Result<()> {
+    let table = spec.versions_table();
+    let columns = table_columns(clickhouse, &table).await?;
     for column in missing_columns(spec, &columns)? {
         let (statement, default) = add_column(spec, column);
-        let mut alter = clickhouse.query(&statement);
-        if let Some(value) = &default {
-            alter = bind_key(alter, value, column.scale.unwrap_or(0));
-        }
-        let Err(error) = alter.execute().await else {
-            let (dataset, column) = (&spec.name, &column.name);
-            tracing::info!(%dataset, %column, "Column added to the versions table.");
-            continue;
+        // Each table that must have the column, and what adds it there.
+        let steps = match layout.cluster() {
+            None => vec![(table.clone(), vec![statement])],
+            Some(cluster) => {
+                let object = Object::AddColumn {
+                    table: leak(&table),
+                    column: leak(&column.name),
+                    shard_by: leak(&by_identity(spec)),
+                };
+                let mut local = statements_of(&object, &statement, database, cluster);
+                let distributed = local.split_off(1);
+                vec![
+                    (format!("{table}_local"), local),
+                    (table.clone(), distributed),
+                ]
+            }
         };
-        // Another consumer may have added it meanwhile (18.16 has no `ADD COLUMN IF NOT
-        // EXISTS`): the table's columns decide.
-        let now = table_columns(clickhouse, spec).await?;
-        if !now.iter().any(|(name, _)| *name == column.name) {
-            return Err(error.into());
+        let has = |columns: &[(String, String)]| columns.iter().any(|(n, _)| *n == column.name);
+        for (target, statements) in steps {
+            if has(&table_columns(clickhouse, &target).await?) {
+                continue;
+            }
+            for statement in statements {
+                let mut query = clickhouse.query(&statement);
+                if let (Some(value), true) = (&default, statement.contains(" ADD COLUMN ")) {
+                    query = bind_key(query, value, column.scale.unwrap_or(0));
+                }
+                let Err(error) = query.execute().await else {
+                    continue;
+                };
+                // Another consumer may have added it meanwhile (18.16 has no `ADD COLUMN IF
+                // NOT EXISTS`): the table's columns decide.
+                if has(&table_columns(clickhouse, &target).await?) {
+                    break;
+                }
+                return Err(error.into());
+            }
+            let (dataset, column) = (&spec.name, &column.name);
+            tracing::info!(%dataset, %column, %target, "Column added.");
         }
-        missing_columns(spec, &now)?;
+        missing_columns(spec, &table_columns(clickhouse, &table).await?)?;
     }
     Ok(())
 }
 
-/// The columns of `spec`'s versions table: name and type, as ClickHouse describes them.
+/// `text`, leaked: what [`Object`] names take (once per column added, at start).
+fn leak(text: &str) -> &'static str {
+    Box::leak(text.to_owned().into_boxed_str())
+}
+
+/// The columns of `table`: name and type, as ClickHouse describes them.
 async fn table_columns(
     clickhouse: &Client,
-    spec: &Spec,
+    table: &str,
 ) -> Result<Vec<(String, String)>, clickhouse::error::Error> {
     #[derive(clickhouse::Row, serde::Deserialize)]
     struct TableColumn {
@@ -384,7 +428,7 @@ async fn table_columns(
     }
     let sql = "SELECT name, type FROM system.columns \
                WHERE database = currentDatabase() AND table = ?";
-    let columns = (clickhouse.query(sql).bind(spec.versions_table()))
+    let columns = (clickhouse.query(sql).bind(table))
         .fetch_all::<TableColumn>()
         .await?;
     Ok(columns.into_iter().map(|c| (c.name, c.kind)).collect())

@@ -76,6 +76,7 @@ impl Application {
             config.default_rate_limit(),
         )?;
         let layout = config.clickhouse.layout()?;
+        let parts = rows::Parts::of(&layout, &config.clickhouse.database);
         let clickhouse = config.clickhouse.client()?;
         let cursors = cursor_signer(&config);
         let ledger = ledger::Ledger::new(
@@ -116,6 +117,7 @@ impl Application {
         let state = routes::AppState {
             credits,
             clickhouse,
+            parts,
             rounds,
             rollups,
             ledger: ledger.clone(),

@@ -13,6 +13,7 @@ use sluice_rollup::datasets::identity_table_name;
 use sluice_rollup::spec::Rows;
 use sluice_schema::dataset::endpoint::{Endpoint, FROM, TO};
 use sluice_schema::dataset::{Dataset, Kind, Spec};
+use sluice_schema::migrations::Layout;
 
 use crate::cursor::CursorSigner;
 use crate::query::{parse_instant, BadQuery, Bound};
@@ -141,6 +142,7 @@ const WIDENING: u64 = 8;
 /// holds.
 pub async fn fetch(
     client: &Client,
+    parts: &Parts,
     spec: &Spec,
     query: &RowsQuery,
 ) -> Result<(Vec<(Map<String, Value>, Position)>, bool), clickhouse::error::Error> {
@@ -149,7 +151,7 @@ pub async fn fetch(
     let start = match (&query.after, query.from) {
         (Some((time, _)), _) => Some(*time),
         (None, Some(from)) => Some(from),
-        (None, None) => first_month(client, spec).await?,
+        (None, None) => parts.first_month(client, spec).await?,
     };
     let Some(start) = start else {
         return Ok((Vec::new(), false));
@@ -236,27 +238,56 @@ async fn read_window(
         .collect())
 }
 
-/// The first second of the first month the versions table holds rows of (its partitions are
-/// months of the time column: read from the table's parts, not its rows); `None` when it holds
-/// none.
-async fn first_month(
-    client: &Client,
-    spec: &Spec,
-) -> Result<Option<u32>, clickhouse::error::Error> {
-    let partition: String = client
-        .query(
-            "SELECT min(partition) FROM system.parts \
-             WHERE database = currentDatabase() AND table = ? AND active",
-        )
-        .bind(spec.versions_table())
-        .fetch_one()
-        .await?;
-    let month = |yyyymm: u32| NaiveDate::from_ymd_opt(yyyymm as i32 / 100, yyyymm % 100, 1);
-    Ok(partition
-        .parse::<u32>()
-        .ok()
-        .and_then(month)
-        .and_then(|day| u32::try_from(day.and_time(NaiveTime::MIN).and_utc().timestamp()).ok()))
+/// Where the parts of a dataset's versions table are listed: `system.parts` of the one server,
+/// or on a cluster those of `<table>_local` on a replica of every shard
+/// (`cluster('<cluster>', system, parts)`: the `Distributed` table has no parts of its own).
+#[derive(Debug, Clone)]
+pub struct Parts {
+    sql: String,
+    database: String,
+    local: bool,
+}
+
+impl Parts {
+    /// The parts of `database`'s tables in `layout`.
+    pub fn of(layout: &Layout, database: &str) -> Parts {
+        let (from, local) = match layout.cluster() {
+            None => ("system.parts".to_owned(), false),
+            Some(cluster) => (format!("cluster('{cluster}', system, parts)"), true),
+        };
+        Parts {
+            sql: format!(
+                "SELECT min(partition) FROM {from} WHERE database = ? AND table = ? AND active"
+            ),
+            database: database.to_owned(),
+            local,
+        }
+    }
+
+    /// The first second of the first month `spec`'s versions table holds rows of (its
+    /// partitions are months of the time column: read from the table's parts, not its rows);
+    /// `None` when it holds none.
+    async fn first_month(
+        &self,
+        client: &Client,
+        spec: &Spec,
+    ) -> Result<Option<u32>, clickhouse::error::Error> {
+        let table = match self.local {
+            false => spec.versions_table(),
+            true => format!("{}_local", spec.versions_table()),
+        };
+        let partition: String = (client.query(&self.sql))
+            .bind(&self.database)
+            .bind(table)
+            .fetch_one()
+            .await?;
+        let month = |yyyymm: u32| NaiveDate::from_ymd_opt(yyyymm as i32 / 100, yyyymm % 100, 1);
+        Ok(partition
+            .parse::<u32>()
+            .ok()
+            .and_then(month)
+            .and_then(|day| u32::try_from(day.and_time(NaiveTime::MIN).and_utc().timestamp()).ok()))
+    }
 }
 
 /// `(time, identity…) > (?, ?…)`, spelled out (ClickHouse 18.16 compares no tuples).

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use sluice_schema::dataset::Catalog;
+use sluice_schema::migrations::Layout;
 use sluice_testkit::schemathesis::Run;
 use sluice_testkit::stack::workspace_root;
 
@@ -47,7 +48,7 @@ async fn the_openapi_document_agrees_with_the_server() {
         if spec.endpoints.is_empty() {
             continue;
         }
-        sluice_rollup::datasets::create_tables(&client, spec)
+        sluice_rollup::datasets::create_tables(&client, spec, &Layout::Single, &gateway.database)
             .await
             .unwrap();
         let (_, rows) = ROWS

@@ -108,9 +108,10 @@ async fn chains(config: &Config, clickhouse: &clickhouse::Client) -> anyhow::Res
     let database = &config.clickhouse.database;
     let mut chains = vec![Chain::of(database, [GAME_ROUNDS_HOURLY, GAME_ROUNDS_DAILY])];
     let served = config.served_datasets()?;
-    (config.clickhouse).refuse_datasets_on_cluster("SLUICE_PROCESSOR", served.len())?;
+    let layout = config.clickhouse.layout()?;
     for dataset in &served {
-        sluice_rollup::datasets::create_tables(clickhouse, &dataset.spec).await?;
+        sluice_rollup::datasets::create_tables(clickhouse, &dataset.spec, &layout, database)
+            .await?;
         for (_, rollups) in EndpointRollups::all(&dataset.spec) {
             chains.push(Chain::of(database, rollups.levels()));
         }

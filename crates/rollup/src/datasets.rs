@@ -15,6 +15,7 @@ use sluice_schema::dataset::clickhouse::column_type;
 use sluice_schema::dataset::endpoint::{Bucket, Endpoint, EndpointKind, Function};
 use sluice_schema::dataset::rowbinary::KeyValue;
 use sluice_schema::dataset::{Column, Kind, Spec};
+use sluice_schema::migrations::{self, Layout, Object};
 
 use crate::spec::{tuple, Input, Measure, Period, Rollup, Source};
 
@@ -209,27 +210,88 @@ pub fn identity_table_name(spec: &Spec) -> String {
 /// rollups and listings of rows find a record's current version) and the view that fills it
 /// from the versions table (which must exist first), then each rollup's table.
 pub fn tables(spec: &Spec) -> Vec<String> {
-    let mut statements = identity_tables(spec);
-    for (_, rollups) in &EndpointRollups::all(spec) {
-        statements.extend(rollups.levels().map(|r| rollup_table(spec, &r)));
-    }
-    statements
+    objects(spec)
+        .into_iter()
+        .skip(1)
+        .map(|(_, sql)| sql)
+        .collect()
 }
 
-/// Creates what `spec`'s dataset needs in `client`'s database, if missing: its versions table
-/// and [`tables`]. An identity table found empty beside a versions table with rows (rows
-/// stored before identity tables existed) is filled from it once its view is in place, so
-/// every stored version is found by key; a row written twice there is one
-/// (`ReplacingMergeTree`, read by `max(version)`).
+/// Every table (and view) of `spec`'s dataset, in the order they are made, each as what it is
+/// on a cluster ([`Object`]) and its statement on one server: the versions table, then
+/// [`tables`]. On a cluster the versions and the identity table are sharded by a hash of the
+/// identity, so every version of a record, each copy of one and its identity rows live on one
+/// shard (where `FINAL` collapses them, and `max(version)` is the record's); a rollup table by
+/// a hash of its sorting key (the bucket and the group-by columns that are not nullable), so a
+/// bucket's group keeps every version of its row on one shard, where merges keep the greatest.
+/// Names and keys are leaked (once at a service's start), the form [`Object`] takes.
+pub fn objects(spec: &Spec) -> Vec<(Object, String)> {
+    let by_identity = leak(by_identity(spec));
+    let versions = leak(spec.versions_table());
+    let identity = leak(identity_table_name(spec));
+    let [identity_table, identity_view] = identity_tables(spec);
+    let mut objects = vec![
+        (
+            Object::Table {
+                name: versions,
+                shard_by: by_identity,
+            },
+            sluice_schema::dataset::clickhouse::versions_table(spec),
+        ),
+        (
+            Object::Table {
+                name: identity,
+                shard_by: by_identity,
+            },
+            identity_table,
+        ),
+        (
+            Object::MaterializedView {
+                name: leak(format!("{identity}_view")),
+                target: identity,
+                source: versions,
+            },
+            identity_view,
+        ),
+    ];
+    for (_, rollups) in &EndpointRollups::all(spec) {
+        for rollup in rollups.levels() {
+            let shard_by = leak(format!(
+                "cityHash64({})",
+                sorting_key(spec, &rollup).join(", ")
+            ));
+            let table = Object::Table {
+                name: rollup.table,
+                shard_by,
+            };
+            objects.push((table, rollup_table(spec, &rollup)));
+        }
+    }
+    objects
+}
+
+/// The sharding key of `spec`'s versions and identity tables on a cluster: a hash of the
+/// identity.
+pub fn by_identity(spec: &Spec) -> String {
+    format!("cityHash64({})", spec.identity.join(", "))
+}
+
+/// Creates what `spec`'s dataset needs in `client`'s database (`database`, laid out as
+/// `layout`: on a cluster each table a replicated `<table>_local` on every server and a
+/// `Distributed` table over them, [`objects`]), if missing: its versions table and [`tables`].
+/// An identity table found empty beside a versions table with rows (rows stored before
+/// identity tables existed) is filled from it once its view is in place, so every stored
+/// version is found by key; a row written twice there is one (`ReplacingMergeTree`, read by
+/// `max(version)`).
 pub async fn create_tables(
     client: &clickhouse::Client,
     spec: &Spec,
+    layout: &Layout,
+    database: &str,
 ) -> Result<(), clickhouse::error::Error> {
-    let versions = sluice_schema::dataset::clickhouse::versions_table(spec);
-    client.query(&versions).execute().await?;
-    let statements = tables(spec);
-    for statement in &statements {
-        client.query(statement).execute().await?;
+    let objects = objects(spec);
+    for (object, sql) in &objects {
+        migrations::make(client, database, layout, object, sql).await?;
     }
     let identity = identity_table_name(spec);
     let count = |table: String| async move {
@@ -237,7 +299,8 @@ pub async fn create_tables(
         client.query(&sql).fetch_one::<u64>().await
     };
     if count(identity.clone()).await? == 0 && count(spec.versions_table()).await? > 0 {
-        let fill = statements[1]
+        let fill = objects[2]
+            .1
             .split_once(" AS SELECT ")
             .map(|(_, select)| format!("INSERT INTO {identity} SELECT {select}"))
             .expect("the identity view selects");
@@ -248,7 +311,7 @@ pub async fn create_tables(
 
 /// The identity table (key → version and time, ordered by key: the earlier versions of a
 /// batch's records are found by it) and its materialized view.
-fn identity_tables(spec: &Spec) -> Vec<String> {
+fn identity_tables(spec: &Spec) -> [String; 2] {
     let table = identity_table_name(spec);
     let key: Vec<&Column> = spec
         .identity
@@ -269,7 +332,7 @@ fn identity_tables(spec: &Spec) -> Vec<String> {
         .collect();
     let names: Vec<&str> = key.iter().map(|c| c.name.as_str()).collect();
     let selected: Vec<&str> = stored.iter().map(|c| c.name.as_str()).collect();
-    vec![
+    [
         format!(
             "CREATE TABLE IF NOT EXISTS {table} ({columns}, version UInt64) \
              ENGINE = ReplacingMergeTree(version) ORDER BY ({key}) \
@@ -303,23 +366,22 @@ fn rollup_table(spec: &Spec, rollup: &Rollup) -> String {
         .chain(measures)
         .chain(["version UInt64".to_owned()])
         .collect();
-    // A sorting key holds no Nullable column (ClickHouse's default).
-    let order: Vec<&str> = std::iter::once("bucket")
-        .chain(
-            rollup
-                .group_by
-                .iter()
-                .copied()
-                .filter(|g| !column(g).nullable),
-        )
-        .collect();
     format!(
         "CREATE TABLE IF NOT EXISTS {table} ({columns}) ENGINE = ReplacingMergeTree(version) \
          PARTITION BY toYYYYMM(bucket) ORDER BY ({order})",
         table = rollup.table,
         columns = columns.join(", "),
-        order = order.join(", "),
+        order = sorting_key(spec, rollup).join(", "),
     )
+}
+
+/// A rollup table's sorting key: `bucket` and the group-by columns, but the nullable ones (a
+/// sorting key holds no Nullable column, ClickHouse's default; nor may a sharding key).
+fn sorting_key(spec: &Spec, rollup: &Rollup) -> Vec<&'static str> {
+    let nullable = |g: &str| spec.column(g).is_some_and(|c| c.nullable);
+    std::iter::once("bucket")
+        .chain(rollup.group_by.iter().copied().filter(|g| !nullable(g)))
+        .collect()
 }
 
 /// The type ClickHouse gives `sum` of `column` (and a sum of such sums).
@@ -426,6 +488,61 @@ mod tests {
             2,
             "no rollup, an identity"
         );
+    }
+
+    #[test]
+    fn on_a_cluster_records_shard_by_identity_and_rollup_rows_by_bucket_and_group() {
+        use sluice_schema::migrations::cluster::statements_of;
+        let spec = shipped("amazon_reviews");
+        let statements: Vec<String> = objects(&spec)
+            .iter()
+            .flat_map(|(object, sql)| statements_of(object, sql, "db", "c"))
+            .collect();
+        let distributed = |table: &str, key: &str| {
+            format!(
+                "CREATE TABLE IF NOT EXISTS db.{table} ON CLUSTER c AS db.{table}_local \
+                 ENGINE = Distributed(c, db, {table}_local, {key})"
+            )
+        };
+        let by_identity = "cityHash64(asin, timestamp, user_id)";
+        assert!(statements[0].starts_with(
+            "CREATE TABLE IF NOT EXISTS db.amazon_reviews_versions_local ON CLUSTER c\n("
+        ));
+        assert!(statements[0].contains(
+            "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/amazon_reviews_versions', '{replica}')"
+        ), "{}", statements[0]);
+        assert_eq!(
+            statements[1],
+            distributed("amazon_reviews_versions", by_identity)
+        );
+        assert!(statements[2].contains("ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/amazon_reviews_identity', '{replica}', version)"));
+        assert_eq!(
+            statements[3],
+            distributed("amazon_reviews_identity", by_identity)
+        );
+        assert!(statements[4].contains(
+            "ON CLUSTER c TO db.amazon_reviews_identity_local AS SELECT asin, timestamp, user_id, version FROM db.amazon_reviews_versions_local"
+        ), "{}", statements[4]);
+        for (at, table) in [
+            (6, "amazon_reviews_daily_by_asin_hourly"),
+            (8, "amazon_reviews_daily_by_asin_daily"),
+        ] {
+            assert_eq!(
+                statements[at],
+                distributed(table, "cityHash64(bucket, asin)")
+            );
+        }
+        assert_eq!(statements.len(), 9);
+        // A nullable group-by column is in neither the sorting nor the sharding key.
+        let events = shipped("events");
+        let (object, _) = &objects(&events)[3];
+        assert!(matches!(
+            object,
+            Object::Table {
+                shard_by: "cityHash64(bucket, event_type)",
+                ..
+            }
+        ));
     }
 
     #[test]

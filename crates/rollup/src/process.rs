@@ -144,7 +144,13 @@ impl Processor {
         let read = self.replicas_caught_up(client, redis, &step).await?;
         self.recompute(client, &step).await?;
         if let (Some(replicas), Some(read)) = (&self.replicas, read) {
-            replicas.still(client, read).await?;
+            // Given back at once, as before the recomputation: held, the hours would wait
+            // for the claim to run out. The replicas read are often behind here only by the
+            // recomputation's own insert, whose log entry they have not pulled yet.
+            if let Err(error) = replicas.still(client, read).await {
+                self.dirty.unclaim(redis, step.version, &step.hours).await?;
+                return Err(error.into());
+            }
         }
         self.publish(client, redis, &step).await?;
         self.floor = self.floor.max(step.version);

@@ -94,7 +94,7 @@ macro_rules! service_config {
 }
 
 #[cfg(feature = "clickhouse")]
-pub use clickhouse_settings::{ClickHouseSettings, DatasetsOnCluster};
+pub use clickhouse_settings::ClickHouseSettings;
 
 #[cfg(feature = "clickhouse")]
 mod clickhouse_settings {
@@ -103,11 +103,6 @@ mod clickhouse_settings {
 
     use crate::migrations::cluster::BadClusterName;
     use crate::migrations::{self, Layout, MigrationError};
-
-    /// Datasets served on a cluster, which is not supported yet.
-    #[derive(Debug, thiserror::Error)]
-    #[error("{0}_DATASETS is served on one ClickHouse server only for now; unset {0}_CLICKHOUSE_CLUSTER or {0}_DATASETS")]
-    pub struct DatasetsOnCluster(pub String);
 
     /// A service's ClickHouse, read from `SLUICE_<SERVICE>_CLICKHOUSE_<FIELD>`.
     #[derive(Clone, Deserialize)]
@@ -183,20 +178,6 @@ mod clickhouse_settings {
             Layout::from_setting(self.cluster.as_deref())
         }
 
-        /// Datasets besides `game_rounds` are kept on one server only for now (issue 14): a
-        /// service of `service` (`SLUICE_CONSUMER`, …) serving `datasets` of them is refused
-        /// on a cluster, naming the two settings to choose between.
-        pub fn refuse_datasets_on_cluster(
-            &self,
-            service: &str,
-            datasets: usize,
-        ) -> Result<(), DatasetsOnCluster> {
-            match (datasets, self.layout()) {
-                (0, _) | (_, Ok(Layout::Single)) => Ok(()),
-                _ => Err(DatasetsOnCluster(service.to_owned())),
-            }
-        }
-
         /// A client of the database, with the layout's settings on every query.
         pub fn client(&self) -> Result<clickhouse::Client, BadClusterName> {
             let client = migrations::client(
@@ -231,37 +212,6 @@ mod clickhouse_settings {
         }
         pub fn password() -> SecretString {
             SecretString::from(String::new())
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        fn on(cluster: Option<&str>) -> ClickHouseSettings {
-            ClickHouseSettings {
-                url: defaults::url(),
-                database: defaults::database(),
-                user: defaults::user(),
-                password: defaults::password(),
-                cluster: cluster.map(str::to_owned),
-            }
-        }
-
-        #[test]
-        fn datasets_are_refused_on_a_cluster_only() {
-            let refused = on(Some("sluice")).refuse_datasets_on_cluster("SLUICE_CONSUMER", 2);
-            let message = refused.unwrap_err().to_string();
-            assert!(
-                message.contains("unset SLUICE_CONSUMER_CLICKHOUSE_CLUSTER"),
-                "{message}"
-            );
-            assert!(on(Some("sluice"))
-                .refuse_datasets_on_cluster("SLUICE_CONSUMER", 0)
-                .is_ok());
-            for single in [None, Some(""), Some("  ")] {
-                assert!(on(single).refuse_datasets_on_cluster("X", 2).is_ok());
-            }
         }
     }
 }

@@ -12,6 +12,8 @@ use crate::ledger::Ledger;
 pub struct AppState {
     pub credits: CreditStore,
     pub clickhouse: Client,
+    /// Where the rows endpoints find a versions table's first month.
+    pub parts: crate::rows::Parts,
     /// Where `GET /aggregated_game_rounds` reads its answers.
     pub rounds: crate::answer::Source,
     /// The rollup endpoints of the datasets, read through `rounds`' source.

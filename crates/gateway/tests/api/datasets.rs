@@ -1,6 +1,7 @@
 //! `GET /datasets`: the datasets of the gateway's directory, their columns and endpoints, as
 //! their specs declare them.
 
+use sluice_schema::migrations::Layout;
 use sluice_testkit::stack::workspace_root;
 
 use crate::common::spawn_gateway;
@@ -133,7 +134,7 @@ async fn rows_of_a_dataset_are_the_latest_versions_a_page_at_a_time_for_their_co
         .unwrap();
     let db = &gateway.database;
     let client = sluice_testkit::Stack::get().clickhouse_client(db);
-    sluice_rollup::datasets::create_tables(&client, &spec)
+    sluice_rollup::datasets::create_tables(&client, &spec, &Layout::Single, db)
         .await
         .unwrap();
     // Record 3 moved to GBR in its later version; record 5 is outside the time range.

@@ -88,8 +88,18 @@ pub fn create_database(database: &str, cluster: &str) -> String {
 /// When the migration's text does not have the shape its [`Object`] says (caught by the unit
 /// test that renders every migration).
 pub fn statements(migration: &Migration, database: &str, cluster: &str) -> Vec<String> {
-    let sql = migration.sql;
-    match migration.object {
+    statements_of(&migration.object, migration.sql, database, cluster)
+}
+
+/// The statements that make `object` in `database` on every server of `cluster`, in order,
+/// from `sql`, its statement on one server (of the shape the [`Object`] says): what
+/// [`statements`] does for a migration, for DDL generated at start too (a dataset's tables,
+/// `sluice_rollup::datasets`).
+///
+/// # Panics
+/// When `sql` does not have the shape `object` says.
+pub fn statements_of(object: &Object, sql: &str, database: &str, cluster: &str) -> Vec<String> {
+    match *object {
         Object::Table { name, shard_by } => {
             let head = format!("CREATE TABLE IF NOT EXISTS {name}");
             let local = replace_once(
@@ -98,22 +108,18 @@ pub fn statements(migration: &Migration, database: &str, cluster: &str) -> Vec<S
                 &format!("CREATE TABLE IF NOT EXISTS {database}.{name}_local ON CLUSTER {cluster}"),
             );
             let local = replicated_engine(&local, &format!("{database}/{name}"));
-            let distributed = format!(
-                "CREATE TABLE IF NOT EXISTS {database}.{name} ON CLUSTER {cluster} \
-                 AS {database}.{name}_local \
-                 ENGINE = Distributed({cluster}, {database}, {name}_local, {shard_by})"
-            );
-            vec![local, distributed]
+            vec![local, distributed(name, shard_by, database, cluster)]
         }
-        Object::AddColumn { table, .. } => {
+        Object::AddColumn {
+            table, shard_by, ..
+        } => {
             let head = format!("ALTER TABLE {table} ");
-            [format!("{table}_local"), table.to_owned()]
-                .iter()
-                .map(|target| {
-                    let on = format!("ALTER TABLE {database}.{target} ON CLUSTER {cluster} ");
-                    replace_once(sql, &head, &on)
-                })
-                .collect()
+            let on = format!("ALTER TABLE {database}.{table}_local ON CLUSTER {cluster} ");
+            vec![
+                replace_once(sql, &head, &on),
+                format!("DROP TABLE IF EXISTS {database}.{table} ON CLUSTER {cluster}"),
+                distributed(table, shard_by, database, cluster),
+            ]
         }
         Object::MaterializedView {
             name,
@@ -146,6 +152,15 @@ pub fn statements(migration: &Migration, database: &str, cluster: &str) -> Vec<S
             vec![sql]
         }
     }
+}
+
+/// The `Distributed` table `name` over every server's `<name>_local`, with its columns.
+fn distributed(name: &str, shard_by: &str, database: &str, cluster: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {database}.{name} ON CLUSTER {cluster} \
+         AS {database}.{name}_local \
+         ENGINE = Distributed({cluster}, {database}, {name}_local, {shard_by})"
+    )
 }
 
 /// `ENGINE = XMergeTree(args)` → `ENGINE = ReplicatedXMergeTree('<path>', '{replica}', args)`,
@@ -218,7 +233,8 @@ mod tests {
             for statement in statements(migration, "db", "c") {
                 let on_cluster = [" ON CLUSTER c ", " ON CLUSTER c\n"];
                 assert!(
-                    on_cluster.iter().any(|on| statement.contains(on)),
+                    on_cluster.iter().any(|on| statement.contains(on))
+                        || statement.ends_with(" ON CLUSTER c"),
                     "{statement}"
                 );
                 assert!(statement.contains("db."), "{statement}");
@@ -250,13 +266,19 @@ mod tests {
     }
 
     #[test]
-    fn an_added_column_is_added_to_the_local_tables_then_the_distributed_one() {
+    fn an_added_column_is_added_to_the_local_tables_and_the_distributed_one_made_again() {
         let statements = rendered("upload_id");
-        assert_eq!(statements.len(), 2);
+        assert_eq!(statements.len(), 3);
         assert!(statements[0]
             .contains("ALTER TABLE db.game_rounds_local ON CLUSTER c ADD COLUMN upload_id"));
-        assert!(
-            statements[1].contains("ALTER TABLE db.game_rounds ON CLUSTER c ADD COLUMN upload_id")
+        assert_eq!(
+            statements[1],
+            "DROP TABLE IF EXISTS db.game_rounds ON CLUSTER c"
+        );
+        assert_eq!(
+            statements[2],
+            "CREATE TABLE IF NOT EXISTS db.game_rounds ON CLUSTER c AS db.game_rounds_local \
+             ENGINE = Distributed(c, db, game_rounds_local, cityHash64(user_id))"
         );
     }
 

@@ -35,10 +35,14 @@ pub enum Object {
         name: &'static str,
         shard_by: &'static str,
     },
-    /// `ALTER TABLE <table> ADD COLUMN <column> …`.
+    /// `ALTER TABLE <table> ADD COLUMN <column> …`. On a cluster the column is added to every
+    /// `<table>_local`, and the `Distributed` table (sharded by `shard_by`, as the table was
+    /// made) is made again over them: 18.16 refuses an `ALTER … ON CLUSTER` of a table that is
+    /// not replicated on a cluster whose shards are (`internal_replication`).
     AddColumn {
         table: &'static str,
         column: &'static str,
+        shard_by: &'static str,
     },
     /// `CREATE MATERIALIZED VIEW IF NOT EXISTS <name> TO <target> AS SELECT … FROM <source>`:
     /// on a cluster, from each server's own `<source>_local` into its own `<target>_local`.
@@ -96,6 +100,7 @@ pub const MIGRATIONS: &[Migration] = &[
         object: Object::AddColumn {
             table: "game_rounds",
             column: "upload_id",
+            shard_by: BY_PLAYER,
         },
     },
     Migration {
@@ -448,6 +453,35 @@ async fn apply_cluster(
     Ok(())
 }
 
+/// Makes `object` in `layout` from `sql`, its idempotent statement on one server (of the shape
+/// `object` names): DDL generated at start rather than numbered (a dataset's tables,
+/// `sluice_rollup::datasets`). One server runs `sql`; a cluster runs its sharded form `ON
+/// CLUSTER` ([`cluster::statements_of`]), as the migrations are applied: only when what it
+/// makes is missing on the server `client` talks to (an `ON CLUSTER` statement waits for every
+/// server), "already exists" counting as made.
+#[cfg(feature = "clickhouse")]
+pub async fn make(
+    client: &clickhouse::Client,
+    database: &str,
+    layout: &Layout,
+    object: &Object,
+    sql: &str,
+) -> Result<(), clickhouse::error::Error> {
+    let Some(cluster) = layout.cluster() else {
+        return client.query(sql).execute().await;
+    };
+    if applied_here(client, object).await? {
+        return Ok(());
+    }
+    for statement in cluster::statements_of(object, sql, database, cluster) {
+        match client.query(&statement).execute().await {
+            Err(error) if server_error_code(&error.to_string()) == Some(TABLE_ALREADY_EXISTS) => {}
+            result => result?,
+        }
+    }
+    Ok(())
+}
+
 /// Whether what `object` makes exists on the server `client` talks to, in its database.
 #[cfg(feature = "clickhouse")]
 async fn applied_here(
@@ -462,7 +496,7 @@ async fn applied_here(
         Object::MaterializedView { name, .. } | Object::View { name, .. } => {
             engine_of(client, name).await?.is_some()
         }
-        Object::AddColumn { table, column } => {
+        Object::AddColumn { table, column, .. } => {
             let count: u64 = client
                 .query(
                     "SELECT count() FROM system.columns WHERE database = currentDatabase() \
