@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sluice_rollup::datasets::EndpointRollups;
 use sluice_rollup::dirty::DirtyHours;
+use sluice_rollup::spec::{Rollup, GAME_ROUNDS_DAILY, GAME_ROUNDS_HOURLY};
 use sluice_schema::dataset::{Catalog, Spec};
 use sluice_schema::migrations::{self, Layout, MigrationError};
 use sluice_testkit::cluster::Cluster;
@@ -181,23 +182,10 @@ impl Run {
         line.and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
     }
 
-    /// Waits until the processor has no dirty hour or day left: answers come from rollups.
+    /// Waits until no hour or day of the rounds' rollups is dirty: answers come from rollups.
     async fn processed(&self) {
-        let started = Instant::now();
-        loop {
-            let (hours, days) = (
-                self.metric(sluice_processor::DIRTY_HOURS).await,
-                self.metric(sluice_processor::DIRTY_DAYS).await,
-            );
-            if hours == Some(0.0) && days == Some(0.0) {
-                return;
-            }
-            assert!(
-                started.elapsed() < LANDED_WITHIN,
-                "still dirty: {hours:?} hours, {days:?} days"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        self.drained_of(vec![GAME_ROUNDS_HOURLY, GAME_ROUNDS_DAILY])
+            .await;
     }
 
     /// Every answer the comparison looks at.
@@ -619,15 +607,22 @@ impl Run {
         ]
     }
 
-    /// Waits until no hour or day of the datasets' rollups is dirty in this run's database
-    /// (asked of Redis: the processors' gauges of both runs share their series in one process).
+    /// Waits until no hour or day of the datasets' rollups is dirty in this run's database.
     async fn drained(&self) {
-        let database = &self.pipeline.slice.database;
-        let dirty: Vec<DirtyHours> = ["events", "amazon_reviews"]
+        let rollups = ["events", "amazon_reviews"]
             .iter()
             .flat_map(|name| EndpointRollups::all(&shipped(name)))
             .flat_map(|(_, rollups)| rollups.levels().collect::<Vec<_>>())
-            .map(|rollup| DirtyHours::of(database, &rollup))
+            .collect();
+        self.drained_of(rollups).await;
+    }
+
+    /// Waits until no bucket of `rollups` is dirty in this run's database (asked of Redis:
+    /// the processors' gauges of both runs share their series in one process).
+    async fn drained_of(&self, rollups: Vec<Rollup>) {
+        let database = &self.pipeline.slice.database;
+        let dirty: Vec<DirtyHours> = (rollups.iter())
+            .map(|rollup| DirtyHours::of(database, rollup))
             .collect();
         let mut redis = sluice_testkit::rounds::redis_connection().await;
         let started = Instant::now();
@@ -641,7 +636,7 @@ impl Run {
             }
             assert!(
                 started.elapsed() < LANDED_WITHIN,
-                "{database}: {left} hours still dirty"
+                "{database}: {left} buckets still dirty"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

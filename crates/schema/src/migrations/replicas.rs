@@ -69,14 +69,10 @@ impl ReadReplicas {
     /// The replicas read now (one a shard, sorted by name), once each holds every part
     /// acknowledged before this call; [`ReplicaError::Behind`] names one that does not. A
     /// read begun after this returns sees every row acknowledged before it, as long as a
-    /// second call after the read returns the same replicas ([`ReadReplicas::still`]).
+    /// second call after the read finds the same replicas read ([`ReadReplicas::still`]).
     /// `client` must carry the layout's query settings ([`Layout::configure`]).
     pub async fn caught_up(&self, client: &Client) -> Result<Vec<String>, ReplicaError> {
-        let statuses = client
-            .query(&self.sql)
-            .bind(&self.database)
-            .fetch_all::<ReplicaStatus>()
-            .await?;
+        let statuses = self.statuses(client).await?;
         if let Some(lagging) = statuses.iter().find(|s| s.behind > 0) {
             return Err(ReplicaError::Behind {
                 replica: lagging.replica.clone(),
@@ -86,15 +82,27 @@ impl ReadReplicas {
         Ok(statuses.into_iter().map(|s| s.replica).collect())
     }
 
-    /// Checks again after a read that began after [`ReadReplicas::caught_up`] returned
-    /// `before`: the read went to those same replicas.
+    /// Checks after a read that began after [`ReadReplicas::caught_up`] returned `before`
+    /// that the read went to those same replicas. Whether they are behind now does not
+    /// matter (the read's own writes put them behind for a moment): what they held when the
+    /// read began was checked before it.
     pub async fn still(&self, client: &Client, before: Vec<String>) -> Result<(), ReplicaError> {
-        let after = self.caught_up(client).await?;
+        let after: Vec<String> = (self.statuses(client).await?.into_iter())
+            .map(|s| s.replica)
+            .collect();
         if after == before {
             Ok(())
         } else {
             Err(ReplicaError::Changed { before, after })
         }
+    }
+
+    async fn statuses(&self, client: &Client) -> Result<Vec<ReplicaStatus>, ReplicaError> {
+        Ok(client
+            .query(&self.sql)
+            .bind(&self.database)
+            .fetch_all::<ReplicaStatus>()
+            .await?)
     }
 }
 
