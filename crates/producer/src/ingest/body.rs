@@ -100,19 +100,20 @@ fn body_failure<E: std::fmt::Display + 'static>(error: E) -> UploadError {
     }
 }
 
-/// The first bytes of `body` (at least `at_least`, unless it ends or fails sooner), and the
-/// whole body again, those bytes first: what a body is can be told before it is read. A
-/// failure met on the way is handed on in its place.
+/// The first `bytes` bytes of `body` (fewer when it ends or fails sooner), and the whole
+/// body again, those bytes first: what a body is can be told before it is read. A failure met
+/// on the way is handed on in its place.
 pub async fn peek<B: Body>(
     mut body: B,
-    at_least: usize,
+    bytes: usize,
 ) -> (Vec<u8>, impl Body<Failure = B::Failure>) {
-    let mut head = Vec::new();
+    let mut head = Vec::with_capacity(bytes);
     let mut chunks = Vec::new();
-    while head.len() < at_least {
+    while head.len() < bytes {
         match body.next().await {
             Some(Ok(chunk)) => {
-                head.extend_from_slice(&chunk);
+                let wanted = (bytes - head.len()).min(chunk.len());
+                head.extend_from_slice(&chunk[..wanted]);
                 chunks.push(Ok(chunk));
             }
             Some(Err(failure)) => {
@@ -123,4 +124,29 @@ pub async fn peek<B: Body>(
         }
     }
     (head, futures::stream::iter(chunks).chain(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_peek_holds_the_first_bytes_only_and_hands_on_the_whole_body() {
+        let chunks = ["ab", "cdef\0", "gh"].map(|c| Ok::<_, io::Error>(Bytes::from(c)));
+        let (head, body) = peek(futures::stream::iter(chunks), 4).await;
+        assert_eq!(head, b"abcd", "not the NUL further on");
+        let whole: Vec<Bytes> = body.map(Result::unwrap).collect().await;
+        assert_eq!(whole.concat(), b"abcdef\0gh");
+
+        let (head, body) = peek(
+            futures::stream::iter([Ok::<_, io::Error>(Bytes::from("x"))]),
+            4,
+        )
+        .await;
+        assert_eq!(head, b"x");
+        assert_eq!(
+            body.map(Result::unwrap).collect::<Vec<_>>().await.concat(),
+            b"x"
+        );
+    }
 }
