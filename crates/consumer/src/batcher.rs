@@ -1,16 +1,17 @@
 //! Batches, kept per topic and partition with the offset to resume from once they are durable.
 //!
-//! The polling loop only copies messages into a [`RawBatch`]; decoding into a [`Batch`] of
-//! rounds, rejected rows and poison happens in the insert task, on another core, beside the
-//! polling.
+//! The polling loop only copies messages into a [`RawBatch`]; converting it into a [`Batch`] of
+//! rows, rejected rows and poison happens in the insert task, on another core, beside the
+//! polling. Rounds are converted by the `game_rounds` spec and its recorded versions
+//! (`sluice_schema::dataset::rowbinary::Converter`), as every dataset's records are: Avro
+//! straight to the `RowBinary` rows of `round_versions`, each checked as the table holds it.
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use sluice_rollup::version_of;
-use sluice_schema::avro::GameRoundCodec;
+use sluice_schema::dataset::rowbinary::{Converter, Keyed};
 use sluice_schema::rejects::RejectRecord;
-
-use crate::inserter::GameRoundRow;
 
 /// The topics the consumer reads, each with its own record format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -125,25 +126,22 @@ impl RawBatch {
         dropped
     }
 
-    /// Decodes every message: rounds, rejects, and poison for what does not decode.
-    pub fn decode(self) -> Batch {
-        let codec = GameRoundCodec::get();
+    /// Converts every message by `converter`: rows of rounds, rejects, and poison for what does
+    /// not decode or the table cannot hold.
+    pub fn decode(self, converter: &Converter) -> Batch {
         let mut batch = Batch::default();
+        let mut rows = Vec::with_capacity(self.bytes + self.bytes / 2);
         for ((source, partition), raw) in self.partitions {
             let decoded = batch.partitions.entry((source, partition)).or_default();
             decoded.next_offset = raw.next_offset;
             for record in raw.records {
                 let payload = &raw.data[record.payload.clone()];
                 let outcome = match source {
-                    Source::Rounds => codec
-                        .decode(payload)
-                        .map_err(|e| e.to_string())
-                        .and_then(|envelope| {
-                            let version = version_of(record.timestamp_ms, record.offset);
-                            GameRoundRow::new(envelope, version)
-                                .map_err(|reason| format!("not storable: {reason}"))
-                        })
-                        .map(|row| decoded.rounds.push(row)),
+                    Source::Rounds => {
+                        let version = version_of(record.timestamp_ms, record.offset);
+                        (converter.append_keyed(payload, version, &mut rows))
+                            .map(|keyed| batch.keyed.push(keyed))
+                    }
                     Source::Rejects => RejectRecord::from_json(payload)
                         .map(|reject| decoded.rejects.push(reject))
                         .map_err(|e| format!("not a reject record: {e}")),
@@ -160,13 +158,13 @@ impl RawBatch {
                 }
             }
         }
+        batch.rows = Bytes::from(rows);
         batch
     }
 }
 
 #[derive(Debug, Default)]
 struct PartitionBatch {
-    rounds: Vec<GameRoundRow>,
     rejects: Vec<Reject>,
     poison: Vec<Poison>,
     next_offset: i64,
@@ -175,14 +173,23 @@ struct PartitionBatch {
 /// A decoded batch: what goes to ClickHouse (and the dead-letter topic), with its offsets.
 #[derive(Debug, Default)]
 pub struct Batch {
+    /// The rounds' rows of `round_versions`, in `RowBinary`, partition by partition, in offset
+    /// order within a partition.
+    rows: Bytes,
+    /// Each row's time and identity, in the same order.
+    keyed: Vec<Keyed>,
     partitions: BTreeMap<(Source, i32), PartitionBatch>,
 }
 
 impl Batch {
-    /// Every round as its `game_rounds` row (with its upload), partition by partition, in
-    /// offset order within a partition.
-    pub fn rounds(&self) -> impl Iterator<Item = &GameRoundRow> {
-        self.partitions.values().flat_map(|p| p.rounds.iter())
+    /// The rounds' rows, in `RowBinary` (`Converter::insert_statement`).
+    pub fn row_bytes(&self) -> &Bytes {
+        &self.rows
+    }
+
+    /// Each round's time and identity (user id, round id), in the order of the rows.
+    pub fn keyed(&self) -> &[Keyed] {
+        &self.keyed
     }
 
     /// Every rejected row.
@@ -203,7 +210,7 @@ impl Batch {
     }
 
     pub fn rows(&self) -> usize {
-        self.partitions.values().map(|p| p.rounds.len()).sum()
+        self.keyed.len()
     }
 
     pub fn reject_count(&self) -> usize {
@@ -218,7 +225,14 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_schema::avro::GameRoundCodec;
+    use sluice_schema::dataset::history::History;
+    use sluice_schema::dataset::rowbinary::KeyValue;
     use sluice_schema::GameRound;
+
+    fn converter() -> Converter {
+        Converter::reading(&History::game_rounds())
+    }
 
     /// Round 1 of a player in game 2, 2019-10-22 08:20:42, no amounts.
     fn round() -> GameRound {
@@ -244,7 +258,7 @@ mod tests {
         raw.push(Source::Rounds, 2, 9, None, b"k", b"z");
         raw.push(Source::Rejects, 0, 1, None, b"k", b"w");
         assert_eq!(raw.messages(), 4);
-        let batch = raw.decode();
+        let batch = raw.decode(&converter());
         assert_eq!(
             batch.next_offsets().collect::<Vec<_>>(),
             [
@@ -267,7 +281,7 @@ mod tests {
         assert_eq!(raw.forget_partitions(&[(Source::Rounds, 1)]), 1);
         assert_eq!(raw.messages(), 2);
         assert_eq!(
-            raw.decode().next_offsets().collect::<Vec<_>>(),
+            raw.decode(&converter()).next_offsets().collect::<Vec<_>>(),
             [(Source::Rounds, 2, 8), (Source::Rejects, 1, 4)]
         );
     }
@@ -292,21 +306,24 @@ mod tests {
             br#"{"upload_id":"u-1","line":7,"column":null,"reason":"wrong number of fields"}"#,
         );
         raw.push(Source::Rejects, 0, 5, None, b"u-1", &bytes);
-        let batch = raw.decode();
-        let rounds: Vec<_> = batch.rounds().collect();
-        assert_eq!(rounds.len(), 1);
+        let batch = raw.decode(&converter());
+        let user = "9ece8c4020f8aed10676cd1c56a41889";
         assert_eq!(
-            (
-                rounds[0].game_instance_id,
-                rounds[0].user_id.as_str(),
-                rounds[0].upload_id.as_str()
-            ),
-            (1, "9ece8c4020f8aed10676cd1c56a41889", "u-1")
+            batch.keyed(),
+            [Keyed {
+                seconds: 0,
+                key: vec![KeyValue::Text(user.into()), KeyValue::Uint(1)]
+            }]
         );
+        let version = sluice_rollup::version_of(Some(1_764_000_000_000), 10);
+        let mut row = Vec::new();
+        converter().append(&bytes, version, &mut row).unwrap();
         assert_eq!(
-            rounds[0].version,
-            sluice_rollup::version_of(Some(1_764_000_000_000), 10)
+            batch.row_bytes().as_ref(),
+            row,
+            "the round's row, as its version"
         );
+        assert!(row.windows(3).any(|w| w == b"u-1"), "with its upload");
         let rejects: Vec<_> = batch.rejects().collect();
         assert_eq!((rejects[0].line, rejects[0].column.as_deref()), (7, None));
         let poison: Vec<_> = batch.poison().collect();
@@ -321,6 +338,28 @@ mod tests {
             batch.next_offsets().collect::<Vec<_>>(),
             [(Source::Rounds, 0, 12), (Source::Rejects, 0, 6)]
         );
+    }
+
+    #[test]
+    fn a_round_written_with_the_first_schema_lands_with_an_empty_upload() {
+        use apache_avro::headers::{HeaderBuilder, RabinFingerprintHeader};
+        let v1 = include_str!("../../../schemas/history/game_round.v1.avsc");
+        let v1 = apache_avro::Schema::parse_str(v1).unwrap();
+        let mut bytes = RabinFingerprintHeader::from_schema(&v1).build_header();
+        apache_avro::write_avro_datum_ref(&v1, &round(), &mut bytes).unwrap();
+        let mut current = Vec::new();
+        GameRoundCodec::get().encode(&round(), "", &mut current);
+        let mut raw = RawBatch::default();
+        raw.push(Source::Rounds, 0, 1, None, b"k", &bytes);
+        raw.push(Source::Rounds, 0, 2, None, b"k", &current);
+        let batch = raw.decode(&converter());
+        assert_eq!(batch.poison_count(), 0);
+        let (mut v1_row, mut current_row) = (Vec::new(), Vec::new());
+        let converter = converter();
+        converter.append(&bytes, 7, &mut v1_row).unwrap();
+        converter.append(&current, 7, &mut current_row).unwrap();
+        assert_eq!(v1_row, current_row, "the same row, its upload empty");
+        assert_eq!(batch.keyed()[0], batch.keyed()[1]);
     }
 
     #[test]
@@ -351,16 +390,19 @@ mod tests {
             GameRoundCodec::get().encode(round, "u-1", &mut bytes);
             raw.push(Source::Rounds, 0, offset as i64, None, b"k", &bytes);
         }
-        let batch = raw.decode();
+        let batch = raw.decode(&converter());
         assert_eq!(batch.rows(), 1);
         let errors: Vec<_> = batch.poison().map(|p| p.error.as_str()).collect();
         assert_eq!(errors.len(), 4);
-        assert!(errors[0].starts_with("not storable: created_timestamp: out of range"));
-        assert!(errors[1].starts_with("not storable: created_timestamp: out of range"));
-        assert_eq!(errors[2], "not storable: game_instance_id: negative");
-        assert_eq!(
-            errors[3],
-            "not storable: provider: contains a NUL character"
+        assert!(
+            errors[0].starts_with("created_timestamp: out of range"),
+            "{errors:?}"
         );
+        assert!(
+            errors[1].starts_with("created_timestamp: out of range"),
+            "{errors:?}"
+        );
+        assert_eq!(errors[2], "game_instance_id: negative");
+        assert_eq!(errors[3], "provider: contains a NUL character");
     }
 }

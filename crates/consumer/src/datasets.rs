@@ -25,7 +25,8 @@
 //! with null or their default; at start the versions table gets the columns the spec appended
 //! since it was made, and a table whose columns differ otherwise is refused, naming the column.
 //!
-//! Game rounds keep their own pipeline (`pipeline`); the dead-letter topic is theirs alone so
+//! Game rounds keep their own pipeline (`pipeline`: overlapping fetch and insert, pausing,
+//! resubscribing) with the same converter and insert; the dead-letter topic is theirs alone so
 //! far.
 
 use std::collections::BTreeMap;
@@ -50,7 +51,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batcher::Reject;
 use crate::config::Config;
-use crate::inserter::{insert_rejects, QuarantineRow, QUARANTINE_TABLE};
+use crate::inserter::{insert_rejects, insert_rows, QuarantineRow, QUARANTINE_TABLE};
 use crate::marks::{MarkError, Marks};
 
 /// Records per lookup of earlier versions: far below ClickHouse's `max_query_size` (256 KiB)
@@ -76,7 +77,7 @@ pub struct DatasetIngest {
 /// rollups), the messages the table cannot hold, and where each partition resumes.
 #[derive(Default)]
 struct Batch {
-    rows: Vec<u8>,
+    rows: bytes::Bytes,
     count: usize,
     keyed: Vec<Keyed>,
     rejects: Vec<Reject>,
@@ -161,7 +162,7 @@ impl DatasetIngest {
 
     /// Reads messages until `max_rows`, the batch timeout after the first, or shutdown.
     async fn fill(&self, shutdown: &CancellationToken) -> Batch {
-        let mut batch = Batch::default();
+        let (mut batch, mut rows) = (Batch::default(), Vec::new());
         let mut deadline = None;
         while batch.count < self.max_rows {
             let next = async {
@@ -204,11 +205,9 @@ impl DatasetIngest {
             }
             let version = version_of(message.timestamp().to_millis(), offset);
             let appended = match self.marks {
-                Some(_) => (self
-                    .converter
-                    .append_keyed(payload, version, &mut batch.rows))
-                .map(|keyed| batch.keyed.push(keyed)),
-                None => self.converter.append(payload, version, &mut batch.rows),
+                Some(_) => (self.converter.append_keyed(payload, version, &mut rows))
+                    .map(|keyed| batch.keyed.push(keyed)),
+                None => self.converter.append(payload, version, &mut rows),
             };
             match appended {
                 Ok(()) => batch.count += 1,
@@ -219,6 +218,7 @@ impl DatasetIngest {
                 }
             }
         }
+        batch.rows = rows.into();
         batch
     }
 
@@ -306,16 +306,7 @@ impl DatasetIngest {
     }
 
     async fn insert(&self, batch: &Batch) -> Result<(), clickhouse::error::Error> {
-        if batch.count > 0 {
-            let mut insert = self
-                .clickhouse
-                .insert_formatted_with(self.converter.insert_statement());
-            insert
-                .send(bytes::Bytes::copy_from_slice(&batch.rows))
-                .await?;
-            insert.end().await?;
-        }
-        Ok(())
+        insert_rows(&self.clickhouse, &self.converter, &batch.rows).await
     }
 
     async fn insert_poison(&self, batch: &Batch) -> Result<(), clickhouse::error::Error> {

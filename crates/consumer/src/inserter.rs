@@ -1,9 +1,9 @@
-//! The ClickHouse side of the consumer: one `INSERT … FORMAT RowBinary` per batch.
+//! The ClickHouse side of the consumer: one `INSERT … FORMAT RowBinary` per batch and table.
 
+use bytes::Bytes;
 use clickhouse::Client;
 use serde::Serialize;
-use sluice_schema::avro::Envelope;
-use sluice_schema::domain::{check_text, stored_seconds};
+use sluice_schema::dataset::rowbinary::Converter;
 
 use crate::batcher::{Poison, Reject};
 use crate::kafka::Topics;
@@ -18,70 +18,20 @@ pub const UPLOAD_REJECTS_TABLE: &str = "upload_rejects";
 /// Table undecodable messages land in (see `schemas/clickhouse/0002_quarantine.sql`).
 pub const QUARANTINE_TABLE: &str = "quarantine";
 
-/// One row of `round_versions` in RowBinary: `DateTime` is seconds as `u32`, `Decimal(18, 4)` is
-/// the scaled `i64`, `Nullable` is an `Option`. `inserted_at` is filled by the server. Columns
-/// are named in the insert, so their order here does not matter.
-///
-/// Built from a decoded record by [`GameRoundRow::new`], which refuses what the table cannot hold (a
-/// moment outside `DateTime`'s range, a negative id, a NUL in a name) instead of storing a
-/// substitute: such a record is poison, kept in the quarantine with the reason.
-#[derive(Debug, clickhouse::Row, Serialize)]
-pub struct GameRoundRow {
-    pub created_timestamp: u32,
-    pub game_instance_id: u64,
-    pub user_id: String,
-    pub game_id: u64,
-    pub real_amount_bet: Option<i64>,
-    pub bonus_amount_bet: Option<i64>,
-    pub real_amount_win: Option<i64>,
-    pub bonus_amount_win: Option<i64>,
-    pub game_name: String,
-    pub provider: String,
-    pub upload_id: String,
-    /// Orders the round's versions: see `sluice_rollup::version_of`.
-    pub version: u64,
-}
-
-impl GameRoundRow {
-    /// The row of `envelope`'s round, as version `version`, or why the table cannot hold it.
-    pub fn new(envelope: Envelope, version: u64) -> Result<GameRoundRow, String> {
-        let round = envelope.round;
-        let field = |column: &str, reason: &dyn std::fmt::Display| format!("{column}: {reason}");
-        let id =
-            |column: &str, value: i64| u64::try_from(value).map_err(|_| field(column, &"negative"));
-        for (column, text) in [
-            ("game_name", &round.game_name),
-            ("provider", &round.provider),
-        ] {
-            check_text(text).map_err(|e| field(column, &e))?;
-        }
-        Ok(GameRoundRow {
-            created_timestamp: stored_seconds(round.created_timestamp)
-                .map_err(|e| field("created_timestamp", &e))?,
-            game_instance_id: id("game_instance_id", round.game_instance_id)?,
-            user_id: round.user_id.into_string(),
-            game_id: id("game_id", round.game_id)?,
-            real_amount_bet: round.real_amount_bet.map(|m| m.scaled()),
-            bonus_amount_bet: round.bonus_amount_bet.map(|m| m.scaled()),
-            real_amount_win: round.real_amount_win.map(|m| m.scaled()),
-            bonus_amount_win: round.bonus_amount_win.map(|m| m.scaled()),
-            game_name: round.game_name,
-            provider: round.provider,
-            upload_id: envelope.upload_id,
-            version,
-        })
-    }
-}
-
-/// Inserts `rounds` as one block; returns once ClickHouse acknowledged the whole insert.
-pub async fn insert_batch(
+/// Inserts `rows` (`RowBinary`, as a [`Converter`] writes them) as one block; returns once
+/// ClickHouse acknowledged the whole insert. Each row is checked as the table holds it when it
+/// is converted: a record the table cannot hold is poison, kept in the quarantine with the
+/// reason, never a substitute.
+pub async fn insert_rows(
     client: &Client,
-    rounds: impl Iterator<Item = &GameRoundRow>,
+    converter: &Converter,
+    rows: &Bytes,
 ) -> Result<(), clickhouse::error::Error> {
-    let mut insert = client.insert::<GameRoundRow>(ROUND_VERSIONS_TABLE).await?;
-    for round in rounds {
-        insert.write(round).await?;
+    if rows.is_empty() {
+        return Ok(());
     }
+    let mut insert = client.insert_formatted_with(converter.insert_statement());
+    insert.send(rows.clone()).await?;
     insert.end().await
 }
 

@@ -4,13 +4,14 @@
 //! # Layout
 //! - [`config`]: the one typed `Config`, read from `SLUICE_CONSUMER_*` variables.
 //! - [`kafka`]: group membership, rebalance notes and offset storing.
-//! - [`batcher`]: the per-partition batch and the offsets it will let us store.
-//! - [`inserter`]: the RowBinary row type and the one-insert-per-batch write.
+//! - [`batcher`]: the per-partition batch, its records converted into `RowBinary` rows by the
+//!   `game_rounds` spec, and the offsets it will let us store.
+//! - [`inserter`]: the one-insert-per-batch writes (rows, rejects, quarantine).
 //! - [`marks`]: the hours each batch changes, marked dirty in Redis around its insert, so the
 //!   rollups' readers take them from raw rows until they are recomputed (docs/PROCESSING.md).
 //! - [`pipeline`]: the loop tying them together, with retries and graceful shutdown.
 //! - [`datasets`]: the other datasets it serves (issue 14), each from its topic into its
-//!   versions table.
+//!   versions table, converted the same way.
 
 pub mod batcher;
 pub mod config;
@@ -25,6 +26,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
+use sluice_schema::dataset::history::History;
+use sluice_schema::dataset::rowbinary::Converter;
 use sluice_schema::kafka::MetadataProbe;
 use sluice_schema::telemetry::{answers_in_time, readiness, HealthServer, READY_TIMEOUT};
 use tokio_util::sync::CancellationToken;
@@ -93,6 +96,7 @@ impl Application {
                 notes,
                 clickhouse,
                 marks,
+                converter: Arc::new(Converter::reading(&History::game_rounds())),
                 dead_letters,
                 probe,
                 topics: kafka::Topics::new(&config),

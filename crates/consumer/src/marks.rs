@@ -16,9 +16,9 @@ use secrecy::ExposeSecret;
 use sluice_rollup::dirty::DirtyHours;
 use sluice_rollup::hour_of;
 use sluice_rollup::spec::GAME_ROUNDS_HOURLY;
+use sluice_schema::dataset::rowbinary::{KeyValue, Keyed};
 
 use crate::config::Config;
-use crate::inserter::GameRoundRow;
 
 /// Key ranges per lookup of earlier versions: keeps each statement far below ClickHouse's
 /// `max_query_size` (256 KiB) and `max_ast_elements` (50,000).
@@ -89,22 +89,13 @@ impl Marks {
     /// The hours `rounds` fall in and the hours of every stored version of the same rounds,
     /// sorted: what their insert changes. Earlier versions are looked up per player, by the
     /// span of that player's round ids in the batch (never as a list of literal keys).
-    pub async fn hours<'a>(
+    pub async fn hours(
         &self,
         client: &Client,
-        rounds: impl Iterator<Item = &'a GameRoundRow>,
+        rounds: &[Keyed],
     ) -> Result<Vec<u32>, clickhouse::error::Error> {
-        let mut hours = BTreeSet::new();
-        let mut spans: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-        for round in rounds {
-            hours.insert(hour_of(round.created_timestamp));
-            let id = round.game_instance_id;
-            spans
-                .entry(round.user_id.as_str())
-                .and_modify(|(low, high)| (*low, *high) = ((*low).min(id), (*high).max(id)))
-                .or_insert((id, id));
-        }
-        let spans: Vec<_> = spans.into_iter().collect();
+        let mut hours: BTreeSet<u32> = rounds.iter().map(|r| hour_of(r.seconds)).collect();
+        let spans: Vec<_> = player_spans(rounds).into_iter().collect();
         for chunk in spans.chunks(RANGES_PER_LOOKUP) {
             let mut lookup = client.query(&GAME_ROUNDS_HOURLY.hours_of_key_ranges(chunk.len()));
             for (user_id, (low, high)) in chunk {
@@ -134,5 +125,39 @@ impl Marks {
             dirty.end(&mut connection, batch, hours).await?;
         }
         Ok(())
+    }
+}
+
+/// Each player's lowest and highest round id among `rounds` (keyed by the game_rounds identity,
+/// user id then round id).
+fn player_spans(rounds: &[Keyed]) -> BTreeMap<&str, (u64, u64)> {
+    let mut spans: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for round in rounds {
+        let [KeyValue::Text(user_id), KeyValue::Uint(id)] = round.key.as_slice() else {
+            unreachable!("the game_rounds identity is (user_id String, game_instance_id UInt64)");
+        };
+        spans
+            .entry(user_id.as_str())
+            .and_modify(|(low, high)| (*low, *high) = ((*low).min(*id), (*high).max(*id)))
+            .or_insert((*id, *id));
+    }
+    spans
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_player_spans_from_their_lowest_to_their_highest_round_id() {
+        let round = |user: &str, id: u64| Keyed {
+            seconds: 0,
+            key: vec![KeyValue::Text(user.into()), KeyValue::Uint(id)],
+        };
+        let rounds = [round("b", 7), round("a", 3), round("b", 2), round("b", 9)];
+        assert_eq!(
+            player_spans(&rounds).into_iter().collect::<Vec<_>>(),
+            [("a", (3, 3)), ("b", (2, 9))]
+        );
     }
 }

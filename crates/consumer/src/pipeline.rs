@@ -15,13 +15,14 @@ use rdkafka::error::KafkaResult;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::Message;
 use sluice_schema::backoff::Backoff;
+use sluice_schema::dataset::rowbinary::Converter;
 use sluice_schema::kafka::MetadataProbe;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::batcher::{Batch, RawBatch};
 use crate::config::Config;
-use crate::inserter::{insert_batch, insert_quarantine, insert_rejects};
+use crate::inserter::{insert_quarantine, insert_rejects, insert_rows};
 use crate::kafka::{
     store_offsets, subscribe_topics, DeadLetters, RebalanceNotes, RoundConsumer, TopicPresence,
     Topics,
@@ -34,6 +35,8 @@ pub struct Pipeline {
     pub notes: RebalanceNotes,
     pub clickhouse: Client,
     pub marks: Arc<Marks>,
+    /// Converts the rounds' records (every recorded version of `game_rounds`) into rows.
+    pub converter: Arc<Converter>,
     pub dead_letters: DeadLetters,
     /// Asks the brokers which topics they hold (the consumer's own client is busy polling).
     pub probe: MetadataProbe,
@@ -86,6 +89,7 @@ struct RoundsWrite {
 async fn write_rounds(
     client: &Client,
     marks: &Marks,
+    converter: &Converter,
     batch: &Batch,
     progress: &mut RoundsWrite,
 ) -> Result<(), WriteError> {
@@ -96,11 +100,11 @@ async fn write_rounds(
         Some(hours) => hours,
         None => progress
             .hours
-            .insert(marks.hours(client, batch.rounds()).await?),
+            .insert(marks.hours(client, batch.keyed()).await?),
     };
     if !progress.inserted {
         marks.begin(&progress.batch_id, hours).await?;
-        insert_batch(client, batch.rounds()).await?;
+        insert_rows(client, converter, batch.row_bytes()).await?;
         progress.inserted = true;
     }
     marks.end(&progress.batch_id, hours).await?;
@@ -114,12 +118,13 @@ async fn write_rounds(
 async fn write_batch(
     client: &Client,
     marks: &Marks,
+    converter: &Converter,
     dead_letters: &DeadLetters,
     topics: &Topics,
     batch: &Batch,
     progress: &mut RoundsWrite,
 ) -> Result<(), WriteError> {
-    write_rounds(client, marks, batch, progress).await?;
+    write_rounds(client, marks, converter, batch, progress).await?;
     if batch.reject_count() > 0 {
         insert_rejects(client, batch.rejects()).await?;
     }
@@ -313,6 +318,7 @@ impl Pipeline {
     ) -> impl std::future::Future<Output = Option<Batch>> + Send + 'static {
         let client = self.clickhouse.clone();
         let marks = Arc::clone(&self.marks);
+        let converter = Arc::clone(&self.converter);
         let dead_letters = self.dead_letters.clone();
         let topics = self.topics.clone();
         let mut backoff = Backoff::new(
@@ -321,7 +327,8 @@ impl Pipeline {
         );
         async move {
             // CPU-bound: off the async workers, so polling goes on beside it.
-            let batch = match tokio::task::spawn_blocking(move || raw.decode()).await {
+            let decoding = Arc::clone(&converter);
+            let batch = match tokio::task::spawn_blocking(move || raw.decode(&decoding)).await {
                 Ok(batch) => batch,
                 Err(_) => return None,
             };
@@ -342,6 +349,7 @@ impl Pipeline {
                 let attempt = write_batch(
                     &client,
                     &marks,
+                    &converter,
                     &dead_letters,
                     &topics,
                     &batch,

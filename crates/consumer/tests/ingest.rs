@@ -163,11 +163,15 @@ async fn a_record_the_table_cannot_hold_is_quarantined_with_its_reason_never_sto
     assert_eq!(errors.len(), 4, "{errors:?}");
     for error in &errors[..3] {
         assert!(
-            error.starts_with("not storable: created_timestamp: out of range"),
+            error.starts_with("created_timestamp: out of range"),
             "{error}"
         );
     }
-    assert!(errors[3].contains("out of range"), "{}", errors[3]);
+    assert!(
+        errors[3].starts_with("real_amount_bet: out of the range of Decimal(18"),
+        "{}",
+        errors[3]
+    );
     shutdown.cancel();
     handle.await.unwrap();
 }

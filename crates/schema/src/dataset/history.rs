@@ -200,9 +200,38 @@ impl History {
     /// first; refused, naming the spec's file, the field and the fix, when the spec cannot read
     /// the records of one of them (the latest named first).
     pub fn read(dir: &Path, spec: &Spec) -> Result<History, SpecError> {
-        let mut versions = Vec::new();
-        for (number, file) in recorded_files(dir, &spec.name)?.into_iter().rev() {
+        let mut recorded = Vec::new();
+        for (number, file) in recorded_files(dir, &spec.name)? {
             let earlier = Spec::read(&file)?;
+            recorded.push((number, file, earlier));
+        }
+        History::of(dir, spec, recorded)
+    }
+
+    /// The versions of the built-in `game_rounds` (`datasets/history/game_rounds.v<N>.toml`,
+    /// compiled in with its spec): every service reads them wherever its datasets are.
+    pub fn game_rounds() -> History {
+        let dir = Path::new("datasets");
+        let spec = Spec::parse("datasets/game_rounds.toml", super::GAME_ROUNDS_TOML)
+            .expect("the game_rounds spec is valid (tested)");
+        let recorded = GAME_ROUNDS_HISTORY.iter().map(|(number, text)| {
+            let file = history_dir(dir).join(format!("game_rounds.v{number}.toml"));
+            let earlier = Spec::parse(&file.display().to_string(), text)
+                .expect("game_rounds' recorded versions are valid (tested)");
+            (*number, file, earlier)
+        });
+        History::of(dir, &spec, recorded.collect())
+            .expect("game_rounds reads its recorded versions (tested)")
+    }
+
+    /// `spec` with its `recorded` versions, oldest first, each checked ([`History::read`]).
+    fn of(
+        dir: &Path,
+        spec: &Spec,
+        recorded: Vec<(u32, PathBuf, Spec)>,
+    ) -> Result<History, SpecError> {
+        let mut versions = Vec::new();
+        for (number, file, earlier) in recorded.into_iter().rev() {
             if earlier.name != spec.name {
                 let fix = format!("record only versions of `{}` under its name", spec.name);
                 let problem = format!(
@@ -264,6 +293,18 @@ pub fn first_recorded(dir: &Path, name: &str) -> Result<Option<Spec>, SpecError>
         None => Ok(None),
     }
 }
+
+/// `datasets/history/game_rounds.v<N>.toml`, by `N`.
+const GAME_ROUNDS_HISTORY: &[(u32, &str)] = &[
+    (
+        1,
+        include_str!("../../../../datasets/history/game_rounds.v1.toml"),
+    ),
+    (
+        2,
+        include_str!("../../../../datasets/history/game_rounds.v2.toml"),
+    ),
+];
 
 fn history_dir(dir: &Path) -> PathBuf {
     dir.join("history")
@@ -488,6 +529,24 @@ mod tests {
             "declare a new dataset `records_v2` (datasets/records_v2.toml) with the change and \
              copy the rows over (`INSERT INTO records_v2_versions (…) SELECT … FROM records_versions`)"
         ));
+    }
+
+    #[test]
+    fn game_rounds_reads_the_records_of_its_first_version_by_their_recorded_avro_schema() {
+        use apache_avro::headers::{HeaderBuilder, RabinFingerprintHeader};
+        let history = History::game_rounds();
+        let earlier: Vec<&Spec> = history.earlier().collect();
+        assert_eq!(earlier.len(), 1, "{history:?}");
+        let change = &history.versions[0].change;
+        assert_eq!(*change, Change::Appended(vec!["upload_id".into()]));
+        assert_eq!(history.latest().map(|v| &v.change), Some(&Change::Same));
+        let v1 = include_str!("../../../../schemas/history/game_round.v1.avsc");
+        let v1 = apache_avro::Schema::parse_str(v1).unwrap();
+        let header = RabinFingerprintHeader::from_schema(&v1).build_header();
+        assert_eq!(
+            super::super::plan::Plan::compile(earlier[0]).header(),
+            header
+        );
     }
 
     /// A fresh directory holding `files` (path, text).
