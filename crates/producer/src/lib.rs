@@ -11,7 +11,8 @@
 //! - [`pace`]: the client's pace — idle timeout and minimum rate of a request body.
 //! - [`kafka`]: the Kafka producer and the bounded in-flight window of deliveries.
 //! - [`ingest`]: the upload pipeline, one module per stage — body bytes → text → rows (CSV,
-//!   JSON Lines, JSON arrays) → `GameRound` → Avro → Kafka — run as its `IngestOptions` say.
+//!   JSON Lines, JSON arrays; Parquet from a scratch file) → Avro records by the dataset's plan
+//!   → Kafka — run as its `IngestOptions` say.
 //! - [`receipts`]: receipts in Redis, for idempotent re-uploads and `GET /uploads/{id}`.
 //! - [`finish`]: an acknowledged upload's end — claim its content, commit or abort, store the
 //!   receipt (shared with the watcher).

@@ -16,9 +16,9 @@
 use std::sync::OnceLock;
 
 use apache_avro::headers::{HeaderBuilder, RabinFingerprintHeader};
-use integer_encoding::VarInt;
 use serde::Deserialize;
 
+use crate::dataset::plan::write_long;
 use crate::domain::{Money, PlayerId};
 use crate::round::GameRound;
 
@@ -76,15 +76,6 @@ fn write_datum(round: &GameRound, upload_id: &str, out: &mut Vec<u8>) {
     write_string(&round.game_name, out);
     write_string(&round.provider, out);
     write_string(upload_id, out);
-}
-
-/// An Avro `long`: a zigzag varint (integer-encoding's `i64` encoding). The dataset plan
-/// writes its longs with it too.
-#[inline]
-pub(crate) fn write_long(value: i64, out: &mut Vec<u8>) {
-    let mut buffer = [0_u8; 10];
-    let length = value.encode_var(&mut buffer);
-    out.extend_from_slice(&buffer[..length]);
 }
 
 /// An Avro `string`: its length in bytes as a `long`, then the UTF-8 bytes.

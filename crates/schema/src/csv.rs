@@ -3,17 +3,22 @@
 //! header name, each row a [`GameRound`] or a [`RowError`]).
 //!
 //! Rows are encoded through their dataset's plan (`crate::dataset::plan`) everywhere; the
-//! hand-written mapping stays as the plan's reference (a test holds the plan to its records and
-//! rejects over thousands of varied rows) and as the baseline of `cargo xtask bench plan`.
+//! hand-written mapping stays, behind feature `reference` (no service enables it), as the
+//! plan's reference (a test holds the plan to its records and rejects over thousands of varied
+//! rows) and as the baseline of `cargo xtask bench plan`.
 
 use chrono::{DateTime, NaiveDateTime};
+#[cfg(any(test, feature = "reference"))]
 use csv_async::ByteRecord;
 use serde::Serialize;
 
+#[cfg(any(test, feature = "reference"))]
 use crate::domain::{Money, PlayerId};
+#[cfg(any(test, feature = "reference"))]
 use crate::round::GameRound;
 
 /// The columns a game-round export must have, in the canonical order.
+#[cfg(any(test, feature = "reference"))]
 pub const COLUMNS: [&str; 10] = [
     "created_timestamp",
     "game_instance_id",
@@ -59,6 +64,7 @@ pub enum RowBytes {
 }
 
 /// Positions of the required columns in a file, found from its header.
+#[cfg(any(test, feature = "reference"))]
 #[derive(Debug, Clone)]
 pub struct HeaderMap {
     positions: [usize; COLUMNS.len()],
@@ -66,6 +72,7 @@ pub struct HeaderMap {
     width: usize,
 }
 
+#[cfg(any(test, feature = "reference"))]
 impl HeaderMap {
     /// Reads a header row. Names are trimmed, compared case-insensitively and may carry a
     /// leading byte-order mark; columns beyond the required ones are ignored and reported.
@@ -187,6 +194,7 @@ impl HeaderMap {
 /// Where each required column is among `names` (a header's, or a file schema's fields, in
 /// order), and the names that are not game-round columns. Names are trimmed and compared
 /// case-insensitively; a column named twice or missing is refused.
+#[cfg(any(test, feature = "reference"))]
 fn column_positions<'a>(
     names: impl IntoIterator<Item = &'a str>,
 ) -> Result<([usize; COLUMNS.len()], Vec<String>), HeaderError> {
@@ -218,8 +226,12 @@ fn column_positions<'a>(
 /// fields given as text): each returns the value or the reason it was refused.
 pub(crate) mod fields {
     use super::{parse_timestamp, truncate};
-    use crate::domain::{check_text, stored_seconds, trim, Money};
+    #[cfg(any(test, feature = "reference"))]
+    use crate::domain::Money;
+    use crate::domain::{check_text, stored_seconds, trim};
 
+    /// A money cell (the hand-written mapping's; the plan reads decimals by their scale).
+    #[cfg(any(test, feature = "reference"))]
     #[inline]
     pub(crate) fn money(text: &str) -> Result<Option<Money>, String> {
         Money::parse_cell(text).map_err(|e| e.to_string())

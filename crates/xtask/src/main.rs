@@ -30,6 +30,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use sluice_schema::dataset::{Catalog, GAME_ROUNDS};
 use sluice_testkit::generate::{self, Encoding, Options};
 
 #[derive(Parser)]
@@ -83,7 +84,8 @@ enum Task {
         what: Datasets,
     },
     /// Print the statements the services apply on a ClickHouse cluster (their
-    /// `…_CLICKHOUSE_CLUSTER` setting), generated from `schemas/clickhouse/`.
+    /// `…_CLICKHOUSE_CLUSTER` setting), generated from `schemas/clickhouse/`, then those of
+    /// every other dataset's tables, generated from its spec.
     ClusterDdl {
         /// The database the services use.
         #[arg(long, default_value = "sluice")]
@@ -91,6 +93,9 @@ enum Task {
         /// The cluster's name in `remote_servers`.
         #[arg(long, default_value = "sluice")]
         cluster: String,
+        /// The directory of the specs (default: the workspace's `datasets/`).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
     },
 }
 
@@ -248,8 +253,15 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
-        Task::ClusterDdl { database, cluster } => {
-            std::io::stdout().write_all(cluster_ddl(&database, &cluster).as_bytes())?
+        Task::ClusterDdl {
+            database,
+            cluster,
+            dir,
+        } => {
+            let dir =
+                dir.unwrap_or_else(|| sluice_testkit::stack::workspace_root().join("datasets"));
+            let catalog = sluice_schema::dataset::Catalog::read(&dir)?;
+            std::io::stdout().write_all(cluster_ddl(&database, &cluster, &catalog).as_bytes())?
         }
         Task::Gen {
             dataset: Some(dataset),
@@ -319,12 +331,18 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every statement of the sharded layout, in the order the services apply them.
-fn cluster_ddl(database: &str, cluster: &str) -> String {
+/// Every statement of the sharded layout, in the order the services apply them: the
+/// migrations', then each dataset's of `catalog` (but `game_rounds`, whose are the migrations).
+fn cluster_ddl(database: &str, cluster: &str, catalog: &Catalog) -> String {
     use sluice_schema::migrations::{cluster, of_a_cluster};
     let statements = of_a_cluster().flat_map(|m| cluster::statements(m, database, cluster));
+    let datasets = (catalog.iter())
+        .filter(|dataset| dataset.spec.name != GAME_ROUNDS)
+        .flat_map(|dataset| sluice_rollup::datasets::objects(&dataset.spec))
+        .flat_map(|(object, sql)| cluster::statements_of(&object, &sql, database, cluster));
     std::iter::once(cluster::create_database(database, cluster))
         .chain(statements)
+        .chain(datasets)
         .map(|s| format!("{};\n\n", s.trim_end()))
         .collect()
 }

@@ -2,10 +2,11 @@
 //! Kafka key and time column, parsed into a [`Spec`] and checked at once, so that a mistake is
 //! an error naming the file, the field and the fix rather than a failure at run time.
 //!
-//! This is the first step of the generic pipeline: today's hand-written game-round mapping is
-//! checked against `datasets/game_rounds.toml` (its Avro schema, [`avro`], is the one in
-//! `schemas/game_round.avsc`), and so is its table of versions ([`clickhouse`], migration 6).
-//! Routes, rollups and the other tables from specs follow.
+//! Every service works from specs: the producer and the watcher encode rows by a spec's
+//! [`plan`], the consumer converts its records to rows by its [`rowbinary`] converter, the
+//! rollups and the gateway's endpoints follow its endpoints. `game_rounds` is the first spec,
+//! built in: its Avro schema ([`avro`]) is `schemas/game_round.avsc` byte for byte, its versions
+//! table ([`clickhouse`]) migration 6.
 //!
 //! A spec evolves only by appending nullable or defaulted columns; its earlier versions are
 //! recorded in `datasets/history/` and their records still read ([`history`]), and so are
@@ -397,8 +398,7 @@ impl Dataset {
 }
 
 /// The datasets of a directory (`SLUICE_DATASETS_DIR`): every `<name>.toml` in it, each named
-/// after its file. `game_rounds` is built in (the services' hand-written parts follow its
-/// spec): it is there whether or not the directory holds it, and a `game_rounds.toml` there
+/// after its file. `game_rounds` is built in (its tables are the migrations'): it is there whether or not the directory holds it, and a `game_rounds.toml` there
 /// must declare the same dataset.
 #[derive(Debug, Clone)]
 pub struct Catalog {

@@ -25,8 +25,8 @@ use chrono::{NaiveDate, NaiveDateTime};
 
 use super::{Check, Column, Kind, Source, Spec};
 use csv_async::ByteRecord;
+use integer_encoding::VarInt;
 
-use crate::avro::write_long;
 use crate::csv::{fields, HeaderError, RowBytes, RowError};
 use crate::domain::{parse_decimal, trim};
 
@@ -697,6 +697,14 @@ pub(super) fn decode(spec: &Spec, record: &Record) -> Vec<apache_avro::types::Va
     };
     assert!(datum.is_empty(), "the whole datum is read");
     fields.into_iter().map(|(_, v)| v).collect()
+}
+
+/// An Avro `long`: a zigzag varint (integer-encoding's `i64` encoding).
+#[inline]
+pub(crate) fn write_long(value: i64, out: &mut Vec<u8>) {
+    let mut buffer = [0_u8; 10];
+    let length = value.encode_var(&mut buffer);
+    out.extend_from_slice(&buffer[..length]);
 }
 
 #[cfg(test)]
