@@ -13,6 +13,8 @@ use sluice_rollup::version_of;
 use sluice_schema::dataset::rowbinary::{Converter, Keyed};
 use sluice_schema::rejects::RejectRecord;
 
+use crate::kafka::{DeadLetter, Topics};
+
 /// The topics the consumer reads, each with its own record format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Source {
@@ -34,6 +36,20 @@ pub struct Poison {
     pub error: String,
     pub key: Vec<u8>,
     pub payload: Vec<u8>,
+}
+
+impl Poison {
+    /// The message as a dead letter (`topics` name its source).
+    pub fn letter<'a>(&'a self, topics: &'a Topics) -> DeadLetter<'a> {
+        DeadLetter {
+            source_topic: topics.name(self.source),
+            partition: self.partition,
+            offset: self.offset,
+            error: &self.error,
+            key: &self.key,
+            payload: &self.payload,
+        }
+    }
 }
 
 /// A message as fetched: its offset, and where its key and payload are in the partition's

@@ -118,6 +118,11 @@ impl Config {
         DatasetTopics::of(&self.dataset_topic_prefix, name).rejects
     }
 
+    /// The topic of the records of dataset `name` the consumer could not store.
+    pub fn dataset_dead_letter_topic(&self, name: &str) -> String {
+        DatasetTopics::of(&self.dataset_topic_prefix, name).dead_letters
+    }
+
     /// The dead-letter topic's name.
     pub fn dead_letter_topic(&self) -> String {
         sluice_schema::config::topic_or(&self.dead_letter_topic, || format!("{}.dlq", self.topic))

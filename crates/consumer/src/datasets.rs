@@ -11,8 +11,8 @@
 //! Effectively once: a record redelivered after a crash comes back with the same Kafka
 //! timestamp and offset, so the same `version`, and the versions table (a `ReplacingMergeTree`
 //! whose key ends with `version`) keeps one row of it; a record's later version (a re-upload)
-//! has a greater one. A record the table cannot hold is kept in the `quarantine` table with the
-//! reason, in the same round as its batch, never dropped and never stored as something else.
+//! has a greater one. A record the table cannot hold is never dropped and never stored as
+//! something else (below).
 //!
 //! Rollups (docs/PROCESSING.md): when the spec declares rollup endpoints, each batch is written
 //! inside the dirty-hours protocol of every rollup of the dataset's rows
@@ -25,9 +25,11 @@
 //! with null or their default; at start the versions table gets the columns the spec appended
 //! since it was made, and a table whose columns differ otherwise is refused, naming the column.
 //!
+//! What the table cannot hold goes, in the same round as its batch, into the `quarantine` table
+//! and unchanged onto the dataset's dead-letter topic (`<topic>.dlq`), as the rounds' does.
+//!
 //! Game rounds keep their own pipeline (`pipeline`: overlapping fetch and insert, pausing,
-//! resubscribing) with the same converter and insert; the dead-letter topic is theirs alone so
-//! far.
+//! resubscribing) with the same converter, insert and dead letters.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -51,7 +53,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batcher::Reject;
 use crate::config::Config;
-use crate::inserter::{insert_rejects, insert_rows, QuarantineRow, QUARANTINE_TABLE};
+use crate::inserter::{insert_quarantine, insert_rejects, insert_rows};
+use crate::kafka::{DeadLetter, DeadLetters};
 use crate::marks::{MarkError, Marks};
 
 /// Records per lookup of earlier versions: far below ClickHouse's `max_query_size` (256 KiB)
@@ -70,6 +73,8 @@ pub struct DatasetIngest {
     timeout: Duration,
     /// The marks of its rollups' dirty hours, when it has rollups.
     marks: Option<Marks>,
+    /// Its dead-letter topic (`<topic>.dlq`).
+    dead_letters: DeadLetters,
     spec: Spec,
 }
 
@@ -81,10 +86,33 @@ struct Batch {
     count: usize,
     keyed: Vec<Keyed>,
     rejects: Vec<Reject>,
-    /// Topic, partition, offset, reason and payload of each.
-    poison: Vec<(String, i32, i64, String, Vec<u8>)>,
+    poison: Vec<Unstored>,
     /// By topic and partition.
     next_offsets: BTreeMap<(String, i32), i64>,
+}
+
+/// A message the table cannot hold (or a reject that does not decode): where it came from,
+/// why, and the message.
+struct Unstored {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    error: String,
+    key: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+impl Unstored {
+    fn letter(&self) -> DeadLetter<'_> {
+        DeadLetter {
+            source_topic: &self.topic,
+            partition: self.partition,
+            offset: self.offset,
+            error: &self.error,
+            key: &self.key,
+            payload: &self.payload,
+        }
+    }
 }
 
 /// How far a batch's write got, kept across its attempts.
@@ -102,16 +130,20 @@ enum WriteError {
     ClickHouse(#[from] clickhouse::error::Error),
     #[error("dirty hours: {0}")]
     Marks(#[from] MarkError),
+    #[error("dead-letter topic: {0}")]
+    DeadLetters(#[from] rdkafka::error::KafkaError),
 }
 
 impl DatasetIngest {
     /// Creates the dataset's tables if missing and joins its consumer group; its batches are
-    /// marked through `marks`' Redis when it has rollups.
+    /// marked through `marks`' Redis when it has rollups, what it cannot store sent through
+    /// `dead_letters`' producer.
     pub async fn start(
         config: &Config,
         dataset: &Dataset,
         clickhouse: Client,
         marks: &Marks,
+        dead_letters: &DeadLetters,
     ) -> anyhow::Result<DatasetIngest> {
         let name = dataset.spec.name.clone();
         let history = History::read(directory(config.datasets_dir.as_deref()), &dataset.spec)?;
@@ -126,7 +158,8 @@ impl DatasetIngest {
         let marks = (!dirty.is_empty()).then(|| marks.of(&name, dirty));
         let topic = config.dataset_topic(&name);
         let rejects_topic = config.dataset_rejects_topic(&name);
-        for topic in [&topic, &rejects_topic] {
+        let dead_letter_topic = config.dataset_dead_letter_topic(&name);
+        for topic in [&topic, &rejects_topic, &dead_letter_topic] {
             let partitions = config.topic_partitions;
             sluice_schema::kafka::ensure_topic(&config.kafka_brokers, topic, partitions, 1).await?;
         }
@@ -141,6 +174,7 @@ impl DatasetIngest {
             max_rows: config.batch_max_rows,
             timeout: Duration::from_millis(config.batch_timeout_ms),
             marks,
+            dead_letters: dead_letters.to(dead_letter_topic),
             spec: dataset.spec.clone(),
         })
     }
@@ -190,32 +224,28 @@ impl DatasetIngest {
             batch
                 .next_offsets
                 .insert((topic.clone(), partition), offset + 1);
-            if topic == self.rejects_topic {
-                match RejectRecord::from_json(payload) {
-                    Ok(reject) => batch.rejects.push(reject),
-                    Err(error) => (batch.poison).push((
-                        topic,
-                        partition,
-                        offset,
-                        error.to_string(),
-                        payload.to_vec(),
-                    )),
+            let outcome = if topic == self.rejects_topic {
+                RejectRecord::from_json(payload)
+                    .map(|reject| batch.rejects.push(reject))
+                    .map_err(|e| format!("not a reject record: {e}"))
+            } else {
+                let version = version_of(message.timestamp().to_millis(), offset);
+                match self.marks {
+                    Some(_) => (self.converter.append_keyed(payload, version, &mut rows))
+                        .map(|keyed| batch.keyed.push(keyed)),
+                    None => self.converter.append(payload, version, &mut rows),
                 }
-                continue;
-            }
-            let version = version_of(message.timestamp().to_millis(), offset);
-            let appended = match self.marks {
-                Some(_) => (self.converter.append_keyed(payload, version, &mut rows))
-                    .map(|keyed| batch.keyed.push(keyed)),
-                None => self.converter.append(payload, version, &mut rows),
+                .map(|()| batch.count += 1)
             };
-            match appended {
-                Ok(()) => batch.count += 1,
-                Err(reason) => {
-                    batch
-                        .poison
-                        .push((topic, partition, offset, reason, payload.to_vec()))
-                }
+            if let Err(error) = outcome {
+                batch.poison.push(Unstored {
+                    topic,
+                    partition,
+                    offset,
+                    error,
+                    key: message.key().unwrap_or_default().to_vec(),
+                    payload: payload.to_vec(),
+                });
             }
         }
         batch.rows = rows.into();
@@ -245,9 +275,10 @@ impl DatasetIngest {
             }
         }
         if !batch.poison.is_empty() {
-            tracing::warn!(dataset = %self.name, count = batch.poison.len(), "Records the table cannot hold were quarantined.");
-            metrics::counter!(crate::metric::POISON_MESSAGES_TOTAL)
-                .increment(batch.poison.len() as u64);
+            tracing::warn!(dataset = %self.name, count = batch.poison.len(), "Records the table cannot hold were quarantined and sent to the dead-letter topic.");
+            let count = batch.poison.len() as u64;
+            metrics::counter!(crate::metric::POISON_MESSAGES_TOTAL).increment(count);
+            metrics::counter!(crate::metric::DEAD_LETTERS_TOTAL).increment(count);
         }
         if let Err(error) = self.store_offsets(batch) {
             // Not stored: the batch is read again and lands as the same rows.
@@ -257,13 +288,19 @@ impl DatasetIngest {
     }
 
     /// One attempt: the rows inside the dirty-hours protocol (when there are rollups), then
-    /// the rejects and the poison (each safe to repeat: `upload_rejects` keeps a row once).
+    /// the rejects, the poison into the quarantine and onto the dead-letter topic (each safe
+    /// to repeat: `upload_rejects` keeps a row once, a dead letter may be sent twice).
     async fn write_once(&self, batch: &Batch, progress: &mut Progress) -> Result<(), WriteError> {
         self.write_rows(batch, progress).await?;
         if !batch.rejects.is_empty() {
             insert_rejects(&self.clickhouse, batch.rejects.iter()).await?;
         }
-        Ok(self.insert_poison(batch).await?)
+        if !batch.poison.is_empty() {
+            let letters = || batch.poison.iter().map(Unstored::letter);
+            insert_quarantine(&self.clickhouse, letters()).await?;
+            self.dead_letters.send(letters()).await?;
+        }
+        Ok(())
     }
 
     async fn write_rows(&self, batch: &Batch, progress: &mut Progress) -> Result<(), WriteError> {
@@ -307,28 +344,6 @@ impl DatasetIngest {
 
     async fn insert(&self, batch: &Batch) -> Result<(), clickhouse::error::Error> {
         insert_rows(&self.clickhouse, &self.converter, &batch.rows).await
-    }
-
-    async fn insert_poison(&self, batch: &Batch) -> Result<(), clickhouse::error::Error> {
-        if batch.poison.is_empty() {
-            return Ok(());
-        }
-        let mut insert = self
-            .clickhouse
-            .insert::<QuarantineRow<'_>>(QUARANTINE_TABLE)
-            .await?;
-        for (topic, partition, offset, error, payload) in &batch.poison {
-            insert
-                .write(&QuarantineRow {
-                    source_topic: topic,
-                    source_partition: *partition,
-                    source_offset: *offset,
-                    error,
-                    payload_hex: hex::encode(payload),
-                })
-                .await?;
-        }
-        insert.end().await
     }
 
     fn store_offsets(&self, batch: &Batch) -> KafkaResult<()> {

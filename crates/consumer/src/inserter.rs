@@ -5,8 +5,8 @@ use clickhouse::Client;
 use serde::Serialize;
 use sluice_schema::dataset::rowbinary::Converter;
 
-use crate::batcher::{Poison, Reject};
-use crate::kafka::Topics;
+use crate::batcher::Reject;
+use crate::kafka::DeadLetter;
 
 /// Table the rounds land in, every version of each (see
 /// `schemas/clickhouse/0006_round_versions.sql` and docs/PROCESSING.md).
@@ -74,21 +74,20 @@ pub struct QuarantineRow<'a> {
     pub payload_hex: String,
 }
 
-/// Inserts undecodable messages into the quarantine table as one block.
+/// Inserts messages that could not be stored into the quarantine table as one block.
 pub async fn insert_quarantine<'a>(
     client: &Client,
-    topics: &Topics,
-    poison: impl Iterator<Item = &'a Poison>,
+    letters: impl Iterator<Item = DeadLetter<'a>>,
 ) -> Result<(), clickhouse::error::Error> {
     let mut insert = client.insert::<QuarantineRow<'_>>(QUARANTINE_TABLE).await?;
-    for message in poison {
+    for letter in letters {
         insert
             .write(&QuarantineRow {
-                source_topic: topics.name(message.source),
-                source_partition: message.partition,
-                source_offset: message.offset,
-                error: &message.error,
-                payload_hex: hex::encode(&message.payload),
+                source_topic: letter.source_topic,
+                source_partition: letter.partition,
+                source_offset: letter.offset,
+                error: letter.error,
+                payload_hex: hex::encode(letter.payload),
             })
             .await?;
     }

@@ -12,7 +12,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList};
 
-use crate::batcher::{Poison, Source};
+use crate::batcher::Source;
 use crate::config::Config;
 
 /// The names of the topics the consumer reads.
@@ -272,7 +272,8 @@ pub fn store_offsets(
     consumer.store_offsets(&list)
 }
 
-/// The dead-letter topic: undecodable messages, unchanged, with why and where in headers
+/// A dead-letter topic (the rounds', or a dataset's): messages that could not be stored,
+/// unchanged, with why and where in headers
 /// (`sluice-error`, `sluice-source-topic`, `sluice-source-partition`, `sluice-source-offset`).
 #[derive(Clone)]
 pub struct DeadLetters {
@@ -294,35 +295,37 @@ impl DeadLetters {
         })
     }
 
-    /// Sends every message and waits until Kafka acknowledged them all.
-    pub async fn send_all<'a>(
+    /// The same producer, sending to `topic`.
+    pub fn to(&self, topic: String) -> DeadLetters {
+        DeadLetters {
+            producer: self.producer.clone(),
+            topic,
+        }
+    }
+
+    /// Sends every letter, unchanged, with where it came from and why in its headers, and
+    /// waits until Kafka acknowledged them all.
+    pub async fn send<'a>(
         &self,
-        topics: &Topics,
-        poison: impl Iterator<Item = &'a Poison>,
+        letters: impl Iterator<Item = DeadLetter<'a>>,
     ) -> Result<(), KafkaError> {
-        for message in poison {
-            let source_topic = topics.name(message.source);
-            let (partition, offset) = (message.partition.to_string(), message.offset.to_string());
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: "sluice-error",
-                    value: Some(message.error.as_bytes()),
-                })
-                .insert(Header {
-                    key: "sluice-source-topic",
-                    value: Some(source_topic.as_bytes()),
-                })
-                .insert(Header {
-                    key: "sluice-source-partition",
-                    value: Some(partition.as_bytes()),
-                })
-                .insert(Header {
-                    key: "sluice-source-offset",
-                    value: Some(offset.as_bytes()),
+        for letter in letters {
+            let (partition, offset) = (letter.partition.to_string(), letter.offset.to_string());
+            let mut headers = OwnedHeaders::new();
+            for (key, value) in [
+                ("sluice-error", letter.error),
+                ("sluice-source-topic", letter.source_topic),
+                ("sluice-source-partition", &partition),
+                ("sluice-source-offset", &offset),
+            ] {
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value.as_bytes()),
                 });
+            }
             let record = FutureRecord::to(&self.topic)
-                .key(&message.key)
-                .payload(&message.payload)
+                .key(letter.key)
+                .payload(letter.payload)
                 .headers(headers);
             self.producer
                 .send(record, Duration::from_secs(30))
@@ -331,6 +334,18 @@ impl DeadLetters {
         }
         Ok(())
     }
+}
+
+/// A message for a dead-letter topic: the consumed message as it was, and why it was not
+/// stored.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadLetter<'a> {
+    pub source_topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub error: &'a str,
+    pub key: &'a [u8],
+    pub payload: &'a [u8],
 }
 
 #[cfg(test)]

@@ -70,8 +70,8 @@ impl Application {
             .await?;
         }
         let marks = Arc::new(marks::Marks::new(&config)?);
-        let datasets = start_datasets(&config, &clickhouse, &marks).await?;
         let dead_letters = kafka::DeadLetters::new(&config)?;
+        let datasets = start_datasets(&config, &clickhouse, &marks, &dead_letters).await?;
         let probe = MetadataProbe::of_brokers(&config.kafka_brokers)?;
         let notes = kafka::RebalanceNotes::new(config.topic_partitions);
         let consumer = kafka::subscribe(&config, notes.clone())?;
@@ -131,12 +131,20 @@ async fn start_datasets(
     config: &Config,
     clickhouse: &clickhouse::Client,
     marks: &marks::Marks,
+    dead_letters: &kafka::DeadLetters,
 ) -> anyhow::Result<Vec<datasets::DatasetIngest>> {
     let served = config.served_datasets()?;
     let mut started = Vec::with_capacity(served.len());
     for dataset in &served {
         started.push(
-            datasets::DatasetIngest::start(config, dataset, clickhouse.clone(), marks).await?,
+            datasets::DatasetIngest::start(
+                config,
+                dataset,
+                clickhouse.clone(),
+                marks,
+                dead_letters,
+            )
+            .await?,
         );
     }
     Ok(started)

@@ -129,8 +129,10 @@ async fn write_batch(
         insert_rejects(client, batch.rejects()).await?;
     }
     if batch.poison_count() > 0 {
-        insert_quarantine(client, topics, batch.poison()).await?;
-        dead_letters.send_all(topics, batch.poison()).await?;
+        insert_quarantine(client, batch.poison().map(|p| p.letter(topics))).await?;
+        dead_letters
+            .send(batch.poison().map(|p| p.letter(topics)))
+            .await?;
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! appended) reads the records of its recorded versions, and a table it cannot fill refuses it.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use sluice_schema::dataset::plan::{Cell, Plan, Record};
 use sluice_schema::dataset::Spec;
@@ -81,6 +82,30 @@ async fn a_served_datasets_records_land_in_its_versions_table_exactly_once() {
         // TSV escapes the quote.
         "not a record of this dataset\\'s schema (unknown header)\nupload_id: the record ends early"
     );
+    // …and on the dataset's dead-letter topic, unchanged, with the reason in a header.
+    let dead = kafka::consume(
+        &format!("{topic}.dlq"),
+        PARTITIONS,
+        2,
+        Duration::from_secs(20),
+    )
+    .await;
+    let mut letters: Vec<(Vec<u8>, bool)> = (dead.iter())
+        .map(|r| {
+            let reason = r
+                .headers
+                .iter()
+                .any(|(k, v)| k == "sluice-error" && !v.is_empty());
+            (r.payload.clone(), reason)
+        })
+        .collect();
+    letters.sort();
+    let mut unstored = vec![
+        (b"not a record".to_vec(), true),
+        (cut[..cut.len() - 4].to_vec(), true),
+    ];
+    unstored.sort();
+    assert_eq!(letters, unstored);
 
     // Everything delivered again (another group reads the topic from its start): the same
     // versions, so the same rows.

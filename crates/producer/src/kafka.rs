@@ -129,7 +129,9 @@ impl Topics {
     /// The topics of a dataset other than `game_rounds` (whose are configured): `<prefix><name>`
     /// and `<prefix><name>.rejects`, `prefix` being the service's `…_DATASET_TOPIC_PREFIX`.
     pub fn of_dataset(prefix: &str, name: &str) -> Topics {
-        let DatasetTopics { records, rejects } = DatasetTopics::of(prefix, name);
+        let DatasetTopics {
+            records, rejects, ..
+        } = DatasetTopics::of(prefix, name);
         Topics { records, rejects }
     }
 }

@@ -20,6 +20,8 @@ use rdkafka::ClientConfig;
 pub struct DatasetTopics {
     pub records: String,
     pub rejects: String,
+    /// The records the consumer could not store, unchanged (`<records>.dlq`, as the rounds').
+    pub dead_letters: String,
 }
 
 impl DatasetTopics {
@@ -27,6 +29,7 @@ impl DatasetTopics {
         let records = format!("{prefix}{name}");
         DatasetTopics {
             rejects: format!("{records}.rejects"),
+            dead_letters: format!("{records}.dlq"),
             records,
         }
     }
