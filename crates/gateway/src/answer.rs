@@ -20,6 +20,7 @@ use utoipa::ToSchema;
 
 use crate::cursor::Position;
 use crate::query::{Granularity, Order, RoundsQuery};
+use crate::reads::Reads;
 
 /// One bucket of the answer. Money is an exact decimal string.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -106,7 +107,7 @@ pub enum FetchError {
 /// and days are not processed yet in Redis (docs/PROCESSING.md); the game rounds' shape.
 #[derive(Clone)]
 pub struct Source {
-    clickhouse: Client,
+    reads: Reads,
     redis: deadpool_redis::Pool,
     rounds: Shape,
 }
@@ -114,9 +115,9 @@ pub struct Source {
 impl Source {
     /// The rollups of ClickHouse database `database` through `clickhouse`, and their dirty
     /// buckets through `redis`.
-    pub fn new(clickhouse: Client, redis: deadpool_redis::Pool, database: &str) -> Source {
+    pub fn new(reads: Reads, redis: deadpool_redis::Pool, database: &str) -> Source {
         Source {
-            clickhouse,
+            reads,
             redis,
             rounds: Shape::game_rounds(database),
         }
@@ -202,31 +203,6 @@ impl PageQuery {
                 ];
                 (after.start, groups)
             }),
-        }
-    }
-}
-
-/// Attempts of a statement that fails on the network, at most: the client's pool holds one
-/// idle connection per statement run at once (a page's reads and the ledger's inserts).
-const NETWORK_ATTEMPTS: usize = 3;
-
-/// `statement()`, again while it fails on the network, up to [`NETWORK_ATTEMPTS`] times: a
-/// pooled connection the server closed while it was idle (past its keep-alive) fails the
-/// first request sent on it, and the next attempt takes another. Reads are safe to repeat.
-async fn retrying<T, F, Fut>(statement: F) -> Result<T, clickhouse::error::Error>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T, clickhouse::error::Error>>,
-{
-    let mut attempt = 1;
-    loop {
-        match statement().await {
-            Err(clickhouse::error::Error::Network(error)) if attempt < NETWORK_ATTEMPTS => {
-                tracing::info!(%error, attempt, "ClickHouse connection failed; retrying.");
-                metrics::counter!(crate::metric::QUERY_RETRIES_TOTAL).increment(1);
-                attempt += 1;
-            }
-            answer => return answer,
         }
     }
 }
@@ -573,7 +549,9 @@ async fn published_days(
     days: &[u32],
 ) -> Result<Vec<u32>, FetchError> {
     let sql = daily.published_among(days);
-    let mut days: Vec<u32> = retrying(|| source.clickhouse.query(&sql).fetch_all()).await?;
+    let mut days: Vec<u32> = (source.reads)
+        .run(async |client| client.query(&sql).fetch_all().await)
+        .await?;
     days.sort_unstable();
     Ok(days)
 }
@@ -612,7 +590,9 @@ where
             }
         }
         let statement = page_statement(shape, query, &window, &raw, &daily);
-        let mut rows = retrying(|| read::<R>(&source.clickhouse, &statement)).await?;
+        let mut rows = (source.reads)
+            .run(async |client| read::<R>(client, &statement).await)
+            .await?;
         let has_more = rows.len() > query.page_size as usize;
         if has_more || whole {
             rows.truncate(query.page_size as usize);
@@ -655,8 +635,9 @@ async fn data_span(
         return Ok(Some(span.clone()));
     }
     let bounds = shape.hourly.published_bounds();
-    let (first, last, hours): (u32, u32, u64) =
-        retrying(|| source.clickhouse.query(&bounds).fetch_one()).await?;
+    let (first, last, hours): (u32, u32, u64) = (source.reads)
+        .run(async |client| client.query(&bounds).fetch_one().await)
+        .await?;
     let published = (hours > 0).then_some((first, last));
     let dirty = dirty.first().zip(dirty.last()).map(|(f, l)| (*f, *l));
     let bounds = match (published, dirty) {

@@ -36,6 +36,7 @@ pub mod error;
 pub mod ledger;
 pub mod metric;
 pub mod query;
+pub mod reads;
 pub mod rollups;
 pub mod routes;
 pub mod rows;
@@ -106,8 +107,9 @@ impl Application {
         ]);
         let listener = TcpListener::bind(&config.listen_addr)?;
         let port = listener.local_addr()?.port();
+        let reads = reads::Reads::new(clickhouse.clone(), config.clickhouse.unpooled_client()?);
         let rounds = answer::Source::new(
-            clickhouse.clone(),
+            reads.clone(),
             credits.pool().0.clone(),
             &config.clickhouse.database,
         );
@@ -117,6 +119,7 @@ impl Application {
         let state = routes::AppState {
             credits,
             clickhouse,
+            reads,
             parts,
             rounds,
             rollups,

@@ -17,6 +17,7 @@ use sluice_schema::migrations::Layout;
 
 use crate::cursor::CursorSigner;
 use crate::query::{parse_instant, BadQuery, Bound};
+use crate::reads::Reads;
 
 /// The prefix of the answer's columns in the statement: an alias named like its column would
 /// stand for the column in `WHERE` and `ORDER BY` too.
@@ -141,7 +142,7 @@ const WIDENING: u64 = 8;
 /// is full or the range ends: a page costs what its rows' windows hold, not what the table
 /// holds.
 pub async fn fetch(
-    client: &Client,
+    reads: &Reads,
     parts: &Parts,
     spec: &Spec,
     query: &RowsQuery,
@@ -151,7 +152,11 @@ pub async fn fetch(
     let start = match (&query.after, query.from) {
         (Some((time, _)), _) => Some(*time),
         (None, Some(from)) => Some(from),
-        (None, None) => parts.first_month(client, spec).await?,
+        (None, None) => {
+            reads
+                .run(async |client| parts.first_month(client, spec).await)
+                .await?
+        }
     };
     let Some(start) = start else {
         return Ok((Vec::new(), false));
@@ -160,7 +165,9 @@ pub async fn fetch(
     let mut rows = Vec::new();
     while rows.len() < wanted && start < end {
         let window = (start, (start + width).min(end));
-        rows.extend(read_window(client, spec, query, window, wanted - rows.len()).await?);
+        let limit = wanted - rows.len();
+        let read = async |client: &Client| read_window(client, spec, query, window, limit).await;
+        rows.extend(reads.run(read).await?);
         (start, width) = (window.1, width.saturating_mul(WIDENING));
     }
     let has_more = rows.len() > query.limit as usize;

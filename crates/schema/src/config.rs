@@ -180,7 +180,23 @@ mod clickhouse_settings {
 
         /// A client of the database, with the layout's settings on every query.
         pub fn client(&self) -> Result<clickhouse::Client, BadClusterName> {
-            let client = migrations::client(
+            self.configure(clickhouse::Client::default())
+        }
+
+        /// [`Self::client`] keeping no connection idle: every statement goes on a connection
+        /// opened for it, which no server can have closed unseen. For a statement repeated
+        /// after a pooled connection failed (see [`migrations::unpooled`]).
+        pub fn unpooled_client(&self) -> Result<clickhouse::Client, BadClusterName> {
+            self.configure(migrations::unpooled())
+        }
+
+        /// `base` with these settings and the layout's.
+        fn configure(
+            &self,
+            base: clickhouse::Client,
+        ) -> Result<clickhouse::Client, BadClusterName> {
+            let client = migrations::client_over(
+                base,
                 &self.url,
                 &self.database,
                 &self.user,

@@ -232,7 +232,7 @@ pub async fn dataset_endpoint(
             let query = RowsQuery::parse(dataset, endpoint, &params, &state.cursors)?;
             let _slot = query_slot(&state).await?;
             let admission = admit(&state, &key, endpoint.cost, label).await?;
-            let read = rows::fetch(&state.clickhouse, &state.parts, &dataset.spec, &query);
+            let read = rows::fetch(&state.reads, &state.parts, &dataset.spec, &query);
             let (rows, has_more) = read_or_refund(&state, &admission, read).await?;
             let next_cursor = match rows.last() {
                 Some((_, position)) if has_more => {

@@ -12,6 +12,8 @@ use crate::ledger::Ledger;
 pub struct AppState {
     pub credits: CreditStore,
     pub clickhouse: Client,
+    /// ClickHouse for the metered reads (the rows endpoints; `rounds` holds them too).
+    pub reads: crate::reads::Reads,
     /// Where the rows endpoints find a versions table's first month.
     pub parts: crate::rows::Parts,
     /// Where `GET /aggregated_game_rounds` reads its answers.

@@ -219,16 +219,33 @@ async fn when_every_query_slot_stays_busy_a_query_is_503_at_once_and_costs_nothi
 
 #[tokio::test]
 async fn a_pooled_connection_the_server_dropped_while_idle_is_retried_on_a_fresh_one() {
-    let (gateway, link) = spawn_behind_clickhouse_link(|_| {}).await;
-    let key = gateway.create_key(10).await;
+    let (gateway, link) = spawn_behind_clickhouse_link(|config| {
+        config.rate_limit_requests = 1_000;
+    })
+    .await;
+    let key = gateway.create_key(100).await;
     for round in 0..3 {
-        assert_eq!(
-            gateway.query(&key, &[]).await.status(),
-            200,
-            "round {round}"
-        );
-        // Every connection the gateway holds is now dead without its knowing.
+        // Pages read at once leave as many connections idle in the pool (more than one try
+        // per dead connection could get through: the old three attempts failed here)...
+        let pages = (0..PAGES_AT_ONCE).map(|_| gateway.query(&key, &[]));
+        for page in futures::future::join_all(pages).await {
+            assert_eq!(page.status(), 200, "round {round}");
+        }
+        // ...and every one of them is now dead without the gateway's knowing.
         link.go_stale();
     }
-    assert_eq!(gateway.credits_after_one_more_query(&key).await, 6);
+    let spent = 3 * PAGES_AT_ONCE as u64 + 1;
+    assert_eq!(
+        gateway.credits_after_one_more_query(&key).await,
+        100 - spent
+    );
+    // Each of rounds 1 and 2 and the last page met dead connections (the test is no test
+    // otherwise).
+    let repeated = gateway
+        .counter(sluice_gateway::metric::QUERY_RETRIES_TOTAL)
+        .await;
+    assert!(repeated >= 3, "{repeated} statements repeated");
 }
+
+/// Pages read at once in [`a_pooled_connection_the_server_dropped_while_idle_is_retried_on_a_fresh_one`].
+const PAGES_AT_ONCE: usize = 6;

@@ -204,13 +204,37 @@ const COPY_RETIRED_ROWS: &str =
 /// Connects to ClickHouse and names the database every unqualified table lives in.
 #[cfg(feature = "clickhouse")]
 pub fn client(url: &str, database: &str, user: &str, password: &str) -> clickhouse::Client {
-    clickhouse::Client::default()
-        .with_url(url)
+    client_over(clickhouse::Client::default(), url, database, user, password)
+}
+
+/// [`client`] built on `base` (its HTTP connections).
+#[cfg(feature = "clickhouse")]
+pub fn client_over(
+    base: clickhouse::Client,
+    url: &str,
+    database: &str,
+    user: &str,
+    password: &str,
+) -> clickhouse::Client {
+    base.with_url(url)
         .with_database(database)
         .with_user(user)
         .with_password(password)
         // Row-type validation needs `RowBinaryWithNamesAndTypes`, which ClickHouse 18.16 lacks.
         .with_validation(false)
+}
+
+/// A client that keeps no connection idle: each statement opens its own (loopback TCP, well
+/// under a millisecond). The pooled default reuses connections idle up to 2 s, and one the
+/// server (or a proxy) closed meanwhile fails the next statement sent on it; the statement
+/// repeated here cannot meet another.
+#[cfg(feature = "clickhouse")]
+pub fn unpooled() -> clickhouse::Client {
+    use hyper_util::client::legacy::{connect::HttpConnector, Client};
+    let http = Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build(HttpConnector::new());
+    clickhouse::Client::with_http_client(http)
 }
 
 /// Why the migrations could not be applied.
