@@ -168,7 +168,7 @@ async fn a_record_the_table_cannot_hold_is_quarantined_with_its_reason_never_sto
         );
     }
     assert!(
-        errors[3].starts_with("real_amount_bet: out of the range of Decimal(18"),
+        errors[3].starts_with("real_amount_bet: out of range (at most 14 digits before the point: the store holds Decimal(18, 4))"),
         "{}",
         errors[3]
     );

@@ -4,8 +4,9 @@
 //!
 //! Read field by field like the plan writes them, and checked as the table will hold them: a
 //! moment outside `DateTime`'s range, a negative `UInt64`, a decimal beyond `Decimal(18, S)`,
-//! text that is not UTF-8 or holds a NUL is refused with its column, never stored as something
-//! else.
+//! text that is not UTF-8 or holds a NUL, a checked column's text not in the form the plan
+//! stores (`hex32` lower case, `alpha3` upper case) is refused with its column, never stored as
+//! something else.
 //!
 //! A record of an earlier version of the spec ([`super::history`]), recognised by its header,
 //! is read as Avro's schema resolution reads it: its fields, then the columns appended since,
@@ -15,8 +16,8 @@ use integer_encoding::VarInt;
 
 use super::history::History;
 use super::plan::{default_datum, Plan};
-use super::{Column, Kind, Spec};
-use crate::domain::{check_text, stored_seconds, DECIMAL_MAX_SCALED};
+use super::{Check, Column, Kind, Spec};
+use crate::domain::{check_text, stored_seconds, DecimalError, DECIMAL_MAX_SCALED};
 
 /// A spec compiled for conversion; see the module.
 #[derive(Debug, Clone)]
@@ -24,7 +25,7 @@ pub struct Converter {
     /// The versions whose records it reads: the spec's first, then earlier ones.
     readers: Vec<Reader>,
     table: String,
-    columns: Vec<(String, Kind, bool)>,
+    columns: Vec<Column>,
     /// The identity's columns (indices, in the identity's order) and the time column's.
     identity: Vec<usize>,
     time: usize,
@@ -71,11 +72,6 @@ impl Converter {
             fields: spec.columns.len(),
             defaults: Vec::new(),
         };
-        let columns = spec
-            .columns
-            .iter()
-            .map(|c| (c.name.clone(), c.kind, c.nullable))
-            .collect();
         let index = |name: &str| {
             let index = spec.columns.iter().position(|c| c.name == name);
             index.expect("a checked spec declares its identity and time columns")
@@ -83,7 +79,7 @@ impl Converter {
         Converter {
             readers: vec![reader],
             table: spec.versions_table(),
-            columns,
+            columns: spec.columns.clone(),
             identity: spec.identity.iter().map(|c| index(c)).collect(),
             time: index(&spec.time),
         }
@@ -115,7 +111,7 @@ impl Converter {
         let names: Vec<&str> = self
             .columns
             .iter()
-            .map(|(name, ..)| name.as_str())
+            .map(|column| column.name.as_str())
             .collect();
         format!(
             "INSERT INTO {} ({}, version) FORMAT RowBinary",
@@ -140,8 +136,8 @@ impl Converter {
         let mut starts = Vec::with_capacity(self.columns.len() + 1);
         self.append_at(message, version, out, &mut starts)?;
         let value = |i: usize| {
-            let (_, kind, nullable) = &self.columns[i];
-            stored_value(*kind, *nullable, &out[starts[i]..starts[i + 1]])
+            let column = &self.columns[i];
+            stored_value(column.kind, column.nullable, &out[starts[i]..starts[i + 1]])
         };
         let seconds = match value(self.time) {
             KeyValue::Seconds(seconds) => seconds,
@@ -174,14 +170,13 @@ impl Converter {
             .iter()
             .enumerate()
             .try_for_each(|(index, column)| {
-                let (name, kind, nullable) = column;
                 let from = if index < reader.fields {
                     &mut datum
                 } else {
                     &mut defaults
                 };
                 starts.push(out.len());
-                convert(from, *kind, *nullable, out).map_err(|reason| format!("{name}: {reason}"))
+                convert(from, column, out).map_err(|reason| format!("{}: {reason}", column.name))
             });
         starts.push(out.len());
         let result = converted.and_then(|()| match datum.is_empty() {
@@ -208,15 +203,15 @@ pub fn stored_default(column: &Column) -> Option<KeyValue> {
     }
     let datum = default_datum(column).expect("a checked spec's default is a value")?;
     let mut stored = Vec::new();
-    convert(&mut datum.as_slice(), column.kind, false, &mut stored)
+    convert(&mut datum.as_slice(), column, &mut stored)
         .expect("a checked default is a value the table holds");
     Some(stored_value(column.kind, false, &stored))
 }
 
-/// One field: a nullable one's union branch (`0` null, `1` the value) becomes RowBinary's
-/// null byte.
-fn convert(datum: &mut &[u8], kind: Kind, nullable: bool, out: &mut Vec<u8>) -> Result<(), String> {
-    if nullable {
+/// One field of `column`: a nullable one's union branch (`0` null, `1` the value) becomes
+/// RowBinary's null byte.
+fn convert(datum: &mut &[u8], column: &Column, out: &mut Vec<u8>) -> Result<(), String> {
+    if column.nullable {
         match long(datum)? {
             0 => {
                 out.push(1);
@@ -226,12 +221,15 @@ fn convert(datum: &mut &[u8], kind: Kind, nullable: bool, out: &mut Vec<u8>) -> 
             other => return Err(format!("union branch {other}")),
         }
     }
-    match kind {
+    match column.kind {
         Kind::String => {
             let length = usize::try_from(long(datum)?).map_err(|_| "a negative length")?;
             let bytes = take(datum, length)?;
             let text = std::str::from_utf8(bytes).map_err(|_| "not valid text".to_owned())?;
             check_text(text).map_err(|e| e.to_string())?;
+            if let Some(check) = column.check {
+                stored_form(check, bytes)?;
+            }
             let mut buffer = [0_u8; 10];
             let written = (length as u64).encode_var(&mut buffer);
             out.extend_from_slice(&buffer[..written]);
@@ -247,7 +245,8 @@ fn convert(datum: &mut &[u8], kind: Kind, nullable: bool, out: &mut Vec<u8>) -> 
         Kind::Decimal => {
             let value = long(datum)?;
             if value.unsigned_abs() > DECIMAL_MAX_SCALED.unsigned_abs() {
-                return Err("out of the range of Decimal(18, S)".to_owned());
+                let scale = column.scale.unwrap_or(0);
+                return Err(DecimalError::OutOfRange { scale }.to_string());
             }
             out.extend_from_slice(&value.to_le_bytes());
         }
@@ -257,6 +256,24 @@ fn convert(datum: &mut &[u8], kind: Kind, nullable: bool, out: &mut Vec<u8>) -> 
         }
     }
     Ok(())
+}
+
+/// Whether `text` is in the form the plan stores a `check`ed column's values in.
+fn stored_form(check: Check, text: &[u8]) -> Result<(), String> {
+    let (valid, what) = match check {
+        Check::Hex32 => (
+            text.len() == 32 && text.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+            "32 lower-case hexadecimal characters",
+        ),
+        Check::Alpha3 => (
+            text.len() == 3 && text.iter().all(u8::is_ascii_uppercase),
+            "3 upper-case letters",
+        ),
+    };
+    match valid {
+        true => Ok(()),
+        false => Err(format!("not {what}")),
+    }
 }
 
 /// A value as [`convert`] wrote it in RowBinary.
@@ -304,7 +321,7 @@ fn take<'a>(datum: &mut &'a [u8], length: usize) -> Result<&'a [u8], String> {
 mod tests {
     use std::borrow::Cow;
 
-    use super::super::plan::{Cell, Plan, Record};
+    use super::super::plan::{write_long, Cell, Plan, Record};
     use super::*;
 
     const SPEC: &str = r#"
@@ -458,6 +475,77 @@ type = "float64"
             );
             assert_eq!(out, [1, 2, 3]);
         }
+    }
+
+    #[test]
+    fn a_checked_text_not_in_its_stored_form_or_a_decimal_beyond_its_scale_is_refused() {
+        let checked = SPEC
+            .replace(
+                "name = \"name\"\ntype = \"string\"\n",
+                "name = \"name\"\ntype = \"string\"\ncheck = \"alpha3\"\n",
+            )
+            .replace(
+                "[[columns]]\nname = \"score\"",
+                "[[columns]]\nname = \"code\"\ntype = \"string\"\ncheck = \"hex32\"\n\
+                 [[columns]]\nname = \"score\"",
+            );
+        let spec = Spec::parse("things.toml", &checked).unwrap();
+        let converter = Converter::compile(&spec);
+        // A message as a writer other than the plan could put on the topic: id 7, at 1.5 s,
+        // `name`, `amount` (union branch 1, then the unscaled value), `code`, score 0.5.
+        let message = |name: &str, amount: i64, code: &str| {
+            let mut out = Plan::compile(&spec).header().to_vec();
+            let text = |text: &str, out: &mut Vec<u8>| {
+                write_long(text.len() as i64, out);
+                out.extend(text.as_bytes());
+            };
+            write_long(7, &mut out);
+            write_long(1500, &mut out);
+            text(name, &mut out);
+            write_long(1, &mut out);
+            write_long(amount, &mut out);
+            text(code, &mut out);
+            out.extend(0.5_f64.to_le_bytes());
+            out
+        };
+        let hex = "0123456789abcdef0123456789abcdef";
+        let mut out = Vec::new();
+        converter
+            .append(&message("USA", 1, hex), 1, &mut out)
+            .unwrap();
+        let length = out.len();
+        let cases = [
+            (message("usa", 1, hex), "name: not 3 upper-case letters"),
+            (message("US", 1, hex), "name: not 3 upper-case letters"),
+            (
+                message("USA", 1, &hex.to_uppercase()),
+                "code: not 32 lower-case hexadecimal characters",
+            ),
+            (
+                message("USA", 1, &hex.replace('0', "g")),
+                "code: not 32 lower-case hexadecimal characters",
+            ),
+            (
+                message("USA", DECIMAL_MAX_SCALED + 1, hex),
+                "amount: out of range (at most 16 digits before the point: the store holds \
+                 Decimal(18, 2))",
+            ),
+        ];
+        for (message, reason) in cases {
+            assert_eq!(
+                converter.append(&message, 1, &mut out),
+                Err(reason.to_owned())
+            );
+            assert_eq!(out.len(), length, "nothing appended");
+        }
+        let mut at_the_edge = Vec::new();
+        converter
+            .append(
+                &message("USA", -DECIMAL_MAX_SCALED, hex),
+                1,
+                &mut at_the_edge,
+            )
+            .unwrap();
     }
 
     #[test]
