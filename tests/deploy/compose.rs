@@ -1,6 +1,9 @@
 //! `docker-compose.yml`, the image that runs it, and `config/*.env`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+use sluice_schema::config::ServiceConfig;
+use sluice_schema::dataset::{Catalog, GAME_ROUNDS};
 
 use crate::helpers::{host_port, read, root, services, str_of, Compose, GLOBAL_VARIABLES};
 
@@ -9,22 +12,21 @@ fn compose_environment_is_what_each_config_reads() {
     let compose = Compose::load();
     let mut problems = Vec::new();
     for service in services() {
-        let env = compose.environment(service.name);
-        assert!(!env.is_empty(), "{}: no environment", service.name);
-        for variable in env.keys() {
-            problems.extend(service.check_variable(variable));
-        }
-        // Values parse as the service parses them (types, required fields).
-        (service.parse)(service.prefix, &env).unwrap_or_else(|e| panic!("{}: {e}", service.name));
-        let command = compose.service(service.name)["command"]
-            .as_sequence()
-            .map(|c| str_of(&c[0]));
-        assert_eq!(
-            command.as_deref(),
-            Some(format!("sluice-{}", service.name).as_str()),
-            "{}: runs the wrong program",
+        let running = compose.running(&service);
+        assert!(
+            running.iter().any(|name| name == service.name),
+            "{}: runs another program than sluice-{0}",
             service.name
         );
+        for name in running {
+            let env = compose.environment(&name);
+            assert!(!env.is_empty(), "{name}: no environment");
+            for variable in env.keys() {
+                problems.extend(service.check_variable(variable));
+            }
+            // Values parse as the service parses them (types, required fields).
+            (service.parse)(service.prefix, &env).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
     }
     assert!(problems.is_empty(), "{problems:#?}");
 }
@@ -54,76 +56,70 @@ fn compose_ports_topics_and_urls_agree_with_the_defaults_and_each_other() {
     let mut partitions = BTreeSet::new();
     for service in services() {
         let defaults = service.defaults();
-        let settings = service.settings(&compose.environment(service.name));
-        // The listen port is the default one: documentation, probes and scrapers agree.
-        assert_eq!(
-            settings.listen_port, defaults.listen_port,
-            "{}: listens on another port than its default",
-            service.name
-        );
-        for (_, container) in compose.published_ports(service.name) {
+        for name in compose.running(&service) {
+            let name = name.as_str();
+            let settings = service.settings(&compose.environment(name));
+            // The listen port is the default one: documentation, probes and scrapers agree.
             assert_eq!(
-                container, settings.listen_port,
-                "{}: publishes a port it does not listen on",
-                service.name
+                settings.listen_port, defaults.listen_port,
+                "{}: listens on another port than its default",
+                name
             );
-        }
-        let health = compose.service(service.name)["healthcheck"]["test"]
-            .as_sequence()
-            .map(|t| t.iter().map(str_of).collect::<Vec<_>>().join(" "))
-            .unwrap_or_default();
-        assert!(
-            health.contains(&format!("localhost:{}/health", settings.listen_port)),
-            "{}: healthcheck `{health}` is not its /health",
-            service.name
-        );
-        if let Some(url) = &settings.kafka_brokers {
-            let (host, port) = host_port(url);
+            for (_, container) in compose.published_ports(name) {
+                assert_eq!(
+                    container, settings.listen_port,
+                    "{}: publishes a port it does not listen on",
+                    name
+                );
+            }
+            let health = compose.service(name)["healthcheck"]["test"]
+                .as_sequence()
+                .map(|t| t.iter().map(str_of).collect::<Vec<_>>().join(" "))
+                .unwrap_or_default();
             assert!(
-                names.contains(&host),
-                "{}: no Kafka at `{host}`",
-                service.name
+                health.contains(&format!("localhost:{}/health", settings.listen_port)),
+                "{}: healthcheck `{health}` is not its /health",
+                name
             );
-            let advertised = &compose.environment("kafka")["KAFKA_ADVERTISED_LISTENERS"];
-            assert!(
-                advertised.contains(&format!("{host}:{port}")),
-                "{}: Kafka advertises {advertised}, not {url}",
-                service.name
-            );
-            brokers.insert(url.clone());
-        }
-        if let Some(url) = &settings.clickhouse_url {
-            let (host, port) = host_port(url);
-            assert_eq!(host, "clickhouse", "{}: ClickHouse URL {url}", service.name);
-            let (_, default_port) = host_port(defaults.clickhouse_url.as_ref().unwrap());
-            assert_eq!(port, default_port, "{}: ClickHouse HTTP port", service.name);
-        }
-        if let Some(url) = &settings.redis_url {
-            let (host, port) = host_port(url);
-            assert_eq!(host, "redis", "{}: Redis URL {url}", service.name);
-            let (_, default_port) = host_port(defaults.redis_url.as_ref().unwrap());
-            assert_eq!(port, default_port, "{}: Redis port", service.name);
-        }
-        if let Some(topic) = &settings.topic {
-            assert_eq!(
-                Some(topic),
-                defaults.topic.as_ref(),
-                "{}: topic",
-                service.name
-            );
-            topics.insert(topic.clone());
-        }
-        partitions.extend(settings.topic_partitions);
-        for dependency in compose.service(service.name)["depends_on"]
-            .as_mapping()
-            .map(|m| m.keys().map(str_of).collect::<Vec<_>>())
-            .unwrap_or_default()
-        {
-            assert!(
-                names.contains(&dependency),
-                "{}: depends on {dependency}",
-                service.name
-            );
+            if let Some(url) = &settings.kafka_brokers {
+                let (host, port) = host_port(url);
+                assert!(names.contains(&host), "{}: no Kafka at `{host}`", name);
+                let advertised = &compose.environment("kafka")["KAFKA_ADVERTISED_LISTENERS"];
+                assert!(
+                    advertised.contains(&format!("{host}:{port}")),
+                    "{}: Kafka advertises {advertised}, not {url}",
+                    name
+                );
+                brokers.insert(url.clone());
+            }
+            if let Some(url) = &settings.clickhouse_url {
+                let (host, port) = host_port(url);
+                assert_eq!(host, "clickhouse", "{}: ClickHouse URL {url}", name);
+                let (_, default_port) = host_port(defaults.clickhouse_url.as_ref().unwrap());
+                assert_eq!(port, default_port, "{}: ClickHouse HTTP port", name);
+            }
+            if let Some(url) = &settings.redis_url {
+                let (host, port) = host_port(url);
+                assert_eq!(host, "redis", "{}: Redis URL {url}", name);
+                let (_, default_port) = host_port(defaults.redis_url.as_ref().unwrap());
+                assert_eq!(port, default_port, "{}: Redis port", name);
+            }
+            if let Some(topic) = &settings.topic {
+                assert_eq!(Some(topic), defaults.topic.as_ref(), "{}: topic", name);
+                topics.insert(topic.clone());
+            }
+            partitions.extend(settings.topic_partitions);
+            for dependency in compose.service(name)["depends_on"]
+                .as_mapping()
+                .map(|m| m.keys().map(str_of).collect::<Vec<_>>())
+                .unwrap_or_default()
+            {
+                assert!(
+                    names.contains(&dependency),
+                    "{}: depends on {dependency}",
+                    name
+                );
+            }
         }
     }
     assert_eq!(brokers.len(), 1, "services disagree on Kafka: {brokers:?}");
@@ -286,4 +282,55 @@ fn config_env_files_document_exactly_the_config_fields() {
         }
     }
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn every_shipped_dataset_has_a_watcher_of_its_own_folder() {
+    const SPECS: &str = "/etc/sluice/datasets";
+    let compose = Compose::load();
+    let shipped = root().join("datasets").display().to_string();
+    let watcher = services().into_iter().find(|s| s.name == "watcher").unwrap();
+    let mut folders = BTreeMap::new();
+    let mut instances = BTreeSet::new();
+    for name in compose.running(&watcher) {
+        let mut env = compose.environment(&name);
+        // The specs the container mounts are the repository's.
+        if let Some(dir) = env.get_mut("SLUICE_WATCHER_DATASETS_DIR") {
+            assert_eq!(dir, SPECS, "{name}");
+            *dir = shipped.clone();
+        }
+        let variables: Vec<(String, String)> = env.into_iter().collect();
+        let config = sluice_watcher::Config::from_variables(&variables).unwrap();
+        let dataset = config.dataset().unwrap_or_else(|e| panic!("{name}: {e}"));
+        let folder = config.watch_dir.display().to_string();
+        let expected = match dataset.spec.name.as_str() {
+            GAME_ROUNDS => "/data/inbox".to_owned(),
+            other => format!("/data/inbox/{other}"),
+        };
+        assert_eq!(folder, expected, "{name}: the folder of its dataset");
+        let mounts: Vec<String> = (compose.service(&name)["volumes"].as_sequence())
+            .into_iter()
+            .flatten()
+            .map(str_of)
+            .collect();
+        assert!(mounts.contains(&"./inbox:/data/inbox".to_owned()), "{name}");
+        if dataset.spec.name != GAME_ROUNDS {
+            assert!(mounts.contains(&format!("./datasets:{SPECS}:ro")), "{name}");
+        }
+        let instance = config.instance_id.unwrap_or_else(|| panic!("{name}: no instance id"));
+        assert!(instances.insert(instance), "{name}: another watcher's instance id");
+        let earlier = folders.insert(dataset.spec.name.clone(), name.clone());
+        assert!(earlier.is_none(), "{name} and {earlier:?} watch one dataset");
+    }
+    let mut datasets: Vec<String> = Catalog::of_dir(Some(&shipped))
+        .unwrap()
+        .iter()
+        .map(|d| d.spec.name.clone())
+        .collect();
+    datasets.sort();
+    assert_eq!(
+        folders.keys().cloned().collect::<Vec<_>>(),
+        datasets,
+        "compose runs a watcher per shipped dataset"
+    );
 }

@@ -274,6 +274,16 @@ impl Compose {
             .unwrap_or_else(|| panic!("docker-compose.yml has no service `{name}`"))
     }
 
+    /// The services that run `service`'s program (`sluice-<name>`): the one of its name, and
+    /// for the watcher one more per dataset (`watcher-<dataset>`).
+    pub fn running(&self, service: &Service) -> Vec<String> {
+        let program = format!("sluice-{}", service.name);
+        (self.services.iter())
+            .filter(|(_, spec)| spec["command"][0].as_str() == Some(program.as_str()))
+            .map(|(name, _)| str_of(name))
+            .collect()
+    }
+
     pub fn names(&self) -> BTreeSet<String> {
         self.services.keys().map(str_of).collect()
     }

@@ -123,95 +123,115 @@ fn k8s_passwords_come_from_the_secret_and_no_config_map_holds_one() {
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
+/// The workloads (Deployments and StatefulSets) in `deploy/k8s/` whose container runs
+/// `program`: `sluice-<name>`, and for the watcher one more per dataset.
+fn k8s_running(objects: &[Value], program: &str) -> Vec<String> {
+    (objects.iter())
+        .filter(|o| matches!(o["kind"].as_str(), Some("Deployment" | "StatefulSet")))
+        .filter(|o| {
+            o["spec"]["template"]["spec"]["containers"][0]["command"][0].as_str() == Some(program)
+        })
+        .map(|o| str_of(&o["metadata"]["name"]))
+        .collect()
+}
+
+/// The environment of workload `name`'s `container` as the pod sees it: its ConfigMaps in
+/// order (a later one's key wins), then `env` (secrets as their placeholders).
+fn pod_environment(objects: &[Value], name: &str, container: &Value) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    for source in container["envFrom"].as_sequence().into_iter().flatten() {
+        let map_name = source["configMapRef"]["name"]
+            .as_str()
+            .expect("configMapRef");
+        let map = find(objects, "ConfigMap", map_name)
+            .unwrap_or_else(|| panic!("{name}: no ConfigMap {map_name}"));
+        for (k, v) in map["data"].as_mapping().unwrap() {
+            env.insert(str_of(k), str_of(v));
+        }
+    }
+    for var in container["env"].as_sequence().into_iter().flatten() {
+        let key = str_of(&var["name"]);
+        let value = if let Some(secret) = var["valueFrom"]["secretKeyRef"].as_mapping() {
+            let secret_name = str_of(&secret["name"]);
+            let secret_key = str_of(&secret["key"]);
+            let secret = find(objects, "Secret", &secret_name)
+                .unwrap_or_else(|| panic!("{name}: no Secret {secret_name}"));
+            str_of(
+                secret["stringData"]
+                    .get(&secret_key)
+                    .unwrap_or_else(|| panic!("{name}: Secret has no key {secret_key}")),
+            )
+        } else {
+            expand_k8s(&str_of(&var["value"]), &env)
+        };
+        env.insert(key, value);
+    }
+    env
+}
+
 #[test]
 fn k8s_workloads_read_only_their_config_and_probe_their_listen_port() {
     let objects = k8s_objects();
     let mut problems = Vec::new();
     for service in services() {
-        let name = format!("sluice-{}", service.name);
-        let workload = k8s_workload(&objects, &name);
-        let container = k8s_container(&objects, &name);
-        assert_eq!(
-            container["command"][0].as_str(),
-            Some(name.as_str()),
-            "{name}: runs the wrong program"
+        let program = format!("sluice-{}", service.name);
+        let running = k8s_running(&objects, &program);
+        assert!(
+            running.contains(&program),
+            "deploy/k8s has no workload {program}"
         );
-        // The environment as the pod sees it: ConfigMaps, then env (secrets as placeholders).
-        let mut env = BTreeMap::new();
-        for source in container["envFrom"].as_sequence().into_iter().flatten() {
-            let map_name = source["configMapRef"]["name"]
-                .as_str()
-                .expect("configMapRef");
-            let map = find(&objects, "ConfigMap", map_name)
-                .unwrap_or_else(|| panic!("{name}: no ConfigMap {map_name}"));
-            for (k, v) in map["data"].as_mapping().unwrap() {
-                env.insert(str_of(k), str_of(v));
+        for name in running {
+            let workload = k8s_workload(&objects, &name);
+            let container = k8s_container(&objects, &name);
+            let env = pod_environment(&objects, &name, container);
+            for variable in env.keys() {
+                problems.extend(service.check_variable(variable));
             }
-        }
-        for var in container["env"].as_sequence().into_iter().flatten() {
-            let key = str_of(&var["name"]);
-            let value = if let Some(secret) = var["valueFrom"]["secretKeyRef"].as_mapping() {
-                let secret_name = str_of(&secret["name"]);
-                let secret_key = str_of(&secret["key"]);
-                let secret = find(&objects, "Secret", &secret_name)
-                    .unwrap_or_else(|| panic!("{name}: no Secret {secret_name}"));
-                str_of(
-                    secret["stringData"]
-                        .get(&secret_key)
-                        .unwrap_or_else(|| panic!("{name}: Secret has no key {secret_key}")),
-                )
-            } else {
-                expand_k8s(&str_of(&var["value"]), &env)
-            };
-            env.insert(key, value);
-        }
-        for variable in env.keys() {
-            problems.extend(service.check_variable(variable));
-        }
-        let settings = service.settings(&env);
-        let ports: Vec<u16> = container["ports"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .map(|p| p["containerPort"].as_u64().unwrap() as u16)
-            .collect();
-        assert_eq!(ports, vec![settings.listen_port], "{name}: containerPort");
-        assert_eq!(
-            container["livenessProbe"]["httpGet"]["path"].as_str(),
-            Some("/health")
-        );
-        assert_eq!(
-            container["readinessProbe"]["httpGet"]["path"].as_str(),
-            Some("/ready")
-        );
-        for probe in ["livenessProbe", "readinessProbe"] {
-            let port = &container[probe]["httpGet"]["port"];
-            assert!(
-                port.as_str() == container["ports"][0]["name"].as_str()
-                    || port.as_u64() == Some(settings.listen_port.into()),
-                "{name}: {probe} probes another port"
+            let settings = service.settings(&env);
+            let ports: Vec<u16> = container["ports"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|p| p["containerPort"].as_u64().unwrap() as u16)
+                .collect();
+            assert_eq!(ports, vec![settings.listen_port], "{name}: containerPort");
+            assert_eq!(
+                container["livenessProbe"]["httpGet"]["path"].as_str(),
+                Some("/health")
             );
-        }
-        for bound in ["requests", "limits"] {
-            for resource in ["cpu", "memory"] {
+            assert_eq!(
+                container["readinessProbe"]["httpGet"]["path"].as_str(),
+                Some("/ready")
+            );
+            for probe in ["livenessProbe", "readinessProbe"] {
+                let port = &container[probe]["httpGet"]["port"];
                 assert!(
-                    !container["resources"][bound][resource].is_null(),
-                    "{name}: no {bound}.{resource}"
+                    port.as_str() == container["ports"][0]["name"].as_str()
+                        || port.as_u64() == Some(settings.listen_port.into()),
+                    "{name}: {probe} probes another port"
                 );
             }
+            for bound in ["requests", "limits"] {
+                for resource in ["cpu", "memory"] {
+                    assert!(
+                        !container["resources"][bound][resource].is_null(),
+                        "{name}: no {bound}.{resource}"
+                    );
+                }
+            }
+            let annotations = &workload["spec"]["template"]["metadata"]["annotations"];
+            assert_eq!(
+                annotations["prometheus.io/port"].as_str(),
+                Some(settings.listen_port.to_string().as_str()),
+                "{name}: scrape port"
+            );
+            let service_object =
+                find(&objects, "Service", &name).unwrap_or_else(|| panic!("no Service {name}"));
+            assert_eq!(
+                service_object["spec"]["ports"][0]["port"].as_u64(),
+                Some(settings.listen_port.into())
+            );
         }
-        let annotations = &workload["spec"]["template"]["metadata"]["annotations"];
-        assert_eq!(
-            annotations["prometheus.io/port"].as_str(),
-            Some(settings.listen_port.to_string().as_str()),
-            "{name}: scrape port"
-        );
-        let service_object =
-            find(&objects, "Service", &name).unwrap_or_else(|| panic!("no Service {name}"));
-        assert_eq!(
-            service_object["spec"]["ports"][0]["port"].as_u64(),
-            Some(settings.listen_port.into())
-        );
     }
     assert!(problems.is_empty(), "{problems:#?}");
 
