@@ -1,11 +1,13 @@
 //! `docker-compose.yml`, the image that runs it, and `config/*.env`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use sluice_schema::config::ServiceConfig;
-use sluice_schema::dataset::{Catalog, GAME_ROUNDS};
+use sluice_schema::dataset::GAME_ROUNDS;
 
-use crate::helpers::{host_port, read, root, services, str_of, Compose, GLOBAL_VARIABLES};
+use crate::helpers::{
+    assert_one_watcher_per_shipped_dataset, host_port, read, root, services, str_of,
+    watched_dataset, Compose, GLOBAL_VARIABLES, SPECS,
+};
 
 #[test]
 fn compose_environment_is_what_each_config_reads() {
@@ -286,51 +288,24 @@ fn config_env_files_document_exactly_the_config_fields() {
 
 #[test]
 fn every_shipped_dataset_has_a_watcher_of_its_own_folder() {
-    const SPECS: &str = "/etc/sluice/datasets";
     let compose = Compose::load();
-    let shipped = root().join("datasets").display().to_string();
-    let watcher = services().into_iter().find(|s| s.name == "watcher").unwrap();
-    let mut folders = BTreeMap::new();
-    let mut instances = BTreeSet::new();
+    let watcher = services()
+        .into_iter()
+        .find(|s| s.name == "watcher")
+        .unwrap();
+    let mut watched = Vec::new();
     for name in compose.running(&watcher) {
-        let mut env = compose.environment(&name);
-        // The specs the container mounts are the repository's.
-        if let Some(dir) = env.get_mut("SLUICE_WATCHER_DATASETS_DIR") {
-            assert_eq!(dir, SPECS, "{name}");
-            *dir = shipped.clone();
-        }
-        let variables: Vec<(String, String)> = env.into_iter().collect();
-        let config = sluice_watcher::Config::from_variables(&variables).unwrap();
-        let dataset = config.dataset().unwrap_or_else(|e| panic!("{name}: {e}"));
-        let folder = config.watch_dir.display().to_string();
-        let expected = match dataset.spec.name.as_str() {
-            GAME_ROUNDS => "/data/inbox".to_owned(),
-            other => format!("/data/inbox/{other}"),
-        };
-        assert_eq!(folder, expected, "{name}: the folder of its dataset");
+        let dataset = watched_dataset(&name, compose.environment(&name));
         let mounts: Vec<String> = (compose.service(&name)["volumes"].as_sequence())
             .into_iter()
             .flatten()
             .map(str_of)
             .collect();
         assert!(mounts.contains(&"./inbox:/data/inbox".to_owned()), "{name}");
-        if dataset.spec.name != GAME_ROUNDS {
+        if dataset != GAME_ROUNDS {
             assert!(mounts.contains(&format!("./datasets:{SPECS}:ro")), "{name}");
         }
-        let instance = config.instance_id.unwrap_or_else(|| panic!("{name}: no instance id"));
-        assert!(instances.insert(instance), "{name}: another watcher's instance id");
-        let earlier = folders.insert(dataset.spec.name.clone(), name.clone());
-        assert!(earlier.is_none(), "{name} and {earlier:?} watch one dataset");
+        watched.push(dataset);
     }
-    let mut datasets: Vec<String> = Catalog::of_dir(Some(&shipped))
-        .unwrap()
-        .iter()
-        .map(|d| d.spec.name.clone())
-        .collect();
-    datasets.sort();
-    assert_eq!(
-        folders.keys().cloned().collect::<Vec<_>>(),
-        datasets,
-        "compose runs a watcher per shipped dataset"
-    );
+    assert_one_watcher_per_shipped_dataset("compose", watched);
 }

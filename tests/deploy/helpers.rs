@@ -329,3 +329,45 @@ impl Compose {
             .unwrap_or_default()
     }
 }
+
+/// Where the image holds the dataset specs (`deploy/Dockerfile`), which compose mounts there.
+pub const SPECS: &str = "/etc/sluice/datasets";
+
+/// The dataset the watcher deployed as `name` with environment `env` reads, as it reads its
+/// configuration at start (the specs at [`SPECS`] being the repository's), after checking it
+/// watches that dataset's folder of the inbox: `/data/inbox` for the rounds,
+/// `/data/inbox/<dataset>` for another.
+pub fn watched_dataset(name: &str, mut env: BTreeMap<String, String>) -> String {
+    if let Some(dir) = env.get_mut("SLUICE_WATCHER_DATASETS_DIR") {
+        assert_eq!(dir, SPECS, "{name}");
+        *dir = root().join("datasets").display().to_string();
+    }
+    let variables: Vec<(String, String)> = env.into_iter().collect();
+    let config = sluice_watcher::Config::from_variables(&variables).unwrap();
+    let dataset = config.dataset().unwrap_or_else(|e| panic!("{name}: {e}"));
+    let name_of = dataset.spec.name;
+    let expected = match name_of.as_str() {
+        sluice_schema::dataset::GAME_ROUNDS => "/data/inbox".to_owned(),
+        other => format!("/data/inbox/{other}"),
+    };
+    assert_eq!(
+        config.watch_dir.display().to_string(),
+        expected,
+        "{name}: its folder"
+    );
+    name_of
+}
+
+/// `watched` (each watcher's dataset, as [`watched_dataset`] tells) is every shipped dataset
+/// once.
+pub fn assert_one_watcher_per_shipped_dataset(deployment: &str, mut watched: Vec<String>) {
+    let shipped = root().join("datasets").display().to_string();
+    let catalog = sluice_schema::dataset::Catalog::of_dir(Some(&shipped)).unwrap();
+    let mut datasets: Vec<String> = catalog.iter().map(|d| d.spec.name.clone()).collect();
+    datasets.sort();
+    watched.sort();
+    assert_eq!(
+        watched, datasets,
+        "{deployment}: one watcher per shipped dataset"
+    );
+}

@@ -7,7 +7,10 @@ use serde_norway::Value;
 use sluice_rollup::datasets::EndpointRollups;
 use sluice_schema::dataset::Catalog;
 
-use crate::helpers::{read, root, services, str_of, yaml, yaml_documents, Compose};
+use crate::helpers::{
+    assert_one_watcher_per_shipped_dataset, read, root, services, str_of, watched_dataset, yaml,
+    yaml_documents, Compose, SPECS,
+};
 
 /// Every k8s object in `deploy/k8s/`, by kind and name.
 fn k8s_objects() -> Vec<Value> {
@@ -275,7 +278,7 @@ fn deployed_settings(
 
 #[test]
 fn every_deployment_serves_the_shipped_datasets_from_the_specs_in_the_image() {
-    const DIR: &str = "/etc/sluice/datasets";
+    const DIR: &str = SPECS;
     assert!(
         read("deploy/Dockerfile").contains(&format!("COPY --from=build /src/datasets {DIR}")),
         "the image holds the specs"
@@ -322,4 +325,22 @@ fn every_deployment_serves_the_shipped_datasets_from_the_specs_in_the_image() {
             "{deployment}: the processor keeps the rollups of exactly the datasets written that declare some"
         );
     }
+}
+
+#[test]
+fn every_shipped_dataset_has_a_watcher_of_its_own_folder_on_k8s() {
+    let objects = k8s_objects();
+    let watched = k8s_running(&objects, "sluice-watcher")
+        .iter()
+        .map(|name| {
+            let container = k8s_container(&objects, name);
+            let mounts = serde_norway::to_string(&container["volumeMounts"]).unwrap();
+            assert!(
+                mounts.contains("mountPath: /data/inbox"),
+                "{name}: {mounts}"
+            );
+            watched_dataset(name, pod_environment(&objects, name, container))
+        })
+        .collect();
+    assert_one_watcher_per_shipped_dataset("k8s", watched);
 }

@@ -43,7 +43,8 @@ fn prometheus_scrapes_every_service_on_its_metrics_port() {
         let mut running: Vec<String> = (compose.running(&service).iter())
             .map(|name| format!("{name}:{port}"))
             .collect();
-        (targets.sort(), running.sort());
+        targets.sort();
+        running.sort();
         assert_eq!(targets, running, "{}: Prometheus targets", service.name);
     }
     // Scaled consumers are found by DNS, every replica, not through one static address.
