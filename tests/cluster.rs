@@ -271,6 +271,46 @@ async fn sync_replicas(cluster: &Cluster, replica: &str, database: &str) {
     }
 }
 
+const DAY: i64 = 86_400;
+
+/// How often the consumers of this process waited for a replica before looking earlier
+/// versions up (the counter is process-wide, read through the gateway's `/metrics`; only a
+/// consumer on the cluster ever waits).
+async fn consumer_replica_waits(run: &Run) -> f64 {
+    let metrics = format!("{}/metrics", run.pipeline.gateway_url);
+    let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+    let name = sluice_consumer::metric::REPLICA_WAITS;
+    let line = text.lines().find(|line| line.starts_with(name));
+    line.and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+/// `rows` rounds of one player (the one of `seed`) numbered from `first`, created from
+/// `first_timestamp` on: the same arguments at another time are new versions of the same
+/// rounds, in other hours.
+fn file_at(rows: u64, first: u64, seed: u64, first_timestamp: i64) -> Export {
+    let mut options = Options::new(rows);
+    options.first_instance_id = first;
+    options.seed = seed;
+    options.players = 1;
+    options.first_timestamp = first_timestamp;
+    generate::export(&options)
+}
+
+/// A seed whose [`file_at`] player's rounds are stored on shard 2 (rounds shard by
+/// `cityHash64(user_id)` over two shards of equal weight).
+async fn seed_of_a_player_on_shard_2(cluster: &Cluster) -> u64 {
+    for seed in 100.. {
+        let export = file_at(1, 5_000_000, seed, generate::FIRST_TIMESTAMP);
+        let player = export.summary.totals.keys().next().unwrap().clone();
+        let shard = format!("SELECT cityHash64('{player}') % 2");
+        if clickhouse::query_at(cluster.url("s1r1"), &shard).await == "1" {
+            return seed;
+        }
+    }
+    unreachable!()
+}
+
 /// A file of `rows` rounds numbered from `first`.
 fn file(rows: u64, first: u64, seed: u64, encoding: Encoding) -> Export {
     let mut options = Options::new(rows);
@@ -354,6 +394,46 @@ async fn the_cluster_answers_as_one_server_through_a_replica_and_a_shard_down() 
         "after the first replica returned behind its peer",
     );
 
+    // One player's rounds, on shard 2, written while its first replica is down (the peer
+    // takes them, and the processor publishes their hours from it), then moved to other hours
+    // once that replica is back but behind, its peer down. The consumer must not look their
+    // earlier versions up on that replica: it would miss them, their published hours (no other
+    // player's rounds are there) would not be marked and would count them beside their new
+    // hours. The batch waits for the peer instead.
+    let seed = seed_of_a_player_on_shard_2(cluster).await;
+    let moved = file_at(300, 5_000_000, seed, generate::FIRST_TIMESTAMP + 2 * DAY);
+    let moved_again = file_at(300, 5_000_000, seed, generate::FIRST_TIMESTAMP + 4 * DAY);
+    // The peer holds everything first (the processor reads it while the replica is down).
+    sync_replicas(cluster, "s2r2", database).await;
+    cluster.stop("s2r1");
+    for run in [&on_cluster, &single] {
+        let id = run.upload(&moved).await;
+        run.landed(&id).await;
+    }
+    on_cluster.processed().await;
+    cluster.stop("s2r2");
+    cluster.start("s2r1");
+    let waits = consumer_replica_waits(&on_cluster).await;
+    let moved_on_cluster = on_cluster.upload(&moved_again).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        consumer_replica_waits(&on_cluster).await > waits,
+        "the consumer saw the first replica behind and waited"
+    );
+    cluster.start("s2r2");
+    on_cluster.landed(&moved_on_cluster).await;
+    let id = single.upload(&moved_again).await;
+    single.landed(&id).await;
+    for replica in ["s2r1", "s2r2"] {
+        sync_replicas(cluster, replica, database).await;
+    }
+    on_cluster.processed().await;
+    single.processed().await;
+    on_cluster.answers(&player).await.assert_same(
+        &single.answers(&player).await,
+        "after rounds moved while the replica read was behind",
+    );
+
     // Re-sent and re-uploaded files collapse; retried inserts (shard 1 took its part of every
     // batch the shard outage failed) too.
     for run in [&on_cluster, &single] {
@@ -380,7 +460,7 @@ async fn the_cluster_answers_as_one_server_through_a_replica_and_a_shard_down() 
     let expected = single.answers(&player).await;
     let answers = on_cluster.answers(&player).await;
     answers.assert_same(&expected, "read from the rollups");
-    let total: u64 = [&first, &second, &third]
+    let total: u64 = [&first, &second, &third, &moved]
         .iter()
         .map(|f| f.summary.good_rows)
         .sum();

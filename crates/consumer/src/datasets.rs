@@ -38,7 +38,9 @@ use clickhouse::Client;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use sluice_rollup::datasets::{bind_key, by_identity, hours_of_keys, EndpointRollups};
+use sluice_rollup::datasets::{
+    bind_key, by_identity, hours_of_keys, identity_table_name, EndpointRollups,
+};
 use sluice_rollup::dirty::DirtyHours;
 use sluice_rollup::{hour_of, version_of};
 use sluice_schema::backoff::Backoff;
@@ -56,6 +58,7 @@ use crate::config::Config;
 use crate::inserter::{insert_quarantine, insert_rejects, insert_rows};
 use crate::kafka::{DeadLetter, DeadLetters};
 use crate::marks::{MarkError, Marks};
+use sluice_schema::migrations::ReplicaError;
 
 /// Records per lookup of earlier versions: far below ClickHouse's `max_query_size` (256 KiB)
 /// and `max_ast_elements` (50,000) for identities of a few columns.
@@ -130,6 +133,8 @@ enum WriteError {
     ClickHouse(#[from] clickhouse::error::Error),
     #[error("dirty hours: {0}")]
     Marks(#[from] MarkError),
+    #[error("earlier versions: {0}")]
+    Replicas(#[from] sluice_schema::migrations::ReplicaError),
     #[error("dead-letter topic: {0}")]
     DeadLetters(#[from] rdkafka::error::KafkaError),
 }
@@ -155,7 +160,8 @@ impl DatasetIngest {
             .iter()
             .map(|(_, rollups)| DirtyHours::of(&config.clickhouse.database, &rollups.hourly))
             .collect();
-        let marks = (!dirty.is_empty()).then(|| marks.of(&name, dirty));
+        let marks = (!dirty.is_empty())
+            .then(|| marks.of(&name, dirty, &identity_table_name(&dataset.spec)));
         let topic = config.dataset_topic(&name);
         let rejects_topic = config.dataset_rejects_topic(&name);
         let dead_letter_topic = config.dataset_dead_letter_topic(&name);
@@ -309,7 +315,9 @@ impl DatasetIngest {
         };
         let hours = match &progress.hours {
             Some(hours) => hours,
-            None => progress.hours.insert(self.hours(&batch.keyed).await?),
+            None => progress
+                .hours
+                .insert(self.hours(marks, &batch.keyed).await?),
         };
         if !progress.inserted {
             marks.begin(&progress.batch_id, hours).await?;
@@ -322,12 +330,13 @@ impl DatasetIngest {
 
     /// The hours `keyed` rows fall in and those of every stored version of their records,
     /// sorted: what their insert changes.
-    async fn hours(&self, keyed: &[Keyed]) -> Result<Vec<u32>, clickhouse::error::Error> {
+    async fn hours(&self, marks: &Marks, keyed: &[Keyed]) -> Result<Vec<u32>, ReplicaError> {
         let mut hours: std::collections::BTreeSet<u32> =
             keyed.iter().map(|k| hour_of(k.seconds)).collect();
         let scales: Vec<u32> = (self.spec.identity.iter())
             .map(|c| self.spec.column(c).and_then(|c| c.scale).unwrap_or(0))
             .collect();
+        let read = marks.lookup_begins(&self.clickhouse).await?;
         for chunk in keyed.chunks(KEYS_PER_LOOKUP) {
             let mut lookup = self
                 .clickhouse
@@ -339,6 +348,7 @@ impl DatasetIngest {
             }
             hours.extend(lookup.fetch_all::<u32>().await?);
         }
+        marks.lookup_ends(&self.clickhouse, read).await?;
         Ok(hours.into_iter().collect())
     }
 

@@ -86,6 +86,7 @@ impl Application {
             crate::metric::INSERT_FAILURES_TOTAL,
             crate::metric::POISON_MESSAGES_TOTAL,
             crate::metric::DEAD_LETTERS_TOTAL,
+            crate::metric::REPLICA_WAITS,
         ]);
         let server = HealthServer::bind("consumer", &config.listen_addr, None, state, ready)?;
         Ok(Application {

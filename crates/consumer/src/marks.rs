@@ -17,6 +17,7 @@ use sluice_rollup::dirty::DirtyHours;
 use sluice_rollup::hour_of;
 use sluice_rollup::spec::GAME_ROUNDS_HOURLY;
 use sluice_schema::dataset::rowbinary::{KeyValue, Keyed};
+use sluice_schema::migrations::{ReadReplicas, ReplicaError};
 
 use crate::config::Config;
 
@@ -41,6 +42,8 @@ pub struct Marks {
     lease: Duration,
     instance: String,
     batches: AtomicU64,
+    /// On a cluster, the check that the replicas a lookup reads hold every acknowledged row.
+    replicas: Option<ReadReplicas>,
 }
 
 impl Marks {
@@ -54,18 +57,22 @@ impl Marks {
             lease: Duration::from_millis(config.mark_lease_ms),
             instance: format!("{:016x}", rand::rng().random::<u64>()),
             batches: AtomicU64::new(0),
+            replicas: ReadReplicas::of(&config.clickhouse.layout()?, &config.clickhouse.database)
+                .map(|check| check.of_tables(&[GAME_ROUNDS_HOURLY.identity_table()])),
         })
     }
 
     /// The marks of other rollups' dirty sets (a dataset's), through the same Redis, their
     /// batch ids told apart by `label`.
-    pub fn of(&self, label: &str, dirty: Vec<DirtyHours>) -> Marks {
+    /// Its lookups of earlier versions read `identity_table`.
+    pub fn of(&self, label: &str, dirty: Vec<DirtyHours>, identity_table: &str) -> Marks {
         Marks {
             redis: self.redis.clone(),
             dirty,
             lease: self.lease,
             instance: format!("{}-{label}", self.instance),
             batches: AtomicU64::new(0),
+            replicas: (self.replicas.clone()).map(|check| check.of_tables(&[identity_table])),
         }
     }
 
@@ -89,13 +96,10 @@ impl Marks {
     /// The hours `rounds` fall in and the hours of every stored version of the same rounds,
     /// sorted: what their insert changes. Earlier versions are looked up per player, by the
     /// span of that player's round ids in the batch (never as a list of literal keys).
-    pub async fn hours(
-        &self,
-        client: &Client,
-        rounds: &[Keyed],
-    ) -> Result<Vec<u32>, clickhouse::error::Error> {
+    pub async fn hours(&self, client: &Client, rounds: &[Keyed]) -> Result<Vec<u32>, ReplicaError> {
         let mut hours: BTreeSet<u32> = rounds.iter().map(|r| hour_of(r.seconds)).collect();
         let spans: Vec<_> = player_spans(rounds).into_iter().collect();
+        let read = self.lookup_begins(client).await?;
         for chunk in spans.chunks(RANGES_PER_LOOKUP) {
             let mut lookup = client.query(&GAME_ROUNDS_HOURLY.hours_of_key_ranges(chunk.len()));
             for (user_id, (low, high)) in chunk {
@@ -103,7 +107,38 @@ impl Marks {
             }
             hours.extend(lookup.fetch_all::<u32>().await?);
         }
+        self.lookup_ends(client, read).await?;
         Ok(hours.into_iter().collect())
+    }
+
+    /// Before a lookup of stored versions: on a cluster, the replicas it will read, once they
+    /// hold every row acknowledged so far; otherwise the batch waits ([`ReplicaError`], its
+    /// write is retried). A replica that came back behind its peer would hide an earlier
+    /// version written through that peer, and the hour it is in would not be marked.
+    pub async fn lookup_begins(
+        &self,
+        client: &Client,
+    ) -> Result<Option<Vec<String>>, ReplicaError> {
+        let Some(replicas) = &self.replicas else {
+            return Ok(None);
+        };
+        replicas
+            .caught_up_soon(client)
+            .await
+            .map(Some)
+            .inspect_err(waited)
+    }
+
+    /// After the lookup [`Marks::lookup_begins`] began: it read those same replicas.
+    pub async fn lookup_ends(
+        &self,
+        client: &Client,
+        read: Option<Vec<String>>,
+    ) -> Result<(), ReplicaError> {
+        match (&self.replicas, read) {
+            (Some(replicas), Some(read)) => replicas.still(client, read).await.inspect_err(waited),
+            _ => Ok(()),
+        }
     }
 
     /// Before the insert (every attempt): `hours` are dirty and leased to `batch`.
@@ -126,6 +161,12 @@ impl Marks {
         }
         Ok(())
     }
+}
+
+/// Counts a batch write that waits for the replicas a lookup reads.
+fn waited(error: &ReplicaError) {
+    tracing::info!(%error, "Earlier versions wait for a replica to catch up.");
+    metrics::counter!(crate::metric::REPLICA_WAITS).increment(1);
 }
 
 /// Each player's lowest and highest round id among `rounds` (keyed by the game_rounds identity,

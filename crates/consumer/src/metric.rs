@@ -17,6 +17,10 @@ pub const POISON_MESSAGES_TOTAL: &str = "sluice_consumer_poison_messages_total";
 
 pub const ROWS_INSERTED_TOTAL: &str = "sluice_consumer_rows_inserted_total";
 
+/// Counter of batch writes that waited because a replica the lookup of earlier versions
+/// would read was still fetching rows its peer had acknowledged (a cluster only).
+pub const REPLICA_WAITS: &str = "sluice_consumer_replica_waits_total";
+
 /// Gauge of the messages between a partition's end and this group's committed offset.
 pub const LAG: &str = "sluice_consumer_lag_messages";
 

@@ -71,6 +71,8 @@ enum WriteError {
     DeadLetters(#[from] rdkafka::error::KafkaError),
     #[error("dirty hours: {0}")]
     Marks(#[from] MarkError),
+    #[error("earlier versions: {0}")]
+    Replicas(#[from] sluice_schema::migrations::ReplicaError),
 }
 
 /// How far a batch's rounds got, kept across the attempts of its write.

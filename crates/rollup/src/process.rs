@@ -62,11 +62,6 @@ pub struct Processor {
     replicas: Option<ReadReplicas>,
 }
 
-/// How often, and how far apart, a step asks again about replicas found behind before it
-/// gives its claim back (a replica pulls its own inserts' log entries within milliseconds).
-const BEHIND_RETRIES: u32 = 4;
-const BEHIND_PAUSE: Duration = Duration::from_millis(25);
-
 /// Input rows one recomputation statement takes by default: an hour's identity lookup holds
 /// its keys in memory, and at about 12 M rows it passed a 3.7 GiB query limit (measured on
 /// ClickHouse 18.16 here, `bench freshness`); two million stay far below it.
@@ -175,21 +170,13 @@ impl Processor {
         let Some(replicas) = &self.replicas else {
             return Ok(None);
         };
-        let mut attempt = 0;
-        loop {
-            match replicas.caught_up(client).await {
-                Ok(read) => return Ok(Some(read)),
-                // A replica is behind for a moment after every insert it takes (its own log
-                // entry, not pulled yet; the previous step's publication, say): asked again
-                // shortly, it is not. One still fetching its peer's parts stays behind.
-                Err(ReplicaError::Behind { .. }) if attempt < BEHIND_RETRIES => {
-                    attempt += 1;
-                    tokio::time::sleep(BEHIND_PAUSE).await;
-                }
-                Err(behind) => {
-                    self.dirty.unclaim(redis, step.version, &step.hours).await?;
-                    return Err(behind.into());
-                }
+        // Behind for a moment after every insert (the previous step's publication, say) is
+        // asked again; one still fetching its peer's parts gives the claim back.
+        match replicas.caught_up_soon(client).await {
+            Ok(read) => Ok(Some(read)),
+            Err(behind) => {
+                self.dirty.unclaim(redis, step.version, &step.hours).await?;
+                Err(behind.into())
             }
         }
     }

@@ -290,6 +290,12 @@ impl Rollup {
         self.raw().time_column
     }
 
+    /// The table of the raw rows' versions by key (for a rollup of raw rows; see
+    /// [`Rollup::raw`]): what a lookup of earlier versions reads.
+    pub fn identity_table(&self) -> &'static str {
+        self.raw().identity_table
+    }
+
     /// The condition a row of the versions table meets when it is its key's current version,
     /// falls in one of `hours` (not empty) and meets `filter` (SQL over the row's own columns;
     /// `1` for none): the one definition of "current" (docs/PROCESSING.md). The filter also

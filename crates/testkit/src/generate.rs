@@ -43,6 +43,9 @@ pub struct Options {
     pub first_instance_id: u64,
     /// Every n-th row is malformed (in one of several ways), if set.
     pub bad_row_every: Option<u64>,
+    /// `created_timestamp` of the first row, in seconds; each next row is 7 s later. The same
+    /// rows (seed, players, ids) at another time are new versions of the same rounds, moved.
+    pub first_timestamp: i64,
 }
 
 impl Options {
@@ -55,6 +58,7 @@ impl Options {
             players: 20,
             first_instance_id: 1_000_000,
             bad_row_every: None,
+            first_timestamp: FIRST_TIMESTAMP,
         }
     }
 }
@@ -134,7 +138,7 @@ const AMOUNTS: [(&str, i128); 12] = [
 ];
 
 /// 2019-10-22 08:00:00 UTC, where the real export starts.
-const FIRST_TIMESTAMP: i64 = 1_571_731_200;
+pub const FIRST_TIMESTAMP: i64 = 1_571_731_200;
 
 /// Streams a file of `options.rows` rows into `out`, in constant memory.
 pub fn write(options: &Options, out: impl Write) -> io::Result<Summary> {
@@ -157,10 +161,11 @@ pub fn write(options: &Options, out: impl Write) -> io::Result<Summary> {
         let line = index + 2;
         let player = &players[rng.random_range(0..players.len())];
         let (game_id, game_name, provider) = GAMES[rng.random_range(0..GAMES.len())];
-        let created = chrono::DateTime::from_timestamp(FIRST_TIMESTAMP + (index as i64) * 7, 0)
-            .expect("in range")
-            .format("%Y-%m-%d %H:%M:%S")
-            .to_string();
+        let created =
+            chrono::DateTime::from_timestamp(options.first_timestamp + (index as i64) * 7, 0)
+                .expect("in range")
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string();
         let mut money = [""; 4];
         let mut scaled = [0_i128; 4];
         for (slot, value) in money.iter_mut().zip(scaled.iter_mut()) {

@@ -12,6 +12,8 @@
 //! of every replicated table of the database into its queue and fetched every part inserted
 //! through it.
 
+use std::time::Duration;
+
 use clickhouse::{Client, Row};
 use serde::Deserialize;
 
@@ -21,7 +23,10 @@ use super::Layout;
 #[derive(Debug, Clone)]
 pub struct ReadReplicas {
     sql: String,
+    cluster: String,
     database: String,
+    /// The tables checked (`<table>_local`); empty: every replicated table of the database.
+    tables: Vec<String>,
 }
 
 /// Why the replicas read are not known to hold every acknowledged row.
@@ -45,6 +50,21 @@ struct ReplicaStatus {
     behind: u64,
 }
 
+/// Each picked replica's count of tables it is behind on, from `cluster`'s `system.replicas`,
+/// with `condition` on the table (bound: an empty array could not be compared with a name).
+fn statuses_sql(cluster: &str, condition: &str) -> String {
+    format!(
+        "SELECT replica_name AS replica, toUInt64(countIf({BEHIND})) AS behind \
+         FROM cluster('{cluster}', system, replicas) WHERE database = ?{condition} \
+         GROUP BY replica ORDER BY replica"
+    )
+}
+
+/// How often, and how far apart, [`ReadReplicas::caught_up_soon`] asks again about replicas
+/// found behind (a replica pulls its own inserts' log entries within milliseconds).
+pub const BEHIND_RETRIES: u32 = 4;
+pub const BEHIND_PAUSE: Duration = Duration::from_millis(25);
+
 /// A replica is behind on a table when it is read-only (no ZooKeeper session: it cannot know),
 /// has not copied every entry of the table's log into its queue (`log_pointer` is the next
 /// entry it will copy; an empty log reads 0 and 0), or has inserted parts left to fetch.
@@ -54,16 +74,22 @@ const BEHIND: &str = "is_readonly OR is_session_expired OR inserts_in_queue > 0 
 impl ReadReplicas {
     /// The check for `layout`'s reads of `database`; `None` on one server (nothing to lag).
     pub fn of(layout: &Layout, database: &str) -> Option<ReadReplicas> {
-        let cluster = layout.cluster()?;
-        let sql = format!(
-            "SELECT replica_name AS replica, toUInt64(countIf({BEHIND})) AS behind \
-             FROM cluster('{cluster}', system, replicas) WHERE database = ? \
-             GROUP BY replica ORDER BY replica"
-        );
         Some(ReadReplicas {
-            sql,
+            sql: statuses_sql(layout.cluster()?, ""),
+            cluster: layout.cluster()?.to_owned(),
             database: database.to_owned(),
+            tables: Vec::new(),
         })
+    }
+
+    /// The check of the replicas read for `tables` alone (their plain names): a read of those
+    /// need not wait for a replica behind on others.
+    pub fn of_tables(self, tables: &[&str]) -> ReadReplicas {
+        ReadReplicas {
+            sql: statuses_sql(&self.cluster, " AND has(?, table)"),
+            tables: tables.iter().map(|t| format!("{t}_local")).collect(),
+            ..self
+        }
     }
 
     /// The replicas read now (one a shard, sorted by name), once each holds every part
@@ -82,6 +108,23 @@ impl ReadReplicas {
         Ok(statuses.into_iter().map(|s| s.replica).collect())
     }
 
+    /// [`ReadReplicas::caught_up`], asked again up to [`BEHIND_RETRIES`] times
+    /// [`BEHIND_PAUSE`] apart while a replica is behind: a replica is behind for a moment after
+    /// every insert it takes (its own log entry, not pulled yet), and asked again shortly it is
+    /// not. One still fetching its peer's parts stays behind, and that is the error.
+    pub async fn caught_up_soon(&self, client: &Client) -> Result<Vec<String>, ReplicaError> {
+        let mut attempt = 0;
+        loop {
+            match self.caught_up(client).await {
+                Err(ReplicaError::Behind { .. }) if attempt < BEHIND_RETRIES => {
+                    attempt += 1;
+                    tokio::time::sleep(BEHIND_PAUSE).await;
+                }
+                answer => return answer,
+            }
+        }
+    }
+
     /// Checks after a read that began after [`ReadReplicas::caught_up`] returned `before`
     /// that the read went to those same replicas. Whether they are behind now does not
     /// matter (the read's own writes put them behind for a moment): what they held when the
@@ -98,11 +141,11 @@ impl ReadReplicas {
     }
 
     async fn statuses(&self, client: &Client) -> Result<Vec<ReplicaStatus>, ReplicaError> {
-        Ok(client
-            .query(&self.sql)
-            .bind(&self.database)
-            .fetch_all::<ReplicaStatus>()
-            .await?)
+        let mut statement = client.query(&self.sql).bind(&self.database);
+        if !self.tables.is_empty() {
+            statement = statement.bind(&self.tables);
+        }
+        Ok(statement.fetch_all::<ReplicaStatus>().await?)
     }
 }
 
@@ -126,5 +169,14 @@ mod tests {
             "bound, not written in"
         );
         assert_eq!(check.database, "db");
+        assert!(check.tables.is_empty(), "every table");
+        let identity = check.clone().of_tables(&["round_identity"]);
+        assert_eq!(identity.tables, ["round_identity_local"]);
+        assert!(
+            identity.sql.contains("AND has(?, table) GROUP BY"),
+            "{}",
+            identity.sql
+        );
+        assert!(!check.sql.contains("has("));
     }
 }
