@@ -629,30 +629,7 @@ impl Run {
 
     /// Every row `path` answers with `params`, two per page, following `next_cursor`.
     async fn all(&self, path: &str, params: &[(&str, &str)]) -> Vec<Value> {
-        let client = reqwest::Client::new();
-        let (mut rows, mut cursor) = (Vec::new(), None::<String>);
-        loop {
-            let mut query: Vec<(&str, &str)> = params.to_vec();
-            query.push(("limit", "2"));
-            if let Some(cursor) = &cursor {
-                query.push(("cursor", cursor));
-            }
-            let response = client
-                .get(format!("{}{path}", self.pipeline.gateway_url))
-                .query(&query)
-                .header("X-API-Key", &self.key)
-                .send()
-                .await
-                .unwrap();
-            let status = response.status();
-            let page: Value = response.json().await.unwrap();
-            assert_eq!(status, 200, "{path} {query:?}: {page}");
-            rows.extend(page["data"].as_array().unwrap().iter().cloned());
-            match page["next_cursor"].as_str() {
-                Some(next) => cursor = Some(next.to_owned()),
-                None => return rows,
-            }
-        }
+        self.pipeline.every_row(&self.key, path, params).await.0
     }
 
     /// Every answer of the datasets the comparison looks at; records without their

@@ -22,7 +22,6 @@ const WITHIN: Duration = Duration::from_secs(90);
 struct Run {
     pipeline: Pipeline,
     key: String,
-    client: reqwest::Client,
 }
 
 fn datasets_dir() -> String {
@@ -43,7 +42,6 @@ async fn start(label: &str) -> Run {
     Run {
         key: key.expect("a key"),
         pipeline,
-        client: reqwest::Client::new(),
     }
 }
 
@@ -91,31 +89,7 @@ impl Run {
     /// Every row of `path` with `params`, two per page, following `next_cursor`; and the
     /// pages read.
     async fn all(&self, path: &str, params: &[(&str, &str)]) -> (Vec<Value>, usize) {
-        let (mut rows, mut pages, mut cursor) = (Vec::new(), 0, None::<String>);
-        loop {
-            let mut query: Vec<(&str, &str)> = params.to_vec();
-            query.push(("limit", "2"));
-            if let Some(cursor) = &cursor {
-                query.push(("cursor", cursor));
-            }
-            let response = self
-                .client
-                .get(format!("{}{path}", self.pipeline.gateway_url))
-                .query(&query)
-                .header("X-API-Key", &self.key)
-                .send()
-                .await
-                .unwrap();
-            let status = response.status();
-            let page: Value = response.json().await.unwrap();
-            assert_eq!(status, 200, "{path} {query:?}: {page}");
-            pages += 1;
-            rows.extend(page["data"].as_array().unwrap().iter().cloned());
-            match page["next_cursor"].as_str() {
-                Some(next) => cursor = Some(next.to_owned()),
-                None => return (rows, pages),
-            }
-        }
+        self.pipeline.every_row(&self.key, path, params).await
     }
 
     /// Waits until every page of `path` with `params` answers `expected`.

@@ -93,6 +93,40 @@ impl Drop for Pipeline {
 }
 
 impl Pipeline {
+    /// Every row the gateway's `path` answers `key` with `params`, two per page, following
+    /// `next_cursor` (every page must be a 200); and the pages read.
+    pub async fn every_row(
+        &self,
+        key: &str,
+        path: &str,
+        params: &[(&str, &str)],
+    ) -> (Vec<serde_json::Value>, usize) {
+        let client = reqwest::Client::new();
+        let (mut rows, mut pages, mut cursor) = (Vec::new(), 0, None::<String>);
+        loop {
+            let mut query: Vec<(&str, &str)> = params.to_vec();
+            query.push(("limit", "2"));
+            if let Some(cursor) = &cursor {
+                query.push(("cursor", cursor));
+            }
+            let response = (client.get(format!("{}{path}", self.gateway_url)))
+                .query(&query)
+                .header("X-API-Key", key)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let page: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(status, 200, "{path} {query:?}: {page}");
+            pages += 1;
+            rows.extend(page["data"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return (rows, pages),
+            }
+        }
+    }
+
     /// `POST /admin/keys` on the gateway; the 201 answer (with the secret under `key`).
     pub async fn create_key(&self, name: &str, credits: u64) -> serde_json::Value {
         let body = serde_json::json!({"name": name, "credits": credits});
