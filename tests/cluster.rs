@@ -176,10 +176,7 @@ impl Run {
 
     /// The processor's metric `name` now (its first series), if it reports it.
     async fn metric(&self, name: &str) -> Option<f64> {
-        let metrics = format!("{}/metrics", self.processor.url);
-        let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
-        let line = text.lines().find(|line| line.starts_with(name));
-        line.and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        metric_at(&self.processor.url, name).await
     }
 
     /// Waits until no hour or day of the rounds' rollups is dirty: answers come from rollups.
@@ -277,12 +274,37 @@ const DAY: i64 = 86_400;
 /// versions up (the counter is process-wide, read through the gateway's `/metrics`; only a
 /// consumer on the cluster ever waits).
 async fn consumer_replica_waits(run: &Run) -> f64 {
-    let metrics = format!("{}/metrics", run.pipeline.gateway_url);
+    let waits = metric_at(
+        &run.pipeline.gateway_url,
+        sluice_consumer::metric::REPLICA_WAITS,
+    );
+    waits.await.unwrap_or(0.0)
+}
+
+/// Metric `name` (its first series) on the `/metrics` of the service at `url`, if it reports it.
+async fn metric_at(url: &str, name: &str) -> Option<f64> {
+    let metrics = format!("{url}/metrics");
     let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
-    let name = sluice_consumer::metric::REPLICA_WAITS;
     let line = text.lines().find(|line| line.starts_with(name));
     line.and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .unwrap_or(0.0)
+}
+
+/// Once both replicas of shard 2 hold every part and both runs processed every hour, the
+/// cluster answers `player`'s questions as the one server.
+async fn assert_settled_alike(
+    cluster: &Cluster,
+    database: &str,
+    (on_cluster, single): (&Run, &Run),
+    player: &str,
+    when: &str,
+) {
+    for replica in ["s2r1", "s2r2"] {
+        sync_replicas(cluster, replica, database).await;
+    }
+    on_cluster.processed().await;
+    single.processed().await;
+    let answers = on_cluster.answers(player).await;
+    answers.assert_same(&single.answers(player).await, when);
 }
 
 /// `rows` rounds of one player (the one of `seed`) numbered from `first`, created from
@@ -382,17 +404,10 @@ async fn the_cluster_answers_as_one_server_through_a_replica_and_a_shard_down() 
     cluster.start("s2r2");
     let id = single.upload(&third).await;
     single.landed(&id).await;
-    for replica in ["s2r1", "s2r2"] {
-        sync_replicas(cluster, replica, database).await;
-    }
-    on_cluster.processed().await;
-    single.processed().await;
     let player = first.summary.totals.keys().next().unwrap().clone();
-    let answers = on_cluster.answers(&player).await;
-    answers.assert_same(
-        &single.answers(&player).await,
-        "after the first replica returned behind its peer",
-    );
+    let runs = (&on_cluster, &single);
+    let when = "after the first replica returned behind its peer";
+    assert_settled_alike(cluster, database, runs, &player, when).await;
 
     // One player's rounds, on shard 2, written while its first replica is down (the peer
     // takes them, and the processor publishes their hours from it), then moved to other hours
@@ -424,15 +439,9 @@ async fn the_cluster_answers_as_one_server_through_a_replica_and_a_shard_down() 
     on_cluster.landed(&moved_on_cluster).await;
     let id = single.upload(&moved_again).await;
     single.landed(&id).await;
-    for replica in ["s2r1", "s2r2"] {
-        sync_replicas(cluster, replica, database).await;
-    }
-    on_cluster.processed().await;
-    single.processed().await;
-    on_cluster.answers(&player).await.assert_same(
-        &single.answers(&player).await,
-        "after rounds moved while the replica read was behind",
-    );
+    let runs = (&on_cluster, &single);
+    let when = "after rounds moved while the replica read was behind";
+    assert_settled_alike(cluster, database, runs, &player, when).await;
 
     // Re-sent and re-uploaded files collapse; retried inserts (shard 1 took its part of every
     // batch the shard outage failed) too.

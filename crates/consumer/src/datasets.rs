@@ -49,7 +49,7 @@ use sluice_schema::dataset::history::History;
 use sluice_schema::dataset::rowbinary::{Converter, Keyed};
 use sluice_schema::dataset::{directory, Dataset, Spec};
 use sluice_schema::migrations::cluster::statements_of;
-use sluice_schema::migrations::{Layout, Object};
+use sluice_schema::migrations::{Layout, Object, ReplicaError};
 use sluice_schema::rejects::RejectRecord;
 use tokio_util::sync::CancellationToken;
 
@@ -58,7 +58,6 @@ use crate::config::Config;
 use crate::inserter::{insert_quarantine, insert_rejects, insert_rows};
 use crate::kafka::{DeadLetter, DeadLetters};
 use crate::marks::{MarkError, Marks};
-use sluice_schema::migrations::ReplicaError;
 
 /// Records per lookup of earlier versions: far below ClickHouse's `max_query_size` (256 KiB)
 /// and `max_ast_elements` (50,000) for identities of a few columns.
@@ -134,7 +133,7 @@ enum WriteError {
     #[error("dirty hours: {0}")]
     Marks(#[from] MarkError),
     #[error("earlier versions: {0}")]
-    Replicas(#[from] sluice_schema::migrations::ReplicaError),
+    Replicas(#[from] ReplicaError),
     #[error("dead-letter topic: {0}")]
     DeadLetters(#[from] rdkafka::error::KafkaError),
 }

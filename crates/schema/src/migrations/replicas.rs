@@ -22,7 +22,6 @@ use super::Layout;
 /// The check of the replicas a cluster's reads go to; none on one server.
 #[derive(Debug, Clone)]
 pub struct ReadReplicas {
-    sql: String,
     cluster: String,
     database: String,
     /// The tables checked (`<table>_local`); empty: every replicated table of the database.
@@ -50,20 +49,10 @@ struct ReplicaStatus {
     behind: u64,
 }
 
-/// Each picked replica's count of tables it is behind on, from `cluster`'s `system.replicas`,
-/// with `condition` on the table (bound: an empty array could not be compared with a name).
-fn statuses_sql(cluster: &str, condition: &str) -> String {
-    format!(
-        "SELECT replica_name AS replica, toUInt64(countIf({BEHIND})) AS behind \
-         FROM cluster('{cluster}', system, replicas) WHERE database = ?{condition} \
-         GROUP BY replica ORDER BY replica"
-    )
-}
-
 /// How often, and how far apart, [`ReadReplicas::caught_up_soon`] asks again about replicas
 /// found behind (a replica pulls its own inserts' log entries within milliseconds).
-pub const BEHIND_RETRIES: u32 = 4;
-pub const BEHIND_PAUSE: Duration = Duration::from_millis(25);
+const BEHIND_RETRIES: u32 = 4;
+const BEHIND_PAUSE: Duration = Duration::from_millis(25);
 
 /// A replica is behind on a table when it is read-only (no ZooKeeper session: it cannot know),
 /// has not copied every entry of the table's log into its queue (`log_pointer` is the next
@@ -75,7 +64,6 @@ impl ReadReplicas {
     /// The check for `layout`'s reads of `database`; `None` on one server (nothing to lag).
     pub fn of(layout: &Layout, database: &str) -> Option<ReadReplicas> {
         Some(ReadReplicas {
-            sql: statuses_sql(layout.cluster()?, ""),
             cluster: layout.cluster()?.to_owned(),
             database: database.to_owned(),
             tables: Vec::new(),
@@ -86,7 +74,6 @@ impl ReadReplicas {
     /// need not wait for a replica behind on others.
     pub fn of_tables(self, tables: &[&str]) -> ReadReplicas {
         ReadReplicas {
-            sql: statuses_sql(&self.cluster, " AND has(?, table)"),
             tables: tables.iter().map(|t| format!("{t}_local")).collect(),
             ..self
         }
@@ -140,8 +127,24 @@ impl ReadReplicas {
         }
     }
 
+    /// Each picked replica's count of tables it is behind on, from the cluster's
+    /// `system.replicas`: of the database, and of [`ReadReplicas::tables`] when there are some
+    /// (bound, and only then: an empty array could not be compared with a name).
+    fn sql(&self) -> String {
+        let only = match self.tables.is_empty() {
+            true => "",
+            false => " AND has(?, table)",
+        };
+        format!(
+            "SELECT replica_name AS replica, toUInt64(countIf({BEHIND})) AS behind \
+             FROM cluster('{cluster}', system, replicas) WHERE database = ?{only} \
+             GROUP BY replica ORDER BY replica",
+            cluster = self.cluster
+        )
+    }
+
     async fn statuses(&self, client: &Client) -> Result<Vec<ReplicaStatus>, ReplicaError> {
-        let mut statement = client.query(&self.sql).bind(&self.database);
+        let mut statement = client.query(&self.sql()).bind(&self.database);
         if !self.tables.is_empty() {
             statement = statement.bind(&self.tables);
         }
@@ -162,10 +165,10 @@ mod tests {
     fn a_cluster_checks_the_replicas_its_reads_pick() {
         let check = ReadReplicas::of(&Layout::Cluster("sluice".into()), "db").unwrap();
         assert!(check
-            .sql
+            .sql()
             .contains("FROM cluster('sluice', system, replicas)"));
         assert!(
-            check.sql.contains("WHERE database = ?"),
+            check.sql().contains("WHERE database = ?"),
             "bound, not written in"
         );
         assert_eq!(check.database, "db");
@@ -173,10 +176,10 @@ mod tests {
         let identity = check.clone().of_tables(&["round_identity"]);
         assert_eq!(identity.tables, ["round_identity_local"]);
         assert!(
-            identity.sql.contains("AND has(?, table) GROUP BY"),
+            identity.sql().contains("AND has(?, table) GROUP BY"),
             "{}",
-            identity.sql
+            identity.sql()
         );
-        assert!(!check.sql.contains("has("));
+        assert!(!check.sql().contains("has("));
     }
 }
